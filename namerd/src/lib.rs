@@ -1,0 +1,1 @@
+//! namerd: stores dtabs per namespace and serves bindings over HTTP.

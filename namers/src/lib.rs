@@ -1,0 +1,1 @@
+//! The naming model and the interpreter that binds names through dtabs.

@@ -1,0 +1,1 @@
+//! The router: names each request, binds the name and forwards it.
