@@ -129,20 +129,34 @@ impl<T: Clone> DelegateTree<T> {
     /// The same node attributed to `new` (a transformation keeps none).
     pub fn with_dentry(self, new: Dentry) -> DelegateTree<T> {
         match self {
-            DelegateTree::Exception { path, message, .. } => {
-                DelegateTree::Exception { path, dentry: new, message }
-            }
+            DelegateTree::Exception { path, message, .. } => DelegateTree::Exception {
+                path,
+                dentry: new,
+                message,
+            },
             DelegateTree::Empty { path, .. } => DelegateTree::Empty { path, dentry: new },
             DelegateTree::Fail { path, .. } => DelegateTree::Fail { path, dentry: new },
             DelegateTree::Neg { path, .. } => DelegateTree::Neg { path, dentry: new },
-            DelegateTree::Delegate { path, tree, .. } => {
-                DelegateTree::Delegate { path, dentry: new, tree }
-            }
-            DelegateTree::Leaf { path, value, .. } => DelegateTree::Leaf { path, dentry: new, value },
-            DelegateTree::Alt { path, trees, .. } => DelegateTree::Alt { path, dentry: new, trees },
-            DelegateTree::Union { path, trees, .. } => {
-                DelegateTree::Union { path, dentry: new, trees }
-            }
+            DelegateTree::Delegate { path, tree, .. } => DelegateTree::Delegate {
+                path,
+                dentry: new,
+                tree,
+            },
+            DelegateTree::Leaf { path, value, .. } => DelegateTree::Leaf {
+                path,
+                dentry: new,
+                value,
+            },
+            DelegateTree::Alt { path, trees, .. } => DelegateTree::Alt {
+                path,
+                dentry: new,
+                trees,
+            },
+            DelegateTree::Union { path, trees, .. } => DelegateTree::Union {
+                path,
+                dentry: new,
+                trees,
+            },
             t @ DelegateTree::Transformation { .. } => t,
         }
     }
@@ -152,12 +166,22 @@ impl<T: Clone> DelegateTree<T> {
     pub fn from_name_tree(path: &Path, dentry: &Dentry, tree: &NameTree<T>) -> DelegateTree<T> {
         let (path, d) = (path.clone(), dentry.clone());
         match tree {
-            NameTree::Neg => DelegateTree::Neg { path: Path::empty(), dentry: d },
+            NameTree::Neg => DelegateTree::Neg {
+                path: Path::empty(),
+                dentry: d,
+            },
             NameTree::Fail => DelegateTree::Fail { path, dentry: d },
             NameTree::Empty => DelegateTree::Empty { path, dentry: d },
-            NameTree::Leaf(value) => DelegateTree::Leaf { path, dentry: d, value: value.clone() },
+            NameTree::Leaf(value) => DelegateTree::Leaf {
+                path,
+                dentry: d,
+                value: value.clone(),
+            },
             NameTree::Alt(ts) => DelegateTree::Alt {
-                trees: ts.iter().map(|t| DelegateTree::from_name_tree(&path, dentry, t)).collect(),
+                trees: ts
+                    .iter()
+                    .map(|t| DelegateTree::from_name_tree(&path, dentry, t))
+                    .collect(),
                 path,
                 dentry: d,
             },
@@ -184,31 +208,54 @@ impl<T: Clone> DelegateTree<T> {
             DelegateTree::Delegate { path, dentry, tree } => {
                 Self::simplified_delegate(path, dentry, tree)
             }
-            DelegateTree::Alt { path, dentry, trees } => match trees.as_slice() {
-                [] => DelegateTree::Neg { path: path.clone(), dentry: dentry.clone() },
+            DelegateTree::Alt {
+                path,
+                dentry,
+                trees,
+            } => match trees.as_slice() {
+                [] => DelegateTree::Neg {
+                    path: path.clone(),
+                    dentry: dentry.clone(),
+                },
                 [only] => Self::simplified_delegate(path, dentry, only),
                 _ => {
                     let mut flat = Vec::with_capacity(trees.len());
                     for t in trees {
                         match t.simplified() {
-                            DelegateTree::Alt { path: p, trees: inner, .. } if &p == path => {
-                                flat.extend(inner)
-                            }
+                            DelegateTree::Alt {
+                                path: p,
+                                trees: inner,
+                                ..
+                            } if &p == path => flat.extend(inner),
                             other => flat.push(other),
                         }
                     }
-                    DelegateTree::Alt { path: path.clone(), dentry: dentry.clone(), trees: flat }
+                    DelegateTree::Alt {
+                        path: path.clone(),
+                        dentry: dentry.clone(),
+                        trees: flat,
+                    }
                 }
             },
-            DelegateTree::Union { path, dentry, trees } => match trees.as_slice() {
-                [] => DelegateTree::Neg { path: path.clone(), dentry: dentry.clone() },
+            DelegateTree::Union {
+                path,
+                dentry,
+                trees,
+            } => match trees.as_slice() {
+                [] => DelegateTree::Neg {
+                    path: path.clone(),
+                    dentry: dentry.clone(),
+                },
                 [only] => Self::simplified_delegate(path, dentry, &only.tree),
                 _ => DelegateTree::Union {
                     path: path.clone(),
                     dentry: dentry.clone(),
                     trees: trees
                         .iter()
-                        .map(|w| WeightedDelegate { weight: w.weight, tree: w.tree.simplified() })
+                        .map(|w| WeightedDelegate {
+                            weight: w.weight,
+                            tree: w.tree.simplified(),
+                        })
                         .collect(),
                 },
             },
@@ -216,7 +263,11 @@ impl<T: Clone> DelegateTree<T> {
         }
     }
 
-    fn simplified_delegate(path: &Path, dentry: &Dentry, child: &DelegateTree<T>) -> DelegateTree<T> {
+    fn simplified_delegate(
+        path: &Path,
+        dentry: &Dentry,
+        child: &DelegateTree<T>,
+    ) -> DelegateTree<T> {
         let child = child.simplified();
         let terminal = matches!(
             child,
@@ -225,7 +276,11 @@ impl<T: Clone> DelegateTree<T> {
         if !terminal && child.path() == path {
             child.with_dentry(dentry.clone())
         } else {
-            DelegateTree::Delegate { path: path.clone(), dentry: dentry.clone(), tree: Box::new(child) }
+            DelegateTree::Delegate {
+                path: path.clone(),
+                dentry: dentry.clone(),
+                tree: Box::new(child),
+            }
         }
     }
 
@@ -235,33 +290,47 @@ impl<T: Clone> DelegateTree<T> {
     pub fn find(&self, pred: &impl Fn(&T) -> bool) -> Option<Vec<(Path, String)>> {
         let step = |path: &Path, dentry: &Dentry| (path.clone(), show_dentry(dentry));
         match self {
-            DelegateTree::Leaf { path, dentry, value } if pred(value) => Some(vec![step(path, dentry)]),
+            DelegateTree::Leaf {
+                path,
+                dentry,
+                value,
+            } if pred(value) => Some(vec![step(path, dentry)]),
             DelegateTree::Delegate { path, dentry, tree } => tree.find(pred).map(|mut rest| {
                 rest.insert(0, step(path, dentry));
                 rest
             }),
-            DelegateTree::Alt { path, dentry, trees } => {
-                trees.iter().find_map(|t| t.find(pred)).map(|mut rest| {
+            DelegateTree::Alt {
+                path,
+                dentry,
+                trees,
+            } => trees.iter().find_map(|t| t.find(pred)).map(|mut rest| {
+                rest.insert(0, step(path, dentry));
+                rest
+            }),
+            DelegateTree::Union {
+                path,
+                dentry,
+                trees,
+            } => trees
+                .iter()
+                .find_map(|w| w.tree.find(pred))
+                .map(|mut rest| {
                     rest.insert(0, step(path, dentry));
                     rest
-                })
-            }
-            DelegateTree::Union { path, dentry, trees } => {
-                trees.iter().find_map(|w| w.tree.find(pred)).map(|mut rest| {
-                    rest.insert(0, step(path, dentry));
+                }),
+            DelegateTree::Transformation {
+                path, name, tree, ..
+            } => tree.find(pred).map(|mut rest| {
+                if let [(leaf_path, leaf_dentry)] = rest.as_slice() {
+                    vec![
+                        (path.clone(), leaf_dentry.clone()),
+                        (leaf_path.clone(), name.clone()),
+                    ]
+                } else {
+                    rest.insert(0, (path.clone(), name.clone()));
                     rest
-                })
-            }
-            DelegateTree::Transformation { path, name, tree, .. } => {
-                tree.find(pred).map(|mut rest| {
-                    if let [(leaf_path, leaf_dentry)] = rest.as_slice() {
-                        vec![(path.clone(), leaf_dentry.clone()), (leaf_path.clone(), name.clone())]
-                    } else {
-                        rest.insert(0, (path.clone(), name.clone()));
-                        rest
-                    }
-                })
-            }
+                }
+            }),
             _ => None,
         }
     }
@@ -269,54 +338,85 @@ impl<T: Clone> DelegateTree<T> {
     /// Applies `f` to every value, keeping the annotations.
     pub fn map<U>(&self, f: &mut impl FnMut(&T) -> U) -> DelegateTree<U> {
         match self {
-            DelegateTree::Exception { path, dentry, message } => DelegateTree::Exception {
+            DelegateTree::Exception {
+                path,
+                dentry,
+                message,
+            } => DelegateTree::Exception {
                 path: path.clone(),
                 dentry: dentry.clone(),
                 message: message.clone(),
             },
-            DelegateTree::Empty { path, dentry } => {
-                DelegateTree::Empty { path: path.clone(), dentry: dentry.clone() }
-            }
-            DelegateTree::Fail { path, dentry } => {
-                DelegateTree::Fail { path: path.clone(), dentry: dentry.clone() }
-            }
-            DelegateTree::Neg { path, dentry } => {
-                DelegateTree::Neg { path: path.clone(), dentry: dentry.clone() }
-            }
+            DelegateTree::Empty { path, dentry } => DelegateTree::Empty {
+                path: path.clone(),
+                dentry: dentry.clone(),
+            },
+            DelegateTree::Fail { path, dentry } => DelegateTree::Fail {
+                path: path.clone(),
+                dentry: dentry.clone(),
+            },
+            DelegateTree::Neg { path, dentry } => DelegateTree::Neg {
+                path: path.clone(),
+                dentry: dentry.clone(),
+            },
             DelegateTree::Delegate { path, dentry, tree } => DelegateTree::Delegate {
                 path: path.clone(),
                 dentry: dentry.clone(),
                 tree: Box::new(tree.map(f)),
             },
-            DelegateTree::Leaf { path, dentry, value } => {
-                DelegateTree::Leaf { path: path.clone(), dentry: dentry.clone(), value: f(value) }
-            }
-            DelegateTree::Alt { path, dentry, trees } => DelegateTree::Alt {
+            DelegateTree::Leaf {
+                path,
+                dentry,
+                value,
+            } => DelegateTree::Leaf {
+                path: path.clone(),
+                dentry: dentry.clone(),
+                value: f(value),
+            },
+            DelegateTree::Alt {
+                path,
+                dentry,
+                trees,
+            } => DelegateTree::Alt {
                 path: path.clone(),
                 dentry: dentry.clone(),
                 trees: trees.iter().map(|t| t.map(f)).collect(),
             },
-            DelegateTree::Union { path, dentry, trees } => DelegateTree::Union {
+            DelegateTree::Union {
+                path,
+                dentry,
+                trees,
+            } => DelegateTree::Union {
                 path: path.clone(),
                 dentry: dentry.clone(),
                 trees: trees
                     .iter()
-                    .map(|w| WeightedDelegate { weight: w.weight, tree: w.tree.map(f) })
+                    .map(|w| WeightedDelegate {
+                        weight: w.weight,
+                        tree: w.tree.map(f),
+                    })
                     .collect(),
             },
-            DelegateTree::Transformation { path, name, value, tree } => {
-                DelegateTree::Transformation {
-                    path: path.clone(),
-                    name: name.clone(),
-                    value: f(value),
-                    tree: Box::new(tree.map(f)),
-                }
-            }
+            DelegateTree::Transformation {
+                path,
+                name,
+                value,
+                tree,
+            } => DelegateTree::Transformation {
+                path: path.clone(),
+                name: name.clone(),
+                value: f(value),
+                tree: Box::new(tree.map(f)),
+            },
         }
     }
 }
 
 /// A dentry as [`DelegateTree::find`] reports it: `""` for no dentry.
 fn show_dentry(dentry: &Dentry) -> String {
-    if dentry.is_nop() { String::new() } else { dentry.show() }
+    if dentry.is_nop() {
+        String::new()
+    } else {
+        dentry.show()
+    }
 }

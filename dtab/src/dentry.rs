@@ -50,10 +50,14 @@ impl Prefix {
     pub fn matches(&self, path: &Path) -> bool {
         let labels = path.elems();
         self.elems.len() <= labels.len()
-            && self.elems.iter().zip(labels).all(|(elem, label)| match elem {
-                PrefixElem::Any => true,
-                PrefixElem::Label(l) => l == label,
-            })
+            && self
+                .elems
+                .iter()
+                .zip(labels)
+                .all(|(elem, label)| match elem {
+                    PrefixElem::Any => true,
+                    PrefixElem::Label(l) => l == label,
+                })
     }
 
     /// Like [`Path::show`], with `*` for wildcards.
@@ -80,7 +84,13 @@ impl Prefix {
 
 impl From<Path> for Prefix {
     fn from(path: Path) -> Prefix {
-        Prefix::new(path.elems().iter().cloned().map(PrefixElem::Label).collect())
+        Prefix::new(
+            path.elems()
+                .iter()
+                .cloned()
+                .map(PrefixElem::Label)
+                .collect(),
+        )
     }
 }
 

@@ -18,7 +18,9 @@ pub struct Dtab {
 impl Dtab {
     /// A dtab of the given dentries, in order.
     pub fn new(dentries: Vec<Dentry>) -> Dtab {
-        Dtab { dentries: dentries.into() }
+        Dtab {
+            dentries: dentries.into(),
+        }
     }
 
     /// The dtab with no dentries.
@@ -90,7 +92,12 @@ impl Dtab {
 
     /// This dtab with one more dentry at the end.
     pub fn append(&self, dentry: Dentry) -> Dtab {
-        Dtab::new(self.iter().cloned().chain(std::iter::once(dentry)).collect())
+        Dtab::new(
+            self.iter()
+                .cloned()
+                .chain(std::iter::once(dentry))
+                .collect(),
+        )
     }
 
     /// Finagle's `stripPrefix`: when this dtab starts with exactly the
@@ -217,7 +224,10 @@ mod tests {
 
     #[test]
     fn lookup_appends_the_residual_to_every_leaf() {
-        assert_eq!(lookup("/s=>/x & 2*/y | ~", "/s/a/b"), "/x/a/b & 2.00*/y/a/b | ~");
+        assert_eq!(
+            lookup("/s=>/x & 2*/y | ~", "/s/a/b"),
+            "/x/a/b & 2.00*/y/a/b | ~"
+        );
         assert_eq!(lookup("/s=>/", "/s/a"), "/a");
         assert_eq!(lookup("/s=>/x", "/t"), "~");
     }
@@ -226,12 +236,18 @@ mod tests {
     fn strip_prefix_needs_an_exact_match() {
         let base = d("/a=>/b;/c=>/d");
         assert_eq!(d("/a=>/b;/c=>/d;/e=>/f").strip_prefix(&base), d("/e=>/f"));
-        assert_eq!(d("/a=>/b;/c=>/x;/e=>/f").strip_prefix(&base), d("/a=>/b;/c=>/x;/e=>/f"));
+        assert_eq!(
+            d("/a=>/b;/c=>/x;/e=>/f").strip_prefix(&base),
+            d("/a=>/b;/c=>/x;/e=>/f")
+        );
         assert_eq!(base.strip_prefix(&base), Dtab::empty());
     }
 
     #[test]
     fn print_lists_dentries() {
-        assert_eq!(d("/a=>/b;/c=>/d|/e").print(), "Dtab(2)\n\t/a => /b\n\t/c => /d | /e\n");
+        assert_eq!(
+            d("/a=>/b;/c=>/d|/e").print(),
+            "Dtab(2)\n\t/a => /b\n\t/c => /d | /e\n"
+        );
     }
 }

@@ -15,7 +15,10 @@ pub fn format_weight(w: f64) -> String {
     // exponent form, which is the decimal Java rounds from.
     let shortest = format!("{}", w.abs());
     let (int_part, frac_part) = shortest.split_once('.').unwrap_or((&shortest, ""));
-    let mut digits: Vec<u8> = int_part.bytes().chain(frac_part.bytes().chain(std::iter::repeat(b'0')).take(2)).collect();
+    let mut digits: Vec<u8> = int_part
+        .bytes()
+        .chain(frac_part.bytes().chain(std::iter::repeat(b'0')).take(2))
+        .collect();
     if frac_part.as_bytes().get(2).is_some_and(|&d| d >= b'5') {
         round_up(&mut digits);
     }

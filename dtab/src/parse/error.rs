@@ -28,9 +28,17 @@ impl ParseError {
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let line = before.matches('\n').count() + 1;
         let column = input[line_start..offset].chars().count() + 1;
-        let line_end = input[offset..].find('\n').map_or(input.len(), |i| offset + i);
+        let line_end = input[offset..]
+            .find('\n')
+            .map_or(input.len(), |i| offset + i);
         let context = excerpt(&input[line_start..offset], &input[offset..line_end]);
-        ParseError { expected, line, column, offset, context }
+        ParseError {
+            expected,
+            line,
+            column,
+            offset,
+            context,
+        }
     }
 }
 
@@ -49,7 +57,13 @@ fn excerpt(before: &str, after: &str) -> String {
     }
     // Control characters are escaped so the message stays on one line.
     out.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
         .collect()
 }
 
@@ -73,7 +87,10 @@ mod tests {
     fn points_at_line_and_column() {
         let e = ParseError::at("/a=>/b;\n/svc =/#/io.l5d.fs", 13, "'=>'");
         assert_eq!((e.line, e.column), (2, 6));
-        assert_eq!(e.to_string(), "expected '=>' at 2:6: \"/svc =/#/io.l5d.fs\"");
+        assert_eq!(
+            e.to_string(),
+            "expected '=>' at 2:6: \"/svc =/#/io.l5d.fs\""
+        );
     }
 
     #[test]

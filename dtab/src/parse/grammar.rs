@@ -26,7 +26,10 @@ pub(crate) struct Failure<'a> {
 
 impl<'a> NomParseError<&'a str> for Failure<'a> {
     fn from_error_kind(rest: &'a str, _: ErrorKind) -> Self {
-        Failure { rest, expected: "valid syntax" }
+        Failure {
+            rest,
+            expected: "valid syntax",
+        }
     }
 
     fn append(_: &'a str, _: ErrorKind, other: Self) -> Self {
@@ -170,8 +173,7 @@ fn prefix_elem(input: &str) -> PResult<'_, PrefixElem> {
 
 /// A weight: digits with at most one `'.'`, as Java's `parseDouble` reads them.
 fn number(input: &str) -> PResult<'_, f64> {
-    let (rest, digits) =
-        take_while1(|c: char| c.is_ascii_digit() || c == '.').parse(input)?;
+    let (rest, digits) = take_while1(|c: char| c.is_ascii_digit() || c == '.').parse(input)?;
     if digits.matches('.').count() > 1 || digits == "." {
         return fail(input, "a weight such as 2 or 0.5");
     }

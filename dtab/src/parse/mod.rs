@@ -18,13 +18,15 @@ fn complete<'a, T>(
     input: &'a str,
     parser: impl FnOnce(&'a str) -> nom::IResult<&'a str, T, grammar::Failure<'a>>,
 ) -> Result<T, ParseError> {
-    let to_error = |f: grammar::Failure<'a>| {
-        ParseError::at(input, input.len() - f.rest.len(), f.expected)
-    };
+    let to_error =
+        |f: grammar::Failure<'a>| ParseError::at(input, input.len() - f.rest.len(), f.expected);
     match parser(input) {
         Ok((rest, value)) => match grammar::ws(rest) {
             Ok(("", ())) => Ok(value),
-            Ok((rest, ())) => Err(to_error(grammar::Failure { rest, expected: "end of input" })),
+            Ok((rest, ())) => Err(to_error(grammar::Failure {
+                rest,
+                expected: "end of input",
+            })),
             Err(nom::Err::Error(f) | nom::Err::Failure(f)) => Err(to_error(f)),
             Err(nom::Err::Incomplete(_)) => Err(ParseError::at(input, input.len(), "more input")),
         },
