@@ -143,11 +143,13 @@ impl<T> NameTree<T> {
         T: PartialEq,
     {
         let mut out = Vec::new();
-        self.eval_into(&mut out).then_some(out)
+        (self.eval_into(&mut out) == Eval::Found).then_some(out)
     }
 
-    /// Adds this tree's leaves to `out`; false when the tree is negative or failed.
-    fn eval_into<'a>(&'a self, out: &mut Vec<&'a T>) -> bool
+    /// Adds this tree's leaves to `out` and says what the tree evaluated to.
+    /// A failure inside an Alt stops it and propagates; a Union skips
+    /// failed and negative branches.
+    fn eval_into<'a>(&'a self, out: &mut Vec<&'a T>) -> Eval
     where
         T: PartialEq,
     {
@@ -156,37 +158,43 @@ impl<T> NameTree<T> {
                 if !out.contains(&v) {
                     out.push(v);
                 }
-                true
+                Eval::Found
             }
-            NameTree::Empty => true,
-            NameTree::Neg | NameTree::Fail => false,
+            NameTree::Empty => Eval::Found,
+            NameTree::Neg => Eval::Neg,
+            NameTree::Fail => Eval::Fail,
             NameTree::Alt(trees) => {
                 for tree in trees {
-                    if matches!(tree, NameTree::Fail) {
-                        return false;
-                    }
                     let mark = out.len();
-                    if tree.eval_into(out) {
-                        return true;
+                    match tree.eval_into(out) {
+                        Eval::Neg => out.truncate(mark),
+                        decided => return decided,
                     }
-                    out.truncate(mark);
                 }
-                false
+                Eval::Neg
             }
             NameTree::Union(ws) => {
-                let mut any = false;
+                let mut found = false;
                 for w in ws {
                     let mark = out.len();
-                    if w.tree.eval_into(out) {
-                        any = true;
+                    if w.tree.eval_into(out) == Eval::Found {
+                        found = true;
                     } else {
                         out.truncate(mark);
                     }
                 }
-                any
+                if found { Eval::Found } else { Eval::Neg }
             }
         }
     }
+}
+
+/// What a subtree evaluated to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Eval {
+    Found,
+    Neg,
+    Fail,
 }
 
 impl<T: ShowLeaf> NameTree<T> {
@@ -299,6 +307,9 @@ mod tests {
         };
         assert_eq!(show(&t("~ | $ | /x")), Some(vec![]));
         assert_eq!(show(&t("! | /x")), None);
+        // A failure nested in an Alt propagates through the enclosing Alt.
+        assert_eq!(show(&t("(! | /a) | /x")), None);
+        assert_eq!(show(&t("(! & ~) | /x")), Some(vec!["/x".to_string()]));
         assert_eq!(show(&t("/x & !")), Some(vec!["/x".to_string()]));
         assert_eq!(
             show(&t("(/a | /b) & (/c | /d)")),
