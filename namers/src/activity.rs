@@ -51,6 +51,12 @@ pub enum NamingError {
         /// The path being looked up.
         path: String,
     },
+    /// A `/$/<name>` path named no system namer.
+    #[error("no system namer named {name:?} (in /$/{name})")]
+    UnknownSystemNamer {
+        /// The name after `/$/`.
+        name: String,
+    },
     /// Binding needed more lookups than allowed (a loop in the dtab?).
     #[error("Max recursion level: {max} reached in Namer lookup")]
     MaxDepth {

@@ -25,7 +25,11 @@ pub struct Endpoint {
 impl Endpoint {
     /// An endpoint of weight 1 with no metadata.
     pub fn new(addr: SocketAddr) -> Endpoint {
-        Endpoint { addr, weight: 1.0, meta: Metadata::new() }
+        Endpoint {
+            addr,
+            weight: 1.0,
+            meta: Metadata::new(),
+        }
     }
 
     /// The same endpoint with a weight (recorded in the metadata too, as
@@ -50,7 +54,10 @@ impl AddrSet {
     pub fn new(mut endpoints: Vec<Endpoint>) -> AddrSet {
         endpoints.sort_by_key(|e| e.addr);
         endpoints.dedup_by_key(|e| e.addr);
-        AddrSet { endpoints: endpoints.into(), meta: Metadata::new() }
+        AddrSet {
+            endpoints: endpoints.into(),
+            meta: Metadata::new(),
+        }
     }
 
     /// The endpoints, sorted by address.

@@ -4,12 +4,23 @@
 
 mod activity;
 mod addr;
+pub mod bind;
+mod delegate;
+pub mod fs;
+mod interpreter;
+pub mod json;
 mod live;
 mod name;
 mod namer;
+pub mod rewrite;
+pub mod system;
 
 pub use activity::{Activity, NamingError};
 pub use addr::{Addr, AddrSet, Endpoint, Metadata, WEIGHT_KEY};
+pub use delegate::Delegation;
+pub use interpreter::{
+    Binding, Interpreter, InterpreterStats, NameInterpreter, NamerList, UnknownSystemNamer,
+};
 pub use live::{Live, Publisher};
 pub use name::{Bound, Name};
 pub use namer::{Lookup, Namer};

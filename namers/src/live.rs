@@ -27,7 +27,10 @@ impl<T> Publisher<T> {
     /// A publisher whose value starts as `initial`.
     pub fn new(initial: T) -> Publisher<T> {
         let (version, _) = watch::channel(0);
-        Publisher { cell: Arc::new(ArcSwap::from_pointee(initial)), version }
+        Publisher {
+            cell: Arc::new(ArcSwap::from_pointee(initial)),
+            version,
+        }
     }
 
     /// Replaces the value and wakes every waiting consumer.
@@ -55,7 +58,10 @@ impl<T> Publisher<T> {
 
     /// A new consumer handle.
     pub fn subscribe(&self) -> Live<T> {
-        Live { cell: self.cell.clone(), version: self.version.subscribe() }
+        Live {
+            cell: self.cell.clone(),
+            version: self.version.subscribe(),
+        }
     }
 
     /// How many consumer handles exist.
@@ -102,7 +108,10 @@ impl<T> Live<T> {
 
 impl<T> Clone for Live<T> {
     fn clone(&self) -> Live<T> {
-        Live { cell: self.cell.clone(), version: self.version.clone() }
+        Live {
+            cell: self.cell.clone(),
+            version: self.version.clone(),
+        }
     }
 }
 

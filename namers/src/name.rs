@@ -23,7 +23,12 @@ pub struct Bound {
 impl Bound {
     /// A bound name with no union weight.
     pub fn new(id: Path, residual: Path, addr: Live<Addr>) -> Bound {
-        Bound { id, residual, addr, weight: None }
+        Bound {
+            id,
+            residual,
+            addr,
+            weight: None,
+        }
     }
 }
 

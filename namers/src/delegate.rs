@@ -1,0 +1,202 @@
+//! Explaining a resolution: Linkerd's delegator (the dtab playground and
+//! namerd's `/delegate`), which explores every alternative instead of
+//! picking one.
+
+use dtab::{DelegateTree, Dentry, Dtab, NameTree, Path, WeightedDelegate};
+
+use crate::interpreter::Deps;
+use crate::{Activity, Interpreter, Name, NamingError};
+
+/// Linkerd's delegator has its own fixed depth limit.
+const DELEGATE_MAX_DEPTH: usize = 100;
+
+/// An explanation tree whose leaves are bound names.
+pub type Delegation = DelegateTree<Name>;
+
+impl Interpreter {
+    /// Explains how `path` resolves through `dtab`: every dentry that
+    /// matched, every alternative, and what the namers answered. Waits for
+    /// namers that have not answered yet (callers bound the wait).
+    pub async fn delegate(&self, dtab: &Dtab, path: &Path) -> Result<Delegation, NamingError> {
+        let mut deps = Deps::default();
+        loop {
+            let result = self.delegate_once(dtab, path, &mut deps);
+            if !deps.any_pending() {
+                return result;
+            }
+            deps.any_changed().await;
+        }
+    }
+
+    /// One explanation against the current state of every lookup.
+    pub(crate) fn delegate_once(
+        &self,
+        dtab: &Dtab,
+        path: &Path,
+        deps: &mut Deps,
+    ) -> Result<Delegation, NamingError> {
+        deps.begin();
+        let root = DelegateTree::Leaf {
+            path: Path::empty(),
+            dentry: Dentry::nop(),
+            value: Name::Path(path.clone()),
+        };
+        let result = Delegator {
+            interpreter: self,
+            dtab,
+            deps: &mut *deps,
+        }
+        .bind(0, root);
+        deps.finish();
+        result.map(|tree| tree.simplified())
+    }
+}
+
+struct Delegator<'a> {
+    interpreter: &'a Interpreter,
+    dtab: &'a Dtab,
+    deps: &'a mut Deps,
+}
+
+impl Delegator<'_> {
+    /// Linkerd's `delegateLookup`: the node for one step of `path`.
+    fn lookup(&mut self, dentry: &Dentry, path: &Path) -> Delegation {
+        let mut matches: Vec<Delegation> = self
+            .dtab
+            .iter()
+            .rev()
+            .filter(|d| d.prefix.matches(path))
+            .map(|d| {
+                let residual = &path.elems()[d.prefix.len()..];
+                let tree = d
+                    .dst
+                    .map(&mut |leaf: &Path| Name::Path(leaf.concat_labels(residual)));
+                DelegateTree::from_name_tree(path, d, &tree)
+            })
+            .collect();
+        let node = match matches.len() {
+            0 => DelegateTree::Neg {
+                path: path.clone(),
+                dentry: dentry.clone(),
+            },
+            1 => DelegateTree::Delegate {
+                path: path.clone(),
+                dentry: dentry.clone(),
+                tree: Box::new(matches.remove(0)),
+            },
+            _ => DelegateTree::Alt {
+                path: path.clone(),
+                dentry: dentry.clone(),
+                trees: matches,
+            },
+        };
+        if !matches!(node, DelegateTree::Neg { .. }) {
+            return node;
+        }
+        match self.interpreter.lookup_namers(self.deps, path) {
+            Activity::Ok(NameTree::Neg) | Activity::Pending => node,
+            Activity::Ok(tree) => DelegateTree::from_name_tree(path, dentry, &tree),
+            Activity::Failed(e) => DelegateTree::Exception {
+                path: path.clone(),
+                dentry: dentry.clone(),
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// Linkerd's `delegateBind`: expands every path leaf, exploring every
+    /// alternative and union branch.
+    fn bind(&mut self, depth: usize, tree: Delegation) -> Result<Delegation, NamingError> {
+        if depth > DELEGATE_MAX_DEPTH {
+            return Err(NamingError::DelegateMaxDepth);
+        }
+        Ok(match tree {
+            DelegateTree::Leaf {
+                dentry,
+                value: Name::Path(p),
+                ..
+            } => {
+                let next = self.lookup(&dentry, &p);
+                self.bind(depth + 1, next)?
+            }
+            DelegateTree::Delegate { path, dentry, tree } => DelegateTree::Delegate {
+                path,
+                dentry,
+                tree: Box::new(self.bind(depth, *tree)?),
+            },
+            DelegateTree::Alt {
+                path,
+                dentry,
+                mut trees,
+            } => match trees.len() {
+                0 => DelegateTree::Neg { path, dentry },
+                1 => {
+                    let only = self.bind(depth, trees.remove(0))?;
+                    DelegateTree::Delegate {
+                        path,
+                        dentry,
+                        tree: Box::new(only),
+                    }
+                }
+                _ => {
+                    let trees = trees
+                        .into_iter()
+                        .map(|t| self.bind_or_exception(depth, t, &path, &dentry))
+                        .collect();
+                    DelegateTree::Alt {
+                        path,
+                        dentry,
+                        trees,
+                    }
+                }
+            },
+            DelegateTree::Union {
+                path,
+                dentry,
+                mut trees,
+            } => match trees.len() {
+                0 => DelegateTree::Neg { path, dentry },
+                1 => {
+                    let only = self.bind(depth, trees.remove(0).tree)?;
+                    DelegateTree::Delegate {
+                        path,
+                        dentry,
+                        tree: Box::new(only),
+                    }
+                }
+                _ => {
+                    let trees = trees
+                        .into_iter()
+                        .map(|w| WeightedDelegate {
+                            weight: w.weight,
+                            tree: self.bind_or_exception(depth, w.tree, &path, &dentry),
+                        })
+                        .collect();
+                    DelegateTree::Union {
+                        path,
+                        dentry,
+                        trees,
+                    }
+                }
+            },
+            done => done,
+        })
+    }
+
+    /// A failure inside one alternative becomes an Exception node carrying
+    /// the alternative's parent path and dentry.
+    fn bind_or_exception(
+        &mut self,
+        depth: usize,
+        tree: Delegation,
+        path: &Path,
+        dentry: &Dentry,
+    ) -> Delegation {
+        self.bind(depth, tree)
+            .unwrap_or_else(|e| DelegateTree::Exception {
+                path: path.clone(),
+                dentry: dentry.clone(),
+                message: e.to_string(),
+            })
+    }
+}

@@ -1,0 +1,254 @@
+//! Watching the directory and reading the service files.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, sleep};
+
+use super::parse::{self, EndpointLine, Host};
+use super::{Inner, MAX_FILE_BYTES};
+use crate::Endpoint;
+
+/// How often every subscribed file is re-read anyway, in case an event was
+/// lost (an overflowed inotify queue, a directory replaced wholesale).
+const RESCAN: Duration = Duration::from_secs(10);
+/// How often to re-read when the directory cannot be watched at all.
+const POLL: Duration = Duration::from_secs(1);
+/// How long to let a burst of events settle before reading, so a writer's
+/// truncate-then-write is read once, whole.
+const SETTLE: Duration = Duration::from_millis(20);
+/// How long one host name may take to resolve.
+const DNS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What reading a service file found.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Snapshot {
+    /// No such file (or a directory, or a dangling symlink).
+    Absent,
+    /// The file's text.
+    Text(Arc<str>),
+    /// The file exists but cannot be used; the message says why.
+    Refused(String),
+}
+
+/// Watches the directory and re-reads the subscribed files while `driver`
+/// is the namer's current driver; ends (dropping the watcher) once it is not.
+pub(super) async fn drive(inner: Arc<Inner>, driver: Arc<Notify>) {
+    let (events_tx, mut events) = mpsc::channel(1);
+    let broken = Arc::new(AtomicBool::new(false));
+    let start = || match start_watcher(&inner.root, events_tx.clone(), broken.clone()) {
+        Ok(watcher) => Some(watcher),
+        Err(error) => {
+            tracing::warn!(dir = %inner.root.display(), %error, "io.l5d.fs: cannot watch; re-reading every second");
+            None
+        }
+    };
+    let mut watcher = start();
+    let rescan = sleep(period(&watcher));
+    tokio::pin!(rescan);
+    loop {
+        // Files looked up since the last turn are read first.
+        let Some(unread) = inner.files_to_read(&driver, false) else {
+            return;
+        };
+        if !unread.is_empty() {
+            refresh(&inner, unread).await;
+            continue;
+        }
+        tokio::select! {
+            Some(()) = events.recv() => {
+                sleep(SETTLE).await;
+                while events.try_recv().is_ok() {}
+            }
+            () = &mut rescan => {
+                // Retry quietly: one warning per outage is enough.
+                if broken.swap(false, Ordering::Relaxed) {
+                    watcher = start();
+                } else if watcher.is_none() {
+                    watcher = start_watcher(&inner.root, events_tx.clone(), broken.clone()).ok();
+                }
+                rescan.as_mut().reset(Instant::now() + period(&watcher));
+            }
+            () = driver.notified() => continue,
+        }
+        let Some(all) = inner.files_to_read(&driver, true) else {
+            return;
+        };
+        refresh(&inner, all).await;
+    }
+}
+
+fn period(watcher: &Option<RecommendedWatcher>) -> Duration {
+    if watcher.is_some() { RESCAN } else { POLL }
+}
+
+/// Watches `root` (not its subdirectories); every event that may mean a
+/// change sends a (coalesced) wake-up on `events`.
+fn start_watcher(
+    root: &FsPath,
+    events: mpsc::Sender<()>,
+    broken: Arc<AtomicBool>,
+) -> notify::Result<RecommendedWatcher> {
+    let watched_root = root.to_path_buf();
+    let handler = move |event: notify::Result<Event>| {
+        match event {
+            // Opening and reading files (our own reads too) changes nothing.
+            Ok(Event {
+                kind: EventKind::Access(access),
+                ..
+            }) if !matches!(access, AccessKind::Close(AccessMode::Write)) => {
+                return;
+            }
+            Ok(event) => {
+                let root_moved = matches!(
+                    event.kind,
+                    EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                ) && event.paths.contains(&watched_root);
+                if root_moved {
+                    broken.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(_) => broken.store(true, Ordering::Relaxed),
+        }
+        // A full channel already holds a wake-up.
+        let _ = events.try_send(());
+    };
+    let mut watcher = notify::recommended_watcher(handler)?;
+    watcher.watch(root, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+impl Inner {
+    /// The files to read (all tracked ones, or those never read yet), or
+    /// `None` when `driver` has been stopped or replaced.
+    fn files_to_read(&self, driver: &Arc<Notify>, all: bool) -> Option<Vec<String>> {
+        let state = self.lock();
+        if !state
+            .driver
+            .as_ref()
+            .is_some_and(|d| Arc::ptr_eq(d, driver))
+        {
+            return None;
+        }
+        let files = state
+            .files
+            .iter()
+            .filter(|(_, entry)| all || entry.presence == super::Presence::Unknown);
+        Some(files.map(|(name, _)| name.clone()).collect())
+    }
+}
+
+/// Reads `files` and publishes what changed, all at once.
+async fn refresh(inner: &Arc<Inner>, files: Vec<String>) {
+    let reads = files.iter().map(|file| {
+        let path = inner.root.join(file);
+        let file = file.clone();
+        async move {
+            tokio::task::spawn_blocking(move || read_file(&path, &file))
+                .await
+                .unwrap_or_else(|error| Snapshot::Refused(format!("reading failed: {error}")))
+        }
+    });
+    let snapshots = join_all(reads).await;
+    #[cfg(test)]
+    inner.reads.fetch_add(files.len(), Ordering::Relaxed);
+    let mut state = inner.lock();
+    for (file, snapshot) in files.iter().zip(snapshots) {
+        inner.apply(&mut state, file, snapshot);
+    }
+}
+
+/// Reads one service file, following symlinks; refuses large files before
+/// reading them.
+fn read_file(path: &PathBuf, file: &str) -> Snapshot {
+    let absent = |error: &std::io::Error| error.kind() == std::io::ErrorKind::NotFound;
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(error) if absent(&error) => return Snapshot::Absent,
+        Err(error) => return Snapshot::Refused(format!("{file}: {error}")),
+    };
+    if meta.is_dir() {
+        return Snapshot::Absent;
+    }
+    if !meta.is_file() {
+        // A FIFO or a device could block a read forever.
+        return Snapshot::Refused(format!("{file}: not a regular file"));
+    }
+    let too_large = |size: u64| {
+        Snapshot::Refused(format!(
+            "{file}: {size} bytes, over the {MAX_FILE_BYTES}-byte limit"
+        ))
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return too_large(meta.len());
+    }
+    let mut bytes = Vec::new();
+    // The file may grow between the check and the read: read one byte
+    // more than allowed to notice.
+    let read =
+        std::fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes));
+    match read {
+        Ok(_) if bytes.len() as u64 > MAX_FILE_BYTES => too_large(bytes.len() as u64),
+        Ok(_) => match parse::decode(file, bytes) {
+            Ok(text) => Snapshot::Text(text.into()),
+            Err(error) => Snapshot::Refused(error.to_string()),
+        },
+        Err(error) if absent(&error) => Snapshot::Absent,
+        Err(error) => Snapshot::Refused(format!("{file}: {error}")),
+    }
+}
+
+/// The endpoints of `lines` when every host is an IP address, so nothing
+/// needs resolving.
+pub(super) fn literal_endpoints(lines: &[EndpointLine]) -> Option<Vec<Endpoint>> {
+    lines
+        .iter()
+        .map(|line| match line.host {
+            Host::Ip(ip) => Some(line.endpoint(SocketAddr::new(ip, line.port))),
+            Host::Name(_) => None,
+        })
+        .collect()
+}
+
+/// The endpoints of `lines`, resolving host names (every address of a
+/// name is an endpoint). Any name that does not resolve fails the file.
+pub(super) async fn resolve(file: &str, lines: &[EndpointLine]) -> Result<Vec<Endpoint>, String> {
+    let resolved = join_all(lines.iter().map(|line| async move {
+        let name = match &line.host {
+            Host::Ip(ip) => return Ok(vec![line.endpoint(SocketAddr::new(*ip, line.port))]),
+            Host::Name(name) => name,
+        };
+        let blame = |why: String| format!("{file}:{}: cannot resolve {name}: {why}", line.line);
+        match tokio::time::timeout(
+            DNS_TIMEOUT,
+            tokio::net::lookup_host((name.as_str(), line.port)),
+        )
+        .await
+        {
+            Ok(Ok(addrs)) => {
+                let endpoints: Vec<Endpoint> = addrs.map(|addr| line.endpoint(addr)).collect();
+                if endpoints.is_empty() {
+                    Err(blame("no addresses".into()))
+                } else {
+                    Ok(endpoints)
+                }
+            }
+            Ok(Err(error)) => Err(blame(error.to_string())),
+            Err(_) => Err(blame(format!("no answer in {DNS_TIMEOUT:?}"))),
+        }
+    }))
+    .await;
+    let mut endpoints = Vec::new();
+    for result in resolved {
+        endpoints.extend(result?);
+    }
+    Ok(endpoints)
+}
