@@ -35,17 +35,6 @@ fn complete<'a, T>(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_missing_separator_is_named() {
-        let e = super::dtab("/a=>/b\n/c=>/d").unwrap_err();
-        assert_eq!(e.to_string(), "expected ';' or end of input at 2:1: \"/c=>/d\"");
-        let e = super::dtab("/svc =/#/io.l5d.fs").unwrap_err();
-        assert_eq!(e.to_string(), "expected '=>' at 1:6: \"/svc =/#/io.l5d.fs\"");
-    }
-}
-
 /// Reads a path such as `/svc/web` (`/` is the empty path).
 pub fn path(input: &str) -> Result<Path, ParseError> {
     complete(input, grammar::path)
@@ -75,4 +64,21 @@ pub fn dtab(input: &str) -> Result<Dtab, ParseError> {
         }
         e
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_separator_is_named() {
+        let e = super::dtab("/a=>/b\n/c=>/d").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "expected ';' or end of input at 2:1: \"/c=>/d\""
+        );
+        let e = super::dtab("/svc =/#/io.l5d.fs").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "expected '=>' at 1:6: \"/svc =/#/io.l5d.fs\""
+        );
+    }
 }
