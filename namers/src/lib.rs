@@ -5,6 +5,7 @@
 mod activity;
 mod addr;
 pub mod bind;
+pub mod config;
 mod delegate;
 pub mod fs;
 mod interpreter;
