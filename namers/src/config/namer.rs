@@ -36,12 +36,15 @@ pub struct NamerContext {
     pub inet: Arc<InetResolver>,
 }
 
+/// Builds a namer mounted at a prefix from the kind's own keys.
+type BuildNamer = fn(&Path, &Map<String, Value>, &NamerContext) -> Result<Arc<dyn Namer>, String>;
+
 /// How one kind of namer is built from its config.
 struct NamerKind {
     kind: &'static str,
     /// Linkerd requires an explicit prefix for some kinds.
     prefix_required: bool,
-    build: fn(&Path, &Map<String, Value>, &NamerContext) -> Result<Arc<dyn Namer>, String>,
+    build: BuildNamer,
 }
 
 /// Every namer kind this build knows.

@@ -397,10 +397,10 @@ impl Inner {
 
     fn remove_file(&self, state: &mut State, file: &str) {
         state.files.remove(file);
-        if state.files.is_empty() {
-            if let Some(driver) = state.driver.take() {
-                driver.notify_one();
-            }
+        if state.files.is_empty()
+            && let Some(driver) = state.driver.take()
+        {
+            driver.notify_one();
         }
         self.count_watched(state);
     }
