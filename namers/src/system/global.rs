@@ -56,10 +56,10 @@ impl SystemNamers {
         };
         let name = String::from_utf8_lossy(name.as_bytes());
         let rest = &elems[2..];
-        if name == "inet" || name == "fixedinet" {
-            if let Some(bound) = self.inet_bound(path, &name, rest) {
-                return constant(NameTree::Leaf(Name::Bound(bound)));
-            }
+        if (name == "inet" || name == "fixedinet")
+            && let Some(bound) = self.inet_bound(path, &name, rest)
+        {
+            return constant(NameTree::Leaf(Name::Bound(bound)));
         }
         match &*name {
             "fail" => constant(NameTree::Fail),
