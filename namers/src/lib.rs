@@ -10,6 +10,7 @@ mod delegate;
 pub mod fs;
 mod interpreter;
 pub mod json;
+pub mod resolve;
 mod live;
 mod name;
 mod namer;
