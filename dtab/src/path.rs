@@ -5,45 +5,109 @@ use std::sync::Arc;
 
 /// One element of a [`Path`]: a non-empty string of bytes.
 ///
-/// Labels are compared byte for byte. They are reference counted so that the
-/// paths a dtab lookup builds share their bytes with the dtab.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Label(Arc<[u8]>);
+/// Labels are compared, hashed and ordered byte for byte. Short labels (the
+/// great majority: `svc`, `#`, `io.l5d.k8s`) are stored inline, so reading a
+/// dtab does not allocate per label; longer ones are reference counted, so
+/// the paths a dtab lookup builds share their bytes with the dtab.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Label(Repr);
+
+/// The longest label stored inline. With the length byte and the enum tag
+/// this keeps a `Label` at 24 bytes, the size of a `Vec`.
+pub(crate) const INLINE_CAPACITY: usize = 22;
+
+/// How a label's bytes are held. Which variant is used depends only on the
+/// length, so equal labels always have the same variant and the derived
+/// equality (inline: length and zero-padded buffer; shared: contents) is
+/// equality of bytes.
+#[derive(Clone, PartialEq, Eq)]
+enum Repr {
+    Inline { len: u8, buf: [u8; INLINE_CAPACITY] },
+    Shared(Arc<[u8]>),
+}
 
 impl Label {
     /// Makes a label from bytes; `None` when `bytes` is empty.
     pub fn new(bytes: impl AsRef<[u8]>) -> Option<Label> {
         let bytes = bytes.as_ref();
-        if bytes.is_empty() {
-            None
-        } else {
-            Some(Label(Arc::from(bytes)))
+        match u8::try_from(bytes.len()) {
+            Ok(0) => None,
+            Ok(len) if bytes.len() <= INLINE_CAPACITY => {
+                let mut buf = [0; INLINE_CAPACITY];
+                buf[..bytes.len()].copy_from_slice(bytes);
+                Some(Label(Repr::Inline { len, buf }))
+            }
+            _ => Some(Label(Repr::Shared(Arc::from(bytes)))),
         }
+    }
+
+    /// The label of the first `len` bytes of `window`, which must be from 1
+    /// to [`INLINE_CAPACITY`] (otherwise `None`). For the parser:
+    /// copying a whole window and clearing its tail takes a fixed number of
+    /// wide moves, where copying `len` bytes takes a `memcpy` call whose
+    /// narrow stores then stall the wide loads that move the label on.
+    #[inline]
+    pub(crate) fn from_window(window: &[u8; INLINE_CAPACITY], len: usize) -> Option<Label> {
+        let len = u8::try_from(len)
+            .ok()
+            .filter(|&l| l > 0 && usize::from(l) <= INLINE_CAPACITY)?;
+        let mut buf = *window;
+        for (i, b) in buf.iter_mut().enumerate() {
+            if i >= usize::from(len) {
+                *b = 0;
+            }
+        }
+        Some(Label(Repr::Inline { len, buf }))
     }
 
     /// The label's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..usize::from(*len)],
+            Repr::Shared(bytes) => bytes,
+        }
     }
 
     /// The label as text when it is valid UTF-8.
     pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        std::str::from_utf8(self.as_bytes()).ok()
     }
 
     /// Appends the label's `show` form: plain when every byte is showable,
     /// otherwise every byte as `\xhh` (Finagle prints all or nothing).
     pub fn write_show(&self, out: &mut String) {
-        if self.0.iter().all(|&b| is_showable(b)) {
-            // Showable bytes are ASCII, so this cannot split a character.
-            out.extend(self.0.iter().map(|&b| char::from(b)));
+        let bytes = self.as_bytes();
+        if bytes.iter().all(|&b| is_showable(b)) {
+            // Showable bytes are ASCII, one byte each in UTF-8. Pushing them
+            // as chars (the `String` is reserved first) measured faster than
+            // pushing a `&str`, which needs a UTF-8 check per label.
+            out.extend(bytes.iter().map(|&b| char::from(b)));
         } else {
-            for &b in self.0.iter() {
+            out.reserve(bytes.len() * 4);
+            for &b in bytes {
                 out.push_str("\\x");
                 out.push(hex_digit(b >> 4));
                 out.push(hex_digit(b & 0xf));
             }
         }
+    }
+}
+
+impl std::hash::Hash for Label {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialOrd for Label {
+    fn partial_cmp(&self, other: &Label) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Label {
+    fn cmp(&self, other: &Label) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
@@ -59,9 +123,22 @@ fn hex_digit(nibble: u8) -> char {
     char::from(b"0123456789abcdef"[usize::from(nibble & 0xf)])
 }
 
+/// Which bytes [`is_showable`] accepts, indexed by byte.
+static SHOWABLE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'_' | b':' | b'.' | b'#' | b'$' | b'%' | b'-');
+        b += 1;
+    }
+    table
+};
+
 /// Whether `b` may appear unescaped in a label: `[A-Za-z0-9_:.#$%-]`.
 pub fn is_showable(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.' | b'#' | b'$' | b'%' | b'-')
+    SHOWABLE[usize::from(b)]
 }
 
 /// A hierarchical name such as `/svc/web`; `/` is the empty path.
@@ -142,7 +219,8 @@ impl Path {
     /// Finagle's `show`: `/` joined labels, each plain or fully `\xhh`-escaped.
     /// Reading it back gives the same path.
     pub fn show(&self) -> String {
-        let mut out = String::with_capacity(self.elems.iter().map(|l| l.0.len() + 1).sum());
+        let mut out =
+            String::with_capacity(self.elems.iter().map(|l| l.as_bytes().len() + 1).sum());
         self.write_show(&mut out);
         out
     }
@@ -209,6 +287,42 @@ mod tests {
         let path = Path::from_strs(["foo/bar", "ok"]).unwrap();
         assert_eq!(path.show(), "/\\x66\\x6f\\x6f\\x2f\\x62\\x61\\x72/ok");
         assert_eq!(p(&path.show()), path);
+    }
+
+    #[test]
+    fn labels_compare_by_bytes_whether_inline_or_shared() {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        let hash = |bytes: &[u8]| {
+            let mut h = DefaultHasher::new();
+            bytes.hash(&mut h);
+            h.finish()
+        };
+        let lengths = [
+            1,
+            INLINE_CAPACITY - 1,
+            INLINE_CAPACITY,
+            INLINE_CAPACITY + 1,
+            300,
+        ];
+        for len in lengths {
+            let bytes: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let label = Label::new(&bytes).unwrap();
+            assert_eq!(label.as_bytes(), &bytes[..]);
+            assert_eq!(label.clone(), label);
+            let mut h = DefaultHasher::new();
+            label.hash(&mut h);
+            assert_eq!(h.finish(), hash(&bytes), "hash of a {len}-byte label");
+            for other in lengths {
+                let other_bytes: Vec<u8> = (0..other).map(|i| b'a' + (i % 26) as u8).collect();
+                let other = Label::new(&other_bytes).unwrap();
+                assert_eq!(label.cmp(&other), bytes.cmp(&other_bytes));
+                assert_eq!(label == other, bytes == other_bytes);
+            }
+        }
+        assert_eq!(Label::new(b""), None);
+        assert!(Label::new(b"a").unwrap() < Label::new(b"a\0").unwrap());
+        assert_eq!(std::mem::size_of::<Label>(), 24);
     }
 
     #[test]

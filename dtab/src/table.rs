@@ -12,14 +12,18 @@ use crate::{Dentry, NameTree, Path};
 /// are used as cache keys and passed to background binding tasks.
 #[derive(Clone)]
 pub struct Dtab {
-    dentries: Arc<[Dentry]>,
+    // An `Arc<Vec<_>>` rather than an `Arc<[_]>`: wrapping the parsed `Vec`
+    // costs one small allocation instead of a copy of every dentry.
+    dentries: Arc<Vec<Dentry>>,
 }
 
 impl Dtab {
     /// A dtab of the given dentries, in order.
-    pub fn new(dentries: Vec<Dentry>) -> Dtab {
+    pub fn new(mut dentries: Vec<Dentry>) -> Dtab {
+        // Dtabs live long and are shared; keep no spare capacity.
+        dentries.shrink_to_fit();
         Dtab {
-            dentries: dentries.into(),
+            dentries: Arc::new(dentries),
         }
     }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::Path;
-use crate::weight::format_weight;
+use crate::weight::write_weight;
 
 /// A tree of names, Finagle's `NameTree[T]`.
 ///
@@ -236,7 +236,7 @@ impl<T: ShowLeaf> NameTree<T> {
                     // Exactly 1.0 is the default weight and is not printed.
                     #[allow(clippy::float_cmp)]
                     if w.weight != Weighted::<T>::DEFAULT_WEIGHT {
-                        out.push_str(&format_weight(w.weight));
+                        write_weight(w.weight, out);
                         out.push('*');
                     }
                     w.tree.write_show_simple(out);

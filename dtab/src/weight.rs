@@ -1,54 +1,76 @@
 //! Printing union weights exactly as Finagle does (`"%.2f".format(w)` on the JVM).
 
+use std::fmt::Write as _;
+
 /// Formats `w` with two decimals the way Java's `String.format("%.2f", w)` does:
 /// the shortest decimal that reads back as `w`, rounded half-up. So `1.005`
 /// prints as `1.01` and `0.125` as `0.13`, unlike C's `printf`, which rounds
 /// the binary value.
 pub fn format_weight(w: f64) -> String {
-    if w.is_nan() {
-        return "NaN".to_string();
-    }
-    if w.is_infinite() {
-        return if w > 0.0 { "Infinity" } else { "-Infinity" }.to_string();
-    }
-    // Rust's `Display` for f64 prints the shortest round-trip digits, never in
-    // exponent form, which is the decimal Java rounds from.
-    let shortest = format!("{}", w.abs());
-    let (int_part, frac_part) = shortest.split_once('.').unwrap_or((&shortest, ""));
-    let mut digits: Vec<u8> = int_part
-        .bytes()
-        .chain(frac_part.bytes().chain(std::iter::repeat(b'0')).take(2))
-        .collect();
-    if frac_part.as_bytes().get(2).is_some_and(|&d| d >= b'5') {
-        round_up(&mut digits);
-    }
-    let split = digits.len() - 2;
-    let mut out = String::with_capacity(digits.len() + 2);
-    if w.is_sign_negative() {
-        out.push('-');
-    }
-    out.extend(digits[..split].iter().map(|&d| char::from(d)));
-    out.push('.');
-    out.extend(digits[split..].iter().map(|&d| char::from(d)));
+    let mut out = String::new();
+    write_weight(w, &mut out);
     out
 }
 
-/// Adds one unit in the last place to a string of ASCII digits.
-fn round_up(digits: &mut Vec<u8>) {
-    for d in digits.iter_mut().rev() {
-        if *d == b'9' {
-            *d = b'0';
-        } else {
-            *d += 1;
-            return;
+/// Appends [`format_weight`]`(w)` to `out`, without temporary strings.
+pub(crate) fn write_weight(w: f64, out: &mut String) {
+    if w.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if w.is_infinite() {
+        out.push_str(if w > 0.0 { "Infinity" } else { "-Infinity" });
+        return;
+    }
+    if w.is_sign_negative() {
+        out.push('-');
+    }
+    let start = out.len();
+    // Rust's `Display` for f64 prints the shortest round-trip digits, never in
+    // exponent form, which is the decimal Java rounds from. Writing to a
+    // `String` cannot fail.
+    let _ = write!(out, "{}", w.abs());
+    let Some(dot) = out[start..].find('.') else {
+        out.push_str(".00");
+        return;
+    };
+    let decimals = out.len() - (start + dot + 1);
+    let round = out
+        .as_bytes()
+        .get(start + dot + 3)
+        .is_some_and(|&d| d >= b'5');
+    match decimals {
+        0 => out.push_str("00"),
+        1 => out.push('0'),
+        _ => out.truncate(start + dot + 3),
+    }
+    if round {
+        round_up(out, start);
+    }
+}
+
+/// Adds one unit in the last place to the decimal number (ASCII digits and
+/// one `'.'`) that makes up `out[start..]`.
+fn round_up(out: &mut String, start: usize) {
+    let mut i = out.len();
+    while i > start {
+        i -= 1;
+        match out.as_bytes()[i] {
+            b'.' => {}
+            b'9' => out.replace_range(i..=i, "0"),
+            d => {
+                let next = usize::from(d - b'0') + 1;
+                out.replace_range(i..=i, &"0123456789"[next..=next]);
+                return;
+            }
         }
     }
-    digits.insert(0, b'1');
+    out.insert(start, '1');
 }
 
 #[cfg(test)]
 mod tests {
-    use super::format_weight;
+    use super::{format_weight, write_weight};
 
     #[test]
     fn rounds_half_up_on_the_shortest_decimal() {
@@ -69,6 +91,15 @@ mod tests {
             (0.0, "0.00"),
         ] {
             assert_eq!(format_weight(w), shown, "weight {w}");
+        }
+    }
+
+    #[test]
+    fn writes_after_existing_text() {
+        for (w, shown) in [(9.995, "x10.00"), (0.125, "x0.13"), (-2.5, "x-2.50")] {
+            let mut out = "x".to_string();
+            write_weight(w, &mut out);
+            assert_eq!(out, shown, "weight {w}");
         }
     }
 

@@ -5,12 +5,15 @@
 //! recognised (a `'/'`, a `'('`, a weight) its rest is parsed with `cut`
 //! semantics, so errors point at the real mistake rather than at an outer
 //! alternative.
+//!
+//! The hot inner loops, labels and whitespace, scan bytes directly rather
+//! than going through nom's character-wise combinators.
 
-use nom::bytes::complete::{take_while, take_while1};
+use nom::bytes::complete::take_while1;
 use nom::error::{ErrorKind, ParseError as NomParseError};
 use nom::{IResult, Parser};
 
-use crate::path::is_showable;
+use crate::path::{INLINE_CAPACITY, is_showable};
 use crate::{Dentry, Dtab, Label, NameTree, Path, Prefix, PrefixElem, Weighted};
 
 /// How deeply parentheses may nest. Finagle has no limit (the JVM's stack
@@ -61,31 +64,72 @@ pub(crate) fn is_java_whitespace(c: char) -> bool {
 }
 
 /// Skips whitespace and `#` comments (which run to `'\n'` or the end).
-pub(crate) fn ws(mut input: &str) -> PResult<'_, ()> {
+#[inline]
+pub(crate) fn ws(input: &str) -> PResult<'_, ()> {
+    // Usually there is nothing to skip: answer that without a call.
+    match input.as_bytes().first() {
+        Some(&b) if b.is_ascii_graphic() && b != b'#' => Ok((input, ())),
+        _ => Ok((skip_ws_and_comments(input), ())),
+    }
+}
+
+fn skip_ws_and_comments(mut input: &str) -> &str {
     loop {
-        let (rest, _) = take_while(is_java_whitespace).parse(input)?;
-        input = rest;
+        input = skip_whitespace(input);
         match input.strip_prefix('#') {
             Some(comment) => input = comment.find('\n').map_or("", |i| &comment[i + 1..]),
-            None => return Ok((input, ())),
+            None => return input,
         }
     }
 }
 
-fn byte_is_showable(c: char) -> bool {
-    u8::try_from(c).is_ok_and(is_showable)
+/// `input` without its leading whitespace. Most calls find none, so ASCII
+/// is checked byte by byte and characters are decoded only past a
+/// non-ASCII byte.
+fn skip_whitespace(input: &str) -> &str {
+    for (i, b) in input.bytes().enumerate() {
+        if !b.is_ascii() {
+            // `i` is on a character boundary: every byte before it is ASCII.
+            return input[i..].trim_start_matches(is_java_whitespace);
+        }
+        if !matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | 0x1C..=0x1F | b' ') {
+            return &input[i..];
+        }
+    }
+    ""
+}
+
+/// The text before the first byte that may not appear unescaped in a
+/// label, and the rest. Showable bytes are ASCII, so the split is on a
+/// character boundary.
+fn split_showable(input: &str) -> (&str, &str) {
+    let end = input
+        .bytes()
+        .position(|b| !is_showable(b))
+        .unwrap_or(input.len());
+    input.split_at(end)
 }
 
 /// Whether `input` starts with a character that may begin a label.
 fn at_label(input: &str) -> bool {
-    input.starts_with(|c: char| byte_is_showable(c) || c == '\\')
+    matches!(input.as_bytes().first(), Some(&b) if is_showable(b) || b == b'\\')
 }
 
 /// One label: showable characters and `\xHH` escapes, at least one of them.
+// Inlined into its callers, the label is built where it is used; returned
+// from a call, it is stored and reloaded in pieces of different widths,
+// which stalls (about 5 % of parse time).
+#[inline(always)]
 fn label(input: &str) -> PResult<'_, Label> {
-    let (mut rest, plain) = take_while(byte_is_showable).parse(input)?;
+    let (plain, mut rest) = split_showable(input);
     if !rest.starts_with('\\') {
-        return match Label::new(plain) {
+        let label = match input.as_bytes().first_chunk() {
+            Some(window) if plain.len() <= INLINE_CAPACITY => {
+                Label::from_window(window, plain.len())
+            }
+            _ => Label::new(plain),
+        };
+        return match label {
             Some(label) => Ok((rest, label)),
             None => backtrack(input, "a label"),
         };
@@ -97,7 +141,7 @@ fn label(input: &str) -> PResult<'_, Label> {
         };
         let (after, byte) = hex_byte(hex)?;
         bytes.push(byte);
-        let (after, more) = take_while(byte_is_showable).parse(after)?;
+        let (more, after) = split_showable(after);
         bytes.extend_from_slice(more.as_bytes());
         rest = after;
     }
@@ -133,10 +177,10 @@ fn slash_separated<'a, E>(
     let Some(mut rest) = rest.strip_prefix('/') else {
         return backtrack(rest, "'/'");
     };
-    let mut elems = Vec::new();
     if !starts_elem(rest) {
-        return Ok((rest, elems));
+        return Ok((rest, Vec::new()));
     }
+    let mut elems = Vec::with_capacity(count_elems(rest));
     loop {
         let (after, e) = match elem(rest) {
             Err(nom::Err::Error(f)) => return fail(f.rest, f.expected),
@@ -148,6 +192,22 @@ fn slash_separated<'a, E>(
             None => return Ok((after, elems)),
         }
     }
+}
+
+/// How many `/`-separated elements the text at the start of `input` can
+/// hold, for sizing the `Vec` they are parsed into: one more than the `/`s
+/// before the first byte that cannot be part of a path or prefix.
+fn count_elems(input: &str) -> usize {
+    let mut slashes = 0;
+    for b in input.bytes() {
+        match b {
+            b'/' => slashes += 1,
+            b'\\' | b'*' => {}
+            _ if is_showable(b) => {}
+            _ => break,
+        }
+    }
+    slashes + 1
 }
 
 /// A path, after optional whitespace: `/a/b`, or `/` for the empty path.
@@ -197,11 +257,11 @@ fn simple(input: &str, depth: usize) -> PResult<'_, NameTree<Path>> {
             None => fail(after, "')'"),
         };
     }
-    match rest.chars().next() {
-        Some('!') => Ok((&rest[1..], NameTree::Fail)),
-        Some('~') => Ok((&rest[1..], NameTree::Neg)),
-        Some('$') => Ok((&rest[1..], NameTree::Empty)),
-        Some('/') => path(rest).map(|(after, p)| (after, NameTree::Leaf(p))),
+    match rest.as_bytes().first() {
+        Some(b'!') => Ok((&rest[1..], NameTree::Fail)),
+        Some(b'~') => Ok((&rest[1..], NameTree::Neg)),
+        Some(b'$') => Ok((&rest[1..], NameTree::Empty)),
+        Some(b'/') => path(rest).map(|(after, p)| (after, NameTree::Leaf(p))),
         _ => fail(rest, "a name tree ('/path', '!', '~', '$' or '(')"),
     }
 }
@@ -209,7 +269,7 @@ fn simple(input: &str, depth: usize) -> PResult<'_, NameTree<Path>> {
 /// An optional `weight *` followed by a simple tree.
 fn weighted(input: &str, depth: usize) -> PResult<'_, Weighted<Path>> {
     let (rest, ()) = ws(input)?;
-    if !rest.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+    if !matches!(rest.as_bytes().first(), Some(b'0'..=b'9' | b'.')) {
         let (rest, tree) = simple(rest, depth)?;
         return Ok((rest, Weighted::new(Weighted::<Path>::DEFAULT_WEIGHT, tree)));
     }
@@ -222,18 +282,30 @@ fn weighted(input: &str, depth: usize) -> PResult<'_, Weighted<Path>> {
     Ok((rest, Weighted::new(weight, tree)))
 }
 
+/// What [`separated`] found. Most `|` and `&` lists have a single item,
+/// which needs no `Vec`.
+enum List<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
 /// Parses `item (ws sep item)*`, committing after each separator.
 fn separated<'a, T>(
     input: &'a str,
     sep: char,
     mut item: impl FnMut(&'a str) -> PResult<'a, T>,
-) -> PResult<'a, Vec<T>> {
-    let (mut rest, first) = item(input)?;
-    let mut items = vec![first];
+) -> PResult<'a, List<T>> {
+    let (rest, first) = item(input)?;
+    let (after_ws, ()) = ws(rest)?;
+    let Some(after_sep) = after_ws.strip_prefix(sep) else {
+        return Ok((rest, List::One(first)));
+    };
+    let (mut rest, second) = item(after_sep)?;
+    let mut items = vec![first, second];
     loop {
         let (after_ws, ()) = ws(rest)?;
         let Some(after_sep) = after_ws.strip_prefix(sep) else {
-            return Ok((rest, items));
+            return Ok((rest, List::Many(items)));
         };
         let (after, next) = item(after_sep)?;
         items.push(next);
@@ -243,28 +315,20 @@ fn separated<'a, T>(
 
 /// `&`-joined weighted terms; one term alone loses its weight.
 fn union(input: &str, depth: usize) -> PResult<'_, NameTree<Path>> {
-    let (rest, mut terms) = separated(input, '&', |i| weighted(i, depth))?;
-    let tree = match terms.pop() {
-        Some(only) if terms.is_empty() => only.tree,
-        Some(last) => {
-            terms.push(last);
-            NameTree::Union(terms)
-        }
-        None => NameTree::Neg,
+    let (rest, terms) = separated(input, '&', |i| weighted(i, depth))?;
+    let tree = match terms {
+        List::One(only) => only.tree,
+        List::Many(terms) => NameTree::Union(terms),
     };
     Ok((rest, tree))
 }
 
 /// `|`-joined unions.
 pub(crate) fn tree(input: &str, depth: usize) -> PResult<'_, NameTree<Path>> {
-    let (rest, mut alts) = separated(input, '|', |i| union(i, depth))?;
-    let tree = match alts.pop() {
-        Some(only) if alts.is_empty() => only,
-        Some(last) => {
-            alts.push(last);
-            NameTree::Alt(alts)
-        }
-        None => NameTree::Neg,
+    let (rest, alts) = separated(input, '|', |i| union(i, depth))?;
+    let tree = match alts {
+        List::One(only) => only,
+        List::Many(alts) => NameTree::Alt(alts),
     };
     Ok((rest, tree))
 }
@@ -283,9 +347,21 @@ pub(crate) fn dentry(input: &str) -> PResult<'_, Dentry> {
     Ok((rest, Dentry::new(prefix, dst)))
 }
 
+/// How often `needle` occurs in `bytes`. Counting into a `u8` per chunk lets
+/// the compiler compare and add many bytes at a time.
+fn count_byte(bytes: &[u8], needle: u8) -> usize {
+    bytes
+        .chunks(usize::from(u8::MAX))
+        .map(|chunk| usize::from(chunk.iter().map(|&b| u8::from(b == needle)).sum::<u8>()))
+        .sum()
+}
+
 /// `;`-separated dentries; one trailing `;` is allowed, and no dentries at all.
 pub(crate) fn dtab(input: &str) -> PResult<'_, Dtab> {
-    let mut dentries = Vec::new();
+    // About one dentry per `;`, but no more than the text can hold (the
+    // shortest is `/=>~`), so `;`s in comments cannot inflate the guess much.
+    let separators = count_byte(input.as_bytes(), b';');
+    let mut dentries = Vec::with_capacity((separators + 1).min(input.len() / 4));
     let mut rest = input;
     loop {
         let (after, ()) = ws(rest)?;

@@ -68,6 +68,23 @@ pub fn dtab(input: &str) -> Result<Dtab, ParseError> {
 
 #[cfg(test)]
 mod tests {
+    use crate::Label;
+
+    #[test]
+    fn labels_read_equal_labels_built() {
+        for len in [1, 21, 22, 23, 40] {
+            let name = "x".repeat(len);
+            let built = Label::new(&name).unwrap();
+            // Mid-text (the bytes after the label must not leak into it) and
+            // at the very end.
+            for text in [format!("/{name}/{}", "y".repeat(30)), format!("/{name}")] {
+                let read = super::path(&text).unwrap();
+                assert_eq!(read.elems()[0], built, "{text}");
+                assert_eq!(read.elems()[0].as_bytes(), name.as_bytes());
+            }
+        }
+    }
+
     #[test]
     fn a_missing_separator_is_named() {
         let e = super::dtab("/a=>/b\n/c=>/d").unwrap_err();
