@@ -1,1 +1,4 @@
 //! Helpers for the end-to-end tests in `tests/`.
+
+pub mod consul;
+pub mod servers;
