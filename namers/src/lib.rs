@@ -10,10 +10,10 @@ mod delegate;
 pub mod fs;
 mod interpreter;
 pub mod json;
-pub mod resolve;
 mod live;
 mod name;
 mod namer;
+pub mod resolve;
 pub mod rewrite;
 pub mod system;
 

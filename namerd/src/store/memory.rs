@@ -85,10 +85,8 @@ impl State {
     }
 
     fn notify(&mut self, ns: &Namespace, list_changed: bool) {
-        if list_changed {
-            if let Some(list) = &self.list_watch {
-                list.publish(Activity::Ok(self.names()));
-            }
+        if list_changed && let Some(list) = &self.list_watch {
+            list.publish(Activity::Ok(self.names()));
         }
         if let Some(watch) = self.watches.get(ns) {
             watch.publish(Activity::Ok(self.dtabs.get(ns).cloned()));

@@ -5,9 +5,13 @@
 //! invalid dtab is never stored. Each backend is one module (`kind` in the
 //! config), registered in [`crate::config`].
 
+pub mod consul;
 #[doc(hidden)]
 pub mod contract;
+pub mod disk;
+pub mod etcd;
 pub mod memory;
+pub mod zk;
 
 use std::collections::BTreeSet;
 use std::fmt;

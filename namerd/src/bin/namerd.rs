@@ -1,0 +1,77 @@
+//! `namerd <config>`: runs namerd; `namerd --check <config>` validates it.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+/// namerd: stores dtabs and binds names for routers.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Only validate the config (including building the store and namers), then exit.
+    #[arg(long)]
+    check: bool,
+    /// The config file (YAML, or JSON when it starts with `{`).
+    config: PathBuf,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("namerd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = namerd::config::load(&args.config).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(async {
+        if args.check {
+            config.build_store().map_err(anyhow::Error::msg)?;
+            println!("{}: ok", args.config.display());
+            return Ok(());
+        }
+        let running = namerd::server::start(&config)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = running.shutdown_requested() => {}
+        }
+        tracing::info!("shutting down");
+        running.stop().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

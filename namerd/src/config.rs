@@ -1,0 +1,288 @@
+//! namerd's config file: Linkerd's keys (`admin`, `storage`, `namers`,
+//! `interfaces`), strict about unknown keys and kinds.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use namers::config::{NamerConfig, kind_params};
+use serde_json::{Map, Value};
+
+use crate::store::DtabStore;
+
+/// The whole config file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamerdConfig {
+    /// The admin server (ping, metrics).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Where dtabs are kept; the embedded disk store when absent.
+    #[serde(default)]
+    pub storage: Option<KindConfig>,
+    /// Namers used to bind names.
+    #[serde(default)]
+    pub namers: Vec<NamerConfig>,
+    /// The APIs served to routers and operators.
+    pub interfaces: Vec<KindConfig>,
+    /// Metrics exporters (only the admin server's Prometheus endpoint is
+    /// built in; entries here are rejected).
+    #[serde(default)]
+    pub telemetry: Vec<KindConfig>,
+}
+
+/// `admin: {ip, port}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on (loopback by default).
+    #[serde(default = "loopback")]
+    pub ip: IpAddr,
+    /// Port (9991 by default).
+    #[serde(default = "default_admin_port")]
+    pub port: u16,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            ip: loopback(),
+            port: default_admin_port(),
+        }
+    }
+}
+
+fn loopback() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+fn default_admin_port() -> u16 {
+    9991
+}
+
+/// Anything polymorphic by `kind`, with the kind's own keys kept aside.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct KindConfig {
+    /// Which kind.
+    pub kind: String,
+    /// The kind's own keys.
+    #[serde(flatten)]
+    pub params: Map<String, Value>,
+}
+
+/// `io.l5d.httpController`: the `/api/1` HTTP API.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpControllerConfig {
+    /// Address to listen on (loopback by default).
+    #[serde(default = "loopback")]
+    pub ip: IpAddr,
+    /// Port (4180 by default).
+    #[serde(default = "default_controller_port")]
+    pub port: u16,
+    /// When set, dtab writes need `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub write_token: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_controller_port() -> u16 {
+    4180
+}
+
+fn default_max_body() -> usize {
+    crate::api::DEFAULT_MAX_BODY_BYTES
+}
+
+/// The interfaces this build can serve.
+const INTERFACE_KINDS: &[&str] = &["io.l5d.httpController"];
+
+/// Builds a store from its config.
+type BuildStore = fn(&Map<String, Value>) -> Result<Arc<dyn DtabStore>, String>;
+
+/// Every storage kind this build knows; adding one is one line here.
+const STORAGE_KINDS: &[(&str, BuildStore)] = &[
+    ("io.switchboard.disk", |p| {
+        let config: crate::store::disk::DiskConfig = kind_params(p)?;
+        Ok(Arc::new(config.open().map_err(|e| e.to_string())?))
+    }),
+    ("io.l5d.inMemory", |p| {
+        let config: crate::store::memory::InMemoryConfig = kind_params(p)?;
+        Ok(Arc::new(config.build()?))
+    }),
+    ("io.l5d.zk", |p| {
+        let config: crate::store::zk::ZkConfig = kind_params(p)?;
+        Ok(Arc::new(config.build()?))
+    }),
+    ("io.l5d.etcd", |p| {
+        let config: crate::store::etcd::EtcdConfig = kind_params(p)?;
+        Ok(Arc::new(config.build()?))
+    }),
+    ("io.l5d.consul", |p| {
+        let config: crate::store::consul::ConsulConfig = kind_params(p)?;
+        Ok(Arc::new(config.build()?))
+    }),
+];
+
+/// Where the default store keeps its files, relative to the working dir.
+pub const DEFAULT_DISK_DIR: &str = "namerd-data";
+
+impl NamerdConfig {
+    /// Builds the configured store (the embedded disk store by default).
+    pub fn build_store(&self) -> Result<Arc<dyn DtabStore>, String> {
+        let default = KindConfig {
+            kind: "io.switchboard.disk".to_string(),
+            params: [("dir".to_string(), Value::from(DEFAULT_DISK_DIR))]
+                .into_iter()
+                .collect(),
+        };
+        let storage = self.storage.as_ref().unwrap_or(&default);
+        let (_, build) = STORAGE_KINDS
+            .iter()
+            .find(|(kind, _)| *kind == storage.kind)
+            .ok_or_else(|| {
+                let kinds: Vec<&str> = STORAGE_KINDS.iter().map(|(k, _)| *k).collect();
+                format!(
+                    "storage: unsupported kind {:?}; supported kinds: {}",
+                    storage.kind,
+                    kinds.join(", ")
+                )
+            })?;
+        build(&storage.params).map_err(|e| format!("storage ({}): {e}", storage.kind))
+    }
+
+    /// The HTTP controllers to serve (at least one interface is required).
+    pub fn http_controllers(&self) -> Result<Vec<HttpControllerConfig>, String> {
+        if self.interfaces.is_empty() {
+            return Err(
+                "interfaces: at least one interface is required (e.g. kind: io.l5d.httpController)"
+                    .into(),
+            );
+        }
+        self.interfaces
+            .iter()
+            .enumerate()
+            .map(|(i, iface)| {
+                if !INTERFACE_KINDS.contains(&iface.kind.as_str()) {
+                    return Err(format!(
+                        "interfaces[{i}]: unsupported interface kind {:?}; supported kinds: {}",
+                        iface.kind,
+                        INTERFACE_KINDS.join(", ")
+                    ));
+                }
+                kind_params(&iface.params)
+                    .map_err(|e| format!("interfaces[{i}] ({}): {e}", iface.kind))
+            })
+            .collect()
+    }
+
+    /// Checks the parts that need no I/O: interfaces, telemetry, namer kinds.
+    pub fn validate(&self) -> Result<(), String> {
+        self.http_controllers()?;
+        if let Some(t) = self.telemetry.first() {
+            return Err(format!(
+                "telemetry[0]: unsupported telemetry kind {:?}; metrics are served by the admin server at /admin/metrics/prometheus",
+                t.kind
+            ));
+        }
+        let kinds = namers::config::namer_kinds();
+        for (i, namer) in self.namers.iter().enumerate() {
+            if !kinds.contains(&namer.kind.as_str()) {
+                return Err(format!(
+                    "namers[{i}]: unsupported namer kind {:?}; supported kinds: {}",
+                    namer.kind,
+                    kinds.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HttpControllerConfig {
+    /// The address to listen on.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+impl AdminConfig {
+    /// The address to listen on.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+/// Reads and checks a config file.
+pub fn load(path: &std::path::Path) -> Result<NamerdConfig, String> {
+    let config: NamerdConfig = namers::config::load(path).map_err(|e| e.to_string())?;
+    config
+        .validate()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(config)
+}
+
+/// A directory for the default store, for messages.
+pub fn default_disk_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DISK_DIR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<NamerdConfig, String> {
+        let config: NamerdConfig =
+            namers::config::parse("namerd.yaml", yaml).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn linkerd_style_config_parses() {
+        let config = parse(
+            "admin:\n  port: 9991\nstorage:\n  kind: io.l5d.inMemory\n  namespaces:\n    default: /svc => /#/io.l5d.fs\nnamers:\n- kind: io.l5d.fs\n  rootDir: disco\ninterfaces:\n- kind: io.l5d.httpController\n  port: 4180\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.http_controllers().unwrap()[0].addr().to_string(),
+            "127.0.0.1:4180"
+        );
+        assert!(config.build_store().is_ok());
+    }
+
+    #[test]
+    fn unknown_kinds_and_keys_are_named() {
+        let err = parse("interfaces:\n- kind: io.l5d.thriftNameInterpreter\n").unwrap_err();
+        assert!(
+            err.contains("unsupported interface kind \"io.l5d.thriftNameInterpreter\""),
+            "{err}"
+        );
+        assert!(err.contains("io.l5d.httpController"), "{err}");
+        let err = parse("interfaces:\n- kind: io.l5d.httpController\n  prot: 1\n").unwrap_err();
+        assert!(
+            err.contains("interfaces[0] (io.l5d.httpController): prot: unknown field `prot`"),
+            "{err}"
+        );
+        let err = parse("interfaces: []\nadmin:\n  portt: 1\n").unwrap_err();
+        assert!(err.contains("admin.portt"), "{err}");
+        let config =
+            parse("storage:\n  kind: io.l5d.nope\ninterfaces:\n- kind: io.l5d.httpController\n")
+                .unwrap();
+        let err = config.build_store().err().unwrap();
+        assert!(err.contains("unsupported kind \"io.l5d.nope\""), "{err}");
+        assert!(err.contains("io.switchboard.disk"), "{err}");
+    }
+
+    #[test]
+    fn bad_seed_dtabs_are_reported_with_the_namespace() {
+        let config = parse(
+            "storage:\n  kind: io.l5d.inMemory\n  namespaces:\n    web: /svc =>\ninterfaces:\n- kind: io.l5d.httpController\n",
+        )
+        .unwrap();
+        let err = config.build_store().err().unwrap();
+        assert!(err.contains("namespaces.web: invalid dtab"), "{err}");
+    }
+}

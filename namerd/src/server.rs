@@ -1,0 +1,120 @@
+//! Starting and stopping a namerd from its config.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use namers::config::{NamerContext, build_namers};
+use namers::system::SystemNamers;
+use namers::system::inet::InetResolver;
+use namers::{Interpreter, UnknownSystemNamer};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::Namerd;
+use crate::admin::{self, AdminState};
+use crate::api::{self, ApiState};
+use crate::config::NamerdConfig;
+use crate::metrics::Metrics;
+
+/// How long in-flight requests get to finish on shutdown. Watch streams
+/// never finish on their own, so they are cut after this.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A running namerd.
+pub struct Running {
+    /// Where each `io.l5d.httpController` listens, in config order.
+    pub api_addrs: Vec<SocketAddr>,
+    /// Where the admin server listens.
+    pub admin_addr: SocketAddr,
+    /// The naming service.
+    pub namerd: Arc<Namerd>,
+    shutdown: Arc<Notify>,
+    servers: JoinSet<std::io::Result<()>>,
+}
+
+/// Builds everything the config describes and starts serving.
+pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
+    let inet = Arc::new(InetResolver::system().map_err(|e| format!("DNS: {e}"))?);
+    let namers = build_namers(&config.namers, &NamerContext { inet: inet.clone() })?;
+    let system = SystemNamers::with_linkerd_namers(inet);
+    // namerd reports an unknown `/$/` namer as the system lookup's error.
+    let interpreter =
+        Interpreter::new(namers, system).with_unknown_system_namer(UnknownSystemNamer::AsIs);
+    let store = config.build_store()?;
+    let namerd = Namerd::new(store, interpreter);
+    let metrics = Arc::new(Metrics::default());
+    let shutdown = Arc::new(Notify::new());
+    let mut servers = JoinSet::new();
+
+    let mut api_addrs = Vec::new();
+    for controller in config.http_controllers()? {
+        let listener = TcpListener::bind(controller.addr()).await.map_err(|e| {
+            format!(
+                "interfaces (io.l5d.httpController): cannot listen on {}: {e}",
+                controller.addr()
+            )
+        })?;
+        api_addrs.push(listener.local_addr().map_err(|e| e.to_string())?);
+        let state = ApiState {
+            namerd: namerd.clone(),
+            write_token: controller.write_token.as_deref().map(Arc::from),
+            metrics: metrics.clone(),
+        };
+        let app = api::router(state, controller.max_body_bytes);
+        servers.spawn(serve(listener, app, shutdown.clone()));
+    }
+
+    let admin_listener = TcpListener::bind(config.admin.addr())
+        .await
+        .map_err(|e| format!("admin: cannot listen on {}: {e}", config.admin.addr()))?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_app = admin::router(AdminState {
+        namerd: namerd.clone(),
+        metrics,
+        shutdown: shutdown.clone(),
+    });
+    servers.spawn(serve(admin_listener, admin_app, shutdown.clone()));
+
+    tracing::info!(?api_addrs, %admin_addr, "namerd is serving");
+    Ok(Running {
+        api_addrs,
+        admin_addr,
+        namerd,
+        shutdown,
+        servers,
+    })
+}
+
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: Arc<Notify>,
+) -> std::io::Result<()> {
+    let stop = async move { shutdown.notified().await };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+impl Running {
+    /// Completes when `POST /admin/shutdown` asks namerd to stop.
+    pub async fn shutdown_requested(&self) {
+        self.shutdown.notified().await;
+    }
+
+    /// Stops accepting, lets requests finish for up to [`SHUTDOWN_GRACE`],
+    /// then cuts what is left (open watch streams).
+    pub async fn stop(mut self) {
+        self.shutdown.notify_waiters();
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.servers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::info!("cutting open watch streams");
+            self.servers.abort_all();
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! The `/api/1` HTTP API, driven with plain HTTP requests against an
+//! in-process namerd (in-memory store, an `io.l5d.fs` namer).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: namerd\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// A watch: the response's lines, as they arrive.
+struct Watch {
+    reader: BufReader<TcpStream>,
+}
+
+impl Watch {
+    async fn open(addr: SocketAddr, target: &str) -> Watch {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {target} HTTP/1.1\r\nHost: namerd\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        loop {
+            line.clear();
+            reader.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            assert!(
+                !line.to_ascii_lowercase().starts_with("content-length"),
+                "a watch must be chunked"
+            );
+        }
+        Watch { reader }
+    }
+
+    /// The next JSON document (chunk framing skipped).
+    async fn next(&mut self) -> String {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let mut line = String::new();
+                self.reader.read_line(&mut line).await.unwrap();
+                let line = line.trim();
+                // Skip chunk-size lines and empty lines.
+                if line.is_empty() || line.chars().all(|c| c.is_ascii_hexdigit()) {
+                    continue;
+                }
+                return line.to_string();
+            }
+        })
+        .await
+        .expect("no watch update within 5 s")
+    }
+}
+
+struct Namerd {
+    api: SocketAddr,
+    admin: SocketAddr,
+    disco: tempfile::TempDir,
+    _running: namerd::server::Running,
+}
+
+async fn start(extra: &str) -> Namerd {
+    let disco = tempfile::tempdir().unwrap();
+    std::fs::write(disco.path().join("web"), "127.0.0.1 8080\n").unwrap();
+    let yaml = format!(
+        "admin:\n  port: 0\nstorage:\n  kind: io.l5d.inMemory\n  namespaces:\n    default: /svc => /#/io.l5d.fs\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\ninterfaces:\n- kind: io.l5d.httpController\n  port: 0\n{extra}",
+        disco.path().display()
+    );
+    let config: namerd::config::NamerdConfig = namers::config::parse("test.yaml", &yaml).unwrap();
+    let running = namerd::server::start(&config).await.unwrap();
+    Namerd {
+        api: running.api_addrs[0],
+        admin: running.admin_addr,
+        disco,
+        _running: running,
+    }
+}
+
+const DTAB: (&str, &str) = ("Content-Type", "application/dtab");
+
+#[tokio::test]
+async fn dtab_crud_with_versions_and_conflicts() {
+    let n = start("").await;
+    let list = http(n.api, "GET", "/api/1/dtabs", &[], "").await;
+    assert_eq!((list.status, list.body.as_str()), (200, "[\"default\"]\n"));
+
+    let created = http(
+        n.api,
+        "POST",
+        "/api/1/dtabs/web",
+        &[DTAB],
+        "/svc => /#/io.l5d.fs;",
+    )
+    .await;
+    assert_eq!(created.status, 204);
+    let again = http(n.api, "POST", "/api/1/dtabs/web", &[DTAB], "/a => /b").await;
+    assert_eq!(again.status, 409);
+
+    let got = http(n.api, "GET", "/api/1/dtabs/web", &[], "").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(
+        got.body,
+        "[{\"prefix\":\"/svc\",\"dst\":\"/#/io.l5d.fs\"}]\n"
+    );
+    assert_eq!(got.header("etag"), Some("AAAAAAAAAAE="));
+    let text = http(
+        n.api,
+        "GET",
+        "/api/1/dtabs/web",
+        &[("Accept", "application/dtab")],
+        "",
+    )
+    .await;
+    assert_eq!(text.body, "/svc=>/#/io.l5d.fs\n");
+    let head = http(n.api, "HEAD", "/api/1/dtabs/web", &[], "").await;
+    assert_eq!(
+        (head.status, head.header("etag"), head.body.as_str()),
+        (200, Some("AAAAAAAAAAE="), "")
+    );
+
+    // A compare-and-set with the current version wins; a stale one loses.
+    let json = ("Content-Type", "application/json; charset=utf-8");
+    let body = r#"[{"prefix":"/svc","dst":"/#/io.l5d.fs"},{"prefix":"/svc/web","dst":"/$/inet/127.0.0.1/9"}]"#;
+    let updated = http(
+        n.api,
+        "PUT",
+        "/api/1/dtabs/web",
+        &[json, ("If-Match", "AAAAAAAAAAE=")],
+        body,
+    )
+    .await;
+    assert_eq!(updated.status, 204);
+    let stale = http(
+        n.api,
+        "PUT",
+        "/api/1/dtabs/web",
+        &[DTAB, ("If-Match", "AAAAAAAAAAE=")],
+        "/x=>/y",
+    )
+    .await;
+    assert_eq!(stale.status, 412);
+    let missing = http(
+        n.api,
+        "PUT",
+        "/api/1/dtabs/nope",
+        &[DTAB, ("If-Match", "AAAAAAAAAAE=")],
+        "/x=>/y",
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+
+    // A bad dtab is refused with the position of the mistake, and nothing changes.
+    let bad = http(
+        n.api,
+        "PUT",
+        "/api/1/dtabs/web",
+        &[DTAB],
+        "/svc =/#/io.l5d.fs",
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("expected '=>' at 1:6"), "{}", bad.body);
+    let bad_json = http(n.api, "PUT", "/api/1/dtabs/web", &[json], "[null]").await;
+    assert_eq!(bad_json.status, 400);
+    let no_type = http(n.api, "PUT", "/api/1/dtabs/web", &[], "/a=>/b").await;
+    assert_eq!(no_type.status, 400);
+    let odd_type = http(
+        n.api,
+        "PUT",
+        "/api/1/dtabs/web",
+        &[("Content-Type", "image/png")],
+        "/a=>/b",
+    )
+    .await;
+    assert_eq!(odd_type.status, 400);
+    assert!(
+        odd_type
+            .body
+            .starts_with("Invalid Content-Type \"image/png\"."),
+        "{}",
+        odd_type.body
+    );
+    let after = http(
+        n.api,
+        "GET",
+        "/api/1/dtabs/web",
+        &[("Accept", "text/plain")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        after.body,
+        "/svc=>/#/io.l5d.fs;/svc/web=>/$/inet/127.0.0.1/9\n"
+    );
+    assert_eq!(after.header("etag"), Some("AAAAAAAAAAI="));
+
+    // PUT without If-Match creates.
+    assert_eq!(
+        http(n.api, "PUT", "/api/1/dtabs/other", &[DTAB], "/a=>/b")
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        http(n.api, "DELETE", "/api/1/dtabs/other", &[], "")
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        http(n.api, "DELETE", "/api/1/dtabs/other", &[], "")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        http(n.api, "GET", "/api/1/dtabs/other", &[], "")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        http(n.api, "GET", "/api/1/dtabs/bad%2Fname", &[], "")
+            .await
+            .status,
+        400
+    );
+
+    let unmatched = http(n.api, "GET", "/api/2/whatever", &[], "").await;
+    assert_eq!((unmatched.status, unmatched.body.as_str()), (404, ""));
+}
+
+#[tokio::test]
+async fn binding_resolving_and_delegating() {
+    let n = start("").await;
+    let bound = http(
+        n.api,
+        "GET",
+        "/api/1/bind/default?path=/svc/web/api",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(bound.status, 200, "{}", bound.body);
+    assert_eq!(
+        bound.body,
+        "{\"type\":\"leaf\",\"bound\":{\"addr\":{\"type\":\"bound\",\"addrs\":[{\"ip\":\"127.0.0.1\",\"port\":8080,\"meta\":{}}],\"meta\":{}},\"id\":\"/#/io.l5d.fs/web\",\"path\":\"/api\"}}\n"
+    );
+    let extra = http(
+        n.api,
+        "GET",
+        "/api/1/bind/default?path=/svc/web&dtab=/svc/web%3D%3E/%24/inet/127.0.0.1/7",
+        &[],
+        "",
+    )
+    .await;
+    assert!(
+        extra.body.contains("\"id\":\"/$/inet/127.0.0.1/7\""),
+        "{} {}",
+        extra.status,
+        extra.body
+    );
+
+    let resolved = http(
+        n.api,
+        "GET",
+        "/api/1/resolve/default?path=/svc/web",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(
+        resolved.body,
+        "{\"type\":\"bound\",\"addrs\":[{\"ip\":\"127.0.0.1\",\"port\":8080,\"meta\":{}}],\"meta\":{}}\n"
+    );
+    let neg = http(
+        n.api,
+        "GET",
+        "/api/1/resolve/default?path=/svc/missing",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(neg.body, "{\"type\":\"neg\"}\n");
+    let addr = http(
+        n.api,
+        "GET",
+        "/api/1/addr/default?path=/%23/io.l5d.fs/web",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(addr.body, resolved.body);
+
+    let delegated = http(
+        n.api,
+        "GET",
+        "/api/1/delegate/default?path=/svc/missing",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(
+        delegated.body,
+        "{\"type\":\"delegate\",\"path\":\"/svc/missing\",\"delegate\":{\"type\":\"neg\",\"path\":\"/#/io.l5d.fs/missing\",\"dentry\":{\"prefix\":\"/svc\",\"dst\":\"/#/io.l5d.fs\"}}}\n"
+    );
+
+    let bad_path = http(n.api, "GET", "/api/1/bind/default?path=svc", &[], "").await;
+    assert_eq!(bad_path.status, 400);
+    assert!(
+        bad_path
+            .body
+            .starts_with("Invalid path: svc / expected '/'"),
+        "{}",
+        bad_path.body
+    );
+    let bad_dtab = http(
+        n.api,
+        "GET",
+        "/api/1/delegate/default?path=/svc/web&dtab=/x%3D%3E",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(bad_dtab.status, 400);
+    assert!(
+        bad_dtab.body.starts_with("Invalid dtab: "),
+        "{}",
+        bad_dtab.body
+    );
+    assert_eq!(
+        http(n.api, "GET", "/api/1/bind/nope?path=/svc/web", &[], "")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        http(n.api, "DELETE", "/api/1/delegate", &[], "")
+            .await
+            .status,
+        405
+    );
+    assert_eq!(
+        http(n.api, "POST", "/api/1/delegate", &[DTAB], "x")
+            .await
+            .status,
+        415
+    );
+    let posted = http(
+        n.api,
+        "POST",
+        "/api/1/delegate",
+        &[("Content-Type", "application/json")],
+        r#"{"namespace":"default","path":"/svc/missing"}"#,
+    )
+    .await;
+    assert_eq!(posted.body, delegated.body);
+}
+
+#[tokio::test]
+async fn watches_stream_each_change_once() {
+    let n = start("").await;
+    let mut dtab = Watch::open(n.api, "/api/1/dtabs/default?watch=true").await;
+    assert_eq!(
+        dtab.next().await,
+        "[{\"prefix\":\"/svc\",\"dst\":\"/#/io.l5d.fs\"}]"
+    );
+    let mut bind = Watch::open(n.api, "/api/1/bind/default?path=/svc/web&watch=1").await;
+    assert!(bind.next().await.contains("\"port\":8080"));
+
+    // An endpoint change reaches the bind watch through the leaf's address.
+    std::fs::write(n.disco.path().join("web"), "127.0.0.1 8081\n").unwrap();
+    assert!(bind.next().await.contains("\"port\":8081"));
+
+    // A dtab change reaches both.
+    let put = http(
+        n.api,
+        "PUT",
+        "/api/1/dtabs/default",
+        &[DTAB],
+        "/svc=>/#/io.l5d.fs;/svc/web=>/$/inet/127.0.0.1/9",
+    )
+    .await;
+    assert_eq!(put.status, 204);
+    assert!(dtab.next().await.contains("/$/inet/127.0.0.1/9"));
+    assert!(bind.next().await.contains("\"id\":\"/$/inet/127.0.0.1/9\""));
+
+    // Writing the same dtab again sends nothing new on the bind watch; the
+    // next real change arrives as the next line.
+    http(
+        n.api,
+        "PUT",
+        "/api/1/dtabs/default",
+        &[DTAB],
+        "/svc=>/#/io.l5d.fs;/svc/web=>/$/inet/127.0.0.1/9",
+    )
+    .await;
+    http(
+        n.api,
+        "PUT",
+        "/api/1/dtabs/default",
+        &[DTAB],
+        "/svc=>/#/io.l5d.fs",
+    )
+    .await;
+    assert!(bind.next().await.contains("\"port\":8081"));
+
+    let names = http(n.api, "GET", "/api/1/bound-names", &[], "").await;
+    assert_eq!(names.body, "[\"/#/io.l5d.fs/web\"]\n");
+}
+
+#[tokio::test]
+async fn writes_need_the_token_when_one_is_set() {
+    let n = start("  writeToken: s3cret\n").await;
+    let denied = http(n.api, "PUT", "/api/1/dtabs/default", &[DTAB], "/a=>/b").await;
+    assert_eq!(denied.status, 401);
+    assert_eq!(denied.header("www-authenticate"), Some("Bearer"));
+    let wrong = http(
+        n.api,
+        "PUT",
+        "/api/1/dtabs/default",
+        &[DTAB, ("Authorization", "Bearer nope")],
+        "/a=>/b",
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
+    let ok = http(
+        n.api,
+        "PUT",
+        "/api/1/dtabs/default",
+        &[DTAB, ("Authorization", "Bearer s3cret")],
+        "/a=>/b",
+    )
+    .await;
+    assert_eq!(ok.status, 204);
+    // Reads stay open.
+    assert_eq!(
+        http(n.api, "GET", "/api/1/dtabs/default", &[], "")
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn admin_serves_ping_and_metrics() {
+    let n = start("").await;
+    assert_eq!(
+        http(n.admin, "GET", "/admin/ping", &[], "").await.body,
+        "pong"
+    );
+    http(n.api, "PUT", "/api/1/dtabs/default", &[DTAB], "/a=>/b").await;
+    let metrics = http(n.admin, "GET", "/admin/metrics/prometheus", &[], "")
+        .await
+        .body;
+    assert!(
+        metrics.contains("namerd_http_requests_total{route=\"/api/1/dtabs/{ns}\",method=\"PUT\",status=\"204\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("namerd_store_writes_total{op=\"put\",result=\"ok\"} 1"),
+        "{metrics}"
+    );
+}
