@@ -1,1 +1,15 @@
-//! The router: names each request, binds the name and forwards it.
+//! The Switchboard router: names each request, binds the name through a
+//! dtab, picks an endpoint and forwards the request, streaming both ways.
+
+pub mod admin;
+pub mod balance;
+pub mod body;
+pub mod cache;
+pub mod config;
+pub mod dtab_headers;
+pub mod errors;
+pub mod identify;
+pub mod interpreter;
+pub mod metrics;
+pub mod proxy;
+pub mod server;

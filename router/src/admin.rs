@@ -1,0 +1,113 @@
+//! The router's admin server: liveness, metrics, and the delegator that
+//! explains how a name resolves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router as Routes;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use dtab::{Dtab, Path};
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+use crate::proxy::Router;
+
+/// What the admin handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The routers, for the delegator.
+    pub routers: Vec<Arc<Router>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Notified by `POST /admin/shutdown`.
+    pub shutdown: Arc<Notify>,
+}
+
+/// The admin routes.
+pub fn routes(state: AdminState) -> Routes {
+    Routes::new()
+        .route("/admin/ping", get(|| async { "pong" }))
+        .route("/admin/metrics/prometheus", get(prometheus))
+        .route("/delegator.json", get(delegator))
+        .route(
+            "/admin/shutdown",
+            post(|State(state): State<AdminState>| async move {
+                state.shutdown.notify_waiters();
+                "shutting down\n"
+            }),
+        )
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(state)
+}
+
+async fn prometheus(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+fn text(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+/// `GET /delegator.json?path=&dtab=&namespace=<router label>`: Linkerd's
+/// delegator JSON for the router's dtab plus `dtab`.
+async fn delegator(
+    State(state): State<AdminState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let router = match params.get("namespace") {
+        Some(label) => state.routers.iter().find(|r| r.label() == label),
+        None => state.routers.first(),
+    };
+    let Some(router) = router else {
+        let labels: Vec<&str> = state.routers.iter().map(|r| r.label()).collect();
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no router with that label; routers: {}", labels.join(", ")),
+        );
+    };
+    let Some(path) = params.get("path") else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Invalid path: missing the `path` parameter".into(),
+        );
+    };
+    let path = match Path::read(path) {
+        Ok(p) => p,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("Invalid path: {e}")),
+    };
+    let local = match params.get("dtab").map(|d| Dtab::read(d)).transpose() {
+        Ok(d) => d.unwrap_or_default(),
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("Invalid dtab: {e}")),
+    };
+    let dtab = router.dtab().concat(&local);
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        router.naming().delegate(&dtab, &path),
+    )
+    .await
+    {
+        Ok(Ok(json)) => {
+            let body = format!("{}\n", serde_json::to_string(&json).unwrap_or_default());
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Ok(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "delegation timed out after 2s".into(),
+        ),
+    }
+}

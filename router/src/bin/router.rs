@@ -1,0 +1,77 @@
+//! `router <config>`: runs the routers; `router --check <config>` validates.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+/// The Switchboard router.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Only validate the config, then exit.
+    #[arg(long)]
+    check: bool,
+    /// The config file (YAML, or JSON when it starts with `{`).
+    config: PathBuf,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("router: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let (config, specs) = router::config::load(&args.config).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        if args.check {
+            router::server::check(&config, &specs).map_err(anyhow::Error::msg)?;
+            println!("{}: ok", args.config.display());
+            return Ok(());
+        }
+        let running = router::server::start(&config, specs)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        tokio::select! {
+            () = shutdown_signal() => {}
+            () = running.shutdown_requested() => {}
+        }
+        tracing::info!("shutting down");
+        running.stop().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

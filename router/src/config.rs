@@ -1,0 +1,350 @@
+//! The router's config file: Linkerd 1.x's `linkerd.yaml` keys, strict
+//! about unknown keys, kinds and protocols.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use dtab::{Dtab, Path};
+use namers::config::NamerConfig;
+use serde_json::{Map, Value};
+
+use crate::identify::IdentifierConfig;
+
+/// The whole file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The admin server.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Namers shared by the routers' default interpreters.
+    #[serde(default)]
+    pub namers: Vec<NamerConfig>,
+    /// The routers; at least one.
+    pub routers: Vec<RouterConfig>,
+    /// Metrics exporters (only the admin server's endpoints are built in).
+    #[serde(default)]
+    pub telemetry: Vec<KindConfig>,
+    /// Linkerd's anonymous usage reporting; accepted and never sent.
+    #[serde(default)]
+    pub usage: Option<Value>,
+}
+
+/// `admin: {ip, port}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdminConfig {
+    /// Address (loopback by default).
+    #[serde(default = "loopback")]
+    pub ip: IpAddr,
+    /// Port (9990 by default).
+    #[serde(default = "default_admin_port")]
+    pub port: u16,
+    /// How long in-flight requests get on shutdown.
+    #[serde(default = "default_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            ip: loopback(),
+            port: default_admin_port(),
+            shutdown_grace_ms: default_grace_ms(),
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Where the admin server listens.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+fn loopback() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+fn default_admin_port() -> u16 {
+    9990
+}
+
+fn default_grace_ms() -> u64 {
+    10_000
+}
+
+/// Anything polymorphic by `kind`; the kind's keys are checked by the kind.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct KindConfig {
+    /// Which kind.
+    pub kind: String,
+    /// The kind's own keys.
+    #[serde(flatten)]
+    pub params: Map<String, Value>,
+}
+
+/// One identifier or a list of them.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// A single one.
+    One(T),
+    /// Several, tried in order.
+    Many(Vec<T>),
+}
+
+/// One entry of `routers:`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RouterConfig {
+    /// `http` or `h2`.
+    pub protocol: String,
+    /// Names the router in metrics (defaults to the protocol).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The base dtab.
+    #[serde(default)]
+    pub dtab: Option<String>,
+    /// Prepended to identified names (default `/svc`).
+    #[serde(default)]
+    pub dst_prefix: Option<String>,
+    /// How requests are named.
+    #[serde(default)]
+    pub identifier: Option<OneOrMany<IdentifierConfig>>,
+    /// How names are bound (`default`, `io.l5d.fs`, `io.l5d.namerd.http`).
+    #[serde(default)]
+    pub interpreter: Option<KindConfig>,
+    /// Where the router listens; at least one.
+    pub servers: Vec<ServerConfig>,
+    /// Upstream client settings.
+    #[serde(default)]
+    pub client: Option<ClientConfig>,
+    /// Per-service settings.
+    #[serde(default)]
+    pub service: Option<ServiceConfig>,
+    /// Sizes of the binding caches.
+    #[serde(default)]
+    pub binding_cache: Option<BindingCacheConfig>,
+    /// How long a request waits for its name to bind (default 10 s).
+    #[serde(default)]
+    pub binding_timeout_ms: Option<u64>,
+}
+
+/// One entry of `servers:`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerConfig {
+    /// Port (4140 for http, 4142 for h2).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Address (loopback by default).
+    #[serde(default = "loopback")]
+    pub ip: IpAddr,
+    /// Strip every `l5d-*` request header (an untrusted edge).
+    #[serde(default)]
+    pub clear_context: bool,
+    /// Most `Via` hops a request may have passed (default 10).
+    #[serde(default)]
+    pub max_call_depth: Option<usize>,
+    /// Requests served at once before answering 503.
+    #[serde(default)]
+    pub max_concurrent_requests: Option<usize>,
+}
+
+/// `client:`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientConfig {
+    /// `{kind: p2c}` (the only balancer so far).
+    #[serde(default)]
+    pub load_balancer: Option<KindConfig>,
+    /// Time limit for one attempt, in ms.
+    #[serde(default)]
+    pub request_attempt_timeout_ms: Option<u64>,
+    /// Timeout for opening a connection, in ms (default 3000).
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+}
+
+/// `service:`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceConfig {
+    /// Time limit for a whole request, in ms.
+    #[serde(default)]
+    pub total_timeout_ms: Option<u64>,
+}
+
+/// `bindingCache:`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BindingCacheConfig {
+    /// Cached (dtab, name) bindings (default 1000).
+    #[serde(default)]
+    pub paths: Option<usize>,
+    /// Accepted for compatibility; bound trees are cached with paths.
+    #[serde(default)]
+    pub trees: Option<usize>,
+    /// Accepted for compatibility; addresses live in the clients.
+    #[serde(default)]
+    pub bounds: Option<usize>,
+    /// Cached clients, one per bound name (default 1000).
+    #[serde(default)]
+    pub clients: Option<usize>,
+    /// Seconds an unused entry is kept (default 600).
+    #[serde(default)]
+    pub idle_ttl_secs: Option<u64>,
+}
+
+/// The protocols a router can speak.
+pub const PROTOCOLS: &[&str] = &["http", "h2"];
+
+/// The interpreters a router can use.
+pub const INTERPRETERS: &[&str] = &["default", "io.l5d.fs", "io.l5d.namerd.http"];
+
+/// A router's checked settings.
+#[derive(Debug)]
+pub struct RouterSpec {
+    /// Index in the config, for messages.
+    pub index: usize,
+    /// Metrics label.
+    pub label: String,
+    /// `http` or `h2`.
+    pub protocol: crate::identify::Protocol,
+    /// The base dtab.
+    pub dtab: Dtab,
+    /// The name prefix.
+    pub dst_prefix: Path,
+    /// How long to wait for a binding.
+    pub binding_timeout: Duration,
+    /// Whole-request time limit.
+    pub total_timeout: Option<Duration>,
+    /// Per-attempt time limit.
+    pub attempt_timeout: Option<Duration>,
+    /// Connection time limit.
+    pub connect_timeout: Duration,
+    /// Cache sizes.
+    pub paths_capacity: usize,
+    /// Client cache size.
+    pub clients_capacity: usize,
+    /// Cache idle TTL.
+    pub idle_ttl: Duration,
+}
+
+impl Config {
+    /// Checks everything that needs no I/O.
+    pub fn validate(&self) -> Result<Vec<RouterSpec>, String> {
+        if self.routers.is_empty() {
+            return Err("routers: at least one router is required".into());
+        }
+        if let Some(t) = self.telemetry.first() {
+            return Err(format!(
+                "telemetry[0]: unsupported telemetry kind {:?}; metrics are served by the admin server at /admin/metrics/prometheus and /admin/metrics.json",
+                t.kind
+            ));
+        }
+        let mut labels = std::collections::HashSet::new();
+        let specs = self
+            .routers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r.validate(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        for spec in &specs {
+            if !labels.insert(spec.label.clone()) {
+                return Err(format!(
+                    "routers[{}]: label {:?} is used by another router",
+                    spec.index, spec.label
+                ));
+            }
+        }
+        Ok(specs)
+    }
+}
+
+impl RouterConfig {
+    fn validate(&self, index: usize) -> Result<RouterSpec, String> {
+        let at = format!("routers[{index}]");
+        let protocol = match self.protocol.as_str() {
+            "http" => crate::identify::Protocol::Http,
+            "h2" => crate::identify::Protocol::H2,
+            other => {
+                return Err(format!(
+                    "{at}.protocol: unsupported protocol {other:?}; supported protocols: {}",
+                    PROTOCOLS.join(", ")
+                ));
+            }
+        };
+        let dtab = match &self.dtab {
+            Some(text) => Dtab::read(text).map_err(|e| format!("{at}.dtab: {e}"))?,
+            None => Dtab::empty(),
+        };
+        let dst_prefix = Path::read(self.dst_prefix.as_deref().unwrap_or("/svc"))
+            .map_err(|e| format!("{at}.dstPrefix: {e}"))?;
+        if self.servers.is_empty() {
+            return Err(format!("{at}.servers: at least one server is required"));
+        }
+        if let Some(interpreter) = &self.interpreter {
+            if !INTERPRETERS.contains(&interpreter.kind.as_str()) {
+                return Err(format!(
+                    "{at}.interpreter: unsupported interpreter kind {:?}; supported kinds: {}",
+                    interpreter.kind,
+                    INTERPRETERS.join(", ")
+                ));
+            }
+        }
+        let client = self.client.as_ref();
+        if let Some(lb) = client.and_then(|c| c.load_balancer.as_ref()) {
+            if lb.kind != "p2c" {
+                return Err(format!(
+                    "{at}.client.loadBalancer: unsupported kind {:?}; supported kinds: p2c",
+                    lb.kind
+                ));
+            }
+            if let Some(key) = lb.params.keys().next() {
+                return Err(format!("{at}.client.loadBalancer: unknown field `{key}`"));
+            }
+        }
+        let cache = self.binding_cache.as_ref();
+        let ms = Duration::from_millis;
+        Ok(RouterSpec {
+            index,
+            label: self.label.clone().unwrap_or_else(|| self.protocol.clone()),
+            protocol,
+            dtab,
+            dst_prefix,
+            binding_timeout: ms(self.binding_timeout_ms.unwrap_or(10_000)),
+            total_timeout: self
+                .service
+                .as_ref()
+                .and_then(|s| s.total_timeout_ms)
+                .map(ms),
+            attempt_timeout: client.and_then(|c| c.request_attempt_timeout_ms).map(ms),
+            connect_timeout: ms(client.and_then(|c| c.connect_timeout_ms).unwrap_or(3_000)),
+            paths_capacity: cache.and_then(|c| c.paths).unwrap_or(1000),
+            clients_capacity: cache.and_then(|c| c.clients).unwrap_or(1000),
+            idle_ttl: Duration::from_secs(cache.and_then(|c| c.idle_ttl_secs).unwrap_or(600)),
+        })
+    }
+}
+
+impl ServerConfig {
+    /// Where this server listens; the default port depends on the protocol.
+    pub fn addr(&self, protocol: crate::identify::Protocol) -> SocketAddr {
+        let default = match protocol {
+            crate::identify::Protocol::Http => 4140,
+            crate::identify::Protocol::H2 => 4142,
+        };
+        SocketAddr::new(self.ip, self.port.unwrap_or(default))
+    }
+}
+
+/// Reads and checks a config file.
+pub fn load(path: &std::path::Path) -> Result<(Config, Vec<RouterSpec>), String> {
+    let config: Config = namers::config::load(path).map_err(|e| e.to_string())?;
+    let specs = config
+        .validate()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((config, specs))
+}

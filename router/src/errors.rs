@@ -1,0 +1,120 @@
+//! Why a request was not forwarded, who is to blame, and how that is told
+//! to the client: a status code, an `l5d-err` header and a plain-text body.
+
+use http::{HeaderValue, StatusCode};
+
+/// A request the router could not complete.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RouterError {
+    /// No identifier could name the request (the client's fault).
+    #[error("{0}")]
+    Unidentified(String),
+    /// An `l5d-dtab` / `l5d-ctx-dtab` header does not parse.
+    #[error("{0}")]
+    BadDtabHeader(String),
+    /// The request has passed through too many routers (a routing loop?).
+    #[error(
+        "maximum call depth {max} exceeded: the request has already passed {seen} routers (routing loop?)"
+    )]
+    MaxCallDepth {
+        /// The configured limit.
+        max: usize,
+        /// How many `Via` hops the request carried.
+        seen: usize,
+    },
+    /// The name did not bind within `bindingTimeoutMs`.
+    #[error("{0}")]
+    BindingTimeout(String),
+    /// Binding failed (a namer error, the depth limit, ...).
+    #[error("{0}")]
+    BindingFailed(String),
+    /// The name resolved to nothing usable (`~`, `!`, or no endpoints).
+    #[error("{0}")]
+    NoEndpoints(String),
+    /// Connecting to or talking with the chosen endpoint failed.
+    #[error("{0}")]
+    Upstream(String),
+    /// No response within the service's total timeout.
+    #[error("{0}")]
+    Timeout(String),
+    /// The router is shutting down or overloaded.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl RouterError {
+    /// The status Linkerd answers with for this kind of failure.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RouterError::Unidentified(_)
+            | RouterError::BadDtabHeader(_)
+            | RouterError::MaxCallDepth { .. } => StatusCode::BAD_REQUEST,
+            RouterError::BindingFailed(_)
+            | RouterError::NoEndpoints(_)
+            | RouterError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            RouterError::BindingTimeout(_)
+            | RouterError::Timeout(_)
+            | RouterError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Whether the request never reached an upstream, so a retry elsewhere
+    /// is safe (`l5d-retryable`).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            RouterError::NoEndpoints(_)
+                | RouterError::Unavailable(_)
+                | RouterError::BindingTimeout(_)
+        )
+    }
+
+    /// The message URL-encoded for the `l5d-err` header.
+    pub fn header_value(&self) -> HeaderValue {
+        let encoded = url_encode(&self.to_string());
+        HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static("error"))
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (spaces as `+`,
+/// as Java's URLEncoder does).
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'*' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_linkerd() {
+        assert_eq!(
+            RouterError::Unidentified("x".into()).status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            RouterError::NoEndpoints("x".into()).status(),
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            RouterError::Timeout("x".into()).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn header_is_url_encoded() {
+        let e = RouterError::NoEndpoints("no endpoints for /svc/web: ~".into());
+        assert_eq!(e.header_value(), "no+endpoints+for+%2Fsvc%2Fweb%3A+%7E");
+    }
+}

@@ -1,0 +1,244 @@
+//! Starting the routers and the admin server from a config, and stopping
+//! them gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use namers::system::inet::InetResolver;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::admin::{self, AdminState};
+use crate::config::{Config, RouterSpec};
+use crate::errors::RouterError;
+use crate::identify::build_identifiers;
+use crate::interpreter;
+use crate::metrics::Metrics;
+use crate::proxy::{Router, ServerSettings, error_response};
+
+/// Linkerd's default limit of `Via` hops.
+pub const DEFAULT_MAX_CALL_DEPTH: usize = 10;
+
+/// A running set of routers.
+pub struct Running {
+    /// Each server's address, with its router's label, in config order.
+    pub servers: Vec<(String, SocketAddr)>,
+    /// The admin server's address.
+    pub admin_addr: SocketAddr,
+    shutdown: Arc<Notify>,
+    stop_accepting: Arc<Notify>,
+    servers_running: JoinSet<()>,
+    background: JoinSet<()>,
+    grace: Duration,
+}
+
+/// Builds everything `config` describes (namers, identifiers,
+/// interpreters) without listening, to validate it.
+pub fn check(config: &Config, specs: &[RouterSpec]) -> Result<(), String> {
+    let inet = Arc::new(InetResolver::system().map_err(|e| format!("DNS: {e}"))?);
+    let default = interpreter::default_interpreter(&config.namers, &inet)?;
+    for (spec, router_config) in specs.iter().zip(&config.routers) {
+        let at = format!("routers[{}]", spec.index);
+        identifiers_of(router_config, spec).map_err(|e| format!("{at}.{e}"))?;
+        interpreter::build(router_config.interpreter.as_ref(), &default)
+            .map_err(|e| format!("{at}.{e}"))?;
+    }
+    Ok(())
+}
+
+fn identifiers_of(
+    router_config: &crate::config::RouterConfig,
+    spec: &RouterSpec,
+) -> Result<Vec<Box<dyn crate::identify::Identifier>>, String> {
+    match &router_config.identifier {
+        None => build_identifiers(&[], &spec.dst_prefix, spec.protocol),
+        Some(crate::config::OneOrMany::One(one)) => {
+            build_identifiers(std::slice::from_ref(one), &spec.dst_prefix, spec.protocol)
+        }
+        Some(crate::config::OneOrMany::Many(list)) => {
+            build_identifiers(list, &spec.dst_prefix, spec.protocol)
+        }
+    }
+}
+
+/// Builds the routers of `config` and starts serving.
+pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, String> {
+    let inet = Arc::new(InetResolver::system().map_err(|e| format!("DNS: {e}"))?);
+    let default = interpreter::default_interpreter(&config.namers, &inet)?;
+    let metrics = Metrics::default();
+    let shutdown = Arc::new(Notify::new());
+    let stop_accepting = Arc::new(Notify::new());
+    let mut tasks = JoinSet::new();
+    let mut background = JoinSet::new();
+
+    let admin_listener = TcpListener::bind(config.admin.addr())
+        .await
+        .map_err(|e| format!("admin: cannot listen on {}: {e}", config.admin.addr()))?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+
+    let mut routers = Vec::new();
+    let mut servers = Vec::new();
+    for (spec, router_config) in specs.into_iter().zip(&config.routers) {
+        let at = format!("routers[{}]", spec.index);
+        let identifiers = identifiers_of(router_config, &spec).map_err(|e| format!("{at}.{e}"))?;
+        let naming = interpreter::build(router_config.interpreter.as_ref(), &default)
+            .map_err(|e| format!("{at}.{e}"))?;
+        let label = spec.label.clone();
+        let protocol = spec.protocol;
+        let router = Arc::new(Router::new(
+            spec,
+            identifiers,
+            naming,
+            metrics.router(&label),
+            admin_addr,
+        ));
+        routers.push(router.clone());
+        for (i, server) in router_config.servers.iter().enumerate() {
+            let addr = server.addr(protocol);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("{at}.servers[{i}]: cannot listen on {addr}: {e}"))?;
+            servers.push((
+                label.clone(),
+                listener.local_addr().map_err(|e| e.to_string())?,
+            ));
+            let settings = ServerSettings {
+                clear_context: server.clear_context,
+                max_call_depth: server.max_call_depth.unwrap_or(DEFAULT_MAX_CALL_DEPTH),
+            };
+            let limit = server
+                .max_concurrent_requests
+                .map(|n| Arc::new(Semaphore::new(n)));
+            tasks.spawn(accept_loop(
+                listener,
+                router.clone(),
+                settings,
+                limit,
+                stop_accepting.clone(),
+            ));
+        }
+        let expiring = router.clone();
+        background.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                expiring.expire_idle();
+            }
+        });
+    }
+
+    let admin_app = admin::routes(AdminState {
+        routers,
+        metrics,
+        shutdown: shutdown.clone(),
+    });
+    let stop_admin = stop_accepting.clone();
+    tasks.spawn(async move {
+        let stop = async move { stop_admin.notified().await };
+        if let Err(e) = axum::serve(admin_listener, admin_app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    });
+    tracing::info!(?servers, %admin_addr, "routers are serving");
+    Ok(Running {
+        servers,
+        admin_addr,
+        shutdown,
+        stop_accepting,
+        servers_running: tasks,
+        background,
+        grace: Duration::from_millis(config.admin.shutdown_grace_ms),
+    })
+}
+
+/// Accepts connections until told to stop, then lets open connections
+/// finish their requests.
+async fn accept_loop(
+    listener: TcpListener,
+    router: Arc<Router>,
+    settings: ServerSettings,
+    limit: Option<Arc<Semaphore>>,
+    stop: Arc<Notify>,
+) {
+    let graceful = GracefulShutdown::new();
+    let settings = Arc::new(settings);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _) = tokio::select! {
+            () = stop.notified() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let settings = settings.clone();
+        let limit = limit.clone();
+        let service = service_fn(move |request| {
+            let router = router.clone();
+            let settings = settings.clone();
+            let limit = limit.clone();
+            async move {
+                let _permit = match &limit {
+                    Some(limit) => match limit.clone().try_acquire_owned() {
+                        Ok(permit) => Some(permit),
+                        Err(_) => {
+                            let e = RouterError::Unavailable("too many concurrent requests".into());
+                            return Ok::<_, std::convert::Infallible>(error_response(&e));
+                        }
+                    },
+                    None => None,
+                };
+                Ok(router.handle(&settings, request).await)
+            }
+        });
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}
+
+impl Running {
+    /// Completes when `POST /admin/shutdown` asks the process to stop.
+    pub async fn shutdown_requested(&self) {
+        self.shutdown.notified().await;
+    }
+
+    /// Stops accepting, waits up to the grace period for in-flight requests,
+    /// then stops everything.
+    pub async fn stop(mut self) {
+        self.stop_accepting.notify_waiters();
+        let grace = self.grace;
+        let drained = tokio::time::timeout(grace, async {
+            while self.servers_running.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                ?grace,
+                "requests still in flight after the grace period; stopping anyway"
+            );
+        }
+        self.servers_running.abort_all();
+        self.background.abort_all();
+    }
+}
