@@ -285,14 +285,14 @@ impl RouterConfig {
         if self.servers.is_empty() {
             return Err(format!("{at}.servers: at least one server is required"));
         }
-        if let Some(interpreter) = &self.interpreter {
-            if !INTERPRETERS.contains(&interpreter.kind.as_str()) {
-                return Err(format!(
-                    "{at}.interpreter: unsupported interpreter kind {:?}; supported kinds: {}",
-                    interpreter.kind,
-                    INTERPRETERS.join(", ")
-                ));
-            }
+        if let Some(interpreter) = &self.interpreter
+            && !INTERPRETERS.contains(&interpreter.kind.as_str())
+        {
+            return Err(format!(
+                "{at}.interpreter: unsupported interpreter kind {:?}; supported kinds: {}",
+                interpreter.kind,
+                INTERPRETERS.join(", ")
+            ));
         }
         let client = self.client.as_ref();
         if let Some(lb) = client.and_then(|c| c.load_balancer.as_ref()) {

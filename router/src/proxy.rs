@@ -309,6 +309,7 @@ impl Router {
 
     fn set_dst_headers(&self, headers: &mut http::HeaderMap, name: &Path, bound: &Bound) {
         let has_reqid = headers.contains_key("l5d-reqid");
+        headers.append(header::VIA, HeaderValue::from_static("1.1 switchboard"));
         let mut set = |key: &'static str, value: String| {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 headers.insert(HeaderName::from_static(key), v);
@@ -322,8 +323,6 @@ impl Router {
         if !has_reqid {
             set("l5d-reqid", format!("{:016x}", rand::random::<u64>()));
         }
-        drop(set);
-        headers.append(header::VIA, HeaderValue::from_static("1.1 switchboard"));
     }
 }
 
