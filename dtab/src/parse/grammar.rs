@@ -237,9 +237,11 @@ fn number(input: &str) -> PResult<'_, f64> {
     if digits.matches('.').count() > 1 || digits == "." {
         return fail(input, "a weight such as 2 or 0.5");
     }
+    // Unlike Finagle, a weight too large for a double is refused rather
+    // than read as Infinity, which would print as text that does not parse.
     match digits.parse::<f64>() {
-        Ok(w) => Ok((rest, w)),
-        Err(_) => fail(input, "a weight such as 2 or 0.5"),
+        Ok(w) if w.is_finite() => Ok((rest, w)),
+        _ => fail(input, "a weight such as 2 or 0.5 (a finite number)"),
     }
 }
 
