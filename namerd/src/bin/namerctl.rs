@@ -43,7 +43,13 @@ struct Cli {
     token: Option<String>,
 
     /// How long one request to namerd may take, in seconds.
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     timeout: u64,
 
     #[command(subcommand)]

@@ -203,7 +203,7 @@ fn node(tree: &Value, lead: &str, weight: &str, indent: &str, out: &mut String) 
                 line.push_str(&format!("  -> name {name}"));
             }
         }
-        "neg" => line.push_str("  -> neg (no dentry matches)"),
+        "neg" => line.push_str("  -> neg"),
         "fail" => line.push_str("  -> fail"),
         "empty" => line.push_str("  -> empty"),
         "exception" => {
@@ -272,8 +272,8 @@ mod tests {
         assert_eq!(
             render_delegate(&tree),
             "/yeezy  (alt: the first that resolves wins)\n\
-             ├── /bar  via /yeezy => /bar  -> neg (no dentry matches)\n\
-             └── /yeezus  via /yeezy => /yeezus  -> neg (no dentry matches)\n"
+             ├── /bar  via /yeezy => /bar  -> neg\n\
+             └── /yeezus  via /yeezy => /yeezus  -> neg\n"
         );
     }
 
