@@ -31,6 +31,7 @@ pub struct Running {
     /// The naming service.
     pub namerd: Arc<Namerd>,
     shutdown: Arc<Notify>,
+    stopping: tokio::sync::watch::Sender<bool>,
     servers: JoinSet<std::io::Result<()>>,
 }
 
@@ -46,6 +47,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     let namerd = Namerd::new(store, interpreter);
     let metrics = Arc::new(Metrics::default());
     let shutdown = Arc::new(Notify::new());
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut servers = JoinSet::new();
 
     let mut api_addrs = Vec::new();
@@ -61,6 +63,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
             namerd: namerd.clone(),
             write_token: controller.write_token.as_deref().map(Arc::from),
             metrics: metrics.clone(),
+            stopping: stopping.clone(),
         };
         let app = api::router(state, controller.max_body_bytes);
         servers.spawn(serve(listener, app, shutdown.clone()));
@@ -83,6 +86,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         admin_addr,
         namerd,
         shutdown,
+        stopping: stopping_tx,
         servers,
     })
 }
@@ -104,16 +108,17 @@ impl Running {
         self.shutdown.notified().await;
     }
 
-    /// Stops accepting, lets requests finish for up to [`SHUTDOWN_GRACE`],
-    /// then cuts what is left (open watch streams).
+    /// Stops accepting, ends open watch streams, lets requests finish for
+    /// up to [`SHUTDOWN_GRACE`], then cuts what is left.
     pub async fn stop(mut self) {
         self.shutdown.notify_waiters();
+        self.stopping.send_replace(true);
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while self.servers.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
-            tracing::info!("cutting open watch streams");
+            tracing::info!("cutting connections still open after the grace period");
             self.servers.abort_all();
         }
     }

@@ -92,6 +92,16 @@ impl Watch {
         Watch { reader }
     }
 
+    /// Waits for the server to end the stream.
+    async fn ended(&mut self) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            let mut rest = Vec::new();
+            self.reader.read_to_end(&mut rest).await.unwrap();
+        })
+        .await
+        .expect("the watch stream was not ended within 5 s");
+    }
+
     /// The next JSON document (chunk framing skipped).
     async fn next(&mut self) -> String {
         tokio::time::timeout(Duration::from_secs(5), async {
@@ -115,7 +125,7 @@ struct Namerd {
     api: SocketAddr,
     admin: SocketAddr,
     disco: tempfile::TempDir,
-    _running: namerd::server::Running,
+    running: namerd::server::Running,
 }
 
 async fn start(extra: &str) -> Namerd {
@@ -131,7 +141,7 @@ async fn start(extra: &str) -> Namerd {
         api: running.api_addrs[0],
         admin: running.admin_addr,
         disco,
-        _running: running,
+        running,
     }
 }
 
@@ -519,5 +529,22 @@ async fn admin_serves_ping_and_metrics() {
     assert!(
         metrics.contains("namerd_store_writes_total{op=\"put\",result=\"ok\"} 1"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn stopping_namerd_ends_open_watches() {
+    let n = start("").await;
+    let mut watch = Watch::open(n.api, "/api/1/bind/default?path=/svc/web&watch=1").await;
+    assert!(watch.next().await.contains("\"port\":8080"));
+    let stopped = tokio::spawn(n.running.stop());
+    watch.ended().await;
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(n.api).await.is_err(),
+        "namerd still accepts after stop"
     );
 }

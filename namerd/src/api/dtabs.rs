@@ -54,13 +54,17 @@ fn record(state: &ApiState, op: &'static str, result: &Result<impl Sized, StoreE
 pub(crate) async fn list(State(state): State<ApiState>, Query(params): Params) -> Response {
     let store = state.namerd.store();
     if wants_watch(params.get("watch")) {
-        return watch::stream(store.watch_list(), |names| match names {
-            Activity::Pending => Frame::Skip,
-            Activity::Ok(names) => Frame::Json(json_line(
-                &names.iter().map(Namespace::as_str).collect::<Vec<_>>(),
-            )),
-            Activity::Failed(e) => Frame::End(e.to_string()),
-        });
+        return watch::stream(
+            store.watch_list(),
+            state.stopping.clone(),
+            |names| match names {
+                Activity::Pending => Frame::Skip,
+                Activity::Ok(names) => Frame::Json(json_line(
+                    &names.iter().map(Namespace::as_str).collect::<Vec<_>>(),
+                )),
+                Activity::Failed(e) => Frame::End(e.to_string()),
+            },
+        );
     }
     match store.list().await {
         Ok(names) => {
@@ -112,12 +116,16 @@ pub(crate) async fn get(
     };
     if wants_watch(params.get("watch")) {
         let deleted = format!("namespace {ns} was deleted");
-        return watch::stream(store.watch(&ns), move |state| match state {
-            Activity::Pending => Frame::Skip,
-            Activity::Ok(Some(d)) => Frame::Json(json_line(&d.dtab)),
-            Activity::Ok(None) => Frame::End(deleted.clone()),
-            Activity::Failed(e) => Frame::End(e.to_string()),
-        });
+        return watch::stream(
+            store.watch(&ns),
+            state.stopping.clone(),
+            move |state| match state {
+                Activity::Pending => Frame::Skip,
+                Activity::Ok(Some(d)) => Frame::Json(json_line(&d.dtab)),
+                Activity::Ok(None) => Frame::End(deleted.clone()),
+                Activity::Failed(e) => Frame::End(e.to_string()),
+            },
+        );
     }
     dtab_response(&found, wants_text(&headers))
 }

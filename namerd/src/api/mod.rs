@@ -30,6 +30,8 @@ pub struct ApiState {
     pub write_token: Option<Arc<str>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Becomes true when namerd stops; open watch streams then end.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The `/api/1` routes. Anything else is a 404 with an empty body.

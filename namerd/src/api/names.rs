@@ -154,7 +154,7 @@ pub(crate) async fn bind(
     };
     let binding = state.namerd.bind(&ns, &path, &local);
     if wants_watch(params.get("watch")) {
-        return watch::stream(rendered_tree(binding), Clone::clone);
+        return watch::stream(rendered_tree(binding), state.stopping.clone(), Clone::clone);
     }
     match settled(&binding, Activity::is_pending).await.as_deref() {
         Some(Activity::Ok(tree)) => json_response(&json::bound_tree(tree)),
@@ -179,7 +179,7 @@ pub(crate) async fn addr(
         Ok(id) => id,
         Err(r) => return r.into_response(),
     };
-    addr_response(state.namerd.addr(&id), &params).await
+    addr_response(&state, state.namerd.addr(&id), &params).await
 }
 
 /// `GET /api/1/resolve/{ns}?path=&dtab=&watch=`: one address for a name.
@@ -196,12 +196,16 @@ pub(crate) async fn resolve(
         (Ok(ns), Ok(path), Ok(local)) => (ns, path, local),
         (Err(r), ..) | (_, Err(r), _) | (.., Err(r)) => return r.into_response(),
     };
-    addr_response(state.namerd.resolve(&ns, &path, &local), &params).await
+    addr_response(&state, state.namerd.resolve(&ns, &path, &local), &params).await
 }
 
-async fn addr_response(addr: Live<Addr>, params: &HashMap<String, String>) -> Response {
+async fn addr_response(
+    state: &ApiState,
+    addr: Live<Addr>,
+    params: &HashMap<String, String>,
+) -> Response {
     if wants_watch(params.get("watch")) {
-        return watch::stream(addr, addr_frame);
+        return watch::stream(addr, state.stopping.clone(), addr_frame);
     }
     match settled(&addr, |a| matches!(a, Addr::Pending)).await {
         Some(current) => json_response(&json::addr(&current)),
@@ -322,7 +326,7 @@ async fn delegate_in(
 pub(crate) async fn bound_names(State(state): State<ApiState>, Query(params): Params) -> Response {
     let names = state.namerd.bound_names();
     if wants_watch(params.get("watch")) {
-        return watch::stream(names, |set| {
+        return watch::stream(names, state.stopping.clone(), |set| {
             Frame::Json(serde_json::to_string(set).unwrap_or_default())
         });
     }

@@ -27,13 +27,18 @@ pub(crate) fn wants_watch(value: Option<&String>) -> bool {
 
 /// A streaming response of `live`'s values, rendered by `render`, with
 /// consecutive identical documents sent once.
-pub(crate) fn stream<T, F>(live: Live<T>, render: F) -> Response
+pub(crate) fn stream<T, F>(
+    live: Live<T>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    render: F,
+) -> Response
 where
     T: Send + Sync + 'static,
     F: Fn(&T) -> Frame + Send + 'static,
 {
     struct State<T, F> {
         live: Live<T>,
+        stopping: tokio::sync::watch::Receiver<bool>,
         render: F,
         last: Option<String>,
         first: bool,
@@ -41,6 +46,7 @@ where
     }
     let state = State {
         live,
+        stopping,
         render,
         last: None,
         first: true,
@@ -52,7 +58,13 @@ where
         }
         loop {
             if !s.first {
-                s.live.changed().await;
+                // namerd is stopping: end the stream so clients reconnect
+                // elsewhere instead of holding a dead connection.
+                let stop = s.stopping.wait_for(|stopping| *stopping);
+                tokio::select! {
+                    () = s.live.changed() => {}
+                    _ = stop => return None,
+                }
             }
             s.first = false;
             match (s.render)(&s.live.load()) {
