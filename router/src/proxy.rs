@@ -148,7 +148,8 @@ impl Router {
         let identified = identify_with(&self.identifiers, &parts)
             .map_err(|e| RouterError::Unidentified(e.to_string()))?;
         let name = identified.name;
-        let state = self.bound_tree(&local, &name).await?;
+        let deadline = tokio::time::Instant::now() + self.spec.binding_timeout;
+        let state = self.bound_tree(&local, &name, deadline).await?;
         let Activity::Ok(tree) = &*state else {
             return Err(RouterError::BindingFailed(format!(
                 "binding {} is not ready",
@@ -168,14 +169,7 @@ impl Router {
         let balancer = self
             .balancers
             .get_or_insert_with(&bound.id, || Balancer::new(bound.addr.clone()));
-        let Some(picked) = balancer.value.pick() else {
-            return Err(RouterError::NoEndpoints(format!(
-                "no endpoints for {} (bound to {}: {})",
-                name.show(),
-                bound.id.show(),
-                describe_addr(&balancer.value.addr())
-            )));
-        };
+        let picked = self.pick(&balancer.value, &name, &bound, deadline).await?;
 
         // Rewrite the request for the chosen endpoint.
         let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -241,6 +235,7 @@ impl Router {
         &self,
         local: &Dtab,
         name: &Path,
+        deadline: tokio::time::Instant,
     ) -> Result<Arc<Activity<NameTree<Bound>>>, RouterError> {
         let key = (local.show(), name.clone());
         let entry = self.bindings.get_or_insert_with(&key, || {
@@ -248,7 +243,6 @@ impl Router {
             self.naming.bind(&dtab, name)
         });
         let mut binding = entry.value.clone();
-        let deadline = tokio::time::Instant::now() + self.spec.binding_timeout;
         loop {
             let state = binding.load();
             match &*state {
@@ -268,6 +262,43 @@ impl Router {
                 return Err(RouterError::BindingTimeout(format!(
                     "binding {} timed out after {:?}",
                     name.show(),
+                    self.spec.binding_timeout
+                )));
+            }
+        }
+    }
+
+    /// An endpoint of `bound`, waiting (until the binding deadline) for an
+    /// address that is still pending.
+    async fn pick(
+        &self,
+        balancer: &Balancer,
+        name: &Path,
+        bound: &Bound,
+        deadline: tokio::time::Instant,
+    ) -> Result<crate::balance::Picked, RouterError> {
+        let mut addr = balancer.live_addr();
+        loop {
+            if let Some(picked) = balancer.pick() {
+                return Ok(picked);
+            }
+            let current = addr.load();
+            if !matches!(*current, namers::Addr::Pending) {
+                return Err(RouterError::NoEndpoints(format!(
+                    "no endpoints for {} (bound to {}: {})",
+                    name.show(),
+                    bound.id.show(),
+                    describe_addr(&current)
+                )));
+            }
+            if tokio::time::timeout_at(deadline, addr.changed())
+                .await
+                .is_err()
+            {
+                return Err(RouterError::BindingTimeout(format!(
+                    "the address of {} ({}) was still pending after {:?}",
+                    name.show(),
+                    bound.id.show(),
                     self.spec.binding_timeout
                 )));
             }

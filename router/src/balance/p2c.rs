@@ -61,6 +61,11 @@ impl Balancer {
         self.addr.load()
     }
 
+    /// The live address, to wait for one that is pending.
+    pub fn live_addr(&self) -> Live<Addr> {
+        self.addr.clone()
+    }
+
     /// How many endpoints are available now.
     pub fn size(&self) -> usize {
         self.current().nodes.len()
