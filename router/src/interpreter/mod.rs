@@ -14,6 +14,13 @@ use namers::{Binding, Interpreter, NameInterpreter};
 
 use crate::config::KindConfig;
 
+pub mod fs;
+pub mod namerd_http;
+mod params;
+
+pub use fs::FsInterpreter;
+pub use namerd_http::NamerdHttpInterpreter;
+
 /// What a router needs from an interpreter.
 pub trait RouterNaming: Send + Sync + 'static {
     /// Binds `path` through `dtab` (the router's dtab plus the request's),
@@ -65,15 +72,30 @@ pub fn build(
     config: Option<&KindConfig>,
     default: &Interpreter,
 ) -> Result<Arc<dyn RouterNaming>, String> {
-    match config.map(|c| c.kind.as_str()) {
-        None | Some("default") => {
-            if let Some(key) = config.and_then(|c| c.params.keys().next()) {
-                return Err(format!("interpreter (default): unknown field `{key}`"));
+    let Some(config) = config else {
+        return Ok(Arc::new(default.clone()));
+    };
+    match config.kind.as_str() {
+        "default" => {
+            if let Some(key) = config.params.keys().next() {
+                return Err(params::invalid(
+                    "default",
+                    key,
+                    format!("unknown field `{key}`; the default interpreter has no keys"),
+                ));
             }
             Ok(Arc::new(default.clone()))
         }
-        Some(other) => Err(format!(
-            "interpreter: kind {other:?} is not available in this build; supported kinds: {}",
+        fs::KIND => Ok(Arc::new(FsInterpreter::from_params(
+            &config.params,
+            default,
+        )?)),
+        namerd_http::KIND => Ok(Arc::new(NamerdHttpInterpreter::from_params(
+            &config.params,
+            default,
+        )?)),
+        other => Err(format!(
+            "interpreter: unsupported interpreter kind {other:?}; supported kinds: {}",
             crate::config::INTERPRETERS.join(", ")
         )),
     }

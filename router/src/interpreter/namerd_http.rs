@@ -1,0 +1,629 @@
+//! The `io.l5d.namerd.http` interpreter: names are bound by namerd, through
+//! its HTTP API's streaming watches.
+//!
+//! Each distinct (dtab, path) has one `GET /api/1/bind/<ns>?watch=true`
+//! stream, shared by every binding of it; each bound id in the trees it
+//! sends has one `GET /api/1/addr/<ns>?watch=true` stream, shared by every
+//! tree that holds the id. A stream ends when nobody holds what it feeds.
+//!
+//! namerd may go away at any time. A stream that ends is reopened at once;
+//! while reopening fails, attempts back off exponentially (with jitter) from
+//! `retry.baseSeconds` to `retry.maxSeconds`. Meanwhile the last tree and
+//! addresses namerd sent stay in force: a failure is published only for a
+//! name namerd has never answered for and that namerd itself reports as
+//! failed. A name namerd has not answered yet is pending.
+
+mod backoff;
+#[cfg(test)]
+mod tests;
+mod wire;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use dtab::{Dtab, NameTree, Path};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use namerd::client::{BaseUrl, Client, ClientError};
+use namerd::{LiveCache, Namespace};
+use namers::resolve::{Resolved, choose, pick_by_weight};
+use namers::{
+    Activity, Addr, Binding, Bound, Interpreter, Live, NameInterpreter, NamingError, Publisher,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use super::{RouterNaming, params};
+use backoff::Backoff;
+
+pub use backoff::Retry;
+
+/// The interpreter's `kind`.
+pub const KIND: &str = "io.l5d.namerd.http";
+
+/// How long finding namerd's address (binding `dst`) may take.
+const DST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `interpreter: {kind: io.l5d.namerd.http, dst, namespace, retry}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamerdHttpConfig {
+    /// Where namerd's HTTP API is: a path bound with the default
+    /// interpreter (`/$/inet/<host>/<port>`), `host:port`, or
+    /// `http://host:port[/prefix]`.
+    pub dst: String,
+    /// The namerd namespace whose dtab binds names (default `default`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Reconnection backoff.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Linkerd required `experimental: true`; accepted and not required.
+    #[serde(default)]
+    pub experimental: bool,
+    /// TLS to namerd; refused with an explanation (not supported).
+    #[serde(default)]
+    pub tls: Option<Value>,
+}
+
+/// `retry: {baseSeconds: 5, maxSeconds: 600}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetryConfig {
+    /// The first delay after a failed reconnection, in seconds (fractions
+    /// allowed).
+    #[serde(default = "default_base_seconds")]
+    pub base_seconds: f64,
+    /// The longest delay between reconnections, in seconds.
+    #[serde(default = "default_max_seconds")]
+    pub max_seconds: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> RetryConfig {
+        RetryConfig {
+            base_seconds: default_base_seconds(),
+            max_seconds: default_max_seconds(),
+        }
+    }
+}
+
+fn default_namespace() -> String {
+    "default".to_string()
+}
+
+fn default_base_seconds() -> f64 {
+    5.0
+}
+
+fn default_max_seconds() -> f64 {
+    600.0
+}
+
+/// How the watches of one interpreter are doing, for operators and tests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WatchStatus {
+    /// Watch streams open now.
+    pub open: usize,
+    /// Watch streams opened so far.
+    pub opened: u64,
+    /// Attempts that failed and streams that ended, so far.
+    pub failures: u64,
+    /// Why the latest one failed or ended.
+    pub last_error: Option<Arc<str>>,
+}
+
+/// The `io.l5d.namerd.http` interpreter. Cheap to clone; clones share their
+/// watches.
+#[derive(Clone)]
+pub struct NamerdHttpInterpreter {
+    shared: Arc<Shared>,
+}
+
+type BindKey = (String, Path);
+
+struct Shared {
+    namespace: Namespace,
+    retry: Retry,
+    target: Target,
+    binds: LiveCache<BindKey, Activity<NameTree<Bound>>>,
+    addrs: LiveCache<Path, Addr>,
+    status: StatusCell,
+}
+
+impl NamerdHttpInterpreter {
+    /// Builds the interpreter from the keys of its `interpreter:` block;
+    /// `default` binds `dst` when it is a path.
+    pub fn from_params(
+        params: &Map<String, Value>,
+        default: &Interpreter,
+    ) -> Result<NamerdHttpInterpreter, String> {
+        let config: NamerdHttpConfig = params::parse(KIND, params)?;
+        if config.tls.is_some() {
+            return Err(params::invalid(
+                KIND,
+                "tls",
+                "TLS to namerd is not supported; reach namerd over plain HTTP",
+            ));
+        }
+        let namespace =
+            Namespace::new(&config.namespace).map_err(|e| params::invalid(KIND, "namespace", e))?;
+        let retry = retry_of(&config.retry)?;
+        let target =
+            Target::parse(&config.dst, default).map_err(|e| params::invalid(KIND, "dst", e))?;
+        Ok(NamerdHttpInterpreter::with_target(namespace, retry, target))
+    }
+
+    /// An interpreter asking the namerd at `base` about `namespace`.
+    pub fn new(base: BaseUrl, namespace: Namespace, retry: Retry) -> NamerdHttpInterpreter {
+        NamerdHttpInterpreter::with_target(
+            namespace,
+            retry,
+            Target::Url(Box::new(Client::new(base))),
+        )
+    }
+
+    fn with_target(namespace: Namespace, retry: Retry, target: Target) -> NamerdHttpInterpreter {
+        NamerdHttpInterpreter {
+            shared: Arc::new(Shared {
+                namespace,
+                retry,
+                target,
+                binds: LiveCache::default(),
+                addrs: LiveCache::default(),
+                status: StatusCell::default(),
+            }),
+        }
+    }
+
+    /// The state of this interpreter's watches, live.
+    pub fn status(&self) -> Live<WatchStatus> {
+        self.shared.status.publisher.subscribe()
+    }
+
+    /// How many bind and address watches are being kept (open or
+    /// reconnecting).
+    pub fn watch_count(&self) -> usize {
+        self.shared.binds.len() + self.shared.addrs.len()
+    }
+
+    /// The live address of a bound id, through namerd's `/api/1/addr`
+    /// (shared with the trees that hold the id). Must be called within a
+    /// tokio runtime.
+    pub fn addr(&self, id: &Path) -> Live<Addr> {
+        self.shared.addr(id, None)
+    }
+}
+
+fn retry_of(config: &RetryConfig) -> Result<Retry, String> {
+    let seconds = |key: &str, value: f64| {
+        if !(value.is_finite() && value > 0.0) {
+            return Err(params::invalid(
+                KIND,
+                key,
+                format!("must be a positive number of seconds, not {value}"),
+            ));
+        }
+        Duration::try_from_secs_f64(value).map_err(|e| params::invalid(KIND, key, e))
+    };
+    let base = seconds("retry.baseSeconds", config.base_seconds)?;
+    let max = seconds("retry.maxSeconds", config.max_seconds)?;
+    if max < base {
+        return Err(params::invalid(
+            KIND,
+            "retry.maxSeconds",
+            format!(
+                "{} is less than baseSeconds ({})",
+                config.max_seconds, config.base_seconds
+            ),
+        ));
+    }
+    Ok(Retry { base, max })
+}
+
+impl RouterNaming for NamerdHttpInterpreter {
+    fn bind(&self, dtab: &Dtab, path: &Path) -> Binding {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Live::constant(Activity::Failed(NamingError::namer(
+                "io.l5d.namerd.http interpreter: binding outside a tokio runtime",
+            )));
+        }
+        let shared = self.shared.clone();
+        let (dtab, path) = (dtab.clone(), path.clone());
+        self.shared.binds.subscribe(
+            (dtab.show(), path.clone()),
+            || Activity::Pending,
+            move |publisher| {
+                let (shared, dtab, path) = (shared.clone(), dtab.clone(), path.clone());
+                async move {
+                    let what = format!("binding {path} (dtab {dtab})");
+                    let once = || bind_once(&shared, &dtab, &path, &publisher);
+                    keep_watching(&shared, &publisher, &what, once).await;
+                }
+            },
+        )
+    }
+
+    fn delegate<'a>(
+        &'a self,
+        dtab: &'a Dtab,
+        path: &'a Path,
+    ) -> BoxFuture<'a, Result<Value, String>> {
+        async move {
+            let client = self.shared.target.client().await?;
+            client
+                .delegate(&self.shared.namespace, path, dtab)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+}
+
+impl Shared {
+    /// The shared live address of `id`; `inline` (what namerd sent inside
+    /// a bound tree) is its first value if nobody watches it yet.
+    fn addr(self: &Arc<Shared>, id: &Path, inline: Option<Addr>) -> Live<Addr> {
+        let shared = self.clone();
+        let key = id.clone();
+        let initial = move || match inline {
+            Some(addr @ (Addr::Bound(_) | Addr::Neg)) => addr,
+            _ => Addr::Pending,
+        };
+        self.addrs.subscribe(id.clone(), initial, move |publisher| {
+            let (shared, id) = (shared.clone(), key.clone());
+            async move {
+                let what = format!("address of {id}");
+                let once = || addr_once(&shared, &id, &publisher);
+                keep_watching(&shared, &publisher, &what, once).await;
+            }
+        })
+    }
+}
+
+/// How one watch attempt went.
+struct Attempt {
+    /// Whether it delivered at least one value.
+    progressed: bool,
+    /// Why it ended: `None` when namerd closed the stream cleanly.
+    error: Option<String>,
+}
+
+/// Runs `once` (one watch attempt) again and again, backing off between
+/// failures, until nobody holds `publisher`'s value.
+async fn keep_watching<T, F, Fut>(
+    shared: &Shared,
+    publisher: &Publisher<T>,
+    what: &str,
+    mut once: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Attempt>,
+{
+    let mut backoff = Backoff::new(shared.retry);
+    loop {
+        let attempt = tokio::select! {
+            () = publisher.closed() => return,
+            attempt = once() => attempt,
+        };
+        let why: Arc<str> = attempt
+            .error
+            .as_deref()
+            .unwrap_or("namerd ended the stream")
+            .into();
+        shared.status.update(|s| {
+            s.failures += 1;
+            s.last_error = Some(why.clone());
+        });
+        let delay = backoff.next_delay(attempt.progressed, Instant::now(), rand::random());
+        // One warning per outage; the retries that follow are debug noise.
+        if backoff.failures() <= 1 || attempt.progressed {
+            tracing::warn!(watch = what, error = %why, ?delay, "namerd watch ended; reconnecting");
+        } else {
+            tracing::debug!(watch = what, error = %why, ?delay, failures = backoff.failures(), "namerd watch still failing");
+        }
+        if !delay.is_zero() {
+            tokio::select! {
+                () = publisher.closed() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+/// One `/api/1/bind` watch: publishes each tree until the stream ends.
+async fn bind_once(
+    shared: &Arc<Shared>,
+    dtab: &Dtab,
+    path: &Path,
+    publisher: &Publisher<Activity<NameTree<Bound>>>,
+) -> Attempt {
+    let fail_unanswered = |message: &str| {
+        // Never replace an answer with a failure.
+        if !matches!(*publisher.current(), Activity::Ok(_)) {
+            publisher.publish_if_changed(Activity::Failed(NamingError::namer(message)));
+        }
+    };
+    let client = match shared.target.client().await {
+        Ok(client) => client,
+        Err(error) => return Attempt::failed(false, error),
+    };
+    let mut watch = match client.watch_bind(&shared.namespace, path, dtab).await {
+        Ok(watch) => watch,
+        Err(error) => {
+            if namerd_refused(&error) {
+                fail_unanswered(&error.to_string());
+            }
+            return Attempt::failed(false, error.to_string());
+        }
+    };
+    let _open = shared.status.opened();
+    let mut progressed = false;
+    loop {
+        match watch.next().await {
+            Some(Ok(doc)) => {
+                let mut leaf = |id: &Path, inline: Option<Addr>| shared.addr(id, inline);
+                match wire::bound_tree(&doc, &mut leaf) {
+                    Ok(tree) => {
+                        progressed = true;
+                        super::fs::publish_if_changed(publisher, &Activity::Ok(tree));
+                    }
+                    Err(error) => {
+                        let message =
+                            format!("{}: unreadable bound tree: {error}", watch.describe());
+                        fail_unanswered(&message);
+                        return Attempt::failed(progressed, message);
+                    }
+                }
+            }
+            Some(Err(error)) => {
+                if namerd_refused(&error) {
+                    fail_unanswered(&error.to_string());
+                }
+                return Attempt::failed(progressed, error.to_string());
+            }
+            None => return Attempt::ended(progressed),
+        }
+    }
+}
+
+/// One `/api/1/addr` watch: publishes each address until the stream ends.
+async fn addr_once(shared: &Shared, id: &Path, publisher: &Publisher<Addr>) -> Attempt {
+    let answered = || matches!(*publisher.current(), Addr::Bound(_) | Addr::Neg);
+    let fail_unanswered = |message: &str| {
+        if !answered() {
+            publisher.publish_if_changed(Addr::Failed(message.into()));
+        }
+    };
+    let client = match shared.target.client().await {
+        Ok(client) => client,
+        Err(error) => return Attempt::failed(false, error),
+    };
+    let mut watch = match client.watch_addr(&shared.namespace, id).await {
+        Ok(watch) => watch,
+        Err(error) => {
+            if namerd_refused(&error) {
+                fail_unanswered(&error.to_string());
+            }
+            return Attempt::failed(false, error.to_string());
+        }
+    };
+    let _open = shared.status.opened();
+    let mut progressed = false;
+    loop {
+        match watch.next().await {
+            Some(Ok(doc)) => match wire::addr(&doc) {
+                Ok(Addr::Pending) => {}
+                Ok(Addr::Failed(cause)) => {
+                    progressed = true;
+                    if answered() {
+                        tracing::warn!(%id, %cause, "namerd reports the address as failed; keeping the last good one");
+                    } else {
+                        publisher.publish_if_changed(Addr::Failed(cause));
+                    }
+                }
+                Ok(addr) => {
+                    progressed = true;
+                    publisher.publish_if_changed(addr);
+                }
+                Err(error) => {
+                    let message = format!("{}: unreadable address: {error}", watch.describe());
+                    fail_unanswered(&message);
+                    return Attempt::failed(progressed, message);
+                }
+            },
+            Some(Err(error)) => {
+                if namerd_refused(&error) {
+                    fail_unanswered(&error.to_string());
+                }
+                return Attempt::failed(progressed, error.to_string());
+            }
+            None => return Attempt::ended(progressed),
+        }
+    }
+}
+
+impl Attempt {
+    fn failed(progressed: bool, error: String) -> Attempt {
+        Attempt {
+            progressed,
+            error: Some(error),
+        }
+    }
+
+    fn ended(progressed: bool) -> Attempt {
+        Attempt {
+            progressed,
+            error: None,
+        }
+    }
+}
+
+/// Whether namerd itself answered that the name cannot be served (as
+/// opposed to being unreachable, slow, restarting or cut off).
+fn namerd_refused(error: &ClientError) -> bool {
+    match error {
+        ClientError::Unreachable { .. }
+        | ClientError::Timeout { .. }
+        | ClientError::Server { .. } => false,
+        // The client reports a connection cut mid-stream with this message;
+        // any other message on a watch is namerd's own error line.
+        ClientError::WatchFailed { message, .. } => !message.starts_with("the stream broke"),
+        _ => true,
+    }
+}
+
+/// Where namerd is.
+enum Target {
+    /// A fixed URL.
+    Url(Box<Client>),
+    /// A path bound with the default interpreter; each attempt connects to
+    /// the next of its endpoints.
+    Name {
+        path: Path,
+        default: Interpreter,
+        binding: OnceLock<Binding>,
+        clients: Mutex<HashMap<SocketAddr, Client>>,
+        turn: AtomicUsize,
+    },
+}
+
+impl Target {
+    fn parse(dst: &str, default: &Interpreter) -> Result<Target, String> {
+        let dst = dst.trim();
+        if dst.starts_with('/') {
+            let path = Path::read(dst).map_err(|e| format!("{dst:?}: {e}"))?;
+            return Ok(Target::Name {
+                path,
+                default: default.clone(),
+                binding: OnceLock::new(),
+                clients: Mutex::default(),
+                turn: AtomicUsize::new(0),
+            });
+        }
+        let url = if dst.contains("://") {
+            dst.to_string()
+        } else {
+            format!("http://{dst}")
+        };
+        let base = BaseUrl::parse(&url).map_err(|e| {
+            format!("{e} (write a path such as /$/inet/<host>/<port>, or host:port)")
+        })?;
+        Ok(Target::Url(Box::new(Client::new(base))))
+    }
+
+    /// A client for namerd, waiting (a bounded time) for `dst` to bind.
+    async fn client(&self) -> Result<Client, String> {
+        let (path, default, binding, clients, turn) = match self {
+            Target::Url(client) => return Ok((**client).clone()),
+            Target::Name {
+                path,
+                default,
+                binding,
+                clients,
+                turn,
+            } => (path, default, binding, clients, turn),
+        };
+        let mut binding = binding
+            .get_or_init(|| NameInterpreter::bind(default, &Dtab::empty(), path))
+            .clone();
+        let deadline = Instant::now() + DST_TIMEOUT;
+        loop {
+            let mut addr = match &*binding.load() {
+                Activity::Pending => None,
+                Activity::Failed(e) => return Err(format!("dst {path}: {e}")),
+                Activity::Ok(tree) => match choose(tree, &mut pick_by_weight) {
+                    Resolved::Leaf(bound) => Some(bound.addr.clone()),
+                    Resolved::Empty | Resolved::Neg => {
+                        return Err(format!("dst {path}: no address ({})", tree.show()));
+                    }
+                },
+            };
+            if let Some(live) = &addr {
+                match &*live.load() {
+                    Addr::Bound(set) if !set.is_empty() => {
+                        let endpoints = set.endpoints();
+                        let at = turn.fetch_add(1, Ordering::Relaxed) % endpoints.len();
+                        return client_for(clients, endpoints[at].addr);
+                    }
+                    Addr::Bound(_) => return Err(format!("dst {path}: no endpoints")),
+                    Addr::Neg => return Err(format!("dst {path}: no such name")),
+                    Addr::Failed(e) => return Err(format!("dst {path}: {e}")),
+                    Addr::Pending => {}
+                }
+            }
+            let changed = async {
+                match addr.as_mut() {
+                    Some(live) => tokio::select! {
+                        () = live.changed() => {}
+                        () = binding.changed() => {}
+                    },
+                    None => binding.changed().await,
+                }
+            };
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(format!("dst {path}: still pending after {DST_TIMEOUT:?}"));
+            }
+        }
+    }
+}
+
+fn client_for(
+    clients: &Mutex<HashMap<SocketAddr, Client>>,
+    addr: SocketAddr,
+) -> Result<Client, String> {
+    let mut clients = clients.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(client) = clients.get(&addr) {
+        return Ok(client.clone());
+    }
+    let base = BaseUrl::parse(&format!("http://{addr}")).map_err(|e| e.to_string())?;
+    let client = Client::new(base);
+    clients.insert(addr, client.clone());
+    Ok(client)
+}
+
+/// The watch status and its publisher; updates are serialized so none is
+/// lost.
+struct StatusCell {
+    state: Mutex<WatchStatus>,
+    publisher: Publisher<WatchStatus>,
+}
+
+impl Default for StatusCell {
+    fn default() -> StatusCell {
+        StatusCell {
+            state: Mutex::default(),
+            publisher: Publisher::new(WatchStatus::default()),
+        }
+    }
+}
+
+impl StatusCell {
+    fn update(&self, change: impl FnOnce(&mut WatchStatus)) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut state);
+        self.publisher.publish(state.clone());
+    }
+
+    /// Counts a stream as open until the guard is dropped.
+    fn opened(&self) -> OpenStream<'_> {
+        self.update(|s| {
+            s.open += 1;
+            s.opened += 1;
+        });
+        OpenStream(self)
+    }
+}
+
+struct OpenStream<'a>(&'a StatusCell);
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.0.update(|s| s.open = s.open.saturating_sub(1));
+    }
+}
