@@ -51,6 +51,8 @@ pub struct Router {
     bindings: Cache<(String, Path), Binding>,
     balancers: Cache<Path, Balancer>,
     client: Client<HttpConnector, Body>,
+    /// Upstream connections of an `h2` router.
+    h2: Option<crate::h2_pool::H2Pool>,
     metrics: RouterMetrics,
     admin: SocketAddr,
 }
@@ -71,11 +73,11 @@ impl Router {
         builder
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1024);
-        if spec.protocol == Protocol::H2 {
-            builder.http2_only(true);
-        }
         let client = builder.build(connector);
+        let h2 = (spec.protocol == Protocol::H2)
+            .then(|| crate::h2_pool::H2Pool::new(spec.connect_timeout));
         Router {
+            h2,
             bindings: Cache::new(spec.paths_capacity, spec.idle_ttl),
             balancers: Cache::new(spec.clients_capacity, spec.idle_ttl),
             spec,
@@ -181,21 +183,57 @@ impl Router {
             .path_and_query()
             .map_or("/", |pq| pq.as_str())
             .to_string();
+        // The authority the client asked for: HTTP/1 keeps it in `Host`, HTTP/2
+        // in the URI. Backends see it; only the connection goes to the endpoint.
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            });
+        let upstream_authority = match self.spec.protocol {
+            Protocol::H2 => authority.clone().unwrap_or_else(|| picked.addr.to_string()),
+            Protocol::Http => picked.addr.to_string(),
+        };
         parts.uri = Uri::builder()
             .scheme("http")
-            .authority(picked.addr.to_string())
+            .authority(upstream_authority)
             .path_and_query(path_and_query)
             .build()
             .map_err(|e| RouterError::Upstream(format!("cannot build the upstream URI: {e}")))?;
-        if self.spec.protocol == Protocol::Http && parts.version == http::Version::HTTP_2 {
-            parts.version = http::Version::HTTP_11;
+        if self.spec.protocol == Protocol::Http {
+            if parts.version == http::Version::HTTP_2 {
+                parts.version = http::Version::HTTP_11;
+            }
+            // An HTTP/2 client has no Host header; keep its authority.
+            if let Some(host) = authority.filter(|_| !parts.headers.contains_key(header::HOST))
+                && let Ok(value) = HeaderValue::from_str(&host)
+            {
+                parts.headers.insert(header::HOST, value);
+            }
+        } else {
+            parts.headers.remove(header::HOST);
         }
         strip_hop_by_hop(&mut parts.headers, upgrading);
         forward_headers(&mut parts.headers, &local);
         self.set_dst_headers(&mut parts.headers, &name, &bound);
         let outgoing = Request::from_parts(parts, http_body_util::BodyExt::boxed_unsync(incoming));
 
-        let call = self.client.request(outgoing);
+        let call = async {
+            match &self.h2 {
+                Some(pool) => pool.send(picked.addr, outgoing).await,
+                None => self
+                    .client
+                    .request(outgoing)
+                    .await
+                    .map_err(|e| error_chain(&e)),
+            }
+        };
         let limit = self.spec.total_timeout.or(self.spec.attempt_timeout);
         let result = match limit {
             Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
@@ -213,7 +251,7 @@ impl Router {
                 name.show(),
                 bound.id.show(),
                 picked.addr,
-                error_chain(&e)
+                e
             ))
         })?;
 

@@ -11,6 +11,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use namers::system::inet::InetResolver;
 use tokio::net::TcpListener;
+use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
@@ -115,12 +116,14 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
             let limit = server
                 .max_concurrent_requests
                 .map(|n| Arc::new(Semaphore::new(n)));
+            // Registered now, so a stop that comes before the loop first
+            // runs is not missed (`notify_waiters` keeps no permit).
             tasks.spawn(accept_loop(
                 listener,
                 router.clone(),
                 settings,
                 limit,
-                stop_accepting.clone(),
+                stop_accepting.clone().notified_owned(),
             ));
         }
         let expiring = router.clone();
@@ -138,9 +141,8 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         metrics,
         shutdown: shutdown.clone(),
     });
-    let stop_admin = stop_accepting.clone();
+    let stop = stop_accepting.clone().notified_owned();
     tasks.spawn(async move {
-        let stop = async move { stop_admin.notified().await };
         if let Err(e) = axum::serve(admin_listener, admin_app)
             .with_graceful_shutdown(stop)
             .await
@@ -167,14 +169,15 @@ async fn accept_loop(
     router: Arc<Router>,
     settings: ServerSettings,
     limit: Option<Arc<Semaphore>>,
-    stop: Arc<Notify>,
+    stop: OwnedNotified,
 ) {
+    tokio::pin!(stop);
     let graceful = GracefulShutdown::new();
     let settings = Arc::new(settings);
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let (stream, _) = tokio::select! {
-            () = stop.notified() => break,
+            () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -214,6 +217,9 @@ async fn accept_loop(
             }
         });
     }
+    // Close the socket now, so new connections are refused rather than
+    // left in the backlog while open ones drain.
+    drop(listener);
     graceful.shutdown().await;
 }
 
