@@ -1,4 +1,5 @@
 //! Helpers for the end-to-end tests in `tests/`.
 
 pub mod consul;
+pub mod process;
 pub mod servers;
