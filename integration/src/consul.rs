@@ -4,27 +4,43 @@
 //! code talk to this fake instead of a real agent. It follows Consul's
 //! documented HTTP API for what it covers: the KV endpoints (`/v1/kv/<key>`:
 //! GET with `recurse`, `keys`, `separator` and `raw`; PUT with `cas` and
-//! `flags`; DELETE with `cas` and `recurse`), blocking queries (`index` and
-//! `wait`, answered with `X-Consul-Index`), datacenters (`dc`), the
-//! `consistent`/`stale` flags and ACL tokens (`X-Consul-Token`, a bearer
-//! `Authorization` header or `?token=`).
+//! `flags`; DELETE with `cas` and `recurse`), the service endpoints
+//! (`/v1/catalog/service/<service>` and `/v1/health/service/<service>`, with
+//! `tag` and, for health, `passing`; entries shaped as Consul's, with
+//! `Address` and `ServiceAddress`, `ServicePort`, `ServiceTags` and the
+//! checks' `Status`), `/v1/agent/self` (the agent's `Config.Datacenter` and
+//! `DebugConfig.DNSDomain`), blocking queries (`index` and `wait`, answered
+//! with `X-Consul-Index`), datacenters (`dc`), the `consistent`/`stale`
+//! flags and ACL tokens (`X-Consul-Token`, a bearer `Authorization` header
+//! or `?token=`).
 //!
 //! It is a fake, not Consul: one server, no Raft, no sessions or locks, every
-//! read is consistent, a wait gets no random extra time, and a configured
-//! token grants everything while any other token (or none) is refused.
+//! read is consistent, a wait gets no random extra time, every datacenter
+//! shares one index and one KV store, only one `tag` filter is honoured per
+//! query, there is no limit on connections per client (Consul's
+//! `limits.http_max_conns_per_client`, 200 by default), and instances are
+//! registered through test controls ([`FakeConsul::register`],
+//! [`FakeConsul::deregister`], [`FakeConsul::set_health`],
+//! [`FakeConsul::set_node_health`]) rather than the agent's or catalog's
+//! registration endpoints. A configured token grants everything and any
+//! other token is refused with a 403; a request with no token at all is the
+//! anonymous token, refused too, except that a service query is answered as
+//! Consul answers it: an empty list flagged by
+//! `X-Consul-Results-Filtered-By-ACLs: true`.
 //!
 //! Test controls simulate what real clusters do to their clients: an outage
 //! ([`FakeConsul::set_down`] answers 500s, [`FakeConsul::set_refusing`]
 //! closes the port), a restore from an older snapshot that makes indexes go
 //! backwards ([`FakeConsul::reset_index`]), and a count of blocking queries
 //! in flight ([`FakeConsul::blocking_queries_in_flight`]) to check that
-//! watchers stop.
+//! watchers stop. They apply to every endpoint.
 //!
 //! This module holds what every endpoint shares: the index, the
 //! blocking-query loop, the token and datacenter checks and the outage
-//! switches. The KV endpoints are one route, in `kv`; the catalog and health
-//! endpoints (for the Consul namer) can be added as sibling routes.
+//! switches. The KV endpoints are one route, in `kv`; the service and agent
+//! endpoints are others, in `catalog`.
 
+mod catalog;
 mod kv;
 
 use std::collections::{HashMap, VecDeque};
@@ -47,6 +63,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use self::catalog::{Catalog, Endpoint};
+pub use self::catalog::{Health, Instance};
 use self::kv::Kv;
 pub use self::kv::KvEntry;
 
@@ -74,8 +92,11 @@ pub struct FakeConsulConfig {
     pub datacenter: String,
     /// Other datacenters that `?dc=` may name. They share one KV store here.
     pub other_datacenters: Vec<String>,
-    /// When set, every request must carry this token, or it gets a 403.
+    /// When set, every request must carry this token, or it gets a 403
+    /// (or, for a service query without any token, an empty answer).
     pub token: Option<String>,
+    /// The DNS domain the agent reports (`consul` by default).
+    pub domain: String,
 }
 
 impl Default for FakeConsulConfig {
@@ -84,6 +105,7 @@ impl Default for FakeConsulConfig {
             datacenter: "dc1".to_string(),
             other_datacenters: Vec::new(),
             token: None,
+            domain: "consul".to_string(),
         }
     }
 }
@@ -134,6 +156,7 @@ struct State {
     /// state store's abandon channel does in Consul.
     epoch: u64,
     kv: Kv,
+    catalog: Catalog,
 }
 
 impl Default for State {
@@ -142,6 +165,7 @@ impl Default for State {
             index: START_INDEX,
             epoch: 0,
             kv: Kv::default(),
+            catalog: Catalog::default(),
         }
     }
 }
@@ -213,9 +237,10 @@ impl FakeConsul {
         .await;
     }
 
-    /// Simulates a restore from an older snapshot: every key is renumbered
-    /// from the start in key order, tombstones are gone, the index goes backwards,
-    /// and every blocking query returns at once with the new, lower index.
+    /// Simulates a restore from an older snapshot: every key, then every
+    /// node and service instance, is renumbered from the start in order,
+    /// tombstones are gone, the index goes backwards, and every blocking
+    /// query returns at once with the new, lower index.
     pub fn reset_index(&self) {
         {
             let mut state = self.shared.lock();
@@ -227,6 +252,7 @@ impl FakeConsul {
             }
             state.kv.tombstones.clear();
             state.kv.table_index = index;
+            let index = state.catalog_renumber(index);
             state.index = index;
             state.epoch += 1;
         }
@@ -303,8 +329,11 @@ impl Shared {
         });
     }
 
+    /// Whether `dc` is configured, or has had an instance registered.
     fn knows_datacenter(&self, dc: &str) -> bool {
-        self.config.datacenter == dc || self.config.other_datacenters.iter().any(|d| d == dc)
+        self.config.datacenter == dc
+            || self.config.other_datacenters.iter().any(|d| d == dc)
+            || self.lock().has_datacenter(dc)
     }
 }
 
@@ -521,8 +550,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
     if shared.down.load(Ordering::SeqCst) {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "No cluster leader");
     }
+    let path = req.uri().path().to_string();
+    let service_query = [
+        ("/v1/catalog/service/", Endpoint::Catalog),
+        ("/v1/health/service/", Endpoint::Health),
+    ]
+    .into_iter()
+    .find_map(|(prefix, endpoint)| Some((path.strip_prefix(prefix)?, endpoint)));
     let required = shared.config.token.as_deref();
-    if required.is_some_and(|required| token.as_deref() != Some(required)) {
+    let refused = required.is_some_and(|required| token.as_deref() != Some(required));
+    // The anonymous token may read a service: it sees no entries.
+    let filtered = refused && token.is_none() && service_query.is_some();
+    if refused && !filtered {
         return text(StatusCode::FORBIDDEN, "Permission denied");
     }
     let dc = params.get("dc").unwrap_or("");
@@ -535,7 +574,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Full<By
             "Cannot specify ?stale with ?consistent, conflicting semantics.",
         );
     }
-    let path = req.uri().path().to_string();
+    if let Some((service, endpoint)) = service_query {
+        if req.method() != Method::GET {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        }
+        let dc = if dc.is_empty() {
+            shared.config.datacenter.as_str()
+        } else {
+            dc
+        };
+        let service = percent_decode(service, false);
+        return catalog::service(&shared, &params, dc, &service, endpoint, filtered).await;
+    }
+    if path == "/v1/agent/self" {
+        return catalog::agent_self(&shared);
+    }
     if let Some(key) = path.strip_prefix("/v1/kv/").or_else(|| {
         // `/v1/kv` with no key at all is the root of the KV tree.
         (path == "/v1/kv").then_some("")
@@ -561,12 +614,29 @@ async fn blocking_read<T>(
     params: &Params,
     query: impl Fn(&State) -> (u64, T),
 ) -> Read<T> {
+    blocking_read_with(
+        shared,
+        params,
+        |state| query(state).0,
+        |state| query(state).1,
+    )
+    .await
+}
+
+/// [`blocking_read`] for a query whose index is cheaper to find than its
+/// answer: `index` is checked on every change, `answer` is only built to
+/// reply (under the same lock, so the two agree).
+async fn blocking_read_with<T>(
+    shared: &Shared,
+    params: &Params,
+    index: impl Fn(&State) -> u64,
+    answer: impl Fn(&State) -> T,
+) -> Read<T> {
     let min_index = match params.u64("index") {
         Ok(Some(i)) if i > 0 => i,
         Ok(_) => {
             let state = shared.lock();
-            let (index, value) = query(&state);
-            return Read::Answer(index, value);
+            return Read::Answer(index(&state), answer(&state));
         }
         Err(()) => return Read::BadWait,
     };
@@ -588,9 +658,9 @@ async fn blocking_read<T>(
         }
         {
             let state = shared.lock();
-            let (index, value) = query(&state);
-            if index > min_index || state.epoch != epoch || Instant::now() >= deadline {
-                return Read::Answer(index, value);
+            let current = index(&state);
+            if current > min_index || state.epoch != epoch || Instant::now() >= deadline {
+                return Read::Answer(current, answer(&state));
             }
         }
         tokio::select! {

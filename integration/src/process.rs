@@ -7,11 +7,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Builds are serialised so parallel tests do not race on cargo's lock.
-static BUILD: Mutex<()> = Mutex::new(());
+/// Binaries already brought up to date by this test process.
+static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// The path of a workspace binary in the debug profile, building its package
-/// first if it is missing.
+/// The path of a workspace binary in the debug profile, built (or found up
+/// to date) by cargo once per test process, so a test never runs a stale
+/// binary.
 pub fn binary(package: &str, name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -27,6 +28,7 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
             .status()
             .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
         assert!(status.success(), "building {name} failed");
+        built.push(name.to_string());
     }
     path
 }

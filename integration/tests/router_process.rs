@@ -1,0 +1,334 @@
+//! The router as users run it: the real `router` and `namerd` binaries, a
+//! backend, and traffic that must keep flowing while namerd restarts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use integration::process::{Process, binary, free_port, run};
+
+/// A tiny HTTP/1.1 backend that answers `hello from <name>` on every
+/// request of a keep-alive connection.
+fn backend(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let text = format!("hello from {name}\n");
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                        text.len()
+                    );
+                    if writer.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// GET through the router on a fresh connection; returns (status, body).
+fn get(router: SocketAddr, host: &str, extra: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(router).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw);
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+struct Mesh {
+    dir: tempfile::TempDir,
+    namerd_config: std::path::PathBuf,
+    namerd_api: SocketAddr,
+    namerd: Option<Process>,
+    router: Process,
+    router_addr: SocketAddr,
+}
+
+impl Mesh {
+    fn start() -> Mesh {
+        let dir = tempfile::tempdir().unwrap();
+        let disco = dir.path().join("disco");
+        std::fs::create_dir(&disco).unwrap();
+        let v1 = backend("v1");
+        let v2 = backend("v2");
+        std::fs::write(disco.join("web-v1"), format!("127.0.0.1 {}\n", v1.port())).unwrap();
+        std::fs::write(disco.join("web-v2"), format!("127.0.0.1 {}\n", v2.port())).unwrap();
+
+        let namerd_port = free_port();
+        let namerd_config = dir.path().join("namerd.yaml");
+        std::fs::write(
+            &namerd_config,
+            format!(
+                "admin:\n  port: {}\nstorage:\n  kind: io.switchboard.disk\n  dir: {}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\ninterfaces:\n- kind: io.l5d.httpController\n  port: {namerd_port}\n",
+                free_port(),
+                dir.path().join("dtabs").display(),
+                disco.display()
+            ),
+        )
+        .unwrap();
+        let namerd_api: SocketAddr = ([127, 0, 0, 1], namerd_port).into();
+        let mut namerd = Process::start(
+            &binary("namerd", "namerd"),
+            &[namerd_config.to_str().unwrap()],
+            dir.path(),
+        );
+        namerd.wait_listening(namerd_api);
+        let dtab = dir.path().join("default.dtab");
+        std::fs::write(
+            &dtab,
+            "/svc => /#/io.l5d.fs;\n/svc/web => /#/io.l5d.fs/web-v1;\n",
+        )
+        .unwrap();
+        let base = format!("http://{namerd_api}");
+        let out = run(
+            &binary("namerd", "namerctl"),
+            &[
+                "--base-url",
+                &base,
+                "dtab",
+                "create",
+                "default",
+                dtab.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        let router_port = free_port();
+        let router_config = dir.path().join("router.yaml");
+        std::fs::write(
+            &router_config,
+            format!(
+                "admin:\n  port: {}\nrouters:\n- protocol: http\n  interpreter:\n    kind: io.l5d.namerd.http\n    dst: /$/inet/127.0.0.1/{namerd_port}\n    namespace: default\n    retry: {{baseSeconds: 0.05, maxSeconds: 0.5}}\n  servers:\n  - port: {router_port}\n",
+                free_port()
+            ),
+        )
+        .unwrap();
+        let check = run(
+            &binary("router", "router"),
+            &["--check", router_config.to_str().unwrap()],
+        );
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let router_addr: SocketAddr = ([127, 0, 0, 1], router_port).into();
+        let mut router = Process::start(
+            &binary("router", "router"),
+            &[router_config.to_str().unwrap()],
+            dir.path(),
+        );
+        router.wait_listening(router_addr);
+        Mesh {
+            dir,
+            namerd_config,
+            namerd_api,
+            namerd: Some(namerd),
+            router,
+            router_addr,
+        }
+    }
+
+    fn namerctl_update(&self, text: &str) {
+        let dtab = self.dir.path().join("update.dtab");
+        std::fs::write(&dtab, text).unwrap();
+        let base = format!("http://{}", self.namerd_api);
+        let out = run(
+            &binary("namerd", "namerctl"),
+            &[
+                "--base-url",
+                &base,
+                "dtab",
+                "update",
+                "default",
+                dtab.to_str().unwrap(),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Waits until a request for `host` is answered by `expected`.
+    fn wait_for(&self, host: &str, expected: &str) {
+        let started = Instant::now();
+        loop {
+            let (status, body) = get(self.router_addr, host, &[]);
+            if status == 200 && body.contains(expected) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "still {status} {body:?}:\n{}",
+                self.router.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn routes_through_namerd_follow_namerctl_and_overrides() {
+    let mesh = Mesh::start();
+    mesh.wait_for("web", "v1");
+    // A per-request override.
+    let (status, body) = get(
+        mesh.router_addr,
+        "web",
+        &[("l5d-dtab", "/svc/web => /#/io.l5d.fs/web-v2")],
+    );
+    assert_eq!((status, body.as_str()), (200, "hello from v2\n"));
+    // A malformed override is the client's mistake.
+    let (status, _) = get(mesh.router_addr, "web", &[("l5d-dtab", "/svc/web =>")]);
+    assert_eq!(status, 400);
+    // An unknown name says so.
+    let (status, body) = get(mesh.router_addr, "nope", &[]);
+    assert_eq!(status, 502, "{body}");
+    // A dtab change made with namerctl reaches the router's routing.
+    mesh.namerctl_update("/svc => /#/io.l5d.fs;\n/svc/web => /#/io.l5d.fs/web-v2;\n");
+    mesh.wait_for("web", "v2");
+}
+
+#[test]
+fn traffic_keeps_flowing_while_namerd_restarts() {
+    let mut mesh = Mesh::start();
+    mesh.wait_for("web", "v1");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed, router) =
+                (stop.clone(), ok.clone(), failed.clone(), mesh.router_addr);
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30) {
+                    match get(router, "web", &[]) {
+                        (200, body) if body == "hello from v1\n" => {
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+
+    std::thread::sleep(Duration::from_millis(300));
+    // namerd crashes, stays down for a while, and comes back.
+    mesh.namerd.take().unwrap().kill();
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut namerd = Process::start(
+        &binary("namerd", "namerd"),
+        &[mesh.namerd_config.to_str().unwrap()],
+        mesh.dir.path(),
+    );
+    namerd.wait_listening(mesh.namerd_api);
+    mesh.namerd = Some(namerd);
+    // After the restart, updates flow to the router again.
+    mesh.namerctl_update("/svc => /#/io.l5d.fs;\n/svc/web => /#/io.l5d.fs/web-v1;\n/svc/new => /#/io.l5d.fs/web-v2;\n");
+    mesh.wait_for("new", "v2");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(ok > 100, "only {ok} requests completed");
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed while namerd restarted:\n{}",
+        ok + failed,
+        mesh.router.log()
+    );
+}
+
+#[test]
+fn check_names_the_mistake_in_a_bad_router_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("linkerd.yaml");
+    std::fs::write(
+        &bad,
+        "routers:\n- protocol: thrift\n  servers:\n  - port: 4140\n",
+    )
+    .unwrap();
+    let out = run(
+        &binary("router", "router"),
+        &["--check", bad.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("linkerd.yaml") && err.contains("unsupported protocol \"thrift\""),
+        "{err}"
+    );
+    assert!(err.contains("http, h2"), "{err}");
+
+    std::fs::write(
+        &bad,
+        "routers:\n- protocol: http\n  servers:\n  - port: 4140\n    portt: 1\n",
+    )
+    .unwrap();
+    let out = run(
+        &binary("router", "router"),
+        &["--check", bad.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("routers[0].servers[0].portt") || err.contains("unknown field `portt`"),
+        "{err}"
+    );
+}
