@@ -332,3 +332,27 @@ fn check_names_the_mistake_in_a_bad_router_config() {
         "{err}"
     );
 }
+
+#[test]
+fn the_example_configs_are_valid() {
+    let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/configs");
+    let dir = tempfile::tempdir().unwrap();
+    // standalone.yaml reads services from ./disco.
+    std::fs::create_dir(dir.path().join("disco")).unwrap();
+    for name in ["per-host.yaml", "sidecar.yaml", "standalone.yaml"] {
+        let out = std::process::Command::new(binary("router", "router"))
+            .arg("--check")
+            .arg(configs.join(name))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // namerd.yaml, with its store moved to a temporary directory.
+    let text = std::fs::read_to_string(configs.join("namerd.yaml")).unwrap();
+    let moved = text.replace("/var/lib/namerd", &dir.path().join("store").display().to_string());
+    let config = dir.path().join("namerd.yaml");
+    std::fs::write(&config, moved).unwrap();
+    let out = run(&binary("namerd", "namerd"), &["--check", config.to_str().unwrap()]);
+    assert!(out.status.success(), "namerd.yaml: {}", String::from_utf8_lossy(&out.stderr));
+}

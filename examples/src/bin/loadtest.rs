@@ -519,7 +519,7 @@ fn start_nginx_proxy(work: &WorkDir, port: u16, upstream: u16, cpu: Option<&str>
 
 fn start_haproxy(work: &WorkDir, port: u16, upstream: u16, cpu: Option<&str>) -> Result<Proc> {
     let conf = format!(
-        "global\n  nbthread 1\n  maxconn 10000\n\n\
+        "global\n  nbthread 1\n  maxconn 4096\n\n\
          defaults\n  mode http\n  option http-keep-alive\n  http-reuse always\n  \
          timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n  \
          timeout http-keep-alive 75s\n\n\
