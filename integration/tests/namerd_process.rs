@@ -51,10 +51,8 @@ fn watch(addr: SocketAddr, target: &str) -> std::sync::mpsc::Receiver<String> {
         let reader = BufReader::new(stream);
         for line in reader.lines() {
             let Ok(line) = line else { return };
-            if line.starts_with('[') || line.starts_with('{') {
-                if tx.send(line).is_err() {
-                    return;
-                }
+            if (line.starts_with('[') || line.starts_with('{')) && tx.send(line).is_err() {
+                return;
             }
         }
     });

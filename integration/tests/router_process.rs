@@ -346,13 +346,27 @@ fn the_example_configs_are_valid() {
             .current_dir(dir.path())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // namerd.yaml, with its store moved to a temporary directory.
     let text = std::fs::read_to_string(configs.join("namerd.yaml")).unwrap();
-    let moved = text.replace("/var/lib/namerd", &dir.path().join("store").display().to_string());
+    let moved = text.replace(
+        "/var/lib/namerd",
+        &dir.path().join("store").display().to_string(),
+    );
     let config = dir.path().join("namerd.yaml");
     std::fs::write(&config, moved).unwrap();
-    let out = run(&binary("namerd", "namerd"), &["--check", config.to_str().unwrap()]);
-    assert!(out.status.success(), "namerd.yaml: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &binary("namerd", "namerd"),
+        &["--check", config.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "namerd.yaml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
