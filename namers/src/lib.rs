@@ -6,6 +6,7 @@ mod activity;
 mod addr;
 pub mod bind;
 pub mod config;
+pub mod consul;
 mod delegate;
 pub mod fs;
 mod interpreter;
@@ -15,7 +16,9 @@ mod name;
 mod namer;
 pub mod resolve;
 pub mod rewrite;
+pub mod serversets;
 pub mod system;
+pub mod zk_leader;
 
 pub use activity::{Activity, NamingError};
 pub use addr::{Addr, AddrSet, Endpoint, Metadata, WEIGHT_KEY};

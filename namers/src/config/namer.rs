@@ -59,6 +59,21 @@ const KINDS: &[NamerKind] = &[
         prefix_required: true,
         build: build_rewrite,
     },
+    NamerKind {
+        kind: "io.l5d.consul",
+        prefix_required: false,
+        build: crate::consul::build,
+    },
+    NamerKind {
+        kind: "io.l5d.serversets",
+        prefix_required: false,
+        build: crate::serversets::build,
+    },
+    NamerKind {
+        kind: "io.l5d.zkLeader",
+        prefix_required: false,
+        build: crate::zk_leader::build,
+    },
 ];
 
 /// The kinds that can be configured, for error messages and docs.

@@ -1,0 +1,197 @@
+//! From a group's members to a live address: the namer picks the hosts and
+//! ports it wants from the group's state, and host names among them are
+//! resolved through DNS (IP addresses need none).
+//!
+//! One address is kept per (group, endpoint name), shared by every lookup
+//! that uses it, and forgotten when its last handle goes.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures_util::future::select_all;
+
+use super::member::HostPort;
+use super::watch::{GroupState, Groups};
+use crate::system::inet::{InetResolver, fixed_host_ip};
+use crate::{Addr, Endpoint, Live, Metadata, Publisher};
+
+/// What a namer wants of a group's current state.
+#[derive(Debug)]
+pub(crate) enum Wanted {
+    /// Nothing known yet.
+    Pending,
+    /// Nothing to bind to (no such group, or no usable member).
+    Neg,
+    /// The group could not be read, or its data is unusable.
+    Failed(Arc<str>),
+    /// These hosts and ports, each with the metadata of its endpoints.
+    Endpoints(Vec<(HostPort, Metadata)>),
+}
+
+/// Picks what a namer wants from a group's state: given the group's znode
+/// path (for messages), its state, and the endpoint name looked up.
+pub(crate) type Select<M> = fn(&str, &GroupState<M>, Option<&str>) -> Wanted;
+
+type Key = (String, Option<String>);
+
+/// The live addresses of a namer's groups.
+pub(crate) struct Addrs<M> {
+    groups: Arc<Groups<M>>,
+    inet: Arc<InetResolver>,
+    select: Select<M>,
+    addrs: Mutex<HashMap<Key, Arc<Publisher<Addr>>>>,
+}
+
+impl<M> Addrs<M>
+where
+    M: Clone + PartialEq + Send + Sync + 'static,
+{
+    pub(crate) fn new(
+        groups: Arc<Groups<M>>,
+        inet: Arc<InetResolver>,
+        select: Select<M>,
+    ) -> Addrs<M> {
+        Addrs {
+            groups,
+            inet,
+            select,
+            addrs: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn groups(&self) -> &Arc<Groups<M>> {
+        &self.groups
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Arc<Publisher<Addr>>>> {
+        self.addrs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The live address of `endpoint` (or the default one) of the group at
+    /// znode `group`. Needs a tokio runtime.
+    pub(crate) fn addr(self: &Arc<Self>, group: &str, endpoint: Option<&str>) -> Live<Addr> {
+        let key = (group.to_string(), endpoint.map(str::to_string));
+        let mut addrs = self.lock();
+        if let Some(publisher) = addrs.get(&key) {
+            return publisher.subscribe();
+        }
+        let publisher = Arc::new(Publisher::new(Addr::Pending));
+        let live = publisher.subscribe();
+        addrs.insert(key.clone(), publisher.clone());
+        drop(addrs);
+        let state = self.groups.watch(group);
+        tokio::spawn(keep_resolving(self.clone(), key, state, publisher));
+        live
+    }
+}
+
+/// Keeps one address current until nobody holds it.
+async fn keep_resolving<M>(
+    addrs: Arc<Addrs<M>>,
+    key: Key,
+    mut state: Live<GroupState<M>>,
+    publisher: Arc<Publisher<Addr>>,
+) where
+    M: Clone + PartialEq + Send + Sync + 'static,
+{
+    let run = async {
+        let mut hosts = Hosts::default();
+        loop {
+            state.mark_seen();
+            let wanted = (addrs.select)(&key.0, &state.load(), key.1.as_deref());
+            let addr = match wanted {
+                Wanted::Endpoints(list) => hosts.resolve(&addrs.inet, list),
+                other => {
+                    hosts.names.clear();
+                    match other {
+                        Wanted::Pending => Addr::Pending,
+                        Wanted::Failed(why) => Addr::Failed(why),
+                        _ => Addr::Neg,
+                    }
+                }
+            };
+            publisher.publish_if_changed(addr);
+            if hosts.names.is_empty() {
+                state.changed().await;
+            } else {
+                let names = hosts.names.values_mut().map(|l| Box::pin(l.changed()));
+                tokio::select! {
+                    () = state.changed() => {}
+                    _ = select_all(names) => {}
+                }
+            }
+        }
+    };
+    let unwatched = async {
+        loop {
+            publisher.closed().await;
+            let mut map = addrs.lock();
+            if publisher.subscriber_count() == 0 {
+                if map.get(&key).is_some_and(|p| Arc::ptr_eq(p, &publisher)) {
+                    map.remove(&key);
+                }
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = run => {}
+        () = unwatched => {}
+    }
+}
+
+/// The DNS lookups of the host names an address needs.
+#[derive(Default)]
+struct Hosts {
+    names: HashMap<(String, u16), Live<Addr>>,
+}
+
+impl Hosts {
+    /// The address of `list` as things stand: every endpoint found so far.
+    /// It is pending while nothing is found and some names are still being
+    /// looked up, and failed when no host could be found at all.
+    fn resolve(&mut self, inet: &InetResolver, list: Vec<(HostPort, Metadata)>) -> Addr {
+        let mut endpoints = Vec::new();
+        let mut pending = false;
+        let mut failures = Vec::new();
+        let mut needed = HashSet::new();
+        for (hp, meta) in list {
+            if let Some(ip) = fixed_host_ip(&hp.host) {
+                endpoints.push(endpoint(SocketAddr::new(ip, hp.port), meta));
+                continue;
+            }
+            let key = (hp.host, hp.port);
+            let live = self
+                .names
+                .entry(key.clone())
+                .or_insert_with(|| inet.resolve(&key.0, key.1));
+            live.mark_seen();
+            match &*live.load() {
+                Addr::Bound(set) => endpoints.extend(
+                    set.endpoints()
+                        .iter()
+                        .map(|e| endpoint(e.addr, meta.clone())),
+                ),
+                Addr::Pending => pending = true,
+                Addr::Neg => failures.push(format!("{}: no such host", key.0)),
+                Addr::Failed(why) => failures.push(format!("{}: {why}", key.0)),
+            }
+            needed.insert(key);
+        }
+        self.names.retain(|key, _| needed.contains(key));
+        if !endpoints.is_empty() {
+            Addr::bound(endpoints)
+        } else if pending {
+            Addr::Pending
+        } else {
+            Addr::Failed(format!("cannot resolve any member: {}", failures.join("; ")).into())
+        }
+    }
+}
+
+fn endpoint(addr: SocketAddr, meta: Metadata) -> Endpoint {
+    let mut endpoint = Endpoint::new(addr);
+    endpoint.meta = meta;
+    endpoint
+}
