@@ -404,3 +404,25 @@ fn the_config_takes_root_dir_only() {
     assert!(serde_json::from_str::<FsConfig>(r#"{"rootDir": "/x", "root": "/y"}"#).is_err());
     assert!(serde_json::from_str::<FsConfig>(r#"{}"#).is_err());
 }
+
+#[tokio::test]
+async fn a_vanished_root_dir_keeps_the_last_good_endpoints() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().join("disco");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("web"), "127.0.0.1 8080\n").unwrap();
+    let namer = FsNamer::new(path("/#/io.l5d.fs"), root.clone()).unwrap();
+    let mut tree = namer.lookup(&path("/web"));
+    let mut web = leaf(&mut tree).await.addr;
+    until_addrs(&mut web, &["127.0.0.1:8080"]).await;
+
+    // The directory goes away (an unmounted volume, a botched deploy).
+    std::fs::rename(&root, dir.path().join("disco.old")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        bound(&tree.load()).is_some(),
+        "the name turned negative: {:?}",
+        tree.load()
+    );
+    assert_eq!(addrs(&web.load()), Some(sockets(&["127.0.0.1:8080"])));
+}

@@ -148,6 +148,25 @@ impl Inner {
 
 /// Reads `files` and publishes what changed, all at once.
 async fn refresh(inner: &Arc<Inner>, files: Vec<String>) {
+    // A missing root directory (unmounted, being replaced) is an outage of
+    // the backend, not the deletion of every service: keep the last good
+    // endpoints rather than turning every name negative.
+    let root = inner.root.clone();
+    let root_ok =
+        tokio::task::spawn_blocking(move || std::fs::metadata(&root).is_ok_and(|m| m.is_dir()))
+            .await
+            .unwrap_or(false);
+    if !root_ok {
+        let why = format!(
+            "rootDir {} is missing or not a directory",
+            inner.root.display()
+        );
+        let mut state = inner.lock();
+        for file in &files {
+            inner.apply(&mut state, file, Snapshot::Refused(why.clone()));
+        }
+        return;
+    }
     let reads = files.iter().map(|file| {
         let path = inner.root.join(file);
         let file = file.clone();
