@@ -29,7 +29,11 @@ impl Dtab {
 
     /// The dtab with no dentries.
     pub fn empty() -> Dtab {
-        Dtab::new(Vec::new())
+        // Shared, so the many requests without a dtab of their own do not
+        // allocate one.
+        static EMPTY: std::sync::LazyLock<Dtab> =
+            std::sync::LazyLock::new(|| Dtab::new(Vec::new()));
+        EMPTY.clone()
     }
 
     /// Finagle's `Dtab.fail`: `/=>!`, which fails every name.

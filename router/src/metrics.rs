@@ -61,7 +61,16 @@ impl Default for Metrics {
 impl Metrics {
     /// The metrics of one router.
     pub fn router(&self, label: &str) -> RouterMetrics {
+        let ok = RequestLabels {
+            rt: label.to_string(),
+            status: 200,
+        };
+        let rt = RouterLabel {
+            rt: label.to_string(),
+        };
         RouterMetrics {
+            ok: self.requests.get_or_create(&ok).clone(),
+            latency: self.latency.get_or_create(&rt).clone(),
             metrics: self.clone(),
             label: label.to_string(),
         }
@@ -81,21 +90,51 @@ impl Metrics {
 pub struct RouterMetrics {
     metrics: Metrics,
     label: String,
+    /// Handles looked up once, so the common case takes no lock and
+    /// allocates nothing per request.
+    ok: Counter,
+    latency: Histogram,
 }
 
 impl RouterMetrics {
     /// Records a served request.
     pub fn record(&self, status: u16, elapsed: Duration) {
-        let labels = RequestLabels {
-            rt: self.label.clone(),
-            status,
-        };
-        self.metrics.requests.get_or_create(&labels).inc();
-        self.metrics
-            .latency
-            .get_or_create(&RouterLabel {
+        if status == 200 {
+            self.ok.inc();
+        } else {
+            let labels = RequestLabels {
                 rt: self.label.clone(),
-            })
-            .observe(elapsed.as_secs_f64() * 1000.0);
+                status,
+            };
+            self.metrics.requests.get_or_create(&labels).inc();
+        }
+        self.latency.observe(elapsed.as_secs_f64() * 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_is_counted_and_the_cached_handles_are_the_registered_ones() {
+        let metrics = Metrics::default();
+        let router = metrics.router("web");
+        router.record(200, Duration::from_millis(1));
+        router.record(200, Duration::from_millis(2));
+        router.record(502, Duration::from_millis(3));
+        let text = metrics.render();
+        assert!(
+            text.contains("rt_requests_total{rt=\"web\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rt_requests_total{rt=\"web\",status=\"502\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rt_request_latency_ms_count{rt=\"web\"} 3"),
+            "{text}"
+        );
     }
 }
