@@ -439,7 +439,7 @@ impl Params {
 }
 
 /// Decodes `%XX` escapes (and, in a query string, `+` as a space).
-fn percent_decode(s: &str, in_query: bool) -> String {
+pub(crate) fn percent_decode(s: &str, in_query: bool) -> String {
     let bytes = s.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16);
     let mut out = Vec::with_capacity(bytes.len());

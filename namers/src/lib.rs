@@ -11,6 +11,7 @@ mod delegate;
 pub mod fs;
 mod interpreter;
 pub mod json;
+pub mod k8s;
 mod live;
 mod name;
 mod namer;

@@ -65,6 +65,11 @@ const KINDS: &[NamerKind] = &[
         build: crate::consul::build,
     },
     NamerKind {
+        kind: "io.l5d.k8s",
+        prefix_required: false,
+        build: crate::k8s::build,
+    },
+    NamerKind {
         kind: "io.l5d.serversets",
         prefix_required: false,
         build: crate::serversets::build,

@@ -1,0 +1,209 @@
+//! Builders for the Kubernetes objects the fake serves: Services and
+//! Endpoints, as the `v1` API shapes them.
+
+use serde_json::{Value, json};
+
+/// Where a Service port sends traffic in its pods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetPort {
+    /// A container port number.
+    Number(u16),
+    /// A container port name.
+    Name(String),
+}
+
+/// A `v1` Service (only what a namer reads: labels and ports).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    labels: Vec<(String, String)>,
+    ports: Vec<Value>,
+}
+
+impl Service {
+    /// A Service with no port and no label.
+    pub fn new(namespace: &str, name: &str) -> Service {
+        Service {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            labels: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+
+    /// Adds a label.
+    pub fn label(mut self, key: &str, value: &str) -> Service {
+        self.labels.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds a TCP port (`name` may be absent on a single-port Service).
+    pub fn port(mut self, name: Option<&str>, port: u16, target: TargetPort) -> Service {
+        let target = match target {
+            TargetPort::Number(n) => json!(n),
+            TargetPort::Name(n) => json!(n),
+        };
+        let mut entry = json!({"port": port, "protocol": "TCP", "targetPort": target});
+        if let (Some(name), Some(map)) = (name, entry.as_object_mut()) {
+            map.insert("name".into(), json!(name));
+        }
+        self.ports.push(entry);
+        self
+    }
+
+    pub(super) fn labels(&self) -> &[(String, String)] {
+        &self.labels
+    }
+
+    pub(super) fn to_json(&self) -> Value {
+        json!({
+            "kind": "Service",
+            "apiVersion": "v1",
+            "metadata": metadata(&self.namespace, &self.name, &self.labels),
+            "spec": {"ports": self.ports, "type": "ClusterIP"},
+        })
+    }
+}
+
+/// One address of an Endpoints subset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Address {
+    ip: String,
+    node: Option<String>,
+}
+
+/// One subset of an Endpoints object: addresses sharing a set of ports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Subset {
+    ready: Vec<Address>,
+    not_ready: Vec<Address>,
+    ports: Vec<Value>,
+}
+
+/// A `v1` Endpoints object, built subset by subset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name (the Service's).
+    pub name: String,
+    labels: Vec<(String, String)>,
+    subsets: Vec<Subset>,
+}
+
+impl Endpoints {
+    /// An Endpoints object with no subset (a Service with no pods).
+    pub fn new(namespace: &str, name: &str) -> Endpoints {
+        Endpoints {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            labels: Vec::new(),
+            subsets: Vec::new(),
+        }
+    }
+
+    /// Adds a label.
+    pub fn label(mut self, key: &str, value: &str) -> Endpoints {
+        self.labels.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Starts a new subset; the address and port calls that follow fill it.
+    pub fn subset(mut self) -> Endpoints {
+        self.subsets.push(Subset::default());
+        self
+    }
+
+    fn current(&mut self) -> &mut Subset {
+        if self.subsets.is_empty() {
+            self.subsets.push(Subset::default());
+        }
+        let last = self.subsets.len() - 1;
+        &mut self.subsets[last]
+    }
+
+    /// Adds a ready address on `node`.
+    pub fn ready(mut self, ip: &str, node: Option<&str>) -> Endpoints {
+        let address = Address {
+            ip: ip.to_string(),
+            node: node.map(str::to_string),
+        };
+        self.current().ready.push(address);
+        self
+    }
+
+    /// Adds an address that is not ready.
+    pub fn not_ready(mut self, ip: &str, node: Option<&str>) -> Endpoints {
+        let address = Address {
+            ip: ip.to_string(),
+            node: node.map(str::to_string),
+        };
+        self.current().not_ready.push(address);
+        self
+    }
+
+    /// Adds a port of `protocol` (`TCP`, `UDP`, ...).
+    pub fn port_with(mut self, name: Option<&str>, port: u16, protocol: &str) -> Endpoints {
+        let mut entry = json!({"port": port, "protocol": protocol});
+        if let (Some(name), Some(map)) = (name, entry.as_object_mut()) {
+            map.insert("name".into(), json!(name));
+        }
+        self.current().ports.push(entry);
+        self
+    }
+
+    /// Adds a TCP port.
+    pub fn port(self, name: Option<&str>, port: u16) -> Endpoints {
+        self.port_with(name, port, "TCP")
+    }
+
+    pub(super) fn labels(&self) -> &[(String, String)] {
+        &self.labels
+    }
+
+    pub(super) fn to_json(&self) -> Value {
+        let address = |a: &Address| match &a.node {
+            Some(node) => json!({"ip": a.ip, "nodeName": node}),
+            None => json!({"ip": a.ip}),
+        };
+        let subsets: Vec<Value> = self
+            .subsets
+            .iter()
+            .map(|s| {
+                let mut subset = json!({"ports": s.ports});
+                if let Some(map) = subset.as_object_mut() {
+                    // The API server leaves out empty lists.
+                    if !s.ready.is_empty() {
+                        let ready: Vec<Value> = s.ready.iter().map(address).collect();
+                        map.insert("addresses".into(), ready.into());
+                    }
+                    if !s.not_ready.is_empty() {
+                        let not_ready: Vec<Value> = s.not_ready.iter().map(address).collect();
+                        map.insert("notReadyAddresses".into(), not_ready.into());
+                    }
+                }
+                subset
+            })
+            .collect();
+        let mut object = json!({
+            "kind": "Endpoints",
+            "apiVersion": "v1",
+            "metadata": metadata(&self.namespace, &self.name, &self.labels),
+        });
+        if let (false, Some(map)) = (subsets.is_empty(), object.as_object_mut()) {
+            map.insert("subsets".into(), subsets.into());
+        }
+        object
+    }
+}
+
+fn metadata(namespace: &str, name: &str, labels: &[(String, String)]) -> Value {
+    let labels: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    json!({"namespace": namespace, "name": name, "labels": labels})
+}

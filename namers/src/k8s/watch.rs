@@ -1,0 +1,305 @@
+//! One namespace watch: the list + watch loops that follow a namespace's
+//! Services and Endpoints, their pacing after failures, and the one log
+//! line per change between answering and failing.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use kube::Api;
+use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use super::config::{ApiServer, Timing};
+use super::resolve::{EndpointsInfo, ServiceInfo};
+use super::{Inner, NsKey, NsWatch};
+
+/// A resource a namespace watch follows, and where its objects are kept.
+trait Followed:
+    kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Send
+    + 'static
+{
+    /// What is kept of an object.
+    type Info: for<'a> From<&'a Self> + Send;
+    /// For logs: `services` or `endpoints`.
+    const WHAT: &'static str;
+
+    fn objects(ns: &mut NsWatch) -> &mut HashMap<String, Self::Info>;
+    fn listed(ns: &mut NsWatch) -> &mut bool;
+}
+
+impl Followed for Service {
+    type Info = ServiceInfo;
+    const WHAT: &'static str = "services";
+
+    fn objects(ns: &mut NsWatch) -> &mut HashMap<String, ServiceInfo> {
+        &mut ns.services
+    }
+
+    fn listed(ns: &mut NsWatch) -> &mut bool {
+        &mut ns.services_listed
+    }
+}
+
+impl Followed for Endpoints {
+    type Info = EndpointsInfo;
+    const WHAT: &'static str = "endpoints";
+
+    fn objects(ns: &mut NsWatch) -> &mut HashMap<String, EndpointsInfo> {
+        &mut ns.endpoints
+    }
+
+    fn listed(ns: &mut NsWatch) -> &mut bool {
+        &mut ns.endpoints_listed
+    }
+}
+
+/// Counts a watch as ended however its task ends.
+struct Running<'a>(&'a Inner);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.stats.watches_ended.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether a namespace's watch is failing. Both loops talk to one API
+/// server, so an answer to either means the server is back: a loop whose
+/// resumed watch is quiet has no other way to say it works again.
+#[derive(Default)]
+struct Health {
+    failing: AtomicBool,
+}
+
+impl Health {
+    /// Records whether the last attempt failed; says whether that changed
+    /// the namespace between answering and failing.
+    fn set(&self, failing: bool) -> bool {
+        self.failing.swap(failing, Ordering::Relaxed) != failing
+    }
+}
+
+/// Follows the namespace of `key` until `stop` is notified.
+pub(super) async fn run(inner: Arc<Inner>, key: NsKey, stop: Arc<Notify>) {
+    let _running = Running(&inner);
+    let health = Health::default();
+    let mut backoff = Backoff::new(inner.settings.timing);
+    let client = loop {
+        match client(&inner) {
+            Ok(client) => break client,
+            Err(why) => {
+                inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+                if health.set(true) {
+                    report_failure(&inner, &key, &stop, &why);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.next_pause()) => {}
+                    () = stop.notified() => return,
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = follow::<Service>(&inner, &key, &stop, client.clone(), &health) => {}
+        () = follow::<Endpoints>(&inner, &key, &stop, client, &health) => {}
+        () = stop.notified() => {}
+    }
+}
+
+/// The client of the namer, made on first use.
+fn client(inner: &Inner) -> Result<kube::Client, String> {
+    let mut client = inner.client.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(client) = &*client {
+        return Ok(client.clone());
+    }
+    let mut config = match &inner.settings.api {
+        ApiServer::Proxy { authority } => {
+            let url = format!("http://{authority}")
+                .parse()
+                .map_err(|e| format!("io.l5d.k8s: {authority}: {e}"))?;
+            kube::Config::new(url)
+        }
+        ApiServer::InCluster => kube::Config::incluster()
+            .map_err(|e| format!("io.l5d.k8s: in-cluster API server: {e}"))?,
+    };
+    // The watch loops retry with their own pacing, and count each failure.
+    config.default_retry = false;
+    let made = kube::Client::try_from(config).map_err(|e| format!("io.l5d.k8s: {e}"))?;
+    *client = Some(made.clone());
+    Ok(made)
+}
+
+/// Lists then watches one resource of a namespace, for ever.
+async fn follow<K: Followed>(
+    inner: &Inner,
+    key: &NsKey,
+    stop: &Arc<Notify>,
+    client: kube::Client,
+    health: &Health,
+) {
+    let timing = inner.settings.timing;
+    let api: Api<K> = Api::namespaced(client, &key.namespace);
+    let mut config = watcher::Config::default().timeout(timing.watch_timeout.as_secs() as u32);
+    if let Some(selector) = &key.selector {
+        config = config.labels(selector);
+    }
+    let mut events = std::pin::pin!(watcher::watcher(api, config));
+    let mut backoff = Backoff::new(timing);
+    // A fresh list is gathered here, then replaces what was known at once.
+    let mut listing: Option<HashMap<String, K::Info>> = None;
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(watcher::Error::WatchError(status)) if status.code == 410 => {
+                inner.stats.relists.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(watch = %key, what = K::WHAT, "io.l5d.k8s: resource version expired; listing again");
+                continue;
+            }
+            Err(error) => {
+                inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+                let why = format!("io.l5d.k8s: {} in {key}: {error}", K::WHAT);
+                if health.set(true) {
+                    report_failure(inner, key, stop, &why);
+                } else {
+                    tracing::debug!(watch = %key, error = %why, "io.l5d.k8s: still failing");
+                }
+                tokio::time::sleep(backoff.next_pause()).await;
+                continue;
+            }
+        };
+        if !matches!(event, Event::Init) {
+            backoff.reset();
+            if health.set(false) {
+                inner.stats.state_changes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(watch = %key, "io.l5d.k8s: watch recovered");
+            }
+        }
+        match event {
+            Event::Init => listing = Some(HashMap::new()),
+            Event::InitApply(object) => {
+                inner.stats.events.fetch_add(1, Ordering::Relaxed);
+                if let (Some(listing), Some(name)) = (&mut listing, object.meta().name.clone()) {
+                    listing.insert(name, K::Info::from(&object));
+                }
+            }
+            Event::InitDone => {
+                let listed = listing.take().unwrap_or_default();
+                inner.update(key, stop, None, |ns| {
+                    *K::objects(ns) = listed;
+                    *K::listed(ns) = true;
+                    ns.failure = None;
+                });
+            }
+            Event::Apply(object) => {
+                inner.stats.events.fetch_add(1, Ordering::Relaxed);
+                let Some(name) = object.meta().name.clone() else {
+                    continue;
+                };
+                let info = K::Info::from(&object);
+                inner.update(key, stop, Some(&name), |ns| {
+                    K::objects(ns).insert(name.clone(), info);
+                });
+            }
+            Event::Delete(object) => {
+                inner.stats.events.fetch_add(1, Ordering::Relaxed);
+                let Some(name) = object.meta().name.clone() else {
+                    continue;
+                };
+                inner.update(key, stop, Some(&name), |ns| {
+                    K::objects(ns).remove(&name);
+                });
+            }
+        }
+    }
+}
+
+/// Logs and counts a namespace that starts failing; a namespace that never
+/// listed reports the failure to its lookups, one that did keeps its last
+/// known endpoints.
+fn report_failure(inner: &Inner, key: &NsKey, stop: &Arc<Notify>, why: &str) {
+    inner.stats.state_changes.fetch_add(1, Ordering::Relaxed);
+    let mut listed = true;
+    inner.update(key, stop, None, |ns| {
+        listed = ns.services_listed && ns.endpoints_listed;
+        if !listed {
+            ns.failure = Some(why.into());
+        }
+    });
+    if listed {
+        tracing::warn!(watch = %key, error = %why, "io.l5d.k8s: watch failing; keeping the last known endpoints and retrying");
+    } else {
+        tracing::warn!(watch = %key, error = %why, "io.l5d.k8s: watch failing; retrying");
+    }
+}
+
+/// Pauses between failed attempts: doubling from `backoff_min` up to
+/// `backoff_max`, each drawn between half and all of its step, so that
+/// watches failing together do not retry together.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    step: Duration,
+}
+
+impl Backoff {
+    fn new(timing: Timing) -> Backoff {
+        Backoff {
+            min: timing.backoff_min,
+            max: timing.backoff_max.max(timing.backoff_min),
+            step: timing.backoff_min,
+        }
+    }
+
+    fn next_pause(&mut self) -> Duration {
+        let step = self.step;
+        self.step = (step * 2).min(self.max);
+        step.mul_f64(0.5 + 0.5 * rand::random::<f64>())
+    }
+
+    fn reset(&mut self) {
+        self.step = self.min;
+    }
+}
+
+impl std::fmt::Display for NsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.selector {
+            Some(selector) => write!(f, "namespace {} ({selector})", self.namespace),
+            None => write!(f, "namespace {}", self.namespace),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_its_limit() {
+        let mut backoff = Backoff::new(Timing::default());
+        let pauses: Vec<Duration> = (0..12).map(|_| backoff.next_pause()).collect();
+        assert!(pauses[0] >= Duration::from_millis(50) && pauses[0] <= Duration::from_millis(100));
+        assert!(pauses[11] >= Duration::from_secs(15) && pauses[11] <= Duration::from_secs(30));
+        backoff.reset();
+        assert!(backoff.next_pause() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn health_reports_only_changes() {
+        let health = Health::default();
+        assert!(health.set(true));
+        assert!(!health.set(true));
+        assert!(health.set(false));
+        assert!(!health.set(false));
+    }
+}
