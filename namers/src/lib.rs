@@ -19,6 +19,7 @@ pub mod resolve;
 pub mod rewrite;
 pub mod serversets;
 pub mod system;
+pub mod transform;
 pub mod zk_leader;
 
 pub use activity::{Activity, NamingError};

@@ -21,9 +21,9 @@ pub struct NamerConfig {
     /// Acknowledges that an experimental namer is in use.
     #[serde(default)]
     pub experimental: bool,
-    /// Post-processing of bound names (not supported yet).
+    /// Post-processing of the namer's bound names, in order.
     #[serde(default)]
-    pub transformers: Option<Value>,
+    pub transformers: Vec<crate::transform::TransformerConfig>,
     /// The kind's own keys, checked by the kind.
     #[serde(flatten)]
     pub params: Map<String, Value>,
@@ -103,9 +103,8 @@ pub fn build_namers(configs: &[NamerConfig], context: &NamerContext) -> Result<N
                     namer_kinds().join(", ")
                 )
             })?;
-        if config.transformers.is_some() {
-            return Err(format!("{at}: transformers are not supported yet"));
-        }
+        let transformers = crate::transform::build_transformers(&config.transformers)
+            .map_err(|e| format!("{at}: {e}"))?;
         let prefix = match &config.prefix {
             Some(p) => Path::read(p).map_err(|e| format!("{at}: prefix: {e}"))?,
             None if kind.prefix_required => {
@@ -116,8 +115,14 @@ pub fn build_namers(configs: &[NamerConfig], context: &NamerContext) -> Result<N
             }
         };
         let full_prefix = Path::from_strs(["#"]).unwrap_or_default().concat(&prefix);
-        let namer = (kind.build)(&full_prefix, &config.params, context)
+        let mut namer = (kind.build)(&full_prefix, &config.params, context)
             .map_err(|e| format!("{at}: {e}"))?;
+        if !transformers.is_empty() {
+            namer = Arc::new(crate::transform::TransformingNamer::new(
+                namer,
+                transformers,
+            ));
+        }
         namers.push((full_prefix, namer));
     }
     namers.reverse();
