@@ -10,6 +10,7 @@ use futures_util::future::BoxFuture;
 use namers::config::{NamerConfig, NamerContext, build_namers};
 use namers::system::SystemNamers;
 use namers::system::inet::InetResolver;
+use namers::transform::{Transformer, TransformerConfig, build_transformers, transform_binding};
 use namers::{Binding, Interpreter, NameInterpreter};
 
 use crate::config::KindConfig;
@@ -67,7 +68,8 @@ pub fn default_interpreter(
     ))
 }
 
-/// Builds a router's interpreter from its `interpreter:` entry.
+/// Builds a router's interpreter from its `interpreter:` entry, with the
+/// `transformers` it lists applied to every binding.
 pub fn build(
     config: Option<&KindConfig>,
     default: &Interpreter,
@@ -75,6 +77,42 @@ pub fn build(
     let Some(config) = config else {
         return Ok(Arc::new(default.clone()));
     };
+    let mut config = config.clone();
+    let Some(listed) = config.params.remove("transformers") else {
+        return build_kind(&config, default);
+    };
+    let listed: Vec<TransformerConfig> =
+        serde_json::from_value(listed).map_err(|e| format!("interpreter: transformers: {e}"))?;
+    let transformers = build_transformers(&listed).map_err(|e| format!("interpreter: {e}"))?;
+    let inner = build_kind(&config, default)?;
+    Ok(Arc::new(Transformed {
+        inner,
+        transformers,
+    }))
+}
+
+/// An interpreter whose bound names are transformed.
+struct Transformed {
+    inner: Arc<dyn RouterNaming>,
+    transformers: Vec<Arc<dyn Transformer>>,
+}
+
+impl RouterNaming for Transformed {
+    fn bind(&self, dtab: &Dtab, path: &Path) -> Binding {
+        transform_binding(self.inner.bind(dtab, path), &self.transformers)
+    }
+
+    // The delegator shows the binding before transformation.
+    fn delegate<'a>(
+        &'a self,
+        dtab: &'a Dtab,
+        path: &'a Path,
+    ) -> BoxFuture<'a, Result<serde_json::Value, String>> {
+        self.inner.delegate(dtab, path)
+    }
+}
+
+fn build_kind(config: &KindConfig, default: &Interpreter) -> Result<Arc<dyn RouterNaming>, String> {
     match config.kind.as_str() {
         "default" => {
             if let Some(key) = config.params.keys().next() {
@@ -98,5 +136,44 @@ pub fn build(
             "interpreter: unsupported interpreter kind {other:?}; supported kinds: {}",
             crate::config::INTERPRETERS.join(", ")
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn kind_config(json: serde_json::Value) -> KindConfig {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[tokio::test]
+    async fn interpreter_transformers_apply_to_every_binding() {
+        let inet = Arc::new(InetResolver::system().unwrap());
+        let default = default_interpreter(&[], &inet).unwrap();
+        let config = kind_config(serde_json::json!({
+            "kind": "default",
+            "transformers": [{"kind": "io.l5d.port", "port": 4141}],
+        }));
+        let naming = build(Some(&config), &default).unwrap();
+        let path = Path::read("/$/inet/127.0.0.1/80").unwrap();
+        let binding = naming.bind(&Dtab::default(), &path);
+        let namers::Activity::Ok(dtab::NameTree::Leaf(bound)) = &*binding.load() else {
+            panic!("not bound: {:?}", binding.load())
+        };
+        assert!(bound.id.show().starts_with("/%/io.l5d.port/4141/"));
+        let namers::Addr::Bound(set) = &*bound.addr.load() else {
+            panic!("no address")
+        };
+        assert_eq!(set.endpoints()[0].addr.to_string(), "127.0.0.1:4141");
+
+        let config = kind_config(serde_json::json!({
+            "kind": "default",
+            "transformers": [{"kind": "io.l5d.localhost"}],
+        }));
+        let err = build(Some(&config), &default).err().unwrap();
+        assert!(err.contains("unsupported transformer kind"), "{err}");
     }
 }
