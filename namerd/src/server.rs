@@ -97,7 +97,10 @@ async fn serve(
     shutdown: Arc<Notify>,
 ) -> std::io::Result<()> {
     let stop = async move { shutdown.notified().await };
-    axum::serve(listener, app)
+    // A `Router` passed as is is rebuilt for every connection (its route
+    // table copied), which costs several KB per open watch; a make-service
+    // built once only clones an `Arc`.
+    axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(stop)
         .await
 }

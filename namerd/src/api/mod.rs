@@ -65,7 +65,11 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
 
 /// Serves the API on `listener` until the process stops.
 pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> std::io::Result<()> {
-    axum::serve(listener, router(state, DEFAULT_MAX_BODY_BYTES)).await
+    axum::serve(
+        listener,
+        router(state, DEFAULT_MAX_BODY_BYTES).into_make_service(),
+    )
+    .await
 }
 
 async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {
