@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api;
 pub mod client;
 pub mod config;
+mod conn;
 pub mod ctl;
 mod live_cache;
 pub mod metrics;

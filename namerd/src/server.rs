@@ -96,13 +96,7 @@ async fn serve(
     app: axum::Router,
     shutdown: Arc<Notify>,
 ) -> std::io::Result<()> {
-    let stop = async move { shutdown.notified().await };
-    // A `Router` passed as is is rebuilt for every connection (its route
-    // table copied), which costs several KB per open watch; a make-service
-    // built once only clones an `Arc`.
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(stop)
-        .await
+    crate::conn::serve(listener, app, async move { shutdown.notified().await }).await
 }
 
 impl Running {

@@ -548,3 +548,203 @@ async fn stopping_namerd_ends_open_watches() {
         "namerd still accepts after stop"
     );
 }
+
+/// A response read strictly as HTTP/1.1: the head, then the body by its
+/// `Content-Length` or chunk by chunk.
+struct RawResponse {
+    reader: BufReader<TcpStream>,
+    status_line: String,
+    headers: Vec<(String, String)>,
+}
+
+impl RawResponse {
+    async fn read(stream: TcpStream) -> RawResponse {
+        Self::read_from(BufReader::new(stream)).await
+    }
+
+    async fn read_from(mut reader: BufReader<TcpStream>) -> RawResponse {
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).await.unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).await.unwrap();
+            assert!(line.ends_with("\r\n"), "{line:?}");
+            if line == "\r\n" {
+                break;
+            }
+            let (k, v) = line.trim_end().split_once(": ").unwrap();
+            headers.push((k.to_ascii_lowercase(), v.to_string()));
+        }
+        RawResponse {
+            reader,
+            status_line: status_line.trim_end().to_string(),
+            headers,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The next chunk's data; empty for the last chunk.
+    async fn chunk(&mut self) -> String {
+        assert_eq!(self.header("transfer-encoding"), Some("chunked"));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            let mut size = String::new();
+            self.reader.read_line(&mut size).await.unwrap();
+            let size = usize::from_str_radix(size.trim_end(), 16).unwrap();
+            let mut data = vec![0; size + 2];
+            self.reader.read_exact(&mut data).await.unwrap();
+            assert_eq!(&data[size..], b"\r\n");
+            data.truncate(size);
+            String::from_utf8(data).unwrap()
+        })
+        .await
+        .expect("no chunk within 5 s")
+    }
+
+    async fn fixed_body(&mut self) -> String {
+        let len: usize = self.header("content-length").unwrap().parse().unwrap();
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body).await.unwrap();
+        String::from_utf8(body).unwrap()
+    }
+
+    async fn closed(mut self) {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), self.reader.read_to_end(&mut rest))
+            .await
+            .expect("the connection stayed open")
+            .unwrap();
+        assert!(rest.is_empty(), "bytes after the response: {rest:?}");
+    }
+}
+
+async fn send(addr: SocketAddr, request: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn a_watch_connection_is_chunked_and_closes_when_the_stream_ends() {
+    let n = start("").await;
+    let stream = send(
+        n.api,
+        "GET /api/1/dtabs/default?watch=true HTTP/1.1\r\nHost: namerd\r\n\r\n",
+    )
+    .await;
+    let mut watch = RawResponse::read(stream).await;
+    assert_eq!(watch.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(watch.header("content-type"), Some("application/json"));
+    assert_eq!(watch.header("content-length"), None);
+    assert!(watch.header("date").is_some());
+    // Served by the watch path, which closes the connection after the body.
+    assert_eq!(watch.header("connection"), Some("close"));
+    assert_eq!(
+        watch.chunk().await,
+        "[{\"prefix\":\"/svc\",\"dst\":\"/#/io.l5d.fs\"}]\n"
+    );
+
+    let put = http(n.api, "PUT", "/api/1/dtabs/default", &[DTAB], "/a=>/b").await;
+    assert_eq!(put.status, 204);
+    assert_eq!(
+        watch.chunk().await,
+        "[{\"prefix\":\"/a\",\"dst\":\"/b\"}]\n"
+    );
+
+    // Deleting the namespace ends the stream with a message, the last
+    // chunk, and the end of the connection.
+    let deleted = http(n.api, "DELETE", "/api/1/dtabs/default", &[], "").await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(watch.chunk().await, "namespace default was deleted\n");
+    assert_eq!(watch.chunk().await, "");
+    watch.closed().await;
+
+    // Counted like any other request.
+    let metrics = http(n.admin, "GET", "/admin/metrics/prometheus", &[], "")
+        .await
+        .body;
+    assert!(
+        metrics.contains(
+            "namerd_http_requests_total{route=\"/api/1/dtabs/{ns}\",method=\"GET\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_watch_of_a_missing_namespace_gets_a_complete_error() {
+    let n = start("").await;
+    let stream = send(
+        n.api,
+        "GET /api/1/dtabs/nope?watch=1 HTTP/1.1\r\nHost: namerd\r\n\r\n",
+    )
+    .await;
+    let mut reply = RawResponse::read(stream).await;
+    assert_eq!(reply.status_line, "HTTP/1.1 404 Not Found");
+    assert_eq!(reply.header("transfer-encoding"), None);
+    assert_eq!(reply.fixed_body().await, "namespace nope does not exist\n");
+    assert_eq!(reply.header("connection"), Some("close"));
+    reply.closed().await;
+}
+
+#[tokio::test]
+async fn other_requests_keep_their_connection_alive() {
+    let n = start("").await;
+    // Two plain requests, then a watch, on one connection.
+    let list = "GET /api/1/dtabs HTTP/1.1\r\nHost: namerd\r\n\r\n";
+    let mut stream = send(n.api, list).await;
+    for round in 0..2 {
+        let mut reply = RawResponse::read(stream).await;
+        assert_eq!(reply.status_line, "HTTP/1.1 200 OK");
+        assert_eq!(reply.header("connection"), None);
+        assert_eq!(reply.fixed_body().await, "[\"default\"]\n");
+        // Nothing is left unread: the body was exactly Content-Length long.
+        stream = reply.reader.into_inner();
+        let next = if round == 0 {
+            list
+        } else {
+            "GET /api/1/dtabs/default?watch=true HTTP/1.1\r\nHost: namerd\r\n\r\n"
+        };
+        stream.write_all(next.as_bytes()).await.unwrap();
+    }
+    let mut watch = RawResponse::read(stream).await;
+    assert_eq!(watch.status_line, "HTTP/1.1 200 OK");
+    // hyper serves the whole connection, watch included.
+    assert_eq!(watch.header("connection"), None);
+    assert_eq!(
+        watch.chunk().await,
+        "[{\"prefix\":\"/svc\",\"dst\":\"/#/io.l5d.fs\"}]\n"
+    );
+    http(n.api, "PUT", "/api/1/dtabs/default", &[DTAB], "/a=>/b").await;
+    assert_eq!(
+        watch.chunk().await,
+        "[{\"prefix\":\"/a\",\"dst\":\"/b\"}]\n"
+    );
+}
+
+#[tokio::test]
+async fn closing_a_watch_connection_releases_the_watch() {
+    let n = start("").await;
+    let stream = send(
+        n.api,
+        "GET /api/1/bind/default?path=/svc/web&watch=true HTTP/1.1\r\nHost: namerd\r\n\r\n",
+    )
+    .await;
+    let mut watch = RawResponse::read(stream).await;
+    assert!(watch.chunk().await.contains("\"port\":8080"));
+    assert_eq!(n.running.namerd.live_bindings(), 1);
+    drop(watch);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while n.running.namerd.live_bindings() != 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the binding outlived its only watcher");
+}

@@ -65,9 +65,10 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
 
 /// Serves the API on `listener` until the process stops.
 pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> std::io::Result<()> {
-    axum::serve(
+    crate::conn::serve(
         listener,
-        router(state, DEFAULT_MAX_BODY_BYTES).into_make_service(),
+        router(state, DEFAULT_MAX_BODY_BYTES),
+        std::future::pending(),
     )
     .await
 }

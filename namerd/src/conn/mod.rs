@@ -1,0 +1,172 @@
+//! Accepting and serving HTTP/1 connections for the API and admin servers.
+//!
+//! Most connections go to hyper. A connection whose first request is a
+//! bodiless `GET …?watch=true` is served by [`lean`] instead: a watch keeps
+//! its connection open for as long as the watcher lives, and hyper holds
+//! about 24 KB of read and write buffers per connection, which is most of
+//! what a thousand open watches cost.
+
+mod lean;
+
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Serves `app` on `listener` until `stop` completes, then lets open
+/// connections finish: idle ones close, hyper ones finish their request,
+/// watch streams end once namerd's `stopping` flag is set.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    stop: impl Future<Output = ()>,
+) -> io::Result<()> {
+    // Dropping `drain_tx` tells every connection to wind down; each holds an
+    // `open_rx` clone until it is done, so `open_tx.closed()` waits for all.
+    // Turn every handler into a route once, not on each request.
+    let app = app.with_state(());
+    let (drain_tx, drain_rx) = watch::channel(());
+    let (open_tx, open_rx) = watch::channel(());
+    let mut stop = pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // Usually out of file descriptors: wait instead of spinning.
+                tracing::error!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let (app, drain, open) = (app.clone(), drain_rx.clone(), open_rx.clone());
+        tokio::spawn(async move {
+            connection(tcp, app, drain).await;
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(drain_tx);
+    drop((drain_rx, open_rx));
+    open_tx.closed().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+async fn connection(mut tcp: TcpStream, app: Router, mut drain: watch::Receiver<()>) {
+    let first = tokio::select! {
+        first = lean::read_first_head(&mut tcp) => first,
+        // Nothing asked yet: close, as hyper does with idle connections.
+        _ = drain.changed() => return,
+    };
+    match first {
+        Ok(lean::First::Watch(request)) => lean::serve_watch(tcp, *request, app).await,
+        // Boxed so that the hyper connection's large state is not part of
+        // every lean connection's task.
+        Ok(lean::First::Other(read)) => Box::pin(with_hyper(tcp, read, app, drain)).await,
+        Ok(lean::First::Closed) => {}
+        Err(e) => tracing::debug!(error = %e, "reading a request failed"),
+    }
+}
+
+/// Serves the connection with hyper, replaying the bytes already read.
+async fn with_hyper(tcp: TcpStream, read: Vec<u8>, app: Router, mut drain: watch::Receiver<()>) {
+    let io = TokioIo::new(Replay { read, at: 0, tcp });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut conn = pin!(builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app)));
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::trace!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = drain.changed(), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// A TCP stream whose reads first return bytes already read from it.
+struct Replay {
+    read: Vec<u8>,
+    at: usize,
+    tcp: TcpStream,
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.read.len() {
+            let n = buf.remaining().min(this.read.len() - this.at);
+            buf.put_slice(&this.read[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.read.len() {
+                // Replayed: give the memory back.
+                this.read = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Replay {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
