@@ -122,7 +122,7 @@ impl Router {
         request: Request<Incoming>,
     ) -> Response<Body> {
         let started = Instant::now();
-        let response = match self.route(server, request).await {
+        let response = match self.route(server, request, started).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::debug!(router = %self.spec.label, error = %e, "request failed");
@@ -138,6 +138,7 @@ impl Router {
         &self,
         server: &ServerSettings,
         request: Request<Incoming>,
+        started: Instant,
     ) -> Result<Response<Body>, RouterError> {
         let (mut parts, incoming) = request.into_parts();
         if server.clear_context {
@@ -163,7 +164,7 @@ impl Router {
             },
             identified.name,
         );
-        let deadline = tokio::time::Instant::now() + self.spec.binding_timeout;
+        let deadline = tokio::time::Instant::from_std(started) + self.spec.binding_timeout;
         let (state, service_header) = self.bound_tree(&local, &key, deadline).await?;
         let name = &key.1;
         let Activity::Ok(tree) = &*state else {
