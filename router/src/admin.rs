@@ -35,7 +35,9 @@ pub fn routes(state: AdminState) -> Routes {
         .route(
             "/admin/shutdown",
             post(|State(state): State<AdminState>| async move {
-                state.shutdown.notify_waiters();
+                // One waiter (the main task); a permit is kept if it is
+                // not waiting yet, so an early request is not lost.
+                state.shutdown.notify_one();
                 "shutting down\n"
             }),
         )

@@ -1,50 +1,94 @@
-//! The body type the proxy answers with: upstream bodies streamed as they
-//! are, or small bodies of our own (errors).
+//! The body type the proxy sends and answers with: a body streamed from the
+//! other side as it is, or a small body of our own (errors).
+//!
+//! It is an enum rather than a boxed trait object so that proxying a
+//! request costs no allocation for its bodies. An upstream response body
+//! also carries the [`Lease`] of the endpoint it came from: the in-flight
+//! count is held until the body is done, and the HTTP/1 connection goes
+//! back to its pool once the body has been read to the end.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 
-/// A streaming response or request body.
-pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+use crate::balance::Picked;
+use crate::h1_pool::Reusable;
+
+/// A streaming request or response body.
+pub struct Body {
+    kind: Kind,
+    lease: Option<Lease>,
+}
+
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Streamed(Incoming),
+}
+
+/// What an upstream response body holds on to until it is finished.
+pub struct Lease {
+    /// The endpoint's in-flight count drops when this is dropped.
+    pub picked: Picked,
+    /// The HTTP/1 connection the response came on, reused only if the
+    /// body is read to the end.
+    pub connection: Option<Reusable>,
+}
+
+impl Body {
+    /// A body holding `bytes`.
+    pub fn full(bytes: impl Into<Bytes>) -> Body {
+        Body {
+            kind: Kind::Full(Some(bytes.into())),
+            lease: None,
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> Body {
+        Body {
+            kind: Kind::Empty,
+            lease: None,
+        }
+    }
+
+    /// A body streamed from a peer.
+    pub fn streamed(incoming: Incoming) -> Body {
+        Body {
+            kind: Kind::Streamed(incoming),
+            lease: None,
+        }
+    }
+
+    /// An upstream response body holding `lease` until it is done.
+    pub fn leased(incoming: Incoming, lease: Lease) -> Body {
+        Body {
+            kind: Kind::Streamed(incoming),
+            lease: Some(lease),
+        }
+    }
+
+    /// The body has been read to its end: its connection may be reused.
+    fn finished(&mut self) {
+        if let Some(connection) = self.lease.as_mut().and_then(|l| l.connection.take()) {
+            connection.release();
+        }
+    }
+}
 
 /// A body holding `text`.
 pub fn full(text: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(text.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Body::full(text)
 }
 
 /// An empty body.
 pub fn empty() -> Body {
-    http_body_util::Empty::new()
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Body::empty()
 }
 
-/// A body that keeps `guard` alive until the body is finished or dropped
-/// (e.g. an endpoint's in-flight count).
-pub struct Guarded<G> {
-    inner: Body,
-    _guard: G,
-}
-
-impl<G: Send + Unpin + 'static> Guarded<G> {
-    /// Wraps `inner`.
-    pub fn wrap(inner: Body, guard: G) -> Body {
-        Guarded {
-            inner,
-            _guard: guard,
-        }
-        .boxed_unsync()
-    }
-}
-
-impl<G: Unpin> HttpBody for Guarded<G> {
+impl HttpBody for Body {
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -52,14 +96,40 @@ impl<G: Unpin> HttpBody for Guarded<G> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = match &mut self.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Streamed(incoming) => Pin::new(incoming).poll_frame(cx),
+        };
+        if let Poll::Ready(None) = polled {
+            self.finished();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Streamed(incoming) => incoming.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Streamed(incoming) => incoming.size_hint(),
+        }
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        // A body with nothing left to read (e.g. the answer to HEAD, or a
+        // 204) may never be polled: its connection is still reusable.
+        if self.is_end_stream() {
+            self.finished();
+        }
     }
 }

@@ -7,16 +7,15 @@ use std::time::{Duration, Instant};
 
 use dtab::{Dtab, NameTree, Path};
 use http::header::{self, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use namers::resolve::{Resolved, choose, pick_by_weight};
 use namers::{Activity, Binding, Bound};
 
 use crate::balance::Balancer;
-use crate::body::{self, Body, Guarded};
+use crate::body::{self, Body, Lease};
 use crate::cache::Cache;
 use crate::config::RouterSpec;
 use crate::dtab_headers::{clear_context, forward_headers, local_dtab};
@@ -26,13 +25,19 @@ use crate::interpreter::RouterNaming;
 use crate::metrics::RouterMetrics;
 
 /// Headers that describe one hop and are not forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+
+const L5D_DST_SERVICE: HeaderName = HeaderName::from_static("l5d-dst-service");
+const L5D_DST_CLIENT: HeaderName = HeaderName::from_static("l5d-dst-client");
+const L5D_DST_RESIDUAL: HeaderName = HeaderName::from_static("l5d-dst-residual");
+const L5D_REQID: HeaderName = HeaderName::from_static("l5d-reqid");
+const VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 switchboard");
 
 /// Settings of one listening server of a router.
 #[derive(Debug, Clone)]
@@ -48,9 +53,11 @@ pub struct Router {
     spec: RouterSpec,
     identifiers: Vec<Box<dyn Identifier>>,
     naming: Arc<dyn RouterNaming>,
-    bindings: Cache<(String, Path), Binding>,
-    balancers: Cache<Path, Balancer>,
-    client: Client<HttpConnector, Body>,
+    /// Bindings by (local dtab as text, name).
+    bindings: Cache<(String, Path), NameBinding>,
+    balancers: Cache<Path, Client>,
+    /// Upstream connections of an `http` router.
+    h1: Arc<crate::h1_pool::H1Pool>,
     /// Upstream connections of an `h2` router.
     h2: Option<crate::h2_pool::H2Pool>,
     metrics: RouterMetrics,
@@ -66,14 +73,11 @@ impl Router {
         metrics: RouterMetrics,
         admin: SocketAddr,
     ) -> Router {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(spec.connect_timeout));
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024);
-        let client = builder.build(connector);
+        let h1 = Arc::new(crate::h1_pool::H1Pool::new(
+            spec.connect_timeout,
+            UPSTREAM_IDLE_TIMEOUT,
+            MAX_IDLE_PER_ENDPOINT,
+        ));
         let h2 = (spec.protocol == Protocol::H2)
             .then(|| crate::h2_pool::H2Pool::new(spec.connect_timeout));
         Router {
@@ -83,7 +87,7 @@ impl Router {
             spec,
             identifiers,
             naming,
-            client,
+            h1,
             metrics,
             admin,
         }
@@ -108,6 +112,7 @@ impl Router {
     pub fn expire_idle(&self) {
         self.bindings.expire_idle();
         self.balancers.expire_idle();
+        self.h1.expire_idle();
     }
 
     /// Serves one request; failures become error responses.
@@ -117,7 +122,7 @@ impl Router {
         request: Request<Incoming>,
     ) -> Response<Body> {
         let started = Instant::now();
-        let response = match self.route(server, request).await {
+        let response = match self.route(server, request, started).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::debug!(router = %self.spec.label, error = %e, "request failed");
@@ -133,6 +138,7 @@ impl Router {
         &self,
         server: &ServerSettings,
         request: Request<Incoming>,
+        started: Instant,
     ) -> Result<Response<Body>, RouterError> {
         let (mut parts, incoming) = request.into_parts();
         if server.clear_context {
@@ -149,9 +155,18 @@ impl Router {
             local_dtab(&parts.headers).map_err(|e| RouterError::BadDtabHeader(e.to_string()))?;
         let identified = identify_with(&self.identifiers, &parts)
             .map_err(|e| RouterError::Unidentified(e.to_string()))?;
-        let name = identified.name;
-        let deadline = tokio::time::Instant::now() + self.spec.binding_timeout;
-        let state = self.bound_tree(&local, &name, deadline).await?;
+        // The key owns the name; no copy of it is made per request.
+        let key = (
+            if local.is_empty() {
+                String::new()
+            } else {
+                local.show()
+            },
+            identified.name,
+        );
+        let deadline = tokio::time::Instant::from_std(started) + self.spec.binding_timeout;
+        let (state, service_header) = self.bound_tree(&local, &key, deadline).await?;
+        let name = &key.1;
         let Activity::Ok(tree) = &*state else {
             return Err(RouterError::BindingFailed(format!(
                 "binding {} is not ready",
@@ -159,103 +174,122 @@ impl Router {
             )));
         };
         let bound = match choose(tree, &mut pick_by_weight) {
-            Resolved::Leaf(bound) => bound.clone(),
+            Resolved::Leaf(bound) => bound,
             Resolved::Empty => {
                 return Err(RouterError::NoEndpoints(format!(
                     "{} has no endpoints (it resolved to $)",
                     name.show()
                 )));
             }
-            Resolved::Neg => return Err(self.no_route(&name, &local, tree)),
+            Resolved::Neg => return Err(self.no_route(name, &local, tree)),
         };
-        let balancer = self
+        let client = self
             .balancers
-            .get_or_insert_with(&bound.id, || Balancer::new(bound.addr.clone()));
-        let picked = self.pick(&balancer.value, &name, &bound, deadline).await?;
+            .get_or_insert_with(&bound.id, || Client::new(bound));
+        let picked = self
+            .pick(&client.value.balancer, name, bound, deadline)
+            .await?;
+        let endpoint = picked.addr;
 
         // Rewrite the request for the chosen endpoint.
         let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let upgrading = is_upgrade(&parts.headers);
-        let path_and_query = identified
-            .rewritten_uri
-            .as_ref()
-            .unwrap_or(&parts.uri)
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_string();
-        // The authority the client asked for: HTTP/1 keeps it in `Host`, HTTP/2
-        // in the URI. Backends see it; only the connection goes to the endpoint.
-        let authority = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            });
-        let upstream_authority = match self.spec.protocol {
-            Protocol::H2 => authority.clone().unwrap_or_else(|| picked.addr.to_string()),
-            Protocol::Http => picked.addr.to_string(),
-        };
-        parts.uri = Uri::builder()
-            .scheme("http")
-            .authority(upstream_authority)
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|e| RouterError::Upstream(format!("cannot build the upstream URI: {e}")))?;
-        if self.spec.protocol == Protocol::Http {
-            if parts.version == http::Version::HTTP_2 {
+        if let Some(rewritten) = identified.rewritten_uri {
+            parts.uri = rewritten;
+        }
+        match self.spec.protocol {
+            Protocol::Http => {
+                // The client's authority (the URI's for HTTP/2 and
+                // absolute-form requests) travels in `Host`; the connection
+                // goes to the endpoint and the URI is sent in origin form.
+                if !parts.headers.contains_key(header::HOST) {
+                    let host = match parts.uri.authority() {
+                        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+                        None => HeaderValue::from_str(&endpoint.to_string()).ok(),
+                    };
+                    if let Some(host) = host {
+                        parts.headers.insert(header::HOST, host);
+                    }
+                }
+                if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+                    parts.uri = Uri::from(
+                        parts
+                            .uri
+                            .path_and_query()
+                            .cloned()
+                            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+                    );
+                }
                 parts.version = http::Version::HTTP_11;
             }
-            // An HTTP/2 client has no Host header; keep its authority.
-            if let Some(host) = authority.filter(|_| !parts.headers.contains_key(header::HOST))
-                && let Ok(value) = HeaderValue::from_str(&host)
-            {
-                parts.headers.insert(header::HOST, value);
+            Protocol::H2 => {
+                // HTTP/2 carries the authority in the URI; keep the one the
+                // client asked for so the backend sees it.
+                let authority = match parts.uri.authority() {
+                    Some(authority) => authority.clone(),
+                    None => parts
+                        .headers
+                        .get(header::HOST)
+                        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                        .unwrap_or_else(|| client.value.endpoint_authority(endpoint)),
+                };
+                let mut uri = std::mem::take(&mut parts.uri).into_parts();
+                uri.scheme = Some(Scheme::HTTP);
+                uri.authority = Some(authority);
+                if uri.path_and_query.is_none() {
+                    uri.path_and_query = Some(PathAndQuery::from_static("/"));
+                }
+                parts.uri = Uri::from_parts(uri).map_err(|e| {
+                    RouterError::Upstream(format!("cannot build the upstream URI: {e}"))
+                })?;
+                parts.headers.remove(header::HOST);
             }
-        } else {
-            parts.headers.remove(header::HOST);
         }
         strip_hop_by_hop(&mut parts.headers, upgrading);
         forward_headers(&mut parts.headers, &local);
-        self.set_dst_headers(&mut parts.headers, &name, &bound);
-        let outgoing = Request::from_parts(parts, http_body_util::BodyExt::boxed_unsync(incoming));
+        set_dst_headers(
+            &mut parts.headers,
+            &service_header,
+            &client.value.client_header,
+            bound,
+        );
+        let outgoing = Request::from_parts(parts, Body::streamed(incoming));
 
         let call = async {
             match &self.h2 {
-                Some(pool) => pool.send(picked.addr, outgoing).await,
-                None => self
-                    .client
-                    .request(outgoing)
+                Some(pool) => pool
+                    .send(endpoint, outgoing)
                     .await
-                    .map_err(|e| error_chain(&e)),
+                    .map(|response| (response, None)),
+                None => self
+                    .h1
+                    .send(endpoint, outgoing)
+                    .await
+                    .map(|(response, connection)| (response, Some(connection)))
+                    .map_err(|e| e.to_string()),
             }
         };
         let limit = self.spec.total_timeout.or(self.spec.attempt_timeout);
         let result = match limit {
             Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
                 RouterError::Timeout(format!(
-                    "no response from {} for {} within {limit:?}",
-                    picked.addr,
+                    "no response from {endpoint} for {} within {limit:?}",
                     name.show()
                 ))
             })?,
             None => call.await,
         };
-        let mut response = result.map_err(|e| {
+        let (mut response, mut connection) = result.map_err(|e| {
             RouterError::Upstream(format!(
-                "{} ({}) at {}: {}",
+                "{} ({}) at {endpoint}: {e}",
                 name.show(),
                 bound.id.show(),
-                picked.addr,
-                e
             ))
         })?;
 
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            // The connection now belongs to the upgraded protocol.
+            connection = None;
             if let Some(downstream) = on_upgrade {
                 let upstream = hyper::upgrade::on(&mut response);
                 tokio::spawn(splice(downstream, upstream));
@@ -264,27 +298,31 @@ impl Router {
             strip_hop_by_hop(response.headers_mut(), false);
         }
         let (parts, incoming) = response.into_parts();
-        let body = Guarded::wrap(http_body_util::BodyExt::boxed_unsync(incoming), picked);
+        let body = Body::leased(incoming, Lease { picked, connection });
         Ok(Response::from_parts(parts, body))
     }
 
-    /// Waits for the binding of `name` to leave the pending state.
+    /// Waits for the binding of `key` (local dtab, name) to leave the
+    /// pending state; also gives the name's `l5d-dst-service` value.
     async fn bound_tree(
         &self,
         local: &Dtab,
-        name: &Path,
+        key: &(String, Path),
         deadline: tokio::time::Instant,
-    ) -> Result<Arc<Activity<NameTree<Bound>>>, RouterError> {
-        let key = (local.show(), name.clone());
-        let entry = self.bindings.get_or_insert_with(&key, || {
+    ) -> Result<(Arc<Activity<NameTree<Bound>>>, Option<HeaderValue>), RouterError> {
+        let name = &key.1;
+        let entry = self.bindings.get_or_insert_with(key, || {
             let dtab = self.spec.dtab.concat(local);
-            self.naming.bind(&dtab, name)
+            NameBinding {
+                binding: self.naming.bind(&dtab, name),
+                service_header: HeaderValue::try_from(name.show()).ok(),
+            }
         });
-        let mut binding = entry.value.clone();
+        let mut binding = entry.value.binding.clone();
         loop {
             let state = binding.load();
             match &*state {
-                Activity::Ok(_) => return Ok(state),
+                Activity::Ok(_) => return Ok((state, entry.value.service_header.clone())),
                 Activity::Failed(e) => {
                     return Err(RouterError::BindingFailed(format!(
                         "binding {} failed: {e}",
@@ -375,24 +413,79 @@ impl Router {
             tree.show()
         ))
     }
+}
 
-    fn set_dst_headers(&self, headers: &mut http::HeaderMap, name: &Path, bound: &Bound) {
-        let has_reqid = headers.contains_key("l5d-reqid");
-        headers.append(header::VIA, HeaderValue::from_static("1.1 switchboard"));
-        let mut set = |key: &'static str, value: String| {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.insert(HeaderName::from_static(key), v);
-            }
-        };
-        set("l5d-dst-service", name.show());
-        set("l5d-dst-client", bound.id.show());
-        if !bound.residual.is_empty() {
-            set("l5d-dst-residual", bound.residual.show());
-        }
-        if !has_reqid {
-            set("l5d-reqid", format!("{:016x}", rand::random::<u64>()));
+/// How long an upstream connection may sit idle in the pool.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most idle connections kept per endpoint.
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+
+/// A cached binding and what the request path needs of its name.
+struct NameBinding {
+    binding: Binding,
+    /// The name as `l5d-dst-service` carries it, printed once.
+    service_header: Option<HeaderValue>,
+}
+
+/// A bound name's balancer and what the request path needs of its id.
+struct Client {
+    balancer: Balancer,
+    /// The id as `l5d-dst-client` carries it, printed once.
+    client_header: Option<HeaderValue>,
+}
+
+impl Client {
+    fn new(bound: &Bound) -> Client {
+        Client {
+            balancer: Balancer::new(bound.addr.clone()),
+            client_header: HeaderValue::try_from(bound.id.show()).ok(),
         }
     }
+
+    fn endpoint_authority(&self, endpoint: SocketAddr) -> Authority {
+        // A socket address always prints as a valid authority.
+        Authority::try_from(endpoint.to_string())
+            .unwrap_or_else(|_| Authority::from_static("localhost"))
+    }
+}
+
+/// Sets `Via` and the `l5d-dst-*` and `l5d-reqid` headers Linkerd sends
+/// downstream.
+fn set_dst_headers(
+    headers: &mut http::HeaderMap,
+    service: &Option<HeaderValue>,
+    client: &Option<HeaderValue>,
+    bound: &Bound,
+) {
+    headers.append(header::VIA, VIA_VALUE);
+    if let Some(service) = service {
+        headers.insert(L5D_DST_SERVICE, service.clone());
+    }
+    if let Some(client) = client {
+        headers.insert(L5D_DST_CLIENT, client.clone());
+    }
+    if !bound.residual.is_empty()
+        && let Ok(residual) = HeaderValue::try_from(bound.residual.show())
+    {
+        headers.insert(L5D_DST_RESIDUAL, residual);
+    }
+    if !headers.contains_key(L5D_REQID) {
+        headers.insert(L5D_REQID, request_id());
+    }
+}
+
+/// A random request id: 16 lowercase hex digits.
+fn request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = rand::random::<u64>();
+    let mut text = [0u8; 16];
+    for digit in text.iter_mut().rev() {
+        *digit = HEX[(id & 0xf) as usize];
+        id >>= 4;
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// How many proxies the request has passed, from its `Via` headers.
@@ -420,22 +513,25 @@ fn is_upgrade(headers: &http::HeaderMap) -> bool {
 /// Removes hop-by-hop headers (and those named by `Connection`); an upgrade
 /// keeps `Connection: upgrade` and `Upgrade`.
 fn strip_hop_by_hop(headers: &mut http::HeaderMap, upgrading: bool) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(upgrading && n == header::UPGRADE))
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // Most requests name nothing in `Connection`: no list is built for them.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(upgrading && n == header::UPGRADE))
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
-        if upgrading && (*name == "upgrade" || *name == "connection") {
+    for name in &HOP_BY_HOP {
+        if upgrading && (name == header::UPGRADE || name == header::CONNECTION) {
             continue;
         }
-        headers.remove(*name);
+        headers.remove(name);
     }
     if upgrading {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -462,18 +558,6 @@ fn describe_addr(addr: &namers::Addr) -> String {
         namers::Addr::Bound(set) if set.is_empty() => "no endpoints listed".to_string(),
         namers::Addr::Bound(_) => "every endpoint has weight 0".to_string(),
     }
-}
-
-/// An error and its causes, e.g. "client error (Connect): connection refused".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// The response for a request the router could not complete.

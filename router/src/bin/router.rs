@@ -35,10 +35,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let (config, specs) = router::config::load(&args.config).map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = runtime().context("starting the runtime")?;
     runtime.block_on(async {
         if args.check {
             router::server::check(&config, &specs).map_err(anyhow::Error::msg)?;
@@ -56,6 +53,23 @@ fn run(args: Args) -> anyhow::Result<()> {
         running.stop().await;
         Ok(())
     })
+}
+
+/// One thread per CPU the process may use. On a single CPU (e.g. pinned
+/// with `taskset`, or a one-CPU container) everything runs on the main
+/// thread: no hand-offs between a worker and the I/O driver.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cpus)
+            .enable_all()
+            .build()
+    }
 }
 
 async fn shutdown_signal() {

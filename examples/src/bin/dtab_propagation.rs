@@ -1,0 +1,285 @@
+//! `dtab_propagation`: how long a `namerctl dtab update` takes to change
+//! where the router sends traffic.
+//!
+//! It starts the real `namerd` (embedded disk store) and `router` (namerd
+//! interpreter) binaries, and two backends in this process, `a` and `b`.
+//! Each round rewrites namespace `default` with `namerctl dtab update`,
+//! alternating `/svc/web` between the two backends, while a client sends
+//! requests for `web` through the router back to back on one keep-alive
+//! connection. A round's time runs from starting `namerctl` (or from its
+//! exit, when namerd has stored the dtab) to the first response from the
+//! new backend. It prints p50, p90, p99 and the worst of both.
+//!
+//! ```sh
+//! cargo run --release -p examples --bin dtab_propagation -- --updates 100
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt as _, Empty, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Times `namerctl dtab update` → router routing.
+#[derive(Parser, Debug)]
+#[command(about)]
+struct Args {
+    /// How many updates to time (1 to 10,000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    updates: u32,
+    /// The directory holding `namerd`, `namerctl` and `router`; by default
+    /// they are built with `cargo build --release -p namerd -p router`.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+/// The longest a single update may take before the run fails.
+const ROUND_LIMIT: Duration = Duration::from_secs(10);
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin_dir = match args.bin_dir {
+        Some(dir) => dir,
+        None => build()?,
+    };
+    let work = tempdir()?;
+    let result = run(&bin_dir, &work, args.updates).await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+async fn run(bin_dir: &Path, work: &Path, updates: u32) -> Result<()> {
+    let a = backend("a").await?;
+    let b = backend("b").await?;
+
+    let namerd_port = free_port()?;
+    let namerd_yaml = format!(
+        "admin:\n  ip: 127.0.0.1\n  port: {}\nstorage:\n  kind: io.switchboard.disk\n  dir: {}\ninterfaces:\n- kind: io.l5d.httpController\n  ip: 127.0.0.1\n  port: {namerd_port}\n",
+        free_port()?,
+        work.join("store").display(),
+    );
+    std::fs::write(work.join("namerd.yaml"), namerd_yaml)?;
+    let _namerd = ChildProcess::spawn(
+        Command::new(bin_dir.join("namerd")).arg(work.join("namerd.yaml")),
+        &work.join("namerd.log"),
+    )?;
+    wait_listening(namerd_port).await?;
+
+    let base_url = format!("http://127.0.0.1:{namerd_port}");
+    let dtab_file = work.join("dtab");
+    std::fs::write(&dtab_file, dtab_to(a))?;
+    namerctl(
+        bin_dir,
+        &base_url,
+        &["dtab", "create", "default"],
+        &dtab_file,
+    )
+    .await?;
+
+    let router_port = free_port()?;
+    let router_yaml = format!(
+        "admin:\n  ip: 127.0.0.1\n  port: {}\nrouters:\n- protocol: http\n  interpreter:\n    kind: io.l5d.namerd.http\n    dst: /$/inet/127.0.0.1/{namerd_port}\n    namespace: default\n  servers:\n  - ip: 127.0.0.1\n    port: {router_port}\n",
+        free_port()?,
+    );
+    std::fs::write(work.join("router.yaml"), router_yaml)?;
+    let _router = ChildProcess::spawn(
+        Command::new(bin_dir.join("router")).arg(work.join("router.yaml")),
+        &work.join("router.log"),
+    )?;
+    wait_listening(router_port).await?;
+
+    let mut client = Client::connect(router_port).await?;
+    let deadline = Instant::now() + ROUND_LIMIT;
+    while client.get_web().await? != "a" {
+        if Instant::now() > deadline {
+            bail!("the router never routed web to backend a");
+        }
+    }
+
+    let mut from_start = Vec::new();
+    let mut from_ack = Vec::new();
+    for round in 0..updates {
+        let (target, name) = if round % 2 == 0 { (b, "b") } else { (a, "a") };
+        std::fs::write(&dtab_file, dtab_to(target))?;
+        let started = Instant::now();
+        namerctl(
+            bin_dir,
+            &base_url,
+            &["dtab", "update", "default"],
+            &dtab_file,
+        )
+        .await?;
+        let acknowledged = Instant::now();
+        loop {
+            if client.get_web().await? == name {
+                break;
+            }
+            if started.elapsed() > ROUND_LIMIT {
+                bail!("update {round}: web still not routed to {name} after {ROUND_LIMIT:?}");
+            }
+        }
+        from_start.push(started.elapsed());
+        from_ack.push(acknowledged.elapsed());
+    }
+    println!("{updates} updates of /svc/web through namerctl, namerd (disk store) and the router:");
+    report("namerctl started -> routed", &mut from_start);
+    report("namerctl exited  -> routed", &mut from_ack);
+    Ok(())
+}
+
+fn dtab_to(backend: SocketAddr) -> String {
+    format!("/svc/web => /$/inet/127.0.0.1/{};\n", backend.port())
+}
+
+fn report(what: &str, times: &mut [Duration]) {
+    times.sort();
+    let at = |q: f64| {
+        let index = ((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1;
+        times[index].as_secs_f64() * 1000.0
+    };
+    println!(
+        "  {what}: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
+}
+
+async fn namerctl(bin_dir: &Path, base_url: &str, args: &[&str], file: &Path) -> Result<()> {
+    let status = tokio::process::Command::new(bin_dir.join("namerctl"))
+        .arg("--base-url")
+        .arg(base_url)
+        .args(args)
+        .arg(file)
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .context("running namerctl")?;
+    if !status.success() {
+        bail!("namerctl {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// One keep-alive connection to the router.
+struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+}
+
+impl Client {
+    async fn connect(port: u16) -> Result<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Client { sender })
+    }
+
+    /// Which backend answered a request for `web` ("" for an error).
+    async fn get_web(&mut self) -> Result<String> {
+        self.sender.ready().await?;
+        let request = hyper::Request::get("/")
+            .header(hyper::header::HOST, "web")
+            .body(Empty::new())?;
+        let response = self.sender.send_request(request).await?;
+        let ok = response.status().is_success();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(if ok {
+            String::from_utf8_lossy(&body).into_owned()
+        } else {
+            String::new()
+        })
+    }
+}
+
+/// A backend answering every request with `name`.
+async fn backend(name: &'static str) -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(move |_| async move {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(name.as_bytes()),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// A child process, killed when dropped.
+struct ChildProcess(Child);
+
+impl ChildProcess {
+    fn spawn(command: &mut Command, log: &Path) -> Result<ChildProcess> {
+        let out = std::fs::File::create(log)?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {:?}", command.get_program()))?;
+        Ok(ChildProcess(child))
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_listening(port: u16) -> Result<()> {
+    let deadline = Instant::now() + ROUND_LIMIT;
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on port {port} after {ROUND_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("dtab-propagation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Builds the release binaries and returns the directory holding them.
+fn build() -> Result<PathBuf> {
+    eprintln!("building: cargo build --release -p namerd -p router");
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["build", "--release", "-p", "namerd", "-p", "router"])
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo build --release -p namerd -p router failed ({status})");
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("the directory of this program")?;
+    Ok(dir.to_path_buf())
+}

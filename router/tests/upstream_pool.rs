@@ -1,0 +1,149 @@
+//! The router's upstream HTTP/1.1 connections: reused when a response was
+//! read to the end, closed when it was abandoned, and replaced without a
+//! failed request when the backend closes an idle one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::StatusCode;
+use http_body_util::BodyExt;
+use support::{
+    Backend, FsDir, STEP, client, config, empty, get, mode, request, start_router, within,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const ROUTER: &str = "- protocol: http
+  dtab: /svc => /#/io.l5d.fs;
+  servers:
+  - port: 0
+";
+
+#[tokio::test]
+async fn sequential_requests_of_every_kind_reuse_one_upstream_connection() {
+    let backend = Backend::start("web").await;
+    let fs = FsDir::new();
+    fs.point("web", &[&backend]);
+    let router = start_router(&config(&fs, ROUTER)).await;
+    let client = client();
+
+    for i in 0..30 {
+        let reply = get(&client, router.addr(), "web", &format!("/get/{i}"), &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        // A HEAD answer has no body to read: its connection is reusable
+        // as soon as the head is in.
+        let head = request(router.addr(), "web", "/head")
+            .method("HEAD")
+            .body(empty())
+            .unwrap();
+        let reply = support::send(&client, head).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(reply.body.is_empty());
+    }
+    assert_eq!(backend.requests(), 60);
+    assert_eq!(
+        backend.connections(),
+        1,
+        "60 sequential requests should share one upstream connection"
+    );
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn an_abandoned_response_closes_its_connection_and_traffic_goes_on() {
+    let backend = Backend::start("web").await;
+    let fs = FsDir::new();
+    fs.point("web", &[&backend]);
+    let router = start_router(&config(&fs, ROUTER)).await;
+    let client = client();
+
+    // The backend sends the first line of a stream and holds the rest; the
+    // client reads the head and walks away.
+    let streaming = request(router.addr(), "web", "/stream")
+        .header(mode::HEADER, mode::STREAM)
+        .body(empty())
+        .unwrap();
+    let response = within(STEP, "the streamed head", client.request(streaming))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let first = within(STEP, "the first chunk", body.frame())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data().unwrap(), "first\n");
+    drop(body);
+    backend.release();
+
+    // That connection is not handed to the next request half-read.
+    for i in 0..5 {
+        let reply = get(&client, router.addr(), "web", &format!("/after/{i}"), &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(reply.seen_uri(), format!("/after/{i}"));
+    }
+    assert_eq!(backend.connections(), 2);
+    router.stop().await;
+}
+
+/// A backend that answers one request per connection with keep-alive
+/// headers, then closes the connection anyway, as servers with a short
+/// idle timeout do.
+async fn one_request_per_connection_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                // Dropping the stream closes the connection.
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn a_connection_the_backend_closed_is_replaced_without_a_failed_request() {
+    let (backend, connections) = one_request_per_connection_backend().await;
+    let fs = FsDir::new();
+    fs.write("web", &format!("127.0.0.1 {}\n", backend.port()));
+    let router = start_router(&config(&fs, ROUTER)).await;
+    let client = client();
+
+    for i in 0..10 {
+        let reply = get(&client, router.addr(), "web", "/", &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "request {i}: {}",
+            reply.text()
+        );
+        assert_eq!(reply.text(), "ok");
+        // Let the backend close the idle connection before the next one.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 10);
+    router.stop().await;
+}
