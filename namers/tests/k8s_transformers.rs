@@ -267,6 +267,45 @@ async fn namer_transformers_are_configured_in_yaml() {
 }
 
 #[tokio::test]
+async fn host_transformers_keep_one_hosts_endpoints_under_any_prefix() {
+    let fake = web_on_three_nodes().await;
+    let port = fake.addr().port();
+    let namer = |transformer: &str| {
+        let yaml = format!(
+            "- kind: io.l5d.k8s\n  host: 127.0.0.1\n  port: {port}\n  transformers:\n{transformer}"
+        );
+        let configs: Vec<NamerConfig> = parse("test.yaml", &yaml).unwrap();
+        let context = NamerContext {
+            inet: Arc::new(InetResolver::system().unwrap()),
+        };
+        interpreter(build_namers(&configs, &context).unwrap())
+    };
+    let specific = namer("  - kind: io.l5d.specificHost\n    host: 10.0.2.6\n");
+    let binding = bind(&specific, "/svc/web");
+    wait_for_endpoints(&binding, &["10.0.2.6:8080"]).await;
+    assert_eq!(
+        chosen(&binding).unwrap().id.show(),
+        "/%/io.l5d.specificHost/#/io.l5d.k8s/default/http/web"
+    );
+
+    let local = namer("  - kind: io.l5d.localhost\n    prefix: /here\n");
+    let binding = bind(&local, "/svc/web");
+    wait_for_endpoints(&binding, &["neg"]).await;
+    assert_eq!(
+        chosen(&binding).unwrap().id.show(),
+        "/%/here/#/io.l5d.k8s/default/http/web"
+    );
+    fake.apply_endpoints(&pods(
+        "default",
+        "web",
+        "http",
+        8080,
+        &[("127.0.0.1", "node-a"), ("10.0.1.5", "node-a")],
+    ));
+    wait_for_endpoints(&binding, &["127.0.0.1:8080"]).await;
+}
+
+#[tokio::test]
 async fn interpreter_transformers_apply_to_whole_bindings() {
     let fake = web_on_three_nodes().await;
     let interpreter = interpreter(vec![(Path::read("/#/io.l5d.k8s").unwrap(), k8s(&fake))]);

@@ -21,9 +21,9 @@ use dtab::Path;
 use serde_json::{Map, Value};
 
 use super::derive::{Gateways, derive_addr_with_gateways};
-use super::{Transformer, derive_addr, prefixed};
+use super::{SetPrefix, Transformer, bound_or_neg, derive_addr, percent, prefixed};
 use crate::k8s::{K8sConfig, NODE_NAME_KEY};
-use crate::{Addr, AddrSet, Bound, Endpoint, Lookup, Namer};
+use crate::{Addr, Bound, Endpoint, Lookup, Namer};
 
 /// How endpoints are judged to be on a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,16 +65,6 @@ fn same_subnet(a: IpAddr, b: IpAddr) -> bool {
     }
 }
 
-/// A bound set of `endpoints` with `like`'s metadata, or `~` when empty.
-fn bound_or_neg(endpoints: Vec<Endpoint>, like: &AddrSet) -> Addr {
-    if endpoints.is_empty() {
-        return Addr::Neg;
-    }
-    let mut set = AddrSet::new(endpoints);
-    set.meta = like.meta.clone();
-    Addr::Bound(set)
-}
-
 /// `io.l5d.k8s.localnode`.
 pub struct LocalNodeTransformer {
     rule: NodeRule,
@@ -87,6 +77,12 @@ impl LocalNodeTransformer {
         let prefix =
             Path::from_strs(["%", "io.l5d.k8s.localnode", &rule.label()]).unwrap_or_default();
         LocalNodeTransformer { rule, prefix }
+    }
+}
+
+impl SetPrefix for LocalNodeTransformer {
+    fn set_prefix(&mut self, prefix: &Path) {
+        self.prefix = percent(prefix);
     }
 }
 
@@ -159,6 +155,12 @@ impl DaemonSetTransformer {
     }
 }
 
+impl SetPrefix for DaemonSetTransformer {
+    fn set_prefix(&mut self, prefix: &Path) {
+        self.prefix = percent(prefix);
+    }
+}
+
 impl Transformer for DaemonSetTransformer {
     fn transform(&self, bound: &Bound) -> Bound {
         let daemons = self
@@ -203,7 +205,7 @@ struct DaemonSetConfig {
     host_network: Option<bool>,
 }
 
-pub(super) fn build_daemonset(params: &Map<String, Value>) -> Result<Arc<dyn Transformer>, String> {
+pub(super) fn build_daemonset(params: &Map<String, Value>) -> Result<DaemonSetTransformer, String> {
     let config: DaemonSetConfig = crate::config::kind_params(params)?;
     let path = Path::from_strs([&config.namespace, &config.port, &config.service])
         .ok_or("namespace, port and service must be path labels")?;
@@ -214,11 +216,11 @@ pub(super) fn build_daemonset(params: &Map<String, Value>) -> Result<Arc<dyn Tra
     }
     .build(Path::default())
     .map_err(|e| format!("k8s{}", capitalized(&e.to_string())))?;
-    Ok(Arc::new(DaemonSetTransformer::new(
+    Ok(DaemonSetTransformer::new(
         namer,
         path,
         config.host_network.unwrap_or(false),
-    )))
+    ))
 }
 
 /// `host: ...` as `Host: ...`, to name the `k8sHost` key.
@@ -237,7 +239,7 @@ struct LocalNodeConfig {
     host_network: Option<bool>,
 }
 
-pub(super) fn build_localnode(params: &Map<String, Value>) -> Result<Arc<dyn Transformer>, String> {
+pub(super) fn build_localnode(params: &Map<String, Value>) -> Result<LocalNodeTransformer, String> {
     let config: LocalNodeConfig = crate::config::kind_params(params)?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let rule = if config.host_network.unwrap_or(false) {
@@ -253,7 +255,7 @@ pub(super) fn build_localnode(params: &Map<String, Value>) -> Result<Arc<dyn Tra
             .map_err(|_| format!("POD_IP {ip:?} is not an IP address"))?;
         NodeRule::Subnet(ip)
     };
-    Ok(Arc::new(LocalNodeTransformer::new(rule)))
+    Ok(LocalNodeTransformer::new(rule))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! a kind is one module and one line in [`KINDS`].
 
 mod derive;
+mod host;
 mod k8s;
 mod port;
 
@@ -21,6 +22,7 @@ use tokio::runtime::Handle;
 use crate::{Activity, Binding, Bound, Live, Lookup, Name, Namer, Publisher};
 
 pub use derive::derive_addr;
+pub use host::HostTransformer;
 pub use k8s::{DaemonSetTransformer, LocalNodeTransformer, NodeRule};
 pub use port::PortTransformer;
 
@@ -35,20 +37,54 @@ pub trait Transformer: Send + Sync + 'static {
 pub struct TransformerConfig {
     /// Which transformer, e.g. `io.l5d.k8s.localnode`.
     pub kind: String,
+    /// What transformed ids start with, below `/%` (default: the kind's own,
+    /// e.g. `/io.l5d.k8s.localnode/<node>`).
+    #[serde(default)]
+    pub prefix: Option<String>,
     /// The kind's own keys, checked by the kind.
     #[serde(flatten)]
     pub params: Map<String, Value>,
 }
 
-/// Builds a transformer from the kind's own keys.
-type BuildTransformer = fn(&Map<String, Value>) -> Result<Arc<dyn Transformer>, String>;
+/// Builds a transformer from the kind's own keys and, if given, the prefix
+/// of its ids.
+type BuildTransformer =
+    fn(&Map<String, Value>, Option<&Path>) -> Result<Arc<dyn Transformer>, String>;
 
 /// Every transformer kind this build knows.
 const KINDS: &[(&str, BuildTransformer)] = &[
-    ("io.l5d.k8s.daemonset", k8s::build_daemonset),
-    ("io.l5d.k8s.localnode", k8s::build_localnode),
-    ("io.l5d.port", port::build),
+    ("io.l5d.k8s.daemonset", |p, prefix| {
+        finish(k8s::build_daemonset(p), prefix)
+    }),
+    ("io.l5d.k8s.localnode", |p, prefix| {
+        finish(k8s::build_localnode(p), prefix)
+    }),
+    ("io.l5d.localhost", |p, prefix| {
+        finish(host::build_localhost(p), prefix)
+    }),
+    ("io.l5d.port", |p, prefix| finish(port::build(p), prefix)),
+    ("io.l5d.specificHost", |p, prefix| {
+        finish(host::build_specific_host(p), prefix)
+    }),
 ];
+
+/// A transformer whose id prefix a config may set.
+trait SetPrefix: Transformer {
+    /// Makes ids start with `/%` and `prefix`.
+    fn set_prefix(&mut self, prefix: &Path);
+}
+
+/// A built transformer, with the configured prefix if any.
+fn finish<T: SetPrefix>(
+    built: Result<T, String>,
+    prefix: Option<&Path>,
+) -> Result<Arc<dyn Transformer>, String> {
+    let mut built = built?;
+    if let Some(prefix) = prefix {
+        built.set_prefix(prefix);
+    }
+    Ok(Arc::new(built))
+}
 
 /// The transformer kinds that can be configured.
 pub fn transformer_kinds() -> Vec<&'static str> {
@@ -71,7 +107,12 @@ pub fn build_transformers(
                     transformer_kinds().join(", ")
                 ));
             };
-            build(&config.params).map_err(|e| format!("transformers[{i}] ({}): {e}", config.kind))
+            let at = format!("transformers[{i}] ({})", config.kind);
+            let prefix = match &config.prefix {
+                Some(p) => Some(Path::read(p).map_err(|e| format!("{at}: prefix: {e}"))?),
+                None => None,
+            };
+            build(&config.params, prefix.as_ref()).map_err(|e| format!("{at}: {e}"))
         })
         .collect()
 }
@@ -204,4 +245,20 @@ pub fn transform_binding(binding: Binding, transformers: &[Arc<dyn Transformer>]
 /// The id of a transformed name: `prefix` followed by the original id.
 fn prefixed(prefix: &Path, bound: &Bound) -> Path {
     prefix.concat(&bound.id)
+}
+
+/// `/%` followed by `prefix`: where transformed ids live.
+fn percent(prefix: &Path) -> Path {
+    Path::from_strs(["%"]).unwrap_or_default().concat(prefix)
+}
+
+/// A bound set of `endpoints` with `like`'s metadata, or `~` when a
+/// transformer left none (as in Linkerd).
+fn bound_or_neg(endpoints: Vec<crate::Endpoint>, like: &crate::AddrSet) -> crate::Addr {
+    if endpoints.is_empty() {
+        return crate::Addr::Neg;
+    }
+    let mut set = crate::AddrSet::new(endpoints);
+    set.meta = like.meta.clone();
+    crate::Addr::Bound(set)
 }

@@ -1,12 +1,10 @@
 //! `io.l5d.port`: sends every endpoint's traffic to another port of the
 //! same host.
 
-use std::sync::Arc;
-
 use dtab::Path;
 use serde_json::{Map, Value};
 
-use super::{Transformer, derive_addr, prefixed};
+use super::{SetPrefix, Transformer, derive_addr, percent, prefixed};
 use crate::{Addr, AddrSet, Bound};
 
 /// The `io.l5d.port` config.
@@ -27,6 +25,12 @@ impl PortTransformer {
     pub fn new(port: u16) -> PortTransformer {
         let prefix = Path::from_strs(["%", "io.l5d.port", &port.to_string()]).unwrap_or_default();
         PortTransformer { port, prefix }
+    }
+}
+
+impl SetPrefix for PortTransformer {
+    fn set_prefix(&mut self, prefix: &Path) {
+        self.prefix = percent(prefix);
     }
 }
 
@@ -59,10 +63,10 @@ impl Transformer for PortTransformer {
     }
 }
 
-pub(super) fn build(params: &Map<String, Value>) -> Result<Arc<dyn Transformer>, String> {
+pub(super) fn build(params: &Map<String, Value>) -> Result<PortTransformer, String> {
     let config: PortConfig = crate::config::kind_params(params)?;
     if config.port == 0 {
         return Err("port: must be 1 to 65535".into());
     }
-    Ok(Arc::new(PortTransformer::new(config.port)))
+    Ok(PortTransformer::new(config.port))
 }

@@ -171,7 +171,7 @@ mod tests {
 
         let config = kind_config(serde_json::json!({
             "kind": "default",
-            "transformers": [{"kind": "io.l5d.localhost"}],
+            "transformers": [{"kind": "io.l5d.const", "path": "/x"}],
         }));
         let err = build(Some(&config), &default).err().unwrap();
         assert!(err.contains("unsupported transformer kind"), "{err}");
