@@ -8,16 +8,19 @@
 //! after a broken stream they resume from the last revision seen, and read
 //! the key again if that revision has been compacted away.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dtab::Dtab;
 use etcd_client as etcd;
 use futures_util::future::{BoxFuture, FutureExt};
-use namers::{Activity, NamingError, Publisher};
+use namers::Activity;
 
+use super::backend::{
+    Backoff, DtabPublisher, Health, ListPublisher, Read, Watches, publish_failure, publish_read,
+};
 use super::{
     DtabStore, DtabWatch, NamespacesWatch, StoreError, StoreResult, Version, VersionedDtab,
 };
@@ -131,16 +134,7 @@ pub struct EtcdStore {
 struct Inner {
     settings: EtcdSettings,
     client: tokio::sync::Mutex<Option<etcd::Client>>,
-    watches: Mutex<Watches>,
-}
-
-type DtabPublisher = Arc<Publisher<Activity<Option<VersionedDtab>>>>;
-type ListPublisher = Arc<Publisher<Activity<BTreeSet<Namespace>>>>;
-
-#[derive(Default)]
-struct Watches {
-    list: Option<ListPublisher>,
-    dtabs: HashMap<Namespace, DtabPublisher>,
+    watches: Watches,
 }
 
 impl EtcdStore {
@@ -150,7 +144,7 @@ impl EtcdStore {
             inner: Arc::new(Inner {
                 settings,
                 client: tokio::sync::Mutex::new(None),
-                watches: Mutex::new(Watches::default()),
+                watches: Watches::new("io.l5d.etcd"),
             }),
         }
     }
@@ -173,10 +167,6 @@ impl Inner {
 
     fn backend(&self, what: &str, e: etcd::Error) -> StoreError {
         StoreError::Backend(format!("etcd at {}: {what}: {e}", self.settings.endpoint))
-    }
-
-    fn lock_watches(&self) -> MutexGuard<'_, Watches> {
-        self.watches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `call`, failing it after the call timeout.
@@ -284,14 +274,6 @@ impl Inner {
             .await
             .map_err(|e| self.backend(what, e))
     }
-}
-
-/// What a key held.
-enum Read {
-    /// A dtab, or no key.
-    Good(Option<VersionedDtab>),
-    /// Something that is not a dtab.
-    Corrupt(String),
 }
 
 /// The version of a key: its `mod_revision`, 8 bytes big-endian.
@@ -445,40 +427,18 @@ impl DtabStore for EtcdStore {
     }
 
     fn watch_list(&self) -> NamespacesWatch {
-        let mut watches = self.inner.lock_watches();
-        if let Some(publisher) = &watches.list {
-            return publisher.subscribe();
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return no_runtime();
-        };
-        let publisher = Arc::new(Publisher::new(Activity::Pending));
-        let live = publisher.subscribe();
-        watches.list = Some(publisher.clone());
-        runtime.spawn(watch_list(self.inner.clone(), publisher));
-        live
+        let inner = self.inner.clone();
+        self.inner
+            .watches
+            .list(|publisher| watch_list(inner, publisher))
     }
 
     fn watch(&self, ns: &Namespace) -> DtabWatch {
-        let mut watches = self.inner.lock_watches();
-        if let Some(publisher) = watches.dtabs.get(ns) {
-            return publisher.subscribe();
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return no_runtime();
-        };
-        let publisher = Arc::new(Publisher::new(Activity::Pending));
-        let live = publisher.subscribe();
-        watches.dtabs.insert(ns.clone(), publisher.clone());
-        runtime.spawn(watch_dtab(self.inner.clone(), ns.clone(), publisher));
-        live
+        let inner = self.inner.clone();
+        self.inner
+            .watches
+            .dtab(ns, |publisher| watch_dtab(inner, ns.clone(), publisher))
     }
-}
-
-fn no_runtime<T>() -> namers::Live<Activity<T>> {
-    namers::Live::constant(Activity::Failed(NamingError::namer(
-        "io.l5d.etcd: watches need a tokio runtime",
-    )))
 }
 
 /// How long a watch stream must have lasted for its end to reset the
@@ -542,232 +502,119 @@ async fn follow(
     }
 }
 
-/// Keeps one namespace's watch up to date until nobody holds it.
+/// Keeps one namespace's watch up to date; dropped when nobody holds it.
 async fn watch_dtab(inner: Arc<Inner>, ns: Namespace, publisher: DtabPublisher) {
     let key = inner.key(&ns);
     let what = format!("watch of {key}");
-    let apply_read = |read: Read| match read {
-        Read::Good(value) => {
-            publisher.publish_if_changed(Activity::Ok(value));
-        }
-        Read::Corrupt(why) => {
-            // Keep serving the last good dtab, if any.
-            tracing::warn!(namespace = %ns, "{why}; not served");
-            if !matches!(*publisher.current(), Activity::Ok(_)) {
-                publisher.publish(Activity::Failed(NamingError::namer(why)));
-            }
-        }
-    };
-    let run = async {
-        let mut health = Health::new(&what);
-        let mut backoff = Backoff::default();
-        let mut position: Position = None;
-        loop {
-            let opened = inner
-                .call("watch", async {
-                    let revision = match position {
-                        Some(revision) => revision,
-                        None => {
-                            let (read, revision) = inner.read(&ns).await?;
-                            apply_read(read);
-                            position = Some(revision);
-                            revision
-                        }
-                    };
-                    inner.open_watch(&key, false, revision + 1).await
+    let apply_read = |read: Read| publish_read(&publisher, &ns, read);
+    let mut health = Health::new(&what);
+    let mut backoff = Backoff::default();
+    let mut position: Position = None;
+    loop {
+        let opened = inner
+            .call("watch", async {
+                let revision = match position {
+                    Some(revision) => revision,
+                    None => {
+                        let (read, revision) = inner.read(&ns).await?;
+                        apply_read(read);
+                        position = Some(revision);
+                        revision
+                    }
+                };
+                inner.open_watch(&key, false, revision + 1).await
+            })
+            .await;
+        let end = match opened {
+            Ok(mut stream) => {
+                health.ok();
+                let opened_at = Instant::now();
+                let end = follow(&inner, &mut stream, &mut position, |event| {
+                    match event.event_type() {
+                        etcd::EventType::Put => match event.kv().map(|kv| decode(&ns, kv)) {
+                            Some(Ok(dtab)) => apply_read(Read::Good(Some(dtab))),
+                            Some(Err(why)) => apply_read(Read::Corrupt(why)),
+                            None => {}
+                        },
+                        etcd::EventType::Delete => apply_read(Read::Good(None)),
+                    }
                 })
                 .await;
-            let end = match opened {
-                Ok(mut stream) => {
-                    health.ok();
-                    let opened_at = Instant::now();
-                    let end = follow(&inner, &mut stream, &mut position, |event| {
-                        match event.event_type() {
-                            etcd::EventType::Put => match event.kv().map(|kv| decode(&ns, kv)) {
-                                Some(Ok(dtab)) => apply_read(Read::Good(Some(dtab))),
-                                Some(Err(why)) => apply_read(Read::Corrupt(why)),
-                                None => {}
-                            },
-                            etcd::EventType::Delete => apply_read(Read::Good(None)),
-                        }
-                    })
-                    .await;
-                    // Back off afresh only after a stream that lasted.
-                    if opened_at.elapsed() >= STABLE {
-                        backoff.reset();
-                    }
-                    end
+                // Back off afresh only after a stream that lasted.
+                if opened_at.elapsed() >= STABLE {
+                    backoff.reset();
                 }
-                Err(e) => StreamEnd::Broken(e),
-            };
-            match end {
-                StreamEnd::Compacted => position = None,
-                StreamEnd::Broken(e) => {
-                    health.failed(&e);
-                    if publisher.current().is_pending() {
-                        publisher.publish(Activity::Failed(NamingError::namer(e.to_string())));
-                    }
-                    backoff.wait().await;
-                }
+                end
+            }
+            Err(e) => StreamEnd::Broken(e),
+        };
+        match end {
+            StreamEnd::Compacted => position = None,
+            StreamEnd::Broken(e) => {
+                health.failed(&e);
+                publish_failure(&publisher, &e);
+                backoff.wait().await;
             }
         }
-    };
-    let gone = async {
-        loop {
-            publisher.closed().await;
-            let mut watches = inner.lock_watches();
-            // Someone may have subscribed again since `closed` fired.
-            if publisher.subscriber_count() == 0 {
-                if watches
-                    .dtabs
-                    .get(&ns)
-                    .is_some_and(|p| Arc::ptr_eq(p, &publisher))
-                {
-                    watches.dtabs.remove(&ns);
-                }
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        () = run => {}
-        () = gone => {}
     }
 }
 
-/// Keeps the list watch up to date until nobody holds it.
+/// Keeps the list watch up to date; dropped when nobody holds it.
 async fn watch_list(inner: Arc<Inner>, publisher: ListPublisher) {
     let dir = inner.dir();
     let what = format!("watch of {dir}*");
-    let run = async {
-        let mut health = Health::new(&what);
-        let mut backoff = Backoff::default();
-        let mut position: Position = None;
-        let mut names = BTreeSet::new();
-        loop {
-            let opened = inner
-                .call("watch", async {
-                    let revision = match position {
-                        Some(revision) => revision,
-                        None => {
-                            let (now, revision) = inner.read_list().await?;
-                            names = now;
-                            publisher.publish_if_changed(Activity::Ok(names.clone()));
-                            position = Some(revision);
-                            revision
-                        }
+    let mut health = Health::new(&what);
+    let mut backoff = Backoff::default();
+    let mut position: Position = None;
+    let mut names = BTreeSet::new();
+    loop {
+        let opened = inner
+            .call("watch", async {
+                let revision = match position {
+                    Some(revision) => revision,
+                    None => {
+                        let (now, revision) = inner.read_list().await?;
+                        names = now;
+                        publisher.publish_if_changed(Activity::Ok(names.clone()));
+                        position = Some(revision);
+                        revision
+                    }
+                };
+                inner.open_watch(&dir, true, revision + 1).await
+            })
+            .await;
+        let end = match opened {
+            Ok(mut stream) => {
+                health.ok();
+                let opened_at = Instant::now();
+                let end = follow(&inner, &mut stream, &mut position, |event| {
+                    let Some(ns) = event.kv().and_then(|kv| inner.namespace_of(kv.key())) else {
+                        return;
                     };
-                    inner.open_watch(&dir, true, revision + 1).await
+                    let changed = match event.event_type() {
+                        etcd::EventType::Put => names.insert(ns),
+                        etcd::EventType::Delete => names.remove(&ns),
+                    };
+                    if changed {
+                        publisher.publish(Activity::Ok(names.clone()));
+                    }
                 })
                 .await;
-            let end = match opened {
-                Ok(mut stream) => {
-                    health.ok();
-                    let opened_at = Instant::now();
-                    let end = follow(&inner, &mut stream, &mut position, |event| {
-                        let Some(ns) = event.kv().and_then(|kv| inner.namespace_of(kv.key()))
-                        else {
-                            return;
-                        };
-                        let changed = match event.event_type() {
-                            etcd::EventType::Put => names.insert(ns),
-                            etcd::EventType::Delete => names.remove(&ns),
-                        };
-                        if changed {
-                            publisher.publish(Activity::Ok(names.clone()));
-                        }
-                    })
-                    .await;
-                    if opened_at.elapsed() >= STABLE {
-                        backoff.reset();
-                    }
-                    end
+                if opened_at.elapsed() >= STABLE {
+                    backoff.reset();
                 }
-                Err(e) => StreamEnd::Broken(e),
-            };
-            match end {
-                StreamEnd::Compacted => position = None,
-                StreamEnd::Broken(e) => {
-                    health.failed(&e);
-                    if publisher.current().is_pending() {
-                        publisher.publish(Activity::Failed(NamingError::namer(e.to_string())));
-                    }
-                    backoff.wait().await;
-                }
+                end
+            }
+            Err(e) => StreamEnd::Broken(e),
+        };
+        match end {
+            StreamEnd::Compacted => position = None,
+            StreamEnd::Broken(e) => {
+                health.failed(&e);
+                publish_failure(&publisher, &e);
+                backoff.wait().await;
             }
         }
-    };
-    let gone = async {
-        loop {
-            publisher.closed().await;
-            let mut watches = inner.lock_watches();
-            if publisher.subscriber_count() == 0 {
-                if watches
-                    .list
-                    .as_ref()
-                    .is_some_and(|p| Arc::ptr_eq(p, &publisher))
-                {
-                    watches.list = None;
-                }
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        () = run => {}
-        () = gone => {}
-    }
-}
-
-/// Logs a watch's failures once when they start and once when they end.
-struct Health<'a> {
-    what: &'a str,
-    failing: bool,
-}
-
-impl<'a> Health<'a> {
-    fn new(what: &'a str) -> Health<'a> {
-        Health {
-            what,
-            failing: false,
-        }
-    }
-
-    fn failed(&mut self, e: &StoreError) {
-        if !self.failing {
-            tracing::warn!("{} failing, keeping its last value: {e}", self.what);
-            self.failing = true;
-        } else {
-            tracing::debug!("{} still failing: {e}", self.what);
-        }
-    }
-
-    fn ok(&mut self) {
-        if self.failing {
-            tracing::info!("{} recovered", self.what);
-            self.failing = false;
-        }
-    }
-}
-
-/// Exponential backoff between retries, 100 ms to 2 s.
-#[derive(Default)]
-struct Backoff {
-    next: Option<Duration>,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(2);
-
-    async fn wait(&mut self) {
-        let delay = self.next.unwrap_or(Self::FIRST);
-        self.next = Some((delay * 2).min(Self::MAX));
-        tokio::time::sleep(delay).await;
-    }
-
-    fn reset(&mut self) {
-        self.next = None;
     }
 }
 
@@ -837,7 +684,7 @@ mod tests {
         })
         .await;
         drop(first);
-        assert!(store.inner.lock_watches().dtabs.contains_key(&ns));
+        assert!(store.inner.watches.watches(&ns));
         drop((second, list));
         // The tasks end and let go of the store.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -848,10 +695,7 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        {
-            let watches = store.inner.lock_watches();
-            assert!(watches.dtabs.is_empty() && watches.list.is_none());
-        }
+        assert!(store.inner.watches.is_empty());
         // A new watch starts afresh and works.
         let again = store.watch(&ns);
         let version = store

@@ -5,6 +5,7 @@
 //! invalid dtab is never stored. Each backend is one module (`kind` in the
 //! config), registered in [`crate::config`].
 
+mod backend;
 pub mod consul;
 #[doc(hidden)]
 pub mod contract;

@@ -7,16 +7,19 @@
 //! of `pathPrefix` for the list, re-armed after every event and set up
 //! again on a new session after the old one expired.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dtab::Dtab;
 use futures_util::future::{BoxFuture, FutureExt};
-use namers::{Activity, NamingError, Publisher};
+use namers::Activity;
 use zookeeper_client as zk;
 
+use super::backend::{
+    Backoff, DtabPublisher, Health, ListPublisher, Read, Watches, publish_failure, publish_read,
+};
 use super::{
     DtabStore, DtabWatch, NamespacesWatch, StoreError, StoreResult, Version, VersionedDtab,
 };
@@ -250,16 +253,7 @@ struct Inner {
     settings: ZkSettings,
     /// The current session; replaced when it has expired or closed.
     session: tokio::sync::Mutex<Option<zk::Client>>,
-    watches: Mutex<Watches>,
-}
-
-type DtabPublisher = Arc<Publisher<Activity<Option<VersionedDtab>>>>;
-type ListPublisher = Arc<Publisher<Activity<BTreeSet<Namespace>>>>;
-
-#[derive(Default)]
-struct Watches {
-    list: Option<ListPublisher>,
-    dtabs: HashMap<Namespace, DtabPublisher>,
+    watches: Watches,
 }
 
 impl ZkStore {
@@ -269,7 +263,7 @@ impl ZkStore {
             inner: Arc::new(Inner {
                 settings,
                 session: tokio::sync::Mutex::new(None),
-                watches: Mutex::new(Watches::default()),
+                watches: Watches::new("io.l5d.zk"),
             }),
         }
     }
@@ -306,10 +300,6 @@ impl Inner {
         } else {
             zk::Acls::new(&self.settings.acls)
         }
-    }
-
-    fn lock_watches(&self) -> MutexGuard<'_, Watches> {
-        self.watches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `call`, failing it after the call timeout.
@@ -450,14 +440,6 @@ impl Inner {
             // Created meanwhile: list it.
         }
     }
-}
-
-/// What a znode held.
-enum Read {
-    /// A dtab, or no znode.
-    Good(Option<VersionedDtab>),
-    /// Something that is not a dtab.
-    Corrupt(String),
 }
 
 /// Linkerd's version of a znode: its `stat.version`, 4 bytes big-endian.
@@ -629,201 +611,63 @@ impl DtabStore for ZkStore {
     }
 
     fn watch_list(&self) -> NamespacesWatch {
-        let mut watches = self.inner.lock_watches();
-        if let Some(publisher) = &watches.list {
-            return publisher.subscribe();
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return no_runtime();
-        };
-        let publisher = Arc::new(Publisher::new(Activity::Pending));
-        let live = publisher.subscribe();
-        watches.list = Some(publisher.clone());
-        runtime.spawn(watch_list(self.inner.clone(), publisher));
-        live
+        let inner = self.inner.clone();
+        self.inner
+            .watches
+            .list(|publisher| watch_list(inner, publisher))
     }
 
     fn watch(&self, ns: &Namespace) -> DtabWatch {
-        let mut watches = self.inner.lock_watches();
-        if let Some(publisher) = watches.dtabs.get(ns) {
-            return publisher.subscribe();
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return no_runtime();
-        };
-        let publisher = Arc::new(Publisher::new(Activity::Pending));
-        let live = publisher.subscribe();
-        watches.dtabs.insert(ns.clone(), publisher.clone());
-        runtime.spawn(watch_dtab(self.inner.clone(), ns.clone(), publisher));
-        live
+        let inner = self.inner.clone();
+        self.inner
+            .watches
+            .dtab(ns, |publisher| watch_dtab(inner, ns.clone(), publisher))
     }
 }
 
-fn no_runtime<T>() -> namers::Live<Activity<T>> {
-    namers::Live::constant(Activity::Failed(NamingError::namer(
-        "io.l5d.zk: watches need a tokio runtime",
-    )))
-}
-
-/// Keeps one namespace's watch up to date until nobody holds it.
+/// Keeps one namespace's watch up to date; dropped when nobody holds it.
 async fn watch_dtab(inner: Arc<Inner>, ns: Namespace, publisher: DtabPublisher) {
     let what = format!("watch of {}", inner.node(&ns));
-    let run = async {
-        let mut health = Health::new(&what);
-        let mut backoff = Backoff::default();
-        loop {
-            match inner.call("watch", inner.read_and_watch(&ns)).await {
-                Ok((read, watcher)) => {
-                    health.ok();
-                    backoff.reset();
-                    match read {
-                        Read::Good(value) => {
-                            publisher.publish_if_changed(Activity::Ok(value));
-                        }
-                        Read::Corrupt(why) => {
-                            // Keep serving the last good dtab, if any.
-                            tracing::warn!(namespace = %ns, "{why}; not served");
-                            if !matches!(*publisher.current(), Activity::Ok(_)) {
-                                publisher.publish(Activity::Failed(NamingError::namer(why)));
-                            }
-                        }
-                    }
-                    // Fires on a change, or on the end of the session (then
-                    // the next round opens a new one).
-                    watcher.changed().await;
-                }
-                Err(e) => {
-                    health.failed(&e);
-                    if publisher.current().is_pending() {
-                        publisher.publish(Activity::Failed(NamingError::namer(e.to_string())));
-                    }
-                    backoff.wait().await;
-                }
+    let mut health = Health::new(&what);
+    let mut backoff = Backoff::default();
+    loop {
+        match inner.call("watch", inner.read_and_watch(&ns)).await {
+            Ok((read, watcher)) => {
+                health.ok();
+                backoff.reset();
+                publish_read(&publisher, &ns, read);
+                // Fires on a change, or on the end of the session (then the
+                // next round opens a new one).
+                watcher.changed().await;
+            }
+            Err(e) => {
+                health.failed(&e);
+                publish_failure(&publisher, &e);
+                backoff.wait().await;
             }
         }
-    };
-    tokio::select! {
-        () = run => {}
-        () = unwatched(&inner, &publisher, &ns) => {}
     }
 }
 
-/// Keeps the list watch up to date until nobody holds it.
+/// Keeps the list watch up to date; dropped when nobody holds it.
 async fn watch_list(inner: Arc<Inner>, publisher: ListPublisher) {
     let what = format!("watch of the children of {}", inner.settings.path_prefix);
-    let run = async {
-        let mut health = Health::new(&what);
-        let mut backoff = Backoff::default();
-        loop {
-            match inner.call("watch", inner.list_and_watch()).await {
-                Ok((names, watcher)) => {
-                    health.ok();
-                    backoff.reset();
-                    publisher.publish_if_changed(Activity::Ok(names));
-                    watcher.changed().await;
-                }
-                Err(e) => {
-                    health.failed(&e);
-                    if publisher.current().is_pending() {
-                        publisher.publish(Activity::Failed(NamingError::namer(e.to_string())));
-                    }
-                    backoff.wait().await;
-                }
-            }
-        }
-    };
-    let gone = async {
-        loop {
-            publisher.closed().await;
-            let mut watches = inner.lock_watches();
-            // Someone may have subscribed again since `closed` fired.
-            if publisher.subscriber_count() == 0 {
-                if watches
-                    .list
-                    .as_ref()
-                    .is_some_and(|p| Arc::ptr_eq(p, &publisher))
-                {
-                    watches.list = None;
-                }
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        () = run => {}
-        () = gone => {}
-    }
-}
-
-/// Completes when the last handle on `publisher` is gone, after removing it
-/// from the watch table (under the table's lock, so that a new subscriber
-/// either finds it still there or starts a new watch).
-async fn unwatched(inner: &Inner, publisher: &DtabPublisher, ns: &Namespace) {
+    let mut health = Health::new(&what);
+    let mut backoff = Backoff::default();
     loop {
-        publisher.closed().await;
-        let mut watches = inner.lock_watches();
-        if publisher.subscriber_count() == 0 {
-            if watches
-                .dtabs
-                .get(ns)
-                .is_some_and(|p| Arc::ptr_eq(p, publisher))
-            {
-                watches.dtabs.remove(ns);
+        match inner.call("watch", inner.list_and_watch()).await {
+            Ok((names, watcher)) => {
+                health.ok();
+                backoff.reset();
+                publisher.publish_if_changed(Activity::Ok(names));
+                watcher.changed().await;
             }
-            return;
+            Err(e) => {
+                health.failed(&e);
+                publish_failure(&publisher, &e);
+                backoff.wait().await;
+            }
         }
-    }
-}
-
-/// Logs a watch's failures once when they start and once when they end.
-struct Health<'a> {
-    what: &'a str,
-    failing: bool,
-}
-
-impl<'a> Health<'a> {
-    fn new(what: &'a str) -> Health<'a> {
-        Health {
-            what,
-            failing: false,
-        }
-    }
-
-    fn failed(&mut self, e: &StoreError) {
-        if !self.failing {
-            tracing::warn!("{} failing, keeping its last value: {e}", self.what);
-            self.failing = true;
-        } else {
-            tracing::debug!("{} still failing: {e}", self.what);
-        }
-    }
-
-    fn ok(&mut self) {
-        if self.failing {
-            tracing::info!("{} recovered", self.what);
-            self.failing = false;
-        }
-    }
-}
-
-/// Exponential backoff between retries, 100 ms to 2 s.
-#[derive(Default)]
-struct Backoff {
-    next: Option<Duration>,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(2);
-
-    async fn wait(&mut self) {
-        let delay = self.next.unwrap_or(Self::FIRST);
-        self.next = Some((delay * 2).min(Self::MAX));
-        tokio::time::sleep(delay).await;
-    }
-
-    fn reset(&mut self) {
-        self.next = None;
     }
 }
 
@@ -939,7 +783,7 @@ mod tests {
         })
         .await;
         drop(first);
-        assert!(store.inner.lock_watches().dtabs.contains_key(&ns));
+        assert!(store.inner.watches.watches(&ns));
         drop((second, list));
         // The tasks end and let go of the store.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -950,10 +794,7 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        {
-            let watches = store.inner.lock_watches();
-            assert!(watches.dtabs.is_empty() && watches.list.is_none());
-        }
+        assert!(store.inner.watches.is_empty());
         // A new watch starts afresh and works.
         let again = store.watch(&ns);
         let version = store

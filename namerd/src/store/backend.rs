@@ -1,0 +1,278 @@
+//! What the stores backed by a remote service (ZooKeeper, etcd) share: the
+//! table of running watches, with one background task per watched
+//! namespace and one for the list, each stopped when its last handle is
+//! dropped; keeping the last good dtab when the backend holds something
+//! else; logging failures once; and backing off between retries.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use namers::{Activity, Live, NamingError, Publisher};
+
+use super::{DtabWatch, NamespacesWatch, StoreError, VersionedDtab};
+use crate::Namespace;
+
+/// Where a namespace's watch task publishes.
+pub(super) type DtabPublisher = Arc<Publisher<Activity<Option<VersionedDtab>>>>;
+/// Where the list watch task publishes.
+pub(super) type ListPublisher = Arc<Publisher<Activity<BTreeSet<Namespace>>>>;
+
+#[derive(Default)]
+struct Table {
+    list: Option<ListPublisher>,
+    dtabs: HashMap<Namespace, DtabPublisher>,
+}
+
+/// The watches one store is running. Every watcher of the same thing
+/// shares one task.
+#[derive(Clone)]
+pub(super) struct Watches {
+    /// The store's `kind`, for errors.
+    kind: &'static str,
+    table: Arc<Mutex<Table>>,
+}
+
+impl Watches {
+    /// An empty table for the store `kind`.
+    pub(super) fn new(kind: &'static str) -> Watches {
+        Watches {
+            kind,
+            table: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The list, live. If nobody watches it yet, `run(publisher)` is started
+    /// to keep it up to date; it runs until the last handle is dropped.
+    pub(super) fn list<F>(&self, run: impl FnOnce(ListPublisher) -> F) -> NamespacesWatch
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut table = self.lock();
+        if let Some(publisher) = &table.list {
+            return publisher.subscribe();
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.no_runtime();
+        };
+        let publisher = Arc::new(Publisher::new(Activity::Pending));
+        let live = publisher.subscribe();
+        table.list = Some(publisher.clone());
+        let watches = self.clone();
+        let run = run(publisher.clone());
+        runtime.spawn(async move {
+            tokio::select! {
+                () = run => {}
+                () = watches.unwatched(&publisher, |table| {
+                    if table.list.as_ref().is_some_and(|p| Arc::ptr_eq(p, &publisher)) {
+                        table.list = None;
+                    }
+                }) => {}
+            }
+        });
+        live
+    }
+
+    /// The dtab of `ns`, live. If nobody watches it yet, `run(publisher)` is
+    /// started to keep it up to date; it runs until the last handle is
+    /// dropped.
+    pub(super) fn dtab<F>(&self, ns: &Namespace, run: impl FnOnce(DtabPublisher) -> F) -> DtabWatch
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut table = self.lock();
+        if let Some(publisher) = table.dtabs.get(ns) {
+            return publisher.subscribe();
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.no_runtime();
+        };
+        let publisher = Arc::new(Publisher::new(Activity::Pending));
+        let live = publisher.subscribe();
+        table.dtabs.insert(ns.clone(), publisher.clone());
+        let watches = self.clone();
+        let run = run(publisher.clone());
+        let ns = ns.clone();
+        runtime.spawn(async move {
+            tokio::select! {
+                () = run => {}
+                () = watches.unwatched(&publisher, |table| {
+                    if table.dtabs.get(&ns).is_some_and(|p| Arc::ptr_eq(p, &publisher)) {
+                        table.dtabs.remove(&ns);
+                    }
+                }) => {}
+            }
+        });
+        live
+    }
+
+    /// Completes when the last handle on `publisher` is gone, after `remove`
+    /// has taken it out of the table (under the table's lock, so that a new
+    /// subscriber either finds it still there or starts a new watch).
+    async fn unwatched<T>(&self, publisher: &Publisher<T>, remove: impl Fn(&mut Table)) {
+        loop {
+            publisher.closed().await;
+            let mut table = self.lock();
+            // Someone may have subscribed again since `closed` fired.
+            if publisher.subscriber_count() == 0 {
+                remove(&mut table);
+                return;
+            }
+        }
+    }
+
+    fn no_runtime<T>(&self) -> Live<Activity<T>> {
+        Live::constant(Activity::Failed(NamingError::namer(format!(
+            "{}: watches need a tokio runtime",
+            self.kind
+        ))))
+    }
+
+    /// Whether the list or any namespace is being watched.
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        let table = self.lock();
+        table.list.is_none() && table.dtabs.is_empty()
+    }
+
+    /// Whether `ns` is being watched.
+    #[cfg(test)]
+    pub(super) fn watches(&self, ns: &Namespace) -> bool {
+        self.lock().dtabs.contains_key(ns)
+    }
+}
+
+/// What the backend held for a namespace.
+pub(super) enum Read {
+    /// A dtab, or nothing.
+    Good(Option<VersionedDtab>),
+    /// Something that is not a dtab.
+    Corrupt(String),
+}
+
+/// Publishes what was read for `ns`. Something that is not a dtab is only
+/// published as a failure when there is no good dtab to keep serving.
+pub(super) fn publish_read(publisher: &DtabPublisher, ns: &Namespace, read: Read) {
+    match read {
+        Read::Good(value) => {
+            publisher.publish_if_changed(Activity::Ok(value));
+        }
+        Read::Corrupt(why) => {
+            tracing::warn!(namespace = %ns, "{why}; not served");
+            if !matches!(*publisher.current(), Activity::Ok(_)) {
+                publisher.publish(Activity::Failed(NamingError::namer(why)));
+            }
+        }
+    }
+}
+
+/// Publishes a failed backend call, unless a value has been published: that
+/// last value keeps being served while the backend is unreachable.
+pub(super) fn publish_failure<T>(publisher: &Publisher<Activity<T>>, e: &StoreError) {
+    if publisher.current().is_pending() {
+        publisher.publish(Activity::Failed(NamingError::namer(e.to_string())));
+    }
+}
+
+/// Logs a watch's failures once when they start and once when they end.
+pub(super) struct Health<'a> {
+    what: &'a str,
+    failing: bool,
+}
+
+impl<'a> Health<'a> {
+    pub(super) fn new(what: &'a str) -> Health<'a> {
+        Health {
+            what,
+            failing: false,
+        }
+    }
+
+    pub(super) fn failed(&mut self, e: &StoreError) {
+        if !self.failing {
+            tracing::warn!("{} failing, keeping its last value: {e}", self.what);
+            self.failing = true;
+        } else {
+            tracing::debug!("{} still failing: {e}", self.what);
+        }
+    }
+
+    pub(super) fn ok(&mut self) {
+        if self.failing {
+            tracing::info!("{} recovered", self.what);
+            self.failing = false;
+        }
+    }
+}
+
+/// Exponential backoff between retries, 100 ms to 2 s.
+#[derive(Default)]
+pub(super) struct Backoff {
+    next: Option<Duration>,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
+
+    pub(super) async fn wait(&mut self) {
+        let delay = self.next.unwrap_or(Self::FIRST);
+        self.next = Some((delay * 2).min(Self::MAX));
+        tokio::time::sleep(delay).await;
+    }
+
+    pub(super) fn reset(&mut self) {
+        self.next = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_up_to_two_seconds_and_starts_over_after_a_reset() {
+        let mut backoff = Backoff::default();
+        let mut waited = Vec::new();
+        for _ in 0..7 {
+            let start = tokio::time::Instant::now();
+            backoff.wait().await;
+            waited.push(start.elapsed().as_millis());
+        }
+        assert_eq!(waited, [100, 200, 400, 800, 1600, 2000, 2000]);
+        backoff.reset();
+        let start = tokio::time::Instant::now();
+        backoff.wait().await;
+        assert_eq!(start.elapsed().as_millis(), 100);
+    }
+
+    #[test]
+    fn without_a_runtime_a_watch_fails_naming_the_store() {
+        let watches = Watches::new("io.l5d.zk");
+        let ns = Namespace::new("default").unwrap();
+        let live = watches.dtab(&ns, |_| async {});
+        match &*live.load() {
+            Activity::Failed(e) => assert!(e.to_string().contains("io.l5d.zk"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(watches.is_empty(), "nothing runs, so nothing is kept");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_value_fails_only_a_watch_without_a_good_one() {
+        let ns = Namespace::new("default").unwrap();
+        let publisher: DtabPublisher = Arc::new(Publisher::new(Activity::Pending));
+        publish_read(&publisher, &ns, Read::Corrupt("not a dtab".to_string()));
+        assert!(matches!(*publisher.current(), Activity::Failed(_)));
+        publish_read(&publisher, &ns, Read::Good(None));
+        publish_read(&publisher, &ns, Read::Corrupt("not a dtab".to_string()));
+        assert!(matches!(*publisher.current(), Activity::Ok(None)));
+        publish_failure(&publisher, &StoreError::Backend("down".to_string()));
+        assert!(matches!(*publisher.current(), Activity::Ok(None)));
+    }
+}
