@@ -337,13 +337,24 @@ async fn an_outage_keeps_the_last_good_endpoints_then_recovers() {
     eventually("several failed attempts", || errors() >= 4).await;
     assert_eq!(namer.state_changes(), 1, "one change, however many retries");
     assert_eq!(bound_endpoints(&binding), ["10.0.0.1:8080"]);
+    // Nothing changed meanwhile: the recovery is noticed all the same.
+    fake.set_down(false);
+    eventually("the recovery to be counted", || namer.state_changes() == 2).await;
+    let settled = errors();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(errors(), settled, "no more failures once recovered");
+
+    // Changes made during an outage arrive once it ends.
+    fake.set_down(true);
+    eventually("failing again", || namer.state_changes() == 3).await;
     fake.apply_endpoints(&web_endpoints(&[
         ("10.0.0.1", "node-a"),
         ("10.0.0.2", "node-b"),
     ]));
+    assert_eq!(bound_endpoints(&binding), ["10.0.0.1:8080"]);
     fake.set_down(false);
     wait_for_endpoints(&binding, &["10.0.0.1:8080", "10.0.0.2:8080"]).await;
-    eventually("the recovery to be counted", || namer.state_changes() == 2).await;
+    eventually("the second recovery", || namer.state_changes() == 4).await;
     assert_eq!(interpreter.stats().active_bindings(), 1);
 }
 

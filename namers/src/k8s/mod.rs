@@ -31,8 +31,9 @@
 //! stay bound meanwhile. Only a watch that never listed reports the failure
 //! (as a failed lookup and address). Each change between answering and
 //! failing is logged once and counted ([`K8sStats::state_changes`]), not
-//! each retry. A recovery is noticed at the first answer after it (a
-//! resumed watch that has nothing new to say stays silent).
+//! each retry. Since a resumed watch says nothing until something changes,
+//! each retry after a failure also lists one object, which tells at once
+//! whether the server is back.
 //!
 //! Endpoints carry the `nodeName` metadata of their address, which the
 //! `io.l5d.k8s.daemonset` and `io.l5d.k8s.localnode` transformers use.

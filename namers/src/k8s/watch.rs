@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::Api;
+use kube::api::ListParams;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -74,8 +75,7 @@ impl Drop for Running<'_> {
 }
 
 /// Whether a namespace's watch is failing. Both loops talk to one API
-/// server, so an answer to either means the server is back: a loop whose
-/// resumed watch is quiet has no other way to say it works again.
+/// server, so an answer to either means the server is back.
 #[derive(Default)]
 struct Health {
     failing: AtomicBool,
@@ -149,11 +149,12 @@ async fn follow<K: Followed>(
 ) {
     let timing = inner.settings.timing;
     let api: Api<K> = Api::namespaced(client, &key.namespace);
+    let probe = ListParams::default().limit(1);
     let mut config = watcher::Config::default().timeout(timing.watch_timeout.as_secs() as u32);
     if let Some(selector) = &key.selector {
         config = config.labels(selector);
     }
-    let mut events = std::pin::pin!(watcher::watcher(api, config));
+    let mut events = std::pin::pin!(watcher::watcher(api.clone(), config));
     let mut backoff = Backoff::new(timing);
     // A fresh list is gathered here, then replaces what was known at once.
     let mut listing: Option<HashMap<String, K::Info>> = None;
@@ -174,15 +175,17 @@ async fn follow<K: Followed>(
                     tracing::debug!(watch = %key, error = %why, "io.l5d.k8s: still failing");
                 }
                 tokio::time::sleep(backoff.next_pause()).await;
+                // A watch resumed after an outage is silent until something
+                // changes: a one-object list tells whether the server is back.
+                if api.list(&probe).await.is_ok() {
+                    recovered(inner, key, health);
+                }
                 continue;
             }
         };
         if !matches!(event, Event::Init) {
             backoff.reset();
-            if health.set(false) {
-                inner.stats.state_changes.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(watch = %key, "io.l5d.k8s: watch recovered");
-            }
+            recovered(inner, key, health);
         }
         match event {
             Event::Init => listing = Some(HashMap::new()),
@@ -220,6 +223,14 @@ async fn follow<K: Followed>(
                 });
             }
         }
+    }
+}
+
+/// Logs and counts a namespace that answers again.
+fn recovered(inner: &Inner, key: &NsKey, health: &Health) {
+    if health.set(false) {
+        inner.stats.state_changes.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(watch = %key, "io.l5d.k8s: watch recovered");
     }
 }
 
