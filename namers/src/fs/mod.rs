@@ -98,6 +98,9 @@ struct FileEntry {
     /// One live tree per residual path looked up.
     trees: HashMap<Path, Arc<Publisher<Tree>>>,
     presence: Presence,
+    /// Whether the file was a symlink when last read: a change to what it
+    /// points at shows up as an event on another entry.
+    symlink: bool,
     /// What was last read, so unchanged files publish nothing.
     seen: Option<Snapshot>,
     /// Bumped on each new content, so a slow name resolution of older
@@ -216,6 +219,7 @@ impl FileEntry {
             addr: Arc::new(Publisher::new(Addr::Pending)),
             trees: HashMap::new(),
             presence: Presence::Unknown,
+            symlink: false,
             seen: None,
             generation: 0,
             addr_reaper: false,

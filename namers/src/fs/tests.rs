@@ -148,6 +148,46 @@ async fn reading_files_does_not_trigger_more_reads() {
 }
 
 #[tokio::test]
+async fn an_edit_re_reads_only_the_file_it_names() {
+    let dir = TempDir::new().unwrap();
+    for i in 0..50 {
+        write(&dir, &format!("svc{i}"), "127.0.0.1 8080\n");
+    }
+    let namer = namer(&dir);
+    let mut held = Vec::new();
+    for i in 0..50 {
+        let mut tree = namer.lookup(&path(&format!("/svc{i}")));
+        let addr = leaf(&mut tree).await.addr;
+        held.push((tree, addr));
+    }
+    until_addrs(&mut held[7].1, &["127.0.0.1:8080"]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = namer.inner.reads.load(std::sync::atomic::Ordering::Relaxed);
+
+    // Written the way most tools do: a temporary file renamed over it.
+    write(&dir, ".svc7.tmp", "127.0.0.2 8080\n");
+    std::fs::rename(dir.path().join(".svc7.tmp"), dir.path().join("svc7")).unwrap();
+    until_addrs(&mut held[7].1, &["127.0.0.2:8080"]).await;
+    let reads = namer.inner.reads.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert!(reads <= 2, "one edit re-read {reads} of 50 files");
+}
+
+#[tokio::test]
+async fn a_file_that_is_a_symlink_follows_edits_of_its_target() {
+    let dir = TempDir::new().unwrap();
+    write(&dir, "web-v2", "127.0.0.1 8080\n");
+    symlink("web-v2", dir.path().join("web")).unwrap();
+    let namer = namer(&dir);
+    let mut tree = namer.lookup(&path("/web"));
+    let mut addr = leaf(&mut tree).await.addr;
+    until_addrs(&mut addr, &["127.0.0.1:8080"]).await;
+
+    // Only `web-v2` is named by the event; nobody looked it up.
+    write(&dir, "web-v2", "127.0.0.5 8080\n");
+    until_addrs(&mut addr, &["127.0.0.5:8080"]).await;
+}
+
+#[tokio::test]
 async fn follows_editors_that_rename_a_new_file_over_the_old() {
     let dir = TempDir::new().unwrap();
     write(&dir, "web", "127.0.0.1 8080\n");
@@ -200,7 +240,7 @@ async fn a_malformed_edit_keeps_the_last_good_endpoints() {
     until_addrs(&mut marker, &["127.0.0.1:1"]).await;
 
     write(&dir, "web", "127.0.0.2 8080\n127.0.0.3 http\n");
-    // Every re-read reads all files, so once the later marker edit is seen,
+    // Events are handled in order, so once the later marker edit is seen,
     // the bad web file has been read too.
     write(&dir, "marker", "127.0.0.1 2\n");
     until_addrs(&mut marker, &["127.0.0.1:2"]).await;

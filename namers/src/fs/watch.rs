@@ -1,10 +1,11 @@
 //! Watching the directory and reading the service files.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -39,12 +40,64 @@ pub(super) enum Snapshot {
     Refused(String),
 }
 
+/// What the directory events since the last read named.
+#[derive(Default)]
+struct Changed {
+    /// Something happened that may have changed any file: read them all.
+    all: bool,
+    /// The entries of the directory that events named.
+    names: HashSet<String>,
+}
+
+/// Shared between the watcher's thread, which records, and the task that
+/// reads.
+#[derive(Default)]
+struct ChangeLog(Mutex<Changed>);
+
+impl ChangeLog {
+    fn record(&self, root: &FsPath, event: &Event) {
+        let mut changed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if event.need_rescan() {
+            changed.all = true;
+        }
+        for path in &event.paths {
+            let name = path
+                .strip_prefix(root)
+                .ok()
+                .and_then(|rest| rest.to_str())
+                .filter(|rest| !rest.is_empty() && !rest.contains('/'));
+            match name {
+                // A ConfigMap volume swaps `..data`, which every file links
+                // through: that changes them all at once.
+                Some(name) if !name.starts_with("..") => {
+                    changed.names.insert(name.to_string());
+                }
+                _ => changed.all = true,
+            }
+        }
+    }
+
+    fn record_all(&self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).all = true;
+    }
+
+    fn take(&self) -> Changed {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// Watches the directory and re-reads the subscribed files while `driver`
 /// is the namer's current driver; ends (dropping the watcher) once it is not.
+/// An event re-reads only the files it names, unless it may have changed
+/// others (see [`Inner::files_changed`]); every [`RESCAN`] all are re-read.
 pub(super) async fn drive(inner: Arc<Inner>, driver: Arc<Notify>) {
     let (events_tx, mut events) = mpsc::channel(1);
     let broken = Arc::new(AtomicBool::new(false));
-    let start = || match start_watcher(&inner.root, events_tx.clone(), broken.clone()) {
+    let log = Arc::new(ChangeLog::default());
+    let watch = |events_tx: &mpsc::Sender<()>| {
+        start_watcher(&inner.root, events_tx.clone(), broken.clone(), log.clone())
+    };
+    let start = || match watch(&events_tx) {
         Ok(watcher) => Some(watcher),
         Err(error) => {
             tracing::warn!(dir = %inner.root.display(), %error, "io.l5d.fs: cannot watch; re-reading every second");
@@ -73,16 +126,19 @@ pub(super) async fn drive(inner: Arc<Inner>, driver: Arc<Notify>) {
                 if broken.swap(false, Ordering::Relaxed) {
                     watcher = start();
                 } else if watcher.is_none() {
-                    watcher = start_watcher(&inner.root, events_tx.clone(), broken.clone()).ok();
+                    watcher = watch(&events_tx).ok();
                 }
+                log.record_all();
                 rescan.as_mut().reset(Instant::now() + period(&watcher));
             }
             () = driver.notified() => continue,
         }
-        let Some(all) = inner.files_to_read(&driver, true) else {
+        let Some(files) = inner.files_changed(&driver, log.take()) else {
             return;
         };
-        refresh(&inner, all).await;
+        if !files.is_empty() {
+            refresh(&inner, files).await;
+        }
     }
 }
 
@@ -96,6 +152,7 @@ fn start_watcher(
     root: &FsPath,
     events: mpsc::Sender<()>,
     broken: Arc<AtomicBool>,
+    log: Arc<ChangeLog>,
 ) -> notify::Result<RecommendedWatcher> {
     let watched_root = root.to_path_buf();
     let handler = move |event: notify::Result<Event>| {
@@ -115,8 +172,12 @@ fn start_watcher(
                 if root_moved {
                     broken.store(true, Ordering::Relaxed);
                 }
+                log.record(&watched_root, &event);
             }
-            Err(_) => broken.store(true, Ordering::Relaxed),
+            Err(_) => {
+                broken.store(true, Ordering::Relaxed);
+                log.record_all();
+            }
         }
         // A full channel already holds a wake-up.
         let _ = events.try_send(());
@@ -142,6 +203,33 @@ impl Inner {
             .files
             .iter()
             .filter(|(_, entry)| all || entry.presence == super::Presence::Unknown);
+        Some(files.map(|(name, _)| name.clone()).collect())
+    }
+
+    /// The tracked files `changed` may have touched, or `None` when `driver`
+    /// has been stopped or replaced. An event naming an entry nobody tracks
+    /// can still change a tracked file that is a symlink to it, so then the
+    /// symlinked files are read too.
+    fn files_changed(&self, driver: &Arc<Notify>, changed: Changed) -> Option<Vec<String>> {
+        if changed.all {
+            return self.files_to_read(driver, true);
+        }
+        let state = self.lock();
+        if !state
+            .driver
+            .as_ref()
+            .is_some_and(|d| Arc::ptr_eq(d, driver))
+        {
+            return None;
+        }
+        let untracked = changed
+            .names
+            .iter()
+            .any(|name| !state.files.contains_key(name));
+        let files = state
+            .files
+            .iter()
+            .filter(|(name, entry)| changed.names.contains(*name) || (untracked && entry.symlink));
         Some(files.map(|(name, _)| name.clone()).collect())
     }
 }
@@ -171,16 +259,22 @@ async fn refresh(inner: &Arc<Inner>, files: Vec<String>) {
         let path = inner.root.join(file);
         let file = file.clone();
         async move {
-            tokio::task::spawn_blocking(move || read_file(&path, &file))
-                .await
-                .unwrap_or_else(|error| Snapshot::Refused(format!("reading failed: {error}")))
+            tokio::task::spawn_blocking(move || {
+                let symlink = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink());
+                (read_file(&path, &file), symlink)
+            })
+            .await
+            .unwrap_or_else(|error| (Snapshot::Refused(format!("reading failed: {error}")), false))
         }
     });
     let snapshots = join_all(reads).await;
     #[cfg(test)]
     inner.reads.fetch_add(files.len(), Ordering::Relaxed);
     let mut state = inner.lock();
-    for (file, snapshot) in files.iter().zip(snapshots) {
+    for (file, (snapshot, symlink)) in files.iter().zip(snapshots) {
+        if let Some(entry) = state.files.get_mut(file) {
+            entry.symlink = symlink;
+        }
         inner.apply(&mut state, file, snapshot);
     }
 }
