@@ -30,6 +30,7 @@
 //! test can check that a client stops watching.
 
 mod objects;
+mod stream;
 
 pub use objects::{Endpoints, Service, TargetPort};
 
@@ -43,14 +44,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::consul::percent_decode;
@@ -442,7 +443,7 @@ fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         Err(why) => return status(StatusCode::BAD_REQUEST, "BadRequest", &why),
     };
     if query.watch {
-        watch_response(shared, namespace, resource, query)
+        stream::respond_watch(shared, namespace, resource, query)
     } else {
         list(&shared, &namespace, resource, &query)
     }
@@ -465,135 +466,6 @@ fn list(shared: &Shared, namespace: &str, resource: Resource, query: &Query) -> 
         "items": items,
     });
     respond(StatusCode::OK, full(body.to_string()))
-}
-
-/// Counts a watch stream as open for as long as it is served.
-struct OpenWatch(Arc<Shared>);
-
-impl Drop for OpenWatch {
-    fn drop(&mut self) {
-        self.0.open_watches.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-fn watch_response(
-    shared: Arc<Shared>,
-    namespace: String,
-    resource: Resource,
-    query: Query,
-) -> Response<Body> {
-    shared.open_watches.fetch_add(1, Ordering::SeqCst);
-    let open = OpenWatch(shared.clone());
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(stream_changes(open, tx, namespace, resource, query));
-    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
-        let line = rx.recv().await?;
-        Some((Ok::<_, Infallible>(Frame::data(line)), rx))
-    });
-    respond(StatusCode::OK, BodyExt::boxed(StreamBody::new(frames)))
-}
-
-/// Writes the changes a watch asked for until it ends, the client goes, or
-/// a test control ends it.
-async fn stream_changes(
-    open: OpenWatch,
-    tx: mpsc::Sender<Bytes>,
-    namespace: String,
-    resource: Resource,
-    query: Query,
-) {
-    let shared = open.0.clone();
-    let mut changes = shared.changes.subscribe();
-    let mut commands = shared.commands.subscribe();
-    let timeout = tokio::time::sleep(query.timeout.unwrap_or(Duration::from_secs(1800)));
-    tokio::pin!(timeout);
-    let gone = json!({"type": "ERROR", "object": {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": "too old resource version", "reason": "Expired", "code": 410,
-    }});
-    let mut initial = Vec::new();
-    let mut seen = {
-        let state = shared.lock();
-        match query.resource_version {
-            // No version, or 0: the current state as ADDED events first.
-            None | Some(0) => {
-                for ((r, ns, _), stored) in &state.objects {
-                    if *r == resource && *ns == namespace && query.selects(&stored.labels) {
-                        initial.push(line(&json!({"type": "ADDED", "object": stored.object})));
-                    }
-                }
-                state.version
-            }
-            Some(v) if v < state.compacted => {
-                initial.push(line(&gone));
-                0
-            }
-            Some(v) => v,
-        }
-    };
-    for event in initial {
-        if tx.send(event).await.is_err() {
-            return;
-        }
-    }
-    if seen == 0 {
-        // Told the client its version is gone.
-        return;
-    }
-    loop {
-        changes.borrow_and_update();
-        let pending: Vec<Change> = {
-            let state = shared.lock();
-            state
-                .history
-                .iter()
-                .filter(|c| c.version > seen)
-                .cloned()
-                .collect()
-        };
-        for change in pending {
-            seen = change.version;
-            let ours = change.resource == resource
-                && change.namespace == namespace
-                && query.selects(&change.labels);
-            if ours {
-                let event = json!({"type": change.kind, "object": change.object});
-                if tx.send(line(&event)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        tokio::select! {
-            _ = changes.changed() => {}
-            command = commands.recv() => match command {
-                Ok(Command::End) | Err(broadcast::error::RecvError::Closed) => return,
-                Ok(Command::Expire) => {
-                    let _ = tx.send(line(&gone)).await;
-                    return;
-                }
-                Ok(Command::Bookmark) if query.bookmarks => {
-                    let version = shared.lock().version;
-                    seen = seen.max(version);
-                    let event = json!({"type": "BOOKMARK", "object": {
-                        "kind": resource.kind(), "apiVersion": "v1",
-                        "metadata": {"resourceVersion": version.to_string()},
-                    }});
-                    if tx.send(line(&event)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(Command::Bookmark) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            },
-            () = tx.closed() => return,
-            () = &mut timeout => return,
-        }
-    }
-}
-
-fn line(event: &Value) -> Bytes {
-    let mut text = event.to_string();
-    text.push('\n');
-    Bytes::from(text)
 }
 
 fn full(body: String) -> Body {

@@ -11,7 +11,7 @@
 //! **Ports.** A port name picks the endpoints' port of that name (the
 //! Service port's name). A number is a port of the Service: the endpoints'
 //! port for that Service port, i.e. its `targetPort` as resolved per pod.
-//! See [`resolve`] for the details.
+//! The `resolve` module has the details.
 //!
 //! **Existence.** A namespace, service or port that does not exist is `~`,
 //! so that a dtab's `|` falls through to its next branch. A service that
