@@ -177,7 +177,9 @@ async fn follow<K: Followed>(
                 tokio::time::sleep(backoff.next_pause()).await;
                 // A watch resumed after an outage is silent until something
                 // changes: a one-object list tells whether the server is back.
-                if api.list(&probe).await.is_ok() {
+                // Not after a refusal (403, 404, ...): a list may be allowed
+                // where the watch is not.
+                if !refused(&error) && api.list(&probe).await.is_ok() {
                     recovered(inner, key, health);
                 }
                 continue;
@@ -224,6 +226,19 @@ async fn follow<K: Followed>(
             }
         }
     }
+}
+
+/// Whether the server refused the request (a 4xx status) rather than
+/// failed to answer it.
+fn refused(error: &watcher::Error) -> bool {
+    let status = match error {
+        watcher::Error::WatchError(status) => status.code,
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code,
+        _ => return false,
+    };
+    (400..500).contains(&status)
 }
 
 /// Logs and counts a namespace that answers again.
@@ -303,6 +318,20 @@ mod tests {
         assert!(pauses[11] >= Duration::from_secs(15) && pauses[11] <= Duration::from_secs(30));
         backoff.reset();
         assert!(backoff.next_pause() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn refusals_are_4xx_statuses() {
+        use kube::core::Status;
+        let status = |code| Box::new(Status::failure("no", "Forbidden").with_code(code));
+        assert!(refused(&watcher::Error::WatchStartFailed(
+            kube::Error::Api(status(403))
+        )));
+        assert!(refused(&watcher::Error::WatchError(status(410))));
+        assert!(!refused(&watcher::Error::InitialListFailed(
+            kube::Error::Api(status(503))
+        )));
+        assert!(!refused(&watcher::Error::NoResourceVersion));
     }
 
     #[test]
