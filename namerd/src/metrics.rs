@@ -83,6 +83,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// namerd's metrics, with the counters of the configured `namers`
+    /// (`namerd_namer_<counter>_total{namer="<prefix>"}`).
+    pub fn with_namers(namers: &[(dtab::Path, std::sync::Arc<dyn namers::Namer>)]) -> Metrics {
+        let mut metrics = Metrics::default();
+        metrics
+            .registry
+            .register_collector(Box::new(namers::metrics::NamerMetrics::new(namers)));
+        metrics
+    }
+
     /// The Prometheus text exposition, with gauges read from `namerd` now.
     pub fn render(&self, namerd: &Namerd) -> String {
         let stats = namerd.interpreter().stats();

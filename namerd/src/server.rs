@@ -44,8 +44,8 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     let interpreter =
         Interpreter::new(namers, system).with_unknown_system_namer(UnknownSystemNamer::AsIs);
     let store = config.build_store()?;
+    let metrics = Arc::new(Metrics::with_namers(interpreter.namers()));
     let namerd = Namerd::new(store, interpreter);
-    let metrics = Arc::new(Metrics::default());
     let shutdown = Arc::new(Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut servers = JoinSet::new();

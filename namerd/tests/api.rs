@@ -512,6 +512,36 @@ async fn writes_need_the_token_when_one_is_set() {
 }
 
 #[tokio::test]
+async fn admin_exports_the_namers_counters() {
+    // A Consul agent that is never asked: the counters are there, at zero.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let yaml = format!(
+        "admin:\n  port: 0\nstorage:\n  kind: io.l5d.inMemory\nnamers:\n- kind: io.l5d.consul\n  host: 127.0.0.1\n  port: {port}\ninterfaces:\n- kind: io.l5d.httpController\n  port: 0\n"
+    );
+    let config: namerd::config::NamerdConfig = namers::config::parse("test.yaml", &yaml).unwrap();
+    let running = namerd::server::start(&config).await.unwrap();
+    let metrics = http(
+        running.admin_addr,
+        "GET",
+        "/admin/metrics/prometheus",
+        &[],
+        "",
+    )
+    .await
+    .body;
+    for line in [
+        "namerd_namer_state_changes_total{namer=\"/#/io.l5d.consul\"} 0",
+        "namerd_namer_errors_total{namer=\"/#/io.l5d.consul\"} 0",
+        "namerd_namer_watches_started_total{namer=\"/#/io.l5d.consul\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn admin_serves_ping_and_metrics() {
     let n = start("").await;
     assert_eq!(

@@ -13,6 +13,7 @@ mod interpreter;
 pub mod json;
 pub mod k8s;
 mod live;
+pub mod metrics;
 mod name;
 mod namer;
 pub mod resolve;
@@ -30,4 +31,4 @@ pub use interpreter::{
 };
 pub use live::{Live, Publisher};
 pub use name::{Bound, Name};
-pub use namer::{Lookup, Namer};
+pub use namer::{Lookup, Namer, NamerCounter};

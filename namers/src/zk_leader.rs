@@ -31,7 +31,7 @@ use crate::serversets::{
     DEFAULT_SESSION_TIMEOUT, HostPort, ZkAddr, connect_string, parse_member, znode,
 };
 use crate::system::inet::InetResolver;
-use crate::{Addr, Live, Lookup, Metadata, Namer};
+use crate::{Addr, Live, Lookup, Metadata, Namer, NamerCounter};
 
 const KIND: &str = "io.l5d.zkLeader";
 
@@ -123,6 +123,11 @@ impl ZkLeaderNamer {
 impl Namer for ZkLeaderNamer {
     fn lookup(&self, path: &Path) -> Lookup {
         self.inner.trees.lookup(self.inner.clone(), path)
+    }
+
+    fn counters(&self) -> Vec<NamerCounter> {
+        let session = self.inner.addrs.groups().session();
+        vec![NamerCounter::state_changes(session.state_changes())]
     }
 }
 

@@ -59,6 +59,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Adds the counters of the configured `namers`
+    /// (`rt_namer_<counter>_total{namer="<prefix>"}`).
+    pub fn register_namers(&self, namers: &[(dtab::Path, Arc<dyn namers::Namer>)]) {
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register_collector(Box::new(namers::metrics::NamerMetrics::new(namers)));
+    }
+
     /// The metrics of one router.
     pub fn router(&self, label: &str) -> RouterMetrics {
         let ok = RequestLabels {

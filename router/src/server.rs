@@ -73,6 +73,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
     let inet = Arc::new(InetResolver::system().map_err(|e| format!("DNS: {e}"))?);
     let default = interpreter::default_interpreter(&config.namers, &inet)?;
     let metrics = Metrics::default();
+    metrics.register_namers(default.namers());
     let shutdown = Arc::new(Notify::new());
     let stop_accepting = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();

@@ -68,7 +68,9 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, OnceCell};
 
 use crate::config::NamerContext;
-use crate::{Activity, Addr, AddrSet, Bound, Live, Lookup, Name, Namer, NamingError, Publisher};
+use crate::{
+    Activity, Addr, AddrSet, Bound, Live, Lookup, Name, Namer, NamerCounter, NamingError, Publisher,
+};
 use client::{AgentInfo, ConsulClient};
 
 /// The datacenter label that stands for the agent's own.
@@ -195,6 +197,18 @@ impl ConsulNamer {
 }
 
 impl Namer for ConsulNamer {
+    fn counters(&self) -> Vec<NamerCounter> {
+        let stats = &self.inner.stats;
+        let read = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            NamerCounter::state_changes(read(&stats.state_changes)),
+            NamerCounter::watches_started(read(&stats.watches_started)),
+            NamerCounter::watches_ended(read(&stats.watches_ended)),
+            NamerCounter::errors(read(&stats.errors)),
+            NamerCounter::updates(read(&stats.updates)),
+        ]
+    }
+
     fn lookup(&self, path: &Path) -> Lookup {
         let include_tag = self.inner.client.settings().include_tag;
         let named = if include_tag { 3 } else { 2 };

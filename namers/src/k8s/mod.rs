@@ -58,7 +58,9 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
 use crate::config::NamerContext;
-use crate::{Activity, Addr, AddrSet, Bound, Live, Lookup, Name, Namer, NamingError, Publisher};
+use crate::{
+    Activity, Addr, AddrSet, Bound, Live, Lookup, Name, Namer, NamerCounter, NamingError, Publisher,
+};
 use resolve::{EndpointsInfo, PortRef, Resolution, ServiceInfo};
 
 /// Counters of a Kubernetes namer, for metrics and tests.
@@ -214,6 +216,23 @@ impl K8sNamer {
 }
 
 impl Namer for K8sNamer {
+    fn counters(&self) -> Vec<NamerCounter> {
+        let stats = &self.inner.stats;
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            NamerCounter::state_changes(read(&stats.state_changes)),
+            NamerCounter::watches_started(read(&stats.watches_started)),
+            NamerCounter::watches_ended(read(&stats.watches_ended)),
+            NamerCounter::errors(read(&stats.errors)),
+            NamerCounter::updates(read(&stats.updates)),
+            NamerCounter {
+                name: "relists",
+                help: "Times a Kubernetes watch listed again after 410 Gone",
+                value: read(&stats.relists),
+            },
+        ]
+    }
+
     fn lookup(&self, path: &Path) -> Lookup {
         let Some((ns_key, entry_key, named)) = self.parse(path) else {
             return Live::constant(Activity::Ok(NameTree::Neg));

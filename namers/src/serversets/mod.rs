@@ -36,7 +36,7 @@ use tokio::sync::watch as tokio_watch;
 
 use crate::config::{NamerContext, kind_params};
 use crate::system::inet::InetResolver;
-use crate::{Addr, Live, Lookup, Metadata, Namer};
+use crate::{Addr, Live, Lookup, Metadata, Namer, NamerCounter};
 use prefix::{AddrSource, Trees};
 use resolve::{Addrs, Wanted};
 use watch::{GroupState, Groups, ZkSession};
@@ -178,6 +178,11 @@ impl ServersetsNamer {
 impl Namer for ServersetsNamer {
     fn lookup(&self, path: &Path) -> Lookup {
         self.inner.trees.lookup(self.inner.clone(), path)
+    }
+
+    fn counters(&self) -> Vec<NamerCounter> {
+        let session = self.inner.addrs.groups().session();
+        vec![NamerCounter::state_changes(session.state_changes())]
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -59,6 +60,9 @@ pub(crate) struct ZkSession {
     connect_string: String,
     session_timeout: Duration,
     slot: tokio::sync::Mutex<Slot>,
+    /// Times ZooKeeper went from reachable to not, or back (each also
+    /// logged once).
+    state_changes: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -81,7 +85,13 @@ impl ZkSession {
             connect_string,
             session_timeout,
             slot: tokio::sync::Mutex::default(),
+            state_changes: Arc::default(),
         }
+    }
+
+    /// Times ZooKeeper went from reachable to not, or back.
+    pub(crate) fn state_changes(&self) -> u64 {
+        self.state_changes.load(Ordering::Relaxed)
     }
 
     fn where_(&self) -> String {
@@ -125,6 +135,7 @@ impl ZkSession {
         match result {
             Ok(client) => {
                 if slot.last_error.take().is_some() {
+                    self.state_changes.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(kind = self.kind, servers = %self.connect_string, "ZooKeeper reachable again");
                 }
                 tracing::debug!(kind = self.kind, servers = %self.connect_string, session = %client.session_id(), "ZooKeeper session opened");
@@ -132,6 +143,7 @@ impl ZkSession {
                     self.kind,
                     self.connect_string.clone(),
                     client.state_watcher(),
+                    self.state_changes.clone(),
                 ));
                 slot.retry_at = None;
                 slot.retry_delay = None;
@@ -140,6 +152,7 @@ impl ZkSession {
             }
             Err(error) => {
                 if slot.last_error.is_none() {
+                    self.state_changes.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(kind = self.kind, "{error}; keeping the last known members");
                 }
                 let delay = slot.retry_delay.map_or(Backoff::FIRST, |d| d * 2);
@@ -162,10 +175,16 @@ impl ZkSession {
     }
 }
 
-/// Logs a session's state once per change.
-async fn log_states(kind: &'static str, servers: String, mut states: zk::StateWatcher) {
+/// Logs (and counts) a session's state once per change.
+async fn log_states(
+    kind: &'static str,
+    servers: String,
+    mut states: zk::StateWatcher,
+    changes: Arc<AtomicU64>,
+) {
     loop {
         let state = states.changed().await;
+        changes.fetch_add(1, Ordering::Relaxed);
         match state {
             zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
                 tracing::info!(kind, %servers, %state, "ZooKeeper session connected again");

@@ -19,7 +19,7 @@ use dtab::{NameTree, Path};
 use serde_json::{Map, Value};
 use tokio::runtime::Handle;
 
-use crate::{Activity, Binding, Bound, Live, Lookup, Name, Namer, Publisher};
+use crate::{Activity, Binding, Bound, Live, Lookup, Name, Namer, NamerCounter, Publisher};
 
 pub use derive::derive_addr;
 pub use host::HostTransformer;
@@ -228,6 +228,10 @@ impl Namer for TransformingNamer {
                 Name::Path(path) => Name::Path(path.clone()),
             },
         )
+    }
+
+    fn counters(&self) -> Vec<NamerCounter> {
+        self.inner.counters()
     }
 }
 
