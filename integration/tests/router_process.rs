@@ -339,11 +339,19 @@ fn the_example_configs_are_valid() {
     let dir = tempfile::tempdir().unwrap();
     // standalone.yaml reads services from ./disco.
     std::fs::create_dir(dir.path().join("disco")).unwrap();
-    for name in ["per-host.yaml", "sidecar.yaml", "standalone.yaml"] {
+    for name in [
+        "per-host.yaml",
+        "sidecar.yaml",
+        "standalone.yaml",
+        "k8s-daemonset.yaml",
+    ] {
         let out = std::process::Command::new(binary("router", "router"))
             .arg("--check")
             .arg(configs.join(name))
             .current_dir(dir.path())
+            // The daemonset config's localnode transformer needs to know
+            // its node, as the pod's downward API would tell it.
+            .env("NODE_NAME", "node-a")
             .output()
             .unwrap();
         assert!(
