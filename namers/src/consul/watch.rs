@@ -11,8 +11,9 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
 use super::client::{Instance, QueryError, Reply, ServiceQuery, parse_catalog, parse_health};
-use super::config::{Settings, Timing};
+use super::config::Settings;
 use super::{Inner, LOCAL_DATACENTER, Update, WatchKey};
+use crate::backoff::Backoff;
 use crate::{AddrSet, Endpoint};
 
 /// How long resolving one host name of an answer may take.
@@ -40,7 +41,7 @@ pub(super) async fn run(inner: Arc<Inner>, key: WatchKey, stop: Arc<Notify>) {
     let _running = Running(&inner);
     let timing = inner.client.settings().timing;
     let mut index = 0;
-    let mut backoff = Backoff::new(timing);
+    let mut backoff = Backoff::new(timing.backoff_min, timing.backoff_max);
     let mut failing: Option<u64> = None;
     let mut published = Published::Nothing;
     let mut warned_filtered = false;
@@ -270,35 +271,6 @@ async fn endpoints(instances: &[Instance], settings: &Settings, key: &WatchKey) 
     endpoints
 }
 
-/// Pauses between failed queries: doubling from `backoff_min` up to
-/// `backoff_max`, each drawn between half and all of its step, so that
-/// watches failing together do not retry together.
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    step: Duration,
-}
-
-impl Backoff {
-    fn new(timing: Timing) -> Backoff {
-        Backoff {
-            min: timing.backoff_min,
-            max: timing.backoff_max.max(timing.backoff_min),
-            step: timing.backoff_min,
-        }
-    }
-
-    fn next_pause(&mut self) -> Duration {
-        let step = self.step;
-        self.step = (step * 2).min(self.max);
-        step.mul_f64(0.5 + 0.5 * rand::random::<f64>())
-    }
-
-    fn reset(&mut self) {
-        self.step = self.min;
-    }
-}
-
 impl std::fmt::Display for WatchKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.tag {
@@ -314,7 +286,7 @@ mod tests {
 
     use std::collections::{BTreeSet, HashMap};
 
-    use super::super::config::{ConsulConfig, HealthStatus};
+    use super::super::config::{ConsulConfig, HealthStatus, Timing};
     use super::*;
 
     fn instance(node: &str, service: &str, port: u16, tags: &[&str]) -> Instance {
@@ -352,17 +324,6 @@ mod tests {
         assert_eq!(weight(&tags(&["b"]), &weights), 0.5);
         assert_eq!(weight(&tags(&["c"]), &weights), 1.0);
         assert_eq!(weight(&[], &weights), 1.0);
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_up_to_its_limit() {
-        let mut backoff = Backoff::new(Timing::default());
-        let pauses: Vec<Duration> = (0..12).map(|_| backoff.next_pause()).collect();
-        assert!(pauses[0] >= Duration::from_millis(50) && pauses[0] <= Duration::from_millis(100));
-        assert!(pauses[3] >= Duration::from_millis(400) && pauses[3] <= Duration::from_millis(800));
-        assert!(pauses[11] >= Duration::from_secs(15) && pauses[11] <= Duration::from_secs(30));
-        backoff.reset();
-        assert!(backoff.next_pause() <= Duration::from_millis(100));
     }
 
     #[tokio::test]

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
@@ -17,9 +16,10 @@ use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use super::config::{ApiServer, Timing};
+use super::config::ApiServer;
 use super::resolve::{EndpointsInfo, ServiceInfo};
 use super::{Inner, NsKey, NsWatch};
+use crate::backoff::Backoff;
 
 /// A resource a namespace watch follows, and where its objects are kept.
 trait Followed:
@@ -93,7 +93,10 @@ impl Health {
 pub(super) async fn run(inner: Arc<Inner>, key: NsKey, stop: Arc<Notify>) {
     let _running = Running(&inner);
     let health = Health::default();
-    let mut backoff = Backoff::new(inner.settings.timing);
+    let mut backoff = Backoff::new(
+        inner.settings.timing.backoff_min,
+        inner.settings.timing.backoff_max,
+    );
     let client = loop {
         match client(&inner) {
             Ok(client) => break client,
@@ -155,7 +158,7 @@ async fn follow<K: Followed>(
         config = config.labels(selector);
     }
     let mut events = std::pin::pin!(watcher::watcher(api.clone(), config));
-    let mut backoff = Backoff::new(timing);
+    let mut backoff = Backoff::new(timing.backoff_min, timing.backoff_max);
     // A fresh list is gathered here, then replaces what was known at once.
     let mut listing: Option<HashMap<String, K::Info>> = None;
     while let Some(event) = events.next().await {
@@ -268,35 +271,6 @@ fn report_failure(inner: &Inner, key: &NsKey, stop: &Arc<Notify>, why: &str) {
     }
 }
 
-/// Pauses between failed attempts: doubling from `backoff_min` up to
-/// `backoff_max`, each drawn between half and all of its step, so that
-/// watches failing together do not retry together.
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    step: Duration,
-}
-
-impl Backoff {
-    fn new(timing: Timing) -> Backoff {
-        Backoff {
-            min: timing.backoff_min,
-            max: timing.backoff_max.max(timing.backoff_min),
-            step: timing.backoff_min,
-        }
-    }
-
-    fn next_pause(&mut self) -> Duration {
-        let step = self.step;
-        self.step = (step * 2).min(self.max);
-        step.mul_f64(0.5 + 0.5 * rand::random::<f64>())
-    }
-
-    fn reset(&mut self) {
-        self.step = self.min;
-    }
-}
-
 impl std::fmt::Display for NsKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.selector {
@@ -309,16 +283,6 @@ impl std::fmt::Display for NsKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_up_to_its_limit() {
-        let mut backoff = Backoff::new(Timing::default());
-        let pauses: Vec<Duration> = (0..12).map(|_| backoff.next_pause()).collect();
-        assert!(pauses[0] >= Duration::from_millis(50) && pauses[0] <= Duration::from_millis(100));
-        assert!(pauses[11] >= Duration::from_secs(15) && pauses[11] <= Duration::from_secs(30));
-        backoff.reset();
-        assert!(backoff.next_pause() <= Duration::from_millis(100));
-    }
 
     #[test]
     fn refusals_are_4xx_statuses() {
