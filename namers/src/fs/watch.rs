@@ -89,7 +89,7 @@ impl ChangeLog {
 /// Watches the directory and re-reads the subscribed files while `driver`
 /// is the namer's current driver; ends (dropping the watcher) once it is not.
 /// An event re-reads only the files it names, unless it may have changed
-/// others (see [`Inner::files_changed`]); every [`RESCAN`] all are re-read.
+/// others (see [`Inner::files_to_read`]); every [`RESCAN`] all are re-read.
 pub(super) async fn drive(inner: Arc<Inner>, driver: Arc<Notify>) {
     let (events_tx, mut events) = mpsc::channel(1);
     let broken = Arc::new(AtomicBool::new(false));
@@ -109,7 +109,7 @@ pub(super) async fn drive(inner: Arc<Inner>, driver: Arc<Notify>) {
     tokio::pin!(rescan);
     loop {
         // Files looked up since the last turn are read first.
-        let Some(unread) = inner.files_to_read(&driver, false) else {
+        let Some(unread) = inner.files_to_read(&driver, None) else {
             return;
         };
         if !unread.is_empty() {
@@ -133,7 +133,7 @@ pub(super) async fn drive(inner: Arc<Inner>, driver: Arc<Notify>) {
             }
             () = driver.notified() => continue,
         }
-        let Some(files) = inner.files_changed(&driver, log.take()) else {
+        let Some(files) = inner.files_to_read(&driver, Some(&log.take())) else {
             return;
         };
         if !files.is_empty() {
@@ -188,9 +188,16 @@ fn start_watcher(
 }
 
 impl Inner {
-    /// The files to read (all tracked ones, or those never read yet), or
-    /// `None` when `driver` has been stopped or replaced.
-    fn files_to_read(&self, driver: &Arc<Notify>, all: bool) -> Option<Vec<String>> {
+    /// The tracked files to read: without `changed`, those never read yet;
+    /// with it, those the change may have touched. `None` when `driver` has
+    /// been stopped or replaced. An event naming an entry nobody tracks can still change a
+    /// tracked file that is a symlink to it, so then the symlinked files are
+    /// read too.
+    fn files_to_read(
+        &self,
+        driver: &Arc<Notify>,
+        changed: Option<&Changed>,
+    ) -> Option<Vec<String>> {
         let state = self.lock();
         if !state
             .driver
@@ -199,37 +206,14 @@ impl Inner {
         {
             return None;
         }
-        let files = state
-            .files
-            .iter()
-            .filter(|(_, entry)| all || entry.presence == super::Presence::Unknown);
-        Some(files.map(|(name, _)| name.clone()).collect())
-    }
-
-    /// The tracked files `changed` may have touched, or `None` when `driver`
-    /// has been stopped or replaced. An event naming an entry nobody tracks
-    /// can still change a tracked file that is a symlink to it, so then the
-    /// symlinked files are read too.
-    fn files_changed(&self, driver: &Arc<Notify>, changed: Changed) -> Option<Vec<String>> {
-        if changed.all {
-            return self.files_to_read(driver, true);
-        }
-        let state = self.lock();
-        if !state
-            .driver
-            .as_ref()
-            .is_some_and(|d| Arc::ptr_eq(d, driver))
-        {
-            return None;
-        }
-        let untracked = changed
-            .names
-            .iter()
-            .any(|name| !state.files.contains_key(name));
-        let files = state
-            .files
-            .iter()
-            .filter(|(name, entry)| changed.names.contains(*name) || (untracked && entry.symlink));
+        let untracked =
+            changed.is_some_and(|c| c.names.iter().any(|n| !state.files.contains_key(n)));
+        let files = state.files.iter().filter(|(name, entry)| match changed {
+            None => entry.presence == super::Presence::Unknown,
+            Some(changed) => {
+                changed.all || changed.names.contains(*name) || (untracked && entry.symlink)
+            }
+        });
         Some(files.map(|(name, _)| name.clone()).collect())
     }
 }
