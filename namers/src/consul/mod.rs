@@ -253,12 +253,11 @@ impl Namer for ConsulNamer {
             None => {
                 let tree = Arc::new(Publisher::new(entry.tree(&residual)));
                 entry.trees.insert(residual.clone(), tree.clone());
-                runtime.spawn(reap_tree(
-                    inner.clone(),
-                    key.clone(),
-                    residual,
-                    tree.clone(),
-                ));
+                let (inner, key) = (inner.clone(), key.clone());
+                runtime
+                    .spawn(tree.clone().release_when_unused(move |tree| {
+                        inner.release_tree(&key, &residual, tree)
+                    }));
                 tree
             }
         };
@@ -373,7 +372,13 @@ impl Inner {
                 remove_watch(&mut state, key);
             } else if !entry.addr_reaper {
                 entry.addr_reaper = true;
-                tokio::spawn(reap_addr(self.clone(), key.clone(), entry.addr.clone()));
+                let (inner, key) = (self.clone(), key.clone());
+                tokio::spawn(
+                    entry
+                        .addr
+                        .clone()
+                        .release_when_unused(move |addr| inner.release_addr(&key, addr)),
+                );
             }
         }
         true
@@ -405,27 +410,6 @@ impl Inner {
 fn remove_watch(state: &mut State, key: &WatchKey) {
     if let Some(entry) = state.watches.remove(key) {
         entry.stop.notify_one();
-    }
-}
-
-/// Waits until nobody holds the tree of a lookup, then releases it.
-async fn reap_tree(inner: Arc<Inner>, key: WatchKey, residual: Path, tree: Arc<Publisher<Tree>>) {
-    loop {
-        tree.closed().await;
-        if inner.release_tree(&key, &residual, &tree) {
-            return;
-        }
-    }
-}
-
-/// Waits until nobody holds the address of a watch no lookup holds, then
-/// ends the watch.
-async fn reap_addr(inner: Arc<Inner>, key: WatchKey, addr: Arc<Publisher<Addr>>) {
-    loop {
-        addr.closed().await;
-        if inner.release_addr(&key, &addr) {
-            return;
-        }
     }
 }
 

@@ -179,15 +179,19 @@ impl Namer for FsNamer {
             new_file = true;
             FileEntry::new(inner.prefix.concat_labels(std::slice::from_ref(label)))
         });
-        let tree = match entry.trees.get(&residual) {
-            Some(tree) => tree.clone(),
-            None => {
-                let tree = Arc::new(Publisher::new(entry.tree(&residual)));
-                entry.trees.insert(residual.clone(), tree.clone());
-                runtime.spawn(reap_tree(inner.clone(), file, residual, tree.clone()));
-                tree
-            }
-        };
+        let tree =
+            match entry.trees.get(&residual) {
+                Some(tree) => tree.clone(),
+                None => {
+                    let tree = Arc::new(Publisher::new(entry.tree(&residual)));
+                    entry.trees.insert(residual.clone(), tree.clone());
+                    let inner = inner.clone();
+                    runtime.spawn(tree.clone().release_when_unused(move |tree| {
+                        inner.release_tree(&file, &residual, tree)
+                    }));
+                    tree
+                }
+            };
         let live = tree.subscribe();
         match &state.driver {
             Some(driver) if new_file => driver.notify_one(),
@@ -366,11 +370,13 @@ impl Inner {
                 self.remove_file(state, file);
             } else if !entry.addr_reaper {
                 entry.addr_reaper = true;
-                tokio::spawn(reap_addr(
-                    self.clone(),
-                    file.to_string(),
-                    entry.addr.clone(),
-                ));
+                let (inner, file) = (self.clone(), file.to_string());
+                tokio::spawn(
+                    entry
+                        .addr
+                        .clone()
+                        .release_when_unused(move |addr| inner.release_addr(&file, addr)),
+                );
             }
         }
         true
@@ -407,26 +413,5 @@ impl Inner {
             driver.notify_one();
         }
         self.count_watched(state);
-    }
-}
-
-/// Waits until nobody holds the tree of a lookup, then releases it.
-async fn reap_tree(inner: Arc<Inner>, file: String, residual: Path, tree: Arc<Publisher<Tree>>) {
-    loop {
-        tree.closed().await;
-        if inner.release_tree(&file, &residual, &tree) {
-            return;
-        }
-    }
-}
-
-/// Waits until nobody holds the address of a file no lookup holds, then
-/// stops tracking the file.
-async fn reap_addr(inner: Arc<Inner>, file: String, addr: Arc<Publisher<Addr>>) {
-    loop {
-        addr.closed().await;
-        if inner.release_addr(&file, &addr) {
-            return;
-        }
     }
 }

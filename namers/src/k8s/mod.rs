@@ -265,7 +265,11 @@ impl Namer for K8sNamer {
                 let tree = Arc::new(Publisher::new(entry.tree(&residual)));
                 entry.trees.insert(residual.clone(), tree.clone());
                 let key = (ns_key.clone(), entry_key);
-                runtime.spawn(reap_tree(inner.clone(), key, residual, tree.clone()));
+                let inner = inner.clone();
+                runtime
+                    .spawn(tree.clone().release_when_unused(move |tree| {
+                        inner.release_tree(&key, &residual, tree)
+                    }));
                 tree
             }
         };
@@ -432,7 +436,13 @@ impl Inner {
             } else if !entry.addr_reaper {
                 entry.addr_reaper = true;
                 let full = (ns_key.clone(), key.clone());
-                tokio::spawn(reap_addr(self.clone(), full, entry.addr.clone()));
+                let inner = self.clone();
+                tokio::spawn(
+                    entry
+                        .addr
+                        .clone()
+                        .release_when_unused(move |addr| inner.release_addr(&full, addr)),
+                );
             }
         }
         true
@@ -475,27 +485,6 @@ fn remove_entry(state: &mut State, ns_key: &NsKey, key: &EntryKey) {
         && let Some(ns) = state.namespaces.remove(ns_key)
     {
         ns.stop.notify_one();
-    }
-}
-
-/// Waits until nobody holds the tree of a lookup, then releases it.
-async fn reap_tree(inner: Arc<Inner>, key: FullKey, residual: Path, tree: Arc<Publisher<Tree>>) {
-    loop {
-        tree.closed().await;
-        if inner.release_tree(&key, &residual, &tree) {
-            return;
-        }
-    }
-}
-
-/// Waits until nobody holds the address of an entry no lookup holds, then
-/// forgets the entry.
-async fn reap_addr(inner: Arc<Inner>, key: FullKey, addr: Arc<Publisher<Addr>>) {
-    loop {
-        addr.closed().await;
-        if inner.release_addr(&key, &addr) {
-            return;
-        }
     }
 }
 
