@@ -14,7 +14,11 @@ use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 
 use crate::balance::Picked;
+use crate::h1_direct::DirectBody;
 use crate::h1_pool::Reusable;
+
+/// What a body fails with: hyper's errors, or the direct client's.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A streaming request or response body.
 pub struct Body {
@@ -26,6 +30,8 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Streamed(Incoming),
+    /// Read from an upstream connection by the task polling it.
+    Direct(DirectBody),
 }
 
 /// What an upstream response body holds on to until it is finished.
@@ -70,6 +76,18 @@ impl Body {
         }
     }
 
+    /// An upstream response body read straight from its connection,
+    /// holding `picked` until it is done.
+    pub fn direct(body: DirectBody, picked: Picked) -> Body {
+        Body {
+            kind: Kind::Direct(body),
+            lease: Some(Lease {
+                picked,
+                connection: None,
+            }),
+        }
+    }
+
     /// The body has been read to its end: its connection may be reused.
     fn finished(&mut self) {
         if let Some(connection) = self.lease.as_mut().and_then(|l| l.connection.take()) {
@@ -90,16 +108,19 @@ pub fn empty() -> Body {
 
 impl HttpBody for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let polled = match &mut self.kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Streamed(incoming) => Pin::new(incoming).poll_frame(cx),
+            Kind::Streamed(incoming) => Pin::new(incoming)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BodyError),
+            Kind::Direct(direct) => Pin::new(direct).poll_frame(cx),
         };
         if let Poll::Ready(None) = polled {
             self.finished();
@@ -112,6 +133,7 @@ impl HttpBody for Body {
             Kind::Empty => true,
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Streamed(incoming) => incoming.is_end_stream(),
+            Kind::Direct(direct) => direct.is_end_stream(),
         }
     }
 
@@ -120,6 +142,7 @@ impl HttpBody for Body {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Streamed(incoming) => incoming.size_hint(),
+            Kind::Direct(direct) => direct.size_hint(),
         }
     }
 }

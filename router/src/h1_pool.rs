@@ -6,6 +6,9 @@
 //! used one that is still open, or dials a new one. A connection comes back
 //! when its response body has been read to the end ([`Reusable::release`]);
 //! one whose body was abandoned is closed, as HTTP/1 cannot skip the rest.
+//!
+//! Two kinds of connection are kept: hyper's, for requests with bodies and
+//! upgrades, and plain sockets for bodiless requests ([`crate::h1_direct`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,10 +21,12 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
 use crate::body::Body;
+use crate::h1_direct::{self, Conn, DirectBody, Release};
 
 /// Idle connections by endpoint.
 pub struct H1Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle_direct: Mutex<HashMap<SocketAddr, Vec<IdleConn>>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle_per_endpoint: usize,
@@ -29,6 +34,11 @@ pub struct H1Pool {
 
 struct Idle {
     sender: SendRequest<Body>,
+    since: Instant,
+}
+
+struct IdleConn {
+    conn: Conn,
     since: Instant,
 }
 
@@ -67,6 +77,7 @@ impl H1Pool {
     ) -> H1Pool {
         H1Pool {
             idle: Mutex::default(),
+            idle_direct: Mutex::default(),
             connect_timeout,
             idle_timeout,
             max_idle_per_endpoint,
@@ -100,6 +111,60 @@ impl H1Pool {
             .await
             .map_err(|e| SendError::Request(error_chain(&e)))?;
         Ok((response, self.reusable(sender, endpoint)))
+    }
+
+    /// Sends a bodiless request whose head is `head` (see
+    /// [`h1_direct::encode_head`]) and reads the response head, in the
+    /// calling task. An idle connection that turns out to have been closed
+    /// by the server is tried no further, and the request goes on the next
+    /// one: such requests may be retried (RFC 9110 section 9.2.2).
+    pub async fn send_direct(
+        self: &Arc<Self>,
+        endpoint: SocketAddr,
+        head: &[u8],
+        method: &http::Method,
+    ) -> Result<(http::response::Parts, DirectBody), SendError> {
+        while let Some(conn) = self.checkout_direct(endpoint) {
+            match h1_direct::exchange(conn, head, method, self.release(endpoint)).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) if e.stale => continue,
+                Err(e) => return Err(SendError::Request(e.message)),
+            }
+        }
+        let stream = self.dial(endpoint).await?;
+        h1_direct::exchange(Conn::new(stream), head, method, self.release(endpoint))
+            .await
+            .map_err(|e| SendError::Request(e.message))
+    }
+
+    fn release(self: &Arc<Self>, endpoint: SocketAddr) -> Release {
+        Release {
+            pool: self.clone(),
+            endpoint,
+        }
+    }
+
+    fn checkout_direct(&self, endpoint: SocketAddr) -> Option<Conn> {
+        let mut idle = self
+            .idle_direct
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        idle.get_mut(&endpoint)?.pop().map(|entry| entry.conn)
+    }
+
+    /// Takes back a connection whose response was read to the end.
+    pub(crate) fn put_direct(&self, endpoint: SocketAddr, conn: Conn) {
+        let mut idle = self
+            .idle_direct
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let stack = idle.entry(endpoint).or_default();
+        if stack.len() < self.max_idle_per_endpoint {
+            stack.push(IdleConn {
+                conn,
+                since: Instant::now(),
+            });
+        }
     }
 
     fn reusable(self: &Arc<Self>, sender: SendRequest<Body>, endpoint: SocketAddr) -> Reusable {
@@ -137,7 +202,7 @@ impl H1Pool {
         }
     }
 
-    async fn connect(&self, endpoint: SocketAddr) -> Result<SendRequest<Body>, SendError> {
+    async fn dial(&self, endpoint: SocketAddr) -> Result<tokio::net::TcpStream, SendError> {
         let stream = tokio::time::timeout(
             self.connect_timeout,
             tokio::net::TcpStream::connect(endpoint),
@@ -151,6 +216,11 @@ impl H1Pool {
         })?
         .map_err(|e| SendError::Connect(format!("tcp connect error: {e}")))?;
         let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn connect(&self, endpoint: SocketAddr) -> Result<SendRequest<Body>, SendError> {
+        let stream = self.dial(endpoint).await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Connect(error_chain(&e)))?;
@@ -170,16 +240,34 @@ impl H1Pool {
             stack.retain(|e| !e.sender.is_closed() && e.since.elapsed() < self.idle_timeout);
             !stack.is_empty()
         });
+        drop(idle);
+        let mut idle = self
+            .idle_direct
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|_, stack| {
+            stack.retain(|e| e.since.elapsed() < self.idle_timeout);
+            !stack.is_empty()
+        });
     }
 
     /// How many idle connections are open, for tests and admin pages.
     pub fn idle_connections(&self) -> usize {
-        self.idle
+        let hyper: usize = self
+            .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .map(Vec::len)
-            .sum()
+            .sum();
+        let direct: usize = self
+            .idle_direct
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(Vec::len)
+            .sum();
+        hyper + direct
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod dtab_headers;
 pub mod errors;
+pub mod h1_direct;
 pub mod h1_pool;
 pub mod h2_pool;
 pub mod identify;

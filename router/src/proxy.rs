@@ -9,7 +9,7 @@ use dtab::{Dtab, NameTree, Path};
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use namers::resolve::{Resolved, choose, pick_by_weight};
 use namers::{Activity, Binding, Bound};
@@ -253,6 +253,37 @@ impl Router {
             &client.value.client_header,
             bound,
         );
+        let limit = self.spec.total_timeout.or(self.spec.attempt_timeout);
+        let upstream_failed = |e: String| {
+            RouterError::Upstream(format!(
+                "{} ({}) at {endpoint}: {e}",
+                name.show(),
+                bound.id.show(),
+            ))
+        };
+        let timed_out = |limit: Duration| {
+            RouterError::Timeout(format!(
+                "no response from {endpoint} for {} within {limit:?}",
+                name.show()
+            ))
+        };
+        if self.h2.is_none()
+            && crate::h1_direct::eligible(&parts.method, incoming.is_end_stream(), upgrading)
+        {
+            drop(incoming);
+            let mut head = Vec::with_capacity(512);
+            crate::h1_direct::encode_head(&parts, &mut head);
+            let call = self.h1.send_direct(endpoint, &head, &parts.method);
+            let (mut response, body) = match limit {
+                Some(limit) => tokio::time::timeout(limit, call)
+                    .await
+                    .map_err(|_| timed_out(limit))?,
+                None => call.await,
+            }
+            .map_err(|e| upstream_failed(e.to_string()))?;
+            strip_hop_by_hop(&mut response.headers, false);
+            return Ok(Response::from_parts(response, Body::direct(body, picked)));
+        }
         let outgoing = Request::from_parts(parts, Body::streamed(incoming));
 
         let call = async {
@@ -269,23 +300,13 @@ impl Router {
                     .map_err(|e| e.to_string()),
             }
         };
-        let limit = self.spec.total_timeout.or(self.spec.attempt_timeout);
         let result = match limit {
-            Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                RouterError::Timeout(format!(
-                    "no response from {endpoint} for {} within {limit:?}",
-                    name.show()
-                ))
-            })?,
+            Some(limit) => tokio::time::timeout(limit, call)
+                .await
+                .map_err(|_| timed_out(limit))?,
             None => call.await,
         };
-        let (mut response, mut connection) = result.map_err(|e| {
-            RouterError::Upstream(format!(
-                "{} ({}) at {endpoint}: {e}",
-                name.show(),
-                bound.id.show(),
-            ))
-        })?;
+        let (mut response, mut connection) = result.map_err(upstream_failed)?;
 
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
             // The connection now belongs to the upgraded protocol.

@@ -147,3 +147,125 @@ async fn a_connection_the_backend_closed_is_replaced_without_a_failed_request() 
     assert_eq!(connections.load(Ordering::SeqCst), 10);
     router.stop().await;
 }
+
+/// A backend that writes fixed bytes per request path, to check how the
+/// router reads each way of framing a response. It closes the connection
+/// after answers that end that way.
+async fn wire_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&pending[..end]).to_string();
+                    pending.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    let (answer, close): (&[u8], bool) = match path.as_str() {
+                        "/length" => (b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nlength", false),
+                        "/chunked" => (
+                            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                              3;x=y\r\nchu\r\n4\r\nnked\r\n0\r\nx-sum: 7\r\n\r\n",
+                            false,
+                        ),
+                        "/continue" => (
+                            b"HTTP/1.1 100 Continue\r\n\r\n\
+                              HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
+                            false,
+                        ),
+                        "/no-content" => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+                        "/until-close" => (b"HTTP/1.0 200 OK\r\n\r\nread to the end", true),
+                        "/truncated" => {
+                            (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", true)
+                        }
+                        "/garbage" => (b"HTTP/1.1 twohundred\r\n\r\n", true),
+                        _ => (
+                            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+                            false,
+                        ),
+                    };
+                    if stream.write_all(answer).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn every_response_framing_is_read_and_the_connection_reused_when_it_can_be() {
+    let (backend, connections) = wire_backend().await;
+    let fs = FsDir::new();
+    fs.write("web", &format!("127.0.0.1 {}\n", backend.port()));
+    let router = start_router(&config(&fs, ROUTER)).await;
+    let client = client();
+
+    // Keep-alive framings, twice round: all on one upstream connection.
+    for _ in 0..2 {
+        for (path, status, body) in [
+            ("/length", StatusCode::OK, "length"),
+            ("/chunked", StatusCode::OK, "chunked"),
+            ("/continue", StatusCode::OK, "final"),
+            ("/no-content", StatusCode::NO_CONTENT, ""),
+        ] {
+            let reply = get(&client, router.addr(), "web", path, &[]).await;
+            assert_eq!(reply.status, status, "{path}: {}", reply.text());
+            assert_eq!(reply.text(), body, "{path}");
+        }
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+
+    // A body that lasts until the server closes: read whole, not reused.
+    let reply = get(&client, router.addr(), "web", "/until-close", &[]).await;
+    assert_eq!(reply.text(), "read to the end");
+    let reply = get(&client, router.addr(), "web", "/length", &[]).await;
+    assert_eq!(reply.text(), "length");
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+
+    // A malformed head is a 502 naming the problem.
+    let reply = get(&client, router.addr(), "web", "/garbage", &[]).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    // (l5d-err is form-encoded, as Linkerd sends it.)
+    let err = reply.headers["l5d-err"].to_str().unwrap().to_string();
+    assert!(err.contains("invalid+response+head"), "{err}");
+
+    // A body cut short reaches the client as an aborted response (the
+    // router's side may fail before or after the head is flushed), never
+    // as a complete short one.
+    let truncated = request(router.addr(), "web", "/truncated")
+        .body(empty())
+        .unwrap();
+    let outcome = within(STEP, "the truncated response", async {
+        let response = client.request(truncated).await.map_err(|e| e.to_string())?;
+        response
+            .into_body()
+            .collect()
+            .await
+            .map(|body| body.to_bytes())
+            .map_err(|e| e.to_string())
+    })
+    .await;
+    assert!(outcome.is_err(), "a cut body looked complete: {outcome:?}");
+
+    // And traffic goes on.
+    let reply = get(&client, router.addr(), "web", "/length", &[]).await;
+    assert_eq!(reply.text(), "length");
+    router.stop().await;
+}

@@ -1,0 +1,651 @@
+//! The upstream side of the most common proxied request, a bodiless one
+//! with an idempotent method (`GET`, `HEAD`, `OPTIONS`, `DELETE`, `TRACE`),
+//! done in the request's own task.
+//!
+//! hyper's client drives every connection from a task of its own, so a
+//! request crosses tasks three times: to that task, back with the response
+//! head, and again with each body frame. A request without a body has
+//! nothing to send while its answer is read, so here the head is written
+//! and the answer read by the task that serves the client. Requests with
+//! bodies and upgrades still take hyper's client, which can send and read at
+//! once.
+//!
+//! Responses are framed as RFC 9112 section 6 says: no body after `HEAD`,
+//! 1xx, 204 and 304; chunked when `Transfer-Encoding` ends in `chunked`;
+//! `Content-Length`; otherwise until the server closes. A connection goes
+//! back to its pool once its body has been read to the end and the server
+//! did not ask to close it.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version, request, response};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::body::BodyError;
+use crate::h1_pool::H1Pool;
+
+/// The most response headers accepted (hyper's default too).
+const MAX_HEADERS: usize = 100;
+/// The largest response head, or chunk-size or trailer line, accepted.
+const MAX_HEAD_BYTES: usize = 400 * 1024;
+/// How much room a read asks for at least.
+const READ_RESERVE: usize = 8 * 1024;
+
+/// An open upstream connection and what has been read from it but not used.
+pub struct Conn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Conn {
+    /// A new connection.
+    pub fn new(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    async fn read_more(&mut self) -> io::Result<usize> {
+        self.buf.reserve(READ_RESERVE);
+        self.stream.read_buf(&mut self.buf).await
+    }
+
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        self.buf.reserve(READ_RESERVE);
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            match self.stream.try_read_buf(&mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+}
+
+/// Whether a request can take this path: a method that may be retried
+/// (RFC 9110 section 9.2.2), no body and no upgrade.
+pub fn eligible(method: &Method, body_is_empty: bool, upgrading: bool) -> bool {
+    body_is_empty
+        && !upgrading
+        && matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
+        )
+}
+
+/// Writes the HTTP/1.1 request head of `parts` (origin-form URI) to `out`.
+pub fn encode_head(parts: &request::Parts, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Why an exchange failed, and whether the request may be sent again on
+/// another connection.
+#[derive(Debug)]
+pub struct ExchangeError {
+    /// What went wrong, for `l5d-err`.
+    pub message: String,
+    /// The connection ended before any of the answer arrived: a reused
+    /// connection the server had closed while idle.
+    pub stale: bool,
+}
+
+impl ExchangeError {
+    fn new(message: impl Into<String>) -> ExchangeError {
+        ExchangeError {
+            message: message.into(),
+            stale: false,
+        }
+    }
+}
+
+/// Sends `head` on `conn` and reads the response head. On success the
+/// connection is inside the returned body.
+pub async fn exchange(
+    mut conn: Conn,
+    head: &[u8],
+    method: &Method,
+    release: Release,
+) -> Result<(response::Parts, DirectBody), ExchangeError> {
+    let stale = |e: io::Error| ExchangeError {
+        message: format!("connection error: {e}"),
+        stale: true,
+    };
+    conn.stream.write_all(head).await.map_err(stale)?;
+    let mut received_any = false;
+    loop {
+        let parts = loop {
+            if let Some(parts) = parse_head(&mut conn.buf)? {
+                break parts;
+            }
+            if conn.buf.len() >= MAX_HEAD_BYTES {
+                return Err(ExchangeError::new(format!(
+                    "response head larger than {MAX_HEAD_BYTES} bytes"
+                )));
+            }
+            let read = conn.read_more().await;
+            match read {
+                Ok(0) | Err(_) if !received_any => {
+                    return Err(ExchangeError {
+                        message: "connection closed before message completed".into(),
+                        stale: true,
+                    });
+                }
+                Ok(0) => {
+                    return Err(ExchangeError::new(
+                        "connection closed before message completed",
+                    ));
+                }
+                Ok(_) => received_any = true,
+                Err(e) => return Err(ExchangeError::new(format!("connection error: {e}"))),
+            }
+        };
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ExchangeError::new(
+                "101 Switching Protocols to a request that asked for no upgrade",
+            ));
+        }
+        if parts.status.is_informational() {
+            // 100 Continue, 103 Early Hints: the final answer follows.
+            continue;
+        }
+        let (framing, keep_alive) = framing_of(&parts, method)?;
+        let body = DirectBody {
+            conn: Some(conn),
+            framing,
+            keep_alive,
+            trailers: None,
+            release,
+        };
+        let mut body = body;
+        body.finish_if_done();
+        return Ok((parts, body));
+    }
+}
+
+/// Parses a complete response head at the start of `buf` and takes it off.
+/// Header values share the read buffer's memory instead of being copied.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<response::Parts>, ExchangeError> {
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut headers) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(ExchangeError::new(format!("invalid response head: {e}"))),
+    };
+    let status = parsed
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or_else(|| ExchangeError::new("invalid response status"))?;
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    // Where each field sits in `buf`, so that the values can be cut from
+    // the frozen head once the parser no longer borrows it.
+    let base = buf.as_ptr() as usize;
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
+        let name = h.name.as_ptr() as usize - base;
+        let value = h.value.as_ptr() as usize - base;
+        *span = (name, name + h.name.len(), value, value + h.value.len());
+    }
+    let head = buf.split_to(len).freeze();
+    let (mut parts, ()) = response::Response::new(()).into_parts();
+    parts.status = status;
+    parts.version = version;
+    parts.headers.reserve(count);
+    for &(name_start, name_end, value_start, value_end) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name_start..name_end]).map_err(|_| {
+            ExchangeError::new(format!(
+                "invalid header name {:?}",
+                String::from_utf8_lossy(&head[name_start..name_end])
+            ))
+        })?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value_start..value_end))
+            .map_err(|_| ExchangeError::new(format!("invalid value of header {name}")))?;
+        parts.headers.append(name, value);
+    }
+    Ok(Some(parts))
+}
+
+/// How the body of a response is delimited, and whether its connection may
+/// take another request afterwards.
+fn framing_of(parts: &response::Parts, method: &Method) -> Result<(Framing, bool), ExchangeError> {
+    let headers = &parts.headers;
+    let mut keep_alive = match parts.version {
+        Version::HTTP_10 => has_token(headers, "keep-alive"),
+        _ => !has_token(headers, "close"),
+    };
+    let status = parts.status;
+    if *method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Framing::Length(0), keep_alive));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        // With Content-Length as well the message is suspect: use the
+        // transfer coding and close afterwards.
+        if headers.contains_key(header::CONTENT_LENGTH) {
+            keep_alive = false;
+        }
+        let last = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|t| !t.is_empty());
+        return Ok(match last {
+            Some(coding) if coding.eq_ignore_ascii_case("chunked") => {
+                (Framing::Chunked(Chunked::Size), keep_alive)
+            }
+            _ => (Framing::UntilClose, false),
+        });
+    }
+    let mut length: Option<u64> = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|b| *b == b',') {
+            let item = std::str::from_utf8(item).map(str::trim).unwrap_or("");
+            let n = item
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| item.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| ExchangeError::new("invalid Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ExchangeError::new("conflicting Content-Length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(n) => (Framing::Length(n), keep_alive),
+        None => (Framing::UntilClose, false),
+    })
+}
+
+fn has_token(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+enum Framing {
+    /// This many bytes are left.
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+}
+
+enum Chunked {
+    /// Expecting a chunk-size line.
+    Size,
+    /// This many bytes of chunk data are left.
+    Data(u64),
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// Reading trailer fields until an empty line.
+    Trailers,
+    Done,
+}
+
+/// Where a connection goes once its response body has been read.
+pub struct Release {
+    /// The pool to go back to.
+    pub pool: Arc<H1Pool>,
+    /// The endpoint the connection is open to.
+    pub endpoint: SocketAddr,
+}
+
+/// A response body read from its connection as the client is sent it.
+pub struct DirectBody {
+    /// `None` once the body is complete or the connection failed.
+    conn: Option<Conn>,
+    framing: Framing,
+    keep_alive: bool,
+    trailers: Option<HeaderMap>,
+    release: Release,
+}
+
+impl DirectBody {
+    fn done(&self) -> bool {
+        matches!(
+            self.framing,
+            Framing::Length(0) | Framing::Chunked(Chunked::Done)
+        )
+    }
+
+    /// Gives the connection back to the pool once the body is complete.
+    fn finish_if_done(&mut self) {
+        if !self.done() {
+            return;
+        }
+        if let Some(conn) = self.conn.take() {
+            // Bytes beyond the body mean the server is out of step.
+            if self.keep_alive && conn.buf.is_empty() {
+                self.release.pool.put_direct(self.release.endpoint, conn);
+            }
+        }
+    }
+
+    fn fail(&mut self, why: impl Into<String>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.conn = None;
+        self.framing = Framing::Length(0);
+        Poll::Ready(Some(Err(why.into().into())))
+    }
+}
+
+impl HttpBody for DirectBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        loop {
+            if this.done() {
+                this.finish_if_done();
+                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let need_more = match &mut this.framing {
+                Framing::Length(left) => {
+                    if conn.buf.is_empty() {
+                        true
+                    } else {
+                        let take = conn
+                            .buf
+                            .len()
+                            .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                        *left -= take as u64;
+                        let data = conn.buf.split_to(take).freeze();
+                        this.finish_if_done();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Framing::UntilClose => {
+                    if conn.buf.is_empty() {
+                        true
+                    } else {
+                        let data = conn.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Framing::Chunked(state) => {
+                    match step_chunked(state, &mut conn.buf, &mut this.trailers) {
+                        Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                        Ok(Step::Again) => false,
+                        Ok(Step::NeedMore) => true,
+                        Err(why) => return this.fail(why),
+                    }
+                }
+            };
+            if need_more {
+                let Some(conn) = this.conn.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                match ready!(conn.poll_read_more(cx)) {
+                    Ok(0) => {
+                        if matches!(this.framing, Framing::UntilClose) {
+                            this.conn = None;
+                            return Poll::Ready(None);
+                        }
+                        return this
+                            .fail("connection closed before the response body was complete");
+                    }
+                    Ok(_) => {}
+                    Err(e) => return this.fail(format!("reading the response body: {e}")),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        (self.done() || self.conn.is_none()) && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(left) => SizeHint::with_exact(left),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+enum Step {
+    Data(Bytes),
+    /// The state moved on; go round again.
+    Again,
+    NeedMore,
+}
+
+/// One step of decoding a chunked body from `buf`.
+fn step_chunked(
+    state: &mut Chunked,
+    buf: &mut BytesMut,
+    trailers: &mut Option<HeaderMap>,
+) -> Result<Step, String> {
+    match state {
+        Chunked::Size => {
+            let Some(line) = take_line(buf)? else {
+                return Ok(Step::NeedMore);
+            };
+            // chunk-size [; extensions]
+            let size = line.split(|b| *b == b';').next().unwrap_or(&[]);
+            let size = std::str::from_utf8(size)
+                .ok()
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.len() <= 16)
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                .ok_or("invalid chunk size line")?;
+            *state = if size == 0 {
+                Chunked::Trailers
+            } else {
+                Chunked::Data(size)
+            };
+            Ok(Step::Again)
+        }
+        Chunked::Data(left) => {
+            if buf.is_empty() {
+                return Ok(Step::NeedMore);
+            }
+            let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+            *left -= take as u64;
+            if *left == 0 {
+                *state = Chunked::DataEnd;
+            }
+            Ok(Step::Data(buf.split_to(take).freeze()))
+        }
+        Chunked::DataEnd => {
+            if buf.len() < 2 {
+                return Ok(Step::NeedMore);
+            }
+            if &buf[..2] != b"\r\n" {
+                return Err("chunk data not followed by CRLF".into());
+            }
+            buf.advance(2);
+            *state = Chunked::Size;
+            Ok(Step::Again)
+        }
+        Chunked::Trailers => {
+            let Some(line) = take_line(buf)? else {
+                return Ok(Step::NeedMore);
+            };
+            if line.is_empty() {
+                *state = Chunked::Done;
+                return Ok(Step::Again);
+            }
+            let colon = line
+                .iter()
+                .position(|b| *b == b':')
+                .ok_or("invalid trailer field")?;
+            let name =
+                HeaderName::from_bytes(&line[..colon]).map_err(|_| "invalid trailer field name")?;
+            let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii())
+                .map_err(|_| "invalid trailer field value")?;
+            let map = trailers.get_or_insert_with(HeaderMap::new);
+            if map.len() >= MAX_HEADERS {
+                return Err("too many trailer fields".into());
+            }
+            map.append(name, value);
+            Ok(Step::Again)
+        }
+        Chunked::Done => Ok(Step::Again),
+    }
+}
+
+/// Takes one CRLF-terminated line off the front of `buf`, without its CRLF.
+fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+    match buf.windows(2).position(|w| w == b"\r\n") {
+        Some(end) => {
+            let line = buf.split_to(end).freeze();
+            buf.advance(2);
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_HEAD_BYTES => Err("chunk-size or trailer line too long".into()),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(head: &str) -> response::Parts {
+        let mut buf = BytesMut::from(head.as_bytes());
+        let parts = parse_head(&mut buf).unwrap().unwrap();
+        assert!(buf.is_empty(), "the head is taken off the buffer");
+        parts
+    }
+
+    #[test]
+    fn heads_parse_in_pieces_and_leave_the_body() {
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx-a: 1"[..]);
+        assert!(parse_head(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(b"\r\nX-B:  two \r\n\r\nbody");
+        let parts = parse_head(&mut buf).unwrap().unwrap();
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(parts.headers["x-a"], "1");
+        assert_eq!(parts.headers["x-b"], "two");
+        assert_eq!(&buf[..], b"body");
+        let mut bad = BytesMut::from(&b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n"[..]);
+        assert!(parse_head(&mut bad).is_err());
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let get = Method::GET;
+        let ok = "HTTP/1.1 200 OK\r\n";
+        let cases = [
+            ("content-length: 5\r\n\r\n", "length 5", true),
+            ("transfer-encoding: gzip, chunked\r\n\r\n", "chunked", true),
+            ("transfer-encoding: chunked, gzip\r\n\r\n", "close", false),
+            ("\r\n", "close", false),
+            (
+                "connection: close\r\ncontent-length: 1\r\n\r\n",
+                "length 1",
+                false,
+            ),
+            ("content-length: 3, 3\r\n\r\n", "length 3", true),
+        ];
+        for (rest, want, want_keep) in cases {
+            let (framing, keep) = framing_of(&parts(&format!("{ok}{rest}")), &get).unwrap();
+            let got = match framing {
+                Framing::Length(n) => format!("length {n}"),
+                Framing::Chunked(_) => "chunked".into(),
+                Framing::UntilClose => "close".into(),
+            };
+            assert_eq!((got.as_str(), keep), (want, want_keep), "{rest:?}");
+        }
+        let bad = parts("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n");
+        assert!(framing_of(&bad, &get).is_err());
+        let head = parts("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n");
+        assert!(matches!(
+            framing_of(&head, &Method::HEAD).unwrap().0,
+            Framing::Length(0)
+        ));
+        let old = parts("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n");
+        assert!(!framing_of(&old, &get).unwrap().1);
+    }
+
+    #[test]
+    fn chunked_bodies_decode_with_trailers() {
+        let mut buf =
+            BytesMut::from(&b"5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\ngrpc-status: 0\r\n\r\n"[..]);
+        let mut state = Chunked::Size;
+        let mut trailers = None;
+        let mut data = Vec::new();
+        while !matches!(state, Chunked::Done) {
+            match step_chunked(&mut state, &mut buf, &mut trailers).unwrap() {
+                Step::Data(d) => data.extend_from_slice(&d),
+                Step::Again => {}
+                Step::NeedMore => panic!("the whole body is there"),
+            }
+        }
+        assert_eq!(data, b"hello!");
+        assert_eq!(trailers.unwrap()["grpc-status"], "0");
+        assert!(buf.is_empty());
+
+        let mut state = Chunked::Size;
+        let mut partial = BytesMut::from(&b"1"[..]);
+        assert!(matches!(
+            step_chunked(&mut state, &mut partial, &mut None),
+            Ok(Step::NeedMore)
+        ));
+        let mut bad = BytesMut::from(&b"zz\r\n"[..]);
+        assert!(step_chunked(&mut state, &mut bad, &mut None).is_err());
+    }
+
+    #[test]
+    fn request_heads_are_written_in_origin_form() {
+        let request = http::Request::get("/a?b=1")
+            .header("host", "web")
+            .header("x-a", "1")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let mut out = Vec::new();
+        encode_head(&parts, &mut out);
+        assert_eq!(out, b"GET /a?b=1 HTTP/1.1\r\nhost: web\r\nx-a: 1\r\n\r\n");
+    }
+
+    #[test]
+    fn only_bodiless_retryable_requests_are_eligible() {
+        assert!(eligible(&Method::GET, true, false));
+        assert!(!eligible(&Method::GET, false, false));
+        assert!(!eligible(&Method::GET, true, true));
+        assert!(!eligible(&Method::POST, true, false));
+    }
+}
