@@ -92,11 +92,16 @@ fn quote(bytes: &[u8]) -> String {
 /// carries `local` (ctx ++ user) as a single `l5d-ctx-dtab`, or none when
 /// it is empty. Other headers, `dtab-local` included, are left alone.
 pub fn forward_headers(headers: &mut HeaderMap, local: &Dtab) {
-    headers.remove(L5D_DTAB);
     if local.is_empty() {
-        headers.remove(L5D_CTX_DTAB);
+        // The common case: no dtab headers came, so there is nothing to
+        // remove, and a pass over the names costs less than two lookups.
+        if headers.keys().any(|n| n == L5D_DTAB || n == L5D_CTX_DTAB) {
+            headers.remove(L5D_DTAB);
+            headers.remove(L5D_CTX_DTAB);
+        }
         return;
     }
+    headers.remove(L5D_DTAB);
     // `show` prints only visible ASCII, which is always a valid value.
     match HeaderValue::try_from(local.show()) {
         Ok(value) => {

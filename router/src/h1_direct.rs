@@ -27,6 +27,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version, request, response};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -135,9 +136,9 @@ pub async fn exchange(
     conn.stream.write_all(head).await.map_err(stale)?;
     let mut received_any = false;
     loop {
-        let parts = loop {
-            if let Some(parts) = parse_head(&mut conn.buf)? {
-                break parts;
+        let head = loop {
+            if let Some(head) = parse_head(&mut conn.buf)? {
+                break head;
             }
             if conn.buf.len() >= MAX_HEAD_BYTES {
                 return Err(ExchangeError::new(format!(
@@ -161,16 +162,16 @@ pub async fn exchange(
                 Err(e) => return Err(ExchangeError::new(format!("connection error: {e}"))),
             }
         };
-        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        if head.parts.status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(ExchangeError::new(
                 "101 Switching Protocols to a request that asked for no upgrade",
             ));
         }
-        if parts.status.is_informational() {
+        if head.parts.status.is_informational() {
             // 100 Continue, 103 Early Hints: the final answer follows.
             continue;
         }
-        let (framing, keep_alive) = framing_of(&parts, method)?;
+        let (framing, keep_alive) = framing_of(&head, method);
         let body = DirectBody {
             conn: Some(conn),
             framing,
@@ -180,13 +181,36 @@ pub async fn exchange(
         };
         let mut body = body;
         body.finish_if_done();
-        return Ok((parts, body));
+        return Ok((head.parts, body));
     }
 }
 
+/// A parsed response head, without its hop-by-hop fields, and what those
+/// said about the message's framing.
+struct Head {
+    parts: response::Parts,
+    /// `Connection: close` was sent.
+    close: bool,
+    /// `Connection: keep-alive` was sent.
+    keep_alive: bool,
+    /// `Transfer-Encoding` was sent; whether its last coding is `chunked`.
+    transfer_chunked: Option<bool>,
+    /// The `Content-Length`, if one was sent.
+    content_length: Option<u64>,
+}
+
+/// Where one field's name and value sit in the read buffer.
+#[derive(Clone, Copy)]
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
 /// Parses a complete response head at the start of `buf` and takes it off.
-/// Header values share the read buffer's memory instead of being copied.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<response::Parts>, ExchangeError> {
+/// Header values share the read buffer's memory instead of being copied,
+/// and hop-by-hop fields are read for framing but not kept, so that the
+/// client's side gets only end-to-end ones.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ExchangeError> {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut []);
     let config = httparse::ParserConfig::default();
@@ -203,99 +227,135 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<response::Parts>, ExchangeErr
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Where each field sits in `buf`, so that the values can be cut from
-    // the frozen head once the parser no longer borrows it.
+    // The values are cut from the frozen head once the parser no longer
+    // borrows the buffer.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    let count = parsed.headers.len();
-    for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
-        let name = h.name.as_ptr() as usize - base;
-        let value = h.value.as_ptr() as usize - base;
-        *span = (name, name + h.name.len(), value, value + h.value.len());
-    }
-    let head = buf.split_to(len).freeze();
+    let spans: SmallVec<[Span; 16]> = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            let name = h.name.as_ptr() as usize - base;
+            let value = h.value.as_ptr() as usize - base;
+            Span {
+                name: (name, name + h.name.len()),
+                value: (value, value + h.value.len()),
+            }
+        })
+        .collect();
+    let bytes = buf.split_to(len).freeze();
     let (mut parts, ()) = response::Response::new(()).into_parts();
     parts.status = status;
     parts.version = version;
-    parts.headers.reserve(count);
-    for &(name_start, name_end, value_start, value_end) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name_start..name_end]).map_err(|_| {
+    parts.headers.reserve(spans.len());
+    let mut head = Head {
+        parts,
+        close: false,
+        keep_alive: false,
+        transfer_chunked: None,
+        content_length: None,
+    };
+    let mut listed_in_connection: Vec<HeaderName> = Vec::new();
+    for span in spans {
+        let name_bytes = &bytes[span.name.0..span.name.1];
+        let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
             ExchangeError::new(format!(
                 "invalid header name {:?}",
-                String::from_utf8_lossy(&head[name_start..name_end])
+                String::from_utf8_lossy(name_bytes)
             ))
         })?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value_start..value_end))
+        let raw = &bytes[span.value.0..span.value.1];
+        if name == header::CONNECTION {
+            for token in tokens(raw) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    head.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    head.keep_alive = true;
+                } else if let Ok(listed) = HeaderName::from_bytes(token) {
+                    listed_in_connection.push(listed);
+                }
+            }
+            continue;
+        }
+        if name == header::TRANSFER_ENCODING {
+            if let Some(last) = tokens(raw).last() {
+                head.transfer_chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+            } else {
+                head.transfer_chunked.get_or_insert(false);
+            }
+            continue;
+        }
+        if HOP_BY_HOP_TOO.contains(&name) {
+            continue;
+        }
+        if name == header::CONTENT_LENGTH {
+            for item in raw.split(|b| *b == b',') {
+                let item = item.trim_ascii();
+                let n = std::str::from_utf8(item)
+                    .ok()
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| ExchangeError::new("invalid Content-Length"))?;
+                if head.content_length.is_some_and(|l| l != n) {
+                    return Err(ExchangeError::new("conflicting Content-Length values"));
+                }
+                head.content_length = Some(n);
+            }
+        }
+        let value = HeaderValue::from_maybe_shared(bytes.slice(span.value.0..span.value.1))
             .map_err(|_| ExchangeError::new(format!("invalid value of header {name}")))?;
-        parts.headers.append(name, value);
+        head.parts.headers.append(name, value);
     }
-    Ok(Some(parts))
+    for name in listed_in_connection {
+        head.parts.headers.remove(name);
+    }
+    Ok(Some(head))
+}
+
+/// Hop-by-hop fields other than `Connection` and `Transfer-Encoding`.
+const HOP_BY_HOP_TOO: [HeaderName; 3] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::UPGRADE,
+];
+
+/// The comma-separated, trimmed, non-empty items of a field value.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// How the body of a response is delimited, and whether its connection may
 /// take another request afterwards.
-fn framing_of(parts: &response::Parts, method: &Method) -> Result<(Framing, bool), ExchangeError> {
-    let headers = &parts.headers;
-    let mut keep_alive = match parts.version {
-        Version::HTTP_10 => has_token(headers, "keep-alive"),
-        _ => !has_token(headers, "close"),
+fn framing_of(head: &Head, method: &Method) -> (Framing, bool) {
+    let mut keep_alive = match head.parts.version {
+        Version::HTTP_10 => head.keep_alive && !head.close,
+        _ => !head.close,
     };
-    let status = parts.status;
+    let status = head.parts.status;
     if *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        return Ok((Framing::Length(0), keep_alive));
+        return (Framing::Length(0), keep_alive);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if let Some(chunked) = head.transfer_chunked {
         // With Content-Length as well the message is suspect: use the
         // transfer coding and close afterwards.
-        if headers.contains_key(header::CONTENT_LENGTH) {
+        if head.content_length.is_some() {
             keep_alive = false;
         }
-        let last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|t| !t.is_empty());
-        return Ok(match last {
-            Some(coding) if coding.eq_ignore_ascii_case("chunked") => {
-                (Framing::Chunked(Chunked::Size), keep_alive)
-            }
-            _ => (Framing::UntilClose, false),
-        });
+        return if chunked {
+            (Framing::Chunked(Chunked::Size), keep_alive)
+        } else {
+            (Framing::UntilClose, false)
+        };
     }
-    let mut length: Option<u64> = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|b| *b == b',') {
-            let item = std::str::from_utf8(item).map(str::trim).unwrap_or("");
-            let n = item
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| item.parse::<u64>().ok())
-                .flatten()
-                .ok_or_else(|| ExchangeError::new("invalid Content-Length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(ExchangeError::new("conflicting Content-Length values"));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
+    match head.content_length {
         Some(n) => (Framing::Length(n), keep_alive),
         None => (Framing::UntilClose, false),
-    })
-}
-
-fn has_token(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
 }
 
 enum Framing {
@@ -543,11 +603,11 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
 mod tests {
     use super::*;
 
-    fn parts(head: &str) -> response::Parts {
-        let mut buf = BytesMut::from(head.as_bytes());
-        let parts = parse_head(&mut buf).unwrap().unwrap();
+    fn head(text: &str) -> Head {
+        let mut buf = BytesMut::from(text.as_bytes());
+        let head = parse_head(&mut buf).unwrap().unwrap();
         assert!(buf.is_empty(), "the head is taken off the buffer");
-        parts
+        head
     }
 
     #[test]
@@ -555,13 +615,25 @@ mod tests {
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx-a: 1"[..]);
         assert!(parse_head(&mut buf).unwrap().is_none());
         buf.extend_from_slice(b"\r\nX-B:  two \r\n\r\nbody");
-        let parts = parse_head(&mut buf).unwrap().unwrap();
+        let parts = parse_head(&mut buf).unwrap().unwrap().parts;
         assert_eq!(parts.status, StatusCode::OK);
         assert_eq!(parts.headers["x-a"], "1");
         assert_eq!(parts.headers["x-b"], "two");
         assert_eq!(&buf[..], b"body");
         let mut bad = BytesMut::from(&b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n"[..]);
         assert!(parse_head(&mut bad).is_err());
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_read_but_not_kept() {
+        let parsed = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, x-private\r\nkeep-alive: timeout=5\r\n\
+             transfer-encoding: chunked\r\nupgrade: h2c\r\nx-private: 1\r\nx-public: 2\r\n\r\n",
+        );
+        let names: Vec<&str> = parsed.parts.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-public"]);
+        assert!(parsed.keep_alive && !parsed.close);
+        assert_eq!(parsed.transfer_chunked, Some(true));
     }
 
     #[test]
@@ -572,6 +644,11 @@ mod tests {
             ("content-length: 5\r\n\r\n", "length 5", true),
             ("transfer-encoding: gzip, chunked\r\n\r\n", "chunked", true),
             ("transfer-encoding: chunked, gzip\r\n\r\n", "close", false),
+            (
+                "transfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n",
+                "chunked",
+                false,
+            ),
             ("\r\n", "close", false),
             (
                 "connection: close\r\ncontent-length: 1\r\n\r\n",
@@ -581,7 +658,7 @@ mod tests {
             ("content-length: 3, 3\r\n\r\n", "length 3", true),
         ];
         for (rest, want, want_keep) in cases {
-            let (framing, keep) = framing_of(&parts(&format!("{ok}{rest}")), &get).unwrap();
+            let (framing, keep) = framing_of(&head(&format!("{ok}{rest}")), &get);
             let got = match framing {
                 Framing::Length(n) => format!("length {n}"),
                 Framing::Chunked(_) => "chunked".into(),
@@ -589,15 +666,23 @@ mod tests {
             };
             assert_eq!((got.as_str(), keep), (want, want_keep), "{rest:?}");
         }
-        let bad = parts("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n");
-        assert!(framing_of(&bad, &get).is_err());
-        let head = parts("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n");
+        for bad in [
+            "content-length: 3\r\ncontent-length: 4",
+            "content-length: -1",
+        ] {
+            let mut buf = BytesMut::from(format!("{ok}{bad}\r\n\r\n").as_bytes());
+            assert!(parse_head(&mut buf).is_err(), "{bad}");
+        }
+        let nine = head("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n");
         assert!(matches!(
-            framing_of(&head, &Method::HEAD).unwrap().0,
+            framing_of(&nine, &Method::HEAD).0,
             Framing::Length(0)
         ));
-        let old = parts("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n");
-        assert!(!framing_of(&old, &get).unwrap().1);
+        let old = head("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n");
+        assert!(!framing_of(&old, &get).1);
+        let old_kept =
+            head("HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 1\r\n\r\n");
+        assert!(framing_of(&old_kept, &get).1);
     }
 
     #[test]

@@ -274,14 +274,14 @@ impl Router {
             let mut head = Vec::with_capacity(512);
             crate::h1_direct::encode_head(&parts, &mut head);
             let call = self.h1.send_direct(endpoint, &head, &parts.method);
-            let (mut response, body) = match limit {
+            let (response, body) = match limit {
                 Some(limit) => tokio::time::timeout(limit, call)
                     .await
                     .map_err(|_| timed_out(limit))?,
                 None => call.await,
             }
             .map_err(|e| upstream_failed(e.to_string()))?;
-            strip_hop_by_hop(&mut response.headers, false);
+            // (The direct client keeps no hop-by-hop fields.)
             return Ok(Response::from_parts(response, Body::direct(body, picked)));
         }
         let outgoing = Request::from_parts(parts, Body::streamed(incoming));
@@ -479,6 +479,7 @@ fn set_dst_headers(
     client: &Option<HeaderValue>,
     bound: &Bound,
 ) {
+    headers.reserve(5);
     headers.append(header::VIA, VIA_VALUE);
     if let Some(service) = service {
         headers.insert(L5D_DST_SERVICE, service.clone());
@@ -534,6 +535,11 @@ fn is_upgrade(headers: &http::HeaderMap) -> bool {
 /// Removes hop-by-hop headers (and those named by `Connection`); an upgrade
 /// keeps `Connection: upgrade` and `Upgrade`.
 fn strip_hop_by_hop(headers: &mut http::HeaderMap, upgrading: bool) {
+    // Usually there is none: one pass over the names is cheaper than a
+    // hashed removal per hop-by-hop name.
+    if !upgrading && !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
     // Most requests name nothing in `Connection`: no list is built for them.
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
