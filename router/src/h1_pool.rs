@@ -10,7 +10,6 @@
 //! Two kinds of connection are kept: hyper's, for requests with bodies and
 //! upgrades, and plain sockets for bodiless requests ([`crate::h1_direct`]).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,6 +20,9 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
 use crate::body::Body;
+
+/// Looked up twice per request: foldhash costs a fraction of SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use crate::h1_direct::{self, Conn, DirectBody, Release};
 
 /// Idle connections by endpoint.

@@ -247,12 +247,7 @@ impl Router {
         }
         strip_hop_by_hop(&mut parts.headers, upgrading);
         forward_headers(&mut parts.headers, &local);
-        set_dst_headers(
-            &mut parts.headers,
-            &service_header,
-            &client.value.client_header,
-            bound,
-        );
+        set_dst_headers(&mut parts.headers, &service_header, &client.value, bound);
         let limit = self.spec.total_timeout.or(self.spec.attempt_timeout);
         let upstream_failed = |e: String| {
             RouterError::Upstream(format!(
@@ -454,6 +449,9 @@ struct Client {
     balancer: Balancer,
     /// The id as `l5d-dst-client` carries it, printed once.
     client_header: Option<HeaderValue>,
+    /// The last residual path sent as `l5d-dst-residual`, and its value:
+    /// requests for one client usually share their residual.
+    last_residual: arc_swap::ArcSwapOption<(Path, HeaderValue)>,
 }
 
 impl Client {
@@ -461,7 +459,22 @@ impl Client {
         Client {
             balancer: Balancer::new(bound.addr.clone()),
             client_header: HeaderValue::try_from(bound.id.show()).ok(),
+            last_residual: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    /// `residual` as an `l5d-dst-residual` value, printed only when it
+    /// differs from the last one.
+    fn residual_header(&self, residual: &Path) -> Option<HeaderValue> {
+        if let Some(last) = &*self.last_residual.load()
+            && last.0 == *residual
+        {
+            return Some(last.1.clone());
+        }
+        let value = HeaderValue::try_from(residual.show()).ok()?;
+        self.last_residual
+            .store(Some(Arc::new((residual.clone(), value.clone()))));
+        Some(value)
     }
 
     fn endpoint_authority(&self, endpoint: SocketAddr) -> Authority {
@@ -476,7 +489,7 @@ impl Client {
 fn set_dst_headers(
     headers: &mut http::HeaderMap,
     service: &Option<HeaderValue>,
-    client: &Option<HeaderValue>,
+    client: &Client,
     bound: &Bound,
 ) {
     headers.reserve(5);
@@ -484,11 +497,11 @@ fn set_dst_headers(
     if let Some(service) = service {
         headers.insert(L5D_DST_SERVICE, service.clone());
     }
-    if let Some(client) = client {
+    if let Some(client) = &client.client_header {
         headers.insert(L5D_DST_CLIENT, client.clone());
     }
     if !bound.residual.is_empty()
-        && let Ok(residual) = HeaderValue::try_from(bound.residual.show())
+        && let Some(residual) = client.residual_header(&bound.residual)
     {
         headers.insert(L5D_DST_RESIDUAL, residual);
     }

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, counted by valgrind's
+# callgrind: unlike requests/s and CPU time on a shared machine, the count
+# barely moves between runs, so it shows what a change to the request path
+# is worth.
+#
+#   examples/scripts/router_instructions.sh [ROUTER_BIN] [SECONDS]
+#
+# Needs nginx (the upstream), wrk, valgrind and python3. Prints the
+# instruction count per request and keeps the profile (for
+# callgrind_annotate or kcachegrind) in the work directory it names.
+set -euo pipefail
+
+router_bin=${1:-target/release/router}
+seconds=${2:-5}
+router_bin=$(realpath "$router_bin")
+for tool in nginx wrk valgrind callgrind_control python3 curl taskset; do
+  command -v "$tool" >/dev/null || { echo "needs $tool on the PATH" >&2; exit 2; }
+done
+
+work=$(mktemp -d /tmp/router-instructions.XXXXXX)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+upstream_port=$(free_port)
+router_port=$(free_port)
+admin_port=$(free_port)
+
+mkdir -p "$work/nginx"
+cat > "$work/upstream.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/upstream-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$upstream_port; location / { return 200 "ok"; } }
+}
+CONF
+cat > "$work/router.yaml" <<CONF
+admin:
+  ip: 127.0.0.1
+  port: $admin_port
+routers:
+- protocol: http
+  dtab: "/svc => /\$/inet/127.0.0.1/$upstream_port"
+  servers:
+  - ip: 127.0.0.1
+    port: $router_port
+CONF
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+nginx -p "$work" -c "$work/upstream.conf" -e "$work/upstream-error.log" &
+pids+=($!)
+# One CPU, as in the load harness: the router then runs single-threaded.
+taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+  "$router_bin" "$work/router.yaml" >"$work/router.log" 2>&1 &
+router_pid=$!
+pids+=($router_pid)
+
+url=http://127.0.0.1:$router_port/
+for _ in $(seq 1 300); do
+  curl -sf -o /dev/null "$url" && break
+  sleep 0.1
+done
+curl -sf -o /dev/null "$url" || { echo "the router did not start; see $work/router.log" >&2; exit 1; }
+
+wrk -t1 -c10 -d2s "$url" >/dev/null # warm the caches and connection pools
+callgrind_control -z "$router_pid" >/dev/null 2>&1
+requests=$(wrk -t1 -c10 -d"${seconds}s" "$url" | awk '/requests in/ {print $1}')
+callgrind_control -d "$router_pid" >/dev/null 2>&1
+
+profile=$(ls -t "$work"/callgrind.out.* | head -1)
+total=$(awk '/^summary:/ {print $2}' "$profile")
+echo "requests: $requests"
+echo "instructions: $total"
+echo "instructions per request: $((total / requests))"
+echo "profile: $profile"
