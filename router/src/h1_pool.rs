@@ -25,6 +25,10 @@ use crate::body::Body;
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use crate::h1_direct::{self, Conn, DirectBody, Release};
 
+/// How many idle connections a bodiless request tries before a new one
+/// when they turn out to be closed.
+const STALE_RETRIES: usize = 3;
+
 /// Idle connections by endpoint.
 pub struct H1Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
@@ -117,16 +121,23 @@ impl H1Pool {
 
     /// Sends a bodiless request whose head is `head` (see
     /// [`h1_direct::encode_head`]) and reads the response head, in the
-    /// calling task. An idle connection that turns out to have been closed
-    /// by the server is tried no further, and the request goes on the next
-    /// one: such requests may be retried (RFC 9110 section 9.2.2).
+    /// calling task. When an idle connection turns out to have been closed
+    /// by the server, the request goes on the next one (up to
+    /// [`STALE_RETRIES`], then on a new connection): such requests may be
+    /// repeated (RFC 9110 section 9.2.2).
     pub async fn send_direct(
         self: &Arc<Self>,
         endpoint: SocketAddr,
         head: &[u8],
         method: &http::Method,
     ) -> Result<(http::response::Parts, DirectBody), SendError> {
-        while let Some(conn) = self.checkout_direct(endpoint) {
+        // A few tries on idle connections, then a new one: enough to get
+        // past connections a restarted backend left dead, without sending
+        // one request many times to a backend that drops it each time.
+        for _ in 0..STALE_RETRIES {
+            let Some(conn) = self.checkout_direct(endpoint) else {
+                break;
+            };
             match h1_direct::exchange(conn, head, method, self.release(endpoint)).await {
                 Ok(answer) => return Ok(answer),
                 Err(e) if e.stale => continue,

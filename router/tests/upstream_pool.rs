@@ -269,3 +269,36 @@ async fn every_response_framing_is_read_and_the_connection_reused_when_it_can_be
     assert_eq!(reply.text(), "length");
     router.stop().await;
 }
+
+#[tokio::test]
+async fn many_dead_idle_connections_cost_no_failed_request() {
+    let (backend, connections) = one_request_per_connection_backend().await;
+    let fs = FsDir::new();
+    fs.write("web", &format!("127.0.0.1 {}\n", backend.port()));
+    let router = start_router(&config(&fs, ROUTER)).await;
+    let client = client();
+
+    // Ten requests at once leave ten idle connections, which the backend
+    // then closes: what a backend restart does to a pool.
+    let burst: Vec<_> = (0..10)
+        .map(|_| get(&client, router.addr(), "web", "/", &[]))
+        .collect();
+    for reply in futures_util::future::join_all(burst).await {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    let opened = connections.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    for i in 0..5 {
+        let reply = get(&client, router.addr(), "web", "/", &[]).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "request {i}: {}",
+            reply.text()
+        );
+    }
+    // Each of those went out on a new connection in the end.
+    assert_eq!(connections.load(Ordering::SeqCst), opened + 5);
+    router.stop().await;
+}
