@@ -5,6 +5,10 @@
 # is worth.
 #
 #   examples/scripts/router_instructions.sh [ROUTER_BIN] [SECONDS]
+#   examples/scripts/router_instructions.sh nginx [SECONDS]
+#
+# The second form counts the same for nginx as a reverse proxy (one
+# worker, upstream keep-alive), the reference the router is held to.
 #
 # Needs nginx (the upstream), wrk, valgrind and python3. Prints the
 # instruction count per request and keeps the profile (for
@@ -13,7 +17,7 @@ set -euo pipefail
 
 router_bin=${1:-target/release/router}
 seconds=${2:-5}
-router_bin=$(realpath "$router_bin")
+[ "$router_bin" = nginx ] || router_bin=$(realpath "$router_bin")
 for tool in nginx wrk valgrind callgrind_control python3 curl taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool on the PATH" >&2; exit 2; }
 done
@@ -57,9 +61,32 @@ trap cleanup EXIT
 
 nginx -p "$work" -c "$work/upstream.conf" -e "$work/upstream-error.log" &
 pids+=($!)
+cat > "$work/proxy.conf" <<CONF
+master_process off;
+daemon off;
+pid $work/proxy.pid;
+error_log $work/proxy-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$upstream_port; keepalive 128; }
+  server {
+    listen 127.0.0.1:$router_port;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+if [ "$router_bin" = nginx ]; then
+  proxy=(nginx -p "$work" -c "$work/proxy.conf" -e "$work/proxy-error.log")
+else
+  proxy=("$router_bin" "$work/router.yaml")
+fi
 # One CPU, as in the load harness: the router then runs single-threaded.
 taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
-  "$router_bin" "$work/router.yaml" >"$work/router.log" 2>&1 &
+  "${proxy[@]}" >"$work/router.log" 2>&1 &
 router_pid=$!
 pids+=($router_pid)
 
