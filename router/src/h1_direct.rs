@@ -56,6 +56,16 @@ impl Conn {
         }
     }
 
+    /// Whether the server has neither closed the connection nor sent
+    /// anything since the last response ended.
+    pub fn looks_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(
+            self.stream.try_read(&mut probe),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
+    }
+
     async fn read_more(&mut self) -> io::Result<usize> {
         self.buf.reserve(READ_RESERVE);
         self.stream.read_buf(&mut self.buf).await

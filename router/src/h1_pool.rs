@@ -29,6 +29,10 @@ use crate::h1_direct::{self, Conn, DirectBody, Release};
 /// when they turn out to be closed.
 const STALE_RETRIES: usize = 3;
 
+/// How long a direct connection may sit idle before it is checked for a
+/// close or unsolicited bytes on checkout.
+const PROBE_IDLE_AFTER: Duration = Duration::from_millis(500);
+
 /// Idle connections by endpoint.
 pub struct H1Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
@@ -157,12 +161,23 @@ impl H1Pool {
         }
     }
 
+    /// The most recently used idle connection to `endpoint`. One that sat
+    /// idle for a while is first checked for an end of stream or for bytes
+    /// nobody asked for (some servers answer `408` before closing an idle
+    /// connection): those are dropped. Busy connections skip the check,
+    /// which costs a system call.
     fn checkout_direct(&self, endpoint: SocketAddr) -> Option<Conn> {
         let mut idle = self
             .idle_direct
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        idle.get_mut(&endpoint)?.pop().map(|entry| entry.conn)
+        let stack = idle.get_mut(&endpoint)?;
+        while let Some(entry) = stack.pop() {
+            if entry.since.elapsed() < PROBE_IDLE_AFTER || entry.conn.looks_open() {
+                return Some(entry.conn);
+            }
+        }
+        None
     }
 
     /// Takes back a connection whose response was read to the end.

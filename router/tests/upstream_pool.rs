@@ -302,3 +302,59 @@ async fn many_dead_idle_connections_cost_no_failed_request() {
     assert_eq!(connections.load(Ordering::SeqCst), opened + 5);
     router.stop().await;
 }
+
+/// A backend that answers the first request on a connection, then, after a
+/// while idle, writes a `408` nobody asked for and keeps the connection
+/// open; later requests on the connection get nothing.
+async fn unsolicited_408_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn bytes_sent_on_an_idle_connection_are_not_taken_for_an_answer() {
+    let (backend, connections) = unsolicited_408_backend().await;
+    let fs = FsDir::new();
+    fs.write("web", &format!("127.0.0.1 {}\n", backend.port()));
+    let router = start_router(&config(&fs, ROUTER)).await;
+    let client = client();
+
+    let reply = get(&client, router.addr(), "web", "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    // Idle long enough for the 408 to arrive and for the pool to check
+    // the connection before using it again.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let reply = get(&client, router.addr(), "web", "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    router.stop().await;
+}
