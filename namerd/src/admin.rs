@@ -19,8 +19,9 @@ pub struct AdminState {
     pub namerd: Arc<Namerd>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// Notified by `POST /admin/shutdown`.
-    pub shutdown: Arc<Notify>,
+    /// Notified by `POST /admin/shutdown`. Only the main task waits on it,
+    /// and the permit is kept if it is not waiting yet.
+    pub shutdown_requested: Arc<Notify>,
 }
 
 /// `/admin/ping`, `/admin/metrics/prometheus` and `/admin/shutdown`.
@@ -31,7 +32,7 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/admin/shutdown",
             post(|State(state): State<AdminState>| async move {
-                state.shutdown.notify_waiters();
+                state.shutdown_requested.notify_one();
                 "shutting down\n"
             }),
         )

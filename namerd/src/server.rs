@@ -30,7 +30,10 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The naming service.
     pub namerd: Arc<Namerd>,
+    /// Tells the servers to stop accepting.
     shutdown: Arc<Notify>,
+    /// `POST /admin/shutdown` asked namerd to stop.
+    shutdown_requested: Arc<Notify>,
     stopping: tokio::sync::watch::Sender<bool>,
     servers: JoinSet<std::io::Result<()>>,
 }
@@ -47,6 +50,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     let metrics = Arc::new(Metrics::with_namers(interpreter.namers()));
     let namerd = Namerd::new(store, interpreter);
     let shutdown = Arc::new(Notify::new());
+    let shutdown_requested = Arc::new(Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut servers = JoinSet::new();
 
@@ -76,7 +80,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     let admin_app = admin::router(AdminState {
         namerd: namerd.clone(),
         metrics,
-        shutdown: shutdown.clone(),
+        shutdown_requested: shutdown_requested.clone(),
     });
     servers.spawn(serve(admin_listener, admin_app, shutdown.clone()));
 
@@ -86,6 +90,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         admin_addr,
         namerd,
         shutdown,
+        shutdown_requested,
         stopping: stopping_tx,
         servers,
     })
@@ -102,7 +107,7 @@ async fn serve(
 impl Running {
     /// Completes when `POST /admin/shutdown` asks namerd to stop.
     pub async fn shutdown_requested(&self) {
-        self.shutdown.notified().await;
+        self.shutdown_requested.notified().await;
     }
 
     /// Stops accepting, ends open watch streams, lets requests finish for

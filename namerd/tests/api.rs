@@ -778,3 +778,20 @@ async fn closing_a_watch_connection_releases_the_watch() {
     .await
     .expect("the binding outlived its only watcher");
 }
+
+#[tokio::test]
+async fn an_admin_shutdown_before_anyone_waits_is_not_lost() {
+    let yaml = "admin:\n  port: 0\nstorage:\n  kind: io.l5d.inMemory\ninterfaces:\n- kind: io.l5d.httpController\n  port: 0\n";
+    let config: namerd::config::NamerdConfig = namers::config::parse("test.yaml", yaml).unwrap();
+    let running = namerd::server::start(&config).await.unwrap();
+    let reply = http(running.admin_addr, "POST", "/admin/shutdown", &[], "").await;
+    assert_eq!(reply.status, 200);
+    // Only now does anything wait for the request: it must still be seen.
+    tokio::time::timeout(Duration::from_secs(5), running.shutdown_requested())
+        .await
+        .expect("the shutdown request was lost");
+    // And the API still answered until the stop.
+    let reply = http(running.api_addrs[0], "GET", "/api/1/dtabs", &[], "").await;
+    assert_eq!(reply.status, 200);
+    running.stop().await;
+}
