@@ -16,7 +16,7 @@ use support::{
     Backend, FsDir, STEP, client, config, empty, get, mode, request, start_router, within,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 const ROUTER: &str = "- protocol: http
   dtab: /svc => /#/io.l5d.fs;
@@ -90,38 +90,61 @@ async fn an_abandoned_response_closes_its_connection_and_traffic_goes_on() {
     router.stop().await;
 }
 
-/// A backend that answers one request per connection with keep-alive
-/// headers, then closes the connection anyway, as servers with a short
-/// idle timeout do.
-async fn one_request_per_connection_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// A backend on a raw socket, for answers hyper would not write: `serve`
+/// runs for each connection. Also gives the number of connections taken.
+async fn raw_backend<F, Fut>(serve: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = connections.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
+            let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                // Dropping the stream closes the connection.
-            });
+            tokio::spawn(serve(stream));
         }
     });
     (addr, connections)
+}
+
+/// The next request head on `stream`, taken off `pending` (bytes read but
+/// not yet used); `None` once the client closes.
+async fn read_head(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Option<String> {
+    let mut buf = [0u8; 1024];
+    loop {
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_string();
+            pending.drain(..end + 4);
+            return Some(head);
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A backend that answers one request per connection with keep-alive
+/// headers, then closes the connection anyway, as servers with a short
+/// idle timeout do.
+async fn one_request_per_connection_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    raw_backend(|mut stream| async move {
+        if read_head(&mut stream, &mut Vec::new()).await.is_none() {
+            return;
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Dropping the stream closes the connection.
+    })
+    .await
 }
 
 #[tokio::test]
@@ -152,61 +175,37 @@ async fn a_connection_the_backend_closed_is_replaced_without_a_failed_request() 
 /// router reads each way of framing a response. It closes the connection
 /// after answers that end that way.
 async fn wire_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
+    raw_backend(|mut stream| async move {
+        let mut pending = Vec::new();
+        while let Some(head) = read_head(&mut stream, &mut pending).await {
+            let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+            let (answer, close): (&[u8], bool) = match path.as_str() {
+                "/length" => (b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nlength", false),
+                "/chunked" => (
+                    b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                      3;x=y\r\nchu\r\n4\r\nnked\r\n0\r\nx-sum: 7\r\n\r\n",
+                    false,
+                ),
+                "/continue" => (
+                    b"HTTP/1.1 100 Continue\r\n\r\n\
+                      HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
+                    false,
+                ),
+                "/no-content" => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+                "/until-close" => (b"HTTP/1.0 200 OK\r\n\r\nread to the end", true),
+                "/truncated" => (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", true),
+                "/garbage" => (b"HTTP/1.1 twohundred\r\n\r\n", true),
+                _ => (
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+                    false,
+                ),
             };
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                let mut buf = [0u8; 1024];
-                loop {
-                    let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => pending.extend_from_slice(&buf[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&pending[..end]).to_string();
-                    pending.drain(..end + 4);
-                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-                    let (answer, close): (&[u8], bool) = match path.as_str() {
-                        "/length" => (b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nlength", false),
-                        "/chunked" => (
-                            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
-                              3;x=y\r\nchu\r\n4\r\nnked\r\n0\r\nx-sum: 7\r\n\r\n",
-                            false,
-                        ),
-                        "/continue" => (
-                            b"HTTP/1.1 100 Continue\r\n\r\n\
-                              HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
-                            false,
-                        ),
-                        "/no-content" => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
-                        "/until-close" => (b"HTTP/1.0 200 OK\r\n\r\nread to the end", true),
-                        "/truncated" => {
-                            (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", true)
-                        }
-                        "/garbage" => (b"HTTP/1.1 twohundred\r\n\r\n", true),
-                        _ => (
-                            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
-                            false,
-                        ),
-                    };
-                    if stream.write_all(answer).await.is_err() || close {
-                        return;
-                    }
-                }
-            });
+            if stream.write_all(answer).await.is_err() || close {
+                return;
+            }
         }
-    });
-    (addr, connections)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -307,37 +306,20 @@ async fn many_dead_idle_connections_cost_no_failed_request() {
 /// while idle, writes a `408` nobody asked for and keeps the connection
 /// open; later requests on the connection get nothing.
 async fn unsolicited_408_backend() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let _ = stream
-                    .write_all(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
-                    .await;
-                tokio::time::sleep(Duration::from_secs(30)).await;
-            });
+    raw_backend(|mut stream| async move {
+        if read_head(&mut stream, &mut Vec::new()).await.is_none() {
+            return;
         }
-    });
-    (addr, connections)
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    })
+    .await
 }
 
 #[tokio::test]
