@@ -29,20 +29,34 @@ router_port=$(free_port)
 admin_port=$(free_port)
 
 mkdir -p "$work/nginx"
-cat > "$work/upstream.conf" <<CONF
+# nginx_conf NAME HTTP_BLOCK_BODY [TOP_LINES]: a one-worker, foreground nginx
+# config whose files all stay under $work.
+nginx_conf() {
+  cat > "$work/$1.conf" <<CONF
+${3:-}
 worker_processes 1;
 daemon off;
-pid $work/nginx.pid;
-error_log $work/upstream-error.log warn;
+pid $work/$1.pid;
+error_log $work/$1-error.log warn;
 events { worker_connections 1024; }
 http {
   access_log off;
   client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
   fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
   keepalive_requests 1000000;
-  server { listen 127.0.0.1:$upstream_port; location / { return 200 "ok"; } }
+  $2
 }
 CONF
+}
+nginx_conf upstream "server { listen 127.0.0.1:$upstream_port; location / { return 200 \"ok\"; } }"
+# nginx as the proxy under test: no master process, so valgrind follows the
+# worker itself.
+nginx_conf proxy "upstream up { server 127.0.0.1:$upstream_port; keepalive 128; }
+  server {
+    listen 127.0.0.1:$router_port;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+  }" "master_process off;"
+
 cat > "$work/router.yaml" <<CONF
 admin:
   ip: 127.0.0.1
@@ -61,24 +75,6 @@ trap cleanup EXIT
 
 nginx -p "$work" -c "$work/upstream.conf" -e "$work/upstream-error.log" &
 pids+=($!)
-cat > "$work/proxy.conf" <<CONF
-master_process off;
-daemon off;
-pid $work/proxy.pid;
-error_log $work/proxy-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
-  fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  keepalive_requests 1000000;
-  upstream up { server 127.0.0.1:$upstream_port; keepalive 128; }
-  server {
-    listen 127.0.0.1:$router_port;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
 if [ "$router_bin" = nginx ]; then
   proxy=(nginx -p "$work" -c "$work/proxy.conf" -e "$work/proxy-error.log")
 else
