@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version, request, response};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use smallvec::SmallVec;
@@ -138,7 +138,7 @@ pub async fn exchange(
     head: &[u8],
     method: &Method,
     release: Release,
-) -> Result<(response::Parts, DirectBody), ExchangeError> {
+) -> Result<(Answer, DirectBody), ExchangeError> {
     let stale = |e: io::Error| ExchangeError {
         message: format!("connection error: {e}"),
         stale: true,
@@ -172,12 +172,12 @@ pub async fn exchange(
                 Err(e) => return Err(ExchangeError::new(format!("connection error: {e}"))),
             }
         };
-        if head.parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        if head.status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(ExchangeError::new(
                 "101 Switching Protocols to a request that asked for no upgrade",
             ));
         }
-        if head.parts.status.is_informational() {
+        if head.status.is_informational() {
             // 100 Continue, 103 Early Hints: the final answer follows.
             continue;
         }
@@ -191,14 +191,21 @@ pub async fn exchange(
         };
         let mut body = body;
         body.finish_if_done();
-        return Ok((head.parts, body));
+        return Ok((head, body));
     }
 }
 
-/// A parsed response head, without its hop-by-hop fields, and what those
-/// said about the message's framing.
-struct Head {
-    parts: response::Parts,
+/// A response head as the upstream sent it, without its hop-by-hop
+/// fields: the head's bytes, where each kept field sits in them, and what
+/// the hop-by-hop fields said about framing. It is turned into an HTTP
+/// response only when hyper's server is the one answering; the router's
+/// own HTTP/1 server copies the fields to the client as they are.
+pub struct Answer {
+    bytes: Bytes,
+    status: StatusCode,
+    version: Version,
+    reason: Place,
+    fields: SmallVec<[Span; 16]>,
     /// `Connection: close` was sent.
     close: bool,
     /// `Connection: keep-alive` was sent.
@@ -209,18 +216,107 @@ struct Head {
     content_length: Option<u64>,
 }
 
-/// Where one field's name and value sit in the read buffer.
+/// Where some bytes sit in a head: start and end offsets. (Heads are far
+/// smaller than 4 GiB; 32-bit offsets keep an [`Answer`] small to move.)
+type Place = (u32, u32);
+
+/// Where one field's name and value sit in the head.
 #[derive(Clone, Copy)]
 struct Span {
-    name: (usize, usize),
-    value: (usize, usize),
+    name: Place,
+    value: Place,
+}
+
+/// What a response field means to a proxy.
+enum Field {
+    Connection,
+    TransferEncoding,
+    ContentLength,
+    /// `Keep-Alive`, `Proxy-Connection`, `Upgrade`: dropped.
+    OtherHopByHop,
+    EndToEnd,
+}
+
+fn classify(name: &[u8]) -> Field {
+    let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        10 if is(b"connection") => Field::Connection,
+        17 if is(b"transfer-encoding") => Field::TransferEncoding,
+        14 if is(b"content-length") => Field::ContentLength,
+        10 if is(b"keep-alive") => Field::OtherHopByHop,
+        16 if is(b"proxy-connection") => Field::OtherHopByHop,
+        7 if is(b"upgrade") => Field::OtherHopByHop,
+        _ => Field::EndToEnd,
+    }
+}
+
+impl Answer {
+    fn at(&self, place: Place) -> &[u8] {
+        &self.bytes[place.0 as usize..place.1 as usize]
+    }
+
+    /// The response status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Whether the kept fields frame the body with `Content-Length`.
+    pub fn declares_length(&self) -> bool {
+        self.content_length.is_some() && self.transfer_chunked.is_none()
+    }
+
+    /// The head as HTTP response parts (for hyper's server).
+    pub fn into_parts(self) -> Result<response::Parts, String> {
+        let (mut parts, ()) = response::Response::new(()).into_parts();
+        parts.status = self.status;
+        parts.version = self.version;
+        parts.headers.reserve(self.fields.len());
+        for span in &self.fields {
+            let name_bytes = self.at(span.name);
+            let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
+                format!(
+                    "invalid header name {:?}",
+                    String::from_utf8_lossy(name_bytes)
+                )
+            })?;
+            let value = HeaderValue::from_maybe_shared(
+                self.bytes
+                    .slice(span.value.0 as usize..span.value.1 as usize),
+            )
+            .map_err(|_| format!("invalid value of header {name}"))?;
+            parts.headers.append(name, value);
+        }
+        Ok(parts)
+    }
+
+    /// Writes the status line and the kept fields, as HTTP/1.1, to `out`;
+    /// the caller adds framing fields and the blank line.
+    pub fn write_head(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.push(b' ');
+        match self.status.canonical_reason() {
+            Some(reason) => out.extend_from_slice(reason.as_bytes()),
+            None => out.extend_from_slice(self.at(self.reason)),
+        }
+        out.extend_from_slice(b"\r\n");
+        for span in &self.fields {
+            out.extend_from_slice(self.at(span.name));
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(self.at(span.value));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
 }
 
 /// Parses a complete response head at the start of `buf` and takes it off.
-/// Header values share the read buffer's memory instead of being copied,
-/// and hop-by-hop fields are read for framing but not kept, so that the
+/// Nothing is copied: fields are kept as places in the head's bytes.
+/// Hop-by-hop fields are read for framing but not kept, so that the
 /// client's side gets only end-to-end ones.
-fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ExchangeError> {
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Answer>, ExchangeError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut []);
     let config = httparse::ParserConfig::default();
@@ -233,100 +329,96 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, ExchangeError> {
         .code
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or_else(|| ExchangeError::new("invalid response status"))?;
-    let version = match parsed.version {
-        Some(0) => Version::HTTP_10,
-        _ => Version::HTTP_11,
-    };
-    // The values are cut from the frozen head once the parser no longer
-    // borrows the buffer.
     let base = buf.as_ptr() as usize;
-    let spans: SmallVec<[Span; 16]> = parsed
-        .headers
-        .iter()
-        .map(|h| {
-            let name = h.name.as_ptr() as usize - base;
-            let value = h.value.as_ptr() as usize - base;
-            Span {
-                name: (name, name + h.name.len()),
-                value: (value, value + h.value.len()),
+    // Empty slices may not point into the buffer at all.
+    let span_of = |s: &[u8]| -> Place {
+        match s.len() {
+            0 => (0, 0),
+            n => {
+                let at = s.as_ptr() as usize - base;
+                (at as u32, (at + n) as u32)
             }
-        })
-        .collect();
-    let bytes = buf.split_to(len).freeze();
-    let (mut parts, ()) = response::Response::new(()).into_parts();
-    parts.status = status;
-    parts.version = version;
-    parts.headers.reserve(spans.len());
-    let mut head = Head {
-        parts,
+        }
+    };
+    let mut answer = Answer {
+        bytes: Bytes::new(),
+        status,
+        version: match parsed.version {
+            Some(0) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        },
+        reason: span_of(parsed.reason.unwrap_or("").as_bytes()),
+        fields: SmallVec::new(),
         close: false,
         keep_alive: false,
         transfer_chunked: None,
         content_length: None,
     };
-    let mut listed_in_connection: Vec<HeaderName> = Vec::new();
-    for span in spans {
-        let name_bytes = &bytes[span.name.0..span.name.1];
-        let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
-            ExchangeError::new(format!(
-                "invalid header name {:?}",
-                String::from_utf8_lossy(name_bytes)
-            ))
-        })?;
-        let raw = &bytes[span.value.0..span.value.1];
-        if name == header::CONNECTION {
-            for token in tokens(raw) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    head.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    head.keep_alive = true;
-                } else if let Ok(listed) = HeaderName::from_bytes(token) {
-                    listed_in_connection.push(listed);
+    // Fields named by `Connection`, dropped once all fields are seen.
+    let mut listed: SmallVec<[Place; 2]> = SmallVec::new();
+    for h in parsed.headers.iter() {
+        let (name, raw) = (h.name.as_bytes(), h.value);
+        let span = Span {
+            name: span_of(name),
+            value: span_of(raw),
+        };
+        match classify(name) {
+            Field::Connection => {
+                for token in tokens(raw) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        answer.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        answer.keep_alive = true;
+                    } else {
+                        listed.push(span_of(token));
+                    }
                 }
             }
-            continue;
-        }
-        if name == header::TRANSFER_ENCODING {
-            if let Some(last) = tokens(raw).last() {
-                head.transfer_chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
-            } else {
-                head.transfer_chunked.get_or_insert(false);
+            Field::TransferEncoding => {
+                answer.transfer_chunked = Some(
+                    tokens(raw)
+                        .last()
+                        .is_some_and(|last| last.eq_ignore_ascii_case(b"chunked")),
+                );
             }
-            continue;
-        }
-        if HOP_BY_HOP_TOO.contains(&name) {
-            continue;
-        }
-        if name == header::CONTENT_LENGTH {
-            for item in raw.split(|b| *b == b',') {
-                let item = item.trim_ascii();
-                let n = std::str::from_utf8(item)
-                    .ok()
-                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| ExchangeError::new("invalid Content-Length"))?;
-                if head.content_length.is_some_and(|l| l != n) {
-                    return Err(ExchangeError::new("conflicting Content-Length values"));
+            Field::OtherHopByHop => {}
+            Field::ContentLength => {
+                for item in raw.split(|b| *b == b',') {
+                    let n = parse_decimal(item.trim_ascii())
+                        .ok_or_else(|| ExchangeError::new("invalid Content-Length"))?;
+                    if answer.content_length.is_some_and(|l| l != n) {
+                        return Err(ExchangeError::new("conflicting Content-Length values"));
+                    }
+                    answer.content_length = Some(n);
                 }
-                head.content_length = Some(n);
+                answer.fields.push(span);
             }
+            Field::EndToEnd => answer.fields.push(span),
         }
-        let value = HeaderValue::from_maybe_shared(bytes.slice(span.value.0..span.value.1))
-            .map_err(|_| ExchangeError::new(format!("invalid value of header {name}")))?;
-        head.parts.headers.append(name, value);
     }
-    for name in listed_in_connection {
-        head.parts.headers.remove(name);
+    answer.bytes = buf.split_to(len).freeze();
+    let chunked = answer.transfer_chunked.is_some();
+    if chunked || !listed.is_empty() {
+        let bytes = &answer.bytes;
+        let at = |place: Place| &bytes[place.0 as usize..place.1 as usize];
+        answer.fields.retain(|f| {
+            let name = at(f.name);
+            // With a transfer coding, Content-Length does not frame the body.
+            let drop = (chunked && matches!(classify(name), Field::ContentLength))
+                || listed.iter().any(|l| at(*l).eq_ignore_ascii_case(name));
+            !drop
+        });
     }
-    Ok(Some(head))
+    Ok(Some(answer))
 }
 
-/// Hop-by-hop fields other than `Connection` and `Transfer-Encoding`.
-const HOP_BY_HOP_TOO: [HeaderName; 3] = [
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::UPGRADE,
-];
+/// A non-empty run of ASCII digits as a number.
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
+}
 
 /// The comma-separated, trimmed, non-empty items of a field value.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -338,12 +430,12 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// How the body of a response is delimited, and whether its connection may
 /// take another request afterwards.
-fn framing_of(head: &Head, method: &Method) -> (Framing, bool) {
-    let mut keep_alive = match head.parts.version {
+fn framing_of(head: &Answer, method: &Method) -> (Framing, bool) {
+    let mut keep_alive = match head.version {
         Version::HTTP_10 => head.keep_alive && !head.close,
         _ => !head.close,
     };
-    let status = head.parts.status;
+    let status = head.status;
     if *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -613,7 +705,7 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
 mod tests {
     use super::*;
 
-    fn head(text: &str) -> Head {
+    fn head(text: &str) -> Answer {
         let mut buf = BytesMut::from(text.as_bytes());
         let head = parse_head(&mut buf).unwrap().unwrap();
         assert!(buf.is_empty(), "the head is taken off the buffer");
@@ -625,7 +717,7 @@ mod tests {
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx-a: 1"[..]);
         assert!(parse_head(&mut buf).unwrap().is_none());
         buf.extend_from_slice(b"\r\nX-B:  two \r\n\r\nbody");
-        let parts = parse_head(&mut buf).unwrap().unwrap().parts;
+        let parts = parse_head(&mut buf).unwrap().unwrap().into_parts().unwrap();
         assert_eq!(parts.status, StatusCode::OK);
         assert_eq!(parts.headers["x-a"], "1");
         assert_eq!(parts.headers["x-b"], "two");
@@ -640,10 +732,19 @@ mod tests {
             "HTTP/1.1 200 OK\r\nConnection: keep-alive, x-private\r\nkeep-alive: timeout=5\r\n\
              transfer-encoding: chunked\r\nupgrade: h2c\r\nx-private: 1\r\nx-public: 2\r\n\r\n",
         );
-        let names: Vec<&str> = parsed.parts.headers.keys().map(|n| n.as_str()).collect();
-        assert_eq!(names, ["x-public"]);
         assert!(parsed.keep_alive && !parsed.close);
         assert_eq!(parsed.transfer_chunked, Some(true));
+        let mut written = Vec::new();
+        parsed.write_head(&mut written);
+        assert_eq!(written, b"HTTP/1.1 200 OK\r\nx-public: 2\r\n");
+        let names: Vec<String> = parsed
+            .into_parts()
+            .unwrap()
+            .headers
+            .keys()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, ["x-public"]);
     }
 
     #[test]

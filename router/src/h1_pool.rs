@@ -134,7 +134,7 @@ impl H1Pool {
         endpoint: SocketAddr,
         head: &[u8],
         method: &http::Method,
-    ) -> Result<(http::response::Parts, DirectBody), SendError> {
+    ) -> Result<(h1_direct::Answer, DirectBody), SendError> {
         // A few tries on idle connections, then a new one: enough to get
         // past connections a restarted backend left dead, without sending
         // one request many times to a backend that drops it each time.

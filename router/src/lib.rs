@@ -10,6 +10,7 @@ pub mod dtab_headers;
 pub mod errors;
 pub mod h1_direct;
 pub mod h1_pool;
+pub mod h1_server;
 pub mod h2_pool;
 pub mod identify;
 pub mod interpreter;

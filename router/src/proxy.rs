@@ -122,25 +122,50 @@ impl Router {
         request: Request<Incoming>,
     ) -> Response<Body> {
         let started = Instant::now();
-        let response = match self.route(server, request, started).await {
-            Ok(response) => response,
+        let (parts, incoming) = request.into_parts();
+        let response = match self.route(server, parts, Some(incoming), started).await {
+            Ok(Routed::Response(response)) => response,
+            Ok(Routed::Direct {
+                answer,
+                body,
+                picked,
+            }) => match answer.into_parts() {
+                Ok(parts) => Response::from_parts(parts, Body::direct(body, picked)),
+                Err(e) => error_response(&RouterError::Upstream(format!(
+                    "invalid response head: {e}"
+                ))),
+            },
             Err(e) => {
                 tracing::debug!(router = %self.spec.label, error = %e, "request failed");
                 error_response(&e)
             }
         };
-        self.metrics
-            .record(response.status().as_u16(), started.elapsed());
+        self.record(response.status().as_u16(), started);
         response
     }
 
-    async fn route(
+    /// Counts a response with `status`, for a request that arrived at
+    /// `started`.
+    pub(crate) fn record(&self, status: u16, started: Instant) {
+        self.metrics.record(status, started.elapsed());
+    }
+
+    /// Whether this router speaks HTTP/1 to its endpoints.
+    pub(crate) fn is_http1(&self) -> bool {
+        self.spec.protocol == Protocol::Http
+    }
+
+    /// Routes a request and forwards it. A bodiless `http` request whose
+    /// method may be repeated comes back as the upstream's raw answer
+    /// ([`Routed::Direct`]); `incoming` is `None` for a request known to
+    /// have no body.
+    pub(crate) async fn route(
         &self,
         server: &ServerSettings,
-        request: Request<Incoming>,
+        mut parts: http::request::Parts,
+        incoming: Option<Incoming>,
         started: Instant,
-    ) -> Result<Response<Body>, RouterError> {
-        let (mut parts, incoming) = request.into_parts();
+    ) -> Result<Routed, RouterError> {
         if server.clear_context {
             clear_context(&mut parts.headers);
         }
@@ -262,14 +287,13 @@ impl Router {
                 name.show()
             ))
         };
-        if self.h2.is_none()
-            && crate::h1_direct::eligible(&parts.method, incoming.is_end_stream(), upgrading)
-        {
+        let bodiless = incoming.as_ref().is_none_or(|i| i.is_end_stream());
+        if self.h2.is_none() && crate::h1_direct::eligible(&parts.method, bodiless, upgrading) {
             drop(incoming);
             let mut head = Vec::with_capacity(512);
             crate::h1_direct::encode_head(&parts, &mut head);
             let call = self.h1.send_direct(endpoint, &head, &parts.method);
-            let (response, body) = match limit {
+            let (answer, body) = match limit {
                 Some(limit) => tokio::time::timeout(limit, call)
                     .await
                     .map_err(|_| timed_out(limit))?,
@@ -277,9 +301,14 @@ impl Router {
             }
             .map_err(|e| upstream_failed(e.to_string()))?;
             // (The direct client keeps no hop-by-hop fields.)
-            return Ok(Response::from_parts(response, Body::direct(body, picked)));
+            return Ok(Routed::Direct {
+                answer,
+                body,
+                picked,
+            });
         }
-        let outgoing = Request::from_parts(parts, Body::streamed(incoming));
+        let body = incoming.map_or_else(Body::empty, Body::streamed);
+        let outgoing = Request::from_parts(parts, body);
 
         let call = async {
             match &self.h2 {
@@ -315,7 +344,7 @@ impl Router {
         }
         let (parts, incoming) = response.into_parts();
         let body = Body::leased(incoming, Lease { picked, connection });
-        Ok(Response::from_parts(parts, body))
+        Ok(Routed::Response(Response::from_parts(parts, body)))
     }
 
     /// Waits for the binding of `key` (local dtab, name) to leave the
@@ -429,6 +458,19 @@ impl Router {
             tree.show()
         ))
     }
+}
+
+/// A forwarded request's answer.
+pub(crate) enum Routed {
+    /// A response to send as it is.
+    Response(Response<Body>),
+    /// The raw answer of the direct HTTP/1 client, and its body, which
+    /// holds the endpoint's in-flight count until it is done.
+    Direct {
+        answer: crate::h1_direct::Answer,
+        body: crate::h1_direct::DirectBody,
+        picked: crate::balance::Picked,
+    },
 }
 
 /// How long an upstream connection may sit idle in the pool.

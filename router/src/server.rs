@@ -12,12 +12,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use namers::system::inet::InetResolver;
 use tokio::net::TcpListener;
 use tokio::sync::futures::OwnedNotified;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, RouterSpec};
 use crate::errors::RouterError;
+use crate::h1_server::{self, Served};
 use crate::identify::build_identifiers;
 use crate::interpreter;
 use crate::metrics::Metrics;
@@ -176,6 +177,14 @@ async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let settings = Arc::new(settings);
     let builder = auto::Builder::new(TokioExecutor::new());
+    // Connections served by the router's own HTTP/1 server hold a receiver
+    // of `stopping`; the loop waits for all of them to be dropped.
+    let (stopping, stopping_rx) = watch::channel(false);
+    let served = Arc::new(Served {
+        router: router.clone(),
+        settings: settings.clone(),
+        limit: limit.clone(),
+    });
     loop {
         let (stream, _) = tokio::select! {
             () = &mut stop => break,
@@ -189,27 +198,25 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let settings = settings.clone();
-        let limit = limit.clone();
-        let service = service_fn(move |request| {
-            let router = router.clone();
-            let settings = settings.clone();
-            let limit = limit.clone();
-            async move {
-                let _permit = match &limit {
-                    Some(limit) => match limit.clone().try_acquire_owned() {
-                        Ok(permit) => Some(permit),
-                        Err(_) => {
-                            let e = RouterError::Unavailable("too many concurrent requests".into());
-                            return Ok::<_, std::convert::Infallible>(error_response(&e));
-                        }
-                    },
-                    None => None,
-                };
-                Ok(router.handle(&settings, request).await)
-            }
-        });
+        let service = hyper_service(router.clone(), settings.clone(), limit.clone());
+        if router.is_http1() {
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let fallback = move |prefixed| async move {
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(prefixed), service);
+                if let Err(e) = watcher.watch(connection.into_owned()).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            };
+            tokio::spawn(h1_server::serve(
+                stream,
+                served.clone(),
+                stopping_rx.clone(),
+                fallback,
+            ));
+            continue;
+        }
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
@@ -221,7 +228,44 @@ async fn accept_loop(
     // Close the socket now, so new connections are refused rather than
     // left in the backlog while open ones drain.
     drop(listener);
-    graceful.shutdown().await;
+    drop(stopping_rx);
+    let _ = stopping.send(true);
+    tokio::join!(graceful.shutdown(), stopping.closed());
+}
+
+/// hyper's service for a connection: the router behind the server's limit
+/// of concurrent requests.
+fn hyper_service(
+    router: Arc<Router>,
+    settings: Arc<ServerSettings>,
+    limit: Option<Arc<Semaphore>>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::body::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<http::Response<crate::body::Body>, std::convert::Infallible>>
+             + Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |request| {
+        let router = router.clone();
+        let settings = settings.clone();
+        let limit = limit.clone();
+        async move {
+            let _permit = match &limit {
+                Some(limit) => match limit.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        let e = RouterError::Unavailable("too many concurrent requests".into());
+                        return Ok(error_response(&e));
+                    }
+                },
+                None => None,
+            };
+            Ok(router.handle(&settings, request).await)
+        }
+    })
 }
 
 impl Running {

@@ -1,0 +1,595 @@
+//! The client side of an `http` router's connections: a small HTTP/1.1
+//! server for the most common request, a bodiless one with a method that
+//! may be repeated (see [`crate::h1_direct`]).
+//!
+//! Such a request is parsed here, routed, and its upstream answer copied to
+//! the client as the upstream wrote it, less its hop-by-hop fields: no
+//! header map is built for the response, and its head and a small body
+//! leave in one write. Anything else a connection sends first or later
+//! (a body, an upgrade, `Expect`, HTTP/1.0, HTTP/2 prior knowledge, a
+//! malformed head) hands the connection, with the bytes already read, to
+//! hyper's server for the rest of its life.
+
+use std::future::Future;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri, Version, request};
+use http_body_util::BodyExt;
+use hyper::body::Body as HttpBody;
+use smallvec::SmallVec;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, watch};
+
+use crate::body::Body;
+use crate::errors::RouterError;
+use crate::proxy::{Routed, Router, ServerSettings, error_response};
+
+/// The most request headers accepted here (hyper's default too); a request
+/// with more goes to hyper, which refuses it.
+const MAX_HEADERS: usize = 100;
+/// The largest request head read here before handing over to hyper.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// How much room a read asks for at least.
+const READ_RESERVE: usize = 8 * 1024;
+/// Bodies are gathered up to this size before they are written.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// What a connection needs of its server.
+pub struct Served {
+    /// The router the connection's requests go to.
+    pub router: Arc<Router>,
+    /// The listening server's settings.
+    pub settings: Arc<ServerSettings>,
+    /// The server's limit of concurrent requests, if any.
+    pub limit: Option<Arc<Semaphore>>,
+}
+
+/// Serves one client connection until it closes, `stopping` turns true
+/// while it is idle, or it is handed to `fallback` (hyper's server).
+pub async fn serve<F, Fut>(
+    mut stream: TcpStream,
+    served: Arc<Served>,
+    mut stopping: watch::Receiver<bool>,
+    fallback: F,
+) where
+    F: FnOnce(Prefixed) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    let mut out = Vec::with_capacity(READ_RESERVE);
+    loop {
+        let request = loop {
+            match parse_request(&mut buf) {
+                Parsed::Request(request) => break request,
+                Parsed::Partial if buf.len() < MAX_HEAD_BYTES => {}
+                Parsed::Partial | Parsed::NotHere => {
+                    // The draining server waits for this connection now
+                    // through hyper's graceful shutdown.
+                    drop(stopping);
+                    return fallback(Prefixed::new(buf.freeze(), stream)).await;
+                }
+                Parsed::Bad => {
+                    let _ = stream.write_all(BAD_REQUEST).await;
+                    return;
+                }
+            }
+            if !read_more(&mut stream, &mut buf, &mut stopping).await {
+                return;
+            }
+        };
+        let close = request.close;
+        match respond(&served, request, &mut stream, &mut out).await {
+            Ok(true) if !close => {}
+            Ok(true) => {
+                // Closing with a clean FIN, so the response is not lost to a
+                // reset.
+                let _ = stream.shutdown().await;
+                return;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Reads more of the connection into `buf`; false once it is closed, or
+/// when the server is stopping and nothing of a next request has come.
+async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    stopping: &mut watch::Receiver<bool>,
+) -> bool {
+    buf.reserve(READ_RESERVE);
+    loop {
+        match stream.try_read_buf(buf) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return false,
+        }
+        let ready = if buf.is_empty() {
+            // Idle between requests: a stopping server closes it.
+            tokio::select! {
+                biased;
+                ready = stream.readable() => ready.is_ok(),
+                _ = stopping.changed() => false,
+            }
+        } else {
+            stream.readable().await.is_ok()
+        };
+        if !ready {
+            return false;
+        }
+    }
+}
+
+/// A request head taken off the connection.
+struct ClientRequest {
+    parts: request::Parts,
+    /// The client sent `Connection: close`.
+    close: bool,
+}
+
+// Boxing the request would cost an allocation per request; a `Parsed` is
+// moved once.
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Request(ClientRequest),
+    Partial,
+    /// Not a request this server takes: hyper's serves the connection.
+    NotHere,
+    /// Parsed as a bodiless request, but not a valid one.
+    Bad,
+}
+
+const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+/// Parses the request head at the start of `buf` and, if this server takes
+/// it, takes it off. Header values share the head's memory.
+fn parse_request(buf: &mut BytesMut) -> Parsed {
+    if buf.is_empty() {
+        return Parsed::Partial;
+    }
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_request_with_uninit_headers(&mut parsed, buf, &mut headers) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::NotHere,
+    };
+    if parsed.version != Some(1) {
+        return Parsed::NotHere;
+    }
+    let method = match parsed.method {
+        Some("GET") => Method::GET,
+        Some("HEAD") => Method::HEAD,
+        Some("OPTIONS") => Method::OPTIONS,
+        Some("DELETE") => Method::DELETE,
+        Some("TRACE") => Method::TRACE,
+        _ => return Parsed::NotHere,
+    };
+    let base = buf.as_ptr() as usize;
+    let span_of = |s: &[u8]| match s.len() {
+        0 => (0, 0),
+        n => (s.as_ptr() as usize - base, s.as_ptr() as usize - base + n),
+    };
+    let target = span_of(parsed.path.unwrap_or("").as_bytes());
+    let mut close = false;
+    let mut fields: SmallVec<[(HeaderName, (usize, usize)); 16]> = SmallVec::new();
+    for h in parsed.headers.iter() {
+        let name = h.name.as_bytes();
+        match name.len() {
+            // A body (other than an empty one), an upgrade or an
+            // expectation: hyper's server handles those.
+            14 if name.eq_ignore_ascii_case(b"content-length") && h.value.trim_ascii() != b"0" => {
+                return Parsed::NotHere;
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return Parsed::NotHere,
+            7 if name.eq_ignore_ascii_case(b"upgrade") => return Parsed::NotHere,
+            6 if name.eq_ignore_ascii_case(b"expect") => return Parsed::NotHere,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                close |= h
+                    .value
+                    .split(|b| *b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            }
+            _ => {}
+        }
+        let Ok(name) = HeaderName::from_bytes(name) else {
+            return Parsed::NotHere;
+        };
+        fields.push((name, span_of(h.value)));
+    }
+    let head = buf.split_to(len).freeze();
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.1)) else {
+        return Parsed::Bad;
+    };
+    let mut headers = HeaderMap::with_capacity(fields.len() + 6);
+    for (name, value) in fields {
+        // httparse accepts the same value bytes HeaderValue does.
+        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(value.0..value.1)) else {
+            return Parsed::Bad;
+        };
+        headers.append(name, value);
+    }
+    let (mut parts, ()) = request::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    parts.headers = headers;
+    Parsed::Request(ClientRequest { parts, close })
+}
+
+/// Routes one request and writes its response; whether the connection
+/// may take another request.
+async fn respond(
+    served: &Served,
+    request: ClientRequest,
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let started = Instant::now();
+    let router = &served.router;
+    let head_only = request.parts.method == Method::HEAD;
+    let _permit = match &served.limit {
+        Some(limit) => match limit.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let e = RouterError::Unavailable("too many concurrent requests".into());
+                router.record(e.status().as_u16(), started);
+                let response = error_response(&e);
+                let (parts, body) = response.into_parts();
+                return write_response(stream, out, Head::Parts(parts), body, false, request.close)
+                    .await;
+            }
+        },
+        None => None,
+    };
+    let (head, body) = match router
+        .route(&served.settings, request.parts, None, started)
+        .await
+    {
+        Ok(Routed::Direct {
+            answer,
+            body,
+            picked,
+        }) => (Head::Raw(answer), Body::direct(body, picked)),
+        Ok(Routed::Response(response)) => {
+            let (parts, body) = response.into_parts();
+            (Head::Parts(parts), body)
+        }
+        Err(e) => {
+            tracing::debug!(router = %router.label(), error = %e, "request failed");
+            let (parts, body) = error_response(&e).into_parts();
+            (Head::Parts(parts), body)
+        }
+    };
+    router.record(head.status().as_u16(), started);
+    write_response(stream, out, head, body, head_only, request.close).await
+}
+
+/// A response head to write: the upstream's, or one of the router's own.
+// The upstream's is the common one; boxing it would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Head {
+    Raw(crate::h1_direct::Answer),
+    Parts(http::response::Parts),
+}
+
+impl Head {
+    fn status(&self) -> StatusCode {
+        match self {
+            Head::Raw(answer) => answer.status(),
+            Head::Parts(parts) => parts.status,
+        }
+    }
+
+    fn declares_length(&self) -> bool {
+        match self {
+            Head::Raw(answer) => answer.declares_length(),
+            Head::Parts(parts) => {
+                parts.headers.contains_key(header::CONTENT_LENGTH)
+                    && !parts.headers.contains_key(header::TRANSFER_ENCODING)
+            }
+        }
+    }
+
+    /// Writes the status line and fields, without the blank line.
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Head::Raw(answer) => answer.write_head(out),
+            Head::Parts(parts) => {
+                out.extend_from_slice(b"HTTP/1.1 ");
+                out.extend_from_slice(parts.status.as_str().as_bytes());
+                out.push(b' ');
+                let reason = parts.status.canonical_reason().unwrap_or("");
+                out.extend_from_slice(reason.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                write_fields(&parts.headers, out);
+            }
+        }
+    }
+}
+
+fn write_fields(fields: &HeaderMap, out: &mut Vec<u8>) {
+    for (name, value) in fields {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// How the body goes to the client.
+#[derive(PartialEq)]
+enum Framing {
+    /// No body: the answer to `HEAD`, a 204 or a 304.
+    None,
+    /// The head says how long the body is.
+    Length,
+    Chunked,
+}
+
+/// Writes a response head and streams its body; whether the connection may
+/// take another request. Small bodies leave with their head in one write;
+/// whatever is gathered is written before waiting for more of the body.
+async fn write_response(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    head: Head,
+    mut body: Body,
+    head_only: bool,
+    close: bool,
+) -> io::Result<bool> {
+    out.clear();
+    head.write(out);
+    let status = head.status();
+    let framing = if head_only
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+        || status.is_informational()
+    {
+        Framing::None
+    } else if head.declares_length() {
+        Framing::Length
+    } else if let Some(length) = body.size_hint().exact() {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(length.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        Framing::Length
+    } else {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        Framing::Chunked
+    };
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    drop(head);
+    if framing == Framing::None {
+        drop(body);
+        stream.write_all(out).await?;
+        return Ok(true);
+    }
+    let mut trailers = None;
+    loop {
+        let frame = match poll_now(&mut body) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                flush(stream, out).await?;
+                match next_frame_unless_hung_up(stream, &mut body).await {
+                    Some(frame) => frame,
+                    // Dropping the body closes its upstream connection.
+                    None => return Ok(false),
+                }
+            }
+        };
+        let frame = match frame {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
+                // The client sees the response cut short.
+                tracing::debug!(error = %e, "response body failed");
+                flush(stream, out).await?;
+                return Ok(false);
+            }
+        };
+        match frame.into_data() {
+            Ok(mut data) => {
+                if data.is_empty() {
+                    continue;
+                }
+                if framing == Framing::Chunked {
+                    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                }
+                if data.len() >= WRITE_BATCH {
+                    flush(stream, out).await?;
+                    while data.has_remaining() {
+                        stream.write_buf(&mut data).await?;
+                    }
+                } else {
+                    out.extend_from_slice(&data);
+                }
+                if framing == Framing::Chunked {
+                    out.extend_from_slice(b"\r\n");
+                }
+                if out.len() >= WRITE_BATCH {
+                    flush(stream, out).await?;
+                }
+            }
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"0\r\n");
+        if let Some(trailers) = &trailers {
+            write_fields(trailers, out);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    flush(stream, out).await?;
+    Ok(true)
+}
+
+/// Waits for the body's next frame; `None` if the client closes its
+/// connection first, so that a stream nobody reads is not kept open
+/// upstream.
+async fn next_frame_unless_hung_up(
+    stream: &TcpStream,
+    body: &mut Body,
+) -> Option<Option<Result<hyper::body::Frame<Bytes>, crate::body::BodyError>>> {
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            biased;
+            hung_up = hung_up(stream), if watching => {
+                if hung_up {
+                    return None;
+                }
+                // The client sent its next request already: it is read
+                // once this response is done.
+                watching = false;
+            }
+            frame = body.frame() => return Some(frame),
+        }
+    }
+}
+
+/// Whether the client closed its connection; false as soon as it sends
+/// anything.
+async fn hung_up(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    !matches!(stream.peek(&mut probe).await, Ok(n) if n > 0)
+}
+
+/// The body's next frame if it is there without waiting.
+fn poll_now(
+    body: &mut Body,
+) -> Poll<Option<Result<hyper::body::Frame<Bytes>, crate::body::BodyError>>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    Pin::new(body).poll_frame(&mut cx)
+}
+
+async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// A connection handed to hyper's server, with the bytes this server read
+/// from it first.
+pub struct Prefixed {
+    read: Bytes,
+    stream: TcpStream,
+}
+
+impl Prefixed {
+    fn new(read: Bytes, stream: TcpStream) -> Prefixed {
+        Prefixed { read, stream }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.read.is_empty() {
+            return Pin::new(&mut self.stream).poll_read(cx, buf);
+        }
+        let n = self.read.len().min(buf.remaining());
+        buf.put_slice(&self.read.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Parsed, BytesMut) {
+        let mut buf = BytesMut::from(text.as_bytes());
+        (parse_request(&mut buf), buf)
+    }
+
+    #[test]
+    fn bodiless_requests_are_taken_and_leave_what_follows() {
+        let (parsed, rest) = parse(
+            "GET /a?b=1 HTTP/1.1\r\nHost: web\r\nx-empty:\r\nConnection: keep-alive, Close\r\n\r\nGET /",
+        );
+        let Parsed::Request(request) = parsed else {
+            panic!("taken here");
+        };
+        assert!(request.close);
+        assert_eq!(request.parts.uri, "/a?b=1");
+        assert_eq!(request.parts.headers["host"], "web");
+        assert_eq!(request.parts.headers["x-empty"], "");
+        assert_eq!(&rest[..], b"GET /");
+        assert!(matches!(
+            parse("GET / HTTP/1.1\r\nHost: w").0,
+            Parsed::Partial
+        ));
+        let (empty_body, _) = parse("DELETE /x HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        assert!(matches!(empty_body, Parsed::Request(_)));
+    }
+
+    #[test]
+    fn everything_else_goes_to_hyper_untouched() {
+        for text in [
+            "POST / HTTP/1.1\r\ncontent-length: 1\r\n\r\nx",
+            "GET / HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc",
+            "GET / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+            "GET / HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nexpect: 100-continue\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET / HTTP/1.1\r\nbad header\r\n\r\n",
+        ] {
+            let (parsed, rest) = parse(text);
+            assert!(matches!(parsed, Parsed::NotHere), "{text:?}");
+            assert_eq!(&rest[..], text.as_bytes(), "nothing is taken off");
+        }
+    }
+}
