@@ -94,8 +94,14 @@ pub fn eligible(method: &Method, body_is_empty: bool, upgrading: bool) -> bool {
         )
 }
 
-/// Writes the HTTP/1.1 request head of `parts` (origin-form URI) to `out`.
-pub fn encode_head(parts: &request::Parts, out: &mut Vec<u8>) {
+/// Writes the request line (origin-form URI) and the fields of `parts`
+/// that `keep` accepts to `out`, as HTTP/1.1. The caller adds any further
+/// fields ([`push_field`]) and the blank line that ends the head.
+pub fn encode_head(
+    parts: &request::Parts,
+    out: &mut Vec<u8>,
+    mut keep: impl FnMut(&HeaderName) -> bool,
+) {
     out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -103,11 +109,17 @@ pub fn encode_head(parts: &request::Parts, out: &mut Vec<u8>) {
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        if keep(name) {
+            push_field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
     }
+}
+
+/// Writes one `name: value` line to `out`.
+pub fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -833,8 +845,9 @@ mod tests {
             .unwrap();
         let (parts, ()) = request.into_parts();
         let mut out = Vec::new();
-        encode_head(&parts, &mut out);
-        assert_eq!(out, b"GET /a?b=1 HTTP/1.1\r\nhost: web\r\nx-a: 1\r\n\r\n");
+        encode_head(&parts, &mut out, |name| name != "x-a");
+        push_field(&mut out, b"x-b", b"2");
+        assert_eq!(out, b"GET /a?b=1 HTTP/1.1\r\nhost: web\r\nx-b: 2\r\n");
     }
 
     #[test]

@@ -272,7 +272,7 @@ impl Router {
         }
         strip_hop_by_hop(&mut parts.headers, upgrading);
         forward_headers(&mut parts.headers, &local);
-        set_dst_headers(&mut parts.headers, &service_header, &client.value, bound);
+        let dst = DstHeaders::new(service_header, &client.value, bound);
         let limit = self.spec.total_timeout.or(self.spec.attempt_timeout);
         let upstream_failed = |e: String| {
             RouterError::Upstream(format!(
@@ -291,7 +291,7 @@ impl Router {
         if self.h2.is_none() && crate::h1_direct::eligible(&parts.method, bodiless, upgrading) {
             drop(incoming);
             let mut head = Vec::with_capacity(512);
-            crate::h1_direct::encode_head(&parts, &mut head);
+            dst.encode_head(&parts, &mut head);
             let call = self.h1.send_direct(endpoint, &head, &parts.method);
             let (answer, body) = match limit {
                 Some(limit) => tokio::time::timeout(limit, call)
@@ -307,6 +307,7 @@ impl Router {
                 picked,
             });
         }
+        dst.set(&mut parts.headers);
         let body = incoming.map_or_else(Body::empty, Body::streamed);
         let outgoing = Request::from_parts(parts, body);
 
@@ -526,34 +527,90 @@ impl Client {
     }
 }
 
-/// Sets `Via` and the `l5d-dst-*` and `l5d-reqid` headers Linkerd sends
-/// downstream.
-fn set_dst_headers(
-    headers: &mut http::HeaderMap,
-    service: &Option<HeaderValue>,
-    client: &Client,
-    bound: &Bound,
-) {
-    headers.reserve(5);
-    headers.append(header::VIA, VIA_VALUE);
-    if let Some(service) = service {
-        headers.insert(L5D_DST_SERVICE, service.clone());
+/// `Via` and the `l5d-dst-*` and `l5d-reqid` headers Linkerd sends
+/// downstream. `l5d-dst-*` replace the client's; a client's `l5d-reqid`
+/// is kept.
+struct DstHeaders {
+    service: Option<HeaderValue>,
+    client: Option<HeaderValue>,
+    residual: Option<HeaderValue>,
+}
+
+impl DstHeaders {
+    fn new(service: Option<HeaderValue>, client: &Client, bound: &Bound) -> DstHeaders {
+        DstHeaders {
+            service,
+            client: client.client_header.clone(),
+            residual: if bound.residual.is_empty() {
+                None
+            } else {
+                client.residual_header(&bound.residual)
+            },
+        }
     }
-    if let Some(client) = &client.client_header {
-        headers.insert(L5D_DST_CLIENT, client.clone());
+
+    /// Sets the headers in a request's header map.
+    fn set(self, headers: &mut http::HeaderMap) {
+        headers.reserve(5);
+        headers.append(header::VIA, VIA_VALUE);
+        let replaced = [
+            (L5D_DST_SERVICE, self.service),
+            (L5D_DST_CLIENT, self.client),
+            (L5D_DST_RESIDUAL, self.residual),
+        ];
+        for (name, value) in replaced {
+            if let Some(value) = value {
+                headers.insert(name, value);
+            }
+        }
+        if !headers.contains_key(L5D_REQID) {
+            headers.insert(L5D_REQID, request_id());
+        }
     }
-    if !bound.residual.is_empty()
-        && let Some(residual) = client.residual_header(&bound.residual)
-    {
-        headers.insert(L5D_DST_RESIDUAL, residual);
-    }
-    if !headers.contains_key(L5D_REQID) {
-        headers.insert(L5D_REQID, request_id());
+
+    /// Writes the head of `parts` with these headers to `out`, without
+    /// putting them in its header map first.
+    fn encode_head(self, parts: &http::request::Parts, out: &mut Vec<u8>) {
+        let mut has_reqid = false;
+        crate::h1_direct::encode_head(parts, out, |name| {
+            // Only `l5d-*` names need a closer look.
+            if !name.as_str().starts_with("l5d-") {
+                return true;
+            }
+            if name == L5D_REQID {
+                has_reqid = true;
+                return true;
+            }
+            !((name == L5D_DST_SERVICE && self.service.is_some())
+                || (name == L5D_DST_CLIENT && self.client.is_some())
+                || (name == L5D_DST_RESIDUAL && self.residual.is_some()))
+        });
+        let push = crate::h1_direct::push_field;
+        push(out, b"via", VIA_VALUE.as_bytes());
+        let replaced = [
+            (&L5D_DST_SERVICE, &self.service),
+            (&L5D_DST_CLIENT, &self.client),
+            (&L5D_DST_RESIDUAL, &self.residual),
+        ];
+        for (name, value) in replaced {
+            if let Some(value) = value {
+                push(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+        if !has_reqid {
+            push(out, b"l5d-reqid", &request_id_text());
+        }
+        out.extend_from_slice(b"\r\n");
     }
 }
 
 /// A random request id: 16 lowercase hex digits.
 fn request_id() -> HeaderValue {
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&request_id_text()).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+fn request_id_text() -> [u8; 16] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = rand::random::<u64>();
     let mut text = [0u8; 16];
@@ -561,8 +618,7 @@ fn request_id() -> HeaderValue {
         *digit = HEX[(id & 0xf) as usize];
         id >>= 4;
     }
-    // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    text
 }
 
 /// How many proxies the request has passed, from its `Via` headers.

@@ -286,6 +286,24 @@ async fn backend_sees_dst_headers_reqid_and_via() {
     let reply = get(&client, router.addr(), "web", "/", &[]).await;
     assert_ne!(reply.seen_header("l5d-reqid").unwrap(), first_id);
 
+    // The router's l5d-dst-* replace a client's; a client's request id is
+    // kept.
+    let reply = get(
+        &client,
+        router.addr(),
+        "web",
+        "/",
+        &[
+            ("l5d-dst-service", "/forged"),
+            ("l5d-dst-client", "/forged"),
+            ("l5d-reqid", "from-the-client"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.seen_headers("l5d-dst-service"), ["/svc/web"]);
+    assert_eq!(reply.seen_headers("l5d-dst-client"), ["/#/io.l5d.fs/a"]);
+    assert_eq!(reply.seen_headers("l5d-reqid"), ["from-the-client"]);
+
     // A residual left after binding is passed on.
     let reply = get(
         &client,
