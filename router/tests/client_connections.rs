@@ -1,0 +1,264 @@
+//! The client side of an `http` router, spoken to on raw sockets: what its
+//! own HTTP/1.1 server does with pipelined requests, `Connection: close`,
+//! malformed heads, and the requests it hands to hyper's server (bodies,
+//! HTTP/1.0) on the same connection.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Backend, FsDir, STEP, config, start_router, within};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ROUTER: &str = "- protocol: http
+  dtab: /svc => /#/io.l5d.fs;
+  servers:
+  - port: 0
+";
+
+/// One response read off a raw connection.
+struct Raw {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// Reads one response (Content-Length or chunked) from `stream`, keeping
+/// what follows it in `buf`. `head_only` for the answer to `HEAD`.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Raw {
+    let (status, headers, head_len) = loop {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut fields);
+        if let httparse::Status::Complete(len) = parsed.parse(buf).unwrap() {
+            let headers = parsed
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect::<Vec<_>>();
+            break (parsed.code.unwrap(), headers, len);
+        }
+        fill(stream, buf).await;
+    };
+    buf.drain(..head_len);
+    let mut raw = Raw {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only {
+        return raw;
+    }
+    if let Some(length) = raw.header("content-length") {
+        let length: usize = length.parse().unwrap();
+        while buf.len() < length {
+            fill(stream, buf).await;
+        }
+        raw.body = buf.drain(..length).collect();
+        return raw;
+    }
+    assert_eq!(raw.header("transfer-encoding"), Some("chunked"));
+    loop {
+        let line_end = loop {
+            if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
+                break at;
+            }
+            fill(stream, buf).await;
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap(), 16).unwrap();
+        buf.drain(..line_end + 2);
+        while buf.len() < size + 2 {
+            fill(stream, buf).await;
+        }
+        raw.body.extend(buf.drain(..size));
+        buf.drain(..2);
+        if size == 0 {
+            return raw;
+        }
+    }
+}
+
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    let n = within(STEP, "the router's answer", stream.read(&mut chunk))
+        .await
+        .unwrap();
+    assert!(n > 0, "the router closed the connection mid-answer");
+    buf.extend_from_slice(&chunk[..n]);
+}
+
+/// Whether the router closes `stream` (after anything left in `buf`).
+async fn closed(stream: &mut TcpStream) -> bool {
+    let mut chunk = [0u8; 64];
+    matches!(
+        within(STEP, "the router to close", stream.read(&mut chunk)).await,
+        Ok(0) | Err(_)
+    )
+}
+
+async fn setup() -> (Backend, FsDir, support::RunningRouter) {
+    let backend = Backend::start("web").await;
+    let fs = FsDir::new();
+    fs.point("web", &[&backend]);
+    let router = start_router(&config(&fs, ROUTER)).await;
+    (backend, fs, router)
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let (_backend, _fs, router) = setup().await;
+    let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+    let mut burst = Vec::new();
+    for i in 0..5 {
+        burst.extend_from_slice(format!("GET /p/{i} HTTP/1.1\r\nHost: web\r\n\r\n").as_bytes());
+    }
+    burst.extend_from_slice(b"HEAD /p/head HTTP/1.1\r\nHost: web\r\n\r\n");
+    stream.write_all(&burst).await.unwrap();
+    let mut buf = Vec::new();
+    for i in 0..5 {
+        let reply = read_response(&mut stream, &mut buf, false).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["uri"], format!("/p/{i}"));
+    }
+    let head = read_response(&mut stream, &mut buf, true).await;
+    assert_eq!(head.status, 200);
+    assert!(buf.is_empty(), "nothing follows the answer to HEAD");
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured_after_the_answer() {
+    let (_backend, _fs, router) = setup().await;
+    let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /bye HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let reply = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("connection"), Some("close"));
+    assert!(closed(&mut stream).await);
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn requests_with_bodies_and_old_versions_are_served_on_the_same_connection() {
+    let (_backend, _fs, router) = setup().await;
+    let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+    let mut buf = Vec::new();
+
+    // A bodiless request first, then one with a body: the connection
+    // changes servers between the two, keeping the bytes already read.
+    stream
+        .write_all(
+            b"GET /first HTTP/1.1\r\nHost: web\r\n\r\n\
+              POST /second HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\n\r\nhello",
+        )
+        .await
+        .unwrap();
+    let first = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!(first.json()["uri"], "/first");
+    let second = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.json()["uri"], "/second");
+    assert_eq!(second.json()["method"], "POST");
+
+    // Later bodiless requests on it still work.
+    stream
+        .write_all(b"GET /third HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let third = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!(third.json()["uri"], "/third");
+
+    // HTTP/1.0 on a new connection.
+    let mut old = TcpStream::connect(router.addr()).await.unwrap();
+    old.write_all(b"GET /old HTTP/1.0\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    within(STEP, "the HTTP/1.0 answer", old.read_to_end(&mut all))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"),
+        "{text}"
+    );
+    assert!(text.contains("\"/old\""), "{text}");
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_are_refused_without_reaching_a_backend() {
+    let (backend, _fs, router) = setup().await;
+    for bad in [
+        &b"GET /a b HTTP/1.1\r\nHost: web\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost web\r\n\r\n",
+        b"GET http://[bad/ HTTP/1.1\r\nHost: web\r\n\r\n",
+    ] {
+        let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+        stream.write_all(bad).await.unwrap();
+        let mut buf = Vec::new();
+        let reply = read_response(&mut stream, &mut buf, false).await;
+        assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(bad));
+        assert!(closed(&mut stream).await);
+    }
+    assert_eq!(backend.requests(), 0);
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_closes_idle_connections_and_finishes_busy_ones() {
+    let (backend, _fs, router) = setup().await;
+    let mut idle = TcpStream::connect(router.addr()).await.unwrap();
+    idle.write_all(b"GET /once HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_response(&mut idle, &mut buf, false).await.status, 200);
+
+    // A request held by the backend while the router stops.
+    let mut busy = TcpStream::connect(router.addr()).await.unwrap();
+    busy.write_all(
+        format!(
+            "GET /slow HTTP/1.1\r\nHost: web\r\n{}: {}\r\n\r\n",
+            support::mode::HEADER,
+            support::mode::GATE
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    backend.wait_received().await;
+    let stopping = tokio::spawn(router.stop());
+    assert!(closed(&mut idle).await, "an idle connection is closed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    backend.release();
+    let mut buf = Vec::new();
+    let reply = read_response(&mut busy, &mut buf, false).await;
+    assert_eq!(reply.status, 200, "the request in flight is answered");
+    within(STEP, "the router to stop", stopping).await.unwrap();
+}
