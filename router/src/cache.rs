@@ -46,14 +46,34 @@ impl<K: Eq + Hash + Clone, V> Cache<K, V> {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.ms_at(Instant::now())
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The value for `key`, made by `make` on a miss.
     pub fn get_or_insert_with(&self, key: &K, make: impl FnOnce() -> V) -> Arc<Entry<V>> {
-        let now = self.now_ms();
+        self.get_or_insert_at(key, Instant::now(), make)
+    }
+
+    /// The value for `key`, made by `make` on a miss, counted as used at
+    /// `at` (a time the caller has read anyway: reading the clock is a
+    /// noticeable part of a lookup).
+    pub fn get_or_insert_at(
+        &self,
+        key: &K,
+        at: Instant,
+        make: impl FnOnce() -> V,
+    ) -> Arc<Entry<V>> {
+        let now = self.ms_at(at);
         if let Some(entry) = self.map.load().get(key) {
-            entry.last_used_ms.store(now, Ordering::Relaxed);
+            // Written only when it changes, so that threads sharing an
+            // entry do not keep taking its cache line from each other.
+            if entry.last_used_ms.load(Ordering::Relaxed) != now {
+                entry.last_used_ms.store(now, Ordering::Relaxed);
+            }
             return entry.clone();
         }
         let _guard = self

@@ -63,6 +63,12 @@ pub async fn serve<F, Fut>(
     F: FnOnce(Prefixed) -> Fut,
     Fut: Future<Output = ()>,
 {
+    // One wait for the whole connection: registering a new one at every
+    // idle moment would cost more than the rest of reading a request.
+    let stopped = async move {
+        let _ = stopping.changed().await;
+    };
+    tokio::pin!(stopped);
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     let mut out = Vec::with_capacity(READ_RESERVE);
     loop {
@@ -71,9 +77,8 @@ pub async fn serve<F, Fut>(
                 Parsed::Request(request) => break request,
                 Parsed::Partial if buf.len() < MAX_HEAD_BYTES => {}
                 Parsed::Partial | Parsed::NotHere => {
-                    // The draining server waits for this connection now
-                    // through hyper's graceful shutdown.
-                    drop(stopping);
+                    // A stopping server closes it through hyper's graceful
+                    // shutdown now.
                     return fallback(Prefixed::new(buf.freeze(), stream)).await;
                 }
                 Parsed::Bad => {
@@ -81,7 +86,7 @@ pub async fn serve<F, Fut>(
                     return;
                 }
             }
-            if !read_more(&mut stream, &mut buf, &mut stopping).await {
+            if !read_more(&mut stream, &mut buf, stopped.as_mut()).await {
                 return;
             }
         };
@@ -104,7 +109,7 @@ pub async fn serve<F, Fut>(
 async fn read_more(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    stopping: &mut watch::Receiver<bool>,
+    mut stopped: Pin<&mut impl Future<Output = ()>>,
 ) -> bool {
     buf.reserve(READ_RESERVE);
     loop {
@@ -119,7 +124,7 @@ async fn read_more(
             tokio::select! {
                 biased;
                 ready = stream.readable() => ready.is_ok(),
-                _ = stopping.changed() => false,
+                () = &mut stopped => false,
             }
         } else {
             stream.readable().await.is_ok()

@@ -190,7 +190,7 @@ impl Router {
             identified.name,
         );
         let deadline = tokio::time::Instant::from_std(started) + self.spec.binding_timeout;
-        let (state, service_header) = self.bound_tree(&local, &key, deadline).await?;
+        let (state, service_header) = self.bound_tree(&local, &key, started, deadline).await?;
         let name = &key.1;
         let Activity::Ok(tree) = &*state else {
             return Err(RouterError::BindingFailed(format!(
@@ -210,7 +210,7 @@ impl Router {
         };
         let client = self
             .balancers
-            .get_or_insert_with(&bound.id, || Client::new(bound));
+            .get_or_insert_at(&bound.id, started, || Client::new(bound));
         let picked = self
             .pick(&client.value.balancer, name, bound, deadline)
             .await?;
@@ -354,10 +354,11 @@ impl Router {
         &self,
         local: &Dtab,
         key: &(String, Path),
+        started: Instant,
         deadline: tokio::time::Instant,
     ) -> Result<(Arc<Activity<NameTree<Bound>>>, Option<HeaderValue>), RouterError> {
         let name = &key.1;
-        let entry = self.bindings.get_or_insert_with(key, || {
+        let entry = self.bindings.get_or_insert_at(key, started, || {
             let dtab = self.spec.dtab.concat(local);
             NameBinding {
                 binding: self.naming.bind(&dtab, name),
