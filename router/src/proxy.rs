@@ -307,45 +307,50 @@ impl Router {
                 picked,
             });
         }
-        dst.set(&mut parts.headers);
-        let body = incoming.map_or_else(Body::empty, Body::streamed);
-        let outgoing = Request::from_parts(parts, body);
+        // Boxed: streaming through hyper's client takes a large future,
+        // which would otherwise make every request's future that large.
+        Box::pin(async move {
+            dst.set(&mut parts.headers);
+            let body = incoming.map_or_else(Body::empty, Body::streamed);
+            let outgoing = Request::from_parts(parts, body);
 
-        let call = async {
-            match &self.h2 {
-                Some(pool) => pool
-                    .send(endpoint, outgoing)
+            let call = async {
+                match &self.h2 {
+                    Some(pool) => pool
+                        .send(endpoint, outgoing)
+                        .await
+                        .map(|response| (response, None)),
+                    None => self
+                        .h1
+                        .send(endpoint, outgoing)
+                        .await
+                        .map(|(response, connection)| (response, Some(connection)))
+                        .map_err(|e| e.to_string()),
+                }
+            };
+            let result = match limit {
+                Some(limit) => tokio::time::timeout(limit, call)
                     .await
-                    .map(|response| (response, None)),
-                None => self
-                    .h1
-                    .send(endpoint, outgoing)
-                    .await
-                    .map(|(response, connection)| (response, Some(connection)))
-                    .map_err(|e| e.to_string()),
-            }
-        };
-        let result = match limit {
-            Some(limit) => tokio::time::timeout(limit, call)
-                .await
-                .map_err(|_| timed_out(limit))?,
-            None => call.await,
-        };
-        let (mut response, mut connection) = result.map_err(upstream_failed)?;
+                    .map_err(|_| timed_out(limit))?,
+                None => call.await,
+            };
+            let (mut response, mut connection) = result.map_err(upstream_failed)?;
 
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            // The connection now belongs to the upgraded protocol.
-            connection = None;
-            if let Some(downstream) = on_upgrade {
-                let upstream = hyper::upgrade::on(&mut response);
-                tokio::spawn(splice(downstream, upstream));
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                // The connection now belongs to the upgraded protocol.
+                connection = None;
+                if let Some(downstream) = on_upgrade {
+                    let upstream = hyper::upgrade::on(&mut response);
+                    tokio::spawn(splice(downstream, upstream));
+                }
+            } else {
+                strip_hop_by_hop(response.headers_mut(), false);
             }
-        } else {
-            strip_hop_by_hop(response.headers_mut(), false);
-        }
-        let (parts, incoming) = response.into_parts();
-        let body = Body::leased(incoming, Lease { picked, connection });
-        Ok(Routed::Response(Response::from_parts(parts, body)))
+            let (parts, incoming) = response.into_parts();
+            let body = Body::leased(incoming, Lease { picked, connection });
+            Ok(Routed::Response(Response::from_parts(parts, body)))
+        })
+        .await
     }
 
     /// Waits for the binding of `key` (local dtab, name) to leave the
