@@ -63,6 +63,8 @@ pub async fn serve<F, Fut>(
     F: FnOnce(Prefixed) -> Fut,
     Fut: Future<Output = ()>,
 {
+    // Read before each answer: a stopping server says it closes.
+    let stopping_now = stopping.clone();
     // One wait for the whole connection: registering a new one at every
     // idle moment would cost more than the rest of reading a request.
     let stopped = async move {
@@ -90,6 +92,8 @@ pub async fn serve<F, Fut>(
                 return;
             }
         };
+        let mut request = request;
+        request.close |= stopping_now.has_changed().unwrap_or(true);
         let close = request.close;
         match respond(&served, request, &mut stream, &mut out).await {
             Ok(true) if !close => {}
@@ -138,7 +142,8 @@ async fn read_more(
 /// A request head taken off the connection.
 struct ClientRequest {
     parts: request::Parts,
-    /// The client sent `Connection: close`.
+    /// The client sent `Connection: close`, or the server is stopping:
+    /// the connection closes after the answer.
     close: bool,
 }
 
