@@ -84,7 +84,9 @@ pub async fn serve<F, Fut>(
                     return fallback(Prefixed::new(buf.freeze(), stream)).await;
                 }
                 Parsed::Bad => {
-                    let _ = stream.write_all(BAD_REQUEST).await;
+                    if stream.write_all(BAD_REQUEST).await.is_ok() {
+                        let _ = stream.shutdown().await;
+                    }
                     return;
                 }
             }
@@ -250,24 +252,22 @@ async fn respond(
     let started = Instant::now();
     let router = &served.router;
     let head_only = request.parts.method == Method::HEAD;
-    let _permit = match &served.limit {
-        Some(limit) => match limit.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                let e = RouterError::Unavailable("too many concurrent requests".into());
-                router.record(e.status().as_u16(), started);
-                let response = error_response(&e);
-                let (parts, body) = response.into_parts();
-                return write_response(stream, out, Head::Parts(parts), body, false, request.close)
-                    .await;
-            }
-        },
-        None => None,
+    // Held until the answer has been written.
+    let permit = served
+        .limit
+        .as_ref()
+        .map(|limit| limit.clone().try_acquire_owned());
+    let routed = match &permit {
+        Some(Err(_)) => Err(RouterError::Unavailable(
+            "too many concurrent requests".into(),
+        )),
+        _ => {
+            router
+                .route(&served.settings, request.parts, None, started)
+                .await
+        }
     };
-    let (head, body) = match router
-        .route(&served.settings, request.parts, None, started)
-        .await
-    {
+    let (head, body) = match routed {
         Ok(Routed::Direct {
             answer,
             body,
@@ -363,18 +363,27 @@ async fn write_response(
     out.clear();
     head.write(out);
     let status = head.status();
-    let framing = if head_only
-        || status == StatusCode::NO_CONTENT
+    let own_length = match head {
+        // The router's own answers (errors) know their length; an
+        // upstream's answer to HEAD keeps the length the upstream gave.
+        Head::Parts(_) if !head.declares_length() => body.size_hint().exact(),
+        _ => None,
+    };
+    let framing = if status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
         || status.is_informational()
     {
         Framing::None
+    } else if head_only {
+        // The length a GET would have been told.
+        if let Some(length) = own_length {
+            push_content_length(out, length);
+        }
+        Framing::None
     } else if head.declares_length() {
         Framing::Length
-    } else if let Some(length) = body.size_hint().exact() {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(length.to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+    } else if let Some(length) = own_length.or_else(|| body.size_hint().exact()) {
+        push_content_length(out, length);
         Framing::Length
     } else {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -479,6 +488,12 @@ async fn next_frame_unless_hung_up(
 async fn hung_up(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     !matches!(stream.peek(&mut probe).await, Ok(n) if n > 0)
+}
+
+fn push_content_length(out: &mut Vec<u8>, length: u64) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(length.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The body's next frame if it is there without waiting.

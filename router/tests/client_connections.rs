@@ -262,3 +262,35 @@ async fn stopping_closes_idle_connections_and_finishes_busy_ones() {
     assert_eq!(reply.status, 200, "the request in flight is answered");
     within(STEP, "the router to stop", stopping).await.unwrap();
 }
+
+#[tokio::test]
+async fn answers_to_head_have_no_body_even_when_they_are_errors() {
+    let (_backend, _fs, router) = setup().await;
+    let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+    // No such service: the router's own 502, which has a body for a GET.
+    stream
+        .write_all(
+            b"HEAD /x HTTP/1.1\r\nHost: nowhere\r\n\r\n\
+              GET /x HTTP/1.1\r\nHost: nowhere\r\n\r\n\
+              HEAD /y HTTP/1.1\r\nHost: web\r\n\r\n\
+              GET /y HTTP/1.1\r\nHost: web\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let head_error = read_response(&mut stream, &mut buf, true).await;
+    assert_eq!(head_error.status, 502);
+    let get_error = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!(get_error.status, 502);
+    assert!(!get_error.body.is_empty());
+    assert_eq!(
+        head_error.header("content-length"),
+        get_error.header("content-length"),
+        "HEAD is told the length a GET would get"
+    );
+    let head = read_response(&mut stream, &mut buf, true).await;
+    assert_eq!(head.status, 200);
+    let get = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!(get.json()["uri"], "/y");
+    router.stop().await;
+}

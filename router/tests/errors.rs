@@ -215,6 +215,15 @@ async fn max_concurrent_requests_turns_the_extra_request_away() {
         "{}",
         reply.l5d_err()
     );
+    // Turned away too, and its answer has no body (the connection it came
+    // on stays usable).
+    let head = support::request(addr, "web", "/")
+        .method("HEAD")
+        .body(support::empty())
+        .unwrap();
+    let reply = support::send(&client, head).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.body.is_empty());
     backend.release();
     let reply = support::within(support::STEP, "the held request", held)
         .await
