@@ -230,7 +230,25 @@ pub struct Answer {
 
 /// Where some bytes sit in a head: start and end offsets. (Heads are far
 /// smaller than 4 GiB; 32-bit offsets keep an [`Answer`] small to move.)
-type Place = (u32, u32);
+pub(crate) type Place = (u32, u32);
+
+/// Where `part`, a slice of the buffer that starts at address `base`,
+/// sits in that buffer.
+pub(crate) fn place_in(base: usize, part: &[u8]) -> Place {
+    match part.len() {
+        // An empty slice may not point into the buffer at all.
+        0 => (0, 0),
+        n => {
+            let at = part.as_ptr() as usize - base;
+            (at as u32, (at + n) as u32)
+        }
+    }
+}
+
+/// The byte range of `place`.
+pub(crate) fn range(place: Place) -> std::ops::Range<usize> {
+    place.0 as usize..place.1 as usize
+}
 
 /// Where one field's name and value sit in the head.
 #[derive(Clone, Copy)]
@@ -264,7 +282,7 @@ fn classify(name: &[u8]) -> Field {
 
 impl Answer {
     fn at(&self, place: Place) -> &[u8] {
-        &self.bytes[place.0 as usize..place.1 as usize]
+        &self.bytes[range(place)]
     }
 
     /// The response status.
@@ -313,10 +331,7 @@ impl Answer {
         }
         out.extend_from_slice(b"\r\n");
         for span in &self.fields {
-            out.extend_from_slice(self.at(span.name));
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(self.at(span.value));
-            out.extend_from_slice(b"\r\n");
+            push_field(out, self.at(span.name), self.at(span.value));
         }
     }
 }
@@ -342,16 +357,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Answer>, ExchangeError> {
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or_else(|| ExchangeError::new("invalid response status"))?;
     let base = buf.as_ptr() as usize;
-    // Empty slices may not point into the buffer at all.
-    let span_of = |s: &[u8]| -> Place {
-        match s.len() {
-            0 => (0, 0),
-            n => {
-                let at = s.as_ptr() as usize - base;
-                (at as u32, (at + n) as u32)
-            }
-        }
-    };
+    let span_of = |s: &[u8]| place_in(base, s);
     let mut answer = Answer {
         bytes: Bytes::new(),
         status,
@@ -412,7 +418,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Answer>, ExchangeError> {
     let chunked = answer.transfer_chunked.is_some();
     if chunked || !listed.is_empty() {
         let bytes = &answer.bytes;
-        let at = |place: Place| &bytes[place.0 as usize..place.1 as usize];
+        let at = |place: Place| &bytes[range(place)];
         answer.fields.retain(|f| {
             let name = at(f.name);
             // With a transfer coding, Content-Length does not frame the body.
@@ -433,7 +439,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 }
 
 /// The comma-separated, trimmed, non-empty items of a field value.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|b| *b == b',')
         .map(<[u8]>::trim_ascii)

@@ -30,6 +30,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::body::Body;
 use crate::errors::RouterError;
+use crate::h1_direct::{Place, place_in, push_field, range, tokens};
 use crate::proxy::{Routed, Router, ServerSettings, error_response};
 
 /// The most request headers accepted here (hyper's default too); a request
@@ -190,13 +191,9 @@ fn parse_request(buf: &mut BytesMut) -> Parsed {
         _ => return Parsed::NotHere,
     };
     let base = buf.as_ptr() as usize;
-    let span_of = |s: &[u8]| match s.len() {
-        0 => (0, 0),
-        n => (s.as_ptr() as usize - base, s.as_ptr() as usize - base + n),
-    };
-    let target = span_of(parsed.path.unwrap_or("").as_bytes());
+    let target = place_in(base, parsed.path.unwrap_or("").as_bytes());
     let mut close = false;
-    let mut fields: SmallVec<[(HeaderName, (usize, usize)); 16]> = SmallVec::new();
+    let mut fields: SmallVec<[(HeaderName, Place); 16]> = SmallVec::new();
     for h in parsed.headers.iter() {
         let name = h.name.as_bytes();
         match name.len() {
@@ -209,26 +206,23 @@ fn parse_request(buf: &mut BytesMut) -> Parsed {
             7 if name.eq_ignore_ascii_case(b"upgrade") => return Parsed::NotHere,
             6 if name.eq_ignore_ascii_case(b"expect") => return Parsed::NotHere,
             10 if name.eq_ignore_ascii_case(b"connection") => {
-                close |= h
-                    .value
-                    .split(|b| *b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+                close |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
             }
             _ => {}
         }
         let Ok(name) = HeaderName::from_bytes(name) else {
             return Parsed::NotHere;
         };
-        fields.push((name, span_of(h.value)));
+        fields.push((name, place_in(base, h.value)));
     }
     let head = buf.split_to(len).freeze();
-    let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.1)) else {
+    let Ok(uri) = Uri::from_maybe_shared(head.slice(range(target))) else {
         return Parsed::Bad;
     };
     let mut headers = HeaderMap::with_capacity(fields.len() + 6);
     for (name, value) in fields {
         // httparse accepts the same value bytes HeaderValue does.
-        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(value.0..value.1)) else {
+        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(range(value))) else {
             return Parsed::Bad;
         };
         headers.append(name, value);
@@ -332,10 +326,7 @@ impl Head {
 
 fn write_fields(fields: &HeaderMap, out: &mut Vec<u8>) {
     for (name, value) in fields {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name.as_str().as_bytes(), value.as_bytes());
     }
 }
 
@@ -491,9 +482,7 @@ async fn hung_up(stream: &TcpStream) -> bool {
 }
 
 fn push_content_length(out: &mut Vec<u8>, length: u64) {
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(length.to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    push_field(out, b"content-length", length.to_string().as_bytes());
 }
 
 /// The body's next frame if it is there without waiting.
