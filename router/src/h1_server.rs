@@ -16,7 +16,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -40,6 +40,10 @@ const MAX_HEADERS: usize = 100;
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How much room a read asks for at least.
 const READ_RESERVE: usize = 8 * 1024;
+/// How long a client may take to send the rest of a request head once it
+/// has begun (hyper's default header read timeout): a client that sends a
+/// head a byte at a time does not hold its connection for ever.
+const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bodies are gathered up to this size before they are written.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -75,6 +79,8 @@ pub async fn serve<F, Fut>(
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     let mut out = Vec::with_capacity(READ_RESERVE);
     loop {
+        // Set when a head has started to arrive but is not complete.
+        let mut head_deadline = None;
         let request = loop {
             match parse_request(&mut buf) {
                 Parsed::Request(request) => break request,
@@ -91,7 +97,10 @@ pub async fn serve<F, Fut>(
                     return;
                 }
             }
-            if !read_more(&mut stream, &mut buf, stopped.as_mut()).await {
+            if !buf.is_empty() && head_deadline.is_none() {
+                head_deadline = Some(tokio::time::Instant::now() + HEAD_READ_TIMEOUT);
+            }
+            if !read_more(&mut stream, &mut buf, stopped.as_mut(), head_deadline).await {
                 return;
             }
         };
@@ -111,12 +120,14 @@ pub async fn serve<F, Fut>(
     }
 }
 
-/// Reads more of the connection into `buf`; false once it is closed, or
-/// when the server is stopping and nothing of a next request has come.
+/// Reads more of the connection into `buf`; false once it is closed, when
+/// the server is stopping and nothing of a next request has come, or when
+/// a started head is not complete by `head_deadline`.
 async fn read_more(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     mut stopped: Pin<&mut impl Future<Output = ()>>,
+    head_deadline: Option<tokio::time::Instant>,
 ) -> bool {
     buf.reserve(READ_RESERVE);
     loop {
@@ -134,7 +145,13 @@ async fn read_more(
                 () = &mut stopped => false,
             }
         } else {
-            stream.readable().await.is_ok()
+            let readable = stream.readable();
+            match head_deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, readable)
+                    .await
+                    .is_ok_and(|ready| ready.is_ok()),
+                None => readable.await.is_ok(),
+            }
         };
         if !ready {
             return false;

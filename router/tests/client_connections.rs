@@ -294,3 +294,26 @@ async fn answers_to_head_have_no_body_even_when_they_are_errors() {
     assert_eq!(get.json()["uri"], "/y");
     router.stop().await;
 }
+
+// Time is paused: once every task waits, the clock jumps to the next timer,
+// so the 30 s allowed for a head pass at once.
+#[tokio::test(start_paused = true)]
+async fn a_head_that_never_completes_is_dropped_after_a_while() {
+    let (backend, _fs, router) = setup().await;
+    let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: we")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut chunk = [0u8; 64];
+    let read = stream.read(&mut chunk).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "closed without an answer");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(31),
+        "{waited:?}"
+    );
+    assert_eq!(backend.requests(), 0);
+    router.stop().await;
+}
