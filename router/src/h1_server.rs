@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version, request};
 use http_body_util::BodyExt;
@@ -107,7 +107,15 @@ pub async fn serve<F, Fut>(
         let mut request = request;
         request.close |= stopping_now.has_changed().unwrap_or(true);
         let close = request.close;
-        match respond(&served, request, &mut stream, &mut out).await {
+        let kept = respond(&served, request, &mut stream, &mut out).await;
+        // A long answer or head may have grown the buffers; an idle
+        // connection keeps only their usual size.
+        out.clear();
+        out.shrink_to(READ_RESERVE);
+        if buf.is_empty() && buf.capacity() > 2 * READ_RESERVE {
+            buf = BytesMut::with_capacity(READ_RESERVE);
+        }
+        match kept {
             Ok(true) if !close => {}
             Ok(true) => {
                 // Closing with a clean FIN, so the response is not lost to a
@@ -431,7 +439,7 @@ async fn write_response(
             }
         };
         match frame.into_data() {
-            Ok(mut data) => {
+            Ok(data) => {
                 if data.is_empty() {
                     continue;
                 }
@@ -440,9 +448,7 @@ async fn write_response(
                 }
                 if data.len() >= WRITE_BATCH {
                     flush(stream, out).await?;
-                    while data.has_remaining() {
-                        stream.write_buf(&mut data).await?;
-                    }
+                    stream.write_all(&data).await?;
                 } else {
                     out.extend_from_slice(&data);
                 }

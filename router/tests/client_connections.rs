@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::{Backend, FsDir, STEP, config, start_router, within};
@@ -315,5 +316,86 @@ async fn a_head_that_never_completes_is_dropped_after_a_while() {
         "{waited:?}"
     );
     assert_eq!(backend.requests(), 0);
+    router.stop().await;
+}
+
+/// A backend on a raw socket that answers every request on a connection
+/// with `body`, framed by Content-Length or chunked (in 100 KB chunks),
+/// written in several pieces.
+async fn big_body_backend(body: Arc<Vec<u8>>, chunked: bool) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    seen.clear();
+                    let framing = if chunked {
+                        "transfer-encoding: chunked".to_string()
+                    } else {
+                        format!("content-length: {}", body.len())
+                    };
+                    let head = format!("HTTP/1.1 200 OK\r\n{framing}\r\n\r\n");
+                    if stream.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    for piece in body.chunks(100 * 1024) {
+                        let framed = if chunked {
+                            let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
+                            framed.extend_from_slice(piece);
+                            framed.extend_from_slice(b"\r\n");
+                            framed
+                        } else {
+                            piece.to_vec()
+                        };
+                        if stream.write_all(&framed).await.is_err() {
+                            return;
+                        }
+                    }
+                    if chunked && stream.write_all(b"0\r\n\r\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn large_answers_arrive_whole_in_either_framing() {
+    let body: Arc<Vec<u8>> = Arc::new((0..3_000_000u32).map(|i| (i % 251) as u8).collect());
+    let fs = FsDir::new();
+    let sized = big_body_backend(body.clone(), false).await;
+    let chunked = big_body_backend(body.clone(), true).await;
+    fs.write("sized", &format!("127.0.0.1 {}\n", sized.port()));
+    fs.write("chunked", &format!("127.0.0.1 {}\n", chunked.port()));
+    let router = start_router(&config(&fs, ROUTER)).await;
+    let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        for host in ["sized", "chunked"] {
+            stream
+                .write_all(format!("GET /big HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let reply = read_response(&mut stream, &mut buf, false).await;
+            assert_eq!(reply.status, 200, "{host}");
+            assert_eq!(reply.body.len(), body.len(), "{host}");
+            assert!(reply.body == *body, "{host}: the bytes differ");
+        }
+    }
     router.stop().await;
 }
