@@ -51,6 +51,11 @@ pub enum DtabHeaderReason {
 /// values, each read with [`Dtab::read`], in order.
 pub fn local_dtab(headers: &HeaderMap) -> Result<Dtab, DtabHeaderError> {
     let mut local = Dtab::empty();
+    // Most requests carry neither header: one pass over the names costs
+    // less than a hashed lookup of each.
+    if !headers.keys().any(|n| n == L5D_CTX_DTAB || n == L5D_DTAB) {
+        return Ok(local);
+    }
     for header in [L5D_CTX_DTAB, L5D_DTAB] {
         for value in headers.get_all(&header) {
             local = local.concat(&read_value(&header, value)?);
