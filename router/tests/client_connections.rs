@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{Backend, FsDir, STEP, config, start_router, within};
+use support::{Backend, FsDir, STEP, config, raw_backend, read_head, start_router, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -323,54 +323,37 @@ async fn a_head_that_never_completes_is_dropped_after_a_while() {
 /// with `body`, framed by Content-Length or chunked (in 100 KB chunks),
 /// written in several pieces.
 async fn big_body_backend(body: Arc<Vec<u8>>, chunked: bool) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&chunk[..n]),
-                        }
+    let (addr, _) = raw_backend(move |mut stream| {
+        let body = body.clone();
+        async move {
+            let mut pending = Vec::new();
+            while read_head(&mut stream, &mut pending).await.is_some() {
+                let framing = if chunked {
+                    "transfer-encoding: chunked".to_string()
+                } else {
+                    format!("content-length: {}", body.len())
+                };
+                let mut answer = format!("HTTP/1.1 200 OK\r\n{framing}\r\n\r\n").into_bytes();
+                for piece in body.chunks(100 * 1024) {
+                    if chunked {
+                        answer.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
                     }
-                    seen.clear();
-                    let framing = if chunked {
-                        "transfer-encoding: chunked".to_string()
-                    } else {
-                        format!("content-length: {}", body.len())
-                    };
-                    let head = format!("HTTP/1.1 200 OK\r\n{framing}\r\n\r\n");
-                    if stream.write_all(head.as_bytes()).await.is_err() {
+                    answer.extend_from_slice(piece);
+                    if chunked {
+                        answer.extend_from_slice(b"\r\n");
+                    }
+                    if stream.write_all(&answer).await.is_err() {
                         return;
                     }
-                    for piece in body.chunks(100 * 1024) {
-                        let framed = if chunked {
-                            let mut framed = format!("{:x}\r\n", piece.len()).into_bytes();
-                            framed.extend_from_slice(piece);
-                            framed.extend_from_slice(b"\r\n");
-                            framed
-                        } else {
-                            piece.to_vec()
-                        };
-                        if stream.write_all(&framed).await.is_err() {
-                            return;
-                        }
-                    }
-                    if chunked && stream.write_all(b"0\r\n\r\n").await.is_err() {
-                        return;
-                    }
+                    answer.clear();
                 }
-            });
+                if chunked && stream.write_all(b"0\r\n\r\n").await.is_err() {
+                    return;
+                }
+            }
         }
-    });
+    })
+    .await;
     addr
 }
 

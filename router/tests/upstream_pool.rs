@@ -13,10 +13,10 @@ use std::time::Duration;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use support::{
-    Backend, FsDir, STEP, client, config, empty, get, mode, request, start_router, within,
+    Backend, FsDir, STEP, client, config, empty, get, mode, raw_backend, read_head, request,
+    start_router, within,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
 
 const ROUTER: &str = "- protocol: http
   dtab: /svc => /#/io.l5d.fs;
@@ -88,46 +88,6 @@ async fn an_abandoned_response_closes_its_connection_and_traffic_goes_on() {
     }
     assert_eq!(backend.connections(), 2);
     router.stop().await;
-}
-
-/// A backend on a raw socket, for answers hyper would not write: `serve`
-/// runs for each connection. Also gives the number of connections taken.
-async fn raw_backend<F, Fut>(serve: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
-where
-    F: Fn(TcpStream) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = connections.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(stream));
-        }
-    });
-    (addr, connections)
-}
-
-/// The next request head on `stream`, taken off `pending` (bytes read but
-/// not yet used); `None` once the client closes.
-async fn read_head(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Option<String> {
-    let mut buf = [0u8; 1024];
-    loop {
-        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&pending[..end]).to_string();
-            pending.drain(..end + 4);
-            return Some(head);
-        }
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => pending.extend_from_slice(&buf[..n]),
-        }
-    }
 }
 
 /// A backend that answers one request per connection with keep-alive
