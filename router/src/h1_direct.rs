@@ -28,11 +28,12 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version, request, response};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use smallvec::SmallVec;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::body::BodyError;
 use crate::h1_pool::H1Pool;
+use crate::socket_read;
 
 /// The most response headers accepted (hyper's default too).
 const MAX_HEADERS: usize = 100;
@@ -67,19 +68,11 @@ impl Conn {
     }
 
     async fn read_more(&mut self) -> io::Result<usize> {
-        self.buf.reserve(READ_RESERVE);
-        self.stream.read_buf(&mut self.buf).await
+        socket_read::read_buf(&self.stream, &mut self.buf, READ_RESERVE).await
     }
 
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.buf.reserve(READ_RESERVE);
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return Poll::Ready(result),
-            }
-        }
+        socket_read::poll_read_buf(&self.stream, &mut self.buf, READ_RESERVE, cx)
     }
 }
 

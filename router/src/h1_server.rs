@@ -32,6 +32,7 @@ use crate::body::Body;
 use crate::errors::RouterError;
 use crate::h1_direct::{Place, place_in, push_field, range, tokens};
 use crate::proxy::{Routed, Router, ServerSettings, error_response};
+use crate::socket_read;
 
 /// The most request headers accepted here (hyper's default too); a request
 /// with more goes to hyper, which refuses it.
@@ -139,7 +140,7 @@ async fn read_more(
 ) -> bool {
     buf.reserve(READ_RESERVE);
     loop {
-        match stream.try_read_buf(buf) {
+        match socket_read::try_read_buf(stream, buf) {
             Ok(0) => return false,
             Ok(_) => return true,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

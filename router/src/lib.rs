@@ -17,3 +17,4 @@ pub mod interpreter;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
+pub mod socket_read;
