@@ -358,6 +358,25 @@ fn group_cpu_ticks(pgid: u32) -> u64 {
         .sum()
 }
 
+/// Busy time of one CPU (`"0"`, `"1"`) in clock ticks, from `/proc/stat`:
+/// user, nice, system, irq and softirq. Unlike a process's own CPU time
+/// this includes the kernel's network work done on that CPU (softirq),
+/// which is most of what a proxy on loopback costs. Steal is left out.
+fn cpu_busy_ticks(cpu: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let label = format!("cpu{cpu}");
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(label.as_str()))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    Some(at(0) + at(1) + at(2) + at(5) + at(6))
+}
+
 /// A `/proc/<pid>/status` memory field (`VmRSS`, `VmHWM`), in KiB.
 fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -719,6 +738,16 @@ fn fmt_us(us: f64) -> String {
     }
 }
 
+/// The median of per-request CPU figures, or a dash when there are none
+/// (not pinned).
+fn fmt_opt_us(values: &[f64]) -> String {
+    if values.is_empty() {
+        "–".into()
+    } else {
+        format!("{:.1}", median(values))
+    }
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -730,6 +759,10 @@ struct Proxy {
     proc: Proc,
     runs: Vec<WrkRun>,
     cpu_us_per_request: Vec<f64>,
+    /// Whole-CPU busy time per request on the proxy's CPU and on the CPU
+    /// of `wrk` and the upstream (when pinned).
+    proxy_cpu_us_per_request: Vec<f64>,
+    load_cpu_us_per_request: Vec<f64>,
     peak_rss_kib: u64,
 }
 
@@ -841,6 +874,8 @@ fn run(args: &Args) -> Result<()> {
         proc,
         runs: Vec::new(),
         cpu_us_per_request: Vec::new(),
+        proxy_cpu_us_per_request: Vec::new(),
+        load_cpu_us_per_request: Vec::new(),
         peak_rss_kib: 0,
     })
     .collect();
@@ -881,6 +916,10 @@ fn run(args: &Args) -> Result<()> {
             let proxy = &mut proxies[(round + k) % n];
             let group = proxy.proc.pid();
             let cpu_before = group_cpu_ticks(group);
+            let busy_before = (
+                pin.proxy.and_then(cpu_busy_ticks),
+                pin.load.and_then(cpu_busy_ticks),
+            );
             let (result, peak) = run_wrk(
                 &work,
                 pin.load,
@@ -890,15 +929,27 @@ fn run(args: &Args) -> Result<()> {
                 group,
             )?;
             let cpu_secs = group_cpu_ticks(group).saturating_sub(cpu_before) as f64 / ticks;
+            let busy_us = |before: Option<u64>, cpu: Option<&str>| -> Option<f64> {
+                let spent = cpu_busy_ticks(cpu?)?.saturating_sub(before?) as f64 / ticks;
+                (result.requests > 0).then(|| spent * 1e6 / result.requests as f64)
+            };
+            let proxy_cpu_us = busy_us(busy_before.0, pin.proxy);
+            let load_cpu_us = busy_us(busy_before.1, pin.load);
             proxy.proc.check_running()?;
             eprintln!(
-                "round {}: {:<8} {:>9.0} rps  p50 {:>9}  p99 {:>9}  CPU {:.0} %{}",
+                "round {}: {:<8} {:>9.0} rps  p50 {:>9}  p99 {:>9}  CPU {:.0} %{}{}",
                 round + 1,
                 proxy.name,
                 result.rps,
                 fmt_us(result.p50_us),
                 fmt_us(result.p99_us),
                 100.0 * cpu_secs / args.duration as f64,
+                match (proxy_cpu_us, load_cpu_us) {
+                    (Some(p), Some(l)) => format!(
+                        "  whole-CPU µs/request: proxy's {p:.1}, load's {l:.1}"
+                    ),
+                    _ => String::new(),
+                },
                 if result.non_2xx + result.socket_errors > 0 {
                     format!(
                         "  ({} non-2xx, {} socket errors)",
@@ -913,6 +964,8 @@ fn run(args: &Args) -> Result<()> {
                     .cpu_us_per_request
                     .push(cpu_secs * 1e6 / result.requests as f64);
             }
+            proxy.proxy_cpu_us_per_request.extend(proxy_cpu_us);
+            proxy.load_cpu_us_per_request.extend(load_cpu_us);
             proxy.peak_rss_kib = proxy.peak_rss_kib.max(peak);
             proxy.runs.push(result);
         }
@@ -932,19 +985,21 @@ fn run(args: &Args) -> Result<()> {
     );
     let _ = writeln!(
         out,
-        "| Proxy | Requests/s | p50 | p99 | CPU µs / request | Requests/s by round |"
+        "| Proxy | Requests/s | p50 | p99 | CPU µs / request | Proxy's CPU, µs / request | Load's CPU, µs / request | Requests/s by round |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
     for proxy in &proxies {
         let rounds: Vec<String> = proxy.runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
         let _ = writeln!(
             out,
-            "| {} | {:.0} | {} | {} | {:.1} | {} |",
+            "| {} | {:.0} | {} | {} | {:.1} | {} | {} | {} |",
             proxy.name,
             proxy.median_of(|r| r.rps),
             fmt_us(proxy.median_of(|r| r.p50_us)),
             fmt_us(proxy.median_of(|r| r.p99_us)),
             median(&proxy.cpu_us_per_request),
+            fmt_opt_us(&proxy.proxy_cpu_us_per_request),
+            fmt_opt_us(&proxy.load_cpu_us_per_request),
             rounds.join(", ")
         );
     }
@@ -1079,6 +1134,10 @@ fn run(args: &Args) -> Result<()> {
                     "p50_us_median": p.median_of(|r| r.p50_us),
                     "p99_us_median": p.median_of(|r| r.p99_us),
                     "cpu_us_per_request_median": median(&p.cpu_us_per_request),
+                    "proxy_cpu_us_per_request_median": (!p.proxy_cpu_us_per_request.is_empty())
+                        .then(|| median(&p.proxy_cpu_us_per_request)),
+                    "load_cpu_us_per_request_median": (!p.load_cpu_us_per_request.is_empty())
+                        .then(|| median(&p.load_cpu_us_per_request)),
                     "peak_rss_kib": p.peak_rss_kib,
                     "runs": p.runs.iter().map(|r| serde_json::json!({
                         "rps": r.rps, "p50_us": r.p50_us, "p99_us": r.p99_us,
