@@ -89,11 +89,8 @@ mod tests {
         assert_eq!(read_buf(&server, &mut buf, 64).await.unwrap(), 5);
         // The short read cleared readiness: the socket waits for new data
         // instead of being tried (and found empty) first.
-        let waited = tokio::time::timeout(
-            std::time::Duration::from_millis(50),
-            server.readable(),
-        )
-        .await;
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(50), server.readable()).await;
         assert!(waited.is_err(), "readiness was not cleared");
         client.write_all(b"second").await.unwrap();
         let n = tokio::time::timeout(

@@ -945,9 +945,8 @@ fn run(args: &Args) -> Result<()> {
                 fmt_us(result.p99_us),
                 100.0 * cpu_secs / args.duration as f64,
                 match (proxy_cpu_us, load_cpu_us) {
-                    (Some(p), Some(l)) => format!(
-                        "  whole-CPU µs/request: proxy's {p:.1}, load's {l:.1}"
-                    ),
+                    (Some(p), Some(l)) =>
+                        format!("  whole-CPU µs/request: proxy's {p:.1}, load's {l:.1}"),
                     _ => String::new(),
                 },
                 if result.non_2xx + result.socket_errors > 0 {
