@@ -2,16 +2,17 @@
 //! shows there is nothing more to take.
 //!
 //! Tokio forgets that a socket is readable only when a read fails with
-//! `WouldBlock`. On a keep-alive connection that costs one extra `recv`
-//! per request on each side of the proxy: the read after a whole request
-//! (or response) has been taken finds nothing and only then waits. A read
-//! that comes back with less than the room it was given has emptied the
-//! socket's receive queue (the kernel copies everything queued, up to the
-//! room), so it is as good as that failed read: these functions return the
-//! data and clear the readiness as a `WouldBlock` would. Data that arrives
-//! afterwards raises a new edge-triggered event, which tokio records with a
-//! new tick, so it is never missed; a close seen with the data stays
-//! recorded (tokio never clears "read closed"), so the next read sees it.
+//! `WouldBlock`. On a keep-alive connection that costs `recv` calls that
+//! find nothing: the read after a whole request (or response) has been
+//! taken fails first and only then waits (the proxy made three `recv`
+//! calls per request instead of two). A read that comes back with less
+//! than the room it was given has emptied the socket's receive queue (the
+//! kernel copies everything queued, up to the room), so it is as good as
+//! that failed read: these functions return the data and clear the
+//! readiness as a `WouldBlock` would. Data that arrives afterwards raises
+//! a new edge-triggered event, which tokio records with a new tick, so it
+//! is never missed; a close seen with the data stays recorded (tokio never
+//! clears "read closed"), so the next read sees it.
 
 use std::io;
 use std::task::{Context, Poll, ready};
