@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use dtab::Dtab;
-use etcd_client as etcd;
 use integration::servers::Etcd;
 use namerd::Namespace;
 use namerd::store::contract::{check_store, wait_for};
@@ -32,10 +33,58 @@ fn store_on_port(port: u16, prefix: &str) -> EtcdStore {
     EtcdStore::new(settings)
 }
 
-async fn raw_client(server: &Etcd) -> etcd::Client {
-    etcd::Client::connect([server.endpoint()], None)
-        .await
-        .unwrap()
+/// A client of etcd's own HTTP/JSON gateway, independent of the store's
+/// gRPC client, to write and read keys behind the store's back.
+struct RawClient {
+    port: u16,
+}
+
+async fn raw_client(server: &Etcd) -> RawClient {
+    RawClient {
+        port: server.port(),
+    }
+}
+
+/// One key as etcd's gateway reports it.
+struct RawKey {
+    value: Vec<u8>,
+    mod_revision: i64,
+}
+
+impl RawClient {
+    async fn call(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = body.to_string();
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).await.unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    async fn put(&mut self, key: &str, value: impl AsRef<[u8]>) {
+        let body = serde_json::json!({"key": BASE64.encode(key), "value": BASE64.encode(value)});
+        self.call("/v3/kv/put", body).await;
+    }
+
+    async fn get(&mut self, key: &str) -> Option<RawKey> {
+        let body = serde_json::json!({"key": BASE64.encode(key)});
+        let answer = self.call("/v3/kv/range", body).await;
+        let kv = answer["kvs"].as_array()?.first()?.clone();
+        Some(RawKey {
+            value: BASE64.decode(kv["value"].as_str().unwrap_or("")).unwrap(),
+            mod_revision: kv["mod_revision"].as_str().unwrap().parse().unwrap(),
+        })
+    }
 }
 
 fn ns(name: &str) -> Namespace {
@@ -72,11 +121,10 @@ async fn keeps_the_store_contract() {
     // Versions are the key's mod_revision, 8 bytes big-endian.
     let mut client = raw_client(&server).await;
     let version = store.put(&ns("v"), &dtab("/a=>/b")).await.unwrap();
-    let got = client.get("/contract/dtabs/v", None).await.unwrap();
-    let kv = &got.kvs()[0];
-    assert_eq!(version, Version(kv.mod_revision().to_be_bytes().to_vec()));
+    let kv = client.get("/contract/dtabs/v").await.unwrap();
+    assert_eq!(version, Version(kv.mod_revision.to_be_bytes().to_vec()));
     // The key holds the dtab text.
-    assert_eq!(kv.value(), b"/a=>/b");
+    assert_eq!(kv.value, b"/a=>/b");
     assert_eq!(
         store
             .update(&ns("v"), &dtab("/a=>/d"), &Version(vec![1]))
@@ -85,14 +133,8 @@ async fn keeps_the_store_contract() {
         "a version of the wrong size"
     );
     // Keys below a namespace, or beside the prefix, are not namespaces.
-    client
-        .put("/contract/dtabs/v/x", "/a=>/b", None)
-        .await
-        .unwrap();
-    client
-        .put("/contract/dtabsx", "/a=>/b", None)
-        .await
-        .unwrap();
+    client.put("/contract/dtabs/v/x", "/a=>/b").await;
+    client.put("/contract/dtabsx", "/a=>/b").await;
     let names = store.list().await.unwrap();
     assert_eq!(names, [ns("v")].into_iter().collect());
 }
@@ -251,10 +293,7 @@ async fn a_corrupt_value_is_not_served_as_a_dtab() {
     };
     let store = etcd_store(&server, "/corrupt");
     let mut client = raw_client(&server).await;
-    client
-        .put("/corrupt/bad", "/svc=>>/nope", None)
-        .await
-        .unwrap();
+    client.put("/corrupt/bad", "/svc=>>/nope").await;
 
     // Never good: reported as a failure, not as a dtab.
     let result = store.get(&ns("bad")).await;
@@ -279,10 +318,7 @@ async fn a_corrupt_value_is_not_served_as_a_dtab() {
 
     // Good, then corrupt: the last good dtab stays; then a later good
     // write is followed again.
-    client
-        .put("/corrupt/bad", vec![0xff, 0xfe], None)
-        .await
-        .unwrap();
+    client.put("/corrupt/bad", vec![0xff, 0xfe]).await;
     assert!(store.get(&ns("bad")).await.is_err());
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -394,7 +430,7 @@ async fn a_broken_watch_resumes_from_its_last_revision() {
     })
     .await;
     // A write seen through the watch: its stream is open.
-    direct.put("/resume/a", "/a=>/1", None).await.unwrap();
+    direct.put("/resume/a", "/a=>/1").await;
     wait_for(
         &watch,
         Duration::from_secs(5),
@@ -409,8 +445,8 @@ async fn a_broken_watch_resumes_from_its_last_revision() {
         store.get(&ns("a")).await,
         Err(StoreError::Backend(_))
     ));
-    direct.put("/resume/a", "/a=>/2", None).await.unwrap();
-    direct.put("/resume/b", "/b=>/1", None).await.unwrap();
+    direct.put("/resume/a", "/a=>/2").await;
+    direct.put("/resume/b", "/b=>/1").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         matches!(&*watch.load(), Activity::Ok(Some(d)) if d.dtab.show() == "/a=>/1"),
