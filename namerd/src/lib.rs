@@ -2,17 +2,14 @@
 
 pub mod admin;
 pub mod api;
-pub mod client;
 pub mod config;
 mod conn;
-pub mod ctl;
-mod live_cache;
 pub mod metrics;
-mod namespace;
 mod naming;
 pub mod server;
 pub mod store;
 
-pub use live_cache::LiveCache;
-pub use namespace::{MAX_NAMESPACE_LEN, Namespace, NamespaceError};
+/// The client of namerd's HTTP API, for namerctl and tests.
+pub use namerd_client as client;
+pub use namerd_client::{MAX_NAMESPACE_LEN, Namespace, NamespaceError};
 pub use naming::{DelegateError, Namerd};

@@ -12,8 +12,8 @@ use namers::{
 };
 
 use crate::Namespace;
-use crate::live_cache::LiveCache;
 use crate::store::DtabStore;
+use namers::LiveCache;
 
 type BindKey = (Namespace, Path, String);
 

@@ -14,6 +14,7 @@ mod interpreter;
 pub mod json;
 pub mod k8s;
 mod live;
+mod live_cache;
 pub mod metrics;
 mod name;
 mod namer;
@@ -31,5 +32,6 @@ pub use interpreter::{
     Binding, Interpreter, InterpreterStats, NameInterpreter, NamerList, UnknownSystemNamer,
 };
 pub use live::{Live, Publisher};
+pub use live_cache::LiveCache;
 pub use name::{Bound, Name};
 pub use namer::{Lookup, Namer, NamerCounter};

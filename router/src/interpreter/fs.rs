@@ -20,7 +20,7 @@ use std::time::Duration;
 use dtab::{Dtab, NameTree, Path};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use namerd::LiveCache;
+use namers::LiveCache;
 use namers::{
     Activity, Binding, Bound, Interpreter, Live, NameInterpreter, NamingError, Publisher,
 };

@@ -28,8 +28,8 @@ use std::time::Duration;
 use dtab::{Dtab, NameTree, Path};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use namerd::client::{BaseUrl, Client, ClientError};
-use namerd::{LiveCache, Namespace};
+use namerd_client::{BaseUrl, Client, ClientError, Namespace};
+use namers::LiveCache;
 use namers::resolve::{Resolved, choose, pick_by_weight};
 use namers::{
     Activity, Addr, Binding, Bound, Interpreter, Live, NameInterpreter, NamingError, Publisher,

@@ -8,12 +8,12 @@ use serde_json::Value;
 
 use super::follow::follow;
 use super::{CtlError, Exit, emit};
-use crate::Namespace;
-use crate::client::Client;
+use namerd::Namespace;
+use namerd::client::Client;
 
 /// Parses a `--dtab` argument; a bad one is [`Exit::BadInput`] with the
 /// position.
-pub fn parse_extra_dtab(text: Option<&str>) -> Result<Dtab, CtlError> {
+pub(crate) fn parse_extra_dtab(text: Option<&str>) -> Result<Dtab, CtlError> {
     match text {
         None => Ok(Dtab::empty()),
         Some(text) => Dtab::read(text)
@@ -23,7 +23,7 @@ pub fn parse_extra_dtab(text: Option<&str>) -> Result<Dtab, CtlError> {
 
 /// `namerctl delegate <ns> <path> [--dtab D] [--json]`: the delegation
 /// tree, as an indented tree or as namerd's JSON.
-pub async fn delegate(
+pub(crate) async fn delegate(
     client: &Client,
     ns: &Namespace,
     path: &Path,
@@ -48,7 +48,7 @@ pub async fn delegate(
 /// name resolves to. Exits [`Exit::NotFound`] for `neg`,
 /// [`Exit::ServerError`] for `failed` and [`Exit::Unavailable`] for
 /// `pending`.
-pub async fn resolve(
+pub(crate) async fn resolve(
     client: &Client,
     ns: &Namespace,
     path: &Path,
@@ -67,7 +67,7 @@ pub async fn resolve(
 }
 
 /// `namerctl resolve --watch`: one line per change, until interrupted.
-pub async fn resolve_watch(
+pub(crate) async fn resolve_watch(
     client: &Client,
     ns: &Namespace,
     path: &Path,
@@ -92,7 +92,7 @@ pub async fn resolve_watch(
 }
 
 /// How `resolve` exits for an address.
-pub fn addr_exit(addr: &Value) -> Exit {
+pub(crate) fn addr_exit(addr: &Value) -> Exit {
     match addr.get("type").and_then(Value::as_str) {
         Some("bound") => Exit::Ok,
         Some("neg") => Exit::NotFound,
@@ -103,7 +103,7 @@ pub fn addr_exit(addr: &Value) -> Exit {
 
 /// An address on one line: `bound 10.0.0.1:80 10.0.0.2:80`, `neg`,
 /// `pending` or `failed: <cause>`.
-pub fn render_addr(addr: &Value) -> String {
+pub(crate) fn render_addr(addr: &Value) -> String {
     match addr.get("type").and_then(Value::as_str) {
         Some("bound") => {
             let endpoints: Vec<String> = addr
@@ -149,7 +149,7 @@ fn endpoint(e: &Value) -> String {
 /// /svc/web
 /// └── /#/io.l5d.fs/web  via /svc => /#/io.l5d.fs  -> bound 127.0.0.1:8080
 /// ```
-pub fn render_delegate(tree: &Value) -> String {
+pub(crate) fn render_delegate(tree: &Value) -> String {
     let mut out = String::new();
     node(tree, "", "", "", &mut out);
     out

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use namers::{Live, Publisher};
+use crate::{Live, Publisher};
 
 /// Live values keyed by `K`, each kept up to date by one task.
 pub struct LiveCache<K, T> {

@@ -9,20 +9,20 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{CtlError, Exit};
-use crate::client::BaseUrl;
+use namerd::client::BaseUrl;
 
 /// The base URL when nothing else says.
-pub const DEFAULT_BASE_URL: &str = "http://localhost:4180";
+pub(crate) const DEFAULT_BASE_URL: &str = "http://localhost:4180";
 
 /// The environment variable read for the base URL.
-pub const BASE_URL_ENV: &str = "NAMERCTL_BASE_URL";
+pub(crate) const BASE_URL_ENV: &str = "NAMERCTL_BASE_URL";
 
 /// The environment variable read for namerd's write token.
-pub const TOKEN_ENV: &str = "NAMERCTL_TOKEN";
+pub(crate) const TOKEN_ENV: &str = "NAMERCTL_TOKEN";
 
 /// Config file names tried in each directory, in this order (Linkerd's
 /// namerctl, through viper, tries JSON before TOML before YAML).
-pub const CONFIG_FILE_NAMES: [&str; 4] = [
+pub(crate) const CONFIG_FILE_NAMES: [&str; 4] = [
     ".namerctl.json",
     ".namerctl.toml",
     ".namerctl.yaml",
@@ -31,7 +31,7 @@ pub const CONFIG_FILE_NAMES: [&str; 4] = [
 
 /// Where the base URL came from, for messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// `--base-url`.
     Flag,
     /// `NAMERCTL_BASE_URL`.
@@ -56,7 +56,7 @@ impl fmt::Display for Source {
 /// Picks the base URL: `flag`, else `env` (when not empty), else the
 /// config file (`config`, or one found from `cwd` upwards), else the
 /// default. A config file that exists but cannot be read is an error.
-pub fn resolve_base_url(
+pub(crate) fn resolve_base_url(
     flag: Option<&str>,
     env: Option<&str>,
     config: Option<&Path>,
@@ -85,7 +85,7 @@ pub fn resolve_base_url(
 }
 
 /// The first config file in `start` or one of its parents.
-pub fn find_config_file(start: &Path) -> Option<PathBuf> {
+pub(crate) fn find_config_file(start: &Path) -> Option<PathBuf> {
     start.ancestors().find_map(|dir| {
         CONFIG_FILE_NAMES
             .iter()
@@ -97,7 +97,7 @@ pub fn find_config_file(start: &Path) -> Option<PathBuf> {
 /// The base URL a config file sets, if it sets one. The key is `base-url`
 /// (as Linkerd's namerctl reads it); `baseUrl` and `base_url` are accepted
 /// too, in any case.
-pub fn read_config_file(path: &Path) -> Result<Option<String>, CtlError> {
+pub(crate) fn read_config_file(path: &Path) -> Result<Option<String>, CtlError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         let exit = if e.kind() == std::io::ErrorKind::NotFound {
             Exit::NotFound

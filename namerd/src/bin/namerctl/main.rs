@@ -1,18 +1,21 @@
 //! namerctl: the command-line client for namerd. Flags and wiring only;
-//! the commands are in `namerd::ctl`.
+//! the commands are in the `ctl` module beside this file.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod ctl;
+
 use clap::{ArgAction, Parser, Subcommand};
 use dtab::Path;
 use namerd::Namespace;
 use namerd::client::Client;
-use namerd::ctl::format::DtabFormat;
-use namerd::ctl::{self, CtlError, Exit};
 use namerd::store::Version;
+
+use ctl::format::DtabFormat;
+use ctl::{CtlError, Exit};
 
 /// namerctl is a command-line client for namerd.
 ///

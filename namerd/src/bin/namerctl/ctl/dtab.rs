@@ -8,19 +8,23 @@ use super::follow::follow;
 use super::format::{self, DtabFormat};
 use super::input;
 use super::{CtlError, Exit, emit};
-use crate::Namespace;
-use crate::client::{Client, ClientError, DtabUpdate};
-use crate::store::Version;
+use namerd::Namespace;
+use namerd::client::{Client, ClientError, DtabUpdate};
+use namerd::store::Version;
 
 /// `dtab list|ls [--json]`.
-pub async fn list(client: &Client, json: bool, out: &mut dyn Write) -> Result<Exit, CtlError> {
+pub(crate) async fn list(
+    client: &Client,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Exit, CtlError> {
     let names = client.list_dtabs().await?;
     emit(out, &format::names(&names, json))?;
     Ok(Exit::Ok)
 }
 
 /// `dtab get|cat <ns> [--pretty=BOOL] [--json]`.
-pub async fn get(
+pub(crate) async fn get(
     client: &Client,
     ns: &Namespace,
     form: DtabFormat,
@@ -36,7 +40,7 @@ pub async fn get(
 
 /// `dtab get <ns> --watch`: the dtab again on every change (the pretty
 /// form separated by blank lines; the other forms one line each).
-pub async fn get_watch(
+pub(crate) async fn get_watch(
     client: &Client,
     ns: &Namespace,
     form: DtabFormat,
@@ -60,7 +64,7 @@ pub async fn get_watch(
 }
 
 /// `dtab create|new <ns> <file|->`: checks the input, then creates.
-pub async fn create(
+pub(crate) async fn create(
     client: &Client,
     ns: &Namespace,
     source: &str,
@@ -85,7 +89,7 @@ pub async fn create(
 /// `dtab update|up <ns> <file|-> [--version V]`: checks the input, then
 /// replaces the dtab, only if its version is still `V` when given (or the
 /// version in a `{"version","dtab"}` JSON input).
-pub async fn update(
+pub(crate) async fn update(
     client: &Client,
     ns: &Namespace,
     source: &str,
@@ -110,7 +114,7 @@ pub async fn update(
 }
 
 /// `dtab delete|del|rm <ns>`.
-pub async fn delete(
+pub(crate) async fn delete(
     client: &Client,
     ns: &Namespace,
     out: &mut dyn Write,
@@ -121,7 +125,7 @@ pub async fn delete(
 }
 
 /// `dtab check <file|->`: parses the input without a server.
-pub fn check(source: &str, text: &str, out: &mut dyn Write) -> Result<Exit, CtlError> {
+pub(crate) fn check(source: &str, text: &str, out: &mut dyn Write) -> Result<Exit, CtlError> {
     let parsed = input::parse(source, text)?;
     let n = parsed.dtab.len();
     let noun = if n == 1 { "dentry" } else { "dentries" };
@@ -131,7 +135,7 @@ pub fn check(source: &str, text: &str, out: &mut dyn Write) -> Result<Exit, CtlE
 
 /// `dtab diff <ns> <file|->`: the stored dtab against the input, dentry by
 /// dentry. Exits [`Exit::Differ`] when they differ, like `diff(1)`.
-pub async fn diff(
+pub(crate) async fn diff(
     client: &Client,
     ns: &Namespace,
     source: &str,
@@ -152,7 +156,7 @@ pub async fn diff(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::fake::FakeNamerd;
+    use namerd::client::fake::FakeNamerd;
 
     fn ns(name: &str) -> Namespace {
         Namespace::new(name).unwrap()

@@ -10,11 +10,11 @@ use dtab::{Dentry, Dtab, NameTree, Prefix};
 use serde_json::Value;
 
 use super::{CtlError, Exit};
-use crate::store::Version;
+use namerd::store::Version;
 
 /// How the input was written: JSON if it starts with `{` or `[`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+pub(crate) enum Format {
     /// `[{"prefix":..,"dst":..}]` or `{"version":..,"dtab":[...]}`.
     Json,
     /// `/svc => /#/io.l5d.fs;` text.
@@ -23,28 +23,28 @@ pub enum Format {
 
 /// A parsed dtab input.
 #[derive(Clone, Debug, PartialEq)]
-pub struct DtabInput {
+pub(crate) struct DtabInput {
     /// The dtab.
-    pub dtab: Dtab,
+    pub(crate) dtab: Dtab,
     /// The version carried by the JSON object form, if any.
-    pub version: Option<Version>,
+    pub(crate) version: Option<Version>,
     /// How it was written.
-    pub format: Format,
+    pub(crate) format: Format,
 }
 
 /// Why an input was refused, with where.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InputError {
+pub(crate) struct InputError {
     /// The file name, or `<stdin>`.
-    pub source: String,
+    pub(crate) source: String,
     /// 1-based line, when known.
-    pub line: Option<usize>,
+    pub(crate) line: Option<usize>,
     /// 1-based column, when known.
-    pub column: Option<usize>,
+    pub(crate) column: Option<usize>,
     /// What is wrong.
-    pub message: String,
+    pub(crate) message: String,
     /// The offending line of input, when known.
-    pub excerpt: Option<String>,
+    pub(crate) excerpt: Option<String>,
 }
 
 impl fmt::Display for InputError {
@@ -80,7 +80,7 @@ impl From<InputError> for CtlError {
 
 /// Reads the input named on the command line: a file, or `-` for `stdin`.
 /// Returns the name to use in messages and the text.
-pub fn read_source(arg: &str, stdin: &mut dyn Read) -> Result<(String, String), CtlError> {
+pub(crate) fn read_source(arg: &str, stdin: &mut dyn Read) -> Result<(String, String), CtlError> {
     if arg.is_empty() {
         return Err(CtlError::new(Exit::Usage, "empty dtab path"));
     }
@@ -110,7 +110,7 @@ pub fn read_source(arg: &str, stdin: &mut dyn Read) -> Result<(String, String), 
 
 /// How `text` is written (Linkerd's namerctl's rule: JSON if it starts
 /// with `{` or `[`; leading whitespace is skipped here).
-pub fn detect(text: &str) -> Format {
+pub(crate) fn detect(text: &str) -> Format {
     match text.trim_start().chars().next() {
         Some('{' | '[') => Format::Json,
         _ => Format::Text,
@@ -118,7 +118,7 @@ pub fn detect(text: &str) -> Format {
 }
 
 /// Parses and checks a dtab input named `source`.
-pub fn parse(source: &str, text: &str) -> Result<DtabInput, InputError> {
+pub(crate) fn parse(source: &str, text: &str) -> Result<DtabInput, InputError> {
     match detect(text) {
         Format::Text => parse_text(source, text).map(|dtab| DtabInput {
             dtab,
@@ -132,7 +132,7 @@ pub fn parse(source: &str, text: &str) -> Result<DtabInput, InputError> {
 /// Blanks out lines whose first non-blank character is `#`, keeping line
 /// and column numbers, so `dtab get` output (with its `# version` line)
 /// can be read back.
-pub fn strip_comment_lines(text: &str) -> String {
+pub(crate) fn strip_comment_lines(text: &str) -> String {
     text.split_inclusive('\n')
         .map(|line| {
             if line.trim_start().starts_with('#') {
@@ -145,7 +145,7 @@ pub fn strip_comment_lines(text: &str) -> String {
 }
 
 /// Whether `text` has nothing but blanks and comment lines.
-pub fn is_blank(text: &str) -> bool {
+pub(crate) fn is_blank(text: &str) -> bool {
     strip_comment_lines(text).trim().is_empty()
 }
 

@@ -2,6 +2,9 @@
 //! namerd, for client and namerctl tests. Its dtab store is a map with a
 //! version counter; bind/resolve answers are canned.
 
+// Test support only: a failure here is a failing test, so it may panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -19,13 +22,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::BaseUrl;
-use crate::store::Version;
+use crate::Version;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// A running fake namerd on `127.0.0.1:<ephemeral>`; stops when dropped.
-pub(crate) struct FakeNamerd {
-    pub(crate) base: BaseUrl,
+pub struct FakeNamerd {
+    pub base: BaseUrl,
     state: Arc<Mutex<State>>,
     changes: Arc<watch::Sender<u64>>,
     task: tokio::task::JoinHandle<()>,
@@ -55,7 +58,7 @@ impl Drop for FakeNamerd {
 
 impl FakeNamerd {
     /// Starts a fake holding `dtabs` (namespace, dtab text).
-    pub(crate) async fn start(dtabs: &[(&str, &str)]) -> FakeNamerd {
+    pub async fn start(dtabs: &[(&str, &str)]) -> FakeNamerd {
         let mut state = State {
             addr: json!({"type": "bound", "addrs": [{"ip": "127.0.0.1", "port": 8080, "meta": {}}], "meta": {}}),
             ..State::default()
@@ -96,7 +99,7 @@ impl FakeNamerd {
     }
 
     /// Changes a dtab behind the client's back (another writer).
-    pub(crate) fn set_dtab(&self, ns: &str, text: &str) {
+    pub fn set_dtab(&self, ns: &str, text: &str) {
         let mut st = self.state.lock().unwrap();
         let v = st.bump();
         st.dtabs
@@ -106,19 +109,19 @@ impl FakeNamerd {
     }
 
     /// Changes the address every resolve answers with.
-    pub(crate) fn set_addr(&self, addr: Value) {
+    pub fn set_addr(&self, addr: Value) {
         self.state.lock().unwrap().addr = addr;
         self.changes.send_modify(|n| *n += 1);
     }
 
     /// The stored dtab of `ns`, shown.
-    pub(crate) fn dtab(&self, ns: &str) -> Option<String> {
+    pub fn dtab(&self, ns: &str) -> Option<String> {
         let st = self.state.lock().unwrap();
         st.dtabs.get(ns).map(|(d, _)| d.show())
     }
 
     /// The current ETag of `ns`.
-    pub(crate) fn etag(&self, ns: &str) -> Option<String> {
+    pub fn etag(&self, ns: &str) -> Option<String> {
         let st = self.state.lock().unwrap();
         st.dtabs
             .get(ns)
@@ -126,7 +129,7 @@ impl FakeNamerd {
     }
 
     /// The requests seen so far.
-    pub(crate) fn log(&self) -> Vec<String> {
+    pub fn log(&self) -> Vec<String> {
         self.state.lock().unwrap().log.clone()
     }
 }

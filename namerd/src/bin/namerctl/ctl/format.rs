@@ -4,11 +4,11 @@
 use dtab::Dtab;
 use serde_json::json;
 
-use crate::store::Version;
+use namerd::store::Version;
 
 /// Which form `dtab get` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DtabFormat {
+pub(crate) enum DtabFormat {
     /// `# version <etag>`, then one `prefix  => dst ;` line per dentry with
     /// the arrows aligned (the default).
     Pretty,
@@ -19,7 +19,7 @@ pub enum DtabFormat {
 }
 
 /// `dtab` (and its version, when known) in `format`, ending in a newline.
-pub fn dtab(format: DtabFormat, version: Option<&Version>, dtab: &Dtab) -> String {
+pub(crate) fn dtab(format: DtabFormat, version: Option<&Version>, dtab: &Dtab) -> String {
     match format {
         DtabFormat::Pretty => {
             let mut out = String::new();
@@ -42,7 +42,7 @@ pub fn dtab(format: DtabFormat, version: Option<&Version>, dtab: &Dtab) -> Strin
 
 /// One `prefix  => dst ;` line per dentry, the arrows aligned two columns
 /// after the longest prefix, as Linkerd's namerctl prints them.
-pub fn pretty(dtab: &Dtab) -> String {
+pub(crate) fn pretty(dtab: &Dtab) -> String {
     let prefixes: Vec<String> = dtab.iter().map(|d| d.prefix.show()).collect();
     let width = prefixes
         .iter()
@@ -63,13 +63,13 @@ pub fn pretty(dtab: &Dtab) -> String {
 
 /// Every dentry as `prefix=>dst;`, including the last (Linkerd's
 /// namerctl's `--pretty=false` form).
-pub fn show(dtab: &Dtab) -> String {
+pub(crate) fn show(dtab: &Dtab) -> String {
     dtab.iter().map(|d| format!("{};", d.show())).collect()
 }
 
 /// `dtab list`: one name per line (an empty list prints an empty line, as
 /// Linkerd's namerctl does), or a JSON list.
-pub fn names(names: &[String], json: bool) -> String {
+pub(crate) fn names(names: &[String], json: bool) -> String {
     if json {
         format!("{}\n", serde_json::Value::from(names.to_vec()))
     } else {

@@ -7,18 +7,18 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use super::{CtlError, Exit, emit};
-use crate::client::{ClientError, Watch};
+use namerd::client::{ClientError, Watch};
 
 /// The first wait before reconnecting; it doubles up to [`MAX_BACKOFF`].
-pub const MIN_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest wait before reconnecting.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Opens a watch with `open`, prints `render(value)` for every value that
 /// prints differently from the last one, and reconnects when the stream
 /// ends or breaks or namerd is unreachable. Returns only on an error that
 /// retrying cannot fix (404, 400...) or when `render` fails.
-pub async fn follow<T, F>(
+pub(crate) async fn follow<T, F>(
     mut open: F,
     mut render: impl FnMut(&T) -> Result<String, CtlError>,
     out: &mut dyn Write,

@@ -5,23 +5,25 @@
 //! (stderr), and returns the [`Exit`] status to end with, or a [`CtlError`]
 //! that carries the message and the status.
 
-pub mod config;
-pub mod diff;
-pub mod dtab;
-pub mod edit;
-pub mod follow;
-pub mod format;
-pub mod input;
-pub mod names;
+#[cfg(test)]
+mod api_tests;
+pub(crate) mod config;
+pub(crate) mod diff;
+pub(crate) mod dtab;
+pub(crate) mod edit;
+pub(crate) mod follow;
+pub(crate) mod format;
+pub(crate) mod input;
+pub(crate) mod names;
 
 use std::fmt;
 use std::io;
 
-use crate::client::ClientError;
+use namerd::client::ClientError;
 
 /// namerctl's exit statuses (the `sysexits.h` values where one fits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// 0: done.
     Ok,
     /// 1: `dtab diff` found differences (as `diff(1)` does).
@@ -52,7 +54,7 @@ pub enum Exit {
 
 impl Exit {
     /// The process exit code.
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Exit::Ok => 0,
             Exit::Differ => 1,
@@ -70,16 +72,16 @@ impl Exit {
 
 /// Why a command failed: the message for stderr and the exit status.
 #[derive(Debug)]
-pub struct CtlError {
+pub(crate) struct CtlError {
     /// How namerctl exits.
-    pub exit: Exit,
+    pub(crate) exit: Exit,
     /// What to tell the user (may span lines).
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl CtlError {
     /// An error with this status and message.
-    pub fn new(exit: Exit, message: impl Into<String>) -> CtlError {
+    pub(crate) fn new(exit: Exit, message: impl Into<String>) -> CtlError {
         CtlError {
             exit,
             message: message.into(),
@@ -88,7 +90,7 @@ impl CtlError {
 
     /// A failure to write output or a local file. A closed stdout (as in
     /// `namerctl dtab list | head -1`) is not an error worth a message.
-    pub fn io(context: &str, e: &io::Error) -> CtlError {
+    pub(crate) fn io(context: &str, e: &io::Error) -> CtlError {
         if e.kind() == io::ErrorKind::BrokenPipe {
             return CtlError::new(Exit::Ok, "");
         }
@@ -105,7 +107,7 @@ impl fmt::Display for CtlError {
 impl std::error::Error for CtlError {}
 
 /// Linkerd's namerctl says this for a 404; scripts grep for it.
-pub const NOT_FOUND_MESSAGE: &str = "resource was not found by ID or name";
+pub(crate) const NOT_FOUND_MESSAGE: &str = "resource was not found by ID or name";
 
 impl From<ClientError> for CtlError {
     fn from(e: ClientError) -> CtlError {

@@ -9,7 +9,7 @@ use dtab::{Dentry, Dtab};
 
 /// One line of a diff.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Change<'a> {
+pub(crate) enum Change<'a> {
     /// In both, at this place.
     Same(&'a Dentry),
     /// Only in the old dtab.
@@ -20,7 +20,7 @@ pub enum Change<'a> {
 
 /// The changes turning `old` into `new`, in order. Dentries are compared
 /// with Finagle's equivalence (same prefix, same simplified dst).
-pub fn diff<'a>(old: &'a Dtab, new: &'a Dtab) -> Vec<Change<'a>> {
+pub(crate) fn diff<'a>(old: &'a Dtab, new: &'a Dtab) -> Vec<Change<'a>> {
     let (a, b) = (old.dentries(), new.dentries());
     // lcs[i][j]: the length of the longest common subsequence of a[i..]
     // and b[j..].
@@ -64,14 +64,14 @@ pub fn diff<'a>(old: &'a Dtab, new: &'a Dtab) -> Vec<Change<'a>> {
 }
 
 /// Whether the diff has any change.
-pub fn has_changes(changes: &[Change<'_>]) -> bool {
+pub(crate) fn has_changes(changes: &[Change<'_>]) -> bool {
     changes.iter().any(|c| !matches!(c, Change::Same(_)))
 }
 
 /// A unified-style rendering: `--- old` and `+++ new` headers, then every
 /// dentry as `  `, `- ` or `+ ` followed by `prefix => dst`. Empty when
 /// nothing changed.
-pub fn render(changes: &[Change<'_>], old_label: &str, new_label: &str) -> String {
+pub(crate) fn render(changes: &[Change<'_>], old_label: &str, new_label: &str) -> String {
     if !has_changes(changes) {
         return String::new();
     }

@@ -5,13 +5,15 @@ use std::time::Duration;
 
 use dtab::{Dtab, Path};
 
-use super::*;
+use serde::de::DeserializeOwned;
+
 use crate::ctl::{self, Exit};
+use namerd::client::*;
 
 struct Running {
     client: Client,
     disco: tempfile::TempDir,
-    _namerd: crate::server::Running,
+    _namerd: namerd::server::Running,
 }
 
 /// namerd with `default: /svc => /#/io.l5d.fs` and `web` at 127.0.0.1:8080;
@@ -24,8 +26,8 @@ async fn start(controller: &str) -> Running {
          namers:\n- kind: io.l5d.fs\n  rootDir: {}\ninterfaces:\n- kind: io.l5d.httpController\n  port: 0\n{controller}",
         disco.path().display()
     );
-    let config: crate::config::NamerdConfig = namers::config::parse("test.yaml", &yaml).unwrap();
-    let namerd = crate::server::start(&config).await.unwrap();
+    let config: namerd::config::NamerdConfig = namers::config::parse("test.yaml", &yaml).unwrap();
+    let namerd = namerd::server::start(&config).await.unwrap();
     let base = BaseUrl::parse(&format!("http://{}", namerd.api_addrs[0])).unwrap();
     Running {
         client: Client::new(base).with_timeout(Duration::from_secs(5)),

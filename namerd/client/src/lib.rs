@@ -1,4 +1,5 @@
-//! A client for namerd's HTTP API (`/api/1/...`), as served by namerd's
+//! namerd's API vocabulary (namespaces, dtab versions) and a client for
+//! its HTTP API (`/api/1/...`), as served by namerd's
 //! `io.l5d.httpController` interface and by Linkerd's namerd.
 //!
 //! Used by `namerctl` and by the router's `io.l5d.namerd.http`
@@ -7,8 +8,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use namerd::Namespace;
-//! use namerd::client::{BaseUrl, Client};
+//! use namerd_client::{BaseUrl, Client, Namespace};
 //!
 //! let client = Client::new(BaseUrl::parse("http://127.0.0.1:4180")?);
 //! let current = client.get_dtab(&Namespace::new("default")?).await?;
@@ -17,14 +17,16 @@
 //! # }
 //! ```
 
-#[cfg(test)]
-mod api_tests;
 mod base_url;
 mod error;
-#[cfg(test)]
-pub(crate) mod fake;
+/// A fake namerd for tests of API clients (namerctl's among them).
+#[cfg(any(test, feature = "fake"))]
+#[doc(hidden)]
+pub mod fake;
+mod namespace;
 #[cfg(test)]
 mod tests;
+mod version;
 mod watch;
 
 use std::time::Duration;
@@ -42,11 +44,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::Namespace;
-use crate::store::{Version, VersionedDtab};
-
 pub use base_url::{BaseUrl, BaseUrlError};
 pub use error::ClientError;
+pub use namespace::{MAX_NAMESPACE_LEN, Namespace, NamespaceError};
+pub use version::{Version, VersionedDtab};
 pub use watch::Watch;
 
 /// The largest non-streaming response body read (a delegate tree of a big

@@ -13,15 +13,15 @@ use super::diff;
 use super::format;
 use super::input;
 use super::{CtlError, Exit, emit};
-use crate::Namespace;
-use crate::client::{Client, ClientError};
-use crate::store::VersionedDtab;
+use namerd::Namespace;
+use namerd::client::{Client, ClientError};
+use namerd::store::VersionedDtab;
 
 /// The editor when `$EDITOR` is not set.
-pub const DEFAULT_EDITOR: &str = "vi";
+pub(crate) const DEFAULT_EDITOR: &str = "vi";
 
 /// What `dtab edit` needs from the person at the terminal.
-pub trait Terminal {
+pub(crate) trait Terminal {
     /// Opens `path` in the editor and waits until it is closed.
     fn edit(&mut self, path: &Path) -> io::Result<()>;
     /// Asks a yes/no question; anything but yes is no.
@@ -30,13 +30,13 @@ pub trait Terminal {
 
 /// The real terminal: `$EDITOR` (run by `sh`, so it may carry flags, e.g.
 /// `code --wait`) and questions on stderr answered on stdin.
-pub struct SystemTerminal {
+pub(crate) struct SystemTerminal {
     editor: String,
 }
 
 impl SystemTerminal {
     /// Uses `editor`, or [`DEFAULT_EDITOR`] when it is unset or blank.
-    pub fn new(editor: Option<String>) -> SystemTerminal {
+    pub(crate) fn new(editor: Option<String>) -> SystemTerminal {
         let editor = editor
             .filter(|e| !e.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_EDITOR.to_string());
@@ -81,7 +81,7 @@ impl Terminal for SystemTerminal {
 ///
 /// The terminal calls block; that is fine here because nothing else runs
 /// while a person edits.
-pub async fn edit(
+pub(crate) async fn edit(
     client: &Client,
     ns: &Namespace,
     term: &mut dyn Terminal,
@@ -222,7 +222,7 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::*;
-    use crate::client::fake::FakeNamerd;
+    use namerd::client::fake::FakeNamerd;
 
     /// What one edit does to the file's text.
     type Step<'a> = Box<dyn FnMut(&str) -> String + 'a>;
