@@ -63,6 +63,21 @@ struct Cli {
 enum Command {
     /// Control namerd's delegation tables.
     Dtab {
+        /// Print JSON instead of text (`dtab list`, `dtab get`). Accepted
+        /// before or after any dtab subcommand, and as --json=true or
+        /// --json=false, as Linkerd's namerctl accepts it; input files are
+        /// read as JSON or text by their first character either way.
+        #[arg(
+            long,
+            global = true,
+            action = ArgAction::Set,
+            num_args = 0..=1,
+            require_equals = true,
+            default_value_t = false,
+            default_missing_value = "true",
+            value_name = "BOOL"
+        )]
+        json: bool,
         #[command(subcommand)]
         command: DtabCommand,
     },
@@ -76,7 +91,15 @@ enum Command {
         #[arg(long, value_name = "DTAB")]
         dtab: Option<String>,
         /// Print namerd's JSON instead of a tree.
-        #[arg(long)]
+        #[arg(
+            long,
+            action = ArgAction::Set,
+            num_args = 0..=1,
+            require_equals = true,
+            default_value_t = false,
+            default_missing_value = "true",
+            value_name = "BOOL"
+        )]
         json: bool,
     },
     /// Resolve a name to the addresses it is bound to.
@@ -89,7 +112,15 @@ enum Command {
         #[arg(long, value_name = "DTAB")]
         dtab: Option<String>,
         /// Print namerd's JSON.
-        #[arg(long)]
+        #[arg(
+            long,
+            action = ArgAction::Set,
+            num_args = 0..=1,
+            require_equals = true,
+            default_value_t = false,
+            default_missing_value = "true",
+            value_name = "BOOL"
+        )]
         json: bool,
         /// Keep printing the addresses whenever they change.
         #[arg(long)]
@@ -101,11 +132,7 @@ enum Command {
 enum DtabCommand {
     /// List delegation table names.
     #[command(visible_alias = "ls")]
-    List {
-        /// Print a JSON list.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Get a delegation table by name.
     #[command(visible_alias = "cat")]
     Get {
@@ -122,9 +149,6 @@ enum DtabCommand {
             value_name = "BOOL"
         )]
         pretty: bool,
-        /// Print {"version":..,"dtab":[...]}.
-        #[arg(long)]
-        json: bool,
         /// Keep printing the dtab whenever it changes.
         #[arg(long)]
         watch: bool,
@@ -210,6 +234,7 @@ async fn run(cli: Cli) -> Result<Exit, CtlError> {
     // `dtab check` needs no server.
     if let Command::Dtab {
         command: DtabCommand::Check { file },
+        ..
     } = &cli.command
     {
         let (source, text) = ctl::input::read_source(file, &mut io::stdin().lock())?;
@@ -233,12 +258,11 @@ async fn run(cli: Cli) -> Result<Exit, CtlError> {
     }
 
     match cli.command {
-        Command::Dtab { command } => match command {
-            DtabCommand::List { json } => ctl::dtab::list(&client, json, out).await,
+        Command::Dtab { json, command } => match command {
+            DtabCommand::List => ctl::dtab::list(&client, json, out).await,
             DtabCommand::Get {
                 name,
                 pretty,
-                json,
                 watch,
             } => {
                 let form = match (json, pretty) {
@@ -340,6 +364,7 @@ mod tests {
         let pretty = |args: &[&str]| match parse(args).unwrap().command {
             Command::Dtab {
                 command: DtabCommand::Get { pretty, .. },
+                ..
             } => pretty,
             other => panic!("{other:?}"),
         };
@@ -347,6 +372,48 @@ mod tests {
         assert!(pretty(&["dtab", "get", "ns", "--pretty"]));
         assert!(pretty(&["dtab", "get", "ns", "--pretty=true"]));
         assert!(!pretty(&["dtab", "get", "ns", "--pretty=false"]));
+    }
+
+    /// Linkerd's namerctl takes `--json` on `dtab` itself, so scripts put
+    /// it before or after any dtab subcommand, bare or with a value.
+    #[test]
+    fn json_goes_wherever_linkerd_namerctl_takes_it() {
+        let json = |args: &[&str]| match parse(args) {
+            Ok(Cli {
+                command: Command::Dtab { json, .. },
+                ..
+            }) => json,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        for args in [
+            &["dtab", "--json", "list"][..],
+            &["dtab", "list", "--json"],
+            &["dtab", "ls", "--json=true"],
+            &["dtab", "--json=true", "get", "ns"],
+            &["dtab", "get", "ns", "--json"],
+            &["dtab", "cat", "ns", "--pretty=false", "--json"],
+            &["dtab", "create", "ns", "f", "--json"],
+            &["dtab", "--json", "update", "ns", "f", "--version", "AAAAAAAAAAE="],
+            &["dtab", "delete", "ns", "--json"],
+            &["dtab", "--json", "edit", "ns"],
+            &["dtab", "diff", "ns", "f", "--json"],
+        ] {
+            assert!(json(args), "{args:?}");
+        }
+        for args in [
+            &["dtab", "list"][..],
+            &["dtab", "--json=false", "list"],
+            &["dtab", "get", "ns", "--json=false"],
+        ] {
+            assert!(!json(args), "{args:?}");
+        }
+        for args in [
+            &["delegate", "ns", "/svc/a", "--json=true"][..],
+            &["resolve", "ns", "/svc/a", "--json"],
+        ] {
+            assert!(parse(args).is_ok(), "{args:?}");
+        }
+        assert!(parse(&["dtab", "list", "--json=maybe"]).is_err());
     }
 
     #[test]
