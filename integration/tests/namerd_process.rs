@@ -333,4 +333,21 @@ fn check_accepts_good_configs_and_names_the_mistake_in_bad_ones() {
         "{err}"
     );
     assert!(Path::new(&bad).exists());
+
+    // --check builds what a start builds: a namer's own keys are checked.
+    let bad_namer = write(
+        "bad_namer.yaml",
+        "storage:\n  kind: io.l5d.inMemory\nnamers:\n- kind: io.l5d.fs\n  rootDir: /tmp\n  rootdirr: /tmp\n\
+         interfaces:\n- kind: io.l5d.httpController\n",
+    );
+    let out = run(
+        &binary("namerd", "namerd"),
+        &["--check", bad_namer.to_str().unwrap()],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("bad_namer.yaml") && err.contains("namers[0]") && err.contains("rootdirr"),
+        "{err}"
+    );
 }

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use crate::Namerd;
 use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
-use crate::config::NamerdConfig;
+use crate::config::{HttpControllerConfig, NamerdConfig};
 use crate::metrics::Metrics;
 
 /// How long in-flight requests get to finish on shutdown. Watch streams
@@ -38,8 +38,18 @@ pub struct Running {
     servers: JoinSet<std::io::Result<()>>,
 }
 
-/// Builds everything the config describes and starts serving.
-pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
+/// What a config builds before anything listens: namers, interpreter,
+/// store, metrics and the API interfaces' settings.
+pub struct Built {
+    namerd: Arc<Namerd>,
+    metrics: Arc<Metrics>,
+    controllers: Vec<HttpControllerConfig>,
+}
+
+/// Builds everything the config describes, without opening a socket:
+/// what `namerd --check` runs, so a config that passes it does not fail
+/// at start for a reason the config alone shows.
+pub fn build(config: &NamerdConfig) -> Result<Built, String> {
     let inet = Arc::new(InetResolver::system().map_err(|e| format!("DNS: {e}"))?);
     let namers = build_namers(&config.namers, &NamerContext { inet: inet.clone() })?;
     let system = SystemNamers::with_linkerd_namers(inet);
@@ -48,14 +58,28 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         Interpreter::new(namers, system).with_unknown_system_namer(UnknownSystemNamer::AsIs);
     let store = config.build_store()?;
     let metrics = Arc::new(Metrics::with_namers(interpreter.namers()));
-    let namerd = Namerd::new(store, interpreter);
+    let controllers = config.http_controllers()?;
+    Ok(Built {
+        namerd: Namerd::new(store, interpreter),
+        metrics,
+        controllers,
+    })
+}
+
+/// Builds everything the config describes and starts serving.
+pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
+    let Built {
+        namerd,
+        metrics,
+        controllers,
+    } = build(config)?;
     let shutdown = Arc::new(Notify::new());
     let shutdown_requested = Arc::new(Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut servers = JoinSet::new();
 
     let mut api_addrs = Vec::new();
-    for controller in config.http_controllers()? {
+    for controller in controllers {
         let listener = TcpListener::bind(controller.addr()).await.map_err(|e| {
             format!(
                 "interfaces (io.l5d.httpController): cannot listen on {}: {e}",

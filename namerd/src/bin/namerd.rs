@@ -38,7 +38,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
         if args.check {
-            config.build_store().map_err(anyhow::Error::msg)?;
+            namerd::server::build(&config)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
             println!("{}: ok", args.config.display());
             return Ok(());
         }
