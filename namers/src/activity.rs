@@ -66,6 +66,16 @@ pub enum NamingError {
     /// The delegator's depth limit (Linkerd's message).
     #[error("Max recursion level reached.")]
     DelegateMaxDepth,
+    /// Binding went over one of its work limits
+    /// ([`crate::bind::BindLimits`]): the dtab asks for too much work, and
+    /// binding it again cannot help.
+    #[error("binding {name} {exceeded}")]
+    OverBudget {
+        /// What was being bound (shortened when long).
+        name: String,
+        /// Which limit, with its value and config key.
+        exceeded: crate::bind::Exceeded,
+    },
     /// A namer's backend failed; the message says which and why.
     #[error("{0}")]
     Namer(Arc<str>),

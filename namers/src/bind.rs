@@ -5,12 +5,23 @@
 //! *current* state; the reactive shell ([`crate::Interpreter`]) records which
 //! lookups a result depended on and runs the core again when one changes.
 
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
 use dtab::{Dtab, NameTree, Path, Weighted};
 
 use crate::{Activity, Bound, Name, NamingError};
 
-/// Finagle's default limit on lookups per binding.
-pub const DEFAULT_MAX_DEPTH: usize = 100;
+mod budget;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use budget::Budget;
+pub use budget::{
+    BindLimits, DEFAULT_MAX_BIND_TIME, DEFAULT_MAX_DEPTH, DEFAULT_MAX_LEAVES, DEFAULT_MAX_LOOKUPS,
+    Exceeded,
+};
 
 /// A namer's current answer for a path (the snapshot of a [`crate::Lookup`]).
 pub type Snapshot = Activity<NameTree<Name>>;
@@ -20,21 +31,55 @@ pub type Snapshot = Activity<NameTree<Name>>;
 ///
 /// Alternatives fall through only on `~`; a pending or failed lookup stops
 /// them. Union branches that fail are ignored while another branch answers.
-/// Each lookup counts towards `max_depth`. The result has no Alt nodes and is
-/// simplified.
+/// Each lookup counts towards `limits.max_depth`. The result has no Alt
+/// nodes and is simplified.
+///
+/// The work is bounded by `limits` (see [`BindLimits`]): `lookup` is called
+/// once per distinct path, a path reached again at the same depth and
+/// weight reuses its result, and going over a limit fails the whole bind
+/// with [`NamingError::OverBudget`].
 pub fn bind_tree(
     tree: &NameTree<Name>,
-    max_depth: usize,
+    limits: &BindLimits,
     lookup: &mut dyn FnMut(&Path) -> Snapshot,
 ) -> Activity<NameTree<Bound>> {
-    Binder { max_depth, lookup }
-        .bind(0, None, tree)
-        .map(|t| t.simplified())
+    bind_tree_timed(tree, limits, &Instant::now, lookup)
 }
+
+/// [`bind_tree`] with the clock given, for tests of the time limit.
+pub(crate) fn bind_tree_timed(
+    tree: &NameTree<Name>,
+    limits: &BindLimits,
+    clock: &dyn Fn() -> Instant,
+    lookup: &mut dyn FnMut(&Path) -> Snapshot,
+) -> Activity<NameTree<Bound>> {
+    let mut binder = Binder {
+        max_depth: limits.max_depth,
+        budget: Budget::new(limits, clock),
+        lookup,
+        looked_up: HashMap::new(),
+        bound: HashMap::new(),
+    };
+    let result = binder.bind(0, None, tree);
+    match binder.budget.check() {
+        Err(exceeded) => Activity::Failed(Budget::error(&tree.show(), exceeded)),
+        Ok(()) => result.map(|t| t.simplified()),
+    }
+}
+
+/// Where a path leaf is bound: its path, its depth and the weight it
+/// carries (as bits). The same path at another depth or weight can give
+/// another result (the depth limit, the weight on its leaves).
+type BindKey = (Path, usize, Option<u64>);
 
 struct Binder<'a> {
     max_depth: usize,
+    budget: Budget<'a>,
     lookup: &'a mut dyn FnMut(&Path) -> Snapshot,
+    /// Each path's lookup, made once per bind.
+    looked_up: HashMap<Path, Rc<Snapshot>>,
+    /// Each bound path leaf, and how many leaves binding it built.
+    bound: HashMap<BindKey, (Activity<NameTree<Bound>>, usize)>,
 }
 
 impl Binder<'_> {
@@ -44,18 +89,20 @@ impl Binder<'_> {
         weight: Option<f64>,
         tree: &NameTree<Name>,
     ) -> Activity<NameTree<Bound>> {
+        if let Err(exceeded) = self.budget.check() {
+            return spent(exceeded);
+        }
         if depth > self.max_depth {
             return Activity::Failed(NamingError::MaxDepth {
                 max: self.max_depth,
             });
         }
         match tree {
-            NameTree::Leaf(Name::Path(path)) => match (self.lookup)(path) {
-                Activity::Ok(next) => self.bind(depth + 1, weight, &next),
-                Activity::Pending => Activity::Pending,
-                Activity::Failed(e) => Activity::Failed(e),
-            },
+            NameTree::Leaf(Name::Path(path)) => self.bind_path(depth, weight, path),
             NameTree::Leaf(Name::Bound(bound)) => {
+                if let Err(exceeded) = self.budget.leaves(1) {
+                    return spent(exceeded);
+                }
                 let mut bound = bound.clone();
                 if weight.is_some() {
                     bound.weight = weight;
@@ -64,7 +111,12 @@ impl Binder<'_> {
             }
             NameTree::Fail => Activity::Ok(NameTree::Fail),
             NameTree::Neg => Activity::Ok(NameTree::Neg),
-            NameTree::Empty => Activity::Ok(NameTree::Empty),
+            NameTree::Empty => {
+                if let Err(exceeded) = self.budget.leaves(1) {
+                    return spent(exceeded);
+                }
+                Activity::Ok(NameTree::Empty)
+            }
             NameTree::Union(branches) => match branches.as_slice() {
                 [] => Activity::Ok(NameTree::Neg),
                 [only] => self.bind(depth, Some(only.weight), &only.tree),
@@ -86,6 +138,44 @@ impl Binder<'_> {
         }
     }
 
+    /// One lookup step, made once per path and reused per depth and weight.
+    fn bind_path(
+        &mut self,
+        depth: usize,
+        weight: Option<f64>,
+        path: &Path,
+    ) -> Activity<NameTree<Bound>> {
+        if let Err(exceeded) = self.budget.lookup() {
+            return spent(exceeded);
+        }
+        let key = (path.clone(), depth, weight.map(f64::to_bits));
+        if let Some((result, leaves)) = self.bound.get(&key) {
+            return match self.budget.leaves(*leaves) {
+                Ok(()) => result.clone(),
+                Err(exceeded) => spent(exceeded),
+            };
+        }
+        let next = match self.looked_up.get(path) {
+            Some(next) => next.clone(),
+            None => {
+                let next = Rc::new((self.lookup)(path));
+                self.looked_up.insert(path.clone(), next.clone());
+                next
+            }
+        };
+        let before = self.budget.leaves_so_far();
+        let result = match &*next {
+            Activity::Ok(next) => self.bind(depth + 1, weight, next),
+            Activity::Pending => Activity::Pending,
+            Activity::Failed(e) => Activity::Failed(e.clone()),
+        };
+        if self.budget.check().is_ok() {
+            let leaves = self.budget.leaves_so_far() - before;
+            self.bound.insert(key, (result.clone(), leaves));
+        }
+        result
+    }
+
     /// Every branch is bound; any answer wins over failures and pending
     /// branches, which are then left out.
     fn bind_union(
@@ -104,6 +194,9 @@ impl Binder<'_> {
                 Activity::Pending => {}
             }
         }
+        if let Err(exceeded) = self.budget.check() {
+            return spent(exceeded);
+        }
         if !answered.is_empty() {
             Activity::Ok(NameTree::Union(answered).simplified())
         } else if let Some(e) = first_failure {
@@ -114,6 +207,12 @@ impl Binder<'_> {
     }
 }
 
+/// What a step returns once the budget is spent; [`bind_tree_timed`]
+/// names the bound name in the error it returns instead.
+fn spent<T>(exceeded: Exceeded) -> Activity<T> {
+    Activity::Failed(Budget::error("", exceeded))
+}
+
 /// One step of Linkerd's configured-namers interpreter: the dtab first; only
 /// when it answers exactly `~` (no dentry matched, or the one that did says
 /// `~`) does the path go to the namers.
@@ -121,135 +220,5 @@ pub fn dtab_then(dtab: &Dtab, path: &Path, namers: &mut dyn FnMut(&Path) -> Snap
     match dtab.lookup(path) {
         NameTree::Neg => namers(path),
         tree => Activity::Ok(tree.map(&mut |p: &Path| Name::Path(p.clone()))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{Addr, Live};
-
-    fn tree(s: &str) -> NameTree<Name> {
-        NameTree::read(s)
-            .unwrap()
-            .map(&mut |p: &Path| Name::Path(p.clone()))
-    }
-
-    fn bound(id: &str) -> NameTree<Name> {
-        let id = Path::read(id).unwrap();
-        NameTree::Leaf(Name::Bound(Bound::new(
-            id,
-            Path::empty(),
-            Live::constant(Addr::Pending),
-        )))
-    }
-
-    /// A lookup that binds `/b/<x>` to a bound `/b/<x>` and rewrites `/l/<n>`
-    /// into `/l/<n+1>` forever.
-    fn lookup(path: &Path) -> Snapshot {
-        let show = path.show();
-        if show.starts_with("/b/") {
-            Activity::Ok(bound(&show))
-        } else if let Some(n) = show.strip_prefix("/l/") {
-            let n: usize = n.parse().unwrap();
-            Activity::Ok(tree(&format!("/l/{}", n + 1)))
-        } else if show == "/pending" {
-            Activity::Pending
-        } else if show == "/error" {
-            Activity::Failed(NamingError::namer("boom"))
-        } else {
-            Activity::Ok(NameTree::Neg)
-        }
-    }
-
-    fn bind(s: &str) -> Activity<NameTree<Bound>> {
-        bind_tree(&tree(s), DEFAULT_MAX_DEPTH, &mut lookup)
-    }
-
-    fn shown(a: Activity<NameTree<Bound>>) -> String {
-        match a {
-            Activity::Ok(t) => t.show(),
-            Activity::Pending => "pending".into(),
-            Activity::Failed(e) => format!("failed: {e}"),
-        }
-    }
-
-    #[test]
-    fn alt_falls_through_only_on_neg() {
-        assert_eq!(shown(bind("/nothing | /b/1")), "/b/1");
-        assert_eq!(shown(bind("! | /b/1")), "!");
-        assert_eq!(shown(bind("$ | /b/1")), "$");
-        assert_eq!(shown(bind("/pending | /b/1")), "pending");
-        assert_eq!(shown(bind("/error | /b/1")), "failed: boom");
-        assert_eq!(shown(bind("(! & !) | /b/1")), "/b/1");
-    }
-
-    #[test]
-    fn union_ignores_failed_branches_while_one_answers() {
-        assert_eq!(shown(bind("/error & /b/1")), "/b/1");
-        assert_eq!(shown(bind("/pending & /error")), "failed: boom");
-        assert_eq!(shown(bind("/pending & /pending")), "pending");
-        assert_eq!(shown(bind("2*/b/1 & 3*/b/2")), "2.00*/b/1 & 3.00*/b/2");
-    }
-
-    #[test]
-    fn union_weights_reach_the_bound_leaves() {
-        let Activity::Ok(NameTree::Union(branches)) = bind("2*(/nothing | /b/1) & /b/2") else {
-            panic!("not a union");
-        };
-        let weights: Vec<_> = branches
-            .iter()
-            .map(|w| match &w.tree {
-                NameTree::Leaf(b) => b.weight,
-                _ => None,
-            })
-            .collect();
-        assert_eq!(weights, vec![Some(2.0), Some(1.0)]);
-        let Activity::Ok(NameTree::Leaf(b)) = bind("/b/1") else {
-            panic!()
-        };
-        assert_eq!(b.weight, None);
-    }
-
-    #[test]
-    fn depth_counts_lookups() {
-        let chain = |n: usize| {
-            bind_tree(&tree("/l/0"), n, &mut |p: &Path| {
-                // /l/k rewrites to /l/k+1 until /l/5, which is bound.
-                if p.show() == "/l/5" {
-                    Activity::Ok(bound("/b/done"))
-                } else {
-                    lookup(p)
-                }
-            })
-        };
-        // Six lookups: /l/0 .. /l/5.
-        assert_eq!(shown(chain(6)), "/b/done");
-        assert_eq!(
-            shown(chain(5)),
-            "failed: Max recursion level: 5 reached in Namer lookup"
-        );
-    }
-
-    #[test]
-    fn dtab_answers_first_and_only_exact_neg_reaches_the_namers() {
-        let dtab = Dtab::read("/s=>/b/x;/t=>~;/u=>~;/u=>~").unwrap();
-        let mut namers = |p: &Path| Activity::Ok(tree(&format!("/namer{}", p.show())));
-        let show = |a: Snapshot| match a {
-            Activity::Ok(t) => t.show(),
-            _ => "?".into(),
-        };
-        assert_eq!(
-            show(dtab_then(&dtab, &Path::read("/s/1").unwrap(), &mut namers)),
-            "/b/x/1"
-        );
-        assert_eq!(
-            show(dtab_then(&dtab, &Path::read("/t").unwrap(), &mut namers)),
-            "/namer/t"
-        );
-        assert_eq!(
-            show(dtab_then(&dtab, &Path::read("/u").unwrap(), &mut namers)),
-            "~ | ~"
-        );
     }
 }

@@ -2,8 +2,12 @@
 //! namerd's `/delegate`), which explores every alternative instead of
 //! picking one.
 
+use std::collections::HashMap;
+use std::time::Instant;
+
 use dtab::{DelegateTree, Dentry, Dtab, NameTree, Path, WeightedDelegate};
 
+use crate::bind::{Budget, Exceeded};
 use crate::interpreter::Deps;
 use crate::{Activity, Interpreter, Name, NamingError};
 
@@ -16,12 +20,15 @@ pub type Delegation = DelegateTree<Name>;
 impl Interpreter {
     /// Explains how `path` resolves through `dtab`: every dentry that
     /// matched, every alternative, and what the namers answered. Waits for
-    /// namers that have not answered yet (callers bound the wait).
+    /// namers that have not answered yet (callers bound the wait). The work
+    /// is bounded as a bind's is ([`crate::bind::BindLimits`]); every leaf
+    /// of the explanation counts towards the leaf limit.
     pub async fn delegate(&self, dtab: &Dtab, path: &Path) -> Result<Delegation, NamingError> {
         let mut deps = Deps::default();
         loop {
             let result = self.delegate_once(dtab, path, &mut deps);
-            if !deps.any_pending() {
+            let over_budget = matches!(result, Err(NamingError::OverBudget { .. }));
+            if over_budget || !deps.any_pending() {
                 return result;
             }
             deps.any_changed().await;
@@ -41,21 +48,34 @@ impl Interpreter {
             dentry: Dentry::nop(),
             value: Name::Path(path.clone()),
         };
-        let result = Delegator {
+        let mut delegator = Delegator {
             interpreter: self,
             dtab,
             deps: &mut *deps,
-        }
-        .bind(0, root);
+            budget: Budget::new(self.bind_limits(), &Instant::now),
+            steps: HashMap::new(),
+        };
+        let result = delegator.bind(0, root);
+        let budget = delegator.budget.check();
         deps.finish();
-        result.map(|tree| tree.simplified())
+        match budget {
+            Err(exceeded) => Err(Budget::error(&path.show(), exceeded)),
+            Ok(()) => result.map(|tree| tree.simplified()),
+        }
     }
 }
+
+/// Where a path step is explained: its path, its depth, and the dentry that
+/// led to it (shown), which the explanation's nodes carry.
+type StepKey = (Path, usize, String);
 
 struct Delegator<'a> {
     interpreter: &'a Interpreter,
     dtab: &'a Dtab,
     deps: &'a mut Deps,
+    budget: Budget<'a>,
+    /// Each path step explained, and how many leaves it built.
+    steps: HashMap<StepKey, (Result<Delegation, NamingError>, usize)>,
 }
 
 impl Delegator<'_> {
@@ -107,6 +127,7 @@ impl Delegator<'_> {
     /// Linkerd's `delegateBind`: expands every path leaf, exploring every
     /// alternative and union branch.
     fn bind(&mut self, depth: usize, tree: Delegation) -> Result<Delegation, NamingError> {
+        self.budget.check().map_err(spent)?;
         if depth > DELEGATE_MAX_DEPTH {
             return Err(NamingError::DelegateMaxDepth);
         }
@@ -115,10 +136,7 @@ impl Delegator<'_> {
                 dentry,
                 value: Name::Path(p),
                 ..
-            } => {
-                let next = self.lookup(&dentry, &p);
-                self.bind(depth + 1, next)?
-            }
+            } => self.bind_step(depth, dentry, p)?,
             DelegateTree::Delegate { path, dentry, tree } => DelegateTree::Delegate {
                 path,
                 dentry,
@@ -179,8 +197,34 @@ impl Delegator<'_> {
                     }
                 }
             },
-            done => done,
+            done => {
+                self.budget.leaves(1).map_err(spent)?;
+                done
+            }
         })
+    }
+
+    /// One lookup step, explained once per path, depth and dentry.
+    fn bind_step(
+        &mut self,
+        depth: usize,
+        dentry: Dentry,
+        path: Path,
+    ) -> Result<Delegation, NamingError> {
+        self.budget.lookup().map_err(spent)?;
+        let key = (path, depth, dentry.show());
+        if let Some((result, leaves)) = self.steps.get(&key) {
+            self.budget.leaves(*leaves).map_err(spent)?;
+            return result.clone();
+        }
+        let before = self.budget.leaves_so_far();
+        let next = self.lookup(&dentry, &key.0);
+        let result = self.bind(depth + 1, next);
+        if self.budget.check().is_ok() {
+            let leaves = self.budget.leaves_so_far() - before;
+            self.steps.insert(key, (result.clone(), leaves));
+        }
+        result
     }
 
     /// A failure inside one alternative becomes an Exception node carrying
@@ -199,4 +243,10 @@ impl Delegator<'_> {
                 message: e.to_string(),
             })
     }
+}
+
+/// What a step returns once the budget is spent; `delegate_once` names the
+/// path in the error it returns instead.
+fn spent(exceeded: Exceeded) -> NamingError {
+    Budget::error("", exceeded)
 }

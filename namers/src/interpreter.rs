@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dtab::{Dtab, NameTree, Path};
 use futures_util::future::select_all;
 
-use crate::bind::{DEFAULT_MAX_DEPTH, Snapshot, bind_tree, dtab_then};
+use crate::bind::{BindLimits, Snapshot, bind_tree, dtab_then};
 use crate::system::SystemNamers;
 use crate::{Activity, Bound, Live, Lookup, Name, Namer, NamingError, Publisher};
 
@@ -72,7 +72,7 @@ pub struct Interpreter {
 struct Inner {
     namers: NamerList,
     system: SystemNamers,
-    max_depth: usize,
+    limits: BindLimits,
     unknown: UnknownSystemNamer,
     stats: Arc<InterpreterStats>,
 }
@@ -85,16 +85,27 @@ impl Interpreter {
             inner: Arc::new(Inner {
                 namers,
                 system,
-                max_depth: DEFAULT_MAX_DEPTH,
+                limits: BindLimits::default(),
                 unknown: UnknownSystemNamer::UnknownNamer,
                 stats: Arc::default(),
             }),
         }
     }
 
-    /// The same interpreter with another lookup limit.
+    /// The same interpreter with another limit on lookups in one chain.
     pub fn with_max_depth(self, max_depth: usize) -> Interpreter {
-        self.rebuild(|inner| inner.max_depth = max_depth)
+        self.rebuild(|inner| inner.limits.max_depth = max_depth)
+    }
+
+    /// The same interpreter with other work limits for each bind and
+    /// delegation.
+    pub fn with_bind_limits(self, limits: BindLimits) -> Interpreter {
+        self.rebuild(|inner| inner.limits = limits)
+    }
+
+    /// The work limits of each bind.
+    pub fn bind_limits(&self) -> &BindLimits {
+        &self.inner.limits
     }
 
     /// The same interpreter reporting unknown system namers as given.
@@ -106,7 +117,7 @@ impl Interpreter {
         let mut inner = Inner {
             namers: self.inner.namers.clone(),
             system: self.inner.system.clone(),
-            max_depth: self.inner.max_depth,
+            limits: self.inner.limits,
             unknown: self.inner.unknown,
             stats: self.inner.stats.clone(),
         };
@@ -136,7 +147,7 @@ impl Interpreter {
     ) -> Activity<NameTree<Bound>> {
         deps.begin();
         let root = NameTree::Leaf(Name::Path(path.clone()));
-        let result = bind_tree(&root, self.inner.max_depth, &mut |p| {
+        let result = bind_tree(&root, &self.inner.limits, &mut |p| {
             dtab_then(dtab, p, &mut |p| self.lookup_namers(deps, p))
         });
         deps.finish();

@@ -74,7 +74,7 @@ async fn run(case: &Case) -> Result<Outcome, String> {
                 None => (*system.lookup(p).load()).clone(),
             };
             let named = tree.map(&mut |p: &Path| Name::Path(p.clone()));
-            let state = bind::bind_tree(&named, bind::DEFAULT_MAX_DEPTH, &mut lookup);
+            let state = bind::bind_tree(&named, &bind::BindLimits::default(), &mut lookup);
             activity_json(state.map(bound_to_name), expected).await
         }
         "DefaultInterpreter.bind"

@@ -201,3 +201,69 @@ async fn delegation_waits_for_pending_namers() {
         r#"{"type":"delegate","path":"/svc/web","delegate":{"type":"leaf","path":"/#/mock/web","dentry":{"prefix":"/svc","dst":"/#/mock"},"bound":{"addr":{"type":"pending"},"id":"/#/mock/web","path":"/"}}}"#
     );
 }
+
+/// The dtab of the exponential-binding report: `/svc/web => /a0`, then 22
+/// levels of `/a<i> => /a<i+1> & /a<i+1>`, then `/a22 => last`.
+fn doubling_dtab(last: &str) -> Dtab {
+    let mut text = String::from("/svc => /$/inet/127.0.0.1/8080;/svc/web=>/a0;");
+    for i in 0..22 {
+        text.push_str(&format!("/a{i}=>/a{}&/a{};", i + 1, i + 1));
+    }
+    text.push_str(&format!("/a22=>{last}"));
+    Dtab::read(&text).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_doubling_dtab_fails_binding_and_delegation_at_once() {
+    use futures_util::FutureExt;
+
+    let (_, interpreter) = setup();
+    let dtab = doubling_dtab("/$/inet/127.0.0.1/8080");
+    let web = Path::read("/svc/web").unwrap();
+    let binding = interpreter.bind(&dtab, &web);
+    assert_eq!(
+        shown(&binding),
+        "failed: binding /svc/web built more than 1000 leaves (limit bindingLimits.maxLeaves)"
+    );
+    // Other names bind through the same dtab as before.
+    let other = interpreter.bind(&dtab, &Path::read("/svc/other").unwrap());
+    assert_eq!(shown(&other), "/$/inet/127.0.0.1/8080");
+
+    // A delegation over budget answers at once, even with a namer that
+    // has not answered yet in its tree.
+    let dtab = doubling_dtab("/#/mock/never & /$/inet/127.0.0.1/8080");
+    let explained = interpreter.delegate(&dtab, &web).now_or_never();
+    let Some(Err(error)) = explained else {
+        panic!("the delegation did not fail at once: {explained:?}");
+    };
+    assert!(matches!(error, NamingError::OverBudget { .. }), "{error}");
+    assert!(
+        error.to_string().starts_with("binding /svc/web "),
+        "{error}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_interpreter_has_its_own_limits() {
+    let (_, interpreter) = setup();
+    let dtab = Dtab::read("/svc => /$/inet/127.0.0.1/1 & /$/inet/127.0.0.1/2").unwrap();
+    let web = Path::read("/svc/web").unwrap();
+    assert_eq!(
+        shown(&interpreter.bind(&dtab, &web)),
+        "/$/inet/127.0.0.1/1 & /$/inet/127.0.0.1/2"
+    );
+    let tight = interpreter.with_bind_limits(namers::bind::BindLimits {
+        max_leaves: 1,
+        ..namers::bind::BindLimits::default()
+    });
+    assert_eq!(tight.bind_limits().max_leaves, 1);
+    assert_eq!(
+        shown(&tight.bind(&dtab, &web)),
+        "failed: binding /svc/web built more than 1 leaves (limit bindingLimits.maxLeaves)"
+    );
+    let error = tight.delegate(&dtab, &web).await.unwrap_err();
+    assert!(
+        error.to_string().contains("bindingLimits.maxLeaves"),
+        "{error}"
+    );
+}

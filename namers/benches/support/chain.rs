@@ -14,7 +14,7 @@ use std::sync::Arc;
 use dtab::{Dtab, NameTree, Path};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use namers::bind::{DEFAULT_MAX_DEPTH, Snapshot, bind_tree, dtab_then};
+use namers::bind::{BindLimits, Snapshot, bind_tree, dtab_then};
 use namers::system::SystemNamers;
 use namers::system::inet::{DnsAnswer, DnsResolve, InetResolver};
 use namers::{Activity, Addr, Bound, Interpreter, Name, NameInterpreter};
@@ -174,7 +174,7 @@ pub(crate) fn bind_core(
     name: &Path,
 ) -> Activity<NameTree<Bound>> {
     let root = NameTree::Leaf(Name::Path(name.clone()));
-    bind_tree(&root, DEFAULT_MAX_DEPTH, &mut |p| {
+    bind_tree(&root, &BindLimits::default(), &mut |p| {
         dtab_then(dtab, p, &mut |p| -> Snapshot {
             (*system.lookup(p).load()).clone()
         })
@@ -196,7 +196,7 @@ pub(crate) fn check(dtab: &Dtab, system: &SystemNamers, interpreter: &Interprete
 
     let mut lookups = 0;
     let root = NameTree::Leaf(Name::Path(read_path(NAME)));
-    let result = bind_tree(&root, DEFAULT_MAX_DEPTH, &mut |p| {
+    let result = bind_tree(&root, &BindLimits::default(), &mut |p| {
         lookups += 1;
         dtab_then(dtab, p, &mut |p| (*system.lookup(p).load()).clone())
     });
