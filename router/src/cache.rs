@@ -1,7 +1,8 @@
 //! A bounded, idle-expiring cache that the request path reads without a
 //! lock: the map is published through an `ArcSwap`, and only inserting a new
 //! key (rare: a name or client seen for the first time) takes a lock and
-//! swaps in an updated copy.
+//! swaps in an updated copy. A value that is slow to make is made outside
+//! that lock ([`Cache::get_or_make_at`]).
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,7 +61,8 @@ impl<K: Eq + Hash + Clone, V> Cache<K, V> {
 
     /// The value for `key`, made by `make` on a miss, counted as used at
     /// `at` (a time the caller has read anyway: reading the clock is a
-    /// noticeable part of a lookup).
+    /// noticeable part of a lookup). `make` runs under the insert lock, so
+    /// each key's value is made once; it must be quick.
     pub fn get_or_insert_at(
         &self,
         key: &K,
@@ -68,13 +70,8 @@ impl<K: Eq + Hash + Clone, V> Cache<K, V> {
         make: impl FnOnce() -> V,
     ) -> Arc<Entry<V>> {
         let now = self.ms_at(at);
-        if let Some(entry) = self.map.load().get(key) {
-            // Written only when it changes, so that threads sharing an
-            // entry do not keep taking its cache line from each other.
-            if entry.last_used_ms.load(Ordering::Relaxed) != now {
-                entry.last_used_ms.store(now, Ordering::Relaxed);
-            }
-            return entry.clone();
+        if let Some(entry) = self.hit(key, now) {
+            return entry;
         }
         let _guard = self
             .insert_lock
@@ -84,9 +81,56 @@ impl<K: Eq + Hash + Clone, V> Cache<K, V> {
         if let Some(entry) = current.get(key) {
             return entry.clone();
         }
+        self.insert_locked(&current, key, now, make())
+    }
+
+    /// Like [`Cache::get_or_insert_at`], but `make` runs before the insert
+    /// lock is taken, so a slow `make` (binding a name through a large
+    /// dtab) holds up no other key. When two callers miss the same key at
+    /// once, both make a value; the first stored is kept and returned to
+    /// both, and the other is dropped.
+    pub fn get_or_make_at(&self, key: &K, at: Instant, make: impl FnOnce() -> V) -> Arc<Entry<V>> {
+        let now = self.ms_at(at);
+        if let Some(entry) = self.hit(key, now) {
+            return entry;
+        }
+        let made = make();
+        let _guard = self
+            .insert_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.map.load_full();
+        if let Some(entry) = current.get(key) {
+            return entry.clone();
+        }
+        self.insert_locked(&current, key, now, made)
+    }
+
+    /// The cached entry for `key`, marked as used at `now`.
+    fn hit(&self, key: &K, now: u64) -> Option<Arc<Entry<V>>> {
+        let map = self.map.load();
+        let entry = map.get(key)?;
+        // Written only when it changes, so that threads sharing an entry do
+        // not keep taking its cache line from each other.
+        if entry.last_used_ms.load(Ordering::Relaxed) != now {
+            entry.last_used_ms.store(now, Ordering::Relaxed);
+        }
+        Some(entry.clone())
+    }
+
+    /// Publishes `current` plus `key` (made at `now`), dropping idle and,
+    /// over capacity, least recently used entries. The insert lock must be
+    /// held.
+    fn insert_locked(
+        &self,
+        current: &HashMap<K, Arc<Entry<V>>>,
+        key: &K,
+        now: u64,
+        value: V,
+    ) -> Arc<Entry<V>> {
         self.misses.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry {
-            value: make(),
+            value,
             last_used_ms: AtomicU64::new(now),
         });
         let mut next: HashMap<K, Arc<Entry<V>>> = current
@@ -179,6 +223,56 @@ mod tests {
         let keys: Vec<u32> = cache.values().into_iter().map(|(k, _)| k).collect();
         assert!(keys.contains(&1) && keys.contains(&3), "{keys:?}");
         assert_eq!(cache.misses(), 3);
+    }
+
+    #[test]
+    fn a_slow_make_holds_up_no_other_key() {
+        let cache: Arc<Cache<u32, &str>> = Arc::new(Cache::new(10, Duration::from_secs(600)));
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let slow = {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                cache.get_or_make_at(&1, Instant::now(), || {
+                    started_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    "slow"
+                });
+            })
+        };
+        started.recv().unwrap();
+        // While key 1 is still being made, other keys are made and read.
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let other = {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                let entry = cache.get_or_insert_with(&2, || "quick");
+                let made = cache.get_or_make_at(&3, Instant::now(), || "also quick");
+                done_tx.send((entry.value, made.value)).unwrap();
+            })
+        };
+        let got = done.recv_timeout(Duration::from_secs(10));
+        release.send(()).unwrap();
+        assert_eq!(got, Ok(("quick", "also quick")), "key 2 waited for key 1");
+        slow.join().unwrap();
+        other.join().unwrap();
+        assert_eq!(
+            cache.get_or_make_at(&1, Instant::now(), || "again").value,
+            "slow"
+        );
+        assert_eq!(cache.misses(), 3);
+    }
+
+    #[test]
+    fn a_race_to_make_one_key_keeps_the_first_value() {
+        let cache: Cache<u32, &str> = Cache::new(10, Duration::from_secs(600));
+        let entry = cache.get_or_make_at(&1, Instant::now(), || {
+            // Another caller stores the key while this one is making it.
+            cache.get_or_make_at(&1, Instant::now(), || "first");
+            "second"
+        });
+        assert_eq!(entry.value, "first");
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

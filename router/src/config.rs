@@ -2,12 +2,15 @@
 //! about unknown keys, kinds and protocols.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use dtab::{Dtab, Path};
+use namers::bind::BindLimits;
 use namers::config::NamerConfig;
 use serde_json::{Map, Value};
 
+use crate::dtab_headers::DtabHeaderLimits;
 use crate::identify::IdentifierConfig;
 
 /// The whole file.
@@ -129,6 +132,64 @@ pub struct RouterConfig {
     /// How long a request waits for its name to bind (default 10 s).
     #[serde(default)]
     pub binding_timeout_ms: Option<u64>,
+    /// Work limits of each bind (our own keys: Linkerd has none).
+    #[serde(default)]
+    pub binding_limits: Option<BindingLimitsConfig>,
+    /// Size limits of a request's `l5d-dtab` and `l5d-ctx-dtab` headers
+    /// (our own keys: Linkerd has none).
+    #[serde(default)]
+    pub dtab_header_limits: Option<DtabHeaderLimitsConfig>,
+}
+
+/// `bindingLimits:`; each key defaults to the `namers::bind` default.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BindingLimitsConfig {
+    /// Path steps across the whole tree of one bind (default 10,000).
+    #[serde(default)]
+    pub max_lookups: Option<NonZeroUsize>,
+    /// Leaves one bind may build (default 1,000).
+    #[serde(default)]
+    pub max_leaves: Option<NonZeroUsize>,
+    /// Milliseconds one bind may take (default 100).
+    #[serde(default)]
+    pub max_bind_ms: Option<NonZeroU64>,
+}
+
+impl BindingLimitsConfig {
+    fn limits(&self) -> BindLimits {
+        let default = BindLimits::default();
+        BindLimits {
+            max_depth: default.max_depth,
+            max_lookups: self.max_lookups.map_or(default.max_lookups, usize::from),
+            max_leaves: self.max_leaves.map_or(default.max_leaves, usize::from),
+            max_time: self
+                .max_bind_ms
+                .map_or(default.max_time, |ms| Duration::from_millis(ms.get())),
+        }
+    }
+}
+
+/// `dtabHeaderLimits:`; each key defaults to the `dtab_headers` default.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DtabHeaderLimitsConfig {
+    /// Bytes of all dtab header values of a request (default 32 KiB).
+    #[serde(default)]
+    pub max_bytes: Option<NonZeroUsize>,
+    /// Dentries of a request's local dtab (default 1,000).
+    #[serde(default)]
+    pub max_dentries: Option<NonZeroUsize>,
+}
+
+impl DtabHeaderLimitsConfig {
+    fn limits(&self) -> DtabHeaderLimits {
+        let default = DtabHeaderLimits::default();
+        DtabHeaderLimits {
+            max_bytes: self.max_bytes.map_or(default.max_bytes, usize::from),
+            max_dentries: self.max_dentries.map_or(default.max_dentries, usize::from),
+        }
+    }
 }
 
 /// One entry of `servers:`.
@@ -230,6 +291,10 @@ pub struct RouterSpec {
     pub clients_capacity: usize,
     /// Cache idle TTL.
     pub idle_ttl: Duration,
+    /// Work limits of each bind.
+    pub bind_limits: BindLimits,
+    /// Size limits of the dtab headers.
+    pub dtab_header_limits: DtabHeaderLimits,
 }
 
 impl Config {
@@ -325,6 +390,14 @@ impl RouterConfig {
             paths_capacity: cache.and_then(|c| c.paths).unwrap_or(1000),
             clients_capacity: cache.and_then(|c| c.clients).unwrap_or(1000),
             idle_ttl: Duration::from_secs(cache.and_then(|c| c.idle_ttl_secs).unwrap_or(600)),
+            bind_limits: self
+                .binding_limits
+                .as_ref()
+                .map_or_else(BindLimits::default, BindingLimitsConfig::limits),
+            dtab_header_limits: self
+                .dtab_header_limits
+                .as_ref()
+                .map_or_else(DtabHeaderLimits::default, DtabHeaderLimitsConfig::limits),
         })
     }
 }
@@ -347,4 +420,70 @@ pub fn load(path: &std::path::Path) -> Result<(Config, Vec<RouterSpec>), String>
         .validate()
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((config, specs))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn specs(yaml: &str) -> Result<Vec<RouterSpec>, String> {
+        let config: Config =
+            namers::config::parse("linkerd.yaml", yaml).map_err(|e| e.to_string())?;
+        config.validate()
+    }
+
+    const ROUTER: &str = "routers:\n- protocol: http\n  servers:\n  - port: 0\n";
+
+    #[test]
+    fn limits_default_to_the_library_defaults() {
+        let spec = specs(ROUTER).unwrap().remove(0);
+        assert_eq!(spec.bind_limits, BindLimits::default());
+        assert_eq!(spec.dtab_header_limits, DtabHeaderLimits::default());
+    }
+
+    #[test]
+    fn limits_are_set_per_router_and_unset_keys_keep_their_default() {
+        let yaml = format!(
+            "{ROUTER}  bindingLimits:\n    maxLookups: 500\n    maxBindMs: 20\n  dtabHeaderLimits:\n    maxDentries: 10\n"
+        );
+        let spec = specs(&yaml).unwrap().remove(0);
+        assert_eq!(
+            spec.bind_limits,
+            BindLimits {
+                max_lookups: 500,
+                max_time: Duration::from_millis(20),
+                ..BindLimits::default()
+            }
+        );
+        assert_eq!(
+            spec.dtab_header_limits,
+            DtabHeaderLimits {
+                max_dentries: 10,
+                ..DtabHeaderLimits::default()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_limits_name_the_file_the_key_and_the_line() {
+        let yaml = format!("{ROUTER}  bindingLimits:\n    maxLeafs: 5\n");
+        let err = specs(&yaml).unwrap_err();
+        assert!(
+            err.starts_with("linkerd.yaml: routers[0].bindingLimits.maxLeafs: "),
+            "{err}"
+        );
+        assert!(err.contains("unknown field `maxLeafs`"), "{err}");
+        assert!(err.contains("line 6"), "{err}");
+
+        let yaml = format!("{ROUTER}  dtabHeaderLimits:\n    maxBytes: 0\n");
+        let err = specs(&yaml).unwrap_err();
+        assert!(
+            err.starts_with("linkerd.yaml: routers[0].dtabHeaderLimits.maxBytes: "),
+            "{err}"
+        );
+        assert!(err.contains("line 6"), "{err}");
+        assert!(err.contains("nonzero"), "{err}");
+    }
 }

@@ -7,6 +7,9 @@
 //! and so user overrides, win. Downstream, the local dtab travels on as one
 //! `l5d-ctx-dtab`. `dtab-local` is deprecated and ignored: it passes through
 //! untouched.
+//!
+//! The headers are bounded ([`DtabHeaderLimits`]): their bytes are counted
+//! before anything is parsed, and the dentries as each value is read.
 
 use dtab::{Dtab, ParseError};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -19,6 +22,31 @@ pub const L5D_DTAB: HeaderName = HeaderName::from_static("l5d-dtab");
 
 /// How much of a bad header value an error quotes.
 const QUOTED_CHARS: usize = 100;
+
+/// Default limit on the bytes of all dtab header values of a request.
+pub const DEFAULT_MAX_BYTES: usize = 32 * 1024;
+
+/// Default limit on the dentries of a request's local dtab.
+pub const DEFAULT_MAX_DENTRIES: usize = 1_000;
+
+/// How large a request's local dtab may be. Real overrides are a few
+/// dentries; the defaults leave room for hundreds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DtabHeaderLimits {
+    /// Bytes of every `l5d-ctx-dtab` and `l5d-dtab` value together.
+    pub max_bytes: usize,
+    /// Dentries of the local dtab (ctx and user together).
+    pub max_dentries: usize,
+}
+
+impl Default for DtabHeaderLimits {
+    fn default() -> Self {
+        DtabHeaderLimits {
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_dentries: DEFAULT_MAX_DENTRIES,
+        }
+    }
+}
 
 /// A dtab header that could not be read: the request is answered `400` with
 /// this as `l5d-err`; the sender is to blame and a retry cannot help.
@@ -45,32 +73,77 @@ pub enum DtabHeaderReason {
     /// The value is not a dtab; the error says where and what was expected.
     #[error("{0}")]
     Parse(ParseError),
+    /// With this value the dtab headers hold more bytes than allowed.
+    #[error("the dtab headers hold more than {max} bytes (limit dtabHeaderLimits.maxBytes)")]
+    TooManyBytes {
+        /// The limit.
+        max: usize,
+    },
+    /// With this value the local dtab has more dentries than allowed.
+    #[error("the local dtab has more than {max} dentries (limit dtabHeaderLimits.maxDentries)")]
+    TooManyDentries {
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// The request's local dtab: all `l5d-ctx-dtab` values, then all `l5d-dtab`
-/// values, each read with [`Dtab::read`], in order.
-pub fn local_dtab(headers: &HeaderMap) -> Result<Dtab, DtabHeaderError> {
+/// values, each read with [`Dtab::read`], in order, within `limits`.
+pub fn local_dtab(headers: &HeaderMap, limits: &DtabHeaderLimits) -> Result<Dtab, DtabHeaderError> {
     let mut local = Dtab::empty();
     // Most requests carry neither header: one pass over the names costs
     // less than a hashed lookup of each.
     if !headers.keys().any(|n| n == L5D_CTX_DTAB || n == L5D_DTAB) {
         return Ok(local);
     }
+    // Sized up before anything is parsed.
+    let mut bytes = 0usize;
+    for header in [L5D_CTX_DTAB, L5D_DTAB] {
+        for value in headers.get_all(&header) {
+            bytes = bytes.saturating_add(value.len());
+            if bytes > limits.max_bytes {
+                return Err(header_error(
+                    &header,
+                    value,
+                    DtabHeaderReason::TooManyBytes {
+                        max: limits.max_bytes,
+                    },
+                ));
+            }
+        }
+    }
     for header in [L5D_CTX_DTAB, L5D_DTAB] {
         for value in headers.get_all(&header) {
             local = local.concat(&read_value(&header, value)?);
+            if local.len() > limits.max_dentries {
+                return Err(header_error(
+                    &header,
+                    value,
+                    DtabHeaderReason::TooManyDentries {
+                        max: limits.max_dentries,
+                    },
+                ));
+            }
         }
     }
     Ok(local)
 }
 
+fn header_error(
+    header: &HeaderName,
+    value: &HeaderValue,
+    reason: DtabHeaderReason,
+) -> DtabHeaderError {
+    DtabHeaderError {
+        header: header.clone(),
+        value: quote(value.as_bytes()),
+        reason,
+    }
+}
+
 fn read_value(header: &HeaderName, value: &HeaderValue) -> Result<Dtab, DtabHeaderError> {
     let bytes = value.as_bytes();
-    let error = |reason| DtabHeaderError {
-        header: header.clone(),
-        value: quote(bytes),
-        reason,
-    };
+    let error = |reason| header_error(header, value, reason);
     let text = std::str::from_utf8(bytes).map_err(|e| {
         error(DtabHeaderReason::NotUtf8 {
             offset: e.valid_up_to(),
@@ -148,6 +221,17 @@ mod tests {
         map
     }
 
+    const LIMITS: DtabHeaderLimits = DtabHeaderLimits {
+        max_bytes: DEFAULT_MAX_BYTES,
+        max_dentries: DEFAULT_MAX_DENTRIES,
+    };
+
+    /// For the tests of the parser on values larger than any limit.
+    const UNLIMITED: DtabHeaderLimits = DtabHeaderLimits {
+        max_bytes: usize::MAX,
+        max_dentries: usize::MAX,
+    };
+
     fn dtab(text: &str) -> Dtab {
         Dtab::read(text).unwrap()
     }
@@ -158,9 +242,9 @@ mod tests {
 
     #[test]
     fn no_headers_is_the_empty_dtab() {
-        assert!(local_dtab(&HeaderMap::new()).unwrap().is_empty());
+        assert!(local_dtab(&HeaderMap::new(), &LIMITS).unwrap().is_empty());
         assert!(
-            local_dtab(&headers(&[("l5d-dtab", "")]))
+            local_dtab(&headers(&[("l5d-dtab", "")]), &LIMITS)
                 .unwrap()
                 .is_empty()
         );
@@ -176,7 +260,7 @@ mod tests {
             ("l5d-ctx-dtab", "/c3=>/x"),
         ]);
         assert_eq!(
-            local_dtab(&map).unwrap(),
+            local_dtab(&map, &LIMITS).unwrap(),
             dtab("/c1=>/x;/c2=>/x;/c3=>/x;/u1=>/x;/u2=>/x")
         );
     }
@@ -188,7 +272,7 @@ mod tests {
             ("l5d-ctx-dtab", "/svc/web => /#/io.l5d.fs/web-v1"),
         ]);
         let base = dtab("/svc => /#/io.l5d.fs");
-        let effective = base.concat(&local_dtab(&map).unwrap());
+        let effective = base.concat(&local_dtab(&map, &LIMITS).unwrap());
         // Lookup lists matches last first; binding takes the first that binds.
         let NameTree::Alt(choices) = effective.lookup(&path("/svc/web/x")) else {
             panic!("expected an alt of all three matches");
@@ -207,14 +291,18 @@ mod tests {
     fn commas_are_not_separators() {
         // Finagle's Dtab-Local would split this into two dtabs; l5d-dtab
         // reads the value whole, where `,` is not valid.
-        let err = local_dtab(&headers(&[("l5d-dtab", "/a=>/b,/c=>/d")])).unwrap_err();
+        let err = local_dtab(&headers(&[("l5d-dtab", "/a=>/b,/c=>/d")]), &LIMITS).unwrap_err();
         let DtabHeaderReason::Parse(e) = &err.reason else {
             panic!("{err}");
         };
         assert_eq!(e.offset, "/a=>/b".len());
         // Separate header lines are separate values.
         assert_eq!(
-            local_dtab(&headers(&[("l5d-dtab", "/a=>/b"), ("l5d-dtab", "/c=>/d")])).unwrap(),
+            local_dtab(
+                &headers(&[("l5d-dtab", "/a=>/b"), ("l5d-dtab", "/c=>/d")]),
+                &LIMITS
+            )
+            .unwrap(),
             dtab("/a=>/b;/c=>/d")
         );
     }
@@ -222,7 +310,7 @@ mod tests {
     #[test]
     fn malformed_value_names_header_value_and_position() {
         let map = headers(&[("l5d-ctx-dtab", "/ok=>/fine"), ("l5d-dtab", "/svc =>> /a")]);
-        let err = local_dtab(&map).unwrap_err();
+        let err = local_dtab(&map, &LIMITS).unwrap_err();
         assert_eq!(err.header, L5D_DTAB);
         assert_eq!(err.value, "/svc =>> /a");
         let DtabHeaderReason::Parse(e) = &err.reason else {
@@ -236,7 +324,7 @@ mod tests {
         );
         assert!(message.contains("at 1:8"), "{message}");
 
-        let err = local_dtab(&headers(&[("l5d-ctx-dtab", "nope")])).unwrap_err();
+        let err = local_dtab(&headers(&[("l5d-ctx-dtab", "nope")]), &LIMITS).unwrap_err();
         assert_eq!(err.header, L5D_CTX_DTAB);
     }
 
@@ -247,7 +335,7 @@ mod tests {
             L5D_DTAB,
             HeaderValue::from_bytes(b"/a=>/b\xff\xfe").unwrap(),
         );
-        let err = local_dtab(&map).unwrap_err();
+        let err = local_dtab(&map, &LIMITS).unwrap_err();
         assert_eq!(err.reason, DtabHeaderReason::NotUtf8 { offset: 6 });
         assert_eq!(err.value, "/a=>/b\u{fffd}\u{fffd}");
         assert!(err.to_string().contains("not UTF-8 at byte 6"), "{err}");
@@ -256,11 +344,11 @@ mod tests {
     #[test]
     fn megabyte_values_are_read_or_rejected_with_a_short_message() {
         let big_ok = "/a=>/b;".repeat(150_000);
-        let local = local_dtab(&headers(&[("l5d-dtab", &big_ok)])).unwrap();
+        let local = local_dtab(&headers(&[("l5d-dtab", &big_ok)]), &UNLIMITED).unwrap();
         assert_eq!(local.len(), 150_000);
 
         let big_bad = format!("{}/x=>", "/a=>/b;".repeat(150_000));
-        let err = local_dtab(&headers(&[("l5d-dtab", &big_bad)])).unwrap_err();
+        let err = local_dtab(&headers(&[("l5d-dtab", &big_bad)]), &UNLIMITED).unwrap_err();
         assert!(
             err.value.chars().count() <= QUOTED_CHARS + 1,
             "{}",
@@ -277,9 +365,59 @@ mod tests {
         let mut huge_binary = vec![b'/'; 1 << 20];
         huge_binary.push(0xff);
         map.insert(L5D_DTAB, HeaderValue::from_bytes(&huge_binary).unwrap());
-        let err = local_dtab(&map).unwrap_err();
+        let err = local_dtab(&map, &UNLIMITED).unwrap_err();
         assert_eq!(err.reason, DtabHeaderReason::NotUtf8 { offset: 1 << 20 });
         assert!(err.to_string().len() < 400);
+    }
+
+    #[test]
+    fn limits_count_bytes_first_then_dentries_and_name_their_key() {
+        let limits = DtabHeaderLimits {
+            max_bytes: 20,
+            max_dentries: 2,
+        };
+        // 12 bytes of context, then 12 of user dtab: the user value is the
+        // one that goes over.
+        let map = headers(&[
+            ("l5d-ctx-dtab", "/a=>/b;/c=>/d"),
+            ("l5d-dtab", "/e=>/f;/g=>/h"),
+        ]);
+        let err = local_dtab(&map, &limits).unwrap_err();
+        assert_eq!(err.header, L5D_DTAB);
+        assert_eq!(err.reason, DtabHeaderReason::TooManyBytes { max: 20 });
+        assert_eq!(
+            err.to_string(),
+            "invalid l5d-dtab header \"/e=>/f;/g=>/h\": the dtab headers hold more than 20 bytes (limit dtabHeaderLimits.maxBytes)"
+        );
+        // Bytes are counted before parsing: an oversized value that does
+        // not parse is still refused for its size.
+        let map = headers(&[("l5d-dtab", "this is not a dtab at all")]);
+        let err = local_dtab(&map, &limits).unwrap_err();
+        assert_eq!(err.reason, DtabHeaderReason::TooManyBytes { max: 20 });
+
+        let map = headers(&[("l5d-ctx-dtab", "/a=>/b;/c=>/d"), ("l5d-dtab", "/e=>/f")]);
+        let err = local_dtab(&map, &limits).unwrap_err();
+        assert_eq!(err.header, L5D_DTAB);
+        assert_eq!(err.reason, DtabHeaderReason::TooManyDentries { max: 2 });
+        assert!(
+            err.to_string()
+                .ends_with("more than 2 dentries (limit dtabHeaderLimits.maxDentries)"),
+            "{err}"
+        );
+        // At the limits exactly, the dtab is read.
+        let map = headers(&[("l5d-ctx-dtab", "/a=>/b"), ("l5d-dtab", "/e=>/f")]);
+        assert_eq!(local_dtab(&map, &limits).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_default_limits_admit_a_large_real_dtab() {
+        // 1,000 dentries of a realistic shape fit the defaults.
+        let text: String = (0..1000)
+            .map(|i| format!("/s/{i}=>/#/k8s/{i}|/$/fail;"))
+            .collect();
+        assert!(text.len() <= DEFAULT_MAX_BYTES, "{}", text.len());
+        let local = local_dtab(&headers(&[("l5d-dtab", &text)]), &LIMITS).unwrap();
+        assert_eq!(local.len(), 1000);
     }
 
     #[test]
@@ -291,7 +429,7 @@ mod tests {
             ("dtab-local", "/d=>/w"),
             ("x-other", "kept"),
         ]);
-        let local = local_dtab(&map).unwrap();
+        let local = local_dtab(&map, &LIMITS).unwrap();
         forward_headers(&mut map, &local);
         assert!(map.get(L5D_DTAB).is_none());
         let ctx: Vec<_> = map.get_all(L5D_CTX_DTAB).iter().collect();
@@ -299,13 +437,13 @@ mod tests {
         assert_eq!(map.get("dtab-local").unwrap(), "/d=>/w");
         assert_eq!(map.get("x-other").unwrap(), "kept");
         // What is forwarded reads back as the same local dtab downstream.
-        assert_eq!(local_dtab(&map).unwrap(), local);
+        assert_eq!(local_dtab(&map, &LIMITS).unwrap(), local);
     }
 
     #[test]
     fn forward_removes_ctx_dtab_when_local_is_empty() {
         let mut map = headers(&[("l5d-ctx-dtab", ""), ("l5d-dtab", "  ")]);
-        let local = local_dtab(&map).unwrap();
+        let local = local_dtab(&map, &LIMITS).unwrap();
         assert!(local.is_empty());
         forward_headers(&mut map, &local);
         assert!(map.get(L5D_CTX_DTAB).is_none());
@@ -323,7 +461,7 @@ mod tests {
         let mut map = HeaderMap::new();
         forward_headers(&mut map, &local);
         assert_eq!(map.get(L5D_CTX_DTAB).unwrap(), r"/\x61\x20\x62=>/c");
-        assert_eq!(local_dtab(&map).unwrap(), local);
+        assert_eq!(local_dtab(&map, &LIMITS).unwrap(), local);
     }
 
     #[test]

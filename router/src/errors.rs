@@ -28,6 +28,11 @@ pub enum RouterError {
     /// Binding failed (a namer error, the depth limit, ...).
     #[error("{0}")]
     BindingFailed(String),
+    /// The request's own dtab (`l5d-dtab` / `l5d-ctx-dtab`) asks for more
+    /// binding work than the router's `bindingLimits` allow (the client's
+    /// fault; the same request would fail again).
+    #[error("{0}")]
+    BindingLimit(String),
     /// The name resolved to nothing usable (`~`, `!`, or no endpoints).
     #[error("{0}")]
     NoEndpoints(String),
@@ -48,6 +53,7 @@ impl RouterError {
         match self {
             RouterError::Unidentified(_)
             | RouterError::BadDtabHeader(_)
+            | RouterError::BindingLimit(_)
             | RouterError::MaxCallDepth { .. } => StatusCode::BAD_REQUEST,
             RouterError::BindingFailed(_)
             | RouterError::NoEndpoints(_)
@@ -110,6 +116,9 @@ mod tests {
             RouterError::Timeout("x".into()).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
+        let over = RouterError::BindingLimit("x".into());
+        assert_eq!(over.status(), StatusCode::BAD_REQUEST);
+        assert!(!over.retryable());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use http::{Request, Response, Uri};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use namers::resolve::{Resolved, choose, pick_by_weight};
-use namers::{Activity, Binding, Bound};
+use namers::{Activity, Binding, Bound, NamingError};
 
 use crate::balance::Balancer;
 use crate::body::{self, Body, Lease};
@@ -176,8 +176,8 @@ impl Router {
                 seen: hops,
             });
         }
-        let local =
-            local_dtab(&parts.headers).map_err(|e| RouterError::BadDtabHeader(e.to_string()))?;
+        let local = local_dtab(&parts.headers, &self.spec.dtab_header_limits)
+            .map_err(|e| RouterError::BadDtabHeader(e.to_string()))?;
         let identified = identify_with(&self.identifiers, &parts)
             .map_err(|e| RouterError::Unidentified(e.to_string()))?;
         // The key owns the name; no copy of it is made per request.
@@ -355,6 +355,10 @@ impl Router {
 
     /// Waits for the binding of `key` (local dtab, name) to leave the
     /// pending state; also gives the name's `l5d-dst-service` value.
+    ///
+    /// A new name is bound here, on the request's task, but outside the
+    /// binding cache's lock: other names never wait for it, and the
+    /// interpreter's `bindingLimits` bound the work.
     async fn bound_tree(
         &self,
         local: &Dtab,
@@ -363,7 +367,7 @@ impl Router {
         deadline: tokio::time::Instant,
     ) -> Result<(Arc<Activity<NameTree<Bound>>>, Option<HeaderValue>), RouterError> {
         let name = &key.1;
-        let entry = self.bindings.get_or_insert_at(key, started, || {
+        let entry = self.bindings.get_or_make_at(key, started, || {
             let dtab = self.spec.dtab.concat(local);
             NameBinding {
                 binding: self.naming.bind(&dtab, name),
@@ -375,6 +379,13 @@ impl Router {
             let state = binding.load();
             match &*state {
                 Activity::Ok(_) => return Ok((state, entry.value.service_header.clone())),
+                // The client's own dtab asks for too much: its fault, and
+                // it would fail again.
+                Activity::Failed(e @ NamingError::OverBudget { .. }) if !local.is_empty() => {
+                    return Err(RouterError::BindingLimit(format!(
+                        "{e}, with the request's l5d-dtab / l5d-ctx-dtab"
+                    )));
+                }
                 Activity::Failed(e) => {
                     return Err(RouterError::BindingFailed(format!(
                         "binding {} failed: {e}",

@@ -48,6 +48,7 @@ pub fn check(config: &Config, specs: &[RouterSpec]) -> Result<(), String> {
     for (spec, router_config) in specs.iter().zip(&config.routers) {
         let at = format!("routers[{}]", spec.index);
         identifiers_of(router_config, spec).map_err(|e| format!("{at}.{e}"))?;
+        let default = default.clone().with_bind_limits(spec.bind_limits);
         interpreter::build(router_config.interpreter.as_ref(), &default)
             .map_err(|e| format!("{at}.{e}"))?;
     }
@@ -90,7 +91,9 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
     for (spec, router_config) in specs.into_iter().zip(&config.routers) {
         let at = format!("routers[{}]", spec.index);
         let identifiers = identifiers_of(router_config, &spec).map_err(|e| format!("{at}.{e}"))?;
-        let naming = interpreter::build(router_config.interpreter.as_ref(), &default)
+        // The router's namers (shared by every router) with its own limits.
+        let limited = default.clone().with_bind_limits(spec.bind_limits);
+        let naming = interpreter::build(router_config.interpreter.as_ref(), &limited)
             .map_err(|e| format!("{at}.{e}"))?;
         let label = spec.label.clone();
         let protocol = spec.protocol;
