@@ -29,6 +29,9 @@ pub struct NamerdConfig {
     /// built in; entries here are rejected).
     #[serde(default)]
     pub telemetry: Vec<KindConfig>,
+    /// How long bindings outlive their last watcher.
+    #[serde(default, rename = "bindingCache")]
+    pub binding_cache: namers::live_cache::BindingCacheConfig,
 }
 
 /// `admin: {ip, port}`.

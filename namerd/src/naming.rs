@@ -3,8 +3,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use dtab::{Dtab, NameTree, Path};
+use namers::LiveCache;
+use namers::live_cache::DEFAULT_INACTIVE_TTL;
 use namers::resolve::{Resolved, choose, pick_by_weight};
 use namers::{
     Activity, Addr, Binding, Bound, Delegation, Interpreter, Live, NameInterpreter, NamingError,
@@ -13,7 +16,6 @@ use namers::{
 
 use crate::Namespace;
 use crate::store::DtabStore;
-use namers::LiveCache;
 
 type BindKey = (Namespace, Path, String);
 
@@ -28,14 +30,27 @@ pub struct Namerd {
 }
 
 impl Namerd {
-    /// A naming service over `store`, binding with `interpreter`.
+    /// A naming service over `store`, binding with `interpreter`, that
+    /// keeps a binding nobody watches for [`DEFAULT_INACTIVE_TTL`].
     pub fn new(store: Arc<dyn DtabStore>, interpreter: Interpreter) -> Arc<Namerd> {
+        Namerd::with_inactive_ttl(store, interpreter, DEFAULT_INACTIVE_TTL)
+    }
+
+    /// A naming service that keeps bindings, resolutions and addresses up to
+    /// date for `inactive_ttl` after their last watcher leaves, so that a
+    /// one-off request or a returning router gets the last good answer
+    /// during an outage of a namer's backend.
+    pub fn with_inactive_ttl(
+        store: Arc<dyn DtabStore>,
+        interpreter: Interpreter,
+        inactive_ttl: Duration,
+    ) -> Arc<Namerd> {
         Arc::new(Namerd {
             store,
             interpreter,
-            bindings: LiveCache::default(),
-            resolutions: LiveCache::default(),
-            addrs: LiveCache::default(),
+            bindings: LiveCache::with_inactive_ttl(inactive_ttl),
+            resolutions: LiveCache::with_inactive_ttl(inactive_ttl),
+            addrs: LiveCache::with_inactive_ttl(inactive_ttl),
             bound_names: Arc::new(BoundNames::default()),
         })
     }

@@ -14,7 +14,7 @@ mod interpreter;
 pub mod json;
 pub mod k8s;
 mod live;
-mod live_cache;
+pub mod live_cache;
 pub mod metrics;
 mod name;
 mod namer;

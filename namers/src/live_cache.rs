@@ -1,39 +1,114 @@
 //! Sharing one background computation between every watcher of the same
 //! thing (e.g. a thousand routers watching one binding), and stopping it when
-//! the last watcher leaves.
+//! the last watcher leaves — or, with a grace period, that long after the
+//! last watcher left, so that a name asked for again during an outage of
+//! what it depends on still gets its last good value.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::{Live, Publisher};
 
+/// How long a value nobody watches is kept up to date by default: Linkerd's
+/// namerd kept inactive bindings for ten minutes too.
+pub const DEFAULT_INACTIVE_TTL: Duration = Duration::from_secs(600);
+
+/// `bindingCache: {inactiveTtlSecs}`: how long a binding, resolution or
+/// address that nobody watches any more is kept up to date, so that it is
+/// answered from its last good value when asked again during an outage.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BindingCacheConfig {
+    /// Seconds (default 600; 0 lets go at once).
+    #[serde(default = "default_inactive_ttl_secs")]
+    pub inactive_ttl_secs: u64,
+}
+
+impl Default for BindingCacheConfig {
+    fn default() -> BindingCacheConfig {
+        BindingCacheConfig {
+            inactive_ttl_secs: default_inactive_ttl_secs(),
+        }
+    }
+}
+
+fn default_inactive_ttl_secs() -> u64 {
+    DEFAULT_INACTIVE_TTL.as_secs()
+}
+
+impl BindingCacheConfig {
+    /// The inactive TTL.
+    pub fn inactive_ttl(&self) -> Duration {
+        Duration::from_secs(self.inactive_ttl_secs)
+    }
+}
+
 /// Live values keyed by `K`, each kept up to date by one task.
 pub struct LiveCache<K, T> {
-    entries: Arc<Mutex<HashMap<K, Weak<Publisher<T>>>>>,
+    shared: Arc<Shared<K, T>>,
+}
+
+struct Shared<K, T> {
+    entries: Mutex<HashMap<K, Entry<T>>>,
+    /// How long a value outlives its last watcher (zero: not at all).
+    inactive_ttl: Duration,
+    /// Whether the task that lets go of inactive values runs; changed
+    /// only under the `entries` lock.
+    expiring: AtomicBool,
+}
+
+struct Entry<T> {
+    publisher: Weak<Publisher<T>>,
+    /// The cache's own handle, which keeps the task running while nobody
+    /// else watches, until the grace period is over.
+    lingering: Option<Live<T>>,
+    /// Since when only the cache's own handle is left.
+    idle_since: Option<Instant>,
 }
 
 impl<K, T> Clone for LiveCache<K, T> {
     fn clone(&self) -> Self {
         LiveCache {
-            entries: self.entries.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
 
 impl<K, T> Default for LiveCache<K, T> {
+    /// A cache whose values stop with their last watcher.
     fn default() -> Self {
-        LiveCache {
-            entries: Arc::default(),
-        }
+        LiveCache::with_inactive_ttl(Duration::ZERO)
     }
 }
 
-fn lock<K, T>(
-    entries: &Mutex<HashMap<K, Weak<Publisher<T>>>>,
-) -> MutexGuard<'_, HashMap<K, Weak<Publisher<T>>>> {
-    entries.lock().unwrap_or_else(PoisonError::into_inner)
+impl<K, T> LiveCache<K, T> {
+    /// A cache whose values are kept up to date for `ttl` after their last
+    /// watcher leaves.
+    pub fn with_inactive_ttl(ttl: Duration) -> Self {
+        LiveCache {
+            shared: Arc::new(Shared {
+                entries: Mutex::default(),
+                inactive_ttl: ttl,
+                expiring: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<K, Entry<T>>> {
+        self.shared.lock()
+    }
+}
+
+impl<K, T> Shared<K, T> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<K, Entry<T>>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl<K, T> LiveCache<K, T>
@@ -50,27 +125,41 @@ where
         F: Fn(Arc<Publisher<T>>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let mut entries = lock(&self.entries);
-        if let Some(publisher) = entries.get(&key).and_then(Weak::upgrade)
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get_mut(&key)
+            && let Some(publisher) = entry.publisher.upgrade()
             && publisher.subscriber_count() > 0
         {
+            entry.idle_since = None;
             return publisher.subscribe();
         }
         let publisher = Arc::new(Publisher::new(initial()));
         let live = publisher.subscribe();
-        entries.insert(key.clone(), Arc::downgrade(&publisher));
+        let lingering = (!self.shared.inactive_ttl.is_zero()).then(|| publisher.subscribe());
+        entries.insert(
+            key.clone(),
+            Entry {
+                publisher: Arc::downgrade(&publisher),
+                lingering,
+                idle_since: None,
+            },
+        );
+        if !self.shared.inactive_ttl.is_zero() && !self.shared.expiring.swap(true, Ordering::SeqCst)
+        {
+            tokio::spawn(expire_inactive(Arc::downgrade(&self.shared)));
+        }
         drop(entries);
-        let entries = self.entries.clone();
+        let shared = self.shared.clone();
         tokio::spawn(async move {
             loop {
                 run(publisher.clone()).await;
                 // Retire under the lock, so nobody can subscribe to a
                 // publisher whose task has ended.
-                let mut entries = lock(&entries);
+                let mut entries = shared.lock();
                 if publisher.subscriber_count() == 0 {
                     if entries
                         .get(&key)
-                        .is_some_and(|w| w.ptr_eq(&Arc::downgrade(&publisher)))
+                        .is_some_and(|e| e.publisher.ptr_eq(&Arc::downgrade(&publisher)))
                     {
                         entries.remove(&key);
                     }
@@ -83,9 +172,9 @@ where
 
     /// How many values are being kept up to date.
     pub fn len(&self) -> usize {
-        lock(&self.entries)
+        self.lock()
             .values()
-            .filter(|w| w.strong_count() > 0)
+            .filter(|e| e.publisher.strong_count() > 0)
             .count()
     }
 
@@ -95,11 +184,54 @@ where
     }
 }
 
+/// Lets go of values nobody has watched for the cache's inactive TTL;
+/// ends once the cache is empty or gone (the next value starts it again).
+async fn expire_inactive<K, T>(shared: Weak<Shared<K, T>>) {
+    loop {
+        let Some(ttl) = shared.upgrade().map(|s| s.inactive_ttl) else {
+            return;
+        };
+        // Check a few times per TTL: a value lingers at most a quarter
+        // longer than asked.
+        tokio::time::sleep((ttl / 4).max(Duration::from_millis(10))).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut released = Vec::new();
+        let mut entries = shared.lock();
+        for entry in entries.values_mut() {
+            let watchers = entry
+                .publisher
+                .upgrade()
+                .map_or(0, |p| p.subscriber_count());
+            let lingering = usize::from(entry.lingering.is_some());
+            if watchers > lingering {
+                entry.idle_since = None;
+                continue;
+            }
+            let idle_since = *entry.idle_since.get_or_insert(now);
+            if now.duration_since(idle_since) >= ttl {
+                released.extend(entry.lingering.take());
+            }
+        }
+        let empty = entries.is_empty();
+        if empty {
+            shared.expiring.store(false, Ordering::SeqCst);
+        }
+        drop(entries);
+        // Dropped outside the lock: each wakes a task that takes it.
+        drop(released);
+        if empty {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
+    use std::sync::atomic::AtomicUsize;
 
     #[tokio::test]
     async fn watchers_share_one_task_which_ends_with_the_last() {
@@ -136,5 +268,93 @@ mod tests {
         // A new task starts and publishes for the new watcher.
         c.changed().await;
         assert_eq!(started.load(Ordering::SeqCst), 2);
+    }
+
+    /// A cache with a TTL whose tasks publish how often they started.
+    fn counting(ttl: Duration) -> (LiveCache<String, u32>, Arc<AtomicUsize>) {
+        (
+            LiveCache::with_inactive_ttl(ttl),
+            Arc::new(AtomicUsize::new(0)),
+        )
+    }
+
+    fn watch(cache: &LiveCache<String, u32>, started: &Arc<AtomicUsize>) -> Live<u32> {
+        let started = started.clone();
+        cache.subscribe(
+            "k".to_string(),
+            || 0,
+            move |p| {
+                let n = started.fetch_add(1, Ordering::SeqCst) as u32 + 1;
+                async move {
+                    p.publish(n * 10);
+                    p.closed().await;
+                }
+            },
+        )
+    }
+
+    /// Lets every runnable task run, under paused time.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Lets `secs` seconds pass in steps, as a running clock would.
+    async fn pass(secs: u64) {
+        for _ in 0..secs / 5 {
+            tokio::time::advance(Duration::from_secs(5)).await;
+            settle().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_value_outlives_its_last_watcher_for_the_inactive_ttl() {
+        let ttl = Duration::from_secs(600);
+        let (cache, started) = counting(ttl);
+        let mut first = watch(&cache, &started);
+        first.changed().await;
+        assert_eq!(*first.load(), 10);
+        drop(first);
+
+        // Nine minutes later the value is still kept, and a new watcher
+        // gets it at once from the same task.
+        pass(540).await;
+        assert_eq!(cache.len(), 1);
+        let again = watch(&cache, &started);
+        assert_eq!(*again.load(), 10, "the last value, not the initial one");
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+
+        // Watched again: the clock starts over when it is let go again.
+        pass(540).await;
+        drop(again);
+        pass(540).await;
+        assert_eq!(
+            cache.len(),
+            1,
+            "let go only a full TTL after the last watcher"
+        );
+
+        // Past the TTL (and the check that follows it), the task ends.
+        pass(60 + 150).await;
+        assert!(cache.is_empty());
+        let fresh = watch(&cache, &started);
+        settle().await;
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            2,
+            "a new task for a new watcher"
+        );
+        assert_eq!(*fresh.load(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_ttl_a_value_stops_with_its_last_watcher() {
+        let (cache, started) = counting(Duration::ZERO);
+        let mut first = watch(&cache, &started);
+        first.changed().await;
+        drop(first);
+        settle().await;
+        assert!(cache.is_empty());
     }
 }

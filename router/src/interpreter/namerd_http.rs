@@ -30,6 +30,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use namerd_client::{BaseUrl, Client, ClientError, Namespace};
 use namers::LiveCache;
+use namers::live_cache::BindingCacheConfig;
 use namers::resolve::{Resolved, choose, pick_by_weight};
 use namers::{
     Activity, Addr, Binding, Bound, Interpreter, Live, NameInterpreter, NamingError, Publisher,
@@ -66,6 +67,9 @@ pub struct NamerdHttpConfig {
     /// Linkerd required `experimental: true`; accepted and not required.
     #[serde(default)]
     pub experimental: bool,
+    /// How long a name nobody asks for any more keeps its namerd watch.
+    #[serde(default)]
+    pub binding_cache: BindingCacheConfig,
     /// TLS to namerd; refused with an explanation (not supported).
     #[serde(default)]
     pub tls: Option<Value>,
@@ -156,26 +160,46 @@ impl NamerdHttpInterpreter {
         let retry = retry_of(&config.retry)?;
         let target =
             Target::parse(&config.dst, default).map_err(|e| params::invalid(KIND, "dst", e))?;
-        Ok(NamerdHttpInterpreter::with_target(namespace, retry, target))
+        Ok(NamerdHttpInterpreter::with_target(
+            namespace,
+            retry,
+            target,
+            config.binding_cache.inactive_ttl(),
+        ))
     }
 
-    /// An interpreter asking the namerd at `base` about `namespace`.
-    pub fn new(base: BaseUrl, namespace: Namespace, retry: Retry) -> NamerdHttpInterpreter {
+    /// An interpreter asking the namerd at `base` about `namespace`, that
+    /// keeps a name's watch for `inactive_ttl` after it is last used.
+    pub fn new(
+        base: BaseUrl,
+        namespace: Namespace,
+        retry: Retry,
+        inactive_ttl: Duration,
+    ) -> NamerdHttpInterpreter {
         NamerdHttpInterpreter::with_target(
             namespace,
             retry,
             Target::Url(Box::new(Client::new(base))),
+            inactive_ttl,
         )
     }
 
-    fn with_target(namespace: Namespace, retry: Retry, target: Target) -> NamerdHttpInterpreter {
+    fn with_target(
+        namespace: Namespace,
+        retry: Retry,
+        target: Target,
+        inactive_ttl: Duration,
+    ) -> NamerdHttpInterpreter {
         NamerdHttpInterpreter {
             shared: Arc::new(Shared {
                 namespace,
                 retry,
                 target,
-                binds: LiveCache::default(),
-                addrs: LiveCache::default(),
+                // A name the router's cache let go of keeps its namerd
+                // watch a while, so asking again during a namerd outage
+                // gets the last good answer.
+                binds: LiveCache::with_inactive_ttl(inactive_ttl),
+                addrs: LiveCache::with_inactive_ttl(inactive_ttl),
                 status: StatusCell::default(),
             }),
         }

@@ -87,11 +87,21 @@ impl NamerdProcess {
 }
 
 fn interpreter(api: SocketAddr, namespace: &str) -> NamerdHttpInterpreter {
+    interpreter_keeping(api, namespace, 600)
+}
+
+/// An interpreter that keeps unused names' watches `inactive_secs`.
+fn interpreter_keeping(
+    api: SocketAddr,
+    namespace: &str,
+    inactive_secs: u64,
+) -> NamerdHttpInterpreter {
     let params = object(json!({
         "dst": format!("/$/inet/127.0.0.1/{}", api.port()),
         "namespace": namespace,
         "experimental": true,
         "retry": {"baseSeconds": 0.05, "maxSeconds": 0.2},
+        "bindingCache": {"inactiveTtlSecs": inactive_secs},
     }));
     NamerdHttpInterpreter::from_params(&params, &default()).unwrap()
 }
@@ -296,13 +306,20 @@ async fn unanswered_names_are_pending_or_failed_as_namerd_says() {
 async fn watches_end_when_nobody_holds_them() {
     let disco = disco();
     let namerd = NamerdProcess::start(0, STORED, disco.path()).await;
-    let interpreter = interpreter(namerd.api, "default");
+    let interpreter = interpreter_keeping(namerd.api, "default", 1);
     let mut binding = interpreter.bind(&Dtab::empty(), &path("/svc/web"));
     until(&mut binding, UPDATE, leaf, "/#/io.l5d.fs/web /").await;
     let mut status = interpreter.status();
     until_status(&mut status, |s| s.open == 2).await;
     assert_eq!(interpreter.watch_count(), 2);
     drop(binding);
+    // Kept for the inactive TTL (a second here), then let go.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        interpreter.watch_count(),
+        2,
+        "let go before the inactive TTL"
+    );
     until_status(&mut status, |s| s.open == 0).await;
     let ended = tokio::time::timeout(UPDATE, async {
         while interpreter.watch_count() > 0 {
@@ -312,6 +329,23 @@ async fn watches_end_when_nobody_holds_them() {
     .await;
     assert!(ended.is_ok(), "{} watches left", interpreter.watch_count());
     namerd.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_asked_again_while_namerd_is_down_gets_the_last_good_answer() {
+    let disco = disco();
+    let namerd = NamerdProcess::start(0, STORED, disco.path()).await;
+    let interpreter = interpreter(namerd.api, "default");
+    let mut binding = interpreter.bind(&Dtab::empty(), &path("/svc/web"));
+    until(&mut binding, UPDATE, leaf, "/#/io.l5d.fs/web /").await;
+    let mut addr = leaf_addr(&binding);
+    until(&mut addr, UPDATE, endpoints, "8080*1").await;
+    // The router's cache lets go of the name; then namerd goes away.
+    drop((binding, addr));
+    namerd.kill().await;
+    let again = interpreter.bind(&Dtab::empty(), &path("/svc/web"));
+    assert_eq!(leaf(&again), "/#/io.l5d.fs/web /");
+    assert_eq!(endpoints(&leaf_addr(&again)), "8080*1");
 }
 
 #[test]
