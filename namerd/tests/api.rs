@@ -795,3 +795,70 @@ async fn an_admin_shutdown_before_anyone_waits_is_not_lost() {
     assert_eq!(reply.status, 200);
     running.stop().await;
 }
+
+/// `text` with everything but unreserved characters and `/` percent-encoded,
+/// for a query parameter.
+fn query_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'-' | b'_' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+// Time is paused: a request that waited for a timer (the wait for a first
+// answer, the settle timeout) would show it in the elapsed time.
+#[tokio::test(start_paused = true)]
+async fn a_dtab_over_the_binding_limits_is_a_400() {
+    let n = start("").await;
+    // The exponential-binding report's dtab: 22 levels of `/a => /b & /b`.
+    let mut hostile = String::from("/svc/web=>/a0;");
+    for i in 0..22 {
+        hostile.push_str(&format!("/a{i}=>/a{}&/a{};", i + 1, i + 1));
+    }
+    hostile.push_str("/a22=>/$/inet/127.0.0.1/8080");
+    let dtab = query_encode(&hostile);
+    let expected = "binding /svc/web built more than 1000 leaves (limit bindingLimits.maxLeaves), \
+                    with the request's dtab\n";
+
+    let started = tokio::time::Instant::now();
+    for target in [
+        format!("/api/1/bind/default?path=/svc/web&dtab={dtab}"),
+        format!("/api/1/bind/default?path=/svc/web&dtab={dtab}&watch=true"),
+        format!("/api/1/resolve/default?path=/svc/web&dtab={dtab}"),
+        format!("/api/1/resolve/default?path=/svc/web&dtab={dtab}&watch=1"),
+    ] {
+        let reply = http(n.api, "GET", &target, &[], "").await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (400, expected),
+            "{target}"
+        );
+    }
+    let delegated = http(
+        n.api,
+        "GET",
+        &format!("/api/1/delegate/default?path=/svc/web&dtab={dtab}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(delegated.status, 400, "{}", delegated.body);
+    assert!(
+        delegated
+            .body
+            .starts_with("binding /svc/web built more than 1000 leaves"),
+        "{}",
+        delegated.body
+    );
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(100), "{elapsed:?}");
+
+    // The name binds as before without the dtab.
+    let bound = http(n.api, "GET", "/api/1/bind/default?path=/svc/web", &[], "").await;
+    assert_eq!(bound.status, 200, "{}", bound.body);
+    assert!(bound.body.contains("/#/io.l5d.fs/web"), "{}", bound.body);
+}

@@ -7,7 +7,7 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dtab::{Dtab, NameTree, Path};
-use namers::{Activity, Addr, Bound, Live, Publisher, json};
+use namers::{Activity, Addr, Bound, Live, NamingError, Publisher, json};
 
 use super::watch::{self, Frame, wants_watch};
 use super::{ApiError, ApiState, error};
@@ -19,6 +19,11 @@ type Params = Query<HashMap<String, String>>;
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a delegation may take (Linkerd answers 503 after 2 s).
 const DELEGATE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a watch or a resolution with a `dtab` parameter waits for the
+/// binding's first answer before it starts, so that a dtab over the binding
+/// limits is refused with a 400 instead of a stream that fails at once.
+/// Pending answers are never streamed, so waiting holds back no data.
+const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(1);
 
 fn json_response(doc: &serde_json::Value) -> Response {
     let body = format!("{}\n", serde_json::to_string(doc).unwrap_or_default());
@@ -74,8 +79,17 @@ async fn existing_namespace(state: &ApiState, name: &str) -> Result<Namespace, A
 
 /// Waits until `live` is no longer pending, or the timeout.
 async fn settled<T>(live: &Live<T>, is_pending: impl Fn(&T) -> bool) -> Option<std::sync::Arc<T>> {
+    settled_within(SETTLE_TIMEOUT, live, is_pending).await
+}
+
+/// Waits until `live` is no longer pending, or `limit`.
+async fn settled_within<T>(
+    limit: Duration,
+    live: &Live<T>,
+    is_pending: impl Fn(&T) -> bool,
+) -> Option<std::sync::Arc<T>> {
     let mut live = live.clone();
-    tokio::time::timeout(SETTLE_TIMEOUT, async {
+    tokio::time::timeout(limit, async {
         loop {
             let current = live.load();
             if !is_pending(&current) {
@@ -86,6 +100,33 @@ async fn settled<T>(live: &Live<T>, is_pending: impl Fn(&T) -> bool) -> Option<s
     })
     .await
     .ok()
+}
+
+/// The 400 for a request whose own `dtab` makes binding go over the limits
+/// of the interpreter (`bindingLimits`): the same request would fail again.
+fn over_budget(e: &NamingError) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("{e}, with the request's dtab"),
+    )
+}
+
+/// The binding's failure when the request's own `local` dtab made it go
+/// over the binding limits, waiting up to [`FIRST_ANSWER_WAIT`] for a first
+/// answer. Always `None` without a local dtab: then the stored dtab is to
+/// blame, not the request.
+async fn local_over_budget(
+    binding: &Live<Activity<NameTree<Bound>>>,
+    local: &Dtab,
+) -> Option<NamingError> {
+    if local.is_empty() {
+        return None;
+    }
+    let first = settled_within(FIRST_ANSWER_WAIT, binding, Activity::is_pending).await?;
+    match &*first {
+        Activity::Failed(e @ NamingError::OverBudget { .. }) => Some(e.clone()),
+        _ => None,
+    }
 }
 
 fn bound_tree_frame(state: &Activity<NameTree<Bound>>) -> Frame {
@@ -153,6 +194,9 @@ pub(crate) async fn bind(
         (Err(r), ..) | (_, Err(r), _) | (.., Err(r)) => return r.into_response(),
     };
     let binding = state.namerd.bind(&ns, &path, &local);
+    if let Some(e) = local_over_budget(&binding, &local).await {
+        return over_budget(&e);
+    }
     if wants_watch(params.get("watch")) {
         return watch::stream(rendered_tree(binding), state.stopping.clone(), Clone::clone);
     }
@@ -196,7 +240,16 @@ pub(crate) async fn resolve(
         (Ok(ns), Ok(path), Ok(local)) => (ns, path, local),
         (Err(r), ..) | (_, Err(r), _) | (.., Err(r)) => return r.into_response(),
     };
-    addr_response(&state, state.namerd.resolve(&ns, &path, &local), &params).await
+    let addr = state.namerd.resolve(&ns, &path, &local);
+    // The address carries a binding failure only as text; the binding
+    // (the resolution's own, shared) says whether the request is to blame.
+    if !local.is_empty() {
+        let binding = state.namerd.bind(&ns, &path, &local);
+        if let Some(e) = local_over_budget(&binding, &local).await {
+            return over_budget(&e);
+        }
+    }
+    addr_response(&state, addr, &params).await
 }
 
 async fn addr_response(
@@ -309,6 +362,9 @@ async fn delegate_in(
     };
     match tokio::time::timeout(DELEGATE_TIMEOUT, state.namerd.delegate(&ns, &path, &local)).await {
         Ok(Ok(tree)) => json_response(&json::delegate_tree(&tree)),
+        Ok(Err(DelegateError::Naming(e @ NamingError::OverBudget { .. }))) if !local.is_empty() => {
+            over_budget(&e)
+        }
         Ok(Err(DelegateError::Naming(e))) => {
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
