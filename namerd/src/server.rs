@@ -60,7 +60,7 @@ pub fn build(config: &NamerdConfig) -> Result<Built, String> {
     let metrics = Arc::new(Metrics::with_namers(interpreter.namers()));
     let controllers = config.http_controllers()?;
     Ok(Built {
-        namerd: Namerd::with_inactive_ttl(store, interpreter, config.binding_cache.inactive_ttl()),
+        namerd: Namerd::with_inactive_ttl(store, interpreter, config.binding_cache.idle_ttl()),
         metrics,
         controllers,
     })

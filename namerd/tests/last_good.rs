@@ -1,6 +1,6 @@
 //! A binding outlives its last watcher: a one-off `/api/1/resolve` during a
 //! Consul outage answers the last good endpoints, as long as the name was
-//! resolved within `bindingCache.inactiveTtlSecs`.
+//! resolved within `bindingCache.idleTtlSecs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -73,7 +73,7 @@ async fn a_one_off_resolve_during_a_consul_outage_gets_the_last_good_endpoints()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_inactive_ttl_the_binding_goes_with_its_last_watcher() {
-    let (before, after) = resolve_across_an_outage("bindingCache:\n  inactiveTtlSecs: 0\n").await;
+    let (before, after) = resolve_across_an_outage("bindingCache:\n  idleTtlSecs: 0\n").await;
     assert!(before.contains("\"port\":8080"), "{before}");
     assert!(!after.contains("\"port\":8080"), "{after}");
 }

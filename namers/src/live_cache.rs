@@ -19,33 +19,34 @@ use crate::{Live, Publisher};
 /// namerd kept inactive bindings for ten minutes too.
 pub const DEFAULT_INACTIVE_TTL: Duration = Duration::from_secs(600);
 
-/// `bindingCache: {inactiveTtlSecs}`: how long a binding, resolution or
-/// address that nobody watches any more is kept up to date, so that it is
-/// answered from its last good value when asked again during an outage.
+/// namerd's `bindingCache: {idleTtlSecs}` (the key Linkerd's routers use for
+/// their binding cache): how long a binding, resolution or address that
+/// nobody watches any more is kept up to date, so that it is answered from
+/// its last good value when asked again during an outage.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BindingCacheConfig {
     /// Seconds (default 600; 0 lets go at once).
-    #[serde(default = "default_inactive_ttl_secs")]
-    pub inactive_ttl_secs: u64,
+    #[serde(default = "default_idle_ttl_secs")]
+    pub idle_ttl_secs: u64,
 }
 
 impl Default for BindingCacheConfig {
     fn default() -> BindingCacheConfig {
         BindingCacheConfig {
-            inactive_ttl_secs: default_inactive_ttl_secs(),
+            idle_ttl_secs: default_idle_ttl_secs(),
         }
     }
 }
 
-fn default_inactive_ttl_secs() -> u64 {
+fn default_idle_ttl_secs() -> u64 {
     DEFAULT_INACTIVE_TTL.as_secs()
 }
 
 impl BindingCacheConfig {
-    /// The inactive TTL.
-    pub fn inactive_ttl(&self) -> Duration {
-        Duration::from_secs(self.inactive_ttl_secs)
+    /// The idle TTL.
+    pub fn idle_ttl(&self) -> Duration {
+        Duration::from_secs(self.idle_ttl_secs)
     }
 }
 

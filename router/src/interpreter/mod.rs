@@ -3,6 +3,7 @@
 //! (`io.l5d.namerd.http`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use dtab::{Dtab, Path};
 use futures_util::FutureExt;
@@ -69,22 +70,25 @@ pub fn default_interpreter(
 }
 
 /// Builds a router's interpreter from its `interpreter:` entry, with the
-/// `transformers` it lists applied to every binding.
+/// `transformers` it lists applied to every binding. `idle_ttl` is the
+/// router's `bindingCache.idleTtlSecs`: how long an interpreter that
+/// watches a remote source keeps a name nobody uses any more.
 pub fn build(
     config: Option<&KindConfig>,
     default: &Interpreter,
+    idle_ttl: Duration,
 ) -> Result<Arc<dyn RouterNaming>, String> {
     let Some(config) = config else {
         return Ok(Arc::new(default.clone()));
     };
     let mut config = config.clone();
     let Some(listed) = config.params.remove("transformers") else {
-        return build_kind(&config, default);
+        return build_kind(&config, default, idle_ttl);
     };
     let listed: Vec<TransformerConfig> =
         serde_json::from_value(listed).map_err(|e| format!("interpreter: transformers: {e}"))?;
     let transformers = build_transformers(&listed).map_err(|e| format!("interpreter: {e}"))?;
-    let inner = build_kind(&config, default)?;
+    let inner = build_kind(&config, default, idle_ttl)?;
     Ok(Arc::new(Transformed {
         inner,
         transformers,
@@ -112,7 +116,11 @@ impl RouterNaming for Transformed {
     }
 }
 
-fn build_kind(config: &KindConfig, default: &Interpreter) -> Result<Arc<dyn RouterNaming>, String> {
+fn build_kind(
+    config: &KindConfig,
+    default: &Interpreter,
+    idle_ttl: Duration,
+) -> Result<Arc<dyn RouterNaming>, String> {
     match config.kind.as_str() {
         "default" => {
             if let Some(key) = config.params.keys().next() {
@@ -131,6 +139,7 @@ fn build_kind(config: &KindConfig, default: &Interpreter) -> Result<Arc<dyn Rout
         namerd_http::KIND => Ok(Arc::new(NamerdHttpInterpreter::from_params(
             &config.params,
             default,
+            idle_ttl,
         )?)),
         other => Err(format!(
             "interpreter: unsupported interpreter kind {other:?}; supported kinds: {}",
@@ -157,7 +166,7 @@ mod tests {
             "kind": "default",
             "transformers": [{"kind": "io.l5d.port", "port": 4141}],
         }));
-        let naming = build(Some(&config), &default).unwrap();
+        let naming = build(Some(&config), &default, Duration::from_secs(600)).unwrap();
         let path = Path::read("/$/inet/127.0.0.1/80").unwrap();
         let binding = naming.bind(&Dtab::default(), &path);
         let namers::Activity::Ok(dtab::NameTree::Leaf(bound)) = &*binding.load() else {
@@ -173,7 +182,9 @@ mod tests {
             "kind": "default",
             "transformers": [{"kind": "io.l5d.const", "path": "/x"}],
         }));
-        let err = build(Some(&config), &default).err().unwrap();
+        let err = build(Some(&config), &default, Duration::from_secs(600))
+            .err()
+            .unwrap();
         assert!(err.contains("unsupported transformer kind"), "{err}");
     }
 }

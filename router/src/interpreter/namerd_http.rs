@@ -30,7 +30,6 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use namerd_client::{BaseUrl, Client, ClientError, Namespace};
 use namers::LiveCache;
-use namers::live_cache::BindingCacheConfig;
 use namers::resolve::{Resolved, choose, pick_by_weight};
 use namers::{
     Activity, Addr, Binding, Bound, Interpreter, Live, NameInterpreter, NamingError, Publisher,
@@ -67,9 +66,6 @@ pub struct NamerdHttpConfig {
     /// Linkerd required `experimental: true`; accepted and not required.
     #[serde(default)]
     pub experimental: bool,
-    /// How long a name nobody asks for any more keeps its namerd watch.
-    #[serde(default)]
-    pub binding_cache: BindingCacheConfig,
     /// TLS to namerd; refused with an explanation (not supported).
     #[serde(default)]
     pub tls: Option<Value>,
@@ -142,10 +138,12 @@ struct Shared {
 
 impl NamerdHttpInterpreter {
     /// Builds the interpreter from the keys of its `interpreter:` block;
-    /// `default` binds `dst` when it is a path.
+    /// `default` binds `dst` when it is a path. A name nobody uses any
+    /// more keeps its streams to namerd for `idle_ttl`.
     pub fn from_params(
         params: &Map<String, Value>,
         default: &Interpreter,
+        idle_ttl: Duration,
     ) -> Result<NamerdHttpInterpreter, String> {
         let config: NamerdHttpConfig = params::parse(KIND, params)?;
         if config.tls.is_some() {
@@ -161,10 +159,7 @@ impl NamerdHttpInterpreter {
         let target =
             Target::parse(&config.dst, default).map_err(|e| params::invalid(KIND, "dst", e))?;
         Ok(NamerdHttpInterpreter::with_target(
-            namespace,
-            retry,
-            target,
-            config.binding_cache.inactive_ttl(),
+            namespace, retry, target, idle_ttl,
         ))
     }
 

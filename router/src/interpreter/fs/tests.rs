@@ -217,6 +217,7 @@ async fn config_keys_are_checked() {
                 params: params(json),
             }),
             &default(),
+            Duration::from_secs(600),
         )
         .map(drop)
     };

@@ -101,9 +101,9 @@ fn interpreter_keeping(
         "namespace": namespace,
         "experimental": true,
         "retry": {"baseSeconds": 0.05, "maxSeconds": 0.2},
-        "bindingCache": {"inactiveTtlSecs": inactive_secs},
     }));
-    NamerdHttpInterpreter::from_params(&params, &default()).unwrap()
+    NamerdHttpInterpreter::from_params(&params, &default(), Duration::from_secs(inactive_secs))
+        .unwrap()
 }
 
 /// `id residual` of a single-leaf binding, or what it is instead.
@@ -358,6 +358,7 @@ fn config_keys_are_checked() {
                 params: object(params),
             }),
             &default,
+            Duration::from_secs(600),
         )
         .map(drop)
     };
