@@ -4,7 +4,7 @@
 
 mod activity;
 mod addr;
-mod backoff;
+pub mod backoff;
 pub mod bind;
 pub mod config;
 pub mod consul;

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use namers::backoff::{Backoff, ExponentialBackoff};
 use namers::{Activity, Live, NamingError, Publisher};
 
 use super::{DtabWatch, NamespacesWatch, StoreError, VersionedDtab};
@@ -210,25 +211,12 @@ impl<'a> Health<'a> {
     }
 }
 
-/// Exponential backoff between retries, 100 ms to 2 s.
-#[derive(Default)]
-pub(super) struct Backoff {
-    next: Option<Duration>,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(2);
-
-    pub(super) async fn wait(&mut self) {
-        let delay = self.next.unwrap_or(Self::FIRST);
-        self.next = Some((delay * 2).min(Self::MAX));
-        tokio::time::sleep(delay).await;
-    }
-
-    pub(super) fn reset(&mut self) {
-        self.next = None;
-    }
+/// The backoff of a store watch between failed reads: 100 ms doubling to
+/// 2 s, without jitter.
+pub(super) fn retry_backoff() -> Backoff {
+    ExponentialBackoff::new(Duration::from_millis(100), Duration::from_secs(2))
+        .without_jitter()
+        .into()
 }
 
 #[cfg(test)]
@@ -237,17 +225,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn backoff_doubles_up_to_two_seconds_and_starts_over_after_a_reset() {
-        let mut backoff = Backoff::default();
+        let mut backoff = retry_backoff();
         let mut waited = Vec::new();
         for _ in 0..7 {
             let start = tokio::time::Instant::now();
-            backoff.wait().await;
+            tokio::time::sleep(backoff.next_pause()).await;
             waited.push(start.elapsed().as_millis());
         }
         assert_eq!(waited, [100, 200, 400, 800, 1600, 2000, 2000]);
         backoff.reset();
         let start = tokio::time::Instant::now();
-        backoff.wait().await;
+        tokio::time::sleep(backoff.next_pause()).await;
         assert_eq!(start.elapsed().as_millis(), 100);
     }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use dtab::Dtab;
 use futures_util::future::{BoxFuture, FutureExt};
+use namers::backoff::Backoff;
 use namers::{Activity, Live, NamingError, Publisher};
 use tokio::time::Instant;
 
@@ -672,37 +673,6 @@ async fn follow<F: Followed>(
     }
 }
 
-/// Exponential backoff with jitter: each pause is drawn from the upper half
-/// of a range that doubles up to a limit.
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Backoff {
-        let min = min.max(Duration::from_millis(1));
-        Backoff {
-            min,
-            max: max.max(min),
-            next: min,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.next = self.min;
-    }
-
-    fn next_pause(&mut self) -> Duration {
-        use rand::Rng as _;
-        let ceiling = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let floor = ceiling / 2;
-        floor + (ceiling - floor).mul_f64(rand::rng().random::<f64>())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -779,17 +749,5 @@ mod tests {
             "elsewhere/b".to_string(),
         ]);
         assert_eq!(names, [Namespace::new("a").unwrap()].into_iter().collect());
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_up_to_its_limit() {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
-        let pauses: Vec<Duration> = (0..5).map(|_| backoff.next_pause()).collect();
-        for (pause, ceiling) in pauses.iter().zip([100, 200, 400, 400, 400]) {
-            let ceiling = Duration::from_millis(ceiling);
-            assert!(*pause >= ceiling / 2 && *pause <= ceiling, "{pauses:?}");
-        }
-        backoff.reset();
-        assert!(backoff.next_pause() <= Duration::from_millis(100));
     }
 }

@@ -18,7 +18,8 @@ use namers::Activity;
 use zookeeper_client as zk;
 
 use super::backend::{
-    Backoff, DtabPublisher, Health, ListPublisher, Read, Watches, publish_failure, publish_read,
+    DtabPublisher, Health, ListPublisher, Read, Watches, publish_failure, publish_read,
+    retry_backoff,
 };
 use super::{
     DtabStore, DtabWatch, NamespacesWatch, StoreError, StoreResult, Version, VersionedDtab,
@@ -629,7 +630,7 @@ impl DtabStore for ZkStore {
 async fn watch_dtab(inner: Arc<Inner>, ns: Namespace, publisher: DtabPublisher) {
     let what = format!("watch of {}", inner.node(&ns));
     let mut health = Health::new(&what);
-    let mut backoff = Backoff::default();
+    let mut backoff = retry_backoff();
     loop {
         match inner.call("watch", inner.read_and_watch(&ns)).await {
             Ok((read, watcher)) => {
@@ -643,7 +644,7 @@ async fn watch_dtab(inner: Arc<Inner>, ns: Namespace, publisher: DtabPublisher) 
             Err(e) => {
                 health.failed(&e);
                 publish_failure(&publisher, &e);
-                backoff.wait().await;
+                tokio::time::sleep(backoff.next_pause()).await;
             }
         }
     }
@@ -653,7 +654,7 @@ async fn watch_dtab(inner: Arc<Inner>, ns: Namespace, publisher: DtabPublisher) 
 async fn watch_list(inner: Arc<Inner>, publisher: ListPublisher) {
     let what = format!("watch of the children of {}", inner.settings.path_prefix);
     let mut health = Health::new(&what);
-    let mut backoff = Backoff::default();
+    let mut backoff = retry_backoff();
     loop {
         match inner.call("watch", inner.list_and_watch()).await {
             Ok((names, watcher)) => {
@@ -665,7 +666,7 @@ async fn watch_list(inner: Arc<Inner>, publisher: ListPublisher) {
             Err(e) => {
                 health.failed(&e);
                 publish_failure(&publisher, &e);
-                backoff.wait().await;
+                tokio::time::sleep(backoff.next_pause()).await;
             }
         }
     }

@@ -24,10 +24,17 @@ use tokio::sync::watch as tokio_watch;
 use tokio::time::Instant;
 use zookeeper_client as zk;
 
+use crate::backoff::{Backoff, ExponentialBackoff};
 use crate::{Live, Publisher};
 
 /// How long one ZooKeeper call (or opening a session) may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The pauses between failed reads and between failed connections: from
+/// 100 ms doubling to 2 s, without jitter.
+fn retry_schedule() -> ExponentialBackoff {
+    ExponentialBackoff::new(Duration::from_millis(100), Duration::from_secs(2)).without_jitter()
+}
 
 /// The session timeout Finagle's serverset resolver asks for.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,13 +72,23 @@ pub(crate) struct ZkSession {
     state_changes: Arc<AtomicU64>,
 }
 
-#[derive(Default)]
 struct Slot {
     client: Option<zk::Client>,
     /// No new connection is tried before this, after a failed one.
     retry_at: Option<Instant>,
-    retry_delay: Option<Duration>,
+    retry: Backoff,
     last_error: Option<String>,
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot {
+            client: None,
+            retry_at: None,
+            retry: retry_schedule().into(),
+            last_error: None,
+        }
+    }
 }
 
 impl ZkSession {
@@ -146,7 +163,7 @@ impl ZkSession {
                     self.state_changes.clone(),
                 ));
                 slot.retry_at = None;
-                slot.retry_delay = None;
+                slot.retry.reset();
                 slot.client = Some(client.clone());
                 Ok(client)
             }
@@ -155,9 +172,7 @@ impl ZkSession {
                     self.state_changes.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(kind = self.kind, "{error}; keeping the last known members");
                 }
-                let delay = slot.retry_delay.map_or(Backoff::FIRST, |d| d * 2);
-                let delay = delay.min(Backoff::MAX);
-                slot.retry_delay = Some(delay);
+                let delay = slot.retry.next_pause();
                 slot.retry_at = Some(Instant::now() + delay);
                 slot.last_error = Some(error.clone());
                 Err(error)
@@ -274,7 +289,7 @@ async fn keep_watching<M>(
     M: Clone + PartialEq + Send + Sync + 'static,
 {
     let run = async {
-        let mut backoff = Backoff::default();
+        let mut backoff = Backoff::from(retry_schedule());
         loop {
             match follow(&groups, &path, &publisher, &mut backoff).await {
                 // The session ended: read everything again on a new one.
@@ -288,7 +303,7 @@ async fn keep_watching<M>(
                     } else {
                         tracing::debug!(kind = groups.session.kind, group = %path, %error, "cannot read the group; keeping its last members");
                     }
-                    backoff.wait().await;
+                    tokio::time::sleep(backoff.next_pause()).await;
                 }
             }
         }
@@ -440,7 +455,7 @@ where
         let Some(mut next) = events.next().await else {
             // The child (or creation) watch is always armed, so this does
             // not happen; should it, read again rather than spin.
-            backoff.wait().await;
+            tokio::time::sleep(backoff.next_pause()).await;
             list = true;
             continue;
         };
@@ -468,27 +483,6 @@ where
                 _ => break,
             }
         }
-    }
-}
-
-/// Exponential backoff between retries.
-#[derive(Default)]
-pub(crate) struct Backoff {
-    next: Option<Duration>,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(2);
-
-    async fn wait(&mut self) {
-        let delay = self.next.unwrap_or(Self::FIRST);
-        self.next = Some((delay * 2).min(Self::MAX));
-        tokio::time::sleep(delay).await;
-    }
-
-    fn reset(&mut self) {
-        self.next = None;
     }
 }
 

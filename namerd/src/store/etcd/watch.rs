@@ -15,7 +15,7 @@ use super::{Inner, decode, revision_of};
 use crate::Namespace;
 use crate::store::StoreError;
 use crate::store::backend::{
-    Backoff, DtabPublisher, Health, ListPublisher, Read, publish_failure, publish_read,
+    DtabPublisher, Health, ListPublisher, Read, publish_failure, publish_read, retry_backoff,
 };
 
 /// How long a watch stream must have lasted for its end to reset the
@@ -85,7 +85,7 @@ pub(super) async fn watch_dtab(inner: Arc<Inner>, ns: Namespace, publisher: Dtab
     let what = format!("watch of {key}");
     let apply_read = |read: Read| publish_read(&publisher, &ns, read);
     let mut health = Health::new(&what);
-    let mut backoff = Backoff::default();
+    let mut backoff = retry_backoff();
     let mut position: Position = None;
     loop {
         let opened = inner
@@ -132,7 +132,7 @@ pub(super) async fn watch_dtab(inner: Arc<Inner>, ns: Namespace, publisher: Dtab
             StreamEnd::Broken(e) => {
                 health.failed(&e);
                 publish_failure(&publisher, &e);
-                backoff.wait().await;
+                tokio::time::sleep(backoff.next_pause()).await;
             }
         }
     }
@@ -143,7 +143,7 @@ pub(super) async fn watch_list(inner: Arc<Inner>, publisher: ListPublisher) {
     let dir = inner.dir();
     let what = format!("watch of {dir}*");
     let mut health = Health::new(&what);
-    let mut backoff = Backoff::default();
+    let mut backoff = retry_backoff();
     let mut position: Position = None;
     let mut names = BTreeSet::new();
     loop {
@@ -193,7 +193,7 @@ pub(super) async fn watch_list(inner: Arc<Inner>, publisher: ListPublisher) {
             StreamEnd::Broken(e) => {
                 health.failed(&e);
                 publish_failure(&publisher, &e);
-                backoff.wait().await;
+                tokio::time::sleep(backoff.next_pause()).await;
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use namers::backoff::ExponentialBackoff;
 use tokio::time::Instant;
 
 /// Linkerd's `retry: {baseSeconds, maxSeconds}` as durations.
@@ -24,10 +25,12 @@ impl Default for Retry {
     }
 }
 
-/// The reconnection schedule of one watch.
+/// The reconnection schedule of one watch: namerd-watch policy (reopen at
+/// once after a stream that worked) over the shared exponential backoff.
 #[derive(Debug)]
 pub(super) struct Backoff {
     retry: Retry,
+    schedule: ExponentialBackoff,
     /// Attempts since the last one that delivered a value.
     failures: u32,
     /// When a watch was last reopened without waiting.
@@ -38,6 +41,7 @@ impl Backoff {
     pub(super) fn new(retry: Retry) -> Backoff {
         Backoff {
             retry,
+            schedule: ExponentialBackoff::new(retry.base, retry.max),
             failures: 0,
             last_immediate: None,
         }
@@ -63,13 +67,8 @@ impl Backoff {
             self.last_immediate = Some(now);
             return Duration::ZERO;
         }
-        let doublings = self.failures.saturating_sub(2).min(32);
-        let ceiling = self
-            .retry
-            .base
-            .saturating_mul(2u32.saturating_pow(doublings))
-            .min(self.retry.max);
-        ceiling.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+        // The first failure after an immediate reopening waits `base`.
+        self.schedule.pause(self.failures.saturating_sub(2), unit)
     }
 
     /// Consecutive failed attempts.
