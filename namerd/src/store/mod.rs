@@ -7,7 +7,9 @@
 
 mod backend;
 pub mod consul;
-#[doc(hidden)]
+/// The store contract test harness: in namerd's own tests, and for other
+/// crates' tests with the `contract` feature; not in the production library.
+#[cfg(any(test, feature = "contract"))]
 pub mod contract;
 pub mod disk;
 pub mod etcd;
