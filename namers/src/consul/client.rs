@@ -1,18 +1,22 @@
-//! The calls of Consul's HTTP API the namer makes, each with a timeout
-//! longer than its wait: the service queries of the catalog and health
-//! endpoints, and `/v1/agent/self`.
+//! One HTTP client for Consul, used by the `io.l5d.consul` namer and by
+//! namerd's `io.l5d.consul` store: the service queries of the catalog and
+//! health endpoints, `/v1/agent/self`, and the KV calls with
+//! compare-and-set. Each call has a timeout longer than its wait; every
+//! path part is percent-encoded. The agent's address and token are checked
+//! by the config ([`Agent::new`]), not here.
 
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt as _, Empty, Limited};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
 
-use super::config::{HealthStatus, Settings};
+use super::config::{Agent, ConsistencyMode, HealthStatus, Settings};
 
 /// The largest answer read from Consul.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -45,22 +49,48 @@ pub(super) struct Reply {
     pub(super) filtered: bool,
 }
 
-/// Why a service query failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum QueryError {
+/// Why a call to Consul failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
     /// Consul cannot reach the datacenter (or does not know it).
+    #[error("{0}")]
     NoDatacenter(String),
     /// Anything else: the agent is down, refuses, times out, or answers
     /// something unreadable.
+    #[error("{0}")]
     Failed(String),
 }
 
-impl std::fmt::Display for QueryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            QueryError::NoDatacenter(why) | QueryError::Failed(why) => f.write_str(why),
-        }
-    }
+/// Whether a read waits for a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocking {
+    /// Answer at once.
+    No,
+    /// Answer once the index passes `index`, or after `wait`.
+    Since {
+        /// The `X-Consul-Index` of the last answer.
+        index: u64,
+        /// How long Consul may hold the query.
+        wait: Duration,
+    },
+}
+
+/// One KV entry: its `ModifyIndex` and its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvEntry {
+    /// The index of the entry's last change.
+    pub modify_index: u64,
+    /// The value, decoded from base64.
+    pub value: Vec<u8>,
+}
+
+/// An entry in Consul's KV JSON, with the base64 value.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KvEntryJson {
+    modify_index: u64,
+    /// Consul sends an empty value as `null`.
+    value: Option<String>,
 }
 
 /// One service instance, as the namer needs it.
@@ -83,16 +113,36 @@ pub(super) struct AgentInfo {
     pub(super) domain: String,
 }
 
+/// What came back from one call.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    /// `X-Consul-Index`, if present and a number.
+    fn index(&self) -> Option<u64> {
+        self.headers
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
 /// An HTTP client for one Consul agent.
-pub(super) struct ConsulClient {
-    http: Client<HttpConnector, Empty<Bytes>>,
-    settings: Settings,
+pub struct ConsulClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    agent: Agent,
+    request_timeout: Duration,
 }
 
 impl ConsulClient {
-    pub(super) fn new(settings: Settings) -> ConsulClient {
+    /// A client of `agent`; a call that does not block is given
+    /// `request_timeout`, a blocking one its wait (and Consul's extra) more.
+    pub fn new(agent: Agent, request_timeout: Duration) -> ConsulClient {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.timing.request_timeout));
+        connector.set_connect_timeout(Some(request_timeout));
         connector.set_nodelay(true);
         let http = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -102,58 +152,51 @@ impl ConsulClient {
             // large on every one of them.
             .http1_read_buf_exact_size(READ_BUFFER_BYTES)
             .build(connector);
-        ConsulClient { http, settings }
+        ConsulClient {
+            http,
+            agent,
+            request_timeout,
+        }
     }
 
-    pub(super) fn settings(&self) -> &Settings {
-        &self.settings
+    /// The agent this client calls.
+    pub fn agent(&self) -> &Agent {
+        &self.agent
     }
 
     /// Runs a service query; with a non-zero `index`, a blocking one that
     /// returns once the service's index passes it or the wait is over.
     pub(super) async fn service(
         &self,
+        settings: &Settings,
         query: &ServiceQuery,
         index: u64,
     ) -> Result<Reply, QueryError> {
-        let endpoint = if self.settings.health.is_some() {
+        let endpoint = if settings.health.is_some() {
             "health"
         } else {
             "catalog"
         };
-        let mut uri = format!(
-            "http://{}/v1/{endpoint}/service/{}?dc=",
-            self.settings.authority,
-            encode(&query.service)
-        );
-        uri.push_str(&encode(&query.dc));
+        let mut params = vec![("dc", Some(query.dc.as_str()))];
         if let Some(tag) = &query.tag {
-            uri.push_str("&tag=");
-            uri.push_str(&encode(tag));
+            params.push(("tag", Some(tag)));
         }
         // Consul filters by passing checks itself when that is all we want.
-        let passing_only = self
-            .settings
+        let passing_only = settings
             .health
             .as_ref()
             .is_some_and(|s| s.len() == 1 && s.contains(&HealthStatus::Passing));
         if passing_only {
-            uri.push_str("&passing");
+            params.push(("passing", None));
         }
-        if let Some(flag) = self.settings.consistency.flag() {
-            uri.push('&');
-            uri.push_str(flag);
-        }
-        let timing = self.settings.timing;
-        let mut limit = timing.request_timeout;
-        if index > 0 {
-            uri.push_str(&format!(
-                "&index={index}&wait={}ms",
-                timing.wait.as_millis()
-            ));
-            // Consul adds up to wait/16 to spread wake-ups.
-            limit += timing.wait + timing.wait / 16;
-        }
+        let blocking = if index > 0 {
+            Blocking::Since {
+                index,
+                wait: settings.timing.wait,
+            }
+        } else {
+            Blocking::No
+        };
         let what = format!(
             "{endpoint} of {}{} in {}",
             query.service,
@@ -164,83 +207,310 @@ impl ConsulClient {
                 .unwrap_or_default(),
             query.dc
         );
-        let (status, headers, body) = self
-            .get(&uri, limit)
+        let path = format!("/v1/{endpoint}/service/{}", encode(&query.service));
+        let answer = self
+            .call(
+                Method::GET,
+                &path,
+                &params,
+                settings.consistency,
+                blocking,
+                Bytes::new(),
+            )
             .await
             .map_err(|e| QueryError::Failed(self.error(&what, &e)))?;
-        if status != StatusCode::OK {
-            let text = error_text(&body);
-            if status == StatusCode::INTERNAL_SERVER_ERROR && text.contains(NO_PATH_TO_DATACENTER) {
-                return Err(QueryError::NoDatacenter(
-                    self.error(&what, &format!("answered {status}: {text}")),
-                ));
-            }
-            let hint = if status == StatusCode::FORBIDDEN {
-                " (check the token)"
-            } else {
-                ""
-            };
-            return Err(QueryError::Failed(
-                self.error(&what, &format!("answered {status}{hint}: {text}")),
-            ));
+        if answer.status != StatusCode::OK {
+            return Err(self.status_error(&what, &answer, " (check the token)"));
         }
-        let index = headers
-            .get("X-Consul-Index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| {
-                QueryError::Failed(self.error(&what, "the answer has no X-Consul-Index"))
-            })?;
-        let filtered = headers
+        let index = answer.index().ok_or_else(|| {
+            QueryError::Failed(self.error(&what, "the answer has no X-Consul-Index"))
+        })?;
+        let filtered = answer
+            .headers
             .get("X-Consul-Results-Filtered-By-ACLs")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
         Ok(Reply {
             index,
-            body,
+            body: answer.body,
             filtered,
         })
     }
 
     /// Reads the agent's datacenter and DNS domain.
-    pub(super) async fn agent(&self) -> Result<AgentInfo, String> {
-        let uri = format!("http://{}/v1/agent/self", self.settings.authority);
+    pub(super) async fn agent_info(&self) -> Result<AgentInfo, QueryError> {
         let what = "agent/self";
-        let (status, _, body) = self
-            .get(&uri, self.settings.timing.request_timeout)
+        let answer = self
+            .call(
+                Method::GET,
+                "/v1/agent/self",
+                &[],
+                ConsistencyMode::Default,
+                Blocking::No,
+                Bytes::new(),
+            )
             .await
-            .map_err(|e| self.error(what, &e))?;
-        if status != StatusCode::OK {
-            let hint = if status == StatusCode::FORBIDDEN {
-                " (the token needs agent:read)"
-            } else {
-                ""
-            };
-            return Err(self.error(
-                what,
-                &format!("answered {status}{hint}: {}", error_text(&body)),
-            ));
+            .map_err(|e| QueryError::Failed(self.error(what, &e)))?;
+        if answer.status != StatusCode::OK {
+            return Err(self.status_error(what, &answer, " (the token needs agent:read)"));
         }
-        parse_agent(&body).map_err(|e| self.error(what, &e))
+        parse_agent(&answer.body).map_err(|e| QueryError::Failed(self.error(what, &e)))
+    }
+
+    /// Reads one KV key in datacenter `dc` (the agent's own if `None`): the
+    /// index Consul answered with and the entry, if the key exists.
+    pub async fn get(
+        &self,
+        key: &str,
+        dc: Option<&str>,
+        mode: ConsistencyMode,
+        blocking: Blocking,
+    ) -> Result<(u64, Option<KvEntry>), QueryError> {
+        let what = format!("GET {key}");
+        let answer = self
+            .kv(
+                Method::GET,
+                key,
+                dc,
+                &[],
+                mode,
+                blocking,
+                Bytes::new(),
+                &what,
+            )
+            .await?;
+        let index = self.index_of(&answer, blocking, &what)?;
+        match answer.status {
+            StatusCode::NOT_FOUND => Ok((index, None)),
+            StatusCode::OK => {
+                let entries: Vec<KvEntryJson> = serde_json::from_slice(&answer.body)
+                    .map_err(|e| self.failed(&what, format!("unreadable answer: {e}")))?;
+                let Some(entry) = entries.into_iter().next() else {
+                    return Ok((index, None));
+                };
+                let value = match entry.value {
+                    None => Vec::new(),
+                    Some(text) => base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .map_err(|e| self.failed(&what, format!("bad base64 value: {e}")))?,
+                };
+                Ok((
+                    index,
+                    Some(KvEntry {
+                        modify_index: entry.modify_index,
+                        value,
+                    }),
+                ))
+            }
+            _ => Err(self.status_error(&what, &answer, " (check the token)")),
+        }
+    }
+
+    /// Lists the KV keys under `prefix`, one level deep
+    /// (`?keys&separator=/`).
+    pub async fn keys(
+        &self,
+        prefix: &str,
+        dc: Option<&str>,
+        mode: ConsistencyMode,
+        blocking: Blocking,
+    ) -> Result<(u64, Vec<String>), QueryError> {
+        let what = format!("GET {prefix}?keys");
+        let params = [("keys", None), ("separator", Some("/"))];
+        let answer = self
+            .kv(
+                Method::GET,
+                prefix,
+                dc,
+                &params,
+                mode,
+                blocking,
+                Bytes::new(),
+                &what,
+            )
+            .await?;
+        let index = self.index_of(&answer, blocking, &what)?;
+        match answer.status {
+            StatusCode::NOT_FOUND => Ok((index, Vec::new())),
+            StatusCode::OK => serde_json::from_slice(&answer.body)
+                .map(|keys| (index, keys))
+                .map_err(|e| self.failed(&what, format!("unreadable answer: {e}"))),
+            _ => Err(self.status_error(&what, &answer, " (check the token)")),
+        }
+    }
+
+    /// Writes `value` at `key`; with `cas`, only if the key's ModifyIndex
+    /// is still `cas` (0: only if absent). Says whether it wrote. (Writes
+    /// always go through the leader: they take no consistency mode.)
+    pub async fn put(
+        &self,
+        key: &str,
+        dc: Option<&str>,
+        value: impl Into<Bytes>,
+        cas: Option<u64>,
+    ) -> Result<bool, QueryError> {
+        let what = format!("PUT {key}");
+        let cas = cas.map(|c| c.to_string());
+        let params: &[(&str, Option<&str>)] = match &cas {
+            Some(c) => &[("cas", Some(c))],
+            None => &[],
+        };
+        let answer = self
+            .kv(
+                Method::PUT,
+                key,
+                dc,
+                params,
+                ConsistencyMode::Default,
+                Blocking::No,
+                value.into(),
+                &what,
+            )
+            .await?;
+        self.boolean(&what, &answer)
+    }
+
+    /// Deletes `key` if its ModifyIndex is still `cas`; says whether it did
+    /// (Consul also says yes when the key is already gone).
+    pub async fn delete(&self, key: &str, dc: Option<&str>, cas: u64) -> Result<bool, QueryError> {
+        let what = format!("DELETE {key}");
+        let cas = cas.to_string();
+        let answer = self
+            .kv(
+                Method::DELETE,
+                key,
+                dc,
+                &[("cas", Some(&cas))],
+                ConsistencyMode::Default,
+                Blocking::No,
+                Bytes::new(),
+                &what,
+            )
+            .await?;
+        self.boolean(&what, &answer)
+    }
+
+    /// One call to `/v1/kv/<key>`, each part of the key encoded.
+    #[allow(clippy::too_many_arguments)]
+    async fn kv(
+        &self,
+        method: Method,
+        key: &str,
+        dc: Option<&str>,
+        params: &[(&str, Option<&str>)],
+        mode: ConsistencyMode,
+        blocking: Blocking,
+        body: Bytes,
+        what: &str,
+    ) -> Result<Answer, QueryError> {
+        let key: Vec<String> = key.split('/').map(encode).collect();
+        let path = format!("/v1/kv/{}", key.join("/"));
+        let mut all = Vec::with_capacity(params.len() + 1);
+        if let Some(dc) = dc {
+            all.push(("dc", Some(dc)));
+        }
+        all.extend_from_slice(params);
+        self.call(method, &path, &all, mode, blocking, body)
+            .await
+            .map_err(|e| QueryError::Failed(self.error(what, &e)))
+    }
+
+    /// A KV write's `true` or `false`.
+    fn boolean(&self, what: &str, answer: &Answer) -> Result<bool, QueryError> {
+        if answer.status != StatusCode::OK {
+            return Err(self.status_error(what, answer, " (check the token)"));
+        }
+        match answer.body.trim_ascii() {
+            b"true" => Ok(true),
+            b"false" => Ok(false),
+            other => Err(self.failed(
+                what,
+                format!(
+                    "expected true or false, got {:?}",
+                    String::from_utf8_lossy(other)
+                ),
+            )),
+        }
+    }
+
+    /// The `X-Consul-Index` of a KV answer; a blocking query cannot go on
+    /// without it.
+    fn index_of(&self, answer: &Answer, blocking: Blocking, what: &str) -> Result<u64, QueryError> {
+        match (answer.index(), answer.status) {
+            (Some(index), _) => Ok(index),
+            (None, StatusCode::OK | StatusCode::NOT_FOUND)
+                if matches!(blocking, Blocking::Since { .. }) =>
+            {
+                Err(self.failed(what, "the answer has no X-Consul-Index".to_string()))
+            }
+            (None, _) => Ok(0),
+        }
     }
 
     fn error(&self, what: &str, why: &str) -> String {
-        format!(
-            "io.l5d.consul at {}: {what}: {why}",
-            self.settings.authority
-        )
+        format!("io.l5d.consul at {}: {what}: {why}", self.agent.authority())
     }
 
-    async fn get(
+    fn failed(&self, what: &str, why: String) -> QueryError {
+        QueryError::Failed(self.error(what, &why))
+    }
+
+    /// The error of an answer that is not a success; `hint` follows a 403.
+    fn status_error(&self, what: &str, answer: &Answer, hint: &str) -> QueryError {
+        let status = answer.status;
+        let text = error_text(&answer.body);
+        if status == StatusCode::INTERNAL_SERVER_ERROR && text.contains(NO_PATH_TO_DATACENTER) {
+            return QueryError::NoDatacenter(
+                self.error(what, &format!("answered {status}: {text}")),
+            );
+        }
+        let hint = if status == StatusCode::FORBIDDEN {
+            hint
+        } else {
+            ""
+        };
+        self.failed(what, format!("answered {status}{hint}: {text}"))
+    }
+
+    /// One call: `path` (already encoded) with the query `params` (values
+    /// encoded here), the consistency flag and the blocking parameters.
+    async fn call(
         &self,
-        uri: &str,
-        limit: Duration,
-    ) -> Result<(StatusCode, http::HeaderMap, Bytes), String> {
+        method: Method,
+        path: &str,
+        params: &[(&str, Option<&str>)],
+        mode: ConsistencyMode,
+        blocking: Blocking,
+        body: Bytes,
+    ) -> Result<Answer, String> {
+        let mut query: Vec<String> = params
+            .iter()
+            .map(|(name, value)| match value {
+                Some(value) => format!("{name}={}", encode(value)),
+                None => (*name).to_string(),
+            })
+            .collect();
+        if let Some(flag) = mode.flag() {
+            query.push(flag.to_string());
+        }
+        let mut limit = self.request_timeout;
+        if let Blocking::Since { index, wait } = blocking {
+            query.push(format!("index={index}"));
+            query.push(format!("wait={}ms", wait.as_millis()));
+            // Consul adds up to wait/16 to spread wake-ups.
+            limit += wait + wait / 16;
+        }
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
+        let uri = format!("http://{}{path}{query}", self.agent.authority());
         let mut request = Request::builder()
-            .method(Method::GET)
+            .method(method)
             .uri(uri)
-            .body(Empty::new())
+            .body(Full::new(body))
             .map_err(|e| format!("bad request: {e}"))?;
-        if let Some(token) = &self.settings.token {
+        if let Some(token) = self.agent.token() {
             request
                 .headers_mut()
                 .insert("X-Consul-Token", token.clone());
@@ -257,7 +527,11 @@ impl ConsulClient {
                 .await
                 .map_err(|e| format!("reading the answer: {e}"))?
                 .to_bytes();
-            Ok((parts.status, parts.headers, body))
+            Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
         };
         tokio::time::timeout(limit, call)
             .await

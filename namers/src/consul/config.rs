@@ -83,7 +83,7 @@ pub enum ConsistencyMode {
 
 impl ConsistencyMode {
     /// The query flag Consul expects, if any.
-    pub(super) fn flag(self) -> Option<&'static str> {
+    pub(crate) fn flag(self) -> Option<&'static str> {
         match self {
             ConsistencyMode::Default => None,
             ConsistencyMode::Stale => Some("stale"),
@@ -150,12 +150,57 @@ impl ConsulConfigError {
     }
 }
 
+/// A Consul agent to call: its checked address and ACL token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agent {
+    /// `host:port` as used in URLs.
+    authority: String,
+    token: Option<HeaderValue>,
+}
+
+impl Agent {
+    /// Checks the agent's `host`, `port` and `token` as a config gives
+    /// them; the error names the key at fault.
+    pub fn new(host: &str, port: u16, token: Option<&str>) -> Result<Agent, ConsulConfigError> {
+        if port == 0 {
+            return Err(ConsulConfigError::new("port", "must be 1 to 65535"));
+        }
+        let authority = authority(host, port).ok_or_else(|| {
+            ConsulConfigError::new("host", format!("{host:?} is not a host name or IP address"))
+        })?;
+        let token = match token {
+            None => None,
+            Some(t) => match HeaderValue::from_str(t) {
+                Ok(mut value) if !t.is_empty() => {
+                    value.set_sensitive(true);
+                    Some(value)
+                }
+                _ => {
+                    return Err(ConsulConfigError::new(
+                        "token",
+                        "must be non-empty printable text",
+                    ));
+                }
+            },
+        };
+        Ok(Agent { authority, token })
+    }
+
+    /// `host:port`, as used in URLs.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The ACL token sent as `X-Consul-Token`, if any.
+    pub fn token(&self) -> Option<&HeaderValue> {
+        self.token.as_ref()
+    }
+}
+
 /// The validated config the namer runs with.
 #[derive(Clone, Debug)]
 pub(super) struct Settings {
-    /// `host:port` as used in URLs.
-    pub(super) authority: String,
-    pub(super) token: Option<HeaderValue>,
+    pub(super) agent: Agent,
     pub(super) include_tag: bool,
     /// The statuses to keep, when the health endpoint is used.
     pub(super) health: Option<BTreeSet<HealthStatus>>,
@@ -189,29 +234,11 @@ impl ConsulConfig {
                 "TLS to the Consul agent is not supported yet",
             ));
         }
-        let host = self.host.as_deref().unwrap_or("localhost");
-        let port = self.port.unwrap_or(8500);
-        if port == 0 {
-            return Err(ConsulConfigError::new("port", "must be 1 to 65535"));
-        }
-        let authority = authority(host, port).ok_or_else(|| {
-            ConsulConfigError::new("host", format!("{host:?} is not a host name or IP address"))
-        })?;
-        let token = match self.token.as_deref() {
-            None => None,
-            Some(t) => match HeaderValue::from_str(t) {
-                Ok(mut value) if !t.is_empty() => {
-                    value.set_sensitive(true);
-                    Some(value)
-                }
-                _ => {
-                    return Err(ConsulConfigError::new(
-                        "token",
-                        "must be non-empty printable text",
-                    ));
-                }
-            },
-        };
+        let agent = Agent::new(
+            self.host.as_deref().unwrap_or("localhost"),
+            self.port.unwrap_or(8500),
+            self.token.as_deref(),
+        )?;
         let statuses: BTreeSet<HealthStatus> = match &self.health_statuses {
             None => BTreeSet::from([HealthStatus::Passing]),
             Some(list) if list.is_empty() => {
@@ -234,8 +261,7 @@ impl ConsulConfig {
             weights.insert(entry.tag.clone(), entry.weight);
         }
         Ok(Settings {
-            authority,
-            token,
+            agent,
             include_tag: self.include_tag.unwrap_or(false),
             health: self.use_health_check.unwrap_or(false).then_some(statuses),
             set_host: self.set_host.unwrap_or(false),
@@ -288,8 +314,8 @@ mod tests {
     #[test]
     fn defaults_are_linkerds() {
         let settings = parse("{}").unwrap();
-        assert_eq!(settings.authority, "localhost:8500");
-        assert!(settings.token.is_none());
+        assert_eq!(settings.agent.authority(), "localhost:8500");
+        assert!(settings.agent.token().is_none());
         assert!(!settings.include_tag);
         assert!(settings.health.is_none(), "the catalog by default");
         assert!(!settings.set_host);
@@ -307,8 +333,8 @@ mod tests {
              weights:\n- tag: primary\n  weight: 100\n- tag: canary\n  weight: 0.5\n",
         )
         .unwrap();
-        assert_eq!(settings.authority, "10.0.0.1:8501");
-        assert_eq!(settings.token.unwrap(), "s3cret");
+        assert_eq!(settings.agent.authority(), "10.0.0.1:8501");
+        assert_eq!(settings.agent.token().unwrap(), "s3cret");
         assert!(settings.include_tag && settings.set_host);
         assert_eq!(
             settings.health.unwrap(),
@@ -318,7 +344,7 @@ mod tests {
         assert!(!settings.prefer_service_address);
         assert_eq!(settings.weights["primary"], 100.0);
         assert_eq!(settings.weights["canary"], 0.5);
-        assert_eq!(parse("host: ::1").unwrap().authority, "[::1]:8500");
+        assert_eq!(parse("host: ::1").unwrap().agent.authority(), "[::1]:8500");
     }
 
     #[test]

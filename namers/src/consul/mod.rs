@@ -54,8 +54,9 @@ mod client;
 mod config;
 mod watch;
 
+pub use client::{Blocking, ConsulClient, KvEntry, QueryError};
 pub use config::{
-    ConsistencyMode, ConsulConfig, ConsulConfigError, HealthStatus, TagWeight, Timing,
+    Agent, ConsistencyMode, ConsulConfig, ConsulConfigError, HealthStatus, TagWeight, Timing,
 };
 
 use std::collections::HashMap;
@@ -71,7 +72,7 @@ use crate::config::NamerContext;
 use crate::{
     Activity, Addr, AddrSet, Bound, Live, Lookup, Name, Namer, NamerCounter, NamingError, Publisher,
 };
-use client::{AgentInfo, ConsulClient};
+use client::AgentInfo;
 
 /// The datacenter label that stands for the agent's own.
 pub const LOCAL_DATACENTER: &str = ".local";
@@ -133,6 +134,7 @@ enum Update {
 struct Inner {
     prefix: Path,
     client: ConsulClient,
+    settings: config::Settings,
     /// The agent's datacenter and domain, asked once when first needed.
     agent: OnceCell<AgentInfo>,
     state: Mutex<State>,
@@ -163,7 +165,8 @@ impl ConsulNamer {
         Arc::new(ConsulNamer {
             inner: Arc::new(Inner {
                 prefix,
-                client: ConsulClient::new(settings),
+                client: ConsulClient::new(settings.agent.clone(), settings.timing.request_timeout),
+                settings,
                 agent: OnceCell::new(),
                 state: Mutex::default(),
                 stats: ConsulStats::default(),
@@ -210,7 +213,7 @@ impl Namer for ConsulNamer {
     }
 
     fn lookup(&self, path: &Path) -> Lookup {
-        let include_tag = self.inner.client.settings().include_tag;
+        let include_tag = self.inner.settings.include_tag;
         let named = if include_tag { 3 } else { 2 };
         let labels: Option<Vec<&str>> = path
             .elems()
@@ -305,8 +308,10 @@ impl Inner {
     }
 
     /// The agent's datacenter and domain, asked once.
-    async fn agent(&self) -> Result<&AgentInfo, String> {
-        self.agent.get_or_try_init(|| self.client.agent()).await
+    async fn agent(&self) -> Result<&AgentInfo, QueryError> {
+        self.agent
+            .get_or_try_init(|| self.client.agent_info())
+            .await
     }
 
     /// Applies a watch's new state, unless the watch has been stopped or

@@ -39,7 +39,7 @@ impl Drop for Running<'_> {
 /// Follows `key` until `stop` is notified.
 pub(super) async fn run(inner: Arc<Inner>, key: WatchKey, stop: Arc<Notify>) {
     let _running = Running(&inner);
-    let timing = inner.client.settings().timing;
+    let timing = inner.settings.timing;
     let mut index = 0;
     let mut backoff = Backoff::new(timing.backoff_min, timing.backoff_max);
     let mut failing: Option<u64> = None;
@@ -144,9 +144,9 @@ enum Polled {
 
 /// Asks Consul about `key` once (blocking when `index` is not 0).
 async fn poll(inner: &Inner, key: &WatchKey, index: u64) -> Result<Polled, QueryError> {
-    let settings = inner.client.settings();
+    let settings = &inner.settings;
     let agent = if key.dc == LOCAL_DATACENTER || settings.set_host {
-        Some(inner.agent().await.map_err(QueryError::Failed)?)
+        Some(inner.agent().await?)
     } else {
         None
     };
@@ -163,7 +163,7 @@ async fn poll(inner: &Inner, key: &WatchKey, index: u64) -> Result<Polled, Query
         index: reply_index,
         body,
         filtered,
-    } = inner.client.service(&query, index).await?;
+    } = inner.client.service(settings, &query, index).await?;
     if index != 0 && reply_index == index {
         return Ok(Polled::Unchanged);
     }
@@ -175,7 +175,7 @@ async fn poll(inner: &Inner, key: &WatchKey, index: u64) -> Result<Polled, Query
     let instances = parsed.map_err(|why| {
         QueryError::Failed(format!(
             "io.l5d.consul at {}: {key}: {why}",
-            settings.authority
+            settings.agent.authority()
         ))
     })?;
     let endpoints = endpoints(&instances, settings, key).await;
