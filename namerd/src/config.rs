@@ -63,15 +63,7 @@ fn default_admin_port() -> u16 {
     9991
 }
 
-/// Anything polymorphic by `kind`, with the kind's own keys kept aside.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct KindConfig {
-    /// Which kind.
-    pub kind: String,
-    /// The kind's own keys.
-    #[serde(flatten)]
-    pub params: Map<String, Value>,
-}
+pub use namers::config::KindConfig;
 
 /// `io.l5d.httpController`: the `/api/1` HTTP API.
 #[derive(Debug, serde::Deserialize)]
@@ -136,6 +128,7 @@ impl NamerdConfig {
     /// Builds the configured store (the embedded disk store by default).
     pub fn build_store(&self) -> Result<Arc<dyn DtabStore>, String> {
         let default = KindConfig {
+            experimental: false,
             kind: "io.switchboard.disk".to_string(),
             params: [("dir".to_string(), Value::from(DEFAULT_DISK_DIR))]
                 .into_iter()
@@ -147,11 +140,7 @@ impl NamerdConfig {
             .find(|(kind, _)| *kind == storage.kind)
             .ok_or_else(|| {
                 let kinds: Vec<&str> = STORAGE_KINDS.iter().map(|(k, _)| *k).collect();
-                format!(
-                    "storage: unsupported kind {:?}; supported kinds: {}",
-                    storage.kind,
-                    kinds.join(", ")
-                )
+                namers::config::linkerd::unknown_kind("storage", "storage", &storage.kind, &kinds)
             })?;
         build(&storage.params).map_err(|e| format!("storage ({}): {e}", storage.kind))
     }
@@ -169,10 +158,11 @@ impl NamerdConfig {
             .enumerate()
             .map(|(i, iface)| {
                 if !INTERFACE_KINDS.contains(&iface.kind.as_str()) {
-                    return Err(format!(
-                        "interfaces[{i}]: unsupported interface kind {:?}; supported kinds: {}",
-                        iface.kind,
-                        INTERFACE_KINDS.join(", ")
+                    return Err(namers::config::linkerd::unknown_kind(
+                        &format!("interfaces[{i}]"),
+                        "interface",
+                        &iface.kind,
+                        INTERFACE_KINDS,
                     ));
                 }
                 kind_params(&iface.params)
@@ -185,18 +175,20 @@ impl NamerdConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.http_controllers()?;
         if let Some(t) = self.telemetry.first() {
+            let refused =
+                namers::config::linkerd::unknown_kind("telemetry[0]", "telemetry", &t.kind, &[]);
             return Err(format!(
-                "telemetry[0]: unsupported telemetry kind {:?}; metrics are served by the admin server at /admin/metrics/prometheus",
-                t.kind
+                "{refused}none; metrics are served by the admin server at /admin/metrics/prometheus"
             ));
         }
         let kinds = namers::config::namer_kinds();
         for (i, namer) in self.namers.iter().enumerate() {
             if !kinds.contains(&namer.kind.as_str()) {
-                return Err(format!(
-                    "namers[{i}]: unsupported namer kind {:?}; supported kinds: {}",
-                    namer.kind,
-                    kinds.join(", ")
+                return Err(namers::config::linkerd::unknown_kind(
+                    &format!("namers[{i}]"),
+                    "namer",
+                    &namer.kind,
+                    &kinds,
                 ));
             }
         }
@@ -220,10 +212,11 @@ impl AdminConfig {
 
 /// Reads and checks a config file.
 pub fn load(path: &std::path::Path) -> Result<NamerdConfig, String> {
-    let config: NamerdConfig = namers::config::load(path).map_err(|e| e.to_string())?;
+    let source = namers::config::Source::read(path).map_err(|e| e.to_string())?;
+    let config: NamerdConfig = source.parse().map_err(|e| e.to_string())?;
     config
         .validate()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| source.error(&e).to_string())?;
     Ok(config)
 }
 
@@ -260,7 +253,7 @@ mod tests {
     fn unknown_kinds_and_keys_are_named() {
         let err = parse("interfaces:\n- kind: io.l5d.thriftNameInterpreter\n").unwrap_err();
         assert!(
-            err.contains("unsupported interface kind \"io.l5d.thriftNameInterpreter\""),
+            err.contains("interface kind \"io.l5d.thriftNameInterpreter\" is not supported yet"),
             "{err}"
         );
         assert!(err.contains("io.l5d.httpController"), "{err}");
@@ -275,7 +268,10 @@ mod tests {
             parse("storage:\n  kind: io.l5d.nope\ninterfaces:\n- kind: io.l5d.httpController\n")
                 .unwrap();
         let err = config.build_store().err().unwrap();
-        assert!(err.contains("unsupported kind \"io.l5d.nope\""), "{err}");
+        assert!(
+            err.contains("unknown storage kind \"io.l5d.nope\""),
+            "{err}"
+        );
         assert!(err.contains("io.switchboard.disk"), "{err}");
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dtab::{Dtab, Path};
 use namers::bind::BindLimits;
 use namers::config::NamerConfig;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::dtab_headers::DtabHeaderLimits;
 use crate::identify::IdentifierConfig;
@@ -77,15 +77,7 @@ fn default_grace_ms() -> u64 {
     10_000
 }
 
-/// Anything polymorphic by `kind`; the kind's keys are checked by the kind.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct KindConfig {
-    /// Which kind.
-    pub kind: String,
-    /// The kind's own keys.
-    #[serde(flatten)]
-    pub params: Map<String, Value>,
-}
+pub use namers::config::KindConfig;
 
 /// One identifier or a list of them.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -103,6 +95,10 @@ pub enum OneOrMany<T> {
 pub struct RouterConfig {
     /// `http` or `h2`.
     pub protocol: String,
+    /// Acknowledges an experimental protocol, as Linkerd asked for some;
+    /// accepted, and asked for by none here.
+    #[serde(default)]
+    pub experimental: bool,
     /// Names the router in metrics (defaults to the protocol).
     #[serde(default)]
     pub label: Option<String>,
@@ -304,9 +300,10 @@ impl Config {
             return Err("routers: at least one router is required".into());
         }
         if let Some(t) = self.telemetry.first() {
+            let refused =
+                namers::config::linkerd::unknown_kind("telemetry[0]", "telemetry", &t.kind, &[]);
             return Err(format!(
-                "telemetry[0]: unsupported telemetry kind {:?}; metrics are served by the admin server at /admin/metrics/prometheus and /admin/metrics.json",
-                t.kind
+                "{refused}none; metrics are served by the admin server at /admin/metrics/prometheus and /admin/metrics.json"
             ));
         }
         let mut labels = std::collections::HashSet::new();
@@ -335,9 +332,11 @@ impl RouterConfig {
             "http" => crate::identify::Protocol::Http,
             "h2" => crate::identify::Protocol::H2,
             other => {
-                return Err(format!(
-                    "{at}.protocol: unsupported protocol {other:?}; supported protocols: {}",
-                    PROTOCOLS.join(", ")
+                return Err(namers::config::linkerd::unknown_kind(
+                    &format!("{at}.protocol"),
+                    "protocol",
+                    other,
+                    PROTOCOLS,
                 ));
             }
         };
@@ -353,18 +352,21 @@ impl RouterConfig {
         if let Some(interpreter) = &self.interpreter
             && !INTERPRETERS.contains(&interpreter.kind.as_str())
         {
-            return Err(format!(
-                "{at}.interpreter: unsupported interpreter kind {:?}; supported kinds: {}",
-                interpreter.kind,
-                INTERPRETERS.join(", ")
+            return Err(namers::config::linkerd::unknown_kind(
+                &format!("{at}.interpreter"),
+                "interpreter",
+                &interpreter.kind,
+                INTERPRETERS,
             ));
         }
         let client = self.client.as_ref();
         if let Some(lb) = client.and_then(|c| c.load_balancer.as_ref()) {
             if lb.kind != "p2c" {
-                return Err(format!(
-                    "{at}.client.loadBalancer: unsupported kind {:?}; supported kinds: p2c",
-                    lb.kind
+                return Err(namers::config::linkerd::unknown_kind(
+                    &format!("{at}.client.loadBalancer"),
+                    "loadBalancer",
+                    &lb.kind,
+                    &["p2c"],
                 ));
             }
             if let Some(key) = lb.params.keys().next() {
@@ -415,10 +417,11 @@ impl ServerConfig {
 
 /// Reads and checks a config file.
 pub fn load(path: &std::path::Path) -> Result<(Config, Vec<RouterSpec>), String> {
-    let config: Config = namers::config::load(path).map_err(|e| e.to_string())?;
+    let source = namers::config::Source::read(path).map_err(|e| e.to_string())?;
+    let config: Config = source.parse().map_err(|e| e.to_string())?;
     let specs = config
         .validate()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| source.error(&e).to_string())?;
     Ok((config, specs))
 }
 

@@ -39,13 +39,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(async {
         if args.check {
             namerd::server::build(&config)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
+                .map_err(|e| namers::config::error_in(&args.config, &e))?;
             println!("{}: ok", args.config.display());
             return Ok(());
         }
         let running = namerd::server::start(&config)
             .await
-            .map_err(anyhow::Error::msg)?;
+            .map_err(|e| namers::config::error_in(&args.config, &e))?;
         tokio::select! {
             () = shutdown_signal() => {}
             () = running.shutdown_requested() => {}

@@ -28,10 +28,114 @@ impl ConfigError {
 
 /// Reads and parses the config file at `path`.
 pub fn load<T: DeserializeOwned>(path: &FsPath) -> Result<T, ConfigError> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(&name, format!("cannot read: {e}")))?;
-    parse(&name, &text)
+    Source::read(path)?.parse()
+}
+
+/// An error about the config file at `path` found after it was parsed
+/// (building what it describes): [`Source::error`] on the file as it is now.
+pub fn error_in(path: &FsPath, message: &str) -> ConfigError {
+    match Source::read(path) {
+        Ok(source) => source.error(message),
+        Err(_) => ConfigError::new(path.display().to_string(), message),
+    }
+}
+
+/// A config file's name and text, kept so that errors found after parsing
+/// (a kind's own keys, a bad value) can point at their line.
+#[derive(Debug, Clone)]
+pub struct Source {
+    name: String,
+    text: String,
+}
+
+impl Source {
+    /// Reads the file at `path`.
+    pub fn read(path: &FsPath) -> Result<Source, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&name, format!("cannot read: {e}")))?;
+        Ok(Source { name, text })
+    }
+
+    /// Text that was not read from a file; `name` is used in errors.
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Source {
+        Source {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    /// The file's name, as errors give it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Parses the text.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        parse(&self.name, &self.text)
+    }
+
+    /// An error found after parsing: `message` starts with the key path
+    /// it is about (`routers[0].identifier[0] (io.l5d.header.token): headr:
+    /// unknown field ...`); the line of that key is added after the path,
+    /// and a Linkerd key this build does not have is said to be so.
+    pub fn error(&self, message: &str) -> ConfigError {
+        let parts: Vec<&str> = message.split(": ").collect();
+        let path_parts = parts.iter().take_while(|p| is_path_part(p)).count();
+        if path_parts == 0 || path_parts == parts.len() {
+            return ConfigError::new(&self.name, message);
+        }
+        let path = parts[..path_parts]
+            .iter()
+            .map(|p| p.split_once(" (").map_or(*p, |(path, _)| path))
+            .collect::<Vec<_>>()
+            .join(".");
+        let rest = linkerd_hint(&path, &parts[path_parts..].join(": "));
+        let at = parts[..path_parts].join(": ");
+        let message = match super::locate::line_of(&self.text, &path) {
+            Some(line) => format!("{at}: line {line}: {rest}"),
+            None => format!("{at}: {rest}"),
+        };
+        ConfigError::new(&self.name, message)
+    }
+}
+
+/// Whether one `: `-separated part of a message is a key path, possibly
+/// followed by the entry's kind: `routers[0].interpreter (io.l5d.fs)`.
+fn is_path_part(part: &str) -> bool {
+    let path = match part.split_once(" (") {
+        Some((path, kind)) if kind.ends_with(')') && !kind.contains(' ') => path,
+        Some(_) => return false,
+        None => part,
+    };
+    path.starts_with(|c: char| c.is_ascii_alphabetic())
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']' | '-'))
+}
+
+/// Says "not supported yet" instead of "unknown field" for a Linkerd key
+/// this build does not have.
+fn linkerd_hint(path: &str, message: &str) -> String {
+    let Some(rest) = message.split_once("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((key, after)) = rest.1.split_once('`') else {
+        return message.to_string();
+    };
+    // serde's path names the unknown key itself, a message's may not.
+    let full = if path.ends_with(key) {
+        path.to_string()
+    } else {
+        format!("{path}.{key}")
+    };
+    if !super::linkerd::is_linkerd_key(&full) {
+        return message.to_string();
+    }
+    format!(
+        "{}`{key}` is not supported yet (a Linkerd key this build does not have){after}",
+        rest.0
+    )
 }
 
 /// Parses config `text`; `name` is used in errors.
@@ -40,7 +144,7 @@ pub fn parse<T: DeserializeOwned>(name: &str, text: &str) -> Result<T, ConfigErr
         let mut de = serde_json::Deserializer::from_str(text);
         return serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            let inner = e.into_inner();
+            let inner = linkerd_hint(&path, &e.into_inner().to_string());
             ConfigError::new(name, format!("{}{inner}", key_prefix(&path)))
         });
     }
@@ -64,7 +168,9 @@ pub fn parse<T: DeserializeOwned>(name: &str, text: &str) -> Result<T, ConfigErr
                 .and_then(|v| serde_path_to_error::deserialize::<_, T>(v).err())
                 .map(|e| e.path().to_string());
             let message = match path {
-                Some(path) if path != "." => format!("{}{located}", key_prefix(&path)),
+                Some(path) if path != "." => {
+                    format!("{}{}", key_prefix(&path), linkerd_hint(&path, &located))
+                }
                 _ => located,
             };
             Err(ConfigError::new(name, message))
@@ -106,6 +212,42 @@ mod tests {
         assert!(err.message.starts_with("routers[1].prot: "), "{err}");
         assert!(err.message.contains("line 3"), "{err}");
         assert!(err.message.contains("unknown field `prot`"), "{err}");
+    }
+
+    #[test]
+    fn linkerd_keys_this_build_lacks_are_not_supported_yet() {
+        let err = parse::<Config>("linkerd.yaml", "routers:\n- port: 1\n  tls: {}\n").unwrap_err();
+        assert!(err.message.starts_with("routers[0].tls: "), "{err}");
+        assert!(err.message.contains("line 3"), "{err}");
+        // Not a key in `Admin`, and not one of Linkerd's either.
+        let err = parse::<Config>("linkerd.yaml", "routers:\n- port: 1\n  tsl: {}\n").unwrap_err();
+        assert!(err.message.contains("unknown field `tsl`"), "{err}");
+        assert!(!err.message.contains("not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn errors_after_parsing_get_the_line_of_their_key() {
+        let source = Source::new(
+            "linkerd.yaml",
+            "routers:\n- protocol: http\n  identifier:\n    kind: io.l5d.header.token\n    headr: x\n",
+        );
+        let err = source.error(
+            "routers[0].identifier (io.l5d.header.token): headr: unknown field `headr`, expected `header`",
+        );
+        assert_eq!(err.file, "linkerd.yaml");
+        assert_eq!(
+            err.message,
+            "routers[0].identifier (io.l5d.header.token): headr: line 5: unknown field `headr`, expected `header`"
+        );
+        let err = source.error("routers[0].client: failureAccrual: unknown field `failureAccrual`");
+        assert!(
+            err.message
+                .contains("`failureAccrual` is not supported yet"),
+            "{err}"
+        );
+        // A message that starts with no key path is left as it is.
+        let err = source.error("DNS resolver failed: no such file");
+        assert_eq!(err.message, "DNS resolver failed: no such file");
     }
 
     #[test]

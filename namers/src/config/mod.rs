@@ -2,7 +2,10 @@
 //! building namers from their `namers:` entries.
 
 mod file;
+pub mod linkerd;
+mod locate;
 mod namer;
 
-pub use file::{ConfigError, load, parse};
-pub use namer::{NamerConfig, NamerContext, build_namers, kind_params, namer_kinds};
+pub use file::{ConfigError, Source, error_in, load, parse};
+pub use locate::line_of;
+pub use namer::{KindConfig, NamerConfig, NamerContext, build_namers, kind_params, namer_kinds};

@@ -10,6 +10,33 @@ use serde_json::{Map, Value};
 use crate::system::inet::InetResolver;
 use crate::{Namer, NamerList};
 
+/// Anything polymorphic by `kind` (an interpreter, a store, an interface,
+/// a telemeter, a load balancer), with the kind's own keys kept aside for
+/// the kind to check.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct KindConfig {
+    /// Which kind.
+    pub kind: String,
+    /// Acknowledges an experimental kind, as Linkerd asks for some; this
+    /// build asks for it nowhere and accepts it everywhere.
+    #[serde(default)]
+    pub experimental: bool,
+    /// The kind's own keys.
+    #[serde(flatten)]
+    pub params: Map<String, Value>,
+}
+
+impl KindConfig {
+    /// An entry of `kind` with these keys.
+    pub fn new(kind: impl Into<String>, params: Map<String, Value>) -> KindConfig {
+        KindConfig {
+            kind: kind.into(),
+            experimental: false,
+            params,
+        }
+    }
+}
+
 /// One entry of `namers:`: the keys every namer has, and its own keys.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct NamerConfig {
@@ -97,10 +124,11 @@ pub fn build_namers(configs: &[NamerConfig], context: &NamerContext) -> Result<N
             .iter()
             .find(|k| k.kind == config.kind)
             .ok_or_else(|| {
-                format!(
-                    "namers[{i}]: unsupported namer kind {:?}; supported kinds: {}",
-                    config.kind,
-                    namer_kinds().join(", ")
+                super::linkerd::unknown_kind(
+                    &format!("namers[{i}]"),
+                    "namer",
+                    &config.kind,
+                    &namer_kinds(),
                 )
             })?;
         let transformers = crate::transform::build_transformers(&config.transformers)
@@ -196,10 +224,7 @@ mod tests {
         let err = build_namers(&configs("- kind: io.l5d.nope\n"), &context())
             .err()
             .unwrap();
-        assert!(
-            err.contains("unsupported namer kind \"io.l5d.nope\""),
-            "{err}"
-        );
+        assert!(err.contains("unknown namer kind \"io.l5d.nope\""), "{err}");
         assert!(err.contains("io.l5d.fs"), "{err}");
 
         let err = build_namers(

@@ -101,10 +101,11 @@ pub fn build_transformers(
         .enumerate()
         .map(|(i, config)| {
             let Some((_, build)) = KINDS.iter().find(|(kind, _)| *kind == config.kind) else {
-                return Err(format!(
-                    "transformers[{i}]: unsupported transformer kind {:?}; supported kinds: {}",
-                    config.kind,
-                    transformer_kinds().join(", ")
+                return Err(crate::config::linkerd::unknown_kind(
+                    &format!("transformers[{i}]"),
+                    "transformer",
+                    &config.kind,
+                    &transformer_kinds(),
                 ));
             };
             let at = format!("transformers[{i}] ({})", config.kind);

@@ -38,13 +38,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     let runtime = runtime().context("starting the runtime")?;
     runtime.block_on(async {
         if args.check {
-            router::server::check(&config, &specs).map_err(anyhow::Error::msg)?;
+            router::server::check(&config, &specs)
+                .map_err(|e| namers::config::error_in(&args.config, &e))?;
             println!("{}: ok", args.config.display());
             return Ok(());
         }
         let running = router::server::start(&config, specs)
             .await
-            .map_err(anyhow::Error::msg)?;
+            .map_err(|e| namers::config::error_in(&args.config, &e))?;
         tokio::select! {
             () = shutdown_signal() => {}
             () = running.shutdown_requested() => {}

@@ -175,11 +175,11 @@ pub fn build_identifiers(
             .iter()
             .find(|k| k.kind == config.kind && k.protocols.contains(&protocol))
             .ok_or_else(|| {
-                format!(
-                    "identifier[{i}]: unsupported identifier kind {:?} for {protocol} routers; \
-                     supported kinds: {}",
-                    config.kind,
-                    identifier_kinds(protocol).join(", ")
+                namers::config::linkerd::unknown_kind(
+                    &format!("identifier[{i}]"),
+                    &format!("{protocol} identifier"),
+                    &config.kind,
+                    &identifier_kinds(protocol),
                 )
             })?;
         let identifier = (kind.build)(&config.params, &context)

@@ -103,12 +103,22 @@ fn a_single_failure_is_reported_as_is() {
 
 #[test]
 fn unknown_kind_lists_the_kinds_of_that_protocol() {
+    // A kind Linkerd has for the protocol, which this build has not.
+    let err = build(r#"[{"kind": "io.l5d.ingress"}]"#, Protocol::H2)
+        .err()
+        .unwrap();
+    assert!(
+        err.starts_with(
+            "identifier[0]: h2 identifier kind \"io.l5d.ingress\" is not supported yet"
+        ),
+        "{err}"
+    );
     let err = build(r#"[{"kind": "io.l5d.nope"}]"#, Protocol::Http)
         .err()
         .unwrap();
     assert_eq!(
         err,
-        "identifier[0]: unsupported identifier kind \"io.l5d.nope\" for http routers; \
+        "identifier[0]: unknown http identifier kind \"io.l5d.nope\"; \
          supported kinds: io.l5d.header.token, io.l5d.methodAndHost, io.l5d.path, \
          io.l5d.header, io.l5d.static"
     );
@@ -121,7 +131,7 @@ fn unknown_kind_lists_the_kinds_of_that_protocol() {
     .unwrap();
     assert_eq!(
         err,
-        "identifier[1]: unsupported identifier kind \"io.l5d.path\" for h2 routers; \
+        "identifier[1]: unknown h2 identifier kind \"io.l5d.path\"; \
          supported kinds: io.l5d.header.token, io.l5d.header.path"
     );
 }

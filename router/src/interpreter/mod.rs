@@ -141,9 +141,11 @@ fn build_kind(
             default,
             idle_ttl,
         )?)),
-        other => Err(format!(
-            "interpreter: unsupported interpreter kind {other:?}; supported kinds: {}",
-            crate::config::INTERPRETERS.join(", ")
+        other => Err(namers::config::linkerd::unknown_kind(
+            "interpreter",
+            "interpreter",
+            other,
+            crate::config::INTERPRETERS,
         )),
     }
 }
@@ -185,6 +187,9 @@ mod tests {
         let err = build(Some(&config), &default, Duration::from_secs(600))
             .err()
             .unwrap();
-        assert!(err.contains("unsupported transformer kind"), "{err}");
+        assert!(
+            err.contains("transformer kind \"io.l5d.const\" is not supported yet"),
+            "{err}"
+        );
     }
 }

@@ -213,6 +213,7 @@ async fn config_keys_are_checked() {
     let build = |json| {
         crate::interpreter::build(
             Some(&KindConfig {
+                experimental: false,
                 kind: KIND.to_string(),
                 params: params(json),
             }),

@@ -354,6 +354,7 @@ fn config_keys_are_checked() {
     let build = |params: Value| {
         crate::interpreter::build(
             Some(&KindConfig {
+                experimental: false,
                 kind: KIND.to_string(),
                 params: object(params),
             }),
