@@ -13,13 +13,13 @@ use dtab::{Dtab, Path};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
-use crate::proxy::Router;
+use crate::stack::RouterStack;
 
 /// What the admin handlers share.
 #[derive(Clone)]
 pub struct AdminState {
     /// The routers, for the delegator.
-    pub routers: Vec<Arc<Router>>,
+    pub routers: Vec<Arc<RouterStack>>,
     /// Metrics.
     pub metrics: Metrics,
     /// Notified by `POST /admin/shutdown`.

@@ -13,9 +13,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 
-use crate::balance::Picked;
-use crate::h1_direct::DirectBody;
-use crate::h1_pool::Reusable;
+use crate::client::balance::Picked;
+use crate::endpoint::h1_direct::DirectBody;
+use crate::endpoint::h1_pool::Reusable;
 
 /// What a body fails with: hyper's errors, or the direct client's.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;

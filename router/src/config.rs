@@ -10,8 +10,8 @@ use namers::bind::BindLimits;
 use namers::config::NamerConfig;
 use serde_json::Value;
 
-use crate::dtab_headers::DtabHeaderLimits;
 use crate::identify::IdentifierConfig;
+use crate::service::dtab_headers::DtabHeaderLimits;
 
 /// The whole file.
 #[derive(Debug, serde::Deserialize)]

@@ -1,20 +1,24 @@
 //! The Switchboard router: names each request, binds the name through a
 //! dtab, picks an endpoint and forwards the request, streaming both ways.
+//!
+//! A request goes through the stages in order, each its own module:
+//! [`server`] (accept, limits, context headers) → [`identify`] (request →
+//! name) → [`service`] (the destination and its local dtab) → [`bind`] (the
+//! bound tree) → [`client`] (per bound id: the balancer) → [`endpoint`]
+//! (the connection). [`stack`] holds one configured router's stages and
+//! runs a request through them.
 
 pub mod admin;
-pub mod balance;
+pub mod bind;
 pub mod body;
-pub mod cache;
+pub mod client;
 pub mod config;
-pub mod dtab_headers;
+pub mod endpoint;
 pub mod errors;
-pub mod h1_direct;
-pub mod h1_pool;
-pub mod h1_server;
-pub mod h2_pool;
 pub mod identify;
 pub mod interpreter;
 pub mod metrics;
-pub mod proxy;
 pub mod server;
+pub mod service;
 pub mod socket_read;
+pub mod stack;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use ::router::config::Config;
 use ::router::interpreter::RouterNaming;
-use ::router::proxy::{Router, ServerSettings};
 use ::router::server::Running;
+use ::router::stack::{RouterStack, ServerSettings};
 use dtab::{Dtab, Path};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -170,7 +170,7 @@ pub async fn start_scripted_router(yaml: &str, naming: Arc<dyn RouterNaming>) ->
         ::router::identify::build_identifiers(&[], &spec.dst_prefix, spec.protocol).expect("ids");
     let metrics = ::router::metrics::Metrics::default().router(&spec.label);
     let admin: SocketAddr = ([127, 0, 0, 1], 9).into();
-    let router = Arc::new(Router::new(spec, identifiers, naming, metrics, admin));
+    let router = Arc::new(RouterStack::new(spec, identifiers, naming, metrics, admin));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind router");
     let addr = listener.local_addr().expect("router address");
     let settings = Arc::new(ServerSettings {

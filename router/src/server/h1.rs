@@ -1,6 +1,6 @@
 //! The client side of an `http` router's connections: a small HTTP/1.1
 //! server for the most common request, a bodiless one with a method that
-//! may be repeated (see [`crate::h1_direct`]).
+//! may be repeated (see [`crate::endpoint::h1_direct`]).
 //!
 //! Such a request is parsed here, routed, and its upstream answer copied to
 //! the client as the upstream wrote it, less its hop-by-hop fields: no
@@ -29,10 +29,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 
 use crate::body::Body;
+use crate::endpoint::h1_direct::{Place, place_in, push_field, range, tokens};
 use crate::errors::RouterError;
-use crate::h1_direct::{Place, place_in, push_field, range, tokens};
-use crate::proxy::{Routed, Router, ServerSettings, error_response};
 use crate::socket_read;
+use crate::stack::{Routed, RouterStack, ServerSettings, error_response};
 
 /// The most request headers accepted here (hyper's default too); a request
 /// with more goes to hyper, which refuses it.
@@ -51,7 +51,7 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// What a connection needs of its server.
 pub struct Served {
     /// The router the connection's requests go to.
-    pub router: Arc<Router>,
+    pub router: Arc<RouterStack>,
     /// The listening server's settings.
     pub settings: Arc<ServerSettings>,
     /// The server's limit of concurrent requests, if any.
@@ -311,7 +311,7 @@ async fn respond(
 // The upstream's is the common one; boxing it would cost an allocation.
 #[allow(clippy::large_enum_variant)]
 enum Head {
-    Raw(crate::h1_direct::Answer),
+    Raw(crate::endpoint::h1_direct::Answer),
     Parts(http::response::Parts),
 }
 

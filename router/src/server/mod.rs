@@ -1,6 +1,8 @@
 //! Starting the routers and the admin server from a config, and stopping
 //! them gracefully.
 
+pub mod h1;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +20,11 @@ use tokio::task::JoinSet;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, RouterSpec};
 use crate::errors::RouterError;
-use crate::h1_server::{self, Served};
 use crate::identify::build_identifiers;
 use crate::interpreter;
 use crate::metrics::Metrics;
-use crate::proxy::{Router, ServerSettings, error_response};
+use crate::stack::{RouterStack, ServerSettings, error_response};
+use h1::Served;
 
 /// Linkerd's default limit of `Via` hops.
 pub const DEFAULT_MAX_CALL_DEPTH: usize = 10;
@@ -98,7 +100,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
                 .map_err(|e| format!("{at}.{e}"))?;
         let label = spec.label.clone();
         let protocol = spec.protocol;
-        let router = Arc::new(Router::new(
+        let router = Arc::new(RouterStack::new(
             spec,
             identifiers,
             naming,
@@ -172,7 +174,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
 /// finish their requests.
 async fn accept_loop(
     listener: TcpListener,
-    router: Arc<Router>,
+    router: Arc<RouterStack>,
     settings: ServerSettings,
     limit: Option<Arc<Semaphore>>,
     stop: OwnedNotified,
@@ -213,7 +215,7 @@ async fn accept_loop(
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             };
-            tokio::spawn(h1_server::serve(
+            tokio::spawn(h1::serve(
                 stream,
                 served.clone(),
                 stopping_rx.clone(),
@@ -240,7 +242,7 @@ async fn accept_loop(
 /// hyper's service for a connection: the router behind the server's limit
 /// of concurrent requests.
 fn hyper_service(
-    router: Arc<Router>,
+    router: Arc<RouterStack>,
     settings: Arc<ServerSettings>,
     limit: Option<Arc<Semaphore>>,
 ) -> impl hyper::service::Service<

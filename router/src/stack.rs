@@ -14,15 +14,15 @@ use hyper_util::rt::TokioIo;
 use namers::resolve::{Resolved, choose, pick_by_weight};
 use namers::{Activity, Binding, Bound, NamingError};
 
-use crate::balance::Balancer;
+use crate::bind::cache::Cache;
 use crate::body::{self, Body, Lease};
-use crate::cache::Cache;
+use crate::client::balance::Balancer;
 use crate::config::RouterSpec;
-use crate::dtab_headers::{clear_context, forward_headers, local_dtab};
 use crate::errors::RouterError;
 use crate::identify::{Identifier, Protocol, identify_with};
 use crate::interpreter::RouterNaming;
 use crate::metrics::RouterMetrics;
+use crate::service::dtab_headers::{clear_context, forward_headers, local_dtab};
 
 /// Headers that describe one hop and are not forwarded.
 const HOP_BY_HOP: [HeaderName; 5] = [
@@ -49,7 +49,7 @@ pub struct ServerSettings {
 }
 
 /// One configured router, shared by its servers' connections.
-pub struct Router {
+pub struct RouterStack {
     spec: RouterSpec,
     identifiers: Vec<Box<dyn Identifier>>,
     naming: Arc<dyn RouterNaming>,
@@ -57,14 +57,14 @@ pub struct Router {
     bindings: Cache<(String, Path), NameBinding>,
     balancers: Cache<Path, Client>,
     /// Upstream connections of an `http` router.
-    h1: Arc<crate::h1_pool::H1Pool>,
+    h1: Arc<crate::endpoint::h1_pool::H1Pool>,
     /// Upstream connections of an `h2` router.
-    h2: Option<crate::h2_pool::H2Pool>,
+    h2: Option<crate::endpoint::h2_pool::H2Pool>,
     metrics: RouterMetrics,
     admin: SocketAddr,
 }
 
-impl Router {
+impl RouterStack {
     /// A router; `admin` is where the explanation of a failed name can be asked.
     pub fn new(
         spec: RouterSpec,
@@ -72,15 +72,15 @@ impl Router {
         naming: Arc<dyn RouterNaming>,
         metrics: RouterMetrics,
         admin: SocketAddr,
-    ) -> Router {
-        let h1 = Arc::new(crate::h1_pool::H1Pool::new(
+    ) -> RouterStack {
+        let h1 = Arc::new(crate::endpoint::h1_pool::H1Pool::new(
             spec.connect_timeout,
             UPSTREAM_IDLE_TIMEOUT,
             MAX_IDLE_PER_ENDPOINT,
         ));
         let h2 = (spec.protocol == Protocol::H2)
-            .then(|| crate::h2_pool::H2Pool::new(spec.connect_timeout));
-        Router {
+            .then(|| crate::endpoint::h2_pool::H2Pool::new(spec.connect_timeout));
+        RouterStack {
             h2,
             bindings: Cache::new(spec.paths_capacity, spec.idle_ttl),
             balancers: Cache::new(spec.clients_capacity, spec.idle_ttl),
@@ -288,7 +288,9 @@ impl Router {
             ))
         };
         let bodiless = incoming.as_ref().is_none_or(|i| i.is_end_stream());
-        if self.h2.is_none() && crate::h1_direct::eligible(&parts.method, bodiless, upgrading) {
+        if self.h2.is_none()
+            && crate::endpoint::h1_direct::eligible(&parts.method, bodiless, upgrading)
+        {
             drop(incoming);
             let mut head = Vec::with_capacity(512);
             dst.encode_head(&parts, &mut head);
@@ -415,7 +417,7 @@ impl Router {
         name: &Path,
         bound: &Bound,
         deadline: tokio::time::Instant,
-    ) -> Result<crate::balance::Picked, RouterError> {
+    ) -> Result<crate::client::balance::Picked, RouterError> {
         let mut addr = balancer.live_addr();
         loop {
             if let Some(picked) = balancer.pick() {
@@ -485,9 +487,9 @@ pub(crate) enum Routed {
     /// The raw answer of the direct HTTP/1 client, and its body, which
     /// holds the endpoint's in-flight count until it is done.
     Direct {
-        answer: crate::h1_direct::Answer,
-        body: crate::h1_direct::DirectBody,
-        picked: crate::balance::Picked,
+        answer: crate::endpoint::h1_direct::Answer,
+        body: crate::endpoint::h1_direct::DirectBody,
+        picked: crate::client::balance::Picked,
     },
 }
 
@@ -589,7 +591,7 @@ impl DstHeaders {
     /// putting them in its header map first.
     fn encode_head(self, parts: &http::request::Parts, out: &mut Vec<u8>) {
         let mut has_reqid = false;
-        crate::h1_direct::encode_head(parts, out, |name| {
+        crate::endpoint::h1_direct::encode_head(parts, out, |name| {
             // Only `l5d-*` names need a closer look.
             if !name.as_str().starts_with("l5d-") {
                 return true;
@@ -602,7 +604,7 @@ impl DstHeaders {
                 || (name == L5D_DST_CLIENT && self.client.is_some())
                 || (name == L5D_DST_RESIDUAL && self.residual.is_some()))
         });
-        let push = crate::h1_direct::push_field;
+        let push = crate::endpoint::h1_direct::push_field;
         push(out, b"via", VIA_VALUE.as_bytes());
         let replaced = [
             (&L5D_DST_SERVICE, &self.service),

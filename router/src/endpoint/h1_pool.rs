@@ -8,7 +8,7 @@
 //! one whose body was abandoned is closed, as HTTP/1 cannot skip the rest.
 //!
 //! Two kinds of connection are kept: hyper's, for requests with bodies and
-//! upgrades, and plain sockets for bodiless requests ([`crate::h1_direct`]).
+//! upgrades, and plain sockets for bodiless requests ([`crate::endpoint::h1_direct`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,7 +23,7 @@ use crate::body::Body;
 
 /// Looked up twice per request: foldhash costs a fraction of SipHash.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use crate::h1_direct::{self, Conn, DirectBody, Release};
+use crate::endpoint::h1_direct::{self, Conn, DirectBody, Release};
 
 /// How many idle connections a bodiless request tries before a new one
 /// when they turn out to be closed.

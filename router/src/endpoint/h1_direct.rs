@@ -32,7 +32,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::body::BodyError;
-use crate::h1_pool::H1Pool;
+use crate::endpoint::h1_pool::H1Pool;
 use crate::socket_read;
 
 /// The most response headers accepted (hyper's default too).
