@@ -3,3 +3,180 @@
 //! and the union branch and alternative a request goes to.
 
 pub mod cache;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dtab::{Dtab, NameTree};
+use http::HeaderValue;
+use namers::resolve::{Resolved, choose, pick_by_weight};
+use namers::{Activity, Binding, Bound, NamingError};
+
+use crate::config::RouterSpec;
+use crate::errors::RouterError;
+use crate::interpreter::RouterNaming;
+use crate::service::DstTarget;
+use cache::Cache;
+
+/// A destination's bound tree, as the binding last published it.
+pub(crate) type BoundTree = Arc<Activity<NameTree<Bound>>>;
+
+/// Binds destinations: the router's base dtab, its interpreter and the
+/// binding cache.
+pub(crate) struct BindStage {
+    bindings: Cache<DstTarget, NameBinding>,
+    naming: Arc<dyn RouterNaming>,
+    base: Dtab,
+    timeout: Duration,
+    /// For the delegator link in a "no route" error.
+    label: String,
+    admin: SocketAddr,
+}
+
+/// A cached binding and what the request path needs of its name.
+struct NameBinding {
+    binding: Binding,
+    /// The name as `l5d-dst-service` carries it, printed once.
+    service_header: Option<HeaderValue>,
+}
+
+impl BindStage {
+    pub(crate) fn new(
+        spec: &RouterSpec,
+        naming: Arc<dyn RouterNaming>,
+        admin: SocketAddr,
+    ) -> BindStage {
+        BindStage {
+            bindings: Cache::new(spec.paths_capacity, spec.idle_ttl),
+            naming,
+            base: spec.dtab.clone(),
+            timeout: spec.binding_timeout,
+            label: spec.label.clone(),
+            admin,
+        }
+    }
+
+    /// The interpreter.
+    pub(crate) fn naming(&self) -> &Arc<dyn RouterNaming> {
+        &self.naming
+    }
+
+    /// Drops bindings unused for the idle TTL.
+    pub(crate) fn expire_idle(&self) {
+        self.bindings.expire_idle();
+    }
+
+    /// Waits for the binding of `target` to leave the pending state; also
+    /// gives the name's `l5d-dst-service` value.
+    ///
+    /// A new name is bound here, on the request's task, but outside the
+    /// binding cache's lock: other names never wait for it, and the
+    /// interpreter's `bindingLimits` bound the work.
+    pub(crate) async fn bound_tree(
+        &self,
+        target: &DstTarget,
+        local: &Dtab,
+        started: Instant,
+        deadline: tokio::time::Instant,
+    ) -> Result<(BoundTree, Option<HeaderValue>), RouterError> {
+        let name = &target.name;
+        let entry = self.bindings.get_or_make_at(target, started, || {
+            let dtab = self.base.concat(local);
+            NameBinding {
+                binding: self.naming.bind(&dtab, name),
+                service_header: HeaderValue::try_from(name.show()).ok(),
+            }
+        });
+        let mut binding = entry.value.binding.clone();
+        loop {
+            let state = binding.load();
+            match &*state {
+                Activity::Ok(_) => return Ok((state, entry.value.service_header.clone())),
+                // The client's own dtab asks for too much: its fault, and
+                // it would fail again.
+                Activity::Failed(e @ NamingError::OverBudget { .. }) if !local.is_empty() => {
+                    return Err(RouterError::BindingLimit(format!(
+                        "{e}, with the request's l5d-dtab / l5d-ctx-dtab"
+                    )));
+                }
+                Activity::Failed(e) => {
+                    return Err(RouterError::BindingFailed(format!(
+                        "binding {} failed: {e}",
+                        name.show()
+                    )));
+                }
+                Activity::Pending => {}
+            }
+            if tokio::time::timeout_at(deadline, binding.changed())
+                .await
+                .is_err()
+            {
+                return Err(RouterError::BindingTimeout(format!(
+                    "binding {} timed out after {:?}",
+                    name.show(),
+                    self.timeout
+                )));
+            }
+        }
+    }
+
+    /// The bound name this request goes to: a union branch picked by
+    /// weight, the first alternative that is not negative.
+    pub(crate) fn leaf<'t>(
+        &self,
+        state: &'t Activity<NameTree<Bound>>,
+        target: &DstTarget,
+        local: &Dtab,
+    ) -> Result<&'t Bound, RouterError> {
+        let name = &target.name;
+        let Activity::Ok(tree) = state else {
+            return Err(RouterError::BindingFailed(format!(
+                "binding {} is not ready",
+                name.show()
+            )));
+        };
+        match choose(tree, &mut pick_by_weight) {
+            Resolved::Leaf(bound) => Ok(bound),
+            Resolved::Empty => Err(RouterError::NoEndpoints(format!(
+                "{} has no endpoints (it resolved to $)",
+                name.show()
+            ))),
+            Resolved::Neg => Err(self.no_route(target, local, tree)),
+        }
+    }
+
+    /// The "no route" error: which name, which dentries matched its first
+    /// step, and where to get the full explanation.
+    fn no_route(&self, target: &DstTarget, local: &Dtab, tree: &NameTree<Bound>) -> RouterError {
+        let name = &target.name;
+        let dtab = self.base.concat(local);
+        let tried: Vec<String> = dtab
+            .iter()
+            .filter(|d| d.prefix.matches(name))
+            .map(|d| d.show())
+            .collect();
+        let tried = if tried.is_empty() {
+            "no dentry matched it".to_string()
+        } else {
+            format!("dentries tried: {}", tried.join("; "))
+        };
+        let mut explain = format!(
+            "http://{}/delegator.json?namespace={}&path={}",
+            self.admin,
+            crate::errors::url_encode(&self.label),
+            crate::errors::url_encode(&name.show())
+        );
+        if !local.is_empty() {
+            explain.push_str(&format!(
+                "&dtab={}",
+                crate::errors::url_encode(&target.local_dtab)
+            ));
+        }
+        RouterError::NoEndpoints(format!(
+            "no endpoints for {}: it resolved to {} ({tried}); explanation: {explain}",
+            name.show(),
+            tree.show()
+        ))
+    }
+}

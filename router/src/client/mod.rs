@@ -3,3 +3,224 @@
 //! accrual, requeues and `requestAttemptTimeoutMs` belong here.
 
 pub mod balance;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dtab::Path;
+use http::header::{self, HeaderName, HeaderValue};
+use namers::Bound;
+
+use crate::bind::cache::{Cache, Entry};
+use crate::errors::RouterError;
+use crate::service::DstTarget;
+use balance::{Balancer, Picked};
+
+const L5D_DST_SERVICE: HeaderName = HeaderName::from_static("l5d-dst-service");
+const L5D_DST_CLIENT: HeaderName = HeaderName::from_static("l5d-dst-client");
+const L5D_DST_RESIDUAL: HeaderName = HeaderName::from_static("l5d-dst-residual");
+const L5D_REQID: HeaderName = HeaderName::from_static("l5d-reqid");
+const VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 switchboard");
+
+/// The clients of one router, one per bound id.
+pub(crate) struct ClientStage {
+    clients: Cache<Path, Client>,
+    /// How long a pending address may keep a request waiting.
+    timeout: Duration,
+}
+
+impl ClientStage {
+    pub(crate) fn new(capacity: usize, idle_ttl: Duration, timeout: Duration) -> ClientStage {
+        ClientStage {
+            clients: Cache::new(capacity, idle_ttl),
+            timeout,
+        }
+    }
+
+    /// Drops clients unused for the idle TTL.
+    pub(crate) fn expire_idle(&self) {
+        self.clients.expire_idle();
+    }
+
+    /// The client of `bound`'s id, made on first use.
+    pub(crate) fn client(&self, bound: &Bound, started: Instant) -> Arc<Entry<Client>> {
+        self.clients
+            .get_or_insert_at(&bound.id, started, || Client::new(bound))
+    }
+
+    /// An endpoint of `bound`, waiting (until the binding deadline) for an
+    /// address that is still pending.
+    pub(crate) async fn pick(
+        &self,
+        client: &Client,
+        target: &DstTarget,
+        bound: &Bound,
+        deadline: tokio::time::Instant,
+    ) -> Result<Picked, RouterError> {
+        let balancer = &client.balancer;
+        let mut addr = balancer.live_addr();
+        loop {
+            if let Some(picked) = balancer.pick() {
+                return Ok(picked);
+            }
+            let current = addr.load();
+            if !matches!(*current, namers::Addr::Pending) {
+                return Err(RouterError::NoEndpoints(format!(
+                    "no endpoints for {} (bound to {}: {})",
+                    target.name.show(),
+                    bound.id.show(),
+                    describe_addr(&current)
+                )));
+            }
+            if tokio::time::timeout_at(deadline, addr.changed())
+                .await
+                .is_err()
+            {
+                return Err(RouterError::BindingTimeout(format!(
+                    "the address of {} ({}) was still pending after {:?}",
+                    target.name.show(),
+                    bound.id.show(),
+                    self.timeout
+                )));
+            }
+        }
+    }
+}
+
+/// A bound name's balancer and what the request path needs of its id.
+pub(crate) struct Client {
+    balancer: Balancer,
+    /// The id as `l5d-dst-client` carries it, printed once.
+    client_header: Option<HeaderValue>,
+    /// The last residual path sent as `l5d-dst-residual`, and its value:
+    /// requests for one client usually share their residual.
+    last_residual: arc_swap::ArcSwapOption<(Path, HeaderValue)>,
+}
+
+impl Client {
+    fn new(bound: &Bound) -> Client {
+        Client {
+            balancer: Balancer::new(bound.addr.clone()),
+            client_header: HeaderValue::try_from(bound.id.show()).ok(),
+            last_residual: arc_swap::ArcSwapOption::empty(),
+        }
+    }
+
+    /// `residual` as an `l5d-dst-residual` value, printed only when it
+    /// differs from the last one.
+    fn residual_header(&self, residual: &Path) -> Option<HeaderValue> {
+        if let Some(last) = &*self.last_residual.load()
+            && last.0 == *residual
+        {
+            return Some(last.1.clone());
+        }
+        let value = HeaderValue::try_from(residual.show()).ok()?;
+        self.last_residual
+            .store(Some(Arc::new((residual.clone(), value.clone()))));
+        Some(value)
+    }
+}
+
+/// `Via` and the `l5d-dst-*` and `l5d-reqid` headers Linkerd sends
+/// downstream. `l5d-dst-*` replace the client's; a client's `l5d-reqid`
+/// is kept.
+pub(crate) struct DstHeaders {
+    service: Option<HeaderValue>,
+    client: Option<HeaderValue>,
+    residual: Option<HeaderValue>,
+}
+
+impl DstHeaders {
+    pub(crate) fn new(service: Option<HeaderValue>, client: &Client, bound: &Bound) -> DstHeaders {
+        DstHeaders {
+            service,
+            client: client.client_header.clone(),
+            residual: if bound.residual.is_empty() {
+                None
+            } else {
+                client.residual_header(&bound.residual)
+            },
+        }
+    }
+
+    /// Sets the headers in a request's header map.
+    pub(crate) fn set(self, headers: &mut http::HeaderMap) {
+        headers.reserve(5);
+        headers.append(header::VIA, VIA_VALUE);
+        let replaced = [
+            (L5D_DST_SERVICE, self.service),
+            (L5D_DST_CLIENT, self.client),
+            (L5D_DST_RESIDUAL, self.residual),
+        ];
+        for (name, value) in replaced {
+            if let Some(value) = value {
+                headers.insert(name, value);
+            }
+        }
+        if !headers.contains_key(L5D_REQID) {
+            headers.insert(L5D_REQID, request_id());
+        }
+    }
+
+    /// Writes the head of `parts` with these headers to `out`, without
+    /// putting them in its header map first.
+    pub(crate) fn encode_head(self, parts: &http::request::Parts, out: &mut Vec<u8>) {
+        let mut has_reqid = false;
+        crate::endpoint::h1_direct::encode_head(parts, out, |name| {
+            // Only `l5d-*` names need a closer look.
+            if !name.as_str().starts_with("l5d-") {
+                return true;
+            }
+            if name == L5D_REQID {
+                has_reqid = true;
+                return true;
+            }
+            !((name == L5D_DST_SERVICE && self.service.is_some())
+                || (name == L5D_DST_CLIENT && self.client.is_some())
+                || (name == L5D_DST_RESIDUAL && self.residual.is_some()))
+        });
+        let push = crate::endpoint::h1_direct::push_field;
+        push(out, b"via", VIA_VALUE.as_bytes());
+        let replaced = [
+            (&L5D_DST_SERVICE, &self.service),
+            (&L5D_DST_CLIENT, &self.client),
+            (&L5D_DST_RESIDUAL, &self.residual),
+        ];
+        for (name, value) in replaced {
+            if let Some(value) = value {
+                push(out, name.as_str().as_bytes(), value.as_bytes());
+            }
+        }
+        if !has_reqid {
+            push(out, b"l5d-reqid", &request_id_text());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A random request id: 16 lowercase hex digits.
+fn request_id() -> HeaderValue {
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&request_id_text()).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+fn request_id_text() -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = rand::random::<u64>();
+    let mut text = [0u8; 16];
+    for digit in text.iter_mut().rev() {
+        *digit = HEX[(id & 0xf) as usize];
+        id >>= 4;
+    }
+    text
+}
+
+fn describe_addr(addr: &namers::Addr) -> String {
+    match addr {
+        namers::Addr::Pending => "address pending".to_string(),
+        namers::Addr::Neg => "the name does not exist".to_string(),
+        namers::Addr::Failed(why) => format!("address lookup failed: {why}"),
+        namers::Addr::Bound(set) if set.is_empty() => "no endpoints listed".to_string(),
+        namers::Addr::Bound(_) => "every endpoint has weight 0".to_string(),
+    }
+}

@@ -1,7 +1,329 @@
 //! The endpoint stage: one request to one chosen endpoint, over the direct
 //! HTTP/1 path, hyper's HTTP/1 client or the h2 pool, with connections
-//! pooled per endpoint.
+//! pooled per endpoint. The request is rewritten for the endpoint here
+//! (URI form, `Host`, hop-by-hop fields), and the answer's hop-by-hop
+//! fields are dropped on the way back.
 
 pub mod h1_direct;
 pub mod h1_pool;
 pub mod h2_pool;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::TokioIo;
+use namers::Bound;
+
+use crate::body::{Body, Lease};
+use crate::client::DstHeaders;
+use crate::client::balance::Picked;
+use crate::config::RouterSpec;
+use crate::errors::RouterError;
+use crate::identify::Protocol;
+use crate::service::DstTarget;
+
+/// Headers that describe one hop and are not forwarded.
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// A forwarded request's answer.
+pub(crate) enum Routed {
+    /// A response to send as it is.
+    Response(Response<Body>),
+    /// The raw answer of the direct HTTP/1 client, and its body, which
+    /// holds the endpoint's in-flight count until it is done.
+    Direct {
+        answer: crate::endpoint::h1_direct::Answer,
+        body: crate::endpoint::h1_direct::DirectBody,
+        picked: crate::client::balance::Picked,
+    },
+}
+
+/// How long an upstream connection may sit idle in the pool.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most idle connections kept per endpoint.
+const MAX_IDLE_PER_ENDPOINT: usize = 1024;
+
+/// A router's connections to its endpoints.
+pub(crate) struct EndpointStage {
+    protocol: Protocol,
+    /// Upstream connections of an `http` router.
+    h1: Arc<h1_pool::H1Pool>,
+    /// Upstream connections of an `h2` router.
+    h2: Option<h2_pool::H2Pool>,
+}
+
+impl EndpointStage {
+    pub(crate) fn new(spec: &RouterSpec) -> EndpointStage {
+        EndpointStage {
+            protocol: spec.protocol,
+            h1: Arc::new(h1_pool::H1Pool::new(
+                spec.connect_timeout,
+                UPSTREAM_IDLE_TIMEOUT,
+                MAX_IDLE_PER_ENDPOINT,
+            )),
+            h2: (spec.protocol == Protocol::H2).then(|| h2_pool::H2Pool::new(spec.connect_timeout)),
+        }
+    }
+
+    /// Closes connections idle for too long.
+    pub(crate) fn expire_idle(&self) {
+        self.h1.expire_idle();
+    }
+
+    /// Sends the request to `picked`'s endpoint, within `limit`, with the
+    /// `l5d-dst-*` headers of `dst`. A bodiless `http` request whose method
+    /// may be repeated takes the direct HTTP/1 path and comes back as the
+    /// upstream's raw answer ([`Routed::Direct`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn forward(
+        &self,
+        mut parts: http::request::Parts,
+        incoming: Option<Incoming>,
+        rewritten_uri: Option<Uri>,
+        picked: Picked,
+        dst: DstHeaders,
+        limit: Option<Duration>,
+        target: &DstTarget,
+        bound: &Bound,
+    ) -> Result<Routed, RouterError> {
+        let endpoint = picked.addr;
+        // Rewrite the request for the chosen endpoint.
+        let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        let upgrading = is_upgrade(&parts.headers);
+        if let Some(rewritten) = rewritten_uri {
+            parts.uri = rewritten;
+        }
+        match self.protocol {
+            Protocol::Http => {
+                // The client's authority (the URI's for HTTP/2 and
+                // absolute-form requests) travels in `Host`; the connection
+                // goes to the endpoint and the URI is sent in origin form.
+                if !parts.headers.contains_key(header::HOST) {
+                    let host = match parts.uri.authority() {
+                        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+                        None => HeaderValue::from_str(&endpoint.to_string()).ok(),
+                    };
+                    if let Some(host) = host {
+                        parts.headers.insert(header::HOST, host);
+                    }
+                }
+                if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+                    parts.uri = Uri::from(
+                        parts
+                            .uri
+                            .path_and_query()
+                            .cloned()
+                            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+                    );
+                }
+                parts.version = http::Version::HTTP_11;
+            }
+            Protocol::H2 => {
+                // HTTP/2 carries the authority in the URI; keep the one the
+                // client asked for so the backend sees it.
+                let authority = match parts.uri.authority() {
+                    Some(authority) => authority.clone(),
+                    None => parts
+                        .headers
+                        .get(header::HOST)
+                        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                        .unwrap_or_else(|| endpoint_authority(endpoint)),
+                };
+                let mut uri = std::mem::take(&mut parts.uri).into_parts();
+                uri.scheme = Some(Scheme::HTTP);
+                uri.authority = Some(authority);
+                if uri.path_and_query.is_none() {
+                    uri.path_and_query = Some(PathAndQuery::from_static("/"));
+                }
+                parts.uri = Uri::from_parts(uri).map_err(|e| {
+                    RouterError::Upstream(format!("cannot build the upstream URI: {e}"))
+                })?;
+                parts.headers.remove(header::HOST);
+            }
+        }
+        strip_hop_by_hop(&mut parts.headers, upgrading);
+        let upstream_failed = |e: String| {
+            RouterError::Upstream(format!(
+                "{} ({}) at {endpoint}: {e}",
+                target.name.show(),
+                bound.id.show(),
+            ))
+        };
+        let timed_out = |limit: Duration| {
+            RouterError::Timeout(format!(
+                "no response from {endpoint} for {} within {limit:?}",
+                target.name.show()
+            ))
+        };
+        let bodiless = incoming.as_ref().is_none_or(|i| i.is_end_stream());
+        if self.h2.is_none()
+            && crate::endpoint::h1_direct::eligible(&parts.method, bodiless, upgrading)
+        {
+            drop(incoming);
+            let mut head = Vec::with_capacity(512);
+            dst.encode_head(&parts, &mut head);
+            let call = self.h1.send_direct(endpoint, &head, &parts.method);
+            let (answer, body) = match limit {
+                Some(limit) => tokio::time::timeout(limit, call)
+                    .await
+                    .map_err(|_| timed_out(limit))?,
+                None => call.await,
+            }
+            .map_err(|e| upstream_failed(e.to_string()))?;
+            // (The direct client keeps no hop-by-hop fields.)
+            return Ok(Routed::Direct {
+                answer,
+                body,
+                picked,
+            });
+        }
+        // Boxed: streaming through hyper's client takes a large future,
+        // which would otherwise make every request's future that large.
+        Box::pin(async move {
+            dst.set(&mut parts.headers);
+            let body = incoming.map_or_else(Body::empty, Body::streamed);
+            let outgoing = Request::from_parts(parts, body);
+
+            let call = async {
+                match &self.h2 {
+                    Some(pool) => pool
+                        .send(endpoint, outgoing)
+                        .await
+                        .map(|response| (response, None)),
+                    None => self
+                        .h1
+                        .send(endpoint, outgoing)
+                        .await
+                        .map(|(response, connection)| (response, Some(connection)))
+                        .map_err(|e| e.to_string()),
+                }
+            };
+            let result = match limit {
+                Some(limit) => tokio::time::timeout(limit, call)
+                    .await
+                    .map_err(|_| timed_out(limit))?,
+                None => call.await,
+            };
+            let (mut response, mut connection) = result.map_err(upstream_failed)?;
+
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                // The connection now belongs to the upgraded protocol.
+                connection = None;
+                if let Some(downstream) = on_upgrade {
+                    let upstream = hyper::upgrade::on(&mut response);
+                    tokio::spawn(splice(downstream, upstream));
+                }
+            } else {
+                strip_hop_by_hop(response.headers_mut(), false);
+            }
+            let (parts, incoming) = response.into_parts();
+            let body = Body::leased(incoming, Lease { picked, connection });
+            Ok(Routed::Response(Response::from_parts(parts, body)))
+        })
+        .await
+    }
+}
+
+/// `endpoint` as an authority, for an h2 request that named none.
+fn endpoint_authority(endpoint: SocketAddr) -> Authority {
+    // A socket address always prints as a valid authority.
+    Authority::try_from(endpoint.to_string())
+        .unwrap_or_else(|_| Authority::from_static("localhost"))
+}
+
+fn is_upgrade(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// Removes hop-by-hop headers (and those named by `Connection`); an upgrade
+/// keeps `Connection: upgrade` and `Upgrade`.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap, upgrading: bool) {
+    // Usually there is none: one pass over the names is cheaper than a
+    // hashed removal per hop-by-hop name.
+    if !upgrading && !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
+    // Most requests name nothing in `Connection`: no list is built for them.
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(upgrading && n == header::UPGRADE))
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        if upgrading && (name == header::UPGRADE || name == header::CONNECTION) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if upgrading {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Copies bytes both ways between the client and the upstream after a
+/// `101 Switching Protocols`.
+async fn splice(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (Ok(down), Ok(up)) = tokio::join!(downstream, upstream) else {
+        tracing::debug!("an upgrade was not completed by one side");
+        return;
+    };
+    let mut down = TokioIo::new(down);
+    let mut up = TokioIo::new(up);
+    let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_but_upgrades_survive() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers, false);
+        assert!(headers.get("x-private").is_none() && headers.get("keep-alive").is_none());
+        assert!(headers.get("x-kept").is_some());
+
+        let mut ws = http::HeaderMap::new();
+        ws.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        ws.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&ws));
+        strip_hop_by_hop(&mut ws, true);
+        assert_eq!(ws.get(header::UPGRADE).unwrap(), "websocket");
+        assert_eq!(ws.get(header::CONNECTION).unwrap(), "upgrade");
+    }
+}

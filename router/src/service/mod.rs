@@ -5,3 +5,40 @@
 //! classifiers) belongs here.
 
 pub mod dtab_headers;
+
+use dtab::{Dtab, Path};
+
+use crate::errors::RouterError;
+
+/// A request's destination: the name its identifier gave and the dtab the
+/// request brought. Requests with equal targets share one binding; it is
+/// the binding cache's key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DstTarget {
+    /// The request's own dtab as text; empty for most requests.
+    pub local_dtab: String,
+    /// The name, e.g. `/svc/web`.
+    pub name: Path,
+}
+
+impl DstTarget {
+    /// The target of a request named `name` that brought `local`.
+    pub fn new(local: &Dtab, name: Path) -> DstTarget {
+        DstTarget {
+            local_dtab: if local.is_empty() {
+                String::new()
+            } else {
+                local.show()
+            },
+            name,
+        }
+    }
+}
+
+/// The request's own dtab, within the router's `dtabHeaderLimits`.
+pub(crate) fn local_dtab(
+    headers: &http::HeaderMap,
+    limits: &dtab_headers::DtabHeaderLimits,
+) -> Result<Dtab, RouterError> {
+    dtab_headers::local_dtab(headers, limits).map_err(|e| RouterError::BadDtabHeader(e.to_string()))
+}
