@@ -1,8 +1,9 @@
 //! Benchmarks of binding a name: the pure core, the live interpreter and the
 //! delegator, on a name that takes five rewrite steps through a
 //! 1,000-dentry dtab before a `/$/inet` system namer binds it (the data is
-//! described in `support/chain.rs`). Run with
-//! `cargo bench -p namers --bench bind`.
+//! described in `support/chain.rs`); the same name through weighted unions;
+//! and how long the exponential dtab of the binding-limits report takes to
+//! be refused. Run with `cargo bench -p namers --bench bind`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -15,7 +16,9 @@ use namers::{Interpreter, NameInterpreter};
 #[path = "support/chain.rs"]
 mod chain;
 
-use chain::{CHAIN, NAME, bind_core, check, large_dtab, read_path, system_namers};
+use chain::{
+    CHAIN, NAME, bind_core, check, doubling_dtab, large_dtab, read_path, system_namers, union_dtab,
+};
 
 fn benches(c: &mut Criterion) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -40,6 +43,26 @@ fn benches(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("core", "5 steps, 1000 dentries"), |b| {
         b.iter(|| bind_core(black_box(&dtab), &system, black_box(&name)));
     });
+
+    // The same name through unions: four leaves, weights carried down.
+    let unions = union_dtab();
+    group.bench_function(BenchmarkId::new("core", "unions, 1000 dentries"), |b| {
+        b.iter(|| bind_core(black_box(&unions), &system, black_box(&name)));
+    });
+
+    // The exponential-binding report's dtab, refused by the leaf limit.
+    let doubling = doubling_dtab();
+    group.bench_function(BenchmarkId::new("over budget", "22 doublings"), |b| {
+        b.iter(|| bind_core(black_box(&doubling), &system, black_box(&name)));
+    });
+    // The same after the 1,000-dentry dtab (each lookup scans it).
+    let large_doubling = dtab.concat(&doubling);
+    group.bench_function(
+        BenchmarkId::new("over budget", "22 doublings after 1000 dentries"),
+        |b| {
+            b.iter(|| bind_core(black_box(&large_doubling), &system, black_box(&name)));
+        },
+    );
 
     // The first answer is computed before `bind` returns; the binding's task
     // has been spawned but not run. Dropping the binding and letting its task

@@ -57,8 +57,7 @@ pub(crate) fn bind_tree_timed(
         max_depth: limits.max_depth,
         budget: Budget::new(limits, clock),
         lookup,
-        looked_up: HashMap::new(),
-        bound: HashMap::new(),
+        paths: HashMap::new(),
     };
     let result = binder.bind(0, None, tree);
     match binder.budget.check() {
@@ -67,19 +66,32 @@ pub(crate) fn bind_tree_timed(
     }
 }
 
-/// Where a path leaf is bound: its path, its depth and the weight it
-/// carries (as bits). The same path at another depth or weight can give
-/// another result (the depth limit, the weight on its leaves).
-type BindKey = (Path, usize, Option<u64>);
-
 struct Binder<'a> {
     max_depth: usize,
     budget: Budget<'a>,
     lookup: &'a mut dyn FnMut(&Path) -> Snapshot,
-    /// Each path's lookup, made once per bind.
-    looked_up: HashMap<Path, Rc<Snapshot>>,
-    /// Each bound path leaf, and how many leaves binding it built.
-    bound: HashMap<BindKey, (Activity<NameTree<Bound>>, usize)>,
+    /// What is known of each path met in this bind.
+    paths: HashMap<Path, PathMemo>,
+}
+
+/// A path's lookup, made once per bind, and what binding it gave.
+struct PathMemo {
+    looked_up: Rc<Snapshot>,
+    /// One entry per depth and weight the path was bound at: the same path
+    /// at another depth or weight can give another result (the depth
+    /// limit, the weight on its leaves). Usually just one.
+    bound: Vec<Reuse>,
+}
+
+/// A path bound at one depth and weight (as bits). The result is kept
+/// only from the second binding on: most paths are met once, and copying
+/// every result would cost them all. Binding a repeated path twice is
+/// still cheap, since the second time its own repeated paths are kept.
+struct Reuse {
+    depth: usize,
+    weight: Option<u64>,
+    /// The result and the leaves it built, once kept.
+    kept: Option<(Activity<NameTree<Bound>>, usize)>,
 }
 
 impl Binder<'_> {
@@ -148,18 +160,41 @@ impl Binder<'_> {
         if let Err(exceeded) = self.budget.lookup() {
             return spent(exceeded);
         }
-        let key = (path.clone(), depth, weight.map(f64::to_bits));
-        if let Some((result, leaves)) = self.bound.get(&key) {
-            return match self.budget.leaves(*leaves) {
-                Ok(()) => result.clone(),
-                Err(exceeded) => spent(exceeded),
-            };
-        }
-        let next = match self.looked_up.get(path) {
-            Some(next) => next.clone(),
+        let weight_bits = weight.map(f64::to_bits);
+        let at = |r: &Reuse| r.depth == depth && r.weight == weight_bits;
+        let mut keep = false;
+        let next = match self.paths.get_mut(path) {
+            Some(memo) => {
+                match memo.bound.iter().find(|r| at(r)) {
+                    Some(Reuse {
+                        kept: Some((result, leaves)),
+                        ..
+                    }) => {
+                        return match self.budget.leaves(*leaves) {
+                            Ok(()) => result.clone(),
+                            Err(exceeded) => spent(exceeded),
+                        };
+                    }
+                    Some(_) => keep = true,
+                    None => memo.bound.push(Reuse {
+                        depth,
+                        weight: weight_bits,
+                        kept: None,
+                    }),
+                }
+                memo.looked_up.clone()
+            }
             None => {
                 let next = Rc::new((self.lookup)(path));
-                self.looked_up.insert(path.clone(), next.clone());
+                let memo = PathMemo {
+                    looked_up: next.clone(),
+                    bound: vec![Reuse {
+                        depth,
+                        weight: weight_bits,
+                        kept: None,
+                    }],
+                };
+                self.paths.insert(path.clone(), memo);
                 next
             }
         };
@@ -169,9 +204,15 @@ impl Binder<'_> {
             Activity::Pending => Activity::Pending,
             Activity::Failed(e) => Activity::Failed(e.clone()),
         };
-        if self.budget.check().is_ok() {
+        if keep
+            && self.budget.check().is_ok()
+            && let Some(reuse) = self
+                .paths
+                .get_mut(path)
+                .and_then(|memo| memo.bound.iter_mut().find(|r| at(r)))
+        {
             let leaves = self.budget.leaves_so_far() - before;
-            self.bound.insert(key, (result.clone(), leaves));
+            reuse.kept = Some((result.clone(), leaves));
         }
         result
     }

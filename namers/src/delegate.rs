@@ -65,17 +65,23 @@ impl Interpreter {
     }
 }
 
-/// Where a path step is explained: its path, its depth, and the dentry that
-/// led to it (shown), which the explanation's nodes carry.
-type StepKey = (Path, usize, String);
+/// A path step met at one depth through one dentry.
+struct Step {
+    depth: usize,
+    dentry: Dentry,
+    /// The explanation and the leaves it built, once kept.
+    kept: Option<(Result<Delegation, NamingError>, usize)>,
+}
 
 struct Delegator<'a> {
     interpreter: &'a Interpreter,
     dtab: &'a Dtab,
     deps: &'a mut Deps,
     budget: Budget<'a>,
-    /// Each path step explained, and how many leaves it built.
-    steps: HashMap<StepKey, (Result<Delegation, NamingError>, usize)>,
+    /// Each path step explained, by path, then by depth and by the dentry
+    /// that led to it (which the explanation's nodes carry). As in binding,
+    /// an explanation is kept from the second time its step is met.
+    steps: HashMap<Path, Vec<Step>>,
 }
 
 impl Delegator<'_> {
@@ -212,17 +218,38 @@ impl Delegator<'_> {
         path: Path,
     ) -> Result<Delegation, NamingError> {
         self.budget.lookup().map_err(spent)?;
-        let key = (path, depth, dentry.show());
-        if let Some((result, leaves)) = self.steps.get(&key) {
-            self.budget.leaves(*leaves).map_err(spent)?;
-            return result.clone();
-        }
+        let seen = self.steps.entry(path.clone()).or_default();
+        let at = |s: &Step| s.depth == depth && s.dentry == dentry;
+        let keep = match seen.iter().find(|s| at(s)) {
+            Some(Step {
+                kept: Some((result, leaves)),
+                ..
+            }) => {
+                self.budget.leaves(*leaves).map_err(spent)?;
+                return result.clone();
+            }
+            Some(_) => true,
+            None => {
+                seen.push(Step {
+                    depth,
+                    dentry: dentry.clone(),
+                    kept: None,
+                });
+                false
+            }
+        };
         let before = self.budget.leaves_so_far();
-        let next = self.lookup(&dentry, &key.0);
+        let next = self.lookup(&dentry, &path);
         let result = self.bind(depth + 1, next);
-        if self.budget.check().is_ok() {
+        if keep
+            && self.budget.check().is_ok()
+            && let Some(step) = self
+                .steps
+                .get_mut(&path)
+                .and_then(|seen| seen.iter_mut().find(|s| at(s)))
+        {
             let leaves = self.budget.leaves_so_far() - before;
-            self.steps.insert(key, (result.clone(), leaves));
+            step.kept = Some((result.clone(), leaves));
         }
         result
     }

@@ -152,6 +152,41 @@ pub(crate) fn large_dtab() -> Dtab {
     }
 }
 
+/// The large dtab with its last three generated dentries replaced by three
+/// that send [`NAME`] through weighted unions: still 1,000 dentries, and the
+/// name binds to a union of four leaves.
+pub(crate) fn union_dtab() -> Dtab {
+    let mut dentries = large_dtab().dentries().to_vec();
+    // Slots 996-998 hold generated dentries (see PRIMARY and FALLBACKS).
+    dentries.drain(996..999);
+    for text in [
+        "/svc/web => 0.9 * /env/prod/web & 0.1 * /env/canary/web",
+        "/env/canary => /team/a",
+        "/team/a/web => 0.5 * /region/x/web & 0.5 * /dc/1/web",
+    ] {
+        match dtab::Dentry::read(text) {
+            Ok(dentry) => dentries.push(dentry),
+            Err(e) => panic!("benchmark dentry {text} does not parse: {e}"),
+        }
+    }
+    Dtab::new(dentries)
+}
+
+/// The dtab of the exponential-binding report after a one-line base dtab:
+/// `/svc/web => /a0`, 22 levels of `/a<i> => /a<i+1> & /a<i+1>`, and
+/// `/a22` bound by `/$/inet`.
+pub(crate) fn doubling_dtab() -> Dtab {
+    let mut text = String::from("/svc => /$/inet/127.0.0.1/8080;/svc/web=>/a0;");
+    for i in 0..22 {
+        text.push_str(&format!("/a{i}=>/a{}&/a{};", i + 1, i + 1));
+    }
+    text.push_str("/a22=>/$/inet/127.0.0.1/8080");
+    match Dtab::read(&text) {
+        Ok(dtab) => dtab,
+        Err(e) => panic!("benchmark dtab does not parse: {e}"),
+    }
+}
+
 /// DNS that is never asked: every host in the benchmark is an IP literal.
 struct NoDns;
 
@@ -210,6 +245,24 @@ pub(crate) fn check(dtab: &Dtab, system: &SystemNamers, interpreter: &Interprete
         panic!("the address of {NAME} is not bound");
     };
     assert_eq!(set.endpoints().len(), 1);
+
+    let unions = union_dtab();
+    assert_eq!(unions.len(), DENTRIES);
+    match bind_core(&unions, system, &read_path(NAME)) {
+        Activity::Ok(tree @ NameTree::Union(_)) => {
+            let shown = tree.show();
+            assert_eq!(
+                shown.matches("/$/inet/127.0.0.1/8080").count(),
+                4,
+                "{shown}"
+            );
+        }
+        other => panic!("{NAME} did not bind to a union through the union dtab: {other:?}"),
+    }
+    match bind_core(&doubling_dtab(), system, &read_path(NAME)) {
+        Activity::Failed(namers::NamingError::OverBudget { .. }) => {}
+        other => panic!("the doubling dtab was not refused: {other:?}"),
+    }
 
     let live = interpreter.bind(dtab, &read_path(NAME));
     match &*live.load() {

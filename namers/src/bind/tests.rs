@@ -188,7 +188,7 @@ fn a_doubling_dtab_fails_fast_naming_the_leaf_limit() {
 
 #[test]
 fn a_doubling_dtab_that_ends_in_neg_binds_cheaply() {
-    // Without reuse this is 2^23 path steps; with it, two per level, and
+    // Without reuse this is 2^23 path steps; with it, four per level, and
     // the alternative after the union of `~`s answers.
     let dtab = Dtab::read("/svc=>/b/base")
         .unwrap()
