@@ -760,7 +760,8 @@ async fn other_requests_keep_their_connection_alive() {
 
 #[tokio::test]
 async fn closing_a_watch_connection_releases_the_watch() {
-    let n = start("").await;
+    // Kept a second after its last watcher leaves, then released.
+    let n = start("bindingCache:\n  idleTtlSecs: 1\n").await;
     let stream = send(
         n.api,
         "GET /api/1/bind/default?path=/svc/web&watch=true HTTP/1.1\r\nHost: namerd\r\n\r\n",
@@ -770,6 +771,12 @@ async fn closing_a_watch_connection_releases_the_watch() {
     assert!(watch.chunk().await.contains("\"port\":8080"));
     assert_eq!(n.running.namerd.live_bindings(), 1);
     drop(watch);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        n.running.namerd.live_bindings(),
+        1,
+        "released before the idle TTL"
+    );
     tokio::time::timeout(Duration::from_secs(5), async {
         while n.running.namerd.live_bindings() != 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
