@@ -76,6 +76,11 @@ pub enum NamingError {
         /// Which limit, with its value and config key.
         exceeded: crate::bind::Exceeded,
     },
+    /// The service that binds for us (namerd) refused this binding as a
+    /// bad request, e.g. its dtab is over namerd's limits: asking again
+    /// cannot help.
+    #[error("refused: {0}")]
+    Refused(Arc<str>),
     /// A namer's backend failed; the message says which and why.
     #[error("{0}")]
     Namer(Arc<str>),

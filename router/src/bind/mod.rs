@@ -95,7 +95,9 @@ impl BindStage {
                 Activity::Ok(_) => return Ok((state, entry.value.service_header.clone())),
                 // The client's own dtab asks for too much: its fault, and
                 // it would fail again.
-                Activity::Failed(e @ NamingError::OverBudget { .. }) if !local.is_empty() => {
+                Activity::Failed(
+                    e @ (NamingError::OverBudget { .. } | NamingError::Refused(_)),
+                ) if !local.is_empty() => {
                     return Err(RouterError::BindingLimit(format!(
                         "{e}, with the request's l5d-dtab / l5d-ctx-dtab"
                     )));

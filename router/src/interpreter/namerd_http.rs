@@ -311,6 +311,9 @@ struct Attempt {
     progressed: bool,
     /// Why it ended: `None` when namerd closed the stream cleanly.
     error: Option<String>,
+    /// namerd refused the request itself (400): watching again would get
+    /// the same answer.
+    refused: bool,
 }
 
 /// Runs `once` (one watch attempt) again and again, backing off between
@@ -330,6 +333,11 @@ async fn keep_watching<T, F, Fut>(
             () = publisher.closed() => return,
             attempt = once() => attempt,
         };
+        if attempt.refused {
+            // Kept as it is until nobody holds it.
+            publisher.closed().await;
+            return;
+        }
         let why: Arc<str> = attempt
             .error
             .as_deref()
@@ -374,6 +382,14 @@ async fn bind_once(
     };
     let mut watch = match client.watch_bind(&shared.namespace, path, dtab).await {
         Ok(watch) => watch,
+        Err(ClientError::BadRequest { message, .. }) => {
+            // A request namerd will never serve (a dtab over its binding
+            // limits, say): the router answers it as the client's mistake.
+            publisher.publish_if_changed(Activity::Failed(NamingError::Refused(
+                message.as_str().into(),
+            )));
+            return Attempt::refused(message);
+        }
         Err(error) => {
             if namerd_refused(&error) {
                 fail_unanswered(&error.to_string());
@@ -472,6 +488,7 @@ impl Attempt {
         Attempt {
             progressed,
             error: Some(error),
+            refused: false,
         }
     }
 
@@ -479,6 +496,15 @@ impl Attempt {
         Attempt {
             progressed,
             error: None,
+            refused: false,
+        }
+    }
+
+    fn refused(error: String) -> Attempt {
+        Attempt {
+            progressed: false,
+            error: Some(error),
+            refused: true,
         }
     }
 }

@@ -348,6 +348,42 @@ async fn a_name_asked_again_while_namerd_is_down_gets_the_last_good_answer() {
     assert_eq!(endpoints(&leaf_addr(&again)), "8080*1");
 }
 
+/// namerd's 400 for a request's dtab (over its binding limits) is a
+/// refusal the router answers as the client's mistake, and is not asked
+/// again while the binding is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dtab_namerd_refuses_fails_once_as_refused() {
+    let disco = disco();
+    let namerd = NamerdProcess::start(0, STORED, disco.path()).await;
+    let interpreter = interpreter(namerd.api, "default");
+    let mut hostile = String::from("/svc/web=>/a0");
+    for i in 0..22 {
+        hostile.push_str(&format!(";/a{i}=>/a{n}&/a{n}", n = i + 1));
+    }
+    hostile.push_str(";/a22=>/$/inet/127.0.0.1/8080");
+    let mut binding = interpreter.bind(&Dtab::read(&hostile).unwrap(), &path("/svc/web"));
+    let refused = |b: &Binding| match &*b.load() {
+        Activity::Failed(NamingError::Refused(why)) => why.to_string(),
+        other => format!("not refused: {other:?}"),
+    };
+    let waited = tokio::time::timeout(UPDATE, async {
+        while refused(&binding).starts_with("not refused") {
+            binding.changed().await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{}", refused(&binding));
+    assert!(
+        refused(&binding).contains("bindingLimits"),
+        "{}",
+        refused(&binding)
+    );
+    // No reconnection follows the refusal.
+    let failures = interpreter.status().load().failures;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(interpreter.status().load().failures, failures);
+}
+
 #[test]
 fn config_keys_are_checked() {
     let default = default();
