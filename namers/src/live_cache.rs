@@ -5,12 +5,14 @@
 //! what it depends on still gets its last good value.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use crate::{Live, Publisher};
@@ -49,6 +51,11 @@ impl BindingCacheConfig {
         Duration::from_secs(self.idle_ttl_secs)
     }
 }
+
+/// A value could not be started: there is no tokio runtime to run it on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no tokio runtime to keep the value up to date on")]
+pub struct NoRuntime;
 
 /// Live values keyed by `K`, each kept up to date by one task.
 pub struct LiveCache<K, T> {
@@ -120,8 +127,46 @@ where
     /// Subscribes to the value for `key`, starting `run` for it if nobody
     /// watches it yet. `run` keeps the publisher up to date and returns once
     /// [`Publisher::closed`] completes; if a watcher arrived meanwhile it is
-    /// started again.
+    /// started again. Starting `run` needs a tokio runtime (it panics
+    /// without one, as `tokio::spawn` does).
     pub fn subscribe<F, Fut>(&self, key: K, initial: impl FnOnce() -> T, run: F) -> Live<T>
+    where
+        F: Fn(Arc<Publisher<T>>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let started = self.start(key, initial, run, || Ok::<_, Infallible>(Handle::current()));
+        match started {
+            Ok(live) => live,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`LiveCache::subscribe`], but outside a tokio runtime it says so
+    /// instead of panicking when `run` would have to be started.
+    pub fn try_subscribe<F, Fut>(
+        &self,
+        key: K,
+        initial: impl FnOnce() -> T,
+        run: F,
+    ) -> Result<Live<T>, NoRuntime>
+    where
+        F: Fn(Arc<Publisher<T>>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.start(key, initial, run, || {
+            Handle::try_current().map_err(|_| NoRuntime)
+        })
+    }
+
+    /// Subscribes, asking `runtime` for a runtime only when a task must be
+    /// started.
+    fn start<F, Fut, E>(
+        &self,
+        key: K,
+        initial: impl FnOnce() -> T,
+        run: F,
+        runtime: impl FnOnce() -> Result<Handle, E>,
+    ) -> Result<Live<T>, E>
     where
         F: Fn(Arc<Publisher<T>>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -132,8 +177,9 @@ where
             && publisher.subscriber_count() > 0
         {
             entry.idle_since = None;
-            return publisher.subscribe();
+            return Ok(publisher.subscribe());
         }
+        let runtime = runtime()?;
         let publisher = Arc::new(Publisher::new(initial()));
         let live = publisher.subscribe();
         let lingering = (!self.shared.inactive_ttl.is_zero()).then(|| publisher.subscribe());
@@ -147,11 +193,11 @@ where
         );
         if !self.shared.inactive_ttl.is_zero() && !self.shared.expiring.swap(true, Ordering::SeqCst)
         {
-            tokio::spawn(expire_inactive(Arc::downgrade(&self.shared)));
+            runtime.spawn(expire_inactive(Arc::downgrade(&self.shared)));
         }
         drop(entries);
         let shared = self.shared.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             loop {
                 run(publisher.clone()).await;
                 // Retire under the lock, so nobody can subscribe to a
@@ -168,7 +214,7 @@ where
                 }
             }
         });
-        live
+        Ok(live)
     }
 
     /// How many values are being kept up to date.
@@ -347,6 +393,20 @@ mod tests {
             "a new task for a new watcher"
         );
         assert_eq!(*fresh.load(), 20);
+    }
+
+    #[test]
+    fn outside_a_runtime_try_subscribe_says_so_and_keeps_nothing() {
+        let cache: LiveCache<String, u32> = LiveCache::default();
+        let started = cache.try_subscribe(
+            "k".to_string(),
+            || 0,
+            |p| async move {
+                p.closed().await;
+            },
+        );
+        assert_eq!(started.err(), Some(NoRuntime));
+        assert!(cache.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

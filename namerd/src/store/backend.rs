@@ -1,16 +1,16 @@
-//! What the stores backed by a remote service (ZooKeeper, etcd) share: the
-//! table of running watches, with one background task per watched
+//! What the stores that watch something (ZooKeeper, etcd, Consul) share:
+//! the table of running watches, with one background task per watched
 //! namespace and one for the list, each stopped when its last handle is
 //! dropped; keeping the last good dtab when the backend holds something
 //! else; logging failures once; and backing off between retries.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use namers::backoff::{Backoff, ExponentialBackoff};
-use namers::{Activity, Live, NamingError, Publisher};
+use namers::{Activity, Live, LiveCache, NamingError, Publisher};
 
 use super::{DtabWatch, NamespacesWatch, StoreError, VersionedDtab};
 use crate::Namespace;
@@ -20,19 +20,14 @@ pub(super) type DtabPublisher = Arc<Publisher<Activity<Option<VersionedDtab>>>>;
 /// Where the list watch task publishes.
 pub(super) type ListPublisher = Arc<Publisher<Activity<BTreeSet<Namespace>>>>;
 
-#[derive(Default)]
-struct Table {
-    list: Option<ListPublisher>,
-    dtabs: HashMap<Namespace, DtabPublisher>,
-}
-
 /// The watches one store is running. Every watcher of the same thing
-/// shares one task.
-#[derive(Clone)]
+/// shares one task; values are not kept once nobody watches them (no
+/// inactive TTL: namerd's binding cache keeps what it needs).
 pub(super) struct Watches {
     /// The store's `kind`, for errors.
     kind: &'static str,
-    table: Arc<Mutex<Table>>,
+    list: LiveCache<(), Activity<BTreeSet<Namespace>>>,
+    dtabs: LiveCache<Namespace, Activity<Option<VersionedDtab>>>,
 }
 
 impl Watches {
@@ -40,91 +35,38 @@ impl Watches {
     pub(super) fn new(kind: &'static str) -> Watches {
         Watches {
             kind,
-            table: Arc::default(),
+            list: LiveCache::default(),
+            dtabs: LiveCache::default(),
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The list, live. If nobody watches it yet, `run(publisher)` is started
     /// to keep it up to date; it runs until the last handle is dropped.
-    pub(super) fn list<F>(&self, run: impl FnOnce(ListPublisher) -> F) -> NamespacesWatch
+    pub(super) fn list<F, Fut>(&self, run: F) -> NamespacesWatch
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Fn(ListPublisher) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
-        let mut table = self.lock();
-        if let Some(publisher) = &table.list {
-            return publisher.subscribe();
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return self.no_runtime();
-        };
-        let publisher = Arc::new(Publisher::new(Activity::Pending));
-        let live = publisher.subscribe();
-        table.list = Some(publisher.clone());
-        let watches = self.clone();
-        let run = run(publisher.clone());
-        runtime.spawn(async move {
-            tokio::select! {
-                () = run => {}
-                () = watches.unwatched(&publisher, |table| {
-                    if table.list.as_ref().is_some_and(|p| Arc::ptr_eq(p, &publisher)) {
-                        table.list = None;
-                    }
-                }) => {}
-            }
-        });
-        live
+        let run =
+            move |publisher: ListPublisher| until_unwatched(run(publisher.clone()), publisher);
+        self.list
+            .try_subscribe((), || Activity::Pending, run)
+            .unwrap_or_else(|_| self.no_runtime())
     }
 
     /// The dtab of `ns`, live. If nobody watches it yet, `run(publisher)` is
     /// started to keep it up to date; it runs until the last handle is
     /// dropped.
-    pub(super) fn dtab<F>(&self, ns: &Namespace, run: impl FnOnce(DtabPublisher) -> F) -> DtabWatch
+    pub(super) fn dtab<F, Fut>(&self, ns: &Namespace, run: F) -> DtabWatch
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Fn(DtabPublisher) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
     {
-        let mut table = self.lock();
-        if let Some(publisher) = table.dtabs.get(ns) {
-            return publisher.subscribe();
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return self.no_runtime();
-        };
-        let publisher = Arc::new(Publisher::new(Activity::Pending));
-        let live = publisher.subscribe();
-        table.dtabs.insert(ns.clone(), publisher.clone());
-        let watches = self.clone();
-        let run = run(publisher.clone());
-        let ns = ns.clone();
-        runtime.spawn(async move {
-            tokio::select! {
-                () = run => {}
-                () = watches.unwatched(&publisher, |table| {
-                    if table.dtabs.get(&ns).is_some_and(|p| Arc::ptr_eq(p, &publisher)) {
-                        table.dtabs.remove(&ns);
-                    }
-                }) => {}
-            }
-        });
-        live
-    }
-
-    /// Completes when the last handle on `publisher` is gone, after `remove`
-    /// has taken it out of the table (under the table's lock, so that a new
-    /// subscriber either finds it still there or starts a new watch).
-    async fn unwatched<T>(&self, publisher: &Publisher<T>, remove: impl Fn(&mut Table)) {
-        loop {
-            publisher.closed().await;
-            let mut table = self.lock();
-            // Someone may have subscribed again since `closed` fired.
-            if publisher.subscriber_count() == 0 {
-                remove(&mut table);
-                return;
-            }
-        }
+        let run =
+            move |publisher: DtabPublisher| until_unwatched(run(publisher.clone()), publisher);
+        self.dtabs
+            .try_subscribe(ns.clone(), || Activity::Pending, run)
+            .unwrap_or_else(|_| self.no_runtime())
     }
 
     fn no_runtime<T>(&self) -> Live<Activity<T>> {
@@ -137,14 +79,22 @@ impl Watches {
     /// Whether the list or any namespace is being watched.
     #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
-        let table = self.lock();
-        table.list.is_none() && table.dtabs.is_empty()
+        self.list.is_empty() && self.dtabs.is_empty()
     }
 
-    /// Whether `ns` is being watched.
+    /// How many namespaces are being watched.
     #[cfg(test)]
-    pub(super) fn watches(&self, ns: &Namespace) -> bool {
-        self.lock().dtabs.contains_key(ns)
+    pub(super) fn dtab_count(&self) -> usize {
+        self.dtabs.len()
+    }
+}
+
+/// Runs `watching` until nobody holds `publisher`'s value any more: the
+/// store watch loops retry for ever and leave stopping to this.
+async fn until_unwatched<T>(watching: impl Future<Output = ()>, publisher: Arc<Publisher<T>>) {
+    tokio::select! {
+        () = watching => {}
+        () = publisher.closed() => {}
     }
 }
 
@@ -249,6 +199,39 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(watches.is_empty(), "nothing runs, so nothing is kept");
+    }
+
+    #[tokio::test]
+    async fn a_watch_that_never_returns_is_shared_and_ends_with_its_last_handle() {
+        let watches = Watches::new("io.l5d.zk");
+        let ns = Namespace::new("default").unwrap();
+        // What a store's watch task holds: the store, here a token.
+        let store = Arc::new(());
+        let start = || {
+            let store = store.clone();
+            watches.dtab(&ns, move |publisher| {
+                let store = store.clone();
+                async move {
+                    let _store = store;
+                    publisher.publish(Activity::Ok(None));
+                    std::future::pending::<()>().await;
+                }
+            })
+        };
+        let (mut first, second) = (start(), start());
+        assert!(first.same_source(&second));
+        first.changed().await;
+        assert_eq!(*second.load(), Activity::Ok(None));
+        let list = watches.list(|_| std::future::pending());
+        assert!(list.same_source(&watches.list(|_| std::future::pending())));
+        drop((first, second, list));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while Arc::strong_count(&store) > 1 || !watches.is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
     }
 
     #[tokio::test]

@@ -1,12 +1,13 @@
 //! The `io.l5d.consul` storage config, with Linkerd's keys and defaults,
 //! and its checks.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use namers::consul::{Agent, ConsistencyMode, ConsulClient};
 
-use super::{ConsulStore, Inner, Watches};
+use super::{ConsulStore, Inner, KIND};
+use crate::store::backend::Watches;
 
 /// Consul's limit on the `wait` of a blocking query.
 const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -100,7 +101,7 @@ impl ConsulConfig {
                 read: self.read_consistency_mode.unwrap_or_default(),
                 write: self.write_consistency_mode.unwrap_or_default(),
                 timing,
-                watches: Mutex::new(Watches::default()),
+                watches: Watches::new(KIND),
             }),
         })
     }

@@ -17,14 +17,14 @@ mod cas;
 mod config;
 mod watch;
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use dtab::Dtab;
 use futures_util::future::{BoxFuture, FutureExt};
 use namers::consul::{Blocking, ConsulClient, KvEntry, QueryError};
-use namers::{Activity, Live, NamingError, Publisher};
 
+use super::backend::Watches;
 use super::{
     DtabStore, DtabWatch, NamespacesWatch, StoreError, StoreResult, Version, VersionedDtab,
 };
@@ -56,17 +56,7 @@ struct Inner {
     read: ConsistencyMode,
     write: ConsistencyMode,
     timing: Timing,
-    watches: Mutex<Watches>,
-}
-
-type DtabPublisher = Arc<Publisher<Activity<Option<VersionedDtab>>>>;
-type ListPublisher = Arc<Publisher<Activity<BTreeSet<Namespace>>>>;
-
-/// The running watches, so that watchers of one thing share one query.
-#[derive(Default)]
-struct Watches {
-    list: Option<ListPublisher>,
-    dtabs: HashMap<Namespace, DtabPublisher>,
+    watches: Watches,
 }
 
 impl ConsulStore {
@@ -97,10 +87,6 @@ impl Inner {
     /// The datacenter of every call.
     fn dc(&self) -> Option<&str> {
         self.datacenter.as_deref()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Watches> {
-        self.watches.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The namespaces among the keys of a `?keys` listing.
@@ -199,40 +185,19 @@ impl DtabStore for ConsulStore {
     }
 
     fn watch_list(&self) -> NamespacesWatch {
-        let mut watches = self.inner.lock();
-        if let Some(publisher) = &watches.list {
-            return publisher.subscribe();
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Live::constant(no_runtime());
-        };
-        let publisher = Arc::new(Publisher::new(Activity::Pending));
-        let live = publisher.subscribe();
-        watches.list = Some(publisher.clone());
-        runtime.spawn(follow(self.inner.clone(), NamespaceList, publisher));
-        live
+        let inner = self.inner.clone();
+        self.inner
+            .watches
+            .list(move |publisher| follow(inner.clone(), NamespaceList, publisher))
     }
 
     fn watch(&self, ns: &Namespace) -> DtabWatch {
-        let mut watches = self.inner.lock();
-        if let Some(publisher) = watches.dtabs.get(ns) {
-            return publisher.subscribe();
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Live::constant(no_runtime());
-        };
-        let publisher = Arc::new(Publisher::new(Activity::Pending));
-        let live = publisher.subscribe();
-        watches.dtabs.insert(ns.clone(), publisher.clone());
-        runtime.spawn(follow(self.inner.clone(), DtabKey(ns.clone()), publisher));
-        live
+        let inner = self.inner.clone();
+        let key = ns.clone();
+        self.inner.watches.dtab(ns, move |publisher| {
+            follow(inner.clone(), DtabKey(key.clone()), publisher)
+        })
     }
-}
-
-fn no_runtime<T>() -> Activity<T> {
-    Activity::Failed(NamingError::namer(
-        "io.l5d.consul: watches need a Tokio runtime",
-    ))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The watches of the `io.l5d.consul` store: Consul blocking queries, one
-//! per watched namespace and one for the list, each stopped when its last
-//! watcher goes away.
+//! per watched namespace and one for the list. The store's watch table
+//! shares each between its watchers and stops it when the last goes away.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -12,7 +12,7 @@ use namers::consul::Blocking;
 use namers::{Activity, NamingError, Publisher};
 use tokio::time::Instant;
 
-use super::{DtabPublisher, Inner, ListPublisher, parse_entry};
+use super::{Inner, parse_entry};
 use crate::Namespace;
 use crate::store::VersionedDtab;
 
@@ -35,10 +35,6 @@ pub(super) trait Followed: Send + Sync + 'static {
         inner: &Inner,
         blocking: Blocking,
     ) -> impl Future<Output = Result<(u64, Result<Self::Value, String>), String>> + Send;
-
-    /// Forgets the watch once nobody holds it; says whether it may stop
-    /// (someone may have subscribed again in the meantime).
-    fn retire(&self, inner: &Inner, publisher: &Arc<Publisher<Activity<Self::Value>>>) -> bool;
 }
 
 pub(super) struct DtabKey(pub(super) Namespace);
@@ -64,21 +60,6 @@ impl Followed for DtabKey {
         let value = entry.map(|e| parse_entry(&key, &e)).transpose();
         Ok((index, value))
     }
-
-    fn retire(&self, inner: &Inner, publisher: &DtabPublisher) -> bool {
-        let mut watches = inner.lock();
-        if publisher.subscriber_count() > 0 {
-            return false;
-        }
-        if watches
-            .dtabs
-            .get(&self.0)
-            .is_some_and(|p| Arc::ptr_eq(p, publisher))
-        {
-            watches.dtabs.remove(&self.0);
-        }
-        true
-    }
 }
 
 pub(super) struct NamespaceList;
@@ -102,25 +83,10 @@ impl Followed for NamespaceList {
             .map_err(|e| e.to_string())?;
         Ok((index, Ok(inner.namespaces(keys))))
     }
-
-    fn retire(&self, inner: &Inner, publisher: &ListPublisher) -> bool {
-        let mut watches = inner.lock();
-        if publisher.subscriber_count() > 0 {
-            return false;
-        }
-        if watches
-            .list
-            .as_ref()
-            .is_some_and(|p| Arc::ptr_eq(p, publisher))
-        {
-            watches.list = None;
-        }
-        true
-    }
 }
 
 /// Follows `target` with blocking queries and publishes what it finds,
-/// until nobody watches any more.
+/// for ever: the watch table drops it when nobody watches any more.
 pub(super) async fn follow<F: Followed>(
     inner: Arc<Inner>,
     target: F,
@@ -143,16 +109,7 @@ pub(super) async fn follow<F: Followed>(
                 wait: inner.timing.wait,
             }
         };
-        let answer = tokio::select! {
-            _ = publisher.closed() => {
-                if target.retire(&inner, &publisher) {
-                    return;
-                }
-                continue;
-            }
-            answer = target.query(&inner, blocking) => answer,
-        };
-        let pause = match answer {
+        let pause = match target.query(&inner, blocking).await {
             Ok((new_index, value)) => {
                 if failing {
                     tracing::info!("consul: {what}: Consul answers again");
@@ -204,14 +161,7 @@ pub(super) async fn follow<F: Followed>(
             }
         };
         if !pause.is_zero() {
-            tokio::select! {
-                _ = publisher.closed() => {
-                    if target.retire(&inner, &publisher) {
-                        return;
-                    }
-                }
-                _ = tokio::time::sleep(pause) => {}
-            }
+            tokio::time::sleep(pause).await;
         }
     }
 }

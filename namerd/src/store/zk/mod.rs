@@ -167,14 +167,15 @@ impl DtabStore for ZkStore {
         let inner = self.inner.clone();
         self.inner
             .watches
-            .list(|publisher| watch_list(inner, publisher))
+            .list(move |publisher| watch_list(inner.clone(), publisher))
     }
 
     fn watch(&self, ns: &Namespace) -> DtabWatch {
         let inner = self.inner.clone();
-        self.inner
-            .watches
-            .dtab(ns, |publisher| watch_dtab(inner, ns.clone(), publisher))
+        let key = ns.clone();
+        self.inner.watches.dtab(ns, move |publisher| {
+            watch_dtab(inner.clone(), key.clone(), publisher)
+        })
     }
 }
 
@@ -216,7 +217,7 @@ mod tests {
         })
         .await;
         drop(first);
-        assert!(store.inner.watches.watches(&ns));
+        assert_eq!(store.inner.watches.dtab_count(), 1);
         drop((second, list));
         // The tasks end and let go of the store.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
