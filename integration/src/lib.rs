@@ -1,5 +1,6 @@
 //! Helpers for the end-to-end tests in `tests/`.
 
+pub mod chaos;
 pub mod consul;
 pub mod k8s;
 pub mod process;
