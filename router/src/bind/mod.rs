@@ -95,11 +95,15 @@ impl BindStage {
                 Activity::Ok(_) => return Ok((state, entry.value.service_header.clone())),
                 // The client's own dtab asks for too much: its fault, and
                 // it would fail again.
-                Activity::Failed(
-                    e @ (NamingError::OverBudget { .. } | NamingError::Refused(_)),
-                ) if !local.is_empty() => {
+                Activity::Failed(e @ NamingError::OverBudget { .. }) if !local.is_empty() => {
                     return Err(RouterError::BindingLimit(format!(
                         "{e}, with the request's l5d-dtab / l5d-ctx-dtab"
+                    )));
+                }
+                // namerd's own words already say why.
+                Activity::Failed(NamingError::Refused(why)) if !local.is_empty() => {
+                    return Err(RouterError::BindingLimit(format!(
+                        "namerd refused the request's l5d-dtab / l5d-ctx-dtab: {why}"
                     )));
                 }
                 Activity::Failed(e) => {
