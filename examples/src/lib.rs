@@ -1,1 +1,3 @@
 //! Runnable examples and the quickstart.
+
+pub mod harness;

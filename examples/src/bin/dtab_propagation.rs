@@ -16,16 +16,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt as _, Empty, Full};
-use hyper::service::service_fn;
+use examples::harness::{ChildProcess, backend, build, free_port, tempdir, wait_listening};
+use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Times `namerctl dtab update` → router routing.
 #[derive(Parser, Debug)]
@@ -50,7 +50,7 @@ async fn main() -> Result<()> {
         Some(dir) => dir,
         None => build()?,
     };
-    let work = tempdir()?;
+    let work = tempdir("dtab-propagation")?;
     let result = run(&bin_dir, &work, args.updates).await;
     let _ = std::fs::remove_dir_all(&work);
     result
@@ -200,86 +200,4 @@ impl Client {
             String::new()
         })
     }
-}
-
-/// A backend answering every request with `name`.
-async fn backend(name: &'static str) -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = service_fn(move |_| async move {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                        Bytes::from_static(name.as_bytes()),
-                    )))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
-}
-
-/// A child process, killed when dropped.
-struct ChildProcess(Child);
-
-impl ChildProcess {
-    fn spawn(command: &mut Command, log: &Path) -> Result<ChildProcess> {
-        let out = std::fs::File::create(log)?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {:?}", command.get_program()))?;
-        Ok(ChildProcess(child))
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_listening(port: u16) -> Result<()> {
-    let deadline = Instant::now() + ROUND_LIMIT;
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on port {port} after {ROUND_LIMIT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn tempdir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("dtab-propagation-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-/// Builds the release binaries and returns the directory holding them.
-fn build() -> Result<PathBuf> {
-    eprintln!("building: cargo build --release -p namerd -p router");
-    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "-p", "namerd", "-p", "router"])
-        .status()
-        .context("running cargo")?;
-    if !status.success() {
-        bail!("cargo build --release -p namerd -p router failed ({status})");
-    }
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("the directory of this program")?;
-    Ok(dir.to_path_buf())
 }
