@@ -39,6 +39,30 @@ fn holds(line: &str, value: u64) -> bool {
     line.contains(&format!("\"/#/n{value}\""))
 }
 
+/// The counter a watch line (the dtab as JSON) holds.
+fn counter_in(line: &str) -> Option<u64> {
+    let (_, rest) = line.split_once("\"/#/n")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The counters a watch shows until it shows `value`, which must come
+/// within `limit`.
+async fn follow_to(watch: &mut Watch, value: u64, limit: Duration) -> Vec<u64> {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    while seen.last() != Some(&value) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match watch.next(left).await {
+            Ok(Some(line)) => seen.push(counter_in(&line).unwrap_or_else(|| panic!("{line}"))),
+            other => {
+                panic!("the watch did not reach {value} within {limit:?} ({other:?}): {seen:?}")
+            }
+        }
+    }
+    seen
+}
+
 /// Stops the writers and holds what they were told against the counter
 /// namerd serves at the end.
 async fn finish(swarm: Swarm, namerd: &Namerd, ns: &str) -> Tally {
@@ -237,6 +261,9 @@ async fn two_namerds_share_one_backend(store: Store) {
     );
 
     counter::reset(a.api(), ns, RECOVERY_LIMIT).await.unwrap();
+    for watch in [&mut watch_a, &mut watch_b] {
+        follow_to(watch, 0, PROPAGATION_LIMIT).await;
+    }
     let swarm = Swarm::start(&[a.api(), b.api()], ns, 16);
     assert!(
         swarm
@@ -248,6 +275,11 @@ async fn two_namerds_share_one_backend(store: Store) {
     tally.check().unwrap();
     assert_eq!(tally.unknown, 0, "nothing failed, so nothing is unknown");
     assert_eq!(tally.final_value, tally.acked, "{tally:?}");
+    // Both watches followed the writes in order and reached the last.
+    for watch in [&mut watch_a, &mut watch_b] {
+        let seen = follow_to(watch, tally.final_value, PROPAGATION_LIMIT).await;
+        assert!(seen.is_sorted(), "a watch went backwards: {seen:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
