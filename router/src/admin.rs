@@ -1,8 +1,11 @@
 //! The router's admin server: liveness, metrics, and the delegator that
-//! explains how a name resolves.
+//! explains how a name resolves. Its connections have the same idle and
+//! head timeouts as the routers' servers ([`crate::server::session`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router as Routes;
 use axum::extract::{Query, State};
@@ -10,9 +13,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use dtab::{Dtab, Path};
-use tokio::sync::Notify;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
 
 use crate::metrics::Metrics;
+use crate::server::session::{self, Activity, SessionLimits, Watched};
 use crate::stack::RouterStack;
 
 /// What the admin handlers share.
@@ -43,6 +50,54 @@ pub fn routes(state: AdminState) -> Routes {
         )
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)
+}
+
+/// Serves `app` on `listener` until `stop` completes, then lets open
+/// connections finish their requests.
+pub async fn serve(listener: TcpListener, app: Routes, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let limits = SessionLimits::default();
+    let service = TowerToHyperService::new(app);
+    // Each connection holds a receiver; the server waits for them all.
+    let (stopping, stopping_rx) = watch::channel(());
+    loop {
+        let (stream, _) = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = service.clone();
+        let mut stopping = stopping_rx.clone();
+        tokio::spawn(async move {
+            let activity = Activity::new(tokio::time::Instant::now());
+            let io = Watched::new(stream, activity.clone(), None);
+            let service = session::track(service, activity.clone());
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            let stop = async move {
+                let _ = stopping.changed().await;
+            };
+            session::drive(
+                connection,
+                |connection| connection.graceful_shutdown(),
+                &activity,
+                &limits,
+                stop,
+            )
+            .await;
+        });
+    }
+    drop(listener);
+    drop(stopping_rx);
+    stopping.send_replace(());
+    stopping.closed().await;
 }
 
 async fn prometheus(State(state): State<AdminState>) -> impl IntoResponse {

@@ -2,7 +2,7 @@
 //! about unknown keys, kinds and protocols.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::time::Duration;
 
 use dtab::{Dtab, Path};
@@ -11,6 +11,8 @@ use namers::config::NamerConfig;
 use serde_json::Value;
 
 use crate::identify::IdentifierConfig;
+use crate::server::limits::{DEFAULT_MAX_HEADERS_KB, DEFAULT_MAX_INITIAL_LINE_KB, HeadLimits};
+use crate::server::session::SessionLimits;
 use crate::service::dtab_headers::DtabHeaderLimits;
 
 /// The whole file.
@@ -135,6 +137,25 @@ pub struct RouterConfig {
     /// (our own keys: Linkerd has none).
     #[serde(default)]
     pub dtab_header_limits: Option<DtabHeaderLimitsConfig>,
+    /// KiB of request header fields accepted (default 8; more is 431).
+    #[serde(default, rename = "maxHeadersKB")]
+    pub max_headers_kb: Option<NonZeroUsize>,
+    /// KiB of request line accepted (default 4; more is 414).
+    #[serde(default, rename = "maxInitialLineKB")]
+    pub max_initial_line_kb: Option<NonZeroUsize>,
+}
+
+impl RouterConfig {
+    /// The size limits of a request head (`maxInitialLineKB`,
+    /// `maxHeadersKB`).
+    pub fn head_limits(&self) -> HeadLimits {
+        HeadLimits::from_kb(
+            self.max_initial_line_kb
+                .map_or(DEFAULT_MAX_INITIAL_LINE_KB, usize::from),
+            self.max_headers_kb
+                .map_or(DEFAULT_MAX_HEADERS_KB, usize::from),
+        )
+    }
 }
 
 /// `bindingLimits:`; each key defaults to the `namers::bind` default.
@@ -207,6 +228,51 @@ pub struct ServerConfig {
     /// Requests served at once before answering 503.
     #[serde(default)]
     pub max_concurrent_requests: Option<usize>,
+    /// How long a client connection may be idle or live.
+    #[serde(default)]
+    pub server_session: Option<ServerSessionConfig>,
+    /// Streams an HTTP/2 client may open at once on one connection
+    /// (`h2` routers; default 200).
+    #[serde(default)]
+    pub max_concurrent_streams_per_connection: Option<NonZeroU32>,
+}
+
+/// `serverSession:`, Linkerd's limits on a client connection's time.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerSessionConfig {
+    /// Milliseconds a connection may go without a request in flight
+    /// (default 60,000).
+    #[serde(default)]
+    pub idle_time_ms: Option<NonZeroU64>,
+    /// Milliseconds a connection may live; then it is closed once its
+    /// requests in flight are done (default: no limit).
+    #[serde(default)]
+    pub life_time_ms: Option<NonZeroU64>,
+}
+
+impl ServerConfig {
+    /// The limits on this server's connections' time.
+    pub fn session(&self) -> SessionLimits {
+        let default = SessionLimits::default();
+        let session = self.server_session.as_ref();
+        let ms = |ms: NonZeroU64| Duration::from_millis(ms.get());
+        SessionLimits {
+            idle: session
+                .and_then(|s| s.idle_time_ms)
+                .map_or(default.idle, ms),
+            life: session.and_then(|s| s.life_time_ms).map(ms),
+            head: default.head,
+        }
+    }
+
+    /// Streams an HTTP/2 client may open at once on one connection.
+    pub fn max_concurrent_streams(&self) -> u32 {
+        self.max_concurrent_streams_per_connection.map_or(
+            crate::server::DEFAULT_MAX_CONCURRENT_STREAMS,
+            NonZeroU32::get,
+        )
+    }
 }
 
 /// `client:`.
@@ -349,6 +415,16 @@ impl RouterConfig {
         if self.servers.is_empty() {
             return Err(format!("{at}.servers: at least one server is required"));
         }
+        if protocol == crate::identify::Protocol::Http
+            && let Some(i) = self
+                .servers
+                .iter()
+                .position(|s| s.max_concurrent_streams_per_connection.is_some())
+        {
+            return Err(format!(
+                "{at}.servers[{i}].maxConcurrentStreamsPerConnection: only h2 routers have streams"
+            ));
+        }
         if let Some(interpreter) = &self.interpreter
             && !INTERPRETERS.contains(&interpreter.kind.as_str())
         {
@@ -467,6 +543,77 @@ mod tests {
                 ..DtabHeaderLimits::default()
             }
         );
+    }
+
+    fn config(yaml: &str) -> Config {
+        namers::config::parse("linkerd.yaml", yaml).unwrap()
+    }
+
+    #[test]
+    fn server_limits_default_to_linkerd_s_and_ours() {
+        let config = config(ROUTER);
+        assert_eq!(config.routers[0].head_limits(), HeadLimits::default());
+        assert_eq!(
+            HeadLimits::default(),
+            HeadLimits {
+                max_line: 4096,
+                max_fields: 8192
+            }
+        );
+        let server = &config.routers[0].servers[0];
+        assert_eq!(server.session(), SessionLimits::default());
+        assert_eq!(SessionLimits::default().idle, Duration::from_secs(60));
+        assert_eq!(SessionLimits::default().life, None);
+        assert_eq!(server.max_concurrent_streams(), 200);
+    }
+
+    #[test]
+    fn server_limits_are_set_by_linkerd_s_keys() {
+        let yaml = "routers:\n- protocol: h2\n  maxHeadersKB: 16\n  maxInitialLineKB: 2\n  servers:\n  - port: 0\n    maxConcurrentStreamsPerConnection: 50\n    serverSession:\n      idleTimeMs: 5000\n      lifeTimeMs: 600000\n";
+        let config = config(yaml);
+        config.validate().unwrap();
+        assert_eq!(
+            config.routers[0].head_limits(),
+            HeadLimits {
+                max_line: 2048,
+                max_fields: 16384
+            }
+        );
+        let server = &config.routers[0].servers[0];
+        assert_eq!(
+            server.session(),
+            SessionLimits {
+                idle: Duration::from_secs(5),
+                life: Some(Duration::from_secs(600)),
+                head: SessionLimits::default().head,
+            }
+        );
+        assert_eq!(server.max_concurrent_streams(), 50);
+    }
+
+    #[test]
+    fn bad_server_limits_are_refused() {
+        let err = specs(&format!(
+            "{ROUTER}    maxConcurrentStreamsPerConnection: 5\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "routers[0].servers[0].maxConcurrentStreamsPerConnection: only h2 routers have streams"
+        );
+        let err = specs(&format!(
+            "{ROUTER}    serverSession:\n      idleTimeMs: 0\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("serverSession.idleTimeMs"), "{err}");
+        assert!(err.contains("nonzero"), "{err}");
+        let err = specs(&format!("{ROUTER}    serverSession:\n      idleTime: 5\n")).unwrap_err();
+        assert!(err.contains("`idleTime`"), "{err}");
+        assert!(err.contains("expected one of idleTimeMs, lifeTimeMs"), "{err}");
+        assert!(err.contains("line 6"), "{err}");
+        let err = specs("routers:\n- protocol: http\n  maxHeadersKB: 0\n  servers:\n  - port: 0\n")
+            .unwrap_err();
+        assert!(err.contains("maxHeadersKB"), "{err}");
     }
 
     #[test]

@@ -45,6 +45,19 @@ pub enum RouterError {
     /// The router is shutting down or overloaded.
     #[error("{0}")]
     Unavailable(String),
+    /// The request line is longer than `maxInitialLineKB` (the client's
+    /// fault; the connection is closed after the answer).
+    #[error("{0}")]
+    LineTooLong(String),
+    /// The request's header fields are larger than `maxHeadersKB` (the
+    /// client's fault; the connection is closed after the answer).
+    #[error("{0}")]
+    FieldsTooLarge(String),
+    /// The request head could be read as more than one request (two
+    /// `Host`s, `Content-Length` with `Transfer-Encoding`, lengths that
+    /// disagree); the connection is closed after the answer.
+    #[error("{0}")]
+    AmbiguousRequest(String),
 }
 
 impl RouterError {
@@ -54,7 +67,10 @@ impl RouterError {
             RouterError::Unidentified(_)
             | RouterError::BadDtabHeader(_)
             | RouterError::BindingLimit(_)
-            | RouterError::MaxCallDepth { .. } => StatusCode::BAD_REQUEST,
+            | RouterError::MaxCallDepth { .. }
+            | RouterError::AmbiguousRequest(_) => StatusCode::BAD_REQUEST,
+            RouterError::LineTooLong(_) => StatusCode::URI_TOO_LONG,
+            RouterError::FieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             RouterError::BindingFailed(_)
             | RouterError::NoEndpoints(_)
             | RouterError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -119,6 +135,18 @@ mod tests {
         let over = RouterError::BindingLimit("x".into());
         assert_eq!(over.status(), StatusCode::BAD_REQUEST);
         assert!(!over.retryable());
+        assert_eq!(
+            RouterError::LineTooLong("x".into()).status(),
+            StatusCode::URI_TOO_LONG
+        );
+        assert_eq!(
+            RouterError::FieldsTooLarge("x".into()).status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        assert_eq!(
+            RouterError::AmbiguousRequest("x".into()).status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 
     #[test]

@@ -10,7 +10,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{Backend, FsDir, STEP, config, raw_backend, read_head, start_router, within};
+use support::{
+    Backend, FsDir, STEP, closed, config, raw_backend, read_head, read_response, start_router,
+    within,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -19,104 +22,6 @@ const ROUTER: &str = "- protocol: http
   servers:
   - port: 0
 ";
-
-/// One response read off a raw connection.
-struct Raw {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-/// Reads one response (Content-Length or chunked) from `stream`, keeping
-/// what follows it in `buf`. `head_only` for the answer to `HEAD`.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Raw {
-    let (status, headers, head_len) = loop {
-        let mut fields = [httparse::EMPTY_HEADER; 64];
-        let mut parsed = httparse::Response::new(&mut fields);
-        if let httparse::Status::Complete(len) = parsed.parse(buf).unwrap() {
-            let headers = parsed
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_string(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect::<Vec<_>>();
-            break (parsed.code.unwrap(), headers, len);
-        }
-        fill(stream, buf).await;
-    };
-    buf.drain(..head_len);
-    let mut raw = Raw {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    if head_only {
-        return raw;
-    }
-    if let Some(length) = raw.header("content-length") {
-        let length: usize = length.parse().unwrap();
-        while buf.len() < length {
-            fill(stream, buf).await;
-        }
-        raw.body = buf.drain(..length).collect();
-        return raw;
-    }
-    assert_eq!(raw.header("transfer-encoding"), Some("chunked"));
-    loop {
-        let line_end = loop {
-            if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
-                break at;
-            }
-            fill(stream, buf).await;
-        };
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&buf[..line_end]).unwrap(), 16).unwrap();
-        buf.drain(..line_end + 2);
-        while buf.len() < size + 2 {
-            fill(stream, buf).await;
-        }
-        raw.body.extend(buf.drain(..size));
-        buf.drain(..2);
-        if size == 0 {
-            return raw;
-        }
-    }
-}
-
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) {
-    let mut chunk = [0u8; 4096];
-    let n = within(STEP, "the router's answer", stream.read(&mut chunk))
-        .await
-        .unwrap();
-    assert!(n > 0, "the router closed the connection mid-answer");
-    buf.extend_from_slice(&chunk[..n]);
-}
-
-/// Whether the router closes `stream` (after anything left in `buf`).
-async fn closed(stream: &mut TcpStream) -> bool {
-    let mut chunk = [0u8; 64];
-    matches!(
-        within(STEP, "the router to close", stream.read(&mut chunk)).await,
-        Ok(0) | Err(_)
-    )
-}
 
 async fn setup() -> (Backend, FsDir, support::RunningRouter) {
     let backend = Backend::start("web").await;

@@ -9,6 +9,12 @@
 //! (a body, an upgrade, `Expect`, HTTP/1.0, HTTP/2 prior knowledge, a
 //! malformed head) hands the connection, with the bytes already read, to
 //! hyper's server for the rest of its life.
+//!
+//! The limits of [`super::session`] are kept here with one timer per
+//! connection, reset only when it fires; a head over `maxInitialLineKB` or
+//! `maxHeadersKB`, or with two `Host` fields, is refused and the
+//! connection closed. Heads with bodies are checked as hyper reads them
+//! ([`super::head_watch`]).
 
 use std::future::Future;
 use std::io;
@@ -24,27 +30,27 @@ use http::{Method, StatusCode, Uri, Version, request};
 use http_body_util::BodyExt;
 use hyper::body::Body as HttpBody;
 use smallvec::SmallVec;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
+use tokio::time::Sleep;
 
 use crate::body::Body;
 use crate::endpoint::h1_direct::{Place, place_in, push_field, range, tokens};
 use crate::errors::RouterError;
+use crate::server::limits::{HeadLimits, Refusal};
+use crate::server::session::SessionLimits;
 use crate::socket_read;
 use crate::stack::{Routed, RouterStack, ServerSettings, error_response};
 
 /// The most request headers accepted here (hyper's default too); a request
 /// with more goes to hyper, which refuses it.
 const MAX_HEADERS: usize = 100;
-/// The largest request head read here before handing over to hyper.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How much room a read asks for at least.
 const READ_RESERVE: usize = 8 * 1024;
-/// How long a client may take to send the rest of a request head once it
-/// has begun (hyper's default header read timeout): a client that sends a
-/// head a byte at a time does not hold its connection for ever.
-const HEAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a refused client's remaining bytes are read and dropped before
+/// its connection closes, so that closing does not reset the answer away.
+const LINGER: Duration = Duration::from_secs(1);
 /// Bodies are gathered up to this size before they are written.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -56,10 +62,15 @@ pub struct Served {
     pub settings: Arc<ServerSettings>,
     /// The server's limit of concurrent requests, if any.
     pub limit: Option<Arc<Semaphore>>,
+    /// How long its connections may stay open and wait for heads.
+    pub session: SessionLimits,
+    /// How large a request head may be.
+    pub head: HeadLimits,
 }
 
 /// Serves one client connection until it closes, `stopping` turns true
-/// while it is idle, or it is handed to `fallback` (hyper's server).
+/// while it is idle, it is idle or lives for too long, or it is handed to
+/// `fallback` (hyper's server).
 pub async fn serve<F, Fut>(
     mut stream: TcpStream,
     served: Arc<Served>,
@@ -77,6 +88,14 @@ pub async fn serve<F, Fut>(
         let _ = stopping.changed().await;
     };
     tokio::pin!(stopped);
+    let session = served.session;
+    let accepted = tokio::time::Instant::now();
+    let life_ends = session.life.map(|life| accepted + life);
+    // The connection's timer for idle waits; see `Idle`.
+    let timer = tokio::time::sleep_until(life_ends.map_or(accepted + session.idle, |end| {
+        end.min(accepted + session.idle)
+    }));
+    tokio::pin!(timer);
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     let mut out = Vec::with_capacity(READ_RESERVE);
     loop {
@@ -85,11 +104,17 @@ pub async fn serve<F, Fut>(
         let request = loop {
             match parse_request(&mut buf) {
                 Parsed::Request(request) => break request,
-                Parsed::Partial if buf.len() < MAX_HEAD_BYTES => {}
-                Parsed::Partial | Parsed::NotHere => {
+                Parsed::Partial if buf.is_empty() => {}
+                // The limits bound how much of a head is read.
+                Parsed::Partial => {
+                    if let Some(refusal) = served.head.check_partial(&buf) {
+                        return refuse(&served, refusal, stream, &mut out).await;
+                    }
+                }
+                Parsed::NotHere => {
                     // A stopping server closes it through hyper's graceful
                     // shutdown now.
-                    return fallback(Prefixed::new(buf.freeze(), stream)).await;
+                    return fallback(Prefixed::new(buf.freeze(), stream, accepted)).await;
                 }
                 Parsed::Bad => {
                     if stream.write_all(BAD_REQUEST).await.is_ok() {
@@ -99,14 +124,29 @@ pub async fn serve<F, Fut>(
                 }
             }
             if !buf.is_empty() && head_deadline.is_none() {
-                head_deadline = Some(tokio::time::Instant::now() + HEAD_READ_TIMEOUT);
+                head_deadline = Some(tokio::time::Instant::now() + session.head);
             }
-            if !read_more(&mut stream, &mut buf, stopped.as_mut(), head_deadline).await {
+            let idle = Idle {
+                timer: timer.as_mut(),
+                idle: session.idle,
+                life_ends,
+            };
+            if !read_more(&mut stream, &mut buf, stopped.as_mut(), head_deadline, idle).await {
                 return;
             }
         };
+        let refusal = served
+            .head
+            .check(request.line, request.line_end, request.head)
+            .or((request.hosts > 1).then_some(Refusal::TwoHosts));
+        if let Some(refusal) = refusal {
+            return refuse(&served, refusal, stream, &mut out).await;
+        }
         let mut request = request;
         request.close |= stopping_now.has_changed().unwrap_or(true);
+        if let Some(end) = life_ends {
+            request.close |= tokio::time::Instant::now() >= end;
+        }
         let close = request.close;
         let kept = respond(&served, request, &mut stream, &mut out).await;
         // A long answer or head may have grown the buffers; an idle
@@ -129,16 +169,51 @@ pub async fn serve<F, Fut>(
     }
 }
 
+/// Answers a refused request head and closes the connection.
+async fn refuse(served: &Served, refusal: Refusal, mut stream: TcpStream, out: &mut Vec<u8>) {
+    let started = Instant::now();
+    let error = refusal.error();
+    tracing::debug!(router = %served.router.label(), error = %error, "request head refused");
+    let (parts, body) = error_response(&error).into_parts();
+    served.router.record(parts.status.as_u16(), started);
+    if let Ok(true) = write_response(&mut stream, out, Head::Parts(parts), body, false, true).await
+    {
+        let _ = stream.shutdown().await;
+        // What the client still sends is read and dropped for a moment:
+        // closing with unread bytes would reset the connection, which may
+        // lose the answer.
+        let mut scratch = [0u8; 4096];
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Ok(1..) = stream.read(&mut scratch).await {}
+        })
+        .await;
+    }
+}
+
+/// What closes a connection between requests: its idle time from now on,
+/// and the end of its life. The timer is the connection's own, kept across
+/// requests: it is reset only when it fires before the time is up, so an
+/// idle wait costs no timer registration.
+struct Idle<'a> {
+    timer: Pin<&'a mut Sleep>,
+    idle: Duration,
+    life_ends: Option<tokio::time::Instant>,
+}
+
 /// Reads more of the connection into `buf`; false once it is closed, when
-/// the server is stopping and nothing of a next request has come, or when
-/// a started head is not complete by `head_deadline`.
+/// the server is stopping and nothing of a next request has come, when
+/// nothing came for the idle time or the connection's life is over, or
+/// when a started head is not complete by `head_deadline`.
 async fn read_more(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     mut stopped: Pin<&mut impl Future<Output = ()>>,
     head_deadline: Option<tokio::time::Instant>,
+    mut idle: Idle<'_>,
 ) -> bool {
     buf.reserve(READ_RESERVE);
+    // When an idle wait must end; set at the first one.
+    let mut idle_ends = None;
     loop {
         match socket_read::try_read_buf(stream, buf) {
             Ok(0) => return false,
@@ -147,11 +222,24 @@ async fn read_more(
             Err(_) => return false,
         }
         let ready = if buf.is_empty() {
-            // Idle between requests: a stopping server closes it.
-            tokio::select! {
-                biased;
-                ready = stream.readable() => ready.is_ok(),
-                () = &mut stopped => false,
+            // Idle between requests: a stopping server closes it, and so do
+            // the idle and life times.
+            let ends = *idle_ends.get_or_insert_with(|| {
+                let idle_ends = tokio::time::Instant::now() + idle.idle;
+                idle.life_ends.map_or(idle_ends, |end| end.min(idle_ends))
+            });
+            loop {
+                tokio::select! {
+                    biased;
+                    ready = stream.readable() => break ready.is_ok(),
+                    () = &mut stopped => return false,
+                    () = idle.timer.as_mut() => {
+                        if tokio::time::Instant::now() >= ends {
+                            return false;
+                        }
+                        idle.timer.as_mut().reset(ends);
+                    }
+                }
             }
         } else {
             let readable = stream.readable();
@@ -174,6 +262,14 @@ struct ClientRequest {
     /// The client sent `Connection: close`, or the server is stopping:
     /// the connection closes after the answer.
     close: bool,
+    /// Bytes of the request line, without its line end.
+    line: usize,
+    /// Bytes of the request line's line end.
+    line_end: usize,
+    /// Bytes of the whole head, from the request line on.
+    head: usize,
+    /// How many `Host` fields came.
+    hosts: u32,
 }
 
 // Boxing the request would cost an allocation per request; a `Parsed` is
@@ -218,11 +314,22 @@ fn parse_request(buf: &mut BytesMut) -> Parsed {
     };
     let base = buf.as_ptr() as usize;
     let target = place_in(base, parsed.path.unwrap_or("").as_bytes());
+    // Empty lines before the request line are skipped.
+    let start = place_in(base, parsed.method.unwrap_or("").as_bytes()).0 as usize;
+    // httparse takes one space before "HTTP/1.1".
+    let line_ends_at = target.1 as usize + 9;
+    let line_end = if buf.get(line_ends_at) == Some(&b'\r') {
+        2
+    } else {
+        1
+    };
     let mut close = false;
+    let mut hosts = 0;
     let mut fields: SmallVec<[(HeaderName, Place); 16]> = SmallVec::new();
     for h in parsed.headers.iter() {
         let name = h.name.as_bytes();
         match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
             // A body (other than an empty one), an upgrade or an
             // expectation: hyper's server handles those.
             14 if name.eq_ignore_ascii_case(b"content-length") && h.value.trim_ascii() != b"0" => {
@@ -258,7 +365,14 @@ fn parse_request(buf: &mut BytesMut) -> Parsed {
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     parts.headers = headers;
-    Parsed::Request(ClientRequest { parts, close })
+    Parsed::Request(ClientRequest {
+        parts,
+        close,
+        line: line_ends_at.saturating_sub(start),
+        line_end,
+        head: len - start,
+        hosts,
+    })
 }
 
 /// Routes one request and writes its response; whether the connection
@@ -530,11 +644,21 @@ async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
 pub struct Prefixed {
     read: Bytes,
     stream: TcpStream,
+    accepted: tokio::time::Instant,
 }
 
 impl Prefixed {
-    fn new(read: Bytes, stream: TcpStream) -> Prefixed {
-        Prefixed { read, stream }
+    fn new(read: Bytes, stream: TcpStream, accepted: tokio::time::Instant) -> Prefixed {
+        Prefixed {
+            read,
+            stream,
+            accepted,
+        }
+    }
+
+    /// When the connection was accepted.
+    pub fn accepted(&self) -> tokio::time::Instant {
+        self.accepted
     }
 }
 
@@ -611,6 +735,26 @@ mod tests {
         ));
         let (empty_body, _) = parse("DELETE /x HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
         assert!(matches!(empty_body, Parsed::Request(_)));
+    }
+
+    #[test]
+    fn the_head_s_sizes_and_hosts_are_counted() {
+        let (parsed, _) = parse("\r\nGET /abc HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n");
+        let Parsed::Request(request) = parsed else {
+            panic!("taken here");
+        };
+        assert_eq!(request.line, "GET /abc HTTP/1.1".len());
+        assert_eq!(request.line_end, 2);
+        assert_eq!(
+            request.head,
+            "GET /abc HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n".len()
+        );
+        assert_eq!(request.hosts, 2);
+        let (parsed, _) = parse("GET / HTTP/1.1\nx: y\n\n");
+        let Parsed::Request(request) = parsed else {
+            panic!("taken here");
+        };
+        assert_eq!((request.line, request.line_end, request.head), (14, 1, 21));
     }
 
     #[test]

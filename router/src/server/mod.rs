@@ -3,16 +3,20 @@
 
 pub mod context;
 pub mod h1;
+mod head_watch;
+pub mod limits;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::{CONNECTION, HeaderValue};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use namers::system::inet::InetResolver;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -26,9 +30,28 @@ use crate::interpreter;
 use crate::metrics::Metrics;
 use crate::stack::{RouterStack, ServerSettings, error_response};
 use h1::Served;
+use head_watch::HeadWatch;
+use limits::HeadLimits;
+use session::{Activity, SessionLimits, Tracked, Watched};
 
 /// Linkerd's default limit of `Via` hops.
 pub const DEFAULT_MAX_CALL_DEPTH: usize = 10;
+
+/// Streams an HTTP/2 client may open at once on one connection, by default
+/// (hyper's default).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 200;
+
+/// What one listening server enforces on its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// How long a connection may stay open and wait for a head.
+    pub session: SessionLimits,
+    /// How large a request head may be.
+    pub head: HeadLimits,
+    /// Streams an HTTP/2 client may open at once on one connection
+    /// (`maxConcurrentStreamsPerConnection`).
+    pub max_concurrent_streams: u32,
+}
 
 /// A running set of routers.
 pub struct Running {
@@ -125,6 +148,11 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
             let limit = server
                 .max_concurrent_requests
                 .map(|n| Arc::new(Semaphore::new(n)));
+            let limits = ServerLimits {
+                session: server.session(),
+                head: router_config.head_limits(),
+                max_concurrent_streams: server.max_concurrent_streams(),
+            };
             // Registered now, so a stop that comes before the loop first
             // runs is not missed (`notify_waiters` keeps no permit).
             tasks.spawn(accept_loop(
@@ -132,6 +160,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
                 router.clone(),
                 settings,
                 limit,
+                limits,
                 stop_accepting.clone().notified_owned(),
             ));
         }
@@ -151,14 +180,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         shutdown: shutdown.clone(),
     });
     let stop = stop_accepting.clone().notified_owned();
-    tasks.spawn(async move {
-        if let Err(e) = axum::serve(admin_listener, admin_app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "admin server failed");
-        }
-    });
+    tasks.spawn(admin::serve(admin_listener, admin_app, stop));
     tracing::info!(?servers, %admin_addr, "routers are serving");
     Ok(Running {
         servers,
@@ -178,19 +200,37 @@ async fn accept_loop(
     router: Arc<RouterStack>,
     settings: ServerSettings,
     limit: Option<Arc<Semaphore>>,
+    limits: ServerLimits,
     stop: OwnedNotified,
 ) {
     tokio::pin!(stop);
-    let graceful = GracefulShutdown::new();
     let settings = Arc::new(settings);
-    let builder = auto::Builder::new(TokioExecutor::new());
-    // Connections served by the router's own HTTP/1 server hold a receiver
-    // of `stopping`; the loop waits for all of them to be dropped.
-    let (stopping, stopping_rx) = watch::channel(false);
-    let served = Arc::new(Served {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        // The session's timers count the head time (see `session`).
+        .header_read_timeout(None)
+        // hyper refuses a head that fills its buffer with 431.
+        .max_buf_size(limits.head.for_hyper());
+    builder
+        .http2()
+        .max_concurrent_streams(limits.max_concurrent_streams);
+    let hyper = Arc::new(HyperServer {
         router: router.clone(),
         settings: settings.clone(),
         limit: limit.clone(),
+        limits,
+        builder,
+    });
+    // Every connection holds a receiver of `stopping`; the loop waits for
+    // all of them to be dropped.
+    let (stopping, stopping_rx) = watch::channel(false);
+    let served = Arc::new(Served {
+        router: router.clone(),
+        settings,
+        limit,
+        session: limits.session,
+        head: limits.head,
     });
     loop {
         let (stream, _) = tokio::select! {
@@ -205,16 +245,12 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_service(router.clone(), settings.clone(), limit.clone());
         if router.is_http1() {
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            let fallback = move |prefixed| async move {
-                let connection =
-                    builder.serve_connection_with_upgrades(TokioIo::new(prefixed), service);
-                if let Err(e) = watcher.watch(connection.into_owned()).await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
+            let hyper = hyper.clone();
+            let stopping = stopping_rx.clone();
+            let fallback = move |prefixed: h1::Prefixed| async move {
+                let accepted = prefixed.accepted();
+                hyper.serve(prefixed, accepted, stopping).await;
             };
             tokio::spawn(h1::serve(
                 stream,
@@ -224,12 +260,12 @@ async fn accept_loop(
             ));
             continue;
         }
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let hyper = hyper.clone();
+        let stopping = stopping_rx.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+            hyper
+                .serve(stream, tokio::time::Instant::now(), stopping)
+                .await;
         });
     }
     // Close the socket now, so new connections are refused rather than
@@ -237,40 +273,107 @@ async fn accept_loop(
     drop(listener);
     drop(stopping_rx);
     let _ = stopping.send(true);
-    tokio::join!(graceful.shutdown(), stopping.closed());
+    stopping.closed().await;
+}
+
+/// A server's connections served by hyper: `h2` routers' and those an
+/// `http` router's own server hands over.
+struct HyperServer {
+    router: Arc<RouterStack>,
+    settings: Arc<ServerSettings>,
+    limit: Option<Arc<Semaphore>>,
+    limits: ServerLimits,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+impl HyperServer {
+    /// Serves one connection, accepted at `accepted`, until it ends.
+    async fn serve<I>(
+        &self,
+        io: I,
+        accepted: tokio::time::Instant,
+        mut stopping: watch::Receiver<bool>,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::new(accepted);
+        let heads = HeadWatch::new(self.limits.head, self.limits.head.for_hyper());
+        let io = Watched::new(io, activity.clone(), Some(heads));
+        let service = hyper_service(
+            self.router.clone(),
+            self.settings.clone(),
+            self.limit.clone(),
+            activity.clone(),
+        );
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        let stop = async move {
+            let _ = stopping.changed().await;
+        };
+        session::drive(
+            connection,
+            |connection| connection.graceful_shutdown(),
+            &activity,
+            &self.limits.session,
+            stop,
+        )
+        .await;
+    }
 }
 
 /// hyper's service for a connection: the router behind the server's limit
-/// of concurrent requests.
+/// of concurrent requests. A request counts against the limit, and keeps
+/// its connection busy, until its response body ends. A head the
+/// connection's [`HeadWatch`] refused is answered here and the connection
+/// closed.
 fn hyper_service(
     router: Arc<RouterStack>,
     settings: Arc<ServerSettings>,
     limit: Option<Arc<Semaphore>>,
+    activity: Arc<Activity>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
-    Response = http::Response<crate::body::Body>,
+    Response = http::Response<Tracked<crate::body::Body>>,
     Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<http::Response<crate::body::Body>, std::convert::Infallible>>
-             + Send,
+    Future = impl Future<
+        Output = Result<http::Response<Tracked<crate::body::Body>>, std::convert::Infallible>,
+    > + Send,
 > + Clone
 + Send
 + 'static {
     service_fn(move |request| {
         let router = router.clone();
         let settings = settings.clone();
-        let limit = limit.clone();
+        let (ordinal, mut in_flight) = activity.start();
+        let refusal = activity.refusal(ordinal);
+        let permit = match (&refusal, &limit) {
+            (None, Some(limit)) => Some(limit.clone().try_acquire_owned()),
+            _ => None,
+        };
         async move {
-            let _permit = match &limit {
-                Some(limit) => match limit.clone().try_acquire_owned() {
-                    Ok(permit) => Some(permit),
-                    Err(_) => {
-                        let e = RouterError::Unavailable("too many concurrent requests".into());
-                        return Ok(error_response(&e));
-                    }
-                },
-                None => None,
+            let started = std::time::Instant::now();
+            let response = if let Some(refusal) = refusal {
+                let error = refusal.error();
+                tracing::debug!(router = %router.label(), error = %error, "request head refused");
+                let mut response = error_response(&error);
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                router.record(response.status().as_u16(), started);
+                response
+            } else if let Some(Err(_)) = permit {
+                let e = RouterError::Unavailable("too many concurrent requests".into());
+                let response = error_response(&e);
+                router.record(response.status().as_u16(), started);
+                response
+            } else {
+                if let Some(Ok(permit)) = permit {
+                    in_flight.hold(permit);
+                }
+                router.handle(&settings, request).await
             };
-            Ok(router.handle(&settings, request).await)
+            Ok(response.map(|body| Tracked::new(body, in_flight)))
         }
     })
 }

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 mod backend;
 mod client;
+mod raw;
 mod routers;
 
 // Not every test file uses every part.
@@ -29,6 +30,8 @@ mod routers;
 pub use backend::*;
 #[allow(unused_imports)]
 pub use client::*;
+#[allow(unused_imports)]
+pub use raw::*;
 #[allow(unused_imports)]
 pub use routers::*;
 
