@@ -19,6 +19,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::net::tcp::ReadHalf;
+use tokio::time::Instant;
+
+use super::session::{HEAD_TIMEOUT, IDLE_TIMEOUT};
 
 /// How much of a first request is read before giving it to hyper. A watch
 /// request's head is about a hundred bytes.
@@ -35,19 +38,35 @@ pub(super) enum First {
     Other(Vec<u8>),
     /// The client closed the connection without sending anything.
     Closed,
+    /// Nothing came for the idle time, or the head did not come whole
+    /// within the head time of its first byte.
+    TimedOut,
 }
 
 /// Reads until the first request's head is complete (or clearly not a
-/// watch request) and says which path serves it.
-pub(super) async fn read_first_head(tcp: &mut TcpStream) -> std::io::Result<First> {
+/// watch request) and says which path serves it. The connection was
+/// accepted at `accepted`.
+pub(super) async fn read_first_head(
+    tcp: &mut TcpStream,
+    accepted: Instant,
+) -> std::io::Result<First> {
     let mut read = Vec::with_capacity(512);
+    let mut deadline = accepted + IDLE_TIMEOUT;
     loop {
-        if tcp.read_buf(&mut read).await? == 0 {
+        let Ok(n) = tokio::time::timeout_at(deadline, tcp.read_buf(&mut read)).await else {
+            return Ok(First::TimedOut);
+        };
+        let n = n?;
+        if n == 0 {
             return Ok(if read.is_empty() {
                 First::Closed
             } else {
                 First::Other(read)
             });
+        }
+        if n == read.len() {
+            // The first bytes: the head has begun.
+            deadline = Instant::now() + HEAD_TIMEOUT;
         }
         match sniff(&read) {
             Sniffed::Watch(request) => return Ok(First::Watch(request)),

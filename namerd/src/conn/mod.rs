@@ -5,8 +5,13 @@
 //! its connection open for as long as the watcher lives, and hyper holds
 //! about 24 KB of read and write buffers per connection, which is most of
 //! what a thousand open watches cost.
+//!
+//! Every connection closes after a minute with no request in flight, and
+//! a request head must arrive whole within 30 s of its first byte
+//! ([`session`]).
 
 mod lean;
+mod session;
 
 use std::future::Future;
 use std::io;
@@ -21,6 +26,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+use session::{Activity, Watched};
 
 /// Serves `app` on `listener` until `stop` completes, then lets open
 /// connections finish: idle ones close, hyper ones finish their request,
@@ -75,8 +83,9 @@ fn is_connection_error(e: &io::Error) -> bool {
 }
 
 async fn connection(mut tcp: TcpStream, app: Router, mut drain: watch::Receiver<()>) {
+    let accepted = Instant::now();
     let first = tokio::select! {
-        first = lean::read_first_head(&mut tcp) => first,
+        first = lean::read_first_head(&mut tcp, accepted) => first,
         // Nothing asked yet: close, as hyper does with idle connections.
         _ = drain.changed() => return,
     };
@@ -84,32 +93,39 @@ async fn connection(mut tcp: TcpStream, app: Router, mut drain: watch::Receiver<
         Ok(lean::First::Watch(request)) => lean::serve_watch(tcp, *request, app).await,
         // Boxed so that the hyper connection's large state is not part of
         // every lean connection's task.
-        Ok(lean::First::Other(read)) => Box::pin(with_hyper(tcp, read, app, drain)).await,
+        Ok(lean::First::Other(read)) => {
+            Box::pin(with_hyper(tcp, read, app, drain, accepted)).await;
+        }
         Ok(lean::First::Closed) => {}
+        Ok(lean::First::TimedOut) => {
+            tracing::debug!("no request head in time; closing");
+        }
         Err(e) => tracing::debug!(error = %e, "reading a request failed"),
     }
 }
 
 /// Serves the connection with hyper, replaying the bytes already read.
-async fn with_hyper(tcp: TcpStream, read: Vec<u8>, app: Router, mut drain: watch::Receiver<()>) {
-    let io = TokioIo::new(Replay { read, at: 0, tcp });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let mut conn = pin!(builder.serve_connection_with_upgrades(io, TowerToHyperService::new(app)));
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::trace!(error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = drain.changed(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-        }
+async fn with_hyper(
+    tcp: TcpStream,
+    read: Vec<u8>,
+    app: Router,
+    mut drain: watch::Receiver<()>,
+    accepted: Instant,
+) {
+    let activity = Activity::new(accepted);
+    if !read.is_empty() {
+        activity.bytes_read();
     }
+    let io = TokioIo::new(Watched::new(Replay { read, at: 0, tcp }, activity.clone()));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The session's timer counts the head time (see `session`).
+    builder.http1().header_read_timeout(None);
+    let service = session::track(TowerToHyperService::new(app), activity.clone());
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    let stop = async move {
+        let _ = drain.changed().await;
+    };
+    session::drive(conn, |conn| conn.graceful_shutdown(), &activity, stop).await;
 }
 
 /// A TCP stream whose reads first return bytes already read from it.
