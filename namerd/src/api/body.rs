@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, header};
 use dtab::Dtab;
 
 /// Why a request body is not a dtab.
-pub(crate) enum BodyError {
+pub enum BodyError {
     /// No `Content-Type` header.
     MissingContentType,
     /// A content type that is not JSON, `application/dtab` or `text/plain`.
@@ -14,7 +14,7 @@ pub(crate) enum BodyError {
 }
 
 impl BodyError {
-    pub(crate) fn message(&self) -> String {
+    pub fn message(&self) -> String {
         match self {
             BodyError::MissingContentType => {
                 "missing Content-Type: send application/json, application/dtab or text/plain\n"
@@ -29,7 +29,7 @@ impl BodyError {
 }
 
 /// Parses `body` as a dtab according to the request's `Content-Type`.
-pub(crate) fn dtab_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Dtab, BodyError> {
+pub fn dtab_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Dtab, BodyError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .ok_or(BodyError::MissingContentType)?

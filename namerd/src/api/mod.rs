@@ -1,9 +1,11 @@
 //! namerd's HTTP API (`io.l5d.httpController`): Linkerd's `/api/1`, route
 //! for route, plus optional bearer-token auth for writes.
 
-mod body;
+#[doc(hidden)] // Public for the fuzz target only.
+pub mod body;
 mod dtabs;
-mod names;
+#[doc(hidden)] // Public for the fuzz target only.
+pub mod names;
 mod watch;
 
 use std::sync::Arc;

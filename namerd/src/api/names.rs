@@ -301,10 +301,10 @@ pub(crate) async fn delegate_query(
 
 /// The JSON body of `POST /api/1/delegate`.
 #[derive(serde::Deserialize)]
-pub(crate) struct DelegateRequest {
-    namespace: Option<String>,
-    path: Option<String>,
-    dtab: Option<String>,
+pub struct DelegateRequest {
+    pub namespace: Option<String>,
+    pub path: Option<String>,
+    pub dtab: Option<String>,
 }
 
 /// `POST /api/1/delegate` with `{"namespace","path","dtab"}`.

@@ -257,11 +257,12 @@ async fn read_more(
 }
 
 /// A request head taken off the connection.
-struct ClientRequest {
-    parts: request::Parts,
+#[doc(hidden)] // Public for the fuzz target only.
+pub struct ClientRequest {
+    pub parts: request::Parts,
     /// The client sent `Connection: close`, or the server is stopping:
     /// the connection closes after the answer.
-    close: bool,
+    pub close: bool,
     /// Bytes of the request line, without its line end.
     line: usize,
     /// Bytes of the request line's line end.
@@ -275,7 +276,8 @@ struct ClientRequest {
 // Boxing the request would cost an allocation per request; a `Parsed` is
 // moved once.
 #[allow(clippy::large_enum_variant)]
-enum Parsed {
+#[doc(hidden)] // Public for the fuzz target only.
+pub enum Parsed {
     Request(ClientRequest),
     Partial,
     /// Not a request this server takes: hyper's serves the connection.
@@ -289,7 +291,8 @@ const BAD_REQUEST: &[u8] =
 
 /// Parses the request head at the start of `buf` and, if this server takes
 /// it, takes it off. Header values share the head's memory.
-fn parse_request(buf: &mut BytesMut) -> Parsed {
+#[doc(hidden)] // Public for the fuzz target only.
+pub fn parse_request(buf: &mut BytesMut) -> Parsed {
     if buf.is_empty() {
         return Parsed::Partial;
     }
