@@ -142,7 +142,6 @@ const KINDS: &[(&str, &[&str])] = &[
 /// the keys it names and everything below them.
 const KEYS: &[&str] = &[
     // linkerd.yaml, top level.
-    "usage",
     "tracers",
     // admin.
     "admin.socketOptions",
@@ -158,8 +157,6 @@ const KEYS: &[&str] = &[
     "routers.httpAccessLogAppend",
     "routers.httpAccessLogRotateCount",
     "routers.streamAfterContentLengthKB",
-    "routers.maxHeadersKB",
-    "routers.maxInitialLineKB",
     "routers.maxErrResponseKB",
     "routers.maxRequestKB",
     "routers.maxResponseKB",
@@ -172,13 +169,11 @@ const KEYS: &[&str] = &[
     "routers.servers.socketOptions",
     "routers.servers.tls",
     "routers.servers.announce",
-    "routers.servers.serverSession",
     "routers.servers.addForwardedHeader",
     "routers.servers.timestampHeader",
     "routers.servers.windowUpdateRatio",
     "routers.servers.headerTableBytes",
     "routers.servers.initialStreamWindowBytes",
-    "routers.servers.maxConcurrentStreamsPerConnection",
     "routers.servers.maxFrameBytes",
     "routers.servers.maxHeaderListByts",
     // routers[].client (io.l5d.global and io.l5d.static).
