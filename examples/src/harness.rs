@@ -15,23 +15,56 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A backend answering every request with `name`.
 pub async fn backend(name: &'static str) -> Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let service = service_fn(move |_| async move {
-                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                        Bytes::from_static(name.as_bytes()),
-                    )))
+    Ok(Backend::start(name).await?.addr)
+}
+
+/// A backend in this process that can be killed: its port closes and its
+/// open connections are dropped at once, as when its process dies.
+pub struct Backend {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    killed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Backend {
+    /// Starts a backend answering every request with `name`.
+    pub async fn start(name: &'static str) -> Result<Backend> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (killed, mut on_kill) = tokio::sync::watch::channel(false);
+        let connections = killed.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    _ = on_kill.wait_for(|k| *k) => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => return,
+                    },
+                };
+                let mut on_kill = connections.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |_| async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(name.as_bytes()),
+                        )))
+                    });
+                    let serve = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = on_kill.wait_for(|k| *k) => {}
+                        _ = serve => {}
+                    }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
+            }
+        });
+        Ok(Backend { addr, killed })
+    }
+
+    /// Closes the port and drops every open connection.
+    pub fn kill(&self) {
+        self.killed.send_replace(true);
+    }
 }
 
 /// A child process, killed when dropped.

@@ -244,6 +244,24 @@ fn routes_through_namerd_follow_namerctl_and_overrides() {
 
 #[test]
 fn traffic_keeps_flowing_while_namerd_restarts() {
+    traffic_keeps_flowing_while_namerd_stops(Stop::Kill);
+}
+
+#[test]
+fn traffic_keeps_flowing_while_namerd_is_stopped_and_started() {
+    traffic_keeps_flowing_while_namerd_stops(Stop::Terminate);
+}
+
+/// How namerd goes away.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// SIGKILL, as a crash.
+    Kill,
+    /// SIGTERM, as a deploy or a restart by the service manager.
+    Terminate,
+}
+
+fn traffic_keeps_flowing_while_namerd_stops(how: Stop) {
     let mut mesh = Mesh::start();
     mesh.wait_for("web", "v1");
     let stop = Arc::new(AtomicBool::new(false));
@@ -267,8 +285,14 @@ fn traffic_keeps_flowing_while_namerd_restarts() {
         .collect();
 
     std::thread::sleep(Duration::from_millis(300));
-    // namerd crashes, stays down for a while, and comes back.
-    mesh.namerd.take().unwrap().kill();
+    // namerd goes away, stays down for a while, and comes back.
+    let namerd = mesh.namerd.take().unwrap();
+    match how {
+        Stop::Kill => namerd.kill(),
+        Stop::Terminate => {
+            namerd.terminate();
+        }
+    }
     std::thread::sleep(Duration::from_millis(1000));
     let mut namerd = Process::start(
         &binary("namerd", "namerd"),
@@ -290,7 +314,7 @@ fn traffic_keeps_flowing_while_namerd_restarts() {
     assert_eq!(
         failed,
         0,
-        "{failed} of {} requests failed while namerd restarted:\n{}",
+        "{failed} of {} requests failed while namerd restarted ({how:?}):\n{}",
         ok + failed,
         mesh.router.log()
     );

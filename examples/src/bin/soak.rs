@@ -12,6 +12,10 @@
 //! descriptors of both processes from `/proc`. It prints them, and the
 //! growth from the first sample after the warm-up to the end.
 //!
+//! With `--kill-backend-at SECS` one backend is killed then (its port
+//! closed, its connections dropped) while the endpoint files keep listing
+//! it, and wrk's count of failed requests says what that cost.
+//!
 //! ```sh
 //! cargo run --release -p examples --bin soak -- --duration 1800
 //! ```
@@ -23,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
-use examples::harness::{ChildProcess, backend, build, free_port, tempdir, wait_listening};
+use examples::harness::{Backend, ChildProcess, build, free_port, tempdir, wait_listening};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -40,6 +44,9 @@ struct Args {
     /// Seconds before the baseline sample (caches and pools fill up first).
     #[arg(long, default_value_t = 60)]
     warmup: u64,
+    /// Kill one backend this many seconds into the run.
+    #[arg(long)]
+    kill_backend_at: Option<u64>,
     /// Connections `wrk` keeps open to the router.
     #[arg(long, default_value_t = 20)]
     connections: u32,
@@ -76,10 +83,11 @@ struct Reading {
 }
 
 async fn run(args: &Args, bin_dir: &Path, work: &Path) -> Result<()> {
-    let mut backends = Vec::new();
+    let mut running = Vec::new();
     for name in BACKENDS {
-        backends.push(backend(name).await?);
+        running.push(Backend::start(name).await?);
     }
+    let backends: Vec<SocketAddr> = running.iter().map(|b| b.addr).collect();
     let disco = work.join("disco");
     std::fs::create_dir_all(&disco)?;
     write_endpoints(&disco, &backends, 0)?;
@@ -143,6 +151,13 @@ async fn run(args: &Args, bin_dir: &Path, work: &Path) -> Result<()> {
     let mut tick = 0u64;
     while started.elapsed() < Duration::from_secs(args.duration) {
         tick += 1;
+        if args.kill_backend_at == Some(tick) {
+            running[0].kill();
+            println!(
+                "{tick:>6}  backend {} ({}) killed",
+                BACKENDS[0], backends[0]
+            );
+        }
         write_endpoints(&disco, &backends, tick)?;
         match put_dtab(namerd_port, &dtab(1 + tick % 9)).await {
             Ok(()) => updates += 1,
