@@ -34,33 +34,13 @@ pub struct NamerdConfig {
     pub binding_cache: namers::live_cache::BindingCacheConfig,
 }
 
-/// `admin: {ip, port}`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Address to listen on (loopback by default).
-    #[serde(default = "loopback")]
-    pub ip: IpAddr,
-    /// Port (9991 by default).
-    #[serde(default = "default_admin_port")]
-    pub port: u16,
-}
+pub use namers::config::AdminConfig;
 
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            ip: loopback(),
-            port: default_admin_port(),
-        }
-    }
-}
+/// namerd's admin port when `admin.port` is not set.
+pub const DEFAULT_ADMIN_PORT: u16 = 9991;
 
 fn loopback() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
-}
-
-fn default_admin_port() -> u16 {
-    9991
 }
 
 pub use namers::config::KindConfig;
@@ -197,13 +177,6 @@ impl NamerdConfig {
 }
 
 impl HttpControllerConfig {
-    /// The address to listen on.
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::new(self.ip, self.port)
-    }
-}
-
-impl AdminConfig {
     /// The address to listen on.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)

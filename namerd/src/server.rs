@@ -18,8 +18,9 @@ use crate::api::{self, ApiState};
 use crate::config::{HttpControllerConfig, NamerdConfig};
 use crate::metrics::Metrics;
 
-/// How long in-flight requests get to finish on shutdown. Watch streams
-/// never finish on their own, so they are cut after this.
+/// How long in-flight requests get to finish on shutdown unless
+/// `admin.shutdownGraceMs` says otherwise. Watch streams never finish on
+/// their own, so they are cut after this.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A running namerd.
@@ -36,6 +37,8 @@ pub struct Running {
     shutdown_requested: Arc<Notify>,
     stopping: tokio::sync::watch::Sender<bool>,
     servers: JoinSet<std::io::Result<()>>,
+    /// How long requests in flight get when namerd stops.
+    grace: Duration,
 }
 
 /// What a config builds before anything listens: namers, interpreter,
@@ -97,9 +100,10 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         servers.spawn(serve(listener, app, shutdown.clone()));
     }
 
-    let admin_listener = TcpListener::bind(config.admin.addr())
+    let admin_addr = config.admin.addr(crate::config::DEFAULT_ADMIN_PORT);
+    let admin_listener = TcpListener::bind(admin_addr)
         .await
-        .map_err(|e| format!("admin: cannot listen on {}: {e}", config.admin.addr()))?;
+        .map_err(|e| format!("admin: cannot listen on {admin_addr}: {e}"))?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
     let admin_app = admin::router(AdminState {
         namerd: namerd.clone(),
@@ -117,6 +121,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         shutdown_requested,
         stopping: stopping_tx,
         servers,
+        grace: config.admin.shutdown_grace(SHUTDOWN_GRACE),
     })
 }
 
@@ -135,11 +140,12 @@ impl Running {
     }
 
     /// Stops accepting, ends open watch streams, lets requests finish for
-    /// up to [`SHUTDOWN_GRACE`], then cuts what is left.
+    /// up to `admin.shutdownGraceMs` ([`SHUTDOWN_GRACE`] by default), then
+    /// cuts what is left.
     pub async fn stop(mut self) {
         self.shutdown.notify_waiters();
         self.stopping.send_replace(true);
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let drained = tokio::time::timeout(self.grace, async {
             while self.servers.join_next().await.is_some() {}
         })
         .await;

@@ -35,48 +35,17 @@ pub struct Config {
     pub usage: Option<Value>,
 }
 
-/// `admin: {ip, port}`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AdminConfig {
-    /// Address (loopback by default).
-    #[serde(default = "loopback")]
-    pub ip: IpAddr,
-    /// Port (9990 by default).
-    #[serde(default = "default_admin_port")]
-    pub port: u16,
-    /// How long in-flight requests get on shutdown.
-    #[serde(default = "default_grace_ms")]
-    pub shutdown_grace_ms: u64,
-}
+pub use namers::config::AdminConfig;
 
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            ip: loopback(),
-            port: default_admin_port(),
-            shutdown_grace_ms: default_grace_ms(),
-        }
-    }
-}
+/// The router's admin port when `admin.port` is not set.
+pub const DEFAULT_ADMIN_PORT: u16 = 9990;
 
-impl AdminConfig {
-    /// Where the admin server listens.
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::new(self.ip, self.port)
-    }
-}
+/// How long requests in flight get when the router stops, unless
+/// `admin.shutdownGraceMs` says otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 fn loopback() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
-}
-
-fn default_admin_port() -> u16 {
-    9990
-}
-
-fn default_grace_ms() -> u64 {
-    10_000
 }
 
 pub use namers::config::KindConfig;
@@ -609,7 +578,10 @@ mod tests {
         assert!(err.contains("nonzero"), "{err}");
         let err = specs(&format!("{ROUTER}    serverSession:\n      idleTime: 5\n")).unwrap_err();
         assert!(err.contains("`idleTime`"), "{err}");
-        assert!(err.contains("expected one of idleTimeMs, lifeTimeMs"), "{err}");
+        assert!(
+            err.contains("expected one of idleTimeMs, lifeTimeMs"),
+            "{err}"
+        );
         assert!(err.contains("line 6"), "{err}");
         let err = specs("routers:\n- protocol: http\n  maxHeadersKB: 0\n  servers:\n  - port: 0\n")
             .unwrap_err();

@@ -1,11 +1,13 @@
 //! Configuration shared by the router and namerd: reading config files and
 //! building namers from their `namers:` entries.
 
+mod admin;
 mod file;
 pub mod linkerd;
 mod locate;
 mod namer;
 
+pub use admin::AdminConfig;
 pub use file::{ConfigError, Source, error_in, load, parse};
 pub use locate::line_of;
 pub use namer::{KindConfig, NamerConfig, NamerContext, build_namers, kind_params, namer_kinds};

@@ -107,9 +107,10 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
     let mut tasks = JoinSet::new();
     let mut background = JoinSet::new();
 
-    let admin_listener = TcpListener::bind(config.admin.addr())
+    let admin_addr = config.admin.addr(crate::config::DEFAULT_ADMIN_PORT);
+    let admin_listener = TcpListener::bind(admin_addr)
         .await
-        .map_err(|e| format!("admin: cannot listen on {}: {e}", config.admin.addr()))?;
+        .map_err(|e| format!("admin: cannot listen on {admin_addr}: {e}"))?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
 
     let mut routers = Vec::new();
@@ -189,7 +190,9 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         stop_accepting,
         servers_running: tasks,
         background,
-        grace: Duration::from_millis(config.admin.shutdown_grace_ms),
+        grace: config
+            .admin
+            .shutdown_grace(crate::config::DEFAULT_SHUTDOWN_GRACE),
     })
 }
 

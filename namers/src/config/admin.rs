@@ -1,0 +1,61 @@
+//! The `admin:` block, the same in `linkerd.yaml` and `namerd.yaml`
+//! (Linkerd's routers and namerd share one admin config too); each program
+//! brings its own default port and grace period.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// `admin: {ip, port, shutdownGraceMs}`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdminConfig {
+    /// Address to listen on (loopback when absent).
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+    /// Port (the program's default when absent).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// How long requests in flight get to finish when the program stops.
+    #[serde(default)]
+    pub shutdown_grace_ms: Option<u64>,
+}
+
+impl AdminConfig {
+    /// Where the admin server listens, `default_port` unless set.
+    pub fn addr(&self, default_port: u16) -> SocketAddr {
+        SocketAddr::new(
+            self.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            self.port.unwrap_or(default_port),
+        )
+    }
+
+    /// The shutdown grace period, `default` unless set.
+    pub fn shutdown_grace(&self, default: Duration) -> Duration {
+        self.shutdown_grace_ms
+            .map_or(default, Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_programs() {
+        let admin: AdminConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(admin.addr(9990).to_string(), "127.0.0.1:9990");
+        assert_eq!(
+            admin.shutdown_grace(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+        let admin: AdminConfig =
+            serde_json::from_str(r#"{"ip": "0.0.0.0", "port": 1, "shutdownGraceMs": 250}"#)
+                .unwrap();
+        assert_eq!(admin.addr(9990).to_string(), "0.0.0.0:1");
+        assert_eq!(
+            admin.shutdown_grace(Duration::from_secs(5)),
+            Duration::from_millis(250)
+        );
+        assert!(serde_json::from_str::<AdminConfig>(r#"{"prot": 1}"#).is_err());
+    }
+}
