@@ -1,8 +1,7 @@
 //! The router's config file: Linkerd 1.x's `linkerd.yaml` keys, strict
 //! about unknown keys, kinds and protocols.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use dtab::{Dtab, Path};
@@ -10,9 +9,12 @@ use namers::bind::BindLimits;
 use namers::config::NamerConfig;
 use serde_json::Value;
 
+pub use crate::bind::config::{BindingCacheConfig, BindingLimitsConfig};
+pub use crate::client::config::ClientConfig;
 use crate::identify::IdentifierConfig;
+pub use crate::server::config::{ServerConfig, ServerSessionConfig};
 use crate::server::limits::{DEFAULT_MAX_HEADERS_KB, DEFAULT_MAX_INITIAL_LINE_KB, HeadLimits};
-use crate::server::session::SessionLimits;
+pub use crate::service::config::{DtabHeaderLimitsConfig, ServiceConfig};
 use crate::service::dtab_headers::DtabHeaderLimits;
 
 /// The whole file.
@@ -43,10 +45,6 @@ pub const DEFAULT_ADMIN_PORT: u16 = 9990;
 /// How long requests in flight get when the router stops, unless
 /// `admin.shutdownGraceMs` says otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-fn loopback() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::LOCALHOST)
-}
 
 pub use namers::config::KindConfig;
 
@@ -125,168 +123,6 @@ impl RouterConfig {
                 .map_or(DEFAULT_MAX_HEADERS_KB, usize::from),
         )
     }
-}
-
-/// `bindingLimits:`; each key defaults to the `namers::bind` default.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BindingLimitsConfig {
-    /// Path steps across the whole tree of one bind (default 10,000).
-    #[serde(default)]
-    pub max_lookups: Option<NonZeroUsize>,
-    /// Leaves one bind may build (default 1,000).
-    #[serde(default)]
-    pub max_leaves: Option<NonZeroUsize>,
-    /// Milliseconds one bind may take (default 100).
-    #[serde(default)]
-    pub max_bind_ms: Option<NonZeroU64>,
-}
-
-impl BindingLimitsConfig {
-    fn limits(&self) -> BindLimits {
-        let default = BindLimits::default();
-        BindLimits {
-            max_depth: default.max_depth,
-            max_lookups: self.max_lookups.map_or(default.max_lookups, usize::from),
-            max_leaves: self.max_leaves.map_or(default.max_leaves, usize::from),
-            max_time: self
-                .max_bind_ms
-                .map_or(default.max_time, |ms| Duration::from_millis(ms.get())),
-        }
-    }
-}
-
-/// `dtabHeaderLimits:`; each key defaults to the `dtab_headers` default.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct DtabHeaderLimitsConfig {
-    /// Bytes of all dtab header values of a request (default 32 KiB).
-    #[serde(default)]
-    pub max_bytes: Option<NonZeroUsize>,
-    /// Dentries of a request's local dtab (default 1,000).
-    #[serde(default)]
-    pub max_dentries: Option<NonZeroUsize>,
-}
-
-impl DtabHeaderLimitsConfig {
-    fn limits(&self) -> DtabHeaderLimits {
-        let default = DtabHeaderLimits::default();
-        DtabHeaderLimits {
-            max_bytes: self.max_bytes.map_or(default.max_bytes, usize::from),
-            max_dentries: self.max_dentries.map_or(default.max_dentries, usize::from),
-        }
-    }
-}
-
-/// One entry of `servers:`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ServerConfig {
-    /// Port (4140 for http, 4142 for h2).
-    #[serde(default)]
-    pub port: Option<u16>,
-    /// Address (loopback by default).
-    #[serde(default = "loopback")]
-    pub ip: IpAddr,
-    /// Strip every `l5d-*` request header (an untrusted edge).
-    #[serde(default)]
-    pub clear_context: bool,
-    /// Most `Via` hops a request may have passed (default 10).
-    #[serde(default)]
-    pub max_call_depth: Option<usize>,
-    /// Requests served at once before answering 503.
-    #[serde(default)]
-    pub max_concurrent_requests: Option<usize>,
-    /// How long a client connection may be idle or live.
-    #[serde(default)]
-    pub server_session: Option<ServerSessionConfig>,
-    /// Streams an HTTP/2 client may open at once on one connection
-    /// (`h2` routers; default 200).
-    #[serde(default)]
-    pub max_concurrent_streams_per_connection: Option<NonZeroU32>,
-}
-
-/// `serverSession:`, Linkerd's limits on a client connection's time.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ServerSessionConfig {
-    /// Milliseconds a connection may go without a request in flight
-    /// (default 60,000).
-    #[serde(default)]
-    pub idle_time_ms: Option<NonZeroU64>,
-    /// Milliseconds a connection may live; then it is closed once its
-    /// requests in flight are done (default: no limit).
-    #[serde(default)]
-    pub life_time_ms: Option<NonZeroU64>,
-}
-
-impl ServerConfig {
-    /// The limits on this server's connections' time.
-    pub fn session(&self) -> SessionLimits {
-        let default = SessionLimits::default();
-        let session = self.server_session.as_ref();
-        let ms = |ms: NonZeroU64| Duration::from_millis(ms.get());
-        SessionLimits {
-            idle: session
-                .and_then(|s| s.idle_time_ms)
-                .map_or(default.idle, ms),
-            life: session.and_then(|s| s.life_time_ms).map(ms),
-            head: default.head,
-        }
-    }
-
-    /// Streams an HTTP/2 client may open at once on one connection.
-    pub fn max_concurrent_streams(&self) -> u32 {
-        self.max_concurrent_streams_per_connection.map_or(
-            crate::server::DEFAULT_MAX_CONCURRENT_STREAMS,
-            NonZeroU32::get,
-        )
-    }
-}
-
-/// `client:`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ClientConfig {
-    /// `{kind: p2c}` (the only balancer so far).
-    #[serde(default)]
-    pub load_balancer: Option<KindConfig>,
-    /// Time limit for one attempt, in ms.
-    #[serde(default)]
-    pub request_attempt_timeout_ms: Option<u64>,
-    /// Timeout for opening a connection, in ms (default 3000).
-    #[serde(default)]
-    pub connect_timeout_ms: Option<u64>,
-}
-
-/// `service:`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ServiceConfig {
-    /// Time limit for a whole request, in ms.
-    #[serde(default)]
-    pub total_timeout_ms: Option<u64>,
-}
-
-/// `bindingCache:`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BindingCacheConfig {
-    /// Cached (dtab, name) bindings (default 1000).
-    #[serde(default)]
-    pub paths: Option<usize>,
-    /// Accepted for compatibility; bound trees are cached with paths.
-    #[serde(default)]
-    pub trees: Option<usize>,
-    /// Accepted for compatibility; addresses live in the clients.
-    #[serde(default)]
-    pub bounds: Option<usize>,
-    /// Cached clients, one per bound name (default 1000).
-    #[serde(default)]
-    pub clients: Option<usize>,
-    /// Seconds an unused entry is kept (default 600).
-    #[serde(default)]
-    pub idle_ttl_secs: Option<u64>,
 }
 
 /// The protocols a router can speak.
@@ -449,17 +285,6 @@ impl RouterConfig {
     }
 }
 
-impl ServerConfig {
-    /// Where this server listens; the default port depends on the protocol.
-    pub fn addr(&self, protocol: crate::identify::Protocol) -> SocketAddr {
-        let default = match protocol {
-            crate::identify::Protocol::Http => 4140,
-            crate::identify::Protocol::H2 => 4142,
-        };
-        SocketAddr::new(self.ip, self.port.unwrap_or(default))
-    }
-}
-
 /// Reads and checks a config file.
 pub fn load(path: &std::path::Path) -> Result<(Config, Vec<RouterSpec>), String> {
     let source = namers::config::Source::read(path).map_err(|e| e.to_string())?;
@@ -475,6 +300,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::server::session::SessionLimits;
 
     fn specs(yaml: &str) -> Result<Vec<RouterSpec>, String> {
         let config: Config =

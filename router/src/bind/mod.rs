@@ -3,6 +3,7 @@
 //! and the union branch and alternative a request goes to.
 
 pub mod cache;
+pub mod config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

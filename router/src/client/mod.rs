@@ -3,6 +3,7 @@
 //! accrual, requeues and `requestAttemptTimeoutMs` belong here.
 
 pub mod balance;
+pub mod config;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

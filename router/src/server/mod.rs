@@ -1,6 +1,7 @@
 //! Starting the routers and the admin server from a config, and stopping
 //! them gracefully.
 
+pub mod config;
 pub mod context;
 pub mod h1;
 mod head_watch;

@@ -4,6 +4,7 @@
 //! are keyed by. Per-service policy (`totalTimeoutMs`, retries, response
 //! classifiers) belongs here.
 
+pub mod config;
 pub mod dtab_headers;
 
 use dtab::{Dtab, Path};
