@@ -29,6 +29,9 @@ pub struct NamerdConfig {
     /// built in; entries here are rejected).
     #[serde(default)]
     pub telemetry: Vec<KindConfig>,
+    /// The work one bind may do (our own keys: Linkerd has none).
+    #[serde(default, rename = "bindingLimits")]
+    pub binding_limits: namers::config::BindingLimitsConfig,
     /// How long bindings outlive their last watcher.
     #[serde(default, rename = "bindingCache")]
     pub binding_cache: namers::live_cache::BindingCacheConfig,

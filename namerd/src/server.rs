@@ -57,8 +57,9 @@ pub fn build(config: &NamerdConfig) -> Result<Built, String> {
     let namers = build_namers(&config.namers, &NamerContext { inet: inet.clone() })?;
     let system = SystemNamers::with_linkerd_namers(inet);
     // namerd reports an unknown `/$/` namer as the system lookup's error.
-    let interpreter =
-        Interpreter::new(namers, system).with_unknown_system_namer(UnknownSystemNamer::AsIs);
+    let interpreter = Interpreter::new(namers, system)
+        .with_unknown_system_namer(UnknownSystemNamer::AsIs)
+        .with_bind_limits(config.binding_limits.limits());
     let store = config.build_store()?;
     let metrics = Arc::new(Metrics::with_namers(interpreter.namers()));
     let controllers = config.http_controllers()?;

@@ -869,3 +869,23 @@ async fn a_dtab_over_the_binding_limits_is_a_400() {
     assert_eq!(bound.status, 200, "{}", bound.body);
     assert!(bound.body.contains("/#/io.l5d.fs/web"), "{}", bound.body);
 }
+
+#[tokio::test]
+async fn binding_limits_are_configurable() {
+    let n = start("bindingLimits:\n  maxLeaves: 2\n").await;
+    let dtab = query_encode("/svc/web=>/a&/a&/a;/a=>/$/inet/127.0.0.1/8080");
+    let reply = http(
+        n.api,
+        "GET",
+        &format!("/api/1/bind/default?path=/svc/web&dtab={dtab}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply.body.contains("(limit bindingLimits.maxLeaves)"),
+        "{}",
+        reply.body
+    );
+}

@@ -3,11 +3,13 @@
 
 mod admin;
 mod file;
+mod limits;
 pub mod linkerd;
 mod locate;
 mod namer;
 
 pub use admin::AdminConfig;
 pub use file::{ConfigError, Source, error_in, load, parse};
+pub use limits::BindingLimitsConfig;
 pub use locate::line_of;
 pub use namer::{KindConfig, NamerConfig, NamerContext, build_namers, kind_params, namer_kinds};
