@@ -889,3 +889,38 @@ async fn binding_limits_are_configurable() {
         reply.body
     );
 }
+
+/// `admin.shutdownGraceMs`: a request still in flight when namerd stops
+/// (a delegation waiting on a Consul agent that never answers; namerd
+/// gives up on it after 2 s) is waited for that long, then cut.
+#[tokio::test]
+async fn the_shutdown_grace_is_configurable() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let yaml = format!(
+        "admin:\n  port: 0\n  shutdownGraceMs: 300\nstorage:\n  kind: io.l5d.inMemory\n  namespaces:\n    \
+         default: /svc => /#/io.l5d.consul/dc1\nnamers:\n- kind: io.l5d.consul\n  host: 127.0.0.1\n  \
+         port: {port}\ninterfaces:\n- kind: io.l5d.httpController\n  port: 0\n"
+    );
+    let config: namerd::config::NamerdConfig = namers::config::parse("test.yaml", &yaml).unwrap();
+    let running = namerd::server::start(&config).await.unwrap();
+    let api = running.api_addrs[0];
+    let in_flight = tokio::spawn(async move {
+        http(api, "GET", "/api/1/delegate/default?path=/svc/web", &[], "").await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!in_flight.is_finished(), "the delegation should still wait");
+    let started = std::time::Instant::now();
+    running.stop().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(1500),
+        "stopping took {took:?}, not about the configured 300 ms"
+    );
+}
