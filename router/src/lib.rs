@@ -18,6 +18,7 @@ pub mod errors;
 pub mod identify;
 pub mod interpreter;
 pub mod metrics;
+pub mod policy;
 pub mod server;
 pub mod service;
 pub mod socket_read;

@@ -2,6 +2,7 @@
 //! and what is sent to every endpoint of that id (`l5d-dst-*`). Failure
 //! accrual, requeues and `requestAttemptTimeoutMs` belong here.
 
+pub mod accrual;
 pub mod balance;
 pub mod config;
 
