@@ -74,6 +74,8 @@ pub struct BackoffSchedule {
 
 impl BackoffSchedule {
     /// The next pause.
+    // Not an `Iterator`: a schedule never ends, so there is no `Option`.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Duration {
         self.next_with(rand::random::<f64>())
     }
