@@ -39,13 +39,9 @@ pub struct Picked {
     /// Where to send the request.
     pub addr: SocketAddr,
     node: Arc<NodeShared>,
+    /// When the pick was made, for `ewma` (a `PeakEwma::stamp`).
+    started: u64,
     admission: Admission,
-    fail_fast: bool,
-    /// When the pick was made, for `ewma` latency.
-    started: Option<Instant>,
-    decay: std::time::Duration,
-    /// The balancer's in-flight count, for `aperture`.
-    balancer_in_flight: Option<Arc<AtomicUsize>>,
     recorded: bool,
 }
 
@@ -69,16 +65,16 @@ impl Picked {
         if std::mem::replace(&mut self.recorded, true) {
             return;
         }
-        if let Some(started) = self.started
+        if let Some(decay) = self.node.ewma_decay
             && outcome != Outcome::ConnectFailed
         {
-            let now = clock.now();
-            let latency = now.saturating_duration_since(started);
-            self.node.latency.observe(latency, now, self.decay);
+            self.node
+                .latency
+                .observe_since(self.started, clock.now(), decay);
         }
         let health = &self.node.health;
         if outcome == Outcome::ConnectFailed
-            && self.fail_fast
+            && self.node.fail_fast
             && self.admission == Admission::Normal
         {
             health.mark_dead(clock.now());
@@ -91,7 +87,7 @@ impl Picked {
 impl Drop for Picked {
     fn drop(&mut self) {
         self.node.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if let Some(total) = &self.balancer_in_flight {
+        if let Some(total) = &self.node.balancer_in_flight {
             total.fetch_sub(1, Ordering::Relaxed);
         }
         if !self.recorded {
@@ -112,7 +108,6 @@ impl Balancer {
     pub fn with_config(addr: Live<Addr>, config: Arc<BalanceConfig>) -> Balancer {
         let epoch = epoch();
         let rank = RandomState::new();
-        let (snapshot, _) = Snapshot::build(addr.load(), None, &config, &rank, epoch);
         let aperture = match config.kind {
             BalancerKind::Aperture {
                 smooth_window,
@@ -131,6 +126,9 @@ impl Balancer {
             }
             _ => None,
         };
+        let aperture_in_flight = aperture.as_ref().map(|(a, _)| &a.in_flight);
+        let (snapshot, _) =
+            Snapshot::build(addr.load(), None, &config, &rank, epoch, aperture_in_flight);
         Balancer {
             addr,
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -272,22 +270,18 @@ impl Balancer {
 
     fn picked(&self, node: &Node, admission: Admission, clock: &Clock) -> Picked {
         node.shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        let (started, decay) = match self.config.kind {
-            BalancerKind::Ewma { decay, .. } => (Some(clock.now()), decay),
-            _ => (None, std::time::Duration::ZERO),
+        if let Some(total) = &node.shared.balancer_in_flight {
+            total.fetch_add(1, Ordering::Relaxed);
+        }
+        let started = match node.shared.ewma_decay {
+            Some(_) => node.shared.latency.stamp(clock.now()),
+            None => 0,
         };
-        let balancer_in_flight = self.aperture.as_ref().map(|(aperture, _)| {
-            aperture.in_flight.fetch_add(1, Ordering::Relaxed);
-            aperture.in_flight.clone()
-        });
         Picked {
             addr: node.addr,
             node: node.shared.clone(),
-            admission,
-            fail_fast: self.config.fail_fast,
             started,
-            decay,
-            balancer_in_flight,
+            admission,
             recorded: false,
         }
     }
@@ -310,6 +304,7 @@ impl Balancer {
             &self.config,
             &self.rank,
             self.epoch,
+            self.aperture.as_ref().map(|(a, _)| &a.in_flight),
         );
         let rebuilt = Arc::new(rebuilt);
         let previous = self.snapshot.compare_and_swap(&snapshot, rebuilt.clone());

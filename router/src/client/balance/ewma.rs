@@ -73,6 +73,18 @@ impl PeakEwma {
         self.observed.store(true, Ordering::Release);
     }
 
+    /// `at` as ns after this average's origin, to time a request with.
+    pub(super) fn stamp(&self, at: Instant) -> u64 {
+        nanos_since(self.epoch, at)
+    }
+
+    /// Adds the latency of a request sent at `started` (a
+    /// [`PeakEwma::stamp`]) and answered at `now`.
+    pub(super) fn observe_since(&self, started: u64, now: Instant, decay: Duration) {
+        let rtt = Duration::from_nanos(self.stamp(now).saturating_sub(started));
+        self.observe(rtt, now, decay);
+    }
+
     /// The cost of sending one more request, with `in_flight` already
     /// there.
     pub(super) fn cost(&self, now: Instant, decay: Duration, in_flight: usize) -> f64 {

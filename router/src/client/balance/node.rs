@@ -70,6 +70,13 @@ pub(super) struct NodeShared {
     pub(super) health: NodeHealth,
     /// Only `ewma` balancers feed it.
     pub(super) latency: PeakEwma,
+    // What picks of this node need from the balancer, kept here so that a
+    // pick carries one pointer.
+    /// `ewma`'s `decayTimeMs`; `None` for other kinds.
+    pub(super) ewma_decay: Option<Duration>,
+    pub(super) fail_fast: bool,
+    /// The balancer's in-flight count, for `aperture`.
+    pub(super) balancer_in_flight: Option<Arc<AtomicUsize>>,
 }
 
 /// One endpoint of a snapshot.
@@ -123,7 +130,12 @@ impl Snapshot {
         config: &BalanceConfig,
         rank: &RandomState,
         epoch: Instant,
+        balancer_in_flight: Option<&Arc<AtomicUsize>>,
     ) -> (Snapshot, Retired) {
+        let ewma_decay = match config.kind {
+            BalancerKind::Ewma { decay, .. } => Some(decay),
+            _ => None,
+        };
         let mut kept: HashMap<SocketAddr, &Arc<NodeShared>> = previous
             .map(|p| p.nodes.iter().map(|n| (n.addr, &n.shared)).collect())
             .unwrap_or_default();
@@ -140,6 +152,9 @@ impl Snapshot {
                             in_flight: AtomicUsize::new(0),
                             health: NodeHealth::new(config.accrual.clone()),
                             latency: PeakEwma::new(epoch),
+                            ewma_decay,
+                            fail_fast: config.fail_fast,
+                            balancer_in_flight: balancer_in_flight.cloned(),
                         })
                     }),
                 })
