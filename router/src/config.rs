@@ -10,11 +10,11 @@ use namers::config::NamerConfig;
 use serde_json::Value;
 
 pub use crate::bind::config::{BindingCacheConfig, BindingLimitsConfig};
-pub use crate::client::config::ClientConfig;
+pub use crate::client::config::{ClientConfig, ClientPolicies};
 use crate::identify::IdentifierConfig;
 pub use crate::server::config::{ServerConfig, ServerSessionConfig};
 use crate::server::limits::{DEFAULT_MAX_HEADERS_KB, DEFAULT_MAX_INITIAL_LINE_KB, HeadLimits};
-pub use crate::service::config::{DtabHeaderLimitsConfig, ServiceConfig};
+pub use crate::service::config::{DtabHeaderLimitsConfig, ServiceConfig, ServicePolicies};
 use crate::service::dtab_headers::DtabHeaderLimits;
 
 /// The whole file.
@@ -146,10 +146,10 @@ pub struct RouterSpec {
     pub dst_prefix: Path,
     /// How long to wait for a binding.
     pub binding_timeout: Duration,
-    /// Whole-request time limit.
-    pub total_timeout: Option<Duration>,
-    /// Per-attempt time limit.
-    pub attempt_timeout: Option<Duration>,
+    /// Per-service policies: timeouts, classifiers, retries.
+    pub services: ServicePolicies,
+    /// Per-client policies: balancers, failure accrual, requeues.
+    pub clients: ClientPolicies,
     /// Connection time limit.
     pub connect_timeout: Duration,
     /// Cache sizes.
@@ -240,20 +240,15 @@ impl RouterConfig {
                 INTERPRETERS,
             ));
         }
-        let client = self.client.as_ref();
-        if let Some(lb) = client.and_then(|c| c.load_balancer.as_ref()) {
-            if lb.kind != "p2c" {
-                return Err(namers::config::linkerd::unknown_kind(
-                    &format!("{at}.client.loadBalancer"),
-                    "loadBalancer",
-                    &lb.kind,
-                    &["p2c"],
-                ));
-            }
-            if let Some(key) = lb.params.keys().next() {
-                return Err(format!("{at}.client.loadBalancer: unknown field `{key}`"));
-            }
-        }
+        let h2 = protocol == crate::identify::Protocol::H2;
+        let (clients, connect_timeout) = match &self.client {
+            Some(client) => ClientPolicies::from_config(&format!("{at}.client"), client)?,
+            None => (ClientPolicies::default(), None),
+        };
+        let services = match &self.service {
+            Some(service) => ServicePolicies::from_config(&format!("{at}.service"), service, h2)?,
+            None => ServicePolicies::defaults(h2),
+        };
         let cache = self.binding_cache.as_ref();
         let ms = Duration::from_millis;
         Ok(RouterSpec {
@@ -263,13 +258,9 @@ impl RouterConfig {
             dtab,
             dst_prefix,
             binding_timeout: ms(self.binding_timeout_ms.unwrap_or(10_000)),
-            total_timeout: self
-                .service
-                .as_ref()
-                .and_then(|s| s.total_timeout_ms)
-                .map(ms),
-            attempt_timeout: client.and_then(|c| c.request_attempt_timeout_ms).map(ms),
-            connect_timeout: ms(client.and_then(|c| c.connect_timeout_ms).unwrap_or(3_000)),
+            services,
+            clients,
+            connect_timeout: connect_timeout.unwrap_or(Duration::from_millis(3_000)),
             paths_capacity: cache.and_then(|c| c.paths).unwrap_or(1000),
             clients_capacity: cache.and_then(|c| c.clients).unwrap_or(1000),
             idle_ttl: Duration::from_secs(cache.and_then(|c| c.idle_ttl_secs).unwrap_or(600)),

@@ -39,6 +39,10 @@ pub enum RouterError {
     /// Connecting to or talking with the chosen endpoint failed.
     #[error("{0}")]
     Upstream(String),
+    /// No connection to any endpoint tried could be had: the request was
+    /// never sent, so a retry is safe.
+    #[error("{0}")]
+    Unsent(String),
     /// No response within the service's total timeout.
     #[error("{0}")]
     Timeout(String),
@@ -73,7 +77,8 @@ impl RouterError {
             RouterError::FieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             RouterError::BindingFailed(_)
             | RouterError::NoEndpoints(_)
-            | RouterError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            | RouterError::Upstream(_)
+            | RouterError::Unsent(_) => StatusCode::BAD_GATEWAY,
             RouterError::BindingTimeout(_)
             | RouterError::Timeout(_)
             | RouterError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,6 +93,7 @@ impl RouterError {
             RouterError::NoEndpoints(_)
                 | RouterError::Unavailable(_)
                 | RouterError::BindingTimeout(_)
+                | RouterError::Unsent(_)
         )
     }
 

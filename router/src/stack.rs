@@ -16,18 +16,28 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+use std::time::Duration;
+
+use hyper::body::Body as _;
+
 use crate::bind::BindStage;
 use crate::body::{self, Body};
-use crate::client::{ClientStage, DstHeaders};
+use crate::client::balance::Outcome;
+use crate::client::{Client, ClientStage, DstHeaders};
 use crate::config::RouterSpec;
-use crate::endpoint::EndpointStage;
 pub(crate) use crate::endpoint::Routed;
+use crate::endpoint::{AttemptError, EndpointStage, Forwarded, Outgoing};
 use crate::errors::RouterError;
 use crate::identify::{Identifier, Protocol, identify_with};
 use crate::interpreter::RouterNaming;
 use crate::metrics::RouterMetrics;
+use crate::policy::backoff::BackoffSchedule;
+use crate::policy::classifier::{RequestFacts, ResponseClass};
 pub use crate::server::context::ServerSettings;
+use crate::service::Service;
+use crate::service::deadline;
 use crate::service::dtab_headers::forward_headers;
+use crate::service::replay::RequestBody;
 use crate::service::{DstTarget, local_dtab};
 
 /// One configured router (an entry of `routers:`), shared by its servers'
@@ -52,7 +62,7 @@ impl RouterStack {
     ) -> RouterStack {
         RouterStack {
             bind: BindStage::new(&spec, naming, admin),
-            clients: ClientStage::new(spec.clients_capacity, spec.idle_ttl, spec.binding_timeout),
+            clients: ClientStage::new(&spec),
             endpoints: EndpointStage::new(&spec),
             spec,
             identifiers,
@@ -142,34 +152,235 @@ impl RouterStack {
         let local = local_dtab(&parts.headers, &self.spec.dtab_header_limits)?;
         let target = DstTarget::new(&local, identified.name);
         // bind
-        let deadline = tokio::time::Instant::from_std(started) + self.spec.binding_timeout;
-        let (state, service_header) = self
+        let binding_deadline = tokio::time::Instant::from_std(started) + self.spec.binding_timeout;
+        let dst = self
             .bind
-            .bound_tree(&target, &local, started, deadline)
+            .bound_tree(&target, &local, started, binding_deadline)
             .await?;
-        let bound = self.bind.leaf(&state, &target, &local)?;
+        let bound = self.bind.leaf(&dst.tree, &target, &local)?;
         // client
         let client = self.clients.client(bound, started);
-        let picked = self
-            .clients
-            .pick(&client.value, &target, bound, deadline)
-            .await?;
-        let dst = DstHeaders::new(service_header, &client.value, bound);
-        // endpoint
+        let headers = DstHeaders::new(dst.service_header, &client.value, bound);
         forward_headers(&mut parts.headers, &local);
-        let limit = self.spec.total_timeout.or(self.spec.attempt_timeout);
-        self.endpoints
-            .forward(
-                parts,
-                incoming,
-                identified.rewritten_uri,
-                picked,
-                dst,
-                limit,
-                &target,
-                bound,
-            )
-            .await
+        let service = &dst.service;
+        let deadline = deadline::apply(
+            &mut parts.headers,
+            tokio::time::Instant::from_std(started),
+            service.policy.total_timeout,
+        );
+        let facts = RequestFacts {
+            method: parts.method.clone(),
+            chunked: incoming
+                .as_ref()
+                .is_some_and(|i| !i.is_end_stream() && i.size_hint().exact().is_none()),
+        };
+        // endpoint
+        let bodiless = incoming.as_ref().is_none_or(|i| i.is_end_stream());
+        let mut outgoing = self
+            .endpoints
+            .prepare(parts, identified.rewritten_uri, bodiless)?;
+        let classifier = &service.policy.classifier;
+        let retryable_method = !outgoing.is_upgrade()
+            && matches!(
+                classifier.classify_response(
+                    &facts,
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    &http::HeaderMap::new()
+                ),
+                Some(ResponseClass::Failure { retryable: true })
+            );
+        let mut body =
+            RequestBody::read(incoming, retryable_method, service.policy.retry_buffer).await?;
+        let attempts = Attempts {
+            stack: self,
+            target: &target,
+            bound,
+            client: &client.value,
+            service,
+            facts: &facts,
+            headers: &headers,
+            binding_deadline,
+            deadline,
+        };
+        attempts.run(&mut outgoing, &mut body).await
+    }
+}
+
+/// The most times one request is sent again after connection failures
+/// (within the requeue budget), and after retryable failures (within the
+/// retry budget).
+const MAX_REQUEUES: u32 = 25;
+const MAX_RETRIES: u32 = 25;
+
+/// How many more picks a retry or requeue makes to avoid the endpoint
+/// that just failed.
+const AVOID_PICKS: usize = 3;
+
+/// One request's attempts: requeues after connection failures, retries
+/// after failures its classifier calls retryable.
+struct Attempts<'a> {
+    stack: &'a RouterStack,
+    target: &'a DstTarget,
+    bound: &'a namers::Bound,
+    client: &'a Client,
+    service: &'a Service,
+    facts: &'a RequestFacts,
+    headers: &'a DstHeaders,
+    binding_deadline: tokio::time::Instant,
+    /// The request's own deadline (`totalTimeoutMs`, `l5d-ctx-deadline`).
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Attempts<'_> {
+    async fn run(
+        &self,
+        outgoing: &mut Outgoing,
+        body: &mut RequestBody,
+    ) -> Result<Routed, RouterError> {
+        let classifier = &self.service.policy.classifier;
+        self.service.retries.deposit();
+        self.client.requeues.deposit();
+        let mut requeues = 0;
+        let mut retries = 0;
+        let mut backoff = None;
+        // Where the last attempt failed: the next one goes elsewhere when
+        // the balancer offers another endpoint within a few picks.
+        let mut failed_at = None;
+        loop {
+            let mut picked = self
+                .stack
+                .clients
+                .pick(self.client, self.target, self.bound, self.binding_deadline)
+                .await?;
+            for _ in 0..AVOID_PICKS {
+                if failed_at != Some(picked.addr) {
+                    break;
+                }
+                picked = self
+                    .stack
+                    .clients
+                    .pick(self.client, self.target, self.bound, self.binding_deadline)
+                    .await?;
+            }
+            failed_at = Some(picked.addr);
+            let limit = self.attempt_limit()?;
+            // A request whose body cannot be sent again gives its head
+            // away (a copy costs more than the rare take-back).
+            let last = !outgoing.is_direct() && (!body.replayable() || outgoing.is_upgrade());
+            let sent = self
+                .stack
+                .endpoints
+                .send(
+                    outgoing,
+                    body.for_attempt(),
+                    last,
+                    picked.addr,
+                    self.headers,
+                    limit,
+                    self.target,
+                    self.bound,
+                )
+                .await;
+            let (error, class) = match sent {
+                Ok(forwarded) => {
+                    let class = match &forwarded {
+                        Forwarded::Direct { answer, .. } => classifier.classify_response(
+                            self.facts,
+                            answer.status(),
+                            &answer.classifier_fields(),
+                        ),
+                        Forwarded::Streamed { response, .. } => classifier.classify_response(
+                            self.facts,
+                            response.status(),
+                            response.headers(),
+                        ),
+                    };
+                    // Answers whose class waits for trailers count as
+                    // successes for the endpoint.
+                    let failed = class.as_ref().is_some_and(|c| !c.is_success());
+                    picked.record(if failed {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Success
+                    });
+                    if let Some(ResponseClass::Failure { retryable: true }) = class
+                        && self.may_retry(body, &mut retries, &mut backoff).await
+                    {
+                        continue;
+                    }
+                    let header = class.as_ref().map(ResponseClass::header_value);
+                    return Ok(forwarded.into_routed(picked, header));
+                }
+                Err(AttemptError::NotSent { error, request }) => {
+                    picked.record(Outcome::ConnectFailed);
+                    body.give_back(outgoing.take_back(request));
+                    if body.available()
+                        && outgoing.is_available()
+                        && requeues < MAX_REQUEUES
+                        && self.client.requeues.try_withdraw()
+                    {
+                        requeues += 1;
+                        continue;
+                    }
+                    (error, None)
+                }
+                Err(AttemptError::Failed { error, kind }) => {
+                    picked.record(Outcome::Failure);
+                    (error, Some(classifier.classify_error(self.facts, kind)))
+                }
+            };
+            if let Some(ResponseClass::Failure { retryable: true }) = class
+                && self.may_retry(body, &mut retries, &mut backoff).await
+            {
+                continue;
+            }
+            return Err(error);
+        }
+    }
+
+    /// The time limit of the next attempt: the client's
+    /// `requestAttemptTimeoutMs` within what is left of the request's
+    /// deadline.
+    fn attempt_limit(&self) -> Result<Option<Duration>, RouterError> {
+        let attempt = self.client.policy.attempt_timeout;
+        let Some(deadline) = self.deadline else {
+            return Ok(attempt);
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(RouterError::Timeout(format!(
+                "the deadline of the request for {} passed",
+                self.target.name.show()
+            )));
+        }
+        Ok(Some(attempt.map_or(left, |a| a.min(left))))
+    }
+
+    /// Whether a failed attempt is followed by another: the body can be
+    /// sent again, the retry budget allows it, and the backoff pause ends
+    /// before the deadline. Waits out the pause.
+    async fn may_retry(
+        &self,
+        body: &RequestBody,
+        retries: &mut u32,
+        backoff: &mut Option<BackoffSchedule>,
+    ) -> bool {
+        if !body.replayable() || *retries >= MAX_RETRIES || !self.service.retries.try_withdraw() {
+            return false;
+        }
+        let pause = backoff
+            .get_or_insert_with(|| self.service.policy.backoff.schedule())
+            .next();
+        if let Some(deadline) = self.deadline
+            && tokio::time::Instant::now() + pause >= deadline
+        {
+            return false;
+        }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        *retries += 1;
+        true
     }
 }
 

@@ -200,7 +200,7 @@ async fn clear_context_strips_every_l5d_header() {
             "l5d-ctx-trace",
             "AAAAAAAAAAEAAAAAAAAAAQAAAAAAAAABAAAAAAAAAAA=",
         ),
-        ("l5d-ctx-deadline", "1 2"),
+        ("l5d-ctx-deadline", "1 9000000000000000000"),
         ("l5d-sample", "1.0"),
         ("l5d-reqid", "from-the-client"),
         ("x-other", "kept"),

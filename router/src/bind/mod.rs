@@ -15,9 +15,10 @@ use namers::resolve::{Resolved, choose, pick_by_weight};
 use namers::{Activity, Binding, Bound, NamingError};
 
 use crate::config::RouterSpec;
+use crate::config::ServicePolicies;
 use crate::errors::RouterError;
 use crate::interpreter::RouterNaming;
-use crate::service::DstTarget;
+use crate::service::{DstTarget, Service};
 use cache::Cache;
 
 /// A destination's bound tree, as the binding last published it.
@@ -27,6 +28,7 @@ pub(crate) type BoundTree = Arc<Activity<NameTree<Bound>>>;
 /// binding cache.
 pub(crate) struct BindStage {
     bindings: Cache<DstTarget, NameBinding>,
+    services: ServicePolicies,
     naming: Arc<dyn RouterNaming>,
     base: Dtab,
     timeout: Duration,
@@ -40,6 +42,16 @@ struct NameBinding {
     binding: Binding,
     /// The name as `l5d-dst-service` carries it, printed once.
     service_header: Option<HeaderValue>,
+    /// The destination's service policy and retry budget.
+    service: Arc<Service>,
+}
+
+/// What the bind stage gives a request: its bound tree, its
+/// `l5d-dst-service` value and its service.
+pub(crate) struct BoundDst {
+    pub(crate) tree: BoundTree,
+    pub(crate) service_header: Option<HeaderValue>,
+    pub(crate) service: Arc<Service>,
 }
 
 impl BindStage {
@@ -50,6 +62,7 @@ impl BindStage {
     ) -> BindStage {
         BindStage {
             bindings: Cache::new(spec.paths_capacity, spec.idle_ttl),
+            services: spec.services.clone(),
             naming,
             base: spec.dtab.clone(),
             timeout: spec.binding_timeout,
@@ -80,20 +93,27 @@ impl BindStage {
         local: &Dtab,
         started: Instant,
         deadline: tokio::time::Instant,
-    ) -> Result<(BoundTree, Option<HeaderValue>), RouterError> {
+    ) -> Result<BoundDst, RouterError> {
         let name = &target.name;
         let entry = self.bindings.get_or_make_at(target, started, || {
             let dtab = self.base.concat(local);
             NameBinding {
                 binding: self.naming.bind(&dtab, name),
                 service_header: HeaderValue::try_from(name.show()).ok(),
+                service: Arc::new(Service::new(self.services.for_path(name))),
             }
         });
         let mut binding = entry.value.binding.clone();
         loop {
             let state = binding.load();
             match &*state {
-                Activity::Ok(_) => return Ok((state, entry.value.service_header.clone())),
+                Activity::Ok(_) => {
+                    return Ok(BoundDst {
+                        tree: state,
+                        service_header: entry.value.service_header.clone(),
+                        service: entry.value.service.clone(),
+                    });
+                }
                 // The client's own dtab asks for too much: its fault, and
                 // it would fail again.
                 Activity::Failed(e @ NamingError::OverBudget { .. }) if !local.is_empty() => {

@@ -1,18 +1,326 @@
-//! The client stage's config: `client:`.
+//! The client stage's config: `client:`. Its `kind` is `io.l5d.global`
+//! (the default: one set of parameters for every client) or
+//! `io.l5d.static` (`configs:`, each a `prefix` matched against the bound
+//! id and the parameters for the ids it matches; when several match, later
+//! ones override earlier ones key by key).
 
-use namers::config::KindConfig;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// `client:`.
-#[derive(Debug, Default, serde::Deserialize)]
+use dtab::Path;
+use namers::config::{KindConfig, kind_params};
+use serde_json::{Map, Value};
+
+use super::accrual::AccrualConfig;
+use super::balance::{BalanceConfig, BalancerKind};
+use crate::policy::budget::BudgetConfig;
+use crate::policy::prefix::PrefixPattern;
+
+/// `client:` as written; read by [`ClientPolicies::from_config`], which
+/// tells apart the two kinds.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(transparent)]
+pub struct ClientConfig(pub Map<String, Value>);
+
+/// The parameters of one client: all of an `io.l5d.global` block, or one
+/// entry of an `io.l5d.static` block's `configs` without its `prefix`.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ClientConfig {
-    /// `{kind: p2c}` (the only balancer so far).
+pub struct ClientParams {
+    /// `{kind: p2c | ewma | aperture | heap | roundRobin, ...}`.
     #[serde(default)]
     pub load_balancer: Option<KindConfig>,
+    /// `{kind: io.l5d.consecutiveFailures | ..., backoff}`.
+    #[serde(default)]
+    pub failure_accrual: Option<KindConfig>,
+    /// Marks an endpoint dead on its first connection failure.
+    #[serde(default)]
+    pub fail_fast: Option<bool>,
+    /// How many requests may be sent again after a connection failure.
+    #[serde(default)]
+    pub requeue_budget: Option<BudgetConfig>,
     /// Time limit for one attempt, in ms.
     #[serde(default)]
     pub request_attempt_timeout_ms: Option<u64>,
-    /// Timeout for opening a connection, in ms (default 3000).
+    /// Timeout for opening a connection, in ms (default 3000). Connections
+    /// are pooled per router, so only an `io.l5d.global` block sets it.
     #[serde(default)]
     pub connect_timeout_ms: Option<u64>,
+}
+
+/// What one block of parameters sets, checked.
+#[derive(Debug, Default, Clone)]
+pub struct ClientLayer {
+    balancer: Option<BalancerKind>,
+    accrual: Option<Arc<AccrualConfig>>,
+    fail_fast: Option<bool>,
+    requeue_budget: Option<BudgetConfig>,
+    attempt_timeout: Option<Duration>,
+}
+
+/// What a client of one bound id does.
+#[derive(Debug, Clone)]
+pub struct ClientPolicy {
+    /// Its balancer and failure accrual.
+    pub balance: Arc<BalanceConfig>,
+    /// Its requeue budget.
+    pub requeue_budget: BudgetConfig,
+    /// The time limit of one attempt.
+    pub attempt_timeout: Option<Duration>,
+}
+
+impl Default for ClientPolicy {
+    fn default() -> ClientPolicy {
+        ClientLayer::default().finish()
+    }
+}
+
+/// A router's client policies: one for all, or one per prefix.
+#[derive(Debug, Clone)]
+pub enum ClientPolicies {
+    /// `io.l5d.global`: the same for every client.
+    Global(Arc<ClientPolicy>),
+    /// `io.l5d.static`: the layers whose prefix matches, applied in order.
+    Static(Vec<(PrefixPattern, ClientLayer)>),
+}
+
+impl Default for ClientPolicies {
+    fn default() -> ClientPolicies {
+        ClientPolicies::Global(Arc::new(ClientPolicy::default()))
+    }
+}
+
+/// The config's client kinds.
+pub const CLIENT_KINDS: &[&str] = &["io.l5d.global", "io.l5d.static"];
+
+impl ClientPolicies {
+    /// Reads `client:` (at key path `at`); also gives the connect timeout.
+    pub fn from_config(
+        at: &str,
+        config: &ClientConfig,
+    ) -> Result<(ClientPolicies, Option<Duration>), String> {
+        let mut map = config.0.clone();
+        let kind = take_kind(at, &mut map)?;
+        match kind.as_deref().unwrap_or("io.l5d.global") {
+            "io.l5d.global" => {
+                let params: ClientParams = kind_params(&map).map_err(|e| format!("{at}: {e}"))?;
+                let connect = params.connect_timeout_ms.map(Duration::from_millis);
+                let layer = ClientLayer::check(at, &params)?;
+                Ok((ClientPolicies::Global(Arc::new(layer.finish())), connect))
+            }
+            "io.l5d.static" => {
+                let layers = static_configs(at, map, |at, params: ClientParams| {
+                    if params.connect_timeout_ms.is_some() {
+                        return Err(format!(
+                            "{at}: connectTimeoutMs: set it in an io.l5d.global client (connections are pooled per router)"
+                        ));
+                    }
+                    ClientLayer::check(at, &params)
+                })?;
+                Ok((ClientPolicies::Static(layers), None))
+            }
+            other => Err(format!(
+                "{at}: kind: unknown client kind {other:?}; expected one of {}",
+                CLIENT_KINDS.join(", ")
+            )),
+        }
+    }
+
+    /// The policy of the client of bound id `id`.
+    pub fn for_id(&self, id: &Path) -> Arc<ClientPolicy> {
+        match self {
+            ClientPolicies::Global(policy) => policy.clone(),
+            ClientPolicies::Static(layers) => {
+                let mut merged = ClientLayer::default();
+                for (prefix, layer) in layers {
+                    if prefix.matches(id).is_some() {
+                        merged.override_with(layer);
+                    }
+                }
+                Arc::new(merged.finish())
+            }
+        }
+    }
+}
+
+impl ClientLayer {
+    fn check(at: &str, params: &ClientParams) -> Result<ClientLayer, String> {
+        let balancer = params
+            .load_balancer
+            .as_ref()
+            .map(|lb| BalancerKind::from_kind(&format!("{at}.loadBalancer"), lb))
+            .transpose()?;
+        let accrual = params
+            .failure_accrual
+            .as_ref()
+            .map(|fa| AccrualConfig::from_kind(&format!("{at}.failureAccrual"), fa).map(Arc::new))
+            .transpose()?;
+        if let Some(budget) = &params.requeue_budget {
+            budget
+                .validate()
+                .map_err(|e| format!("{at}: requeueBudget: {e}"))?;
+        }
+        Ok(ClientLayer {
+            balancer,
+            accrual,
+            fail_fast: params.fail_fast,
+            requeue_budget: params.requeue_budget.clone(),
+            attempt_timeout: params.request_attempt_timeout_ms.map(Duration::from_millis),
+        })
+    }
+
+    fn override_with(&mut self, later: &ClientLayer) {
+        if later.balancer.is_some() {
+            self.balancer.clone_from(&later.balancer);
+        }
+        if later.accrual.is_some() {
+            self.accrual.clone_from(&later.accrual);
+        }
+        if later.fail_fast.is_some() {
+            self.fail_fast = later.fail_fast;
+        }
+        if later.requeue_budget.is_some() {
+            self.requeue_budget.clone_from(&later.requeue_budget);
+        }
+        if later.attempt_timeout.is_some() {
+            self.attempt_timeout = later.attempt_timeout;
+        }
+    }
+
+    fn finish(self) -> ClientPolicy {
+        let defaults = BalanceConfig::default();
+        ClientPolicy {
+            balance: Arc::new(BalanceConfig {
+                kind: self.balancer.unwrap_or(defaults.kind),
+                accrual: self.accrual.unwrap_or(defaults.accrual),
+                fail_fast: self.fail_fast.unwrap_or(defaults.fail_fast),
+            }),
+            requeue_budget: self.requeue_budget.unwrap_or_default(),
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+}
+
+/// Takes `kind` out of a block.
+pub(crate) fn take_kind(at: &str, map: &mut Map<String, Value>) -> Result<Option<String>, String> {
+    match map.remove("kind") {
+        None => Ok(None),
+        Some(Value::String(kind)) => Ok(Some(kind)),
+        Some(other) => Err(format!("{at}: kind: expected a string, found {other}")),
+    }
+}
+
+/// Reads the `configs` of an `io.l5d.static` block (whose `kind` is
+/// already taken out): each entry's `prefix`, and its other keys through
+/// `check`.
+pub(crate) fn static_configs<P, L>(
+    at: &str,
+    mut map: Map<String, Value>,
+    check: impl Fn(&str, P) -> Result<L, String>,
+) -> Result<Vec<(PrefixPattern, L)>, String>
+where
+    P: serde::de::DeserializeOwned,
+{
+    let configs = map.remove("configs");
+    if let Some(key) = map.keys().next() {
+        return Err(format!(
+            "{at}: {key}: an io.l5d.static block takes only `configs` (put the key in one of its entries)"
+        ));
+    }
+    let Some(configs) = configs else {
+        return Err(format!("{at}: configs: missing field `configs`"));
+    };
+    let Value::Array(configs) = configs else {
+        return Err(format!("{at}: configs: expected a list"));
+    };
+    configs
+        .into_iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let at = format!("{at}.configs[{i}]");
+            let Value::Object(mut entry) = entry else {
+                return Err(format!("{at}: expected a map with a `prefix`"));
+            };
+            let prefix = match entry.remove("prefix") {
+                Some(Value::String(prefix)) => {
+                    PrefixPattern::parse(&prefix).map_err(|e| format!("{at}: prefix: {e}"))?
+                }
+                Some(_) => return Err(format!("{at}: prefix: expected a string")),
+                None => return Err(format!("{at}: prefix: missing field `prefix`")),
+            };
+            let params: P = kind_params(&entry).map_err(|e| format!("{at}: {e}"))?;
+            Ok((prefix, check(&at, params)?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policies(json: &str) -> Result<ClientPolicies, String> {
+        let config: ClientConfig = serde_json::from_str(json).unwrap();
+        ClientPolicies::from_config("client", &config).map(|(p, _)| p)
+    }
+
+    fn id(text: &str) -> Path {
+        Path::read(text).unwrap()
+    }
+
+    #[test]
+    fn global_is_the_default_and_applies_to_every_id() {
+        let p = policies(r#"{"requestAttemptTimeoutMs": 250}"#).unwrap();
+        assert_eq!(
+            p.for_id(&id("/#/io.l5d.fs/web")).attempt_timeout,
+            Some(Duration::from_millis(250))
+        );
+        let p = policies(r#"{"kind": "io.l5d.global", "failFast": true}"#).unwrap();
+        assert!(p.for_id(&id("/x")).balance.fail_fast);
+    }
+
+    #[test]
+    fn static_configs_apply_in_order_key_by_key() {
+        let p = policies(
+            r#"{"kind": "io.l5d.static", "configs": [
+                {"prefix": "/#/io.l5d.fs", "requestAttemptTimeoutMs": 100, "failFast": true},
+                {"prefix": "/#/io.l5d.fs/{service}", "requestAttemptTimeoutMs": 200},
+                {"prefix": "/$/inet/*/80", "failFast": false}
+            ]}"#,
+        )
+        .unwrap();
+        let web = p.for_id(&id("/#/io.l5d.fs/web"));
+        assert_eq!(web.attempt_timeout, Some(Duration::from_millis(200)));
+        assert!(web.balance.fail_fast);
+        let fs_root = p.for_id(&id("/#/io.l5d.fs"));
+        assert_eq!(fs_root.attempt_timeout, Some(Duration::from_millis(100)));
+        let inet = p.for_id(&id("/$/inet/127.0.0.1/80"));
+        assert_eq!(inet.attempt_timeout, None);
+        assert!(!inet.balance.fail_fast);
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        let err = policies(r#"{"kind": "io.l5d.static", "failFast": true}"#).unwrap_err();
+        assert!(err.starts_with("client: failFast: "), "{err}");
+        let err =
+            policies(r#"{"kind": "io.l5d.static", "configs": [{"failFast": true}]}"#).unwrap_err();
+        assert_eq!(err, "client.configs[0]: prefix: missing field `prefix`");
+        let err =
+            policies(r#"{"kind": "io.l5d.static", "configs": [{"prefix": "/a", "tls": {}}]}"#)
+                .unwrap_err();
+        assert!(
+            err.starts_with("client.configs[0]: tls: unknown field `tls`"),
+            "{err}"
+        );
+        let err = policies(r#"{"kind": "io.l5d.dynamic"}"#).unwrap_err();
+        assert!(err.contains("unknown client kind"), "{err}");
+        let err = policies(
+            r#"{"kind": "io.l5d.static", "configs": [{"prefix": "/a", "connectTimeoutMs": 5}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("connectTimeoutMs: set it in an io.l5d.global"),
+            "{err}"
+        );
+    }
 }

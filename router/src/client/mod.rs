@@ -14,9 +14,12 @@ use http::header::{self, HeaderName, HeaderValue};
 use namers::Bound;
 
 use crate::bind::cache::{Cache, Entry};
+use crate::config::RouterSpec;
 use crate::errors::RouterError;
+use crate::policy::budget::RetryBudget;
 use crate::service::DstTarget;
 use balance::{Balancer, Picked};
+use config::{ClientPolicies, ClientPolicy};
 
 const L5D_DST_SERVICE: HeaderName = HeaderName::from_static("l5d-dst-service");
 const L5D_DST_CLIENT: HeaderName = HeaderName::from_static("l5d-dst-client");
@@ -27,15 +30,17 @@ const VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 switchboard");
 /// The clients of one router, one per bound id.
 pub(crate) struct ClientStage {
     clients: Cache<Path, Client>,
+    policies: ClientPolicies,
     /// How long a pending address may keep a request waiting.
     timeout: Duration,
 }
 
 impl ClientStage {
-    pub(crate) fn new(capacity: usize, idle_ttl: Duration, timeout: Duration) -> ClientStage {
+    pub(crate) fn new(spec: &RouterSpec) -> ClientStage {
         ClientStage {
-            clients: Cache::new(capacity, idle_ttl),
-            timeout,
+            clients: Cache::new(spec.clients_capacity, spec.idle_ttl),
+            policies: spec.clients.clone(),
+            timeout: spec.binding_timeout,
         }
     }
 
@@ -46,8 +51,9 @@ impl ClientStage {
 
     /// The client of `bound`'s id, made on first use.
     pub(crate) fn client(&self, bound: &Bound, started: Instant) -> Arc<Entry<Client>> {
-        self.clients
-            .get_or_insert_at(&bound.id, started, || Client::new(bound))
+        self.clients.get_or_insert_at(&bound.id, started, || {
+            Client::new(bound, self.policies.for_id(&bound.id))
+        })
     }
 
     /// An endpoint of `bound`, waiting (until the binding deadline) for an
@@ -92,6 +98,10 @@ impl ClientStage {
 /// A bound name's balancer and what the request path needs of its id.
 pub(crate) struct Client {
     balancer: Balancer,
+    /// What this client does (`client:` for its id).
+    pub(crate) policy: Arc<ClientPolicy>,
+    /// Connection failures may be sent again within this budget.
+    pub(crate) requeues: RetryBudget,
     /// The id as `l5d-dst-client` carries it, printed once.
     client_header: Option<HeaderValue>,
     /// The last residual path sent as `l5d-dst-residual`, and its value:
@@ -100,9 +110,11 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    fn new(bound: &Bound) -> Client {
+    fn new(bound: &Bound, policy: Arc<ClientPolicy>) -> Client {
         Client {
-            balancer: Balancer::new(bound.addr.clone()),
+            balancer: Balancer::with_config(bound.addr.clone(), policy.balance.clone()),
+            requeues: RetryBudget::new(&policy.requeue_budget),
+            policy,
             client_header: HeaderValue::try_from(bound.id.show()).ok(),
             last_residual: arc_swap::ArcSwapOption::empty(),
         }
@@ -146,17 +158,17 @@ impl DstHeaders {
     }
 
     /// Sets the headers in a request's header map.
-    pub(crate) fn set(self, headers: &mut http::HeaderMap) {
+    pub(crate) fn set(&self, headers: &mut http::HeaderMap) {
         headers.reserve(5);
         headers.append(header::VIA, VIA_VALUE);
         let replaced = [
-            (L5D_DST_SERVICE, self.service),
-            (L5D_DST_CLIENT, self.client),
-            (L5D_DST_RESIDUAL, self.residual),
+            (L5D_DST_SERVICE, &self.service),
+            (L5D_DST_CLIENT, &self.client),
+            (L5D_DST_RESIDUAL, &self.residual),
         ];
         for (name, value) in replaced {
             if let Some(value) = value {
-                headers.insert(name, value);
+                headers.insert(name, value.clone());
             }
         }
         if !headers.contains_key(L5D_REQID) {
@@ -165,8 +177,14 @@ impl DstHeaders {
     }
 
     /// Writes the head of `parts` with these headers to `out`, without
-    /// putting them in its header map first.
-    pub(crate) fn encode_head(self, parts: &http::request::Parts, out: &mut Vec<u8>) {
+    /// putting them in its header map first; a request without `Host`
+    /// gets `endpoint`'s address.
+    pub(crate) fn encode_head(
+        &self,
+        parts: &http::request::Parts,
+        endpoint: std::net::SocketAddr,
+        out: &mut Vec<u8>,
+    ) {
         let mut has_reqid = false;
         crate::endpoint::h1_direct::encode_head(parts, out, |name| {
             // Only `l5d-*` names need a closer look.
@@ -182,6 +200,9 @@ impl DstHeaders {
                 || (name == L5D_DST_RESIDUAL && self.residual.is_some()))
         });
         let push = crate::endpoint::h1_direct::push_field;
+        if !parts.headers.contains_key(header::HOST) {
+            push(out, b"host", endpoint.to_string().as_bytes());
+        }
         push(out, b"via", VIA_VALUE.as_bytes());
         let replaced = [
             (&L5D_DST_SERVICE, &self.service),

@@ -219,6 +219,8 @@ pub struct Answer {
     transfer_chunked: Option<bool>,
     /// The `Content-Length`, if one was sent.
     content_length: Option<u64>,
+    /// The router's `l5d-success-class`, which replaces the upstream's.
+    success_class: Option<HeaderValue>,
 }
 
 /// Where some bytes sit in a head: start and end offsets. (Heads are far
@@ -283,6 +285,41 @@ impl Answer {
         self.status
     }
 
+    /// The answer's `l5d-success-class` and `l5d-retryable` fields, which
+    /// classifiers read; empty (and not allocated) for most answers.
+    pub fn classifier_fields(&self) -> http::HeaderMap {
+        let mut found = http::HeaderMap::new();
+        for span in &self.fields {
+            let name = self.at(span.name);
+            if name.len() < 13 || !name[..4].eq_ignore_ascii_case(b"l5d-") {
+                continue;
+            }
+            let known = [
+                crate::endpoint::L5D_SUCCESS_CLASS,
+                HeaderName::from_static("l5d-retryable"),
+            ];
+            for known in known {
+                if name.eq_ignore_ascii_case(known.as_str().as_bytes())
+                    && let Ok(value) = HeaderValue::from_bytes(self.at(span.value))
+                {
+                    found.append(known, value);
+                }
+            }
+        }
+        found
+    }
+
+    /// Sets the `l5d-success-class` the client gets, in place of any the
+    /// upstream sent.
+    pub fn set_success_class(&mut self, value: HeaderValue) {
+        self.success_class = Some(value);
+    }
+
+    fn is_replaced(&self, name: &[u8]) -> bool {
+        self.success_class.is_some()
+            && name.eq_ignore_ascii_case(crate::endpoint::L5D_SUCCESS_CLASS.as_str().as_bytes())
+    }
+
     /// Whether the kept fields frame the body with `Content-Length`.
     pub fn declares_length(&self) -> bool {
         self.content_length.is_some() && self.transfer_chunked.is_none()
@@ -293,9 +330,12 @@ impl Answer {
         let (mut parts, ()) = response::Response::new(()).into_parts();
         parts.status = self.status;
         parts.version = self.version;
-        parts.headers.reserve(self.fields.len());
+        parts.headers.reserve(self.fields.len() + 1);
         for span in &self.fields {
             let name_bytes = self.at(span.name);
+            if self.is_replaced(name_bytes) {
+                continue;
+            }
             let name = HeaderName::from_bytes(name_bytes).map_err(|_| {
                 format!(
                     "invalid header name {:?}",
@@ -308,6 +348,11 @@ impl Answer {
             )
             .map_err(|_| format!("invalid value of header {name}"))?;
             parts.headers.append(name, value);
+        }
+        if let Some(class) = &self.success_class {
+            parts
+                .headers
+                .insert(crate::endpoint::L5D_SUCCESS_CLASS, class.clone());
         }
         Ok(parts)
     }
@@ -324,7 +369,13 @@ impl Answer {
         }
         out.extend_from_slice(b"\r\n");
         for span in &self.fields {
+            if self.is_replaced(self.at(span.name)) {
+                continue;
+            }
             push_field(out, self.at(span.name), self.at(span.value));
+        }
+        if let Some(class) = &self.success_class {
+            push_field(out, b"l5d-success-class", class.as_bytes());
         }
     }
 }
@@ -364,6 +415,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Answer>, ExchangeError> {
         keep_alive: false,
         transfer_chunked: None,
         content_length: None,
+        success_class: None,
     };
     // Fields named by `Connection`, dropped once all fields are seen.
     let mut listed: SmallVec<[Place; 2]> = SmallVec::new();

@@ -70,6 +70,33 @@ pub enum SendError {
     Request(String),
 }
 
+/// A failed send, and the request when it was never sent (so that it can
+/// go to another endpoint).
+pub struct Unsent<R> {
+    /// Why.
+    pub error: SendError,
+    /// The request, if no byte of it left.
+    pub request: Option<R>,
+}
+
+impl<R> std::fmt::Debug for Unsent<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsent")
+            .field("error", &self.error)
+            .field("request", &self.request.is_some())
+            .finish()
+    }
+}
+
+impl<R> From<SendError> for Unsent<R> {
+    fn from(error: SendError) -> Unsent<R> {
+        Unsent {
+            error,
+            request: None,
+        }
+    }
+}
+
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -100,7 +127,7 @@ impl H1Pool {
         self: &Arc<Self>,
         endpoint: SocketAddr,
         mut request: Request<Body>,
-    ) -> Result<(Response<Incoming>, Reusable), SendError> {
+    ) -> Result<(Response<Incoming>, Reusable), Unsent<Request<Body>>> {
         // An idle connection may have been closed by the server since it
         // was checked; the request then comes back unsent and the next one
         // (or a new connection) is tried.
@@ -110,12 +137,20 @@ impl H1Pool {
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) => request = unsent,
                     None => {
-                        return Err(SendError::Request(error_chain(failed.error())));
+                        return Err(SendError::Request(error_chain(failed.error())).into());
                     }
                 },
             }
         }
-        let mut sender = self.connect(endpoint).await?;
+        let mut sender = match self.connect(endpoint).await {
+            Ok(sender) => sender,
+            Err(error) => {
+                return Err(Unsent {
+                    error,
+                    request: Some(request),
+                });
+            }
+        };
         let response = sender
             .send_request(request)
             .await

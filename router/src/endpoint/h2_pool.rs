@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Instant;
 
 use crate::body::Body;
+use crate::endpoint::h1_pool::{SendError, Unsent};
 
 /// How long a connection may go without a request before it leaves the
 /// pool.
@@ -67,16 +68,25 @@ impl H2Pool {
         &self,
         endpoint: SocketAddr,
         request: Request<Body>,
-    ) -> Result<Response<Incoming>, String> {
-        let mut sender = self.connection(endpoint).await?;
-        sender
-            .ready()
-            .await
-            .map_err(|e| format!("connection to {endpoint} failed: {e}"))?;
+    ) -> Result<Response<Incoming>, Unsent<Request<Body>>> {
+        let unsent = |why: String, request| Unsent {
+            error: SendError::Connect(why),
+            request: Some(request),
+        };
+        let mut sender = match self.connection(endpoint).await {
+            Ok(sender) => sender,
+            Err(why) => return Err(unsent(why, request)),
+        };
+        if let Err(e) = sender.ready().await {
+            return Err(unsent(
+                format!("connection to {endpoint} failed: {e}"),
+                request,
+            ));
+        }
         sender
             .send_request(request)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| SendError::Request(e.to_string()).into())
     }
 
     async fn connection(&self, endpoint: SocketAddr) -> Result<SendRequest<Body>, String> {

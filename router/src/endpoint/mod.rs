@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use namers::Bound;
 
@@ -25,7 +25,9 @@ use crate::client::balance::Picked;
 use crate::config::RouterSpec;
 use crate::errors::RouterError;
 use crate::identify::Protocol;
+use crate::policy::classifier::ErrorKind;
 use crate::service::DstTarget;
+use h1_pool::{SendError, Unsent};
 
 /// Headers that describe one hop and are not forwarded.
 const HOP_BY_HOP: [HeaderName; 5] = [
@@ -47,6 +49,110 @@ pub(crate) enum Routed {
         body: crate::endpoint::h1_direct::DirectBody,
         picked: crate::client::balance::Picked,
     },
+}
+
+/// One attempt's answer, before it is handed to the client.
+pub(crate) enum Forwarded {
+    /// From the direct HTTP/1 client.
+    Direct {
+        answer: h1_direct::Answer,
+        body: h1_direct::DirectBody,
+    },
+    /// From hyper's HTTP/1 client (with the connection to give back once
+    /// the body is read) or the h2 pool.
+    Streamed {
+        response: Response<Incoming>,
+        connection: Option<h1_pool::Reusable>,
+    },
+}
+
+impl Forwarded {
+    /// The answer for the client; `picked` is held until its body is done.
+    pub(crate) fn into_routed(self, picked: Picked, success_class: Option<HeaderValue>) -> Routed {
+        match self {
+            Forwarded::Direct { mut answer, body } => {
+                if let Some(class) = success_class {
+                    answer.set_success_class(class);
+                }
+                Routed::Direct {
+                    answer,
+                    body,
+                    picked,
+                }
+            }
+            Forwarded::Streamed {
+                response,
+                connection,
+            } => {
+                let (mut parts, incoming) = response.into_parts();
+                if let Some(class) = success_class {
+                    parts.headers.insert(L5D_SUCCESS_CLASS, class);
+                }
+                let body = Body::leased(incoming, Lease { picked, connection });
+                Routed::Response(Response::from_parts(parts, body))
+            }
+        }
+    }
+}
+
+/// The classification of an answer, for the next hop.
+pub(crate) const L5D_SUCCESS_CLASS: HeaderName = HeaderName::from_static("l5d-success-class");
+
+/// Why an attempt failed.
+pub(crate) enum AttemptError {
+    /// No connection could be had: the endpoint never saw the request. A
+    /// request with a body comes back to be sent elsewhere.
+    NotSent {
+        error: RouterError,
+        request: Option<Request<Body>>,
+    },
+    /// The request was, or may have been, seen.
+    Failed { error: RouterError, kind: ErrorKind },
+}
+
+/// A request rewritten for the endpoints once, sent by one attempt or
+/// more.
+pub(crate) struct Outgoing {
+    parts: http::request::Parts,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    upgrading: bool,
+    /// Takes the direct HTTP/1 path: the body is empty and the method may
+    /// be repeated.
+    direct: bool,
+    /// `parts` went to an attempt (see [`EndpointStage::send`]'s `last`).
+    given_away: bool,
+    /// `parts` already carries the `l5d-dst-*` headers and `Via`: it came
+    /// back from an attempt that could not connect.
+    has_dst_headers: bool,
+}
+
+impl Outgoing {
+    /// Whether the request takes the direct HTTP/1 path (no body).
+    pub(crate) fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Whether the request asks to switch protocols (never sent twice).
+    pub(crate) fn is_upgrade(&self) -> bool {
+        self.upgrading
+    }
+
+    /// Takes back a request an attempt could not send, for the next
+    /// attempt; gives back its body.
+    pub(crate) fn take_back(&mut self, request: Option<Request<Body>>) -> Option<Body> {
+        let (parts, body) = request?.into_parts();
+        if self.given_away {
+            self.parts = parts;
+            self.given_away = false;
+            self.has_dst_headers = true;
+        }
+        Some(body)
+    }
+
+    /// Whether another attempt can be made with this head.
+    pub(crate) fn is_available(&self) -> bool {
+        !self.given_away && !self.upgrading
+    }
 }
 
 /// How long an upstream connection may sit idle in the pool.
@@ -82,24 +188,14 @@ impl EndpointStage {
         self.h1.expire_idle();
     }
 
-    /// Sends the request to `picked`'s endpoint, within `limit`, with the
-    /// `l5d-dst-*` headers of `dst`. A bodiless `http` request whose method
-    /// may be repeated takes the direct HTTP/1 path and comes back as the
-    /// upstream's raw answer ([`Routed::Direct`]).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn forward(
+    /// Rewrites a request for the endpoints: the URI form, the authority
+    /// and the hop-by-hop fields. `bodiless` says the request has no body.
+    pub(crate) fn prepare(
         &self,
         mut parts: http::request::Parts,
-        incoming: Option<Incoming>,
         rewritten_uri: Option<Uri>,
-        picked: Picked,
-        dst: DstHeaders,
-        limit: Option<Duration>,
-        target: &DstTarget,
-        bound: &Bound,
-    ) -> Result<Routed, RouterError> {
-        let endpoint = picked.addr;
-        // Rewrite the request for the chosen endpoint.
+        bodiless: bool,
+    ) -> Result<Outgoing, RouterError> {
         let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let upgrading = is_upgrade(&parts.headers);
         if let Some(rewritten) = rewritten_uri {
@@ -110,14 +206,11 @@ impl EndpointStage {
                 // The client's authority (the URI's for HTTP/2 and
                 // absolute-form requests) travels in `Host`; the connection
                 // goes to the endpoint and the URI is sent in origin form.
-                if !parts.headers.contains_key(header::HOST) {
-                    let host = match parts.uri.authority() {
-                        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-                        None => HeaderValue::from_str(&endpoint.to_string()).ok(),
-                    };
-                    if let Some(host) = host {
-                        parts.headers.insert(header::HOST, host);
-                    }
+                if !parts.headers.contains_key(header::HOST)
+                    && let Some(authority) = parts.uri.authority()
+                    && let Ok(host) = HeaderValue::from_str(authority.as_str())
+                {
+                    parts.headers.insert(header::HOST, host);
                 }
                 if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
                     parts.uri = Uri::from(
@@ -132,70 +225,111 @@ impl EndpointStage {
             }
             Protocol::H2 => {
                 // HTTP/2 carries the authority in the URI; keep the one the
-                // client asked for so the backend sees it.
+                // client asked for so the backend sees it. (Without one, the
+                // endpoint's address is used: see `Outgoing::for_endpoint`.)
                 let authority = match parts.uri.authority() {
-                    Some(authority) => authority.clone(),
+                    Some(authority) => Some(authority.clone()),
                     None => parts
                         .headers
                         .get(header::HOST)
-                        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-                        .unwrap_or_else(|| endpoint_authority(endpoint)),
+                        .and_then(|h| Authority::try_from(h.as_bytes()).ok()),
                 };
-                let mut uri = std::mem::take(&mut parts.uri).into_parts();
-                uri.scheme = Some(Scheme::HTTP);
-                uri.authority = Some(authority);
-                if uri.path_and_query.is_none() {
-                    uri.path_and_query = Some(PathAndQuery::from_static("/"));
+                if let Some(authority) = authority {
+                    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+                    uri.scheme = Some(Scheme::HTTP);
+                    uri.authority = Some(authority);
+                    if uri.path_and_query.is_none() {
+                        uri.path_and_query = Some(PathAndQuery::from_static("/"));
+                    }
+                    parts.uri = Uri::from_parts(uri).map_err(|e| {
+                        RouterError::Upstream(format!("cannot build the upstream URI: {e}"))
+                    })?;
                 }
-                parts.uri = Uri::from_parts(uri).map_err(|e| {
-                    RouterError::Upstream(format!("cannot build the upstream URI: {e}"))
-                })?;
                 parts.headers.remove(header::HOST);
             }
         }
         strip_hop_by_hop(&mut parts.headers, upgrading);
-        let upstream_failed = |e: String| {
-            RouterError::Upstream(format!(
+        let direct = self.h2.is_none() && h1_direct::eligible(&parts.method, bodiless, upgrading);
+        Ok(Outgoing {
+            parts,
+            on_upgrade,
+            upgrading,
+            direct,
+            given_away: false,
+            has_dst_headers: false,
+        })
+    }
+
+    /// Sends `request` to `endpoint`, within `limit`, with the `l5d-dst-*`
+    /// headers of `dst`. `body` is `None` for a request without one; it is
+    /// not used on the direct path. `last` says no other attempt will
+    /// follow, so the request's head may be given away rather than copied.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn send(
+        &self,
+        request: &mut Outgoing,
+        body: Option<Body>,
+        last: bool,
+        endpoint: SocketAddr,
+        dst: &DstHeaders,
+        limit: Option<Duration>,
+        target: &DstTarget,
+        bound: &Bound,
+    ) -> Result<Forwarded, AttemptError> {
+        let failed = |e: String, kind: ErrorKind| AttemptError::Failed {
+            error: RouterError::Upstream(format!(
                 "{} ({}) at {endpoint}: {e}",
                 target.name.show(),
                 bound.id.show(),
-            ))
+            )),
+            kind,
         };
-        let timed_out = |limit: Duration| {
-            RouterError::Timeout(format!(
+        let not_sent = |e: String, request: Option<Request<Body>>| AttemptError::NotSent {
+            error: RouterError::Unsent(format!(
+                "{} ({}) at {endpoint}: {e}",
+                target.name.show(),
+                bound.id.show(),
+            )),
+            request,
+        };
+        let timed_out = |limit: Duration| AttemptError::Failed {
+            error: RouterError::Timeout(format!(
                 "no response from {endpoint} for {} within {limit:?}",
                 target.name.show()
-            ))
+            )),
+            kind: ErrorKind::Timeout,
         };
-        let bodiless = incoming.as_ref().is_none_or(|i| i.is_end_stream());
-        if self.h2.is_none()
-            && crate::endpoint::h1_direct::eligible(&parts.method, bodiless, upgrading)
-        {
-            drop(incoming);
+        if request.direct {
             let mut head = Vec::with_capacity(512);
-            dst.encode_head(&parts, &mut head);
-            let call = self.h1.send_direct(endpoint, &head, &parts.method);
-            let (answer, body) = match limit {
+            dst.encode_head(&request.parts, endpoint, &mut head);
+            let call = self.h1.send_direct(endpoint, &head, &request.parts.method);
+            let result = match limit {
                 Some(limit) => tokio::time::timeout(limit, call)
                     .await
                     .map_err(|_| timed_out(limit))?,
                 None => call.await,
-            }
-            .map_err(|e| upstream_failed(e.to_string()))?;
-            // (The direct client keeps no hop-by-hop fields.)
-            return Ok(Routed::Direct {
-                answer,
-                body,
-                picked,
-            });
+            };
+            return match result {
+                Ok((answer, body)) => Ok(Forwarded::Direct { answer, body }),
+                Err(SendError::Connect(e)) => Err(not_sent(e, None)),
+                Err(SendError::Request(e)) => Err(failed(e, ErrorKind::Connection)),
+            };
         }
+        let mut parts = if last {
+            request.given_away = true;
+            std::mem::replace(&mut request.parts, http::Request::new(()).into_parts().0)
+        } else {
+            request.parts.clone()
+        };
+        for_endpoint(&mut parts, self.protocol, endpoint);
+        if !request.has_dst_headers {
+            dst.set(&mut parts.headers);
+        }
+        let on_upgrade = request.on_upgrade.take();
+        let outgoing = Request::from_parts(parts, body.unwrap_or_else(Body::empty));
         // Boxed: streaming through hyper's client takes a large future,
         // which would otherwise make every request's future that large.
         Box::pin(async move {
-            dst.set(&mut parts.headers);
-            let body = incoming.map_or_else(Body::empty, Body::streamed);
-            let outgoing = Request::from_parts(parts, body);
-
             let call = async {
                 match &self.h2 {
                     Some(pool) => pool
@@ -206,8 +340,7 @@ impl EndpointStage {
                         .h1
                         .send(endpoint, outgoing)
                         .await
-                        .map(|(response, connection)| (response, Some(connection)))
-                        .map_err(|e| e.to_string()),
+                        .map(|(response, connection)| (response, Some(connection))),
                 }
             };
             let result = match limit {
@@ -216,8 +349,17 @@ impl EndpointStage {
                     .map_err(|_| timed_out(limit))?,
                 None => call.await,
             };
-            let (mut response, mut connection) = result.map_err(upstream_failed)?;
-
+            let (mut response, mut connection) = match result {
+                Ok(answer) => answer,
+                Err(Unsent {
+                    error: SendError::Connect(e),
+                    request,
+                }) => return Err(not_sent(e, request)),
+                Err(Unsent {
+                    error: SendError::Request(e),
+                    ..
+                }) => return Err(failed(e, ErrorKind::Connection)),
+            };
             if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 // The connection now belongs to the upgraded protocol.
                 connection = None;
@@ -228,11 +370,37 @@ impl EndpointStage {
             } else {
                 strip_hop_by_hop(response.headers_mut(), false);
             }
-            let (parts, incoming) = response.into_parts();
-            let body = Body::leased(incoming, Lease { picked, connection });
-            Ok(Routed::Response(Response::from_parts(parts, body)))
+            Ok(Forwarded::Streamed {
+                response,
+                connection,
+            })
         })
         .await
+    }
+}
+
+/// What a request needs of the endpoint it goes to: a `Host` (HTTP/1) or
+/// an authority (h2) when the client gave none.
+fn for_endpoint(parts: &mut http::request::Parts, protocol: Protocol, endpoint: SocketAddr) {
+    match protocol {
+        Protocol::Http => {
+            if !parts.headers.contains_key(header::HOST)
+                && let Ok(host) = HeaderValue::from_str(&endpoint.to_string())
+            {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+        Protocol::H2 => {
+            if parts.uri.authority().is_none() {
+                let mut uri = std::mem::take(&mut parts.uri).into_parts();
+                uri.scheme = Some(Scheme::HTTP);
+                uri.authority = Some(endpoint_authority(endpoint));
+                if uri.path_and_query.is_none() {
+                    uri.path_and_query = Some(PathAndQuery::from_static("/"));
+                }
+                parts.uri = Uri::from_parts(uri).unwrap_or_default();
+            }
+        }
     }
 }
 

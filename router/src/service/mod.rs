@@ -5,11 +5,34 @@
 //! classifiers) belongs here.
 
 pub mod config;
+pub mod deadline;
 pub mod dtab_headers;
+pub(crate) mod replay;
+
+use std::sync::Arc;
 
 use dtab::{Dtab, Path};
 
 use crate::errors::RouterError;
+use crate::policy::budget::RetryBudget;
+use config::ServicePolicy;
+
+/// One destination's policy and its retry budget, shared by its requests.
+pub(crate) struct Service {
+    /// `service:` for this destination.
+    pub(crate) policy: Arc<ServicePolicy>,
+    /// What retries may still be made.
+    pub(crate) retries: RetryBudget,
+}
+
+impl Service {
+    pub(crate) fn new(policy: Arc<ServicePolicy>) -> Service {
+        Service {
+            retries: RetryBudget::new(&policy.budget),
+            policy,
+        }
+    }
+}
 
 /// A request's destination: the name its identifier gave and the dtab the
 /// request brought. Requests with equal targets share one binding; it is

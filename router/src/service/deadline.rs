@@ -1,0 +1,158 @@
+//! `l5d-ctx-deadline`: the time by which the caller needs its answer, as
+//! `<timestamp ns> <deadline ns>` (nanoseconds since the Unix epoch, the
+//! first being when the deadline was set). A request's deadline is the
+//! earliest of the ones it carries and its service's `totalTimeoutMs`; it
+//! bounds every attempt and travels on to the next hop.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::time::Instant;
+
+/// The deadline header.
+pub const L5D_CTX_DEADLINE: HeaderName = HeaderName::from_static("l5d-ctx-deadline");
+
+/// One `l5d-ctx-deadline` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// When it was set, ns since the epoch.
+    pub timestamp: i64,
+    /// When it passes, ns since the epoch.
+    pub deadline: i64,
+}
+
+impl Deadline {
+    /// Reads `<timestamp> <deadline>`; anything else is ignored, as
+    /// Linkerd ignores it.
+    pub fn parse(value: &[u8]) -> Option<Deadline> {
+        let text = std::str::from_utf8(value).ok()?;
+        let (timestamp, deadline) = text.trim().split_once(' ')?;
+        Some(Deadline {
+            timestamp: timestamp.trim().parse().ok()?,
+            deadline: deadline.trim().parse().ok()?,
+        })
+    }
+
+    /// The strictest of two: the later timestamp, the earlier deadline.
+    pub fn combined(self, other: Deadline) -> Deadline {
+        Deadline {
+            timestamp: self.timestamp.max(other.timestamp),
+            deadline: self.deadline.min(other.deadline),
+        }
+    }
+
+    fn header_value(self) -> HeaderValue {
+        // Digits, a space and a minus sign are always a valid value.
+        HeaderValue::try_from(format!("{} {}", self.timestamp, self.deadline))
+            .unwrap_or_else(|_| HeaderValue::from_static("0 0"))
+    }
+}
+
+/// The strictest deadline among a request's `l5d-ctx-deadline` fields.
+pub fn read(headers: &HeaderMap) -> Option<Deadline> {
+    headers
+        .get_all(L5D_CTX_DEADLINE)
+        .iter()
+        .filter_map(|v| Deadline::parse(v.as_bytes()))
+        .reduce(Deadline::combined)
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// The request's deadline, from what it carries and `total` counted from
+/// `started`, and the header set to it for the next hop. `None` when
+/// neither says anything (the header is then left alone: there is none).
+pub fn apply(
+    headers: &mut HeaderMap,
+    started: Instant,
+    total: Option<Duration>,
+) -> Option<Instant> {
+    let carried = if headers.contains_key(L5D_CTX_DEADLINE) {
+        read(headers)
+    } else {
+        None
+    };
+    if carried.is_none() && total.is_none() {
+        // A value that did not parse is dropped rather than passed on.
+        headers.remove(L5D_CTX_DEADLINE);
+        return None;
+    }
+    let now = now_ns();
+    let elapsed = i64::try_from(started.elapsed().as_nanos()).unwrap_or(0);
+    let own = total.map(|total| Deadline {
+        timestamp: now - elapsed,
+        deadline: (now - elapsed)
+            .saturating_add(i64::try_from(total.as_nanos()).unwrap_or(i64::MAX)),
+    });
+    let effective = match (carried, own) {
+        (Some(a), Some(b)) => a.combined(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => return None,
+    };
+    headers.insert(L5D_CTX_DEADLINE, effective.header_value());
+    let left = Duration::from_nanos(u64::try_from(effective.deadline - now).unwrap_or(0));
+    Some(Instant::now() + left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_and_combine_strictest() {
+        let a = Deadline::parse(b"100 500").unwrap();
+        let b = Deadline::parse(b" 200 400 ").unwrap();
+        assert_eq!(
+            a.combined(b),
+            Deadline {
+                timestamp: 200,
+                deadline: 400
+            }
+        );
+        assert_eq!(Deadline::parse(b"100"), None);
+        assert_eq!(Deadline::parse(b"x y"), None);
+
+        let mut headers = HeaderMap::new();
+        headers.append(L5D_CTX_DEADLINE, HeaderValue::from_static("100 500"));
+        headers.append(L5D_CTX_DEADLINE, HeaderValue::from_static("junk"));
+        headers.append(L5D_CTX_DEADLINE, HeaderValue::from_static("200 400"));
+        assert_eq!(read(&headers).unwrap().deadline, 400);
+    }
+
+    #[tokio::test]
+    async fn the_earlier_of_the_carried_deadline_and_the_total_timeout_wins() {
+        let started = Instant::now();
+        let in_one_second = now_ns() + 1_000_000_000;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            L5D_CTX_DEADLINE,
+            HeaderValue::try_from(format!("0 {in_one_second}")).unwrap(),
+        );
+        let at = apply(&mut headers, started, Some(Duration::from_secs(60))).unwrap();
+        let left = at - Instant::now();
+        assert!(
+            left <= Duration::from_secs(1) && left > Duration::from_millis(500),
+            "{left:?}"
+        );
+        assert_eq!(read(&headers).unwrap().deadline, in_one_second);
+
+        let mut headers = HeaderMap::new();
+        let at = apply(&mut headers, started, Some(Duration::from_millis(200))).unwrap();
+        assert!(at - Instant::now() <= Duration::from_millis(200));
+        let sent = read(&headers).unwrap();
+        let span = sent.deadline - sent.timestamp;
+        assert_eq!(span, 200_000_000);
+    }
+
+    #[test]
+    fn no_deadline_and_no_timeout_leaves_nothing() {
+        let mut headers = HeaderMap::new();
+        headers.insert(L5D_CTX_DEADLINE, HeaderValue::from_static("garbage"));
+        assert_eq!(apply(&mut headers, Instant::now(), None), None);
+        assert!(headers.get(L5D_CTX_DEADLINE).is_none());
+    }
+}

@@ -1,0 +1,75 @@
+//! A request body that may have to be sent more than once. A body known to
+//! be small (a `Content-Length` within `retryBufferSize.requestBytes`) is
+//! read into memory when the request could be retried, and each attempt
+//! sends a copy. Any other body is streamed once; it can still go to
+//! another endpoint when no connection could be had, because then no byte
+//! of it has left.
+
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use hyper::body::{Body as _, Incoming};
+
+use crate::body::Body;
+use crate::errors::RouterError;
+
+/// A request's body across attempts.
+pub(crate) enum RequestBody {
+    /// There is none.
+    Empty,
+    /// Read whole; each attempt sends it again.
+    Buffered(Bytes),
+    /// Streamed once; `None` while an attempt has it.
+    Streamed(Option<Body>),
+}
+
+impl RequestBody {
+    /// The body of a request, read into memory when `keep` (a retry is
+    /// possible) and it declares a length of at most `limit` bytes.
+    pub(crate) async fn read(
+        incoming: Option<Incoming>,
+        keep: bool,
+        limit: u64,
+    ) -> Result<RequestBody, RouterError> {
+        let Some(incoming) = incoming else {
+            return Ok(RequestBody::Empty);
+        };
+        if incoming.is_end_stream() {
+            return Ok(RequestBody::Empty);
+        }
+        let small = incoming.size_hint().exact().is_some_and(|n| n <= limit);
+        if !(keep && small) {
+            return Ok(RequestBody::Streamed(Some(Body::streamed(incoming))));
+        }
+        let collected = incoming
+            .collect()
+            .await
+            .map_err(|e| RouterError::Upstream(format!("reading the request body failed: {e}")))?;
+        Ok(RequestBody::Buffered(collected.to_bytes()))
+    }
+
+    /// Whether every attempt can send the whole body.
+    pub(crate) fn replayable(&self) -> bool {
+        !matches!(self, RequestBody::Streamed(_))
+    }
+
+    /// Whether there is a body for the next attempt.
+    pub(crate) fn available(&self) -> bool {
+        !matches!(self, RequestBody::Streamed(None))
+    }
+
+    /// The body for the next attempt (`None`: no body at all).
+    pub(crate) fn for_attempt(&mut self) -> Option<Body> {
+        match self {
+            RequestBody::Empty => None,
+            RequestBody::Buffered(bytes) => Some(Body::full(bytes.clone())),
+            RequestBody::Streamed(body) => body.take(),
+        }
+    }
+
+    /// Takes back the body of a request that was never sent.
+    pub(crate) fn give_back(&mut self, body: Option<Body>) {
+        if let (RequestBody::Streamed(slot @ None), Some(body)) = (&mut *self, body) {
+            *slot = Some(body);
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! How a router routes around endpoints that fail: requeues after
+//! connection failures, retries of answers its response classifier calls
+//! retryable (never of a request the endpoint saw unless it may be
+//! repeated), retry budgets, failure accrual with probation, deadlines and
+//! `l5d-success-class`. Real backends on loopback fail in each way.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use support::{
+    Backend, FsDir, client, closed_port, config, full, get, request, send, start_router,
+};
+use tokio::net::TcpListener;
+
+/// A backend answering every request with a status that can be changed,
+/// counting the requests it gets by method.
+struct StatusBackend {
+    addr: SocketAddr,
+    status: Arc<AtomicU16>,
+    /// How long it waits before answering, in ms.
+    delay_ms: Arc<AtomicU64>,
+    gets: Arc<AtomicUsize>,
+    posts: Arc<AtomicUsize>,
+}
+
+impl StatusBackend {
+    /// A backend answering `status`, with `extra` headers on every answer.
+    async fn start(status: u16, extra: &'static [(&'static str, &'static str)]) -> StatusBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backend = StatusBackend {
+            addr,
+            status: Arc::new(AtomicU16::new(status)),
+            delay_ms: Arc::default(),
+            gets: Arc::default(),
+            posts: Arc::default(),
+        };
+        let delay = backend.delay_ms.clone();
+        let (status, gets, posts) = (
+            backend.status.clone(),
+            backend.gets.clone(),
+            backend.posts.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (status, gets, posts) = (status.clone(), gets.clone(), posts.clone());
+                let delay = delay.clone();
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                            let (status, gets, posts) =
+                                (status.clone(), gets.clone(), posts.clone());
+                            let delay = Duration::from_millis(delay.load(Ordering::SeqCst));
+                            async move {
+                                let counter = if request.method() == Method::POST {
+                                    &posts
+                                } else {
+                                    &gets
+                                };
+                                counter.fetch_add(1, Ordering::SeqCst);
+                                tokio::time::sleep(delay).await;
+                                let _ = request.into_body().collect().await;
+                                let mut response =
+                                    http::Response::new(Full::new(Bytes::from_static(b"answer")));
+                                *response.status_mut() =
+                                    StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap();
+                                for (name, value) in extra {
+                                    response.headers_mut().insert(*name, value.parse().unwrap());
+                                }
+                                Ok::<_, Infallible>(response)
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        backend
+    }
+
+    fn requests(&self) -> usize {
+        self.gets.load(Ordering::SeqCst) + self.posts.load(Ordering::SeqCst)
+    }
+}
+
+/// Points `web` at these addresses.
+fn point(fs: &FsDir, addrs: &[SocketAddr]) {
+    let lines: String = addrs
+        .iter()
+        .map(|a| format!("127.0.0.1 {}\n", a.port()))
+        .collect();
+    fs.write("web", &lines);
+}
+
+fn router(extra: &str) -> String {
+    format!("- protocol: http\n  dtab: /svc => /#/io.l5d.fs;\n  servers:\n  - port: 0\n{extra}")
+}
+
+async fn post(addr: SocketAddr, client: &support::Client) -> support::Reply {
+    let request = request(addr, "web", "/")
+        .method(Method::POST)
+        .body(full("hello"))
+        .unwrap();
+    send(client, request).await
+}
+
+#[tokio::test]
+async fn a_refusing_endpoint_costs_no_failed_request_with_the_default_config() {
+    let good = [Backend::start("a").await, Backend::start("b").await];
+    let refusing = closed_port().await;
+    let fs = FsDir::new();
+    point(&fs, &[good[0].addr, refusing, good[1].addr]);
+    let router = start_router(&config(&fs, &router(""))).await;
+    let client = client();
+    for i in 0..150 {
+        let reply = if i % 3 == 0 {
+            post(router.addr(), &client).await
+        } else {
+            get(&client, router.addr(), "web", "/", &[]).await
+        };
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "request {i}: {}",
+            reply.text()
+        );
+    }
+}
+
+#[tokio::test]
+async fn reads_are_retried_elsewhere_and_posts_never_after_the_endpoint_saw_them() {
+    let good = StatusBackend::start(200, &[]).await;
+    let bad = StatusBackend::start(500, &[]).await;
+    let fs = FsDir::new();
+    point(&fs, &[good.addr, bad.addr]);
+    let yaml = router(
+        "  client:\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n",
+    );
+    let router = start_router(&config(&fs, &yaml)).await;
+    let client = client();
+    for i in 0..100 {
+        let reply = get(&client, router.addr(), "web", "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "GET {i}: {}", reply.text());
+        assert_eq!(reply.header("l5d-success-class").as_deref(), Some("1.0"));
+    }
+    assert!(
+        bad.gets.load(Ordering::SeqCst) > 0,
+        "the failing endpoint got no GET"
+    );
+
+    let mut failed = 0;
+    for _ in 0..100 {
+        let reply = post(router.addr(), &client).await;
+        if reply.status == StatusCode::INTERNAL_SERVER_ERROR {
+            failed += 1;
+            assert_eq!(reply.header("l5d-success-class").as_deref(), Some("0.0"));
+        }
+    }
+    // Each POST that reached the failing endpoint came back as its answer.
+    assert!(failed > 0);
+    assert_eq!(bad.posts.load(Ordering::SeqCst), failed);
+    assert_eq!(good.posts.load(Ordering::SeqCst), 100 - failed);
+}
+
+#[tokio::test]
+async fn retries_stay_within_the_budget_when_every_endpoint_fails() {
+    let backends = [
+        StatusBackend::start(503, &[]).await,
+        StatusBackend::start(503, &[]).await,
+    ];
+    let fs = FsDir::new();
+    point(&fs, &[backends[0].addr, backends[1].addr]);
+    let yaml = router(
+        "  client:\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n    retries:\n      budget:\n        minRetriesPerSec: 0\n        percentCanRetry: 0.5\n        ttlSecs: 10\n",
+    );
+    let router = start_router(&config(&fs, &yaml)).await;
+    let client = client();
+    for _ in 0..200 {
+        let reply = get(&client, router.addr(), "web", "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let sent: usize = backends.iter().map(StatusBackend::requests).sum();
+    // 200 requests and at most half as many retries; no storm.
+    assert!(
+        (200..=300).contains(&sent),
+        "{sent} requests reached the backends"
+    );
+    assert!(
+        sent >= 280,
+        "the budget allowed retries that were not made: {sent}"
+    );
+}
+
+#[tokio::test]
+async fn failure_accrual_takes_a_failing_endpoint_out_then_probes_it_once() {
+    let good = StatusBackend::start(200, &[]).await;
+    let bad = StatusBackend::start(500, &[]).await;
+    let fs = FsDir::new();
+    point(&fs, &[good.addr, bad.addr]);
+    let yaml = router(
+        "  client:\n    failureAccrual:\n      kind: io.l5d.consecutiveFailures\n      failures: 3\n      backoff:\n        kind: constant\n        ms: 1500\n",
+    );
+    let router = start_router(&config(&fs, &yaml)).await;
+    let client = client();
+    let started = Instant::now();
+    for _ in 0..100 {
+        get(&client, router.addr(), "web", "/", &[]).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "too slow to judge: {:?}",
+        started.elapsed()
+    );
+    // Three failures in a row, and it was out.
+    assert_eq!(bad.requests(), 3);
+
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let probing = Instant::now();
+    for _ in 0..100 {
+        get(&client, router.addr(), "web", "/", &[]).await;
+    }
+    assert!(probing.elapsed() < Duration::from_millis(1500));
+    // One probe after the backoff; it failed, so the endpoint is out again.
+    assert_eq!(bad.requests(), 4);
+
+    // Healed, it comes back after the next probe.
+    bad.status.store(200, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    for _ in 0..100 {
+        get(&client, router.addr(), "web", "/", &[]).await;
+    }
+    assert!(
+        bad.requests() > 20,
+        "revived endpoint got {} requests",
+        bad.requests()
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_success_class_overrides_the_classifier() {
+    // A 500 that the next hop called a success is not retried.
+    let marked = StatusBackend::start(500, &[("l5d-success-class", "1.0")]).await;
+    let fs = FsDir::new();
+    point(&fs, &[marked.addr]);
+    let yaml =
+        router("  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n");
+    let router = start_router(&config(&fs, &yaml)).await;
+    let client = client();
+    for _ in 0..10 {
+        let reply = get(&client, router.addr(), "web", "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(reply.header("l5d-success-class").as_deref(), Some("1.0"));
+    }
+    assert_eq!(marked.requests(), 10);
+}
+
+#[tokio::test]
+async fn a_slow_attempt_times_out_and_the_read_is_retried_elsewhere() {
+    let slow = StatusBackend::start(200, &[]).await;
+    slow.delay_ms.store(5000, Ordering::SeqCst);
+    let fast = StatusBackend::start(200, &[]).await;
+    let fs = FsDir::new();
+    point(&fs, &[slow.addr, fast.addr]);
+    let yaml = router(
+        "  client:\n    requestAttemptTimeoutMs: 200\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n",
+    );
+    let router = start_router(&config(&fs, &yaml)).await;
+    let client = client();
+    for _ in 0..10 {
+        let started = Instant::now();
+        let reply = get(&client, router.addr(), "web", "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+    assert!(slow.requests() > 0, "the slow endpoint was never tried");
+    assert_eq!(fast.requests(), 10);
+}
+
+#[tokio::test]
+async fn deadlines_bound_requests_and_travel_to_the_next_hop() {
+    let backend = Backend::start("web").await;
+    let fs = FsDir::new();
+    point(&fs, &[backend.addr]);
+    let yaml = router("  service:\n    totalTimeoutMs: 300\n");
+    let router = start_router(&config(&fs, &yaml)).await;
+    let client = client();
+
+    // The backend sees a deadline about 300 ms after it was set.
+    let reply = get(&client, router.addr(), "web", "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let seen = reply
+        .seen_header("l5d-ctx-deadline")
+        .expect("no deadline reached the backend");
+    let (timestamp, deadline) = seen.split_once(' ').unwrap();
+    let span = deadline.parse::<i64>().unwrap() - timestamp.parse::<i64>().unwrap();
+    assert_eq!(span, 300_000_000);
+
+    // A slow answer is cut off at the total timeout.
+    let started = Instant::now();
+    let reply = get(
+        &client,
+        router.addr(),
+        "web",
+        "/",
+        &[("x-test-delay-ms", "3000")],
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A deadline the caller set earlier wins; one already past fails at once.
+    let past = "1 2";
+    let reply = get(
+        &client,
+        router.addr(),
+        "web",
+        "/",
+        &[("l5d-ctx-deadline", past)],
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text()
+    );
+    assert!(reply.l5d_err().contains("deadline"), "{}", reply.l5d_err());
+}
