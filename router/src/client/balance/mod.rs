@@ -7,9 +7,9 @@
 //! endpoints that stay. A pick skips removed endpoints, trying up to
 //! `maxEffort` times; when every try lands on a removed endpoint the last
 //! one is used anyway (as in Finagle, a balancer whose endpoints are all
-//! removed still sends). The kinds are in their own modules: [`p2c`]
-//! (also behind `ewma` and `aperture`), [`ewma`], [`aperture`], [`heap`]
-//! and [`round_robin`].
+//! removed still sends). The kinds are in their own modules: `p2c`
+//! (also behind `ewma` and `aperture`), `ewma`, `aperture`, `heap`
+//! and `round_robin`.
 
 mod aperture;
 mod balancer;
