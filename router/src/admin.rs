@@ -39,6 +39,7 @@ pub fn routes(state: AdminState) -> Routes {
         .route("/admin/ping", get(|| async { "pong" }))
         .route("/admin/metrics/prometheus", get(prometheus))
         .route("/delegator.json", get(delegator))
+        .route("/client_state.json", get(client_state))
         .route(
             "/admin/shutdown",
             post(|State(state): State<AdminState>| async move {
@@ -108,6 +109,29 @@ async fn prometheus(State(state): State<AdminState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+/// Every router's clients, by bound id, in Linkerd's shape (`state`,
+/// `addresses`) with each endpoint's failure-accrual state and load. An id
+/// bound by two routers appears once per router, the second as
+/// `<id> (<router>)`.
+async fn client_state(State(state): State<AdminState>) -> Response {
+    let mut clients = serde_json::Map::new();
+    for router in &state.routers {
+        for (id, mut client) in router.client_states() {
+            client["router"] = serde_json::Value::from(router.label());
+            let mut key = id.show();
+            if clients.contains_key(&key) {
+                key = format!("{key} ({})", router.label());
+            }
+            clients.insert(key, client);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        serde_json::Value::Object(clients).to_string(),
+    )
+        .into_response()
 }
 
 fn text(status: StatusCode, message: String) -> Response {

@@ -23,12 +23,24 @@ struct RouterLabel {
     rt: String,
 }
 
+/// Labels of a retry that was not made.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotRetriedLabels {
+    rt: String,
+    /// `budget` (the retry budget was spent) or `body` (the request's
+    /// body could not be sent again).
+    reason: &'static str,
+}
+
 /// The process's metrics registry.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouterLabel, Histogram>,
+    retries: Family<RouterLabel, Counter>,
+    requeues: Family<RouterLabel, Counter>,
+    not_retried: Family<NotRetriedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -50,10 +62,31 @@ impl Default for Metrics {
             "Time to the response headers, in ms",
             latency.clone(),
         );
+        let retries = Family::<RouterLabel, Counter>::default();
+        registry.register(
+            "retries",
+            "Requests sent again after an answer or error the response classifier called retryable",
+            retries.clone(),
+        );
+        let requeues = Family::<RouterLabel, Counter>::default();
+        registry.register(
+            "requeues",
+            "Requests sent to another endpoint after a connection failure",
+            requeues.clone(),
+        );
+        let not_retried = Family::<NotRetriedLabels, Counter>::default();
+        registry.register(
+            "retries_not_made",
+            "Retryable failures that were not retried, by reason (budget, body)",
+            not_retried.clone(),
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             requests,
             latency,
+            retries,
+            requeues,
+            not_retried,
         }
     }
 }
@@ -77,9 +110,21 @@ impl Metrics {
         let rt = RouterLabel {
             rt: label.to_string(),
         };
+        let not_retried = |reason| {
+            self.not_retried
+                .get_or_create(&NotRetriedLabels {
+                    rt: label.to_string(),
+                    reason,
+                })
+                .clone()
+        };
         RouterMetrics {
             ok: self.requests.get_or_create(&ok).clone(),
             latency: self.latency.get_or_create(&rt).clone(),
+            retries: self.retries.get_or_create(&rt).clone(),
+            requeues: self.requeues.get_or_create(&rt).clone(),
+            over_budget: not_retried("budget"),
+            body_not_replayable: not_retried("body"),
             metrics: self.clone(),
             label: label.to_string(),
         }
@@ -103,6 +148,14 @@ pub struct RouterMetrics {
     /// allocates nothing per request.
     ok: Counter,
     latency: Histogram,
+    /// Retries made.
+    pub retries: Counter,
+    /// Requeues made.
+    pub requeues: Counter,
+    /// Retryable failures not retried: the budget was spent.
+    pub over_budget: Counter,
+    /// Retryable failures not retried: the body could not be sent again.
+    pub body_not_replayable: Counter,
 }
 
 impl RouterMetrics {

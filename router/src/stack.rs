@@ -85,6 +85,11 @@ impl RouterStack {
         self.bind.naming()
     }
 
+    /// Every client's state (`/client_state.json`), by bound id.
+    pub fn client_states(&self) -> Vec<(dtab::Path, serde_json::Value)> {
+        self.clients.states()
+    }
+
     /// Drops cache entries that have not been used for the idle TTL.
     pub fn expire_idle(&self) {
         self.bind.expire_idle();
@@ -320,6 +325,7 @@ impl Attempts<'_> {
                         && self.client.requeues.try_withdraw()
                     {
                         requeues += 1;
+                        self.stack.metrics.requeues.inc();
                         continue;
                     }
                     (error, None)
@@ -365,7 +371,13 @@ impl Attempts<'_> {
         retries: &mut u32,
         backoff: &mut Option<BackoffSchedule>,
     ) -> bool {
-        if !body.replayable() || *retries >= MAX_RETRIES || !self.service.retries.try_withdraw() {
+        let metrics = &self.stack.metrics;
+        if !body.replayable() {
+            metrics.body_not_replayable.inc();
+            return false;
+        }
+        if *retries >= MAX_RETRIES || !self.service.retries.try_withdraw() {
+            metrics.over_budget.inc();
             return false;
         }
         let pause = backoff
@@ -380,6 +392,7 @@ impl Attempts<'_> {
             tokio::time::sleep(pause).await;
         }
         *retries += 1;
+        metrics.retries.inc();
         true
     }
 }

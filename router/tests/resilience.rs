@@ -196,6 +196,15 @@ async fn retries_stay_within_the_budget_when_every_endpoint_fails() {
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     }
     let sent: usize = backends.iter().map(StatusBackend::requests).sum();
+    let metrics = admin_text(&client, router.admin, "/admin/metrics/prometheus").await;
+    let retries = metric(&metrics, "rt_retries_total{rt=\"http\"}");
+    assert_eq!(retries as usize, sent - 200, "{metrics}");
+    assert!(
+        metric(
+            &metrics,
+            "rt_retries_not_made_total{rt=\"http\",reason=\"budget\"}"
+        ) > 0.0
+    );
     // 200 requests and at most half as many retries; no storm.
     assert!(
         (200..=300).contains(&sent),
@@ -229,6 +238,23 @@ async fn failure_accrual_takes_a_failing_endpoint_out_then_probes_it_once() {
     );
     // Three failures in a row, and it was out.
     assert_eq!(bad.requests(), 3);
+    let states = admin_json(&client, router.admin, "/client_state.json").await;
+    let web = states
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .expect("no client in /client_state.json");
+    assert_eq!(web["state"], "bound");
+    assert_eq!(web["removals"], 1);
+    let bad_state = web["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["address"] == bad.addr.to_string().as_str())
+        .unwrap();
+    assert_eq!(bad_state["state"], "dead", "{web}");
+    assert!(bad_state["deadForMs"].as_u64().unwrap() <= 1500);
 
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let probing = Instant::now();
@@ -350,4 +376,24 @@ async fn deadlines_bound_requests_and_travel_to_the_next_hop() {
         reply.text()
     );
     assert!(reply.l5d_err().contains("deadline"), "{}", reply.l5d_err());
+}
+
+async fn admin_text(client: &support::Client, admin: SocketAddr, path: &str) -> String {
+    let request = http::Request::get(format!("http://{admin}{path}"))
+        .body(support::empty())
+        .unwrap();
+    let reply = send(client, request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+    reply.text()
+}
+
+async fn admin_json(client: &support::Client, admin: SocketAddr, path: &str) -> serde_json::Value {
+    serde_json::from_str(&admin_text(client, admin, path).await).unwrap()
+}
+
+/// The value of the sample `name` (with its labels) in a Prometheus text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }

@@ -177,13 +177,8 @@ const KEYS: &[&str] = &[
     "routers.servers.maxFrameBytes",
     "routers.servers.maxHeaderListByts",
     // routers[].client (io.l5d.global and io.l5d.static).
-    "routers.client.kind",
-    "routers.client.configs",
     "routers.client.hostConnectionPool",
     "routers.client.tls",
-    "routers.client.failFast",
-    "routers.client.requeueBudget",
-    "routers.client.failureAccrual",
     "routers.client.clientSession",
     "routers.client.requestAuthorizers",
     "routers.client.forwardClientCert",
@@ -191,20 +186,8 @@ const KEYS: &[&str] = &[
     "routers.client.initialStreamWindowBytes",
     "routers.client.maxFrameBytes",
     "routers.client.maxHeaderListByts",
-    "routers.client.loadBalancer.enableProbation",
-    "routers.client.loadBalancer.maxEffort",
-    "routers.client.loadBalancer.decayTimeMs",
-    "routers.client.loadBalancer.smoothWindowMs",
-    "routers.client.loadBalancer.lowLoad",
-    "routers.client.loadBalancer.highLoad",
-    "routers.client.loadBalancer.minAperture",
     // routers[].service (io.l5d.global and io.l5d.static).
-    "routers.service.kind",
-    "routers.service.configs",
-    "routers.service.retries",
-    "routers.service.responseClassifier",
     "routers.service.classificationTimeoutMs",
-    "routers.service.retryBufferSize",
     // namerd.yaml.
     "interfaces.tls",
     "interfaces.cache",
@@ -222,9 +205,13 @@ pub fn is_linkerd_kind(what: &str, kind: &str) -> bool {
 }
 
 /// Whether the key at `path` (list indexes allowed, `routers[0].client.tls`)
-/// is, or is inside, a Linkerd key this build does not take yet.
+/// is, or is inside, a Linkerd key this build does not take yet. An entry
+/// of an `io.l5d.static` client or service (`routers[0].client.configs[1]`)
+/// takes the same keys as the block itself.
 pub fn is_linkerd_key(path: &str) -> bool {
-    let path = without_indexes(path);
+    let path = without_indexes(path)
+        .replace("routers.client.configs.", "routers.client.")
+        .replace("routers.service.configs.", "routers.service.");
     KEYS.iter().any(|key| {
         path == *key
             || path
@@ -278,10 +265,11 @@ mod tests {
 
     #[test]
     fn keys_match_below_them_and_ignore_indexes() {
-        assert!(is_linkerd_key("routers[0].client.failureAccrual"));
-        assert!(is_linkerd_key("routers[1].client.failureAccrual.kind"));
+        assert!(is_linkerd_key("routers[0].client.tls"));
+        assert!(is_linkerd_key("routers[1].client.tls.commonName"));
+        assert!(is_linkerd_key("routers[1].client.configs[3].tls"));
         assert!(is_linkerd_key("routers[0].servers[2].tls"));
-        assert!(!is_linkerd_key("routers[0].client.failureAccrualx"));
+        assert!(!is_linkerd_key("routers[0].client.tlsx"));
         assert!(!is_linkerd_key("routers[0].servers[0].prot"));
     }
 

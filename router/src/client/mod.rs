@@ -49,6 +49,15 @@ impl ClientStage {
         self.clients.expire_idle();
     }
 
+    /// Every client's state, for `/client_state.json`.
+    pub(crate) fn states(&self) -> Vec<(Path, serde_json::Value)> {
+        self.clients
+            .values()
+            .into_iter()
+            .map(|(id, entry)| (id, entry.value.state()))
+            .collect()
+    }
+
     /// The client of `bound`'s id, made on first use.
     pub(crate) fn client(&self, bound: &Bound, started: Instant) -> Arc<Entry<Client>> {
         self.clients.get_or_insert_at(&bound.id, started, || {
@@ -118,6 +127,54 @@ impl Client {
             client_header: HeaderValue::try_from(bound.id.show()).ok(),
             last_residual: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    /// Linkerd's `/client_state.json` entry (`state`, `addresses`), and
+    /// what this router adds: each endpoint's failure-accrual state and
+    /// load, and the balancer's totals.
+    fn state(&self) -> serde_json::Value {
+        let addr = self.balancer.addr();
+        let state = match &*addr {
+            namers::Addr::Bound(_) => "bound".to_string(),
+            namers::Addr::Pending => "Pending".to_string(),
+            namers::Addr::Neg => "Neg".to_string(),
+            namers::Addr::Failed(why) => format!("Failed: {why}"),
+        };
+        let now = tokio::time::Instant::now();
+        let endpoints: Vec<serde_json::Value> = self
+            .balancer
+            .endpoints()
+            .into_iter()
+            .map(|e| {
+                let (health, dead_ms) = match e.state {
+                    balance::HealthState::Live => ("live", None),
+                    balance::HealthState::Probing => ("probing", None),
+                    balance::HealthState::Dead { until } => (
+                        "dead",
+                        Some(until.saturating_duration_since(now).as_millis()),
+                    ),
+                };
+                serde_json::json!({
+                    "address": e.addr.to_string(),
+                    "weight": e.weight,
+                    "inFlight": e.in_flight,
+                    "state": health,
+                    "deadForMs": dead_ms,
+                    "load": e.load,
+                })
+            })
+            .collect();
+        let addresses: Vec<&serde_json::Value> = endpoints.iter().map(|e| &e["address"]).collect();
+        serde_json::json!({
+            "state": state,
+            "addresses": addresses,
+            "endpoints": endpoints,
+            "available": self.balancer.available(),
+            "removals": self.balancer.removals(),
+            "revivals": self.balancer.revivals(),
+            "probes": self.balancer.probes(),
+            "requeueBudget": self.requeues.balance(),
+        })
     }
 
     /// `residual` as an `l5d-dst-residual` value, printed only when it

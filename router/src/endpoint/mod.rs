@@ -52,6 +52,9 @@ pub(crate) enum Routed {
 }
 
 /// One attempt's answer, before it is handed to the client.
+// Every request has one of these, of either kind: boxing the larger one
+// would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Forwarded {
     /// From the direct HTTP/1 client.
     Direct {
@@ -104,7 +107,7 @@ pub(crate) enum AttemptError {
     /// request with a body comes back to be sent elsewhere.
     NotSent {
         error: RouterError,
-        request: Option<Request<Body>>,
+        request: Option<Box<Request<Body>>>,
     },
     /// The request was, or may have been, seen.
     Failed { error: RouterError, kind: ErrorKind },
@@ -139,7 +142,7 @@ impl Outgoing {
 
     /// Takes back a request an attempt could not send, for the next
     /// attempt; gives back its body.
-    pub(crate) fn take_back(&mut self, request: Option<Request<Body>>) -> Option<Body> {
+    pub(crate) fn take_back(&mut self, request: Option<Box<Request<Body>>>) -> Option<Body> {
         let (parts, body) = request?.into_parts();
         if self.given_away {
             self.parts = parts;
@@ -285,12 +288,12 @@ impl EndpointStage {
             kind,
         };
         let not_sent = |e: String, request: Option<Request<Body>>| AttemptError::NotSent {
+            request: request.map(Box::new),
             error: RouterError::Unsent(format!(
                 "{} ({}) at {endpoint}: {e}",
                 target.name.show(),
                 bound.id.show(),
             )),
-            request,
         };
         let timed_out = |limit: Duration| AttemptError::Failed {
             error: RouterError::Timeout(format!(

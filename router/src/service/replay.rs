@@ -13,6 +13,8 @@ use crate::body::Body;
 use crate::errors::RouterError;
 
 /// A request's body across attempts.
+// Streamed, the large variant, is the usual one for a request with a body.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum RequestBody {
     /// There is none.
     Empty,
