@@ -8,14 +8,28 @@
 //! back to its pool once the body has been read to the end.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 
-use crate::client::balance::Picked;
+use crate::client::balance::{Outcome, Picked};
+use crate::endpoint::L5D_SUCCESS_CLASS;
 use crate::endpoint::h1_direct::DirectBody;
 use crate::endpoint::h1_pool::Reusable;
+use crate::policy::classifier::RequestFacts;
+use crate::service::config::ServicePolicy;
+
+/// What classifies an answer once its trailers arrive.
+pub struct LateClass {
+    /// The service's policy, whose classifier judges the answer.
+    pub policy: Arc<ServicePolicy>,
+    /// The request, as the classifier sees it.
+    pub facts: RequestFacts,
+    /// The answer's status.
+    pub status: http::StatusCode,
+}
 
 /// What a body fails with: hyper's errors, or the direct client's.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -38,6 +52,9 @@ enum Kind {
 pub struct Lease {
     /// The endpoint's in-flight count drops when this is dropped.
     pub picked: Picked,
+    /// For an answer whose class is in its trailers (gRPC): how to
+    /// classify it when they come.
+    pub late: Option<Box<LateClass>>,
     /// The HTTP/1 connection the response came on, reused only if the
     /// body is read to the end.
     pub connection: Option<Reusable>,
@@ -84,11 +101,34 @@ impl Body {
             lease: Some(Lease {
                 picked,
                 connection: None,
+                late: None,
             }),
         }
     }
 
     /// The body has been read to its end: its connection may be reused.
+    /// Classifies an answer by its trailers (`None`: the stream ended
+    /// without them), tells the endpoint's failure accrual, and gives the
+    /// `l5d-success-class` value for the trailers.
+    fn classify_late(&mut self, trailers: Option<&http::HeaderMap>) -> Option<http::HeaderValue> {
+        let lease = self.lease.as_mut()?;
+        let late = lease.late.take()?;
+        let class = late
+            .policy
+            .classifier
+            .classify_trailers(&late.facts, late.status, trailers);
+        lease.picked.record(if class.is_success() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        });
+        Some(class.header_value())
+    }
+
+    fn has_late_class(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.late.is_some())
+    }
+
     fn finished(&mut self) {
         if let Some(connection) = self.lease.as_mut().and_then(|l| l.connection.take()) {
             connection.release();
@@ -121,6 +161,21 @@ impl HttpBody for Body {
                 .poll_frame(cx)
                 .map_err(|e| Box::new(e) as BodyError),
             Kind::Direct(direct) => Pin::new(direct).poll_frame(cx),
+        };
+        let polled = match polled {
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() && self.has_late_class() => {
+                let mut trailers = frame.into_trailers().unwrap_or_default();
+                if let Some(class) = self.classify_late(Some(&trailers)) {
+                    trailers.insert(L5D_SUCCESS_CLASS, class);
+                }
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+            Poll::Ready(None) => {
+                // Trailers never came: the class says so.
+                self.classify_late(None);
+                polled
+            }
+            other => other,
         };
         if let Poll::Ready(None) = polled {
             self.finished();

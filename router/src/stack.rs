@@ -21,7 +21,7 @@ use std::time::Duration;
 use hyper::body::Body as _;
 
 use crate::bind::BindStage;
-use crate::body::{self, Body};
+use crate::body::{self, Body, LateClass};
 use crate::client::balance::Outcome;
 use crate::client::{Client, ClientStage, DstHeaders};
 use crate::config::RouterSpec;
@@ -300,21 +300,31 @@ impl Attempts<'_> {
                             response.headers(),
                         ),
                     };
-                    // Answers whose class waits for trailers count as
-                    // successes for the endpoint.
-                    let failed = class.as_ref().is_some_and(|c| !c.is_success());
-                    picked.record(if failed {
-                        Outcome::Failure
-                    } else {
-                        Outcome::Success
-                    });
-                    if let Some(ResponseClass::Failure { retryable: true }) = class
-                        && self.may_retry(body, &mut retries, &mut backoff).await
-                    {
-                        continue;
+                    if let Some(ResponseClass::Failure { retryable: true }) = class {
+                        picked.record(Outcome::Failure);
+                        if self.may_retry(body, &mut retries, &mut backoff).await {
+                            continue;
+                        }
                     }
+                    // An answer whose class is in its trailers is judged
+                    // when they come.
+                    let late = match &class {
+                        Some(class) => {
+                            picked.record(if class.is_success() {
+                                Outcome::Success
+                            } else {
+                                Outcome::Failure
+                            });
+                            None
+                        }
+                        None => Some(Box::new(LateClass {
+                            policy: self.service.policy.clone(),
+                            facts: self.facts.clone(),
+                            status: forwarded.status(),
+                        })),
+                    };
                     let header = class.as_ref().map(ResponseClass::header_value);
-                    return Ok(forwarded.into_routed(picked, header));
+                    return Ok(forwarded.into_routed(picked, header, late));
                 }
                 Err(AttemptError::NotSent { error, request }) => {
                     picked.record(Outcome::ConnectFailed);

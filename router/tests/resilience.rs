@@ -397,3 +397,44 @@ fn metric(text: &str, name: &str) -> f64 {
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
+
+#[tokio::test]
+async fn grpc_answers_are_classified_by_their_trailers() {
+    let backend = Backend::start("grpc").await;
+    let fs = FsDir::new();
+    point(&fs, &[backend.addr]);
+    let yaml = "- protocol: h2\n  dtab: /svc => /#/io.l5d.fs;\n  client:\n    failureAccrual:\n      kind: io.l5d.consecutiveFailures\n      failures: 2\n      backoff: {kind: constant, ms: 60000}\n  service:\n    responseClassifier:\n      kind: io.l5d.h2.grpc.default\n  servers:\n  - port: 0\n";
+    let router = start_router(&config(&fs, yaml)).await;
+    let stream = tokio::net::TcpStream::connect(router.addr()).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let mut call = async |status: &str| {
+        let request = http::Request::post("http://web/echo.Echo/Say")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("x-test-grpc-status", status)
+            .body(full(&b"\0\0\0\0\x02hi"[..]))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let collected = response.into_body().collect().await.unwrap();
+        collected.trailers().cloned().expect("trailers")
+    };
+    let ok = call("0").await;
+    assert_eq!(ok["grpc-status"], "0");
+    assert_eq!(ok["l5d-success-class"], "1.0");
+    let failed = call("14").await;
+    assert_eq!(failed["l5d-success-class"], "0.0");
+    call("2").await;
+    // Two failures in a row, told by the trailers: the endpoint is out.
+    let client = client();
+    let states = admin_json(&client, router.admin, "/client_state.json").await;
+    let web = states.as_object().unwrap().values().next().unwrap();
+    assert_eq!(web["removals"], 1, "{web}");
+    assert_eq!(web["endpoints"][0]["state"], "dead", "{web}");
+}

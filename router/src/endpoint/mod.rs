@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use namers::Bound;
 
-use crate::body::{Body, Lease};
+use crate::body::{Body, LateClass, Lease};
 use crate::client::DstHeaders;
 use crate::client::balance::Picked;
 use crate::config::RouterSpec;
@@ -70,8 +70,22 @@ pub(crate) enum Forwarded {
 }
 
 impl Forwarded {
+    /// The answer's status.
+    pub(crate) fn status(&self) -> http::StatusCode {
+        match self {
+            Forwarded::Direct { answer, .. } => answer.status(),
+            Forwarded::Streamed { response, .. } => response.status(),
+        }
+    }
+
     /// The answer for the client; `picked` is held until its body is done.
-    pub(crate) fn into_routed(self, picked: Picked, success_class: Option<HeaderValue>) -> Routed {
+    /// `late` classifies an answer whose class is in its trailers.
+    pub(crate) fn into_routed(
+        self,
+        picked: Picked,
+        success_class: Option<HeaderValue>,
+        late: Option<Box<LateClass>>,
+    ) -> Routed {
         match self {
             Forwarded::Direct { mut answer, body } => {
                 if let Some(class) = success_class {
@@ -91,7 +105,14 @@ impl Forwarded {
                 if let Some(class) = success_class {
                     parts.headers.insert(L5D_SUCCESS_CLASS, class);
                 }
-                let body = Body::leased(incoming, Lease { picked, connection });
+                let body = Body::leased(
+                    incoming,
+                    Lease {
+                        picked,
+                        connection,
+                        late,
+                    },
+                );
                 Routed::Response(Response::from_parts(parts, body))
             }
         }

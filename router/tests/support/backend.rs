@@ -44,7 +44,8 @@ pub mod mode {
 /// By default it answers `200` with a JSON echo of the request (see
 /// [`Reply::seen_header`]) and `x-backend: <name>`. `gRPC` requests
 /// (`content-type: application/grpc`) get every request data frame echoed
-/// back as it arrives, then `grpc-status: 0` trailers. `Upgrade` requests
+/// back as it arrives, then `grpc-status: 0` trailers (or the status of
+/// `x-test-grpc-status`). `Upgrade` requests
 /// get `101`, a greeting line, then an echo of every byte. The
 /// [`mode`] headers ask for delays, gates and streaming.
 pub struct Backend {
@@ -273,6 +274,12 @@ impl BackendState {
         if let Some(authority) = parts.uri.authority() {
             response = response.header("x-seen-authority", authority.as_str());
         }
+        // `x-test-grpc-status: N` asks for that status in the trailers.
+        let status = parts
+            .headers
+            .get("x-test-grpc-status")
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("0"));
         let (tx, body) = channel_body(1);
         tokio::spawn(async move {
             while let Some(Ok(frame)) = incoming.frame().await {
@@ -283,7 +290,7 @@ impl BackendState {
                 }
             }
             let mut trailers = HeaderMap::new();
-            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            trailers.insert("grpc-status", status);
             trailers.insert("grpc-message", HeaderValue::from_static("echoed"));
             let _ = tx.send(Frame::trailers(trailers)).await;
         });
