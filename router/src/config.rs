@@ -12,6 +12,7 @@ use serde_json::Value;
 pub use crate::bind::config::{BindingCacheConfig, BindingLimitsConfig};
 pub use crate::client::config::{ClientConfig, ClientPolicies};
 use crate::identify::IdentifierConfig;
+use crate::policy::classifier::Classifier;
 pub use crate::server::config::{ServerConfig, ServerSessionConfig};
 use crate::server::limits::{DEFAULT_MAX_HEADERS_KB, DEFAULT_MAX_INITIAL_LINE_KB, HeadLimits};
 pub use crate::service::config::{DtabHeaderLimitsConfig, ServiceConfig, ServicePolicies};
@@ -91,6 +92,10 @@ pub struct RouterConfig {
     /// Per-service settings.
     #[serde(default)]
     pub service: Option<ServiceConfig>,
+    /// The response classifier of services that set none (where older
+    /// Linkerd configs put it).
+    #[serde(default)]
+    pub response_classifier: Option<KindConfig>,
     /// Sizes of the binding caches.
     #[serde(default)]
     pub binding_cache: Option<BindingCacheConfig>,
@@ -245,9 +250,15 @@ impl RouterConfig {
             Some(client) => ClientPolicies::from_config(&format!("{at}.client"), client)?,
             None => (ClientPolicies::default(), None),
         };
+        let classifier = match &self.response_classifier {
+            Some(kind) => Classifier::from_kind(&format!("{at}.responseClassifier"), kind, h2)?,
+            None => Classifier::default_for(h2),
+        };
         let services = match &self.service {
-            Some(service) => ServicePolicies::from_config(&format!("{at}.service"), service, h2)?,
-            None => ServicePolicies::defaults(h2),
+            Some(service) => {
+                ServicePolicies::from_config(&format!("{at}.service"), service, h2, classifier)?
+            }
+            None => ServicePolicies::defaults(classifier),
         };
         let cache = self.binding_cache.as_ref();
         let ms = Duration::from_millis;
@@ -403,6 +414,21 @@ mod tests {
         let err = specs("routers:\n- protocol: http\n  maxHeadersKB: 0\n  servers:\n  - port: 0\n")
             .unwrap_err();
         assert!(err.contains("maxHeadersKB"), "{err}");
+    }
+
+    #[test]
+    fn a_router_level_classifier_is_the_default_of_every_service() {
+        let yaml = format!(
+            "{ROUTER}  responseClassifier:\n    kind: io.l5d.http.retryableAll5XX\n  service:\n    kind: io.l5d.static\n    configs:\n    - prefix: /svc/a\n      responseClassifier:\n        kind: io.l5d.http.allSuccessful\n"
+        );
+        let spec = specs(&yaml).unwrap().remove(0);
+        let a = spec.services.for_path(&Path::read("/svc/a").unwrap());
+        assert_eq!(a.classifier, Classifier::AllSuccessful);
+        let b = spec.services.for_path(&Path::read("/svc/b").unwrap());
+        assert_eq!(b.classifier, Classifier::RetryableAll5xx);
+        let plain = specs(ROUTER).unwrap().remove(0);
+        let c = plain.services.for_path(&Path::read("/svc/c").unwrap());
+        assert_eq!(c.classifier, Classifier::NonRetryable5xx);
     }
 
     #[test]

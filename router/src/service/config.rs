@@ -122,25 +122,30 @@ pub struct ServicePolicy {
 pub enum ServicePolicies {
     /// `io.l5d.global`.
     Global(Arc<ServicePolicy>),
-    /// `io.l5d.static`: layers applied in order, and whether the router
-    /// speaks h2 (for the default classifier).
-    Static(Vec<(PrefixPattern, ServiceLayer)>, bool),
+    /// `io.l5d.static`: layers applied in order, and the classifier of
+    /// services none of them sets.
+    Static(Vec<(PrefixPattern, ServiceLayer)>, Classifier),
 }
 
 /// The config's service kinds.
 pub const SERVICE_KINDS: &[&str] = &["io.l5d.global", "io.l5d.static"];
 
 impl ServicePolicies {
-    /// The policies when `service:` is not set.
-    pub fn defaults(h2: bool) -> ServicePolicies {
-        ServicePolicies::Global(Arc::new(ServiceLayer::default().finish(h2)))
+    /// The policies when `service:` is not set; `classifier` is the
+    /// router's default (see [`ServicePolicies::from_config`]).
+    pub fn defaults(classifier: Classifier) -> ServicePolicies {
+        ServicePolicies::Global(Arc::new(ServiceLayer::default().finish(&classifier)))
     }
 
     /// Reads `service:` (at key path `at`) of an `h2` router or not.
+    /// `classifier` is the default of services that set none: the
+    /// router-level `responseClassifier` older Linkerd configs have, or
+    /// `nonRetryable5XX`.
     pub fn from_config(
         at: &str,
         config: &ServiceConfig,
         h2: bool,
+        classifier: Classifier,
     ) -> Result<ServicePolicies, String> {
         let mut map = config.0.clone();
         let kind = take_kind(at, &mut map)?;
@@ -148,13 +153,13 @@ impl ServicePolicies {
             "io.l5d.global" => {
                 let params: ServiceParams = kind_params(&map).map_err(|e| format!("{at}: {e}"))?;
                 let layer = ServiceLayer::check(at, &params, h2)?;
-                Ok(ServicePolicies::Global(Arc::new(layer.finish(h2))))
+                Ok(ServicePolicies::Global(Arc::new(layer.finish(&classifier))))
             }
             "io.l5d.static" => {
                 let layers = static_configs(at, map, |at, params: ServiceParams| {
                     ServiceLayer::check(at, &params, h2)
                 })?;
-                Ok(ServicePolicies::Static(layers, h2))
+                Ok(ServicePolicies::Static(layers, classifier))
             }
             other => Err(format!(
                 "{at}: kind: unknown service kind {other:?}; expected one of {}",
@@ -167,14 +172,14 @@ impl ServicePolicies {
     pub fn for_path(&self, path: &Path) -> Arc<ServicePolicy> {
         match self {
             ServicePolicies::Global(policy) => policy.clone(),
-            ServicePolicies::Static(layers, h2) => {
+            ServicePolicies::Static(layers, classifier) => {
                 let mut merged = ServiceLayer::default();
                 for (prefix, layer) in layers {
                     if prefix.matches(path).is_some() {
                         merged.override_with(layer);
                     }
                 }
-                Arc::new(merged.finish(*h2))
+                Arc::new(merged.finish(classifier))
             }
         }
     }
@@ -231,12 +236,12 @@ impl ServiceLayer {
         }
     }
 
-    fn finish(self, h2: bool) -> ServicePolicy {
+    fn finish(self, default_classifier: &Classifier) -> ServicePolicy {
         ServicePolicy {
             total_timeout: self.total_timeout,
             classifier: self
                 .classifier
-                .unwrap_or_else(|| Classifier::default_for(h2)),
+                .unwrap_or_else(|| default_classifier.clone()),
             budget: self.budget.unwrap_or_default(),
             backoff: self.backoff.unwrap_or(BackoffConfig::Constant { ms: 0 }),
             retry_buffer: self.retry_buffer.unwrap_or(DEFAULT_RETRY_BUFFER_BYTES),
@@ -250,7 +255,7 @@ mod tests {
 
     fn policies(json: &str) -> Result<ServicePolicies, String> {
         let config: ServiceConfig = serde_json::from_str(json).unwrap();
-        ServicePolicies::from_config("service", &config, false)
+        ServicePolicies::from_config("service", &config, false, Classifier::default_for(false))
     }
 
     fn path(text: &str) -> Path {
