@@ -421,9 +421,9 @@ fn linkerd_kinds_and_keys_not_here_yet_are_named_with_their_line() {
     let cases = [
         (
             format!(
-                "{head}  client:\n    hostConnectionPool:\n      maxSize: 5\n  servers:\n  - port: 0\n"
+                "{head}  client:\n    clientSession:\n      idleTimeMs: 5\n  servers:\n  - port: 0\n"
             ),
-            "routers[0].client: hostConnectionPool: line 5",
+            "routers[0].client: clientSession: line 5",
         ),
         (
             format!("{head}  servers:\n  - port: 0\n    tls:\n      certPath: a.pem\n"),

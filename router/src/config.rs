@@ -10,7 +10,7 @@ use namers::config::NamerConfig;
 use serde_json::Value;
 
 pub use crate::bind::config::{BindingCacheConfig, BindingLimitsConfig};
-pub use crate::client::config::{ClientConfig, ClientPolicies};
+pub use crate::client::config::{ClientConfig, ClientPolicies, ConnectionSettings};
 use crate::identify::IdentifierConfig;
 use crate::policy::classifier::Classifier;
 pub use crate::server::config::{ServerConfig, ServerSessionConfig};
@@ -130,6 +130,10 @@ impl RouterConfig {
     }
 }
 
+/// How long an idle upstream connection stays open unless
+/// `hostConnectionPool.idleTimeMs` says otherwise.
+pub const DEFAULT_CONNECTION_IDLE_TIME: Duration = Duration::from_secs(60);
+
 /// The protocols a router can speak.
 pub const PROTOCOLS: &[&str] = &["http", "h2"];
 
@@ -157,6 +161,10 @@ pub struct RouterSpec {
     pub clients: ClientPolicies,
     /// Connection time limit.
     pub connect_timeout: Duration,
+    /// How long an idle upstream connection stays open.
+    pub connection_idle_time: Duration,
+    /// `hostConnectionPool`'s sizes (`http` routers).
+    pub connection_limits: Option<crate::endpoint::h1_pool::PoolLimits>,
     /// Cache sizes.
     pub paths_capacity: usize,
     /// Client cache size.
@@ -246,9 +254,9 @@ impl RouterConfig {
             ));
         }
         let h2 = protocol == crate::identify::Protocol::H2;
-        let (clients, connect_timeout) = match &self.client {
+        let (clients, connections) = match &self.client {
             Some(client) => ClientPolicies::from_config(&format!("{at}.client"), client)?,
-            None => (ClientPolicies::default(), None),
+            None => (ClientPolicies::default(), ConnectionSettings::default()),
         };
         let classifier = match &self.response_classifier {
             Some(kind) => Classifier::from_kind(&format!("{at}.responseClassifier"), kind, h2)?,
@@ -271,7 +279,13 @@ impl RouterConfig {
             binding_timeout: ms(self.binding_timeout_ms.unwrap_or(10_000)),
             services,
             clients,
-            connect_timeout: connect_timeout.unwrap_or(Duration::from_millis(3_000)),
+            connect_timeout: connections
+                .connect_timeout
+                .unwrap_or(Duration::from_millis(3_000)),
+            connection_idle_time: connections
+                .idle_time
+                .unwrap_or(DEFAULT_CONNECTION_IDLE_TIME),
+            connection_limits: connections.limits,
             paths_capacity: cache.and_then(|c| c.paths).unwrap_or(1000),
             clients_capacity: cache.and_then(|c| c.clients).unwrap_or(1000),
             idle_ttl: Duration::from_secs(cache.and_then(|c| c.idle_ttl_secs).unwrap_or(600)),

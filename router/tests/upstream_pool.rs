@@ -300,3 +300,62 @@ async fn bytes_sent_on_an_idle_connection_are_not_taken_for_an_answer() {
     assert_eq!(connections.load(Ordering::SeqCst), 2);
     router.stop().await;
 }
+
+/// `hostConnectionPool`: at most `maxSize` connections to an endpoint;
+/// requests beyond them wait for one to be free, up to `maxWaiters`, and
+/// the rest are refused at once with 503.
+#[tokio::test]
+async fn host_connection_pool_bounds_connections_and_waiters() {
+    let backend = Backend::start("web").await;
+    let fs = FsDir::new();
+    fs.point("web", &[&backend]);
+    let yaml = format!(
+        "{ROUTER}  client:\n    hostConnectionPool:\n      maxSize: 2\n      maxWaiters: 1\n"
+    );
+    let router = start_router(&config(&fs, &yaml)).await;
+    let client = client();
+    let gated = |i: usize| {
+        let client = client.clone();
+        let addr = router.addr();
+        tokio::spawn(async move {
+            get(
+                &client,
+                addr,
+                "web",
+                &format!("/gated/{i}"),
+                &[(mode::HEADER, mode::GATE)],
+            )
+            .await
+        })
+    };
+    let first = [gated(0), gated(1)];
+    backend.wait_received().await;
+    backend.wait_received().await;
+    // Both connections are busy: the next request waits ...
+    let waiting = gated(2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(backend.requests(), 2);
+    // ... and one more is one too many.
+    let refused = get(&client, router.addr(), "web", "/refused", &[]).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text()
+    );
+    assert!(
+        refused.l5d_err().contains("maxWaiters"),
+        "{}",
+        refused.l5d_err()
+    );
+
+    for _ in 0..3 {
+        backend.release();
+    }
+    for call in first.into_iter().chain([waiting]) {
+        let reply = within(STEP, "a gated answer", call).await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    assert_eq!(backend.requests(), 3);
+    assert_eq!(backend.connections(), 2);
+}

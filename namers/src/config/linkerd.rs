@@ -177,7 +177,6 @@ const KEYS: &[&str] = &[
     "routers.servers.maxFrameBytes",
     "routers.servers.maxHeaderListByts",
     // routers[].client (io.l5d.global and io.l5d.static).
-    "routers.client.hostConnectionPool",
     "routers.client.tls",
     "routers.client.clientSession",
     "routers.client.requestAuthorizers",

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::accrual::AccrualConfig;
 use super::balance::{BalanceConfig, BalancerKind};
+use crate::endpoint::h1_pool::PoolLimits;
 use crate::policy::budget::BudgetConfig;
 use crate::policy::prefix::PrefixPattern;
 
@@ -46,6 +47,67 @@ pub struct ClientParams {
     /// are pooled per router, so only an `io.l5d.global` block sets it.
     #[serde(default)]
     pub connect_timeout_ms: Option<u64>,
+    /// Connections per endpoint (`http` routers; only in `io.l5d.global`).
+    #[serde(default)]
+    pub host_connection_pool: Option<HostConnectionPool>,
+}
+
+/// `hostConnectionPool:`, Linkerd's keys and defaults except `idleTimeMs`.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostConnectionPool {
+    /// Idle connections kept open past `idleTimeMs` (default 0).
+    #[serde(default)]
+    pub min_size: Option<usize>,
+    /// Connections open at once to one endpoint (default: no limit).
+    #[serde(default)]
+    pub max_size: Option<usize>,
+    /// How long an idle connection stays open, in ms (default 60000).
+    #[serde(default)]
+    pub idle_time_ms: Option<u64>,
+    /// Requests that may wait when `maxSize` are busy (default: no limit).
+    #[serde(default)]
+    pub max_waiters: Option<usize>,
+}
+
+/// What a router's client block says about its connections, which are
+/// pooled per router.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionSettings {
+    /// `connectTimeoutMs`.
+    pub connect_timeout: Option<Duration>,
+    /// `hostConnectionPool.idleTimeMs`.
+    pub idle_time: Option<Duration>,
+    /// `hostConnectionPool`'s sizes, when any is set.
+    pub limits: Option<PoolLimits>,
+}
+
+impl HostConnectionPool {
+    fn limits(&self, at: &str) -> Result<Option<PoolLimits>, String> {
+        if self.max_size == Some(0) {
+            return Err(format!(
+                "{at}.hostConnectionPool: maxSize: must be at least 1"
+            ));
+        }
+        if let (Some(min), Some(max)) = (self.min_size, self.max_size)
+            && min > max
+        {
+            return Err(format!(
+                "{at}.hostConnectionPool: minSize: must not exceed maxSize ({max})"
+            ));
+        }
+        if self.min_size.is_none() && self.max_size.is_none() && self.max_waiters.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(PoolLimits {
+            min_size: self.min_size.unwrap_or(0),
+            max_size: self
+                .max_size
+                .unwrap_or(tokio::sync::Semaphore::MAX_PERMITS)
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+            max_waiters: self.max_waiters.unwrap_or(usize::MAX),
+        }))
+    }
 }
 
 /// What one block of parameters sets, checked.
@@ -94,19 +156,28 @@ impl Default for ClientPolicies {
 pub const CLIENT_KINDS: &[&str] = &["io.l5d.global", "io.l5d.static"];
 
 impl ClientPolicies {
-    /// Reads `client:` (at key path `at`); also gives the connect timeout.
+    /// Reads `client:` (at key path `at`); also gives what it says of
+    /// connections.
     pub fn from_config(
         at: &str,
         config: &ClientConfig,
-    ) -> Result<(ClientPolicies, Option<Duration>), String> {
+    ) -> Result<(ClientPolicies, ConnectionSettings), String> {
         let mut map = config.0.clone();
         let kind = take_kind(at, &mut map)?;
         match kind.as_deref().unwrap_or("io.l5d.global") {
             "io.l5d.global" => {
                 let params: ClientParams = kind_params(&map).map_err(|e| format!("{at}: {e}"))?;
-                let connect = params.connect_timeout_ms.map(Duration::from_millis);
+                let pool = params.host_connection_pool.clone().unwrap_or_default();
+                let connections = ConnectionSettings {
+                    connect_timeout: params.connect_timeout_ms.map(Duration::from_millis),
+                    idle_time: pool.idle_time_ms.map(Duration::from_millis),
+                    limits: pool.limits(at)?,
+                };
                 let layer = ClientLayer::check(at, &params)?;
-                Ok((ClientPolicies::Global(Arc::new(layer.finish())), connect))
+                Ok((
+                    ClientPolicies::Global(Arc::new(layer.finish())),
+                    connections,
+                ))
             }
             "io.l5d.static" => {
                 let layers = static_configs(at, map, |at, params: ClientParams| {
@@ -115,9 +186,17 @@ impl ClientPolicies {
                             "{at}: connectTimeoutMs: set it in an io.l5d.global client (connections are pooled per router)"
                         ));
                     }
+                    if params.host_connection_pool.is_some() {
+                        return Err(format!(
+                            "{at}: hostConnectionPool: set it in an io.l5d.global client (connections are pooled per router)"
+                        ));
+                    }
                     ClientLayer::check(at, &params)
                 })?;
-                Ok((ClientPolicies::Static(layers), None))
+                Ok((
+                    ClientPolicies::Static(layers),
+                    ConnectionSettings::default(),
+                ))
             }
             other => Err(format!(
                 "{at}: kind: unknown client kind {other:?}; expected one of {}",
@@ -296,6 +375,36 @@ mod tests {
         let inet = p.for_id(&id("/$/inet/127.0.0.1/80"));
         assert_eq!(inet.attempt_timeout, None);
         assert!(!inet.balance.fail_fast);
+    }
+
+    #[test]
+    fn host_connection_pool_sizes_the_router_s_pools() {
+        let config: ClientConfig = serde_json::from_str(
+            r#"{"hostConnectionPool": {"maxSize": 10, "idleTimeMs": 5000, "maxWaiters": 100}}"#,
+        )
+        .unwrap();
+        let (_, connections) = ClientPolicies::from_config("client", &config).unwrap();
+        assert_eq!(connections.idle_time, Some(Duration::from_secs(5)));
+        assert_eq!(
+            connections.limits,
+            Some(PoolLimits {
+                min_size: 0,
+                max_size: 10,
+                max_waiters: 100
+            })
+        );
+        let config: ClientConfig =
+            serde_json::from_str(r#"{"hostConnectionPool": {"idleTimeMs": 5000}}"#).unwrap();
+        let (_, connections) = ClientPolicies::from_config("client", &config).unwrap();
+        assert_eq!(connections.limits, None);
+        let config: ClientConfig =
+            serde_json::from_str(r#"{"hostConnectionPool": {"minSize": 5, "maxSize": 2}}"#)
+                .unwrap();
+        let err = ClientPolicies::from_config("client", &config).unwrap_err();
+        assert_eq!(
+            err,
+            "client.hostConnectionPool: minSize: must not exceed maxSize (2)"
+        );
     }
 
     #[test]

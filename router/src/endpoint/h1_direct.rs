@@ -125,6 +125,8 @@ pub struct ExchangeError {
     /// The connection ended before any of the answer arrived: a reused
     /// connection the server had closed while idle.
     pub stale: bool,
+    /// The connection's `hostConnectionPool` place, for the next try.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl ExchangeError {
@@ -132,13 +134,34 @@ impl ExchangeError {
         ExchangeError {
             message: message.into(),
             stale: false,
+            permit: None,
         }
     }
 }
 
 /// Sends `head` on `conn` and reads the response head. On success the
-/// connection is inside the returned body.
+/// connection is inside the returned body; on failure, `release`'s permit
+/// comes back in the error.
 pub async fn exchange(
+    conn: Conn,
+    head: &[u8],
+    method: &Method,
+    mut release: Release,
+) -> Result<(Answer, DirectBody), ExchangeError> {
+    let permit = release.permit.take();
+    match exchange_once(conn, head, method, release).await {
+        Ok((answer, mut body)) => {
+            body.release.permit = permit;
+            Ok((answer, body))
+        }
+        Err(mut e) => {
+            e.permit = permit;
+            Err(e)
+        }
+    }
+}
+
+async fn exchange_once(
     mut conn: Conn,
     head: &[u8],
     method: &Method,
@@ -147,6 +170,7 @@ pub async fn exchange(
     let stale = |e: io::Error| ExchangeError {
         message: format!("connection error: {e}"),
         stale: true,
+        permit: None,
     };
     conn.stream.write_all(head).await.map_err(stale)?;
     let mut received_any = false;
@@ -166,6 +190,7 @@ pub async fn exchange(
                     return Err(ExchangeError {
                         message: "connection closed before message completed".into(),
                         stale: true,
+                        permit: None,
                     });
                 }
                 Ok(0) => {
@@ -548,6 +573,9 @@ pub struct Release {
     pub pool: Arc<H1Pool>,
     /// The endpoint the connection is open to.
     pub endpoint: SocketAddr,
+    /// The connection's place under `hostConnectionPool.maxSize`, held
+    /// while it is busy.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A response body read from its connection as the client is sent it.

@@ -40,6 +40,27 @@ pub struct H1Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle_per_endpoint: usize,
+    /// `hostConnectionPool`'s limits, when set.
+    limits: Option<PoolLimits>,
+    /// Busy connections by endpoint, under `limits`.
+    busy: Mutex<HashMap<SocketAddr, Arc<Busy>>>,
+}
+
+/// `hostConnectionPool`: how many connections each endpoint may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLimits {
+    /// Idle connections kept open past the idle time.
+    pub min_size: usize,
+    /// Connections open at once; more requests wait for one to be free.
+    pub max_size: usize,
+    /// Requests that may wait for a connection; more are refused.
+    pub max_waiters: usize,
+}
+
+/// One endpoint's busy connections.
+struct Busy {
+    permits: Arc<tokio::sync::Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 struct Idle {
@@ -58,6 +79,8 @@ pub struct Reusable {
     sender: SendRequest<Body>,
     endpoint: SocketAddr,
     pool: Arc<H1Pool>,
+    /// Held while the connection is busy (see [`PoolLimits`]).
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Why a request could not be sent upstream.
@@ -68,6 +91,9 @@ pub enum SendError {
     /// The connection failed while the request was sent or the response
     /// head read.
     Request(String),
+    /// Every connection `hostConnectionPool` allows is busy and too many
+    /// requests wait for one.
+    Saturated(String),
 }
 
 /// A failed send, and the request when it was never sent (so that it can
@@ -100,7 +126,9 @@ impl<R> From<SendError> for Unsent<R> {
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendError::Connect(why) | SendError::Request(why) => f.write_str(why),
+            SendError::Connect(why) | SendError::Request(why) | SendError::Saturated(why) => {
+                f.write_str(why)
+            }
         }
     }
 }
@@ -118,7 +146,53 @@ impl H1Pool {
             connect_timeout,
             idle_timeout,
             max_idle_per_endpoint,
+            limits: None,
+            busy: Mutex::default(),
         }
+    }
+
+    /// The pool with `hostConnectionPool` limits.
+    pub fn with_limits(mut self, limits: Option<PoolLimits>) -> H1Pool {
+        self.limits = limits;
+        self
+    }
+
+    /// A place for one more busy connection to `endpoint`, waiting for one
+    /// to be free when `maxSize` are busy; `None` without limits.
+    async fn admit(
+        &self,
+        endpoint: SocketAddr,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, SendError> {
+        use std::sync::atomic::Ordering;
+        let Some(limits) = self.limits else {
+            return Ok(None);
+        };
+        let busy = self
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(endpoint)
+            .or_insert_with(|| {
+                Arc::new(Busy {
+                    permits: Arc::new(tokio::sync::Semaphore::new(limits.max_size)),
+                    waiting: Default::default(),
+                })
+            })
+            .clone();
+        if let Ok(permit) = busy.permits.clone().try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        if busy.waiting.fetch_add(1, Ordering::AcqRel) >= limits.max_waiters {
+            busy.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(SendError::Saturated(format!(
+                "all {} connections (hostConnectionPool.maxSize) are busy and {} requests wait (hostConnectionPool.maxWaiters)",
+                limits.max_size, limits.max_waiters
+            )));
+        }
+        let acquired = busy.permits.clone().acquire_owned().await;
+        busy.waiting.fetch_sub(1, Ordering::AcqRel);
+        // The semaphore is never closed.
+        Ok(acquired.ok())
     }
 
     /// Sends `request` to `endpoint` on an idle connection or a new one.
@@ -128,12 +202,21 @@ impl H1Pool {
         endpoint: SocketAddr,
         mut request: Request<Body>,
     ) -> Result<(Response<Incoming>, Reusable), Unsent<Request<Body>>> {
+        let permit = match self.admit(endpoint).await {
+            Ok(permit) => permit,
+            Err(error) => {
+                return Err(Unsent {
+                    error,
+                    request: Some(request),
+                });
+            }
+        };
         // An idle connection may have been closed by the server since it
         // was checked; the request then comes back unsent and the next one
         // (or a new connection) is tried.
         while let Some(mut sender) = self.checkout(endpoint) {
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, self.reusable(sender, endpoint))),
+                Ok(response) => return Ok((response, self.reusable(sender, endpoint, permit))),
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) => request = unsent,
                     None => {
@@ -155,7 +238,7 @@ impl H1Pool {
             .send_request(request)
             .await
             .map_err(|e| SendError::Request(error_chain(&e)))?;
-        Ok((response, self.reusable(sender, endpoint)))
+        Ok((response, self.reusable(sender, endpoint, permit)))
     }
 
     /// Sends a bodiless request whose head is `head` (see
@@ -173,26 +256,41 @@ impl H1Pool {
         // A few tries on idle connections, then a new one: enough to get
         // past connections a restarted backend left dead, without sending
         // one request many times to a backend that drops it each time.
+        let mut permit = self.admit(endpoint).await?;
         for _ in 0..STALE_RETRIES {
             let Some(conn) = self.checkout_direct(endpoint) else {
                 break;
             };
-            match h1_direct::exchange(conn, head, method, self.release(endpoint)).await {
+            let release = self.release(endpoint, permit.take());
+            match h1_direct::exchange(conn, head, method, release).await {
                 Ok(answer) => return Ok(answer),
-                Err(e) if e.stale => continue,
+                Err(e) if e.stale => {
+                    permit = e.permit;
+                    continue;
+                }
                 Err(e) => return Err(SendError::Request(e.message)),
             }
         }
         let stream = self.dial(endpoint).await?;
-        h1_direct::exchange(Conn::new(stream), head, method, self.release(endpoint))
-            .await
-            .map_err(|e| SendError::Request(e.message))
+        h1_direct::exchange(
+            Conn::new(stream),
+            head,
+            method,
+            self.release(endpoint, permit),
+        )
+        .await
+        .map_err(|e| SendError::Request(e.message))
     }
 
-    fn release(self: &Arc<Self>, endpoint: SocketAddr) -> Release {
+    fn release(
+        self: &Arc<Self>,
+        endpoint: SocketAddr,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Release {
         Release {
             pool: self.clone(),
             endpoint,
+            permit,
         }
     }
 
@@ -230,11 +328,17 @@ impl H1Pool {
         }
     }
 
-    fn reusable(self: &Arc<Self>, sender: SendRequest<Body>, endpoint: SocketAddr) -> Reusable {
+    fn reusable(
+        self: &Arc<Self>,
+        sender: SendRequest<Body>,
+        endpoint: SocketAddr,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Reusable {
         Reusable {
             sender,
             endpoint,
             pool: self.clone(),
+            _permit: permit,
         }
     }
 
@@ -298,9 +402,19 @@ impl H1Pool {
     /// Closes connections idle for longer than the idle timeout and forgets
     /// endpoints with none left.
     pub fn expire_idle(&self) {
+        // `hostConnectionPool.minSize` idle connections of each kind stay
+        // open however long they sit: the most recently used ones (the
+        // stacks grow at their ends).
+        let keep = self.limits.map_or(0, |l| l.min_size);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idle.retain(|_, stack| {
-            stack.retain(|e| !e.sender.is_closed() && e.since.elapsed() < self.idle_timeout);
+            stack.retain(|e| !e.sender.is_closed());
+            let kept_from = stack.len().saturating_sub(keep);
+            let mut i = 0;
+            stack.retain(|e| {
+                i += 1;
+                i > kept_from || e.since.elapsed() < self.idle_timeout
+            });
             !stack.is_empty()
         });
         drop(idle);
@@ -309,9 +423,25 @@ impl H1Pool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         idle.retain(|_, stack| {
-            stack.retain(|e| e.since.elapsed() < self.idle_timeout);
+            let kept_from = stack.len().saturating_sub(keep);
+            let mut i = 0;
+            stack.retain(|e| {
+                i += 1;
+                i > kept_from || e.since.elapsed() < self.idle_timeout
+            });
             !stack.is_empty()
         });
+        drop(idle);
+        // Endpoints with no busy connection and no waiter are forgotten.
+        self.busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, busy| {
+                Arc::strong_count(busy) > 1
+                    || self
+                        .limits
+                        .is_some_and(|l| busy.permits.available_permits() < l.max_size)
+            });
     }
 
     /// How many idle connections are open, for tests and admin pages.
@@ -365,4 +495,36 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn min_size_idle_connections_outlive_the_idle_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = listener.local_addr().unwrap();
+        let limits = PoolLimits {
+            min_size: 2,
+            max_size: 10,
+            max_waiters: 10,
+        };
+        let pool =
+            H1Pool::new(Duration::from_secs(1), Duration::ZERO, 16).with_limits(Some(limits));
+        for _ in 0..3 {
+            let stream = tokio::net::TcpStream::connect(endpoint).await.unwrap();
+            let _ = listener.accept().await.unwrap();
+            pool.put_direct(endpoint, Conn::new(stream));
+        }
+        assert_eq!(pool.idle_connections(), 3);
+        pool.expire_idle();
+        assert_eq!(pool.idle_connections(), 2);
+
+        let unlimited = H1Pool::new(Duration::from_secs(1), Duration::ZERO, 16);
+        let stream = tokio::net::TcpStream::connect(endpoint).await.unwrap();
+        unlimited.put_direct(endpoint, Conn::new(stream));
+        unlimited.expire_idle();
+        assert_eq!(unlimited.idle_connections(), 0);
+    }
 }

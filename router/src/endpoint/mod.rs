@@ -179,9 +179,6 @@ impl Outgoing {
     }
 }
 
-/// How long an upstream connection may sit idle in the pool.
-const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// The most idle connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
 
@@ -198,11 +195,14 @@ impl EndpointStage {
     pub(crate) fn new(spec: &RouterSpec) -> EndpointStage {
         EndpointStage {
             protocol: spec.protocol,
-            h1: Arc::new(h1_pool::H1Pool::new(
-                spec.connect_timeout,
-                UPSTREAM_IDLE_TIMEOUT,
-                MAX_IDLE_PER_ENDPOINT,
-            )),
+            h1: Arc::new(
+                h1_pool::H1Pool::new(
+                    spec.connect_timeout,
+                    spec.connection_idle_time,
+                    MAX_IDLE_PER_ENDPOINT,
+                )
+                .with_limits(spec.connection_limits),
+            ),
             h2: (spec.protocol == Protocol::H2).then(|| h2_pool::H2Pool::new(spec.connect_timeout)),
         }
     }
@@ -316,6 +316,14 @@ impl EndpointStage {
                 bound.id.show(),
             )),
         };
+        let saturated = |e: String| AttemptError::Failed {
+            error: RouterError::Unavailable(format!(
+                "{} ({}) at {endpoint}: {e}",
+                target.name.show(),
+                bound.id.show(),
+            )),
+            kind: ErrorKind::Other,
+        };
         let timed_out = |limit: Duration| AttemptError::Failed {
             error: RouterError::Timeout(format!(
                 "no response from {endpoint} for {} within {limit:?}",
@@ -337,6 +345,7 @@ impl EndpointStage {
                 Ok((answer, body)) => Ok(Forwarded::Direct { answer, body }),
                 Err(SendError::Connect(e)) => Err(not_sent(e, None)),
                 Err(SendError::Request(e)) => Err(failed(e, ErrorKind::Connection)),
+                Err(SendError::Saturated(e)) => Err(saturated(e)),
             };
         }
         let mut parts = if last {
@@ -383,6 +392,10 @@ impl EndpointStage {
                     error: SendError::Request(e),
                     ..
                 }) => return Err(failed(e, ErrorKind::Connection)),
+                Err(Unsent {
+                    error: SendError::Saturated(e),
+                    ..
+                }) => return Err(saturated(e)),
             };
             if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 // The connection now belongs to the upgraded protocol.
