@@ -7,6 +7,10 @@
 #   examples/scripts/router_instructions.sh [ROUTER_BIN] [SECONDS]
 #   examples/scripts/router_instructions.sh nginx [SECONDS]
 #
+# ROUTER_EXTRA, if set, is added to the router's entry in its config (YAML
+# lines indented by two spaces), e.g. a client or service block to measure
+# what those features cost.
+#
 # The second form counts the same for nginx as a reverse proxy (one
 # worker, upstream keep-alive), the reference the router is held to.
 #
@@ -64,6 +68,7 @@ admin:
 routers:
 - protocol: http
   dtab: "/svc => /\$/inet/127.0.0.1/$upstream_port"
+${ROUTER_EXTRA:-}
   servers:
   - ip: 127.0.0.1
     port: $router_port

@@ -26,7 +26,7 @@ use crate::client::balance::Outcome;
 use crate::client::{Client, ClientStage, DstHeaders};
 use crate::config::RouterSpec;
 pub(crate) use crate::endpoint::Routed;
-use crate::endpoint::{AttemptError, EndpointStage, Forwarded, Outgoing};
+use crate::endpoint::{AttemptError, EndpointStage, Forwarded};
 use crate::errors::RouterError;
 use crate::identify::{Identifier, Protocol, identify_with};
 use crate::interpreter::RouterNaming;
@@ -185,17 +185,13 @@ impl RouterStack {
             .endpoints
             .prepare(parts, identified.rewritten_uri, bodiless)?;
         let classifier = &service.policy.classifier;
-        let retryable_method = !outgoing.is_upgrade()
-            && matches!(
-                classifier.classify_response(
-                    &facts,
-                    http::StatusCode::INTERNAL_SERVER_ERROR,
-                    &http::HeaderMap::new()
-                ),
-                Some(ResponseClass::Failure { retryable: true })
-            );
-        let mut body =
-            RequestBody::read(incoming, retryable_method, service.policy.retry_buffer).await?;
+        let retryable_method = !outgoing.is_upgrade() && classifier.may_retry(&facts);
+        // (Most requests have no body: they skip the reader's future.)
+        let mut body = if bodiless {
+            RequestBody::Empty
+        } else {
+            RequestBody::read(incoming, retryable_method, service.policy.retry_buffer).await?
+        };
         let attempts = Attempts {
             stack: self,
             target: &target,
@@ -207,44 +203,14 @@ impl RouterStack {
             binding_deadline,
             deadline,
         };
-        attempts.run(&mut outgoing, &mut body).await
-    }
-}
-
-/// The most times one request is sent again after connection failures
-/// (within the requeue budget), and after retryable failures (within the
-/// retry budget).
-const MAX_REQUEUES: u32 = 25;
-const MAX_RETRIES: u32 = 25;
-
-/// How many more picks a retry or requeue makes to avoid the endpoint
-/// that just failed.
-const AVOID_PICKS: usize = 3;
-
-/// One request's attempts: requeues after connection failures, retries
-/// after failures its classifier calls retryable.
-struct Attempts<'a> {
-    stack: &'a RouterStack,
-    target: &'a DstTarget,
-    bound: &'a namers::Bound,
-    client: &'a Client,
-    service: &'a Service,
-    facts: &'a RequestFacts,
-    headers: &'a DstHeaders,
-    binding_deadline: tokio::time::Instant,
-    /// The request's own deadline (`totalTimeoutMs`, `l5d-ctx-deadline`).
-    deadline: Option<tokio::time::Instant>,
-}
-
-impl Attempts<'_> {
-    async fn run(
-        &self,
-        outgoing: &mut Outgoing,
-        body: &mut RequestBody,
-    ) -> Result<Routed, RouterError> {
-        let classifier = &self.service.policy.classifier;
-        self.service.retries.deposit();
-        self.client.requeues.deposit();
+        // The attempts loop is written out here rather than in a method
+        // of its own: another future layer would be copied per request.
+        let outgoing = &mut outgoing;
+        let body = &mut body;
+        let classifier = &attempts.service.policy.classifier;
+        let arrived = tokio::time::Instant::from_std(started);
+        attempts.service.retries.deposit_at(arrived);
+        attempts.client.requeues.deposit_at(arrived);
         let mut requeues = 0;
         let mut retries = 0;
         let mut backoff = None;
@@ -252,27 +218,37 @@ impl Attempts<'_> {
         // the balancer offers another endpoint within a few picks.
         let mut failed_at = None;
         loop {
-            let mut picked = self
+            let mut picked = attempts
                 .stack
                 .clients
-                .pick(self.client, self.target, self.bound, self.binding_deadline)
+                .pick(
+                    attempts.client,
+                    attempts.target,
+                    attempts.bound,
+                    attempts.binding_deadline,
+                )
                 .await?;
             for _ in 0..AVOID_PICKS {
                 if failed_at != Some(picked.addr) {
                     break;
                 }
-                picked = self
+                picked = attempts
                     .stack
                     .clients
-                    .pick(self.client, self.target, self.bound, self.binding_deadline)
+                    .pick(
+                        attempts.client,
+                        attempts.target,
+                        attempts.bound,
+                        attempts.binding_deadline,
+                    )
                     .await?;
             }
             failed_at = Some(picked.addr);
-            let limit = self.attempt_limit()?;
+            let limit = attempts.attempt_limit()?;
             // A request whose body cannot be sent again gives its head
             // away (a copy costs more than the rare take-back).
             let last = !outgoing.is_direct() && (!body.replayable() || outgoing.is_upgrade());
-            let sent = self
+            let sent = attempts
                 .stack
                 .endpoints
                 .send(
@@ -280,29 +256,29 @@ impl Attempts<'_> {
                     body.for_attempt(),
                     last,
                     picked.addr,
-                    self.headers,
+                    attempts.headers,
                     limit,
-                    self.target,
-                    self.bound,
+                    attempts.target,
+                    attempts.bound,
                 )
                 .await;
             let (error, class) = match sent {
                 Ok(forwarded) => {
                     let class = match &forwarded {
                         Forwarded::Direct { answer, .. } => classifier.classify_response(
-                            self.facts,
+                            attempts.facts,
                             answer.status(),
                             &answer.classifier_fields(),
                         ),
                         Forwarded::Streamed { response, .. } => classifier.classify_response(
-                            self.facts,
+                            attempts.facts,
                             response.status(),
                             response.headers(),
                         ),
                     };
                     if let Some(ResponseClass::Failure { retryable: true }) = class {
                         picked.record(Outcome::Failure);
-                        if self.may_retry(body, &mut retries, &mut backoff).await {
+                        if attempts.may_retry(body, &mut retries, &mut backoff).await {
                             continue;
                         }
                     }
@@ -318,8 +294,8 @@ impl Attempts<'_> {
                             None
                         }
                         None => Some(Box::new(LateClass {
-                            policy: self.service.policy.clone(),
-                            facts: self.facts.clone(),
+                            policy: attempts.service.policy.clone(),
+                            facts: attempts.facts.clone(),
                             status: forwarded.status(),
                         })),
                     };
@@ -332,28 +308,55 @@ impl Attempts<'_> {
                     if body.available()
                         && outgoing.is_available()
                         && requeues < MAX_REQUEUES
-                        && self.client.requeues.try_withdraw()
+                        && attempts.client.requeues.try_withdraw()
                     {
                         requeues += 1;
-                        self.stack.metrics.requeues.inc();
+                        attempts.stack.metrics.requeues.inc();
                         continue;
                     }
                     (error, None)
                 }
                 Err(AttemptError::Failed { error, kind }) => {
                     picked.record(Outcome::Failure);
-                    (error, Some(classifier.classify_error(self.facts, kind)))
+                    (error, Some(classifier.classify_error(attempts.facts, kind)))
                 }
             };
             if let Some(ResponseClass::Failure { retryable: true }) = class
-                && self.may_retry(body, &mut retries, &mut backoff).await
+                && attempts.may_retry(body, &mut retries, &mut backoff).await
             {
                 continue;
             }
             return Err(error);
         }
     }
+}
 
+/// The most times one request is sent again after connection failures
+/// (within the requeue budget), and after retryable failures (within the
+/// retry budget).
+const MAX_REQUEUES: u32 = 25;
+const MAX_RETRIES: u32 = 25;
+
+/// How many more picks a retry or requeue makes to avoid the endpoint
+/// that just failed.
+const AVOID_PICKS: usize = 3;
+
+/// What one request's attempts share: requeues after connection failures,
+/// retries after failures its classifier calls retryable.
+struct Attempts<'a> {
+    stack: &'a RouterStack,
+    target: &'a DstTarget,
+    bound: &'a namers::Bound,
+    client: &'a Client,
+    service: &'a Service,
+    facts: &'a RequestFacts,
+    headers: &'a DstHeaders,
+    binding_deadline: tokio::time::Instant,
+    /// The request's own deadline (`totalTimeoutMs`, `l5d-ctx-deadline`).
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Attempts<'_> {
     /// The time limit of the next attempt: the client's
     /// `requestAttemptTimeoutMs` within what is left of the request's
     /// deadline.

@@ -243,9 +243,11 @@ impl DstHeaders {
         out: &mut Vec<u8>,
     ) {
         let mut has_reqid = false;
+        let mut has_host = false;
         crate::endpoint::h1_direct::encode_head(parts, out, |name| {
             // Only `l5d-*` names need a closer look.
             if !name.as_str().starts_with("l5d-") {
+                has_host |= name == header::HOST;
                 return true;
             }
             if name == L5D_REQID {
@@ -257,7 +259,7 @@ impl DstHeaders {
                 || (name == L5D_DST_RESIDUAL && self.residual.is_some()))
         });
         let push = crate::endpoint::h1_direct::push_field;
-        if !parts.headers.contains_key(header::HOST) {
+        if !has_host {
             push(out, b"host", endpoint.to_string().as_bytes());
         }
         push(out, b"via", VIA_VALUE.as_bytes());

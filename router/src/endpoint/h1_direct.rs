@@ -125,8 +125,6 @@ pub struct ExchangeError {
     /// The connection ended before any of the answer arrived: a reused
     /// connection the server had closed while idle.
     pub stale: bool,
-    /// The connection's `hostConnectionPool` place, for the next try.
-    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl ExchangeError {
@@ -134,34 +132,13 @@ impl ExchangeError {
         ExchangeError {
             message: message.into(),
             stale: false,
-            permit: None,
         }
     }
 }
 
 /// Sends `head` on `conn` and reads the response head. On success the
-/// connection is inside the returned body; on failure, `release`'s permit
-/// comes back in the error.
+/// connection is inside the returned body.
 pub async fn exchange(
-    conn: Conn,
-    head: &[u8],
-    method: &Method,
-    mut release: Release,
-) -> Result<(Answer, DirectBody), ExchangeError> {
-    let permit = release.permit.take();
-    match exchange_once(conn, head, method, release).await {
-        Ok((answer, mut body)) => {
-            body.release.permit = permit;
-            Ok((answer, body))
-        }
-        Err(mut e) => {
-            e.permit = permit;
-            Err(e)
-        }
-    }
-}
-
-async fn exchange_once(
     mut conn: Conn,
     head: &[u8],
     method: &Method,
@@ -170,7 +147,6 @@ async fn exchange_once(
     let stale = |e: io::Error| ExchangeError {
         message: format!("connection error: {e}"),
         stale: true,
-        permit: None,
     };
     conn.stream.write_all(head).await.map_err(stale)?;
     let mut received_any = false;
@@ -190,7 +166,6 @@ async fn exchange_once(
                     return Err(ExchangeError {
                         message: "connection closed before message completed".into(),
                         stale: true,
-                        permit: None,
                     });
                 }
                 Ok(0) => {

@@ -157,6 +157,18 @@ impl H1Pool {
         self
     }
 
+    /// [`H1Pool::admit`] when there are limits: without them the request
+    /// path does not pay for another future.
+    async fn admit_if_limited(
+        &self,
+        endpoint: SocketAddr,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, SendError> {
+        if self.limits.is_none() {
+            return Ok(None);
+        }
+        self.admit(endpoint).await
+    }
+
     /// A place for one more busy connection to `endpoint`, waiting for one
     /// to be free when `maxSize` are busy; `None` without limits.
     async fn admit(
@@ -202,7 +214,7 @@ impl H1Pool {
         endpoint: SocketAddr,
         mut request: Request<Body>,
     ) -> Result<(Response<Incoming>, Reusable), Unsent<Request<Body>>> {
-        let permit = match self.admit(endpoint).await {
+        let permit = match self.admit_if_limited(endpoint).await {
             Ok(permit) => permit,
             Err(error) => {
                 return Err(Unsent {
@@ -256,21 +268,20 @@ impl H1Pool {
         // A few tries on idle connections, then a new one: enough to get
         // past connections a restarted backend left dead, without sending
         // one request many times to a backend that drops it each time.
-        let mut permit = self.admit(endpoint).await?;
         for _ in 0..STALE_RETRIES {
+            // (A stale connection's place is given up and taken again.)
+            let permit = self.admit_if_limited(endpoint).await?;
             let Some(conn) = self.checkout_direct(endpoint) else {
                 break;
             };
-            let release = self.release(endpoint, permit.take());
+            let release = self.release(endpoint, permit);
             match h1_direct::exchange(conn, head, method, release).await {
                 Ok(answer) => return Ok(answer),
-                Err(e) if e.stale => {
-                    permit = e.permit;
-                    continue;
-                }
+                Err(e) if e.stale => continue,
                 Err(e) => return Err(SendError::Request(e.message)),
             }
         }
+        let permit = self.admit_if_limited(endpoint).await?;
         let stream = self.dial(endpoint).await?;
         h1_direct::exchange(
             Conn::new(stream),

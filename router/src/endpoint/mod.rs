@@ -80,6 +80,8 @@ impl Forwarded {
 
     /// The answer for the client; `picked` is held until its body is done.
     /// `late` classifies an answer whose class is in its trailers.
+    // Inlined so that the answer is not copied once more on its way out.
+    #[inline(always)]
     pub(crate) fn into_routed(
         self,
         picked: Picked,

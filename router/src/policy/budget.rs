@@ -115,8 +115,14 @@ impl RetryBudget {
 
     /// Records a request sent for the first time.
     pub fn deposit(&self) {
+        self.deposit_at(Instant::now());
+    }
+
+    /// [`RetryBudget::deposit`] for a request that arrived at `now` (a
+    /// time the caller has read anyway: the clock is not free).
+    pub fn deposit_at(&self, now: Instant) {
         if let Some(bucket) = &self.bucket {
-            bucket.deposits.add(bucket.epoch(Instant::now()));
+            bucket.deposits.add(bucket.epoch(now));
         }
     }
 

@@ -8,6 +8,7 @@
 //! so), and a request whose body was streamed is never retried, since it
 //! cannot be replayed.
 
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use namers::config::KindConfig;
 use serde_json::{Map, Value};
@@ -16,7 +17,10 @@ use serde_json::{Map, Value};
 pub const SUCCESS_CLASS_HEADER: &str = "l5d-success-class";
 /// Set by an upstream router on a failure that is safe to retry.
 pub const RETRYABLE_HEADER: &str = "l5d-retryable";
-const GRPC_STATUS: &str = "grpc-status";
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+/// The same names, ready to look up (a `&str` is parsed at each lookup).
+const SUCCESS_CLASS: HeaderName = HeaderName::from_static(SUCCESS_CLASS_HEADER);
+const RETRYABLE: HeaderName = HeaderName::from_static(RETRYABLE_HEADER);
 
 /// gRPC's OK.
 const GRPC_OK: i32 = 0;
@@ -419,6 +423,19 @@ impl Classifier {
         wrap(request, ResponseClass::Failure { retryable }, None)
     }
 
+    /// Whether this classifier may call a failure of `request` retryable
+    /// by itself (an upstream's `l5d-retryable` aside): what decides
+    /// whether the request's body is kept for a retry.
+    pub fn may_retry(&self, request: &RequestFacts) -> bool {
+        if request.chunked {
+            return false;
+        }
+        match self {
+            Classifier::Grpc { retryable, .. } => !matches!(retryable, GrpcRetryable::Never),
+            other => other.retried_methods(&request.method),
+        }
+    }
+
     /// Whether a 5XX or an error of a request of `method` may be retried.
     fn retried_methods(&self, method: &Method) -> bool {
         let methods = match self {
@@ -501,7 +518,11 @@ fn grpc_status(headers: &HeaderMap) -> Option<i32> {
 /// The class an upstream router gave in `l5d-success-class`: a success when
 /// above 0, a failure otherwise or when it is not a number.
 fn success_class(headers: &HeaderMap) -> Option<ResponseClass> {
-    let value = headers.get(SUCCESS_CLASS_HEADER)?;
+    // Most answers carry no `l5d-*` field at all.
+    if headers.is_empty() {
+        return None;
+    }
+    let value = headers.get(SUCCESS_CLASS)?;
     let success = value
         .to_str()
         .ok()
@@ -522,7 +543,13 @@ fn wrap(
     class: ResponseClass,
     headers: Option<&HeaderMap>,
 ) -> ResponseClass {
-    let class = class.retryable_if(headers.is_some_and(says_retryable));
+    // Only a failure that is not retryable yet needs the header looked up.
+    let class = match class {
+        ResponseClass::Failure { retryable: false } => {
+            class.retryable_if(headers.is_some_and(says_retryable))
+        }
+        class => class,
+    };
     if request.chunked {
         class.never_retryable()
     } else {
@@ -533,7 +560,7 @@ fn wrap(
 fn says_retryable(headers: &HeaderMap) -> bool {
     // Scala's `toBoolean`, which Linkerd reads it with, ignores case.
     headers
-        .get(RETRYABLE_HEADER)
+        .get(RETRYABLE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
 }
 
@@ -542,8 +569,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    use http::header::HeaderName;
 
     const S: ResponseClass = ResponseClass::Success;
     const R: ResponseClass = ResponseClass::RETRYABLE;
