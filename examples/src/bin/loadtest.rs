@@ -35,6 +35,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Parser;
+use examples::harness::{
+    build_router, clock_ticks_per_sec, nginx_http_conf, nginx_main_conf, pinned_command,
+    stat_fields, taskset_works,
+};
 
 /// Compares the router with HAProxy and an nginx reverse proxy under `wrk`.
 #[derive(Parser, Debug)]
@@ -287,12 +291,7 @@ struct Pinning {
 impl Pinning {
     fn detect(disabled: bool) -> Pinning {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let taskset = Command::new("taskset")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let taskset = taskset_works();
         let none = |note: String| Pinning {
             proxy: None,
             load: None,
@@ -314,14 +313,7 @@ impl Pinning {
     }
 
     fn command(cpu: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        match cpu {
-            Some(cpu) => {
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpu).arg(program);
-                c
-            }
-            None => Command::new(program),
-        }
+        pinned_command(cpu, program)
     }
 }
 
@@ -337,13 +329,6 @@ fn group_pids(pgid: u32) -> Vec<u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| stat_fields(pid).is_some_and(|f| f.get(2) == Some(&pgid.to_string())))
         .collect()
-}
-
-/// The fields of `/proc/<pid>/stat` after the command name (state first).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_string).collect())
 }
 
 /// User plus system CPU time of the group, in clock ticks.
@@ -391,17 +376,6 @@ fn group_rss_kib(pgid: u32) -> u64 {
         .into_iter()
         .filter_map(|p| status_kib(p, "VmRSS"))
         .sum()
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|&t| t > 0.0)
-        .unwrap_or(100.0)
 }
 
 // ---------------------------------------------------------------------------
@@ -475,31 +449,6 @@ fn wait_for_ok(
 // ---------------------------------------------------------------------------
 // The servers
 
-fn nginx_common(dir: &Path, name: &str) -> String {
-    let d = dir.display();
-    format!(
-        "worker_processes 1;\n\
-         daemon off;\n\
-         pid {d}/{name}.pid;\n\
-         error_log {d}/{name}-error.log warn;\n\
-         events {{ worker_connections 4096; }}\n"
-    )
-}
-
-fn nginx_http_common(dir: &Path, name: &str) -> String {
-    let d = dir.display();
-    format!(
-        "  access_log off;\n\
-         \x20 keepalive_requests 1000000;\n\
-         \x20 keepalive_timeout 75s;\n\
-         \x20 client_body_temp_path {d}/{name}-body;\n\
-         \x20 proxy_temp_path {d}/{name}-proxy;\n\
-         \x20 fastcgi_temp_path {d}/{name}-fastcgi;\n\
-         \x20 uwsgi_temp_path {d}/{name}-uwsgi;\n\
-         \x20 scgi_temp_path {d}/{name}-scgi;\n"
-    )
-}
-
 fn start_nginx(work: &WorkDir, name: &str, conf: String, cpu: Option<&str>) -> Result<Proc> {
     let path = work.file(&format!("{name}.conf"));
     std::fs::write(&path, conf)?;
@@ -518,8 +467,8 @@ fn start_upstream(work: &WorkDir, port: u16, cpu: Option<&str>) -> Result<Proc> 
     let conf = format!(
         "{}http {{\n{}  server {{\n    listen 127.0.0.1:{port};\n    \
          location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
-        nginx_common(&work.path, "upstream"),
-        nginx_http_common(&work.path, "upstream"),
+        nginx_main_conf(&work.path, "upstream"),
+        nginx_http_conf(&work.path, "upstream"),
     );
     start_nginx(work, "upstream", conf, cpu)
 }
@@ -530,8 +479,8 @@ fn start_nginx_proxy(work: &WorkDir, port: u16, upstream: u16, cpu: Option<&str>
          keepalive_requests 1000000;\n  }}\n  server {{\n    listen 127.0.0.1:{port};\n    \
          location / {{\n      proxy_pass http://up;\n      proxy_http_version 1.1;\n      \
          proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n",
-        nginx_common(&work.path, "nginx"),
-        nginx_http_common(&work.path, "nginx"),
+        nginx_main_conf(&work.path, "nginx"),
+        nginx_http_conf(&work.path, "nginx"),
     );
     start_nginx(work, "nginx", conf, cpu)
 }
@@ -579,42 +528,6 @@ fn start_router(
     let mut command = Pinning::command(cpu, bin);
     command.arg(config);
     Proc::spawn(name, command, &work.file(&format!("{name}.log")))
-}
-
-/// Builds the release router and returns its path.
-fn build_router() -> Result<PathBuf> {
-    eprintln!("building the router: cargo build --release -p router");
-    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "router",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo")?;
-    if !output.status.success() {
-        bail!("cargo build --release -p router failed ({})", output.status);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in stdout.lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] == "compiler-artifact"
-            && message["target"]["name"] == "router"
-            && message["target"]["kind"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "bin"))
-            && let Some(path) = message["executable"].as_str()
-        {
-            return Ok(PathBuf::from(path));
-        }
-    }
-    bail!("cargo built no router binary")
 }
 
 // ---------------------------------------------------------------------------
