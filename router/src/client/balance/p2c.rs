@@ -5,9 +5,13 @@
 
 use super::node::{Clock, Snapshot};
 
-/// Of two distinct nodes among `0..end` (not empty), the one a request
-/// may go to now, or when both or neither may, the cheaper one (the first
-/// drawn on a tie).
+/// Of two distinct nodes among `0..end` (not empty), the cheaper one (the
+/// first drawn on a tie). A pair with a node that may not take a request
+/// now (removed by failure accrual) is drawn again, a few times: taking its
+/// partner whatever its cost would send a removed node's share of the
+/// traffic to whichever node it is paired with, a slow one included. When
+/// no pair of open nodes turns up, the last open node drawn is used, or
+/// the cheaper of the last pair.
 pub(super) fn choose(
     snapshot: &Snapshot,
     end: usize,
@@ -17,14 +21,24 @@ pub(super) fn choose(
     if end == 1 {
         return 0;
     }
-    let (a, b) = snapshot.random_pair(end);
-    match (
-        snapshot.nodes[a].is_open(clock),
-        snapshot.nodes[b].is_open(clock),
-    ) {
-        (true, false) => a,
-        (false, true) => b,
-        _ if cost(b) < cost(a) => b,
-        _ => a,
+    let cheaper = |a: usize, b: usize| if cost(b) < cost(a) { b } else { a };
+    let mut open_seen = None;
+    let mut last = (0, 1);
+    for _ in 0..REDRAWS {
+        let (a, b) = snapshot.random_pair(end);
+        last = (a, b);
+        match (
+            snapshot.nodes[a].is_open(clock),
+            snapshot.nodes[b].is_open(clock),
+        ) {
+            (true, true) => return cheaper(a, b),
+            (true, false) => open_seen = Some(a),
+            (false, true) => open_seen = Some(b),
+            (false, false) => {}
+        }
     }
+    open_seen.unwrap_or_else(|| cheaper(last.0, last.1))
 }
+
+/// How many pairs are drawn before settling for one with a removed node.
+const REDRAWS: usize = 4;

@@ -498,3 +498,37 @@ fn a_pick_stays_small() {
     // few words more.
     assert!(std::mem::size_of::<Picked>() <= 56);
 }
+
+#[test]
+fn a_removed_endpoint_s_share_does_not_go_to_a_loaded_one() {
+    let ports: Vec<u16> = (1..=10).collect();
+    for kind in [
+        BalancerKind::P2c { max_effort: 5 },
+        BalancerKind::Ewma {
+            max_effort: 5,
+            decay: Duration::from_secs(10),
+        },
+    ] {
+        let balancer = balancer(kind.clone(), even(&ports));
+        let now = Instant::now();
+        remove(&balancer, 1, now);
+        remove(&balancer, 2, now);
+        // Port 10 is slow: every request sent to it stays in flight.
+        let mut held = Vec::new();
+        for _ in 0..3000 {
+            let mut picked = balancer.pick_at(now).unwrap();
+            if port(&picked) == 10 {
+                held.push(picked);
+            } else {
+                picked.record_at(Outcome::Success, now);
+            }
+        }
+        // Pairs of a removed and the slow endpoint are drawn again rather
+        // than settled in the slow one's favour (4 % of all pairs).
+        assert!(
+            held.len() < 15,
+            "{kind:?}: {} of 3000 went to the slow endpoint",
+            held.len()
+        );
+    }
+}
