@@ -24,6 +24,7 @@ pub struct Backend {
     /// Where it listens.
     pub addr: SocketAddr,
     killed: tokio::sync::watch::Sender<bool>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Backend {
@@ -43,6 +44,8 @@ impl Backend {
         let addr = listener.local_addr()?;
         let (killed, mut on_kill) = tokio::sync::watch::channel(false);
         let connections = killed.subscribe();
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = requests.clone();
         tokio::spawn(async move {
             loop {
                 let stream = tokio::select! {
@@ -53,15 +56,20 @@ impl Backend {
                     },
                 };
                 let mut on_kill = connections.clone();
+                let counted = counted.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |_| async move {
-                        if !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
+                    let service = service_fn(move |_| {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        async move {
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            let mut response = hyper::Response::new(Full::new(Bytes::from_static(
+                                body.as_bytes(),
+                            )));
+                            *response.status_mut() = status;
+                            Ok::<_, std::convert::Infallible>(response)
                         }
-                        let mut response =
-                            hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-                        *response.status_mut() = status;
-                        Ok::<_, std::convert::Infallible>(response)
                     });
                     let serve = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service);
@@ -72,7 +80,16 @@ impl Backend {
                 });
             }
         });
-        Ok(Backend { addr, killed })
+        Ok(Backend {
+            addr,
+            killed,
+            requests,
+        })
+    }
+
+    /// How many requests it has received.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Closes the port and drops every open connection.

@@ -143,7 +143,7 @@ enum HaproxyBalance {
 struct Pool {
     /// Every address, in the order the proxies list them.
     addrs: Vec<SocketAddr>,
-    _servers: Vec<Backend>,
+    servers: Vec<Backend>,
 }
 
 /// What the pool holds, for the report.
@@ -164,10 +164,12 @@ impl Pool {
         // Bound and closed at once: nothing listens there, so connecting
         // is refused.
         addrs.insert(8, SocketAddr::from(([127, 0, 0, 1], free_port()?)));
-        Ok(Pool {
-            addrs,
-            _servers: servers,
-        })
+        Ok(Pool { addrs, servers })
+    }
+
+    /// Requests received so far by the failing and by the slow backend.
+    fn bad_requests(&self) -> (u64, u64) {
+        (self.servers[7].requests(), self.servers[8].requests())
     }
 }
 
@@ -314,7 +316,11 @@ async fn measure(args: &Args, work: &Path, cpu: Option<&str>, pin_note: &str) ->
             [127, 0, 0, 1],
             setup.port,
         ))));
+        let (failing_before, slow_before) = pool.bad_requests();
         let mut run = run_load(connections, load, &title).await?;
+        let (failing_after, slow_after) = pool.bad_requests();
+        run.to_failing = failing_after - failing_before;
+        run.to_slow = slow_after - slow_before;
         run.cpu_secs = tree_cpu_ticks(pid).saturating_sub(cpu_before) as f64 / ticks;
         if let Some(status) = child.exited() {
             bail!(

@@ -21,6 +21,10 @@ pub(crate) struct Run {
     /// Latencies at p50, p90, p99, p99.9 and the maximum, in ms.
     percentiles_ms: [f64; 5],
     connections_opened: u64,
+    /// Requests the failing backend received (retries included).
+    pub(crate) to_failing: u64,
+    /// Requests the slow backend received.
+    pub(crate) to_slow: u64,
     /// How far behind its schedule the sender fell at worst.
     pub(crate) max_lag: Duration,
     pub(crate) cpu_secs: f64,
@@ -83,15 +87,15 @@ pub(crate) struct Row {
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = String::from(
         "| Proxy | Config | Sent | Success | 5xx | l5d-err | Timeouts | Conn. errors \
-         | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | CPU s | Conns |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | To 500 | To slow | CPU s | Conns |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in rows {
         let r = &row.run;
         let [p50, p90, p99, p999, max] = r.percentiles_ms;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.2} % | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
+            "| {} | {} | {} | {:.2} % | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
             row.proxy,
             row.label,
             r.sent,
@@ -105,6 +109,8 @@ pub(crate) fn table(rows: &[Row]) -> String {
             ms(p99),
             ms(p999),
             ms(max),
+            r.to_failing,
+            r.to_slow,
             r.cpu_secs,
             r.connections_opened
         );
@@ -128,7 +134,7 @@ pub(crate) fn row_line(row: &Row) -> String {
     let [p50, p90, p99, p999, max] = r.percentiles_ms;
     let mut line = format!(
         "{:<8} {:<50} sent {:>7}  success {:>7.3} %  5xx {:>5}  l5d-err {:>5}  timeouts {:>4}  conn errors {:>5}  \
-         p50 {} p90 {} p99 {} p99.9 {} max {} ms  CPU {:.2} s  conns {}",
+         p50 {} p90 {} p99 {} p99.9 {} max {} ms  to 500 {}  to slow {}  CPU {:.2} s  conns {}",
         row.proxy,
         row.label,
         r.sent,
@@ -142,6 +148,8 @@ pub(crate) fn row_line(row: &Row) -> String {
         ms(p99),
         ms(p999),
         ms(max),
+        r.to_failing,
+        r.to_slow,
         r.cpu_secs,
         r.connections_opened
     );
@@ -168,6 +176,8 @@ pub(crate) fn row_json(row: &Row) -> Value {
             "connection_errors": r.connection_errors,
         },
         "latency_ms": {"p50": p50, "p90": p90, "p99": p99, "p99_9": p999, "max": max},
+        "to_failing_backend": r.to_failing,
+        "to_slow_backend": r.to_slow,
         "cpu_secs": r.cpu_secs,
         "connections_opened": r.connections_opened,
         "sender_max_lag_ms": r.max_lag.as_secs_f64() * 1e3,
