@@ -4,11 +4,18 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::client::ClientHealth;
 
 /// Labels of a served request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +108,15 @@ impl Metrics {
             .register_collector(Box::new(namers::metrics::NamerMetrics::new(namers)));
     }
 
+    /// Adds each router's clients' failure-accrual figures, read when
+    /// the metrics are asked for (`rt_client_*{rt, client}`).
+    pub fn register_clients(&self, routers: Vec<Arc<crate::stack::RouterStack>>) {
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register_collector(Box::new(ClientMetrics { routers }));
+    }
+
     /// The metrics of one router.
     pub fn router(&self, label: &str) -> RouterMetrics {
         let ok = RequestLabels {
@@ -171,6 +187,76 @@ impl RouterMetrics {
             self.metrics.requests.get_or_create(&labels).inc();
         }
         self.latency.observe(elapsed.as_secs_f64() * 1000.0);
+    }
+}
+
+/// One figure of a client's health.
+type HealthFigure = fn(&ClientHealth) -> u64;
+
+/// The clients' failure accrual, read from the routers at each scrape.
+struct ClientMetrics {
+    routers: Vec<Arc<crate::stack::RouterStack>>,
+}
+
+impl std::fmt::Debug for ClientMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientMetrics").finish_non_exhaustive()
+    }
+}
+
+impl Collector for ClientMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let clients: Vec<(&str, String, ClientHealth)> = self
+            .routers
+            .iter()
+            .flat_map(|router| {
+                router
+                    .client_health()
+                    .into_iter()
+                    .map(|(id, health)| (router.label(), id.show(), health))
+            })
+            .collect();
+        let counters: [(&str, &str, HealthFigure); 3] = [
+            (
+                "client_removals",
+                "Endpoints failure accrual took out",
+                |h| h.removals,
+            ),
+            (
+                "client_revivals",
+                "Endpoints a successful probe brought back",
+                |h| h.revivals,
+            ),
+            (
+                "client_probes",
+                "Requests let through to an endpoint after its backoff",
+                |h| h.probes,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (rt, client, health) in &clients {
+                let labels = [("rt", *rt), ("client", client.as_str())];
+                ConstCounter::new(value(health)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "client_endpoints",
+            "Endpoints of each client by failure-accrual state (live, dead, probing)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (rt, client, health) in &clients {
+            for (state, count) in [
+                ("live", health.live),
+                ("dead", health.dead),
+                ("probing", health.probing),
+            ] {
+                let labels = [("rt", *rt), ("client", client.as_str()), ("state", state)];
+                ConstGauge::new(count as i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
 

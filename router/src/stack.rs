@@ -85,6 +85,11 @@ impl RouterStack {
         self.bind.naming()
     }
 
+    /// Every client's failure-accrual figures, by bound id.
+    pub fn client_health(&self) -> Vec<(dtab::Path, crate::client::ClientHealth)> {
+        self.clients.health()
+    }
+
     /// Every client's state (`/client_state.json`), by bound id.
     pub fn client_states(&self) -> Vec<(dtab::Path, serde_json::Value)> {
         self.clients.states()

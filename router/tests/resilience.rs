@@ -255,6 +255,26 @@ async fn failure_accrual_takes_a_failing_endpoint_out_then_probes_it_once() {
         .unwrap();
     assert_eq!(bad_state["state"], "dead", "{web}");
     assert!(bad_state["deadForMs"].as_u64().unwrap() <= 1500);
+    let metrics = admin_text(&client, router.admin, "/admin/metrics/prometheus").await;
+    let web = "rt=\"http\",client=\"/#/io.l5d.fs/web\"";
+    assert_eq!(
+        metric(&metrics, &format!("rt_client_removals_total{{{web}}}")),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("rt_client_endpoints{{{web},state=\"dead\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("rt_client_endpoints{{{web},state=\"live\"}}")
+        ),
+        1.0
+    );
 
     tokio::time::sleep(Duration::from_millis(1700)).await;
     let probing = Instant::now();

@@ -49,6 +49,32 @@ impl ClientStage {
         self.clients.expire_idle();
     }
 
+    /// Every client's failure-accrual figures, for the metrics.
+    pub(crate) fn health(&self) -> Vec<(Path, ClientHealth)> {
+        let now = tokio::time::Instant::now();
+        self.clients
+            .values()
+            .into_iter()
+            .map(|(id, entry)| {
+                let balancer = &entry.value.balancer;
+                let mut health = ClientHealth {
+                    removals: balancer.removals(),
+                    revivals: balancer.revivals(),
+                    probes: balancer.probes(),
+                    ..ClientHealth::default()
+                };
+                for endpoint in balancer.endpoints() {
+                    *match endpoint.state {
+                        balance::HealthState::Live => &mut health.live,
+                        balance::HealthState::Dead { until } if until > now => &mut health.dead,
+                        _ => &mut health.probing,
+                    } += 1;
+                }
+                (id, health)
+            })
+            .collect()
+    }
+
     /// Every client's state, for `/client_state.json`.
     pub(crate) fn states(&self) -> Vec<(Path, serde_json::Value)> {
         self.clients
@@ -102,6 +128,23 @@ impl ClientStage {
             }
         }
     }
+}
+
+/// One client's failure accrual, as the metrics show it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClientHealth {
+    /// Endpoints taken out, ever.
+    pub removals: u64,
+    /// Endpoints brought back by a probe, ever.
+    pub revivals: u64,
+    /// Probes let through, ever.
+    pub probes: u64,
+    /// Endpoints live now.
+    pub live: u64,
+    /// Endpoints out now.
+    pub dead: u64,
+    /// Endpoints whose backoff has passed, waiting for or making a probe.
+    pub probing: u64,
 }
 
 /// A bound name's balancer and what the request path needs of its id.

@@ -176,6 +176,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         });
     }
 
+    metrics.register_clients(routers.clone());
     let admin_app = admin::routes(AdminState {
         routers,
         metrics,
