@@ -64,6 +64,11 @@ struct Args {
     /// `cargo build --release -p router`.
     #[arg(long)]
     router_bin: Option<PathBuf>,
+    /// YAML keys added to the router's entry (a file of lines as they
+    /// would appear under `- protocol: http`, without the indent), e.g. a
+    /// `client` and a `service` block, to measure what they cost.
+    #[arg(long)]
+    router_extra: Option<PathBuf>,
     /// Do not pin processes to CPUs.
     #[arg(long)]
     no_pin: bool,
@@ -507,11 +512,13 @@ fn write_router_config(
     port: u16,
     admin: u16,
     upstream: u16,
+    extra: &str,
 ) -> Result<PathBuf> {
+    let extra: String = extra.lines().map(|line| format!("  {line}\n")).collect();
     let conf = format!(
         "admin:\n  ip: 127.0.0.1\n  port: {admin}\n\
-         routers:\n- protocol: http\n  dtab: \"/svc => /$/inet/127.0.0.1/{upstream}\"\n  \
-         servers:\n  - ip: 127.0.0.1\n    port: {port}\n"
+         routers:\n- protocol: http\n  dtab: \"/svc => /$/inet/127.0.0.1/{upstream}\"\n\
+         {extra}  servers:\n  - ip: 127.0.0.1\n    port: {port}\n"
     );
     let path = work.file(&format!("{name}.yaml"));
     std::fs::write(&path, conf)?;
@@ -728,6 +735,12 @@ fn run(args: &Args) -> Result<()> {
     }
     install_signal_handler()?;
     let work = WorkDir::create(args.keep)?;
+    let router_extra = match &args.router_extra {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => String::new(),
+    };
     let router_bin = match &args.router_bin {
         Some(path) => path.clone(),
         None => build_router()?,
@@ -751,7 +764,14 @@ fn run(args: &Args) -> Result<()> {
     let mut starts = Vec::new();
     for trial in 0..args.start_trials {
         let port = free_port()?;
-        let config = write_router_config(&work, "router-start", port, free_port()?, upstream_port)?;
+        let config = write_router_config(
+            &work,
+            "router-start",
+            port,
+            free_port()?,
+            upstream_port,
+            &router_extra,
+        )?;
         let started = Instant::now();
         let mut router = start_router(&work, &router_bin, "router-start", &config, pin.proxy)?;
         let elapsed = wait_for_ok(
@@ -771,7 +791,14 @@ fn run(args: &Args) -> Result<()> {
 
     // The proxies.
     let (router_port, haproxy_port, nginx_port) = (free_port()?, free_port()?, free_port()?);
-    let config = write_router_config(&work, "router", router_port, free_port()?, upstream_port)?;
+    let config = write_router_config(
+        &work,
+        "router",
+        router_port,
+        free_port()?,
+        upstream_port,
+        &router_extra,
+    )?;
     let router = start_router(&work, &router_bin, "router", &config, pin.proxy)?;
     let haproxy = start_haproxy(&work, haproxy_port, upstream_port, pin.proxy)?;
     let nginx = start_nginx_proxy(&work, nginx_port, upstream_port, pin.proxy)?;
