@@ -458,3 +458,60 @@ async fn grpc_answers_are_classified_by_their_trailers() {
     assert_eq!(web["removals"], 1, "{web}");
     assert_eq!(web["endpoints"][0]["state"], "dead", "{web}");
 }
+
+/// An h2 backend that refuses every other stream with `REFUSED_STREAM`
+/// (as a server shedding load does) and answers the rest 200.
+async fn refusing_h2_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let streams = Arc::new(AtomicUsize::new(0));
+    let counted = streams.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    if counted.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    } else {
+                        let response = http::Response::new(());
+                        let _ = respond.send_response(response, true);
+                    }
+                }
+            });
+        }
+    });
+    (addr, streams)
+}
+
+#[tokio::test]
+async fn streams_the_upstream_refused_are_sent_again() {
+    let (backend, streams) = refusing_h2_backend().await;
+    let fs = FsDir::new();
+    point(&fs, &[backend]);
+    let yaml = "- protocol: h2\n  dtab: /svc => /#/io.l5d.fs;\n  servers:\n  - port: 0\n";
+    let router = start_router(&config(&fs, yaml)).await;
+    let stream = tokio::net::TcpStream::connect(router.addr()).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    for i in 0..20 {
+        let request = http::Request::get("http://web/")
+            .body(support::empty())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "request {i}");
+    }
+    // Each request was refused once, then answered.
+    assert_eq!(streams.load(Ordering::SeqCst), 40);
+}

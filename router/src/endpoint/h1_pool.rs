@@ -94,6 +94,8 @@ pub enum SendError {
     /// Every connection `hostConnectionPool` allows is busy and too many
     /// requests wait for one.
     Saturated(String),
+    /// The upstream refused the (h2) stream without processing it.
+    Refused(String),
 }
 
 /// A failed send, and the request when it was never sent (so that it can
@@ -126,9 +128,10 @@ impl<R> From<SendError> for Unsent<R> {
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendError::Connect(why) | SendError::Request(why) | SendError::Saturated(why) => {
-                f.write_str(why)
-            }
+            SendError::Connect(why)
+            | SendError::Request(why)
+            | SendError::Saturated(why)
+            | SendError::Refused(why) => f.write_str(why),
         }
     }
 }

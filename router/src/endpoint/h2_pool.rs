@@ -83,10 +83,14 @@ impl H2Pool {
                 request,
             ));
         }
-        sender
-            .send_request(request)
-            .await
-            .map_err(|e| SendError::Request(e.to_string()).into())
+        sender.send_request(request).await.map_err(|e| {
+            let why = e.to_string();
+            if never_processed(&e) {
+                SendError::Refused(why).into()
+            } else {
+                SendError::Request(why).into()
+            }
+        })
     }
 
     async fn connection(&self, endpoint: SocketAddr) -> Result<SendRequest<Body>, String> {
@@ -140,6 +144,22 @@ impl H2Pool {
             );
         Ok(sender)
     }
+}
+
+/// Whether the upstream says it never processed the stream: it reset it
+/// with `REFUSED_STREAM`, or it was above the last stream a `GOAWAY`
+/// promised to handle. Such a request is safe to send again (RFC 9113
+/// section 8.7).
+fn never_processed(error: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(h2) = cause.downcast_ref::<h2::Error>() {
+            return h2.is_remote()
+                && (h2.reason() == Some(h2::Reason::REFUSED_STREAM) || h2.is_go_away());
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Runs a connection, taking it out of the pool once it has been idle for

@@ -348,6 +348,8 @@ impl EndpointStage {
                 Err(SendError::Connect(e)) => Err(not_sent(e, None)),
                 Err(SendError::Request(e)) => Err(failed(e, ErrorKind::Connection)),
                 Err(SendError::Saturated(e)) => Err(saturated(e)),
+                // (Only h2 refuses streams.)
+                Err(SendError::Refused(e)) => Err(not_sent(e, None)),
             };
         }
         let mut parts = if last {
@@ -398,6 +400,12 @@ impl EndpointStage {
                     error: SendError::Saturated(e),
                     ..
                 }) => return Err(saturated(e)),
+                // The stream was refused unprocessed: the request may go
+                // elsewhere if its body can be sent again.
+                Err(Unsent {
+                    error: SendError::Refused(e),
+                    request,
+                }) => return Err(not_sent(e, request)),
             };
             if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 // The connection now belongs to the upgraded protocol.
