@@ -477,7 +477,7 @@ async fn refusing_h2_backend() -> (SocketAddr, Arc<AtomicUsize>) {
                     return;
                 };
                 while let Some(Ok((_request, mut respond))) = connection.accept().await {
-                    if counted.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                    if counted.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
                         respond.send_reset(h2::Reason::REFUSED_STREAM);
                     } else {
                         let response = http::Response::new(());
