@@ -370,6 +370,7 @@ fn the_example_configs_are_valid() {
         "sidecar.yaml",
         "standalone.yaml",
         "k8s-daemonset.yaml",
+        "retries.yaml",
     ] {
         let out = std::process::Command::new(binary("router", "router"))
             .arg("--check")
