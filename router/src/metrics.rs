@@ -34,8 +34,9 @@ struct RouterLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NotRetriedLabels {
     rt: String,
-    /// `budget` (the retry budget was spent) or `body` (the request's
-    /// body could not be sent again).
+    /// `budget` (the retry budget was spent, or the request's 25 retries),
+    /// `body` (the request's body or head could not be sent again) or
+    /// `deadline` (the pause would end past the request's deadline).
     reason: &'static str,
 }
 
@@ -84,7 +85,7 @@ impl Default for Metrics {
         let not_retried = Family::<NotRetriedLabels, Counter>::default();
         registry.register(
             "retries_not_made",
-            "Retryable failures that were not retried, by reason (budget, body)",
+            "Retryable failures that were not retried, by reason (budget, body, deadline)",
             not_retried.clone(),
         );
         Metrics {
@@ -141,6 +142,7 @@ impl Metrics {
             requeues: self.requeues.get_or_create(&rt).clone(),
             over_budget: not_retried("budget"),
             body_not_replayable: not_retried("body"),
+            past_deadline: not_retried("deadline"),
             metrics: self.clone(),
             label: label.to_string(),
         }
@@ -172,6 +174,9 @@ pub struct RouterMetrics {
     pub over_budget: Counter,
     /// Retryable failures not retried: the body could not be sent again.
     pub body_not_replayable: Counter,
+    /// Retryable failures not retried: the pause would end past the
+    /// request's deadline.
+    pub past_deadline: Counter,
 }
 
 impl RouterMetrics {

@@ -26,7 +26,7 @@ use crate::client::balance::Outcome;
 use crate::client::{Client, ClientStage, DstHeaders};
 use crate::config::RouterSpec;
 pub(crate) use crate::endpoint::Routed;
-use crate::endpoint::{AttemptError, EndpointStage, Forwarded};
+use crate::endpoint::{AttemptError, EndpointStage, Forwarded, Outgoing};
 use crate::errors::RouterError;
 use crate::identify::{Identifier, Protocol, identify_with};
 use crate::interpreter::RouterNaming;
@@ -250,9 +250,14 @@ impl RouterStack {
             }
             failed_at = Some(picked.addr);
             let limit = attempts.attempt_limit()?;
-            // A request whose body cannot be sent again gives its head
-            // away (a copy costs more than the rare take-back).
-            let last = !outgoing.is_direct() && (!body.replayable() || outgoing.is_upgrade());
+            // A request that will not be sent again gives its head away (a
+            // copy costs more than the rare take-back after a failed
+            // connection). An h2 request keeps it while its body can be
+            // sent again: a refused stream does not give the request back.
+            let last = !outgoing.is_direct()
+                && (!body.replayable()
+                    || outgoing.is_upgrade()
+                    || (!retryable_method && attempts.stack.is_http1()));
             let sent = attempts
                 .stack
                 .endpoints
@@ -283,7 +288,14 @@ impl RouterStack {
                     };
                     if let Some(ResponseClass::Failure { retryable: true }) = class {
                         picked.record(Outcome::Failure);
-                        if attempts.may_retry(body, &mut retries, &mut backoff).await {
+                        if let Some(pause) =
+                            attempts.plan_retry(outgoing, body, &mut retries, &mut backoff)
+                        {
+                            // Let go of the endpoint (its in-flight count,
+                            // its connection) before the pause.
+                            drop(forwarded);
+                            drop(picked);
+                            pause_before_retry(pause).await;
                             continue;
                         }
                     }
@@ -307,8 +319,16 @@ impl RouterStack {
                     let header = class.as_ref().map(ResponseClass::header_value);
                     return Ok(forwarded.into_routed(picked, header, late));
                 }
-                Err(AttemptError::NotSent { error, request }) => {
-                    picked.record(Outcome::ConnectFailed);
+                Err(AttemptError::NotSent {
+                    error,
+                    request,
+                    connect_failed,
+                }) => {
+                    // A stream the endpoint refused says nothing about its
+                    // health (it may only be busy); a failed connection does.
+                    if connect_failed {
+                        picked.record(Outcome::ConnectFailed);
+                    }
                     body.give_back(outgoing.take_back(request));
                     if body.available()
                         && outgoing.is_available()
@@ -325,10 +345,15 @@ impl RouterStack {
                     picked.record(Outcome::Failure);
                     (error, Some(classifier.classify_error(attempts.facts, kind)))
                 }
+                // The router's own pool was full: not the endpoint's fault,
+                // and not to be retried at once.
+                Err(AttemptError::Local { error }) => (error, None),
             };
             if let Some(ResponseClass::Failure { retryable: true }) = class
-                && attempts.may_retry(body, &mut retries, &mut backoff).await
+                && let Some(pause) = attempts.plan_retry(outgoing, body, &mut retries, &mut backoff)
             {
+                drop(picked);
+                pause_before_retry(pause).await;
                 continue;
             }
             return Err(error);
@@ -380,23 +405,25 @@ impl Attempts<'_> {
         Ok(Some(attempt.map_or(left, |a| a.min(left))))
     }
 
-    /// Whether a failed attempt is followed by another: the body can be
-    /// sent again, the retry budget allows it, and the backoff pause ends
-    /// before the deadline. Waits out the pause.
-    async fn may_retry(
+    /// Whether a failed attempt is followed by another, and after what
+    /// pause: the request's head and body can be sent again, the pause
+    /// ends before the deadline, and the retry budget allows it (asked
+    /// last, so a retry that will not be made costs no token).
+    fn plan_retry(
         &self,
+        outgoing: &Outgoing,
         body: &RequestBody,
         retries: &mut u32,
         backoff: &mut Option<BackoffSchedule>,
-    ) -> bool {
+    ) -> Option<Duration> {
         let metrics = &self.stack.metrics;
-        if !body.replayable() {
+        if !body.replayable() || !outgoing.is_available() {
             metrics.body_not_replayable.inc();
-            return false;
+            return None;
         }
-        if *retries >= MAX_RETRIES || !self.service.retries.try_withdraw() {
+        if *retries >= MAX_RETRIES {
             metrics.over_budget.inc();
-            return false;
+            return None;
         }
         let pause = backoff
             .get_or_insert_with(|| self.service.policy.backoff.schedule())
@@ -404,14 +431,23 @@ impl Attempts<'_> {
         if let Some(deadline) = self.deadline
             && tokio::time::Instant::now() + pause >= deadline
         {
-            return false;
+            metrics.past_deadline.inc();
+            return None;
         }
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
+        if !self.service.retries.try_withdraw() {
+            metrics.over_budget.inc();
+            return None;
         }
         *retries += 1;
         metrics.retries.inc();
-        true
+        Some(pause)
+    }
+}
+
+/// Waits out a retry's backoff pause (none by default).
+async fn pause_before_retry(pause: Duration) {
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -515,3 +515,32 @@ async fn streams_the_upstream_refused_are_sent_again() {
     // Each request was refused once, then answered.
     assert_eq!(streams.load(Ordering::SeqCst), 40);
 }
+
+#[tokio::test]
+async fn an_upgrade_request_is_never_sent_twice() {
+    // A 503 that says it may be retried, to a request that asks to switch
+    // protocols: its head went to the first attempt, so no retry.
+    let backend = StatusBackend::start(503, &[("l5d-retryable", "true")]).await;
+    let fs = FsDir::new();
+    point(&fs, &[backend.addr]);
+    let yaml = router(
+        "  client:\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n",
+    );
+    let router = start_router(&config(&fs, &yaml)).await;
+    let mut stream = tokio::net::TcpStream::connect(router.addr()).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(
+            b"GET /chat HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert_eq!(backend.requests(), 1);
+}

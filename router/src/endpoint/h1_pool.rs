@@ -57,6 +57,15 @@ pub struct PoolLimits {
     pub max_waiters: usize,
 }
 
+/// A request waiting for a connection; dropping it counts it out.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// One endpoint's busy connections.
 struct Busy {
     permits: Arc<tokio::sync::Semaphore>,
@@ -204,10 +213,11 @@ impl H1Pool {
                 limits.max_size, limits.max_waiters
             )));
         }
-        let acquired = busy.permits.clone().acquire_owned().await;
-        busy.waiting.fetch_sub(1, Ordering::AcqRel);
+        // Counted down however the wait ends, a timeout or a client gone
+        // included.
+        let _waiting = Waiting(&busy.waiting);
         // The semaphore is never closed.
-        Ok(acquired.ok())
+        Ok(busy.permits.clone().acquire_owned().await.ok())
     }
 
     /// Sends `request` to `endpoint` on an idle connection or a new one.

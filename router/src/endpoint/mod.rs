@@ -126,14 +126,21 @@ pub(crate) const L5D_SUCCESS_CLASS: HeaderName = HeaderName::from_static("l5d-su
 
 /// Why an attempt failed.
 pub(crate) enum AttemptError {
-    /// No connection could be had: the endpoint never saw the request. A
-    /// request with a body comes back to be sent elsewhere.
+    /// The endpoint never saw the request: no connection could be had, or
+    /// it refused the stream. A request with a body comes back to be sent
+    /// elsewhere.
     NotSent {
         error: RouterError,
         request: Option<Box<Request<Body>>>,
+        /// No connection could be opened (else: an h2 stream the endpoint
+        /// refused unprocessed).
+        connect_failed: bool,
     },
     /// The request was, or may have been, seen.
     Failed { error: RouterError, kind: ErrorKind },
+    /// The router's own pool for the endpoint was full
+    /// (`hostConnectionPool.maxWaiters`): nothing was tried.
+    Local { error: RouterError },
 }
 
 /// A request rewritten for the endpoints once, sent by one attempt or
@@ -150,6 +157,10 @@ pub(crate) struct Outgoing {
     /// `parts` already carries the `l5d-dst-*` headers and `Via`: it came
     /// back from an attempt that could not connect.
     has_dst_headers: bool,
+    /// The attempt that was given `parts` added the endpoint's address as
+    /// `Host` (HTTP/1) or authority (h2), which the next attempt must not
+    /// inherit.
+    endpoint_added: bool,
 }
 
 impl Outgoing {
@@ -166,8 +177,11 @@ impl Outgoing {
     /// Takes back a request an attempt could not send, for the next
     /// attempt; gives back its body.
     pub(crate) fn take_back(&mut self, request: Option<Box<Request<Body>>>) -> Option<Body> {
-        let (parts, body) = request?.into_parts();
+        let (mut parts, body) = request?.into_parts();
         if self.given_away {
+            if self.endpoint_added {
+                forget_endpoint(&mut parts);
+            }
             self.parts = parts;
             self.given_away = false;
             self.has_dst_headers = true;
@@ -283,6 +297,7 @@ impl EndpointStage {
             direct,
             given_away: false,
             has_dst_headers: false,
+            endpoint_added: false,
         })
     }
 
@@ -310,21 +325,22 @@ impl EndpointStage {
             )),
             kind,
         };
-        let not_sent = |e: String, request: Option<Request<Body>>| AttemptError::NotSent {
-            request: request.map(Box::new),
-            error: RouterError::Unsent(format!(
-                "{} ({}) at {endpoint}: {e}",
-                target.name.show(),
-                bound.id.show(),
-            )),
-        };
-        let saturated = |e: String| AttemptError::Failed {
+        let not_sent =
+            |e: String, request: Option<Request<Body>>, connect_failed| AttemptError::NotSent {
+                request: request.map(Box::new),
+                connect_failed,
+                error: RouterError::Unsent(format!(
+                    "{} ({}) at {endpoint}: {e}",
+                    target.name.show(),
+                    bound.id.show(),
+                )),
+            };
+        let saturated = |e: String| AttemptError::Local {
             error: RouterError::Unavailable(format!(
                 "{} ({}) at {endpoint}: {e}",
                 target.name.show(),
                 bound.id.show(),
             )),
-            kind: ErrorKind::Other,
         };
         let timed_out = |limit: Duration| AttemptError::Failed {
             error: RouterError::Timeout(format!(
@@ -345,11 +361,11 @@ impl EndpointStage {
             };
             return match result {
                 Ok((answer, body)) => Ok(Forwarded::Direct { answer, body }),
-                Err(SendError::Connect(e)) => Err(not_sent(e, None)),
+                Err(SendError::Connect(e)) => Err(not_sent(e, None, true)),
                 Err(SendError::Request(e)) => Err(failed(e, ErrorKind::Connection)),
                 Err(SendError::Saturated(e)) => Err(saturated(e)),
                 // (Only h2 refuses streams.)
-                Err(SendError::Refused(e)) => Err(not_sent(e, None)),
+                Err(SendError::Refused(e)) => Err(not_sent(e, None, false)),
             };
         }
         let mut parts = if last {
@@ -358,7 +374,10 @@ impl EndpointStage {
         } else {
             request.parts.clone()
         };
-        for_endpoint(&mut parts, self.protocol, endpoint);
+        let added = for_endpoint(&mut parts, self.protocol, endpoint);
+        if last {
+            request.endpoint_added = added;
+        }
         if !request.has_dst_headers {
             dst.set(&mut parts.headers);
         }
@@ -391,7 +410,7 @@ impl EndpointStage {
                 Err(Unsent {
                     error: SendError::Connect(e),
                     request,
-                }) => return Err(not_sent(e, request)),
+                }) => return Err(not_sent(e, request, true)),
                 Err(Unsent {
                     error: SendError::Request(e),
                     ..
@@ -405,7 +424,7 @@ impl EndpointStage {
                 Err(Unsent {
                     error: SendError::Refused(e),
                     request,
-                }) => return Err(not_sent(e, request)),
+                }) => return Err(not_sent(e, request, false)),
             };
             if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 // The connection now belongs to the upgraded protocol.
@@ -427,15 +446,21 @@ impl EndpointStage {
 }
 
 /// What a request needs of the endpoint it goes to: a `Host` (HTTP/1) or
-/// an authority (h2) when the client gave none.
-fn for_endpoint(parts: &mut http::request::Parts, protocol: Protocol, endpoint: SocketAddr) {
+/// an authority (h2) when the client gave none. Says whether it added one.
+fn for_endpoint(
+    parts: &mut http::request::Parts,
+    protocol: Protocol,
+    endpoint: SocketAddr,
+) -> bool {
     match protocol {
         Protocol::Http => {
             if !parts.headers.contains_key(header::HOST)
                 && let Ok(host) = HeaderValue::from_str(&endpoint.to_string())
             {
                 parts.headers.insert(header::HOST, host);
+                return true;
             }
+            false
         }
         Protocol::H2 => {
             if parts.uri.authority().is_none() {
@@ -446,8 +471,25 @@ fn for_endpoint(parts: &mut http::request::Parts, protocol: Protocol, endpoint: 
                     uri.path_and_query = Some(PathAndQuery::from_static("/"));
                 }
                 parts.uri = Uri::from_parts(uri).unwrap_or_default();
+                return true;
             }
+            false
         }
+    }
+}
+
+/// Undoes what [`for_endpoint`] added: an HTTP/1 request's `Host`, an h2
+/// request's authority (and the scheme that came with it).
+fn forget_endpoint(parts: &mut http::request::Parts) {
+    if parts.uri.authority().is_some() {
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(path);
+    } else {
+        parts.headers.remove(header::HOST);
     }
 }
 

@@ -129,7 +129,10 @@ pub fn apply(
         (None, None) => return None,
     };
     headers.insert(L5D_CTX_DEADLINE, effective.header_value());
-    let left = Duration::from_nanos(u64::try_from(effective.deadline - now).unwrap_or(0));
+    // Saturating: a hostile value must neither overflow nor outlive the
+    // service's own timeout (`combined` keeps the earlier deadline).
+    let left =
+        Duration::from_nanos(u64::try_from(effective.deadline.saturating_sub(now)).unwrap_or(0));
     Some(instant + left)
 }
 
@@ -196,6 +199,20 @@ mod tests {
             }
             .header_value();
             assert_eq!(value, format!("{timestamp} {deadline}").as_str());
+        }
+    }
+
+    #[test]
+    fn extreme_values_neither_overflow_nor_lift_the_timeout() {
+        for value in [
+            "0 -9223372036854775808",
+            "-9223372036854775808 9223372036854775807",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(L5D_CTX_DEADLINE, HeaderValue::from_static(value));
+            let started = Instant::now();
+            let at = apply(&mut headers, started, Some(Duration::from_millis(100))).unwrap();
+            assert!(at <= Instant::now() + Duration::from_millis(100), "{value}");
         }
     }
 
