@@ -187,6 +187,7 @@ const KEYS: &[&str] = &[
     "routers.client.maxHeaderListByts",
     // routers[].service (io.l5d.global and io.l5d.static).
     "routers.service.classificationTimeoutMs",
+    "routers.service.retryBufferSize.responseBytes",
     // namerd.yaml.
     "interfaces.tls",
     "interfaces.cache",

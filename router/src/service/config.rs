@@ -83,10 +83,6 @@ pub struct RetryBufferSize {
     /// A request whose body is larger is not retried (default 16383).
     #[serde(default)]
     pub request_bytes: Option<u64>,
-    /// Accepted for Linkerd's h2 configs; responses are classified by
-    /// their head (and gRPC trailers) and never buffered here.
-    #[serde(default)]
-    pub response_bytes: Option<u64>,
 }
 
 /// Linkerd's default `retryBufferSize.requestBytes`.
