@@ -223,30 +223,20 @@ impl RouterStack {
         // the balancer offers another endpoint within a few picks.
         let mut failed_at = None;
         loop {
-            let mut picked = attempts
-                .stack
-                .clients
-                .pick(
+            let pick = || {
+                attempts.stack.clients.pick(
                     attempts.client,
                     attempts.target,
                     attempts.bound,
                     attempts.binding_deadline,
                 )
-                .await?;
+            };
+            let mut picked = pick().await?;
             for _ in 0..AVOID_PICKS {
                 if failed_at != Some(picked.addr) {
                     break;
                 }
-                picked = attempts
-                    .stack
-                    .clients
-                    .pick(
-                        attempts.client,
-                        attempts.target,
-                        attempts.bound,
-                        attempts.binding_deadline,
-                    )
-                    .await?;
+                picked = pick().await?;
             }
             failed_at = Some(picked.addr);
             let limit = attempts.attempt_limit()?;
