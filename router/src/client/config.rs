@@ -183,12 +183,12 @@ impl ClientPolicies {
                 let layers = static_configs(at, map, |at, params: ClientParams| {
                     if params.connect_timeout_ms.is_some() {
                         return Err(format!(
-                            "{at}: connectTimeoutMs: set it in an io.l5d.global client (connections are pooled per router)"
+                            "{at}: connectTimeoutMs: per prefix is not supported yet (connections are pooled per router); set it in an io.l5d.global client"
                         ));
                     }
                     if params.host_connection_pool.is_some() {
                         return Err(format!(
-                            "{at}: hostConnectionPool: set it in an io.l5d.global client (connections are pooled per router)"
+                            "{at}: hostConnectionPool: per prefix is not supported yet (connections are pooled per router); set it in an io.l5d.global client"
                         ));
                     }
                     ClientLayer::check(at, &params)
@@ -428,7 +428,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.contains("connectTimeoutMs: set it in an io.l5d.global"),
+            err.contains("connectTimeoutMs: per prefix is not supported yet"),
             "{err}"
         );
     }
