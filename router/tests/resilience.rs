@@ -33,6 +33,8 @@ struct StatusBackend {
     delay_ms: Arc<AtomicU64>,
     gets: Arc<AtomicUsize>,
     posts: Arc<AtomicUsize>,
+    /// Request body bytes received.
+    body_bytes: Arc<AtomicUsize>,
 }
 
 impl StatusBackend {
@@ -46,8 +48,10 @@ impl StatusBackend {
             delay_ms: Arc::default(),
             gets: Arc::default(),
             posts: Arc::default(),
+            body_bytes: Arc::default(),
         };
         let delay = backend.delay_ms.clone();
+        let body_bytes = backend.body_bytes.clone();
         let (status, gets, posts) = (
             backend.status.clone(),
             backend.gets.clone(),
@@ -60,12 +64,14 @@ impl StatusBackend {
                 };
                 let (status, gets, posts) = (status.clone(), gets.clone(), posts.clone());
                 let delay = delay.clone();
+                let body_bytes = body_bytes.clone();
                 tokio::spawn(async move {
                     let service =
                         service_fn(move |request: http::Request<hyper::body::Incoming>| {
                             let (status, gets, posts) =
                                 (status.clone(), gets.clone(), posts.clone());
                             let delay = Duration::from_millis(delay.load(Ordering::SeqCst));
+                            let body_bytes = body_bytes.clone();
                             async move {
                                 let counter = if request.method() == Method::POST {
                                     &posts
@@ -74,7 +80,9 @@ impl StatusBackend {
                                 };
                                 counter.fetch_add(1, Ordering::SeqCst);
                                 tokio::time::sleep(delay).await;
-                                let _ = request.into_body().collect().await;
+                                if let Ok(body) = request.into_body().collect().await {
+                                    body_bytes.fetch_add(body.to_bytes().len(), Ordering::SeqCst);
+                                }
                                 let mut response =
                                     http::Response::new(Full::new(Bytes::from_static(b"answer")));
                                 *response.status_mut() =
@@ -108,6 +116,15 @@ fn point(fs: &FsDir, addrs: &[SocketAddr]) {
     fs.write("web", &lines);
 }
 
+/// A router whose `web` is `addrs`, with `extra` keys in its entry; the
+/// directory must live as long as the router.
+async fn web_router(addrs: &[SocketAddr], extra: &str) -> (FsDir, support::RunningRouter) {
+    let fs = FsDir::new();
+    point(&fs, addrs);
+    let running = start_router(&config(&fs, &router(extra))).await;
+    (fs, running)
+}
+
 fn router(extra: &str) -> String {
     format!("- protocol: http\n  dtab: /svc => /#/io.l5d.fs;\n  servers:\n  - port: 0\n{extra}")
 }
@@ -124,9 +141,7 @@ async fn post(addr: SocketAddr, client: &support::Client) -> support::Reply {
 async fn a_refusing_endpoint_costs_no_failed_request_with_the_default_config() {
     let good = [Backend::start("a").await, Backend::start("b").await];
     let refusing = closed_port().await;
-    let fs = FsDir::new();
-    point(&fs, &[good[0].addr, refusing, good[1].addr]);
-    let router = start_router(&config(&fs, &router(""))).await;
+    let (_fs, router) = web_router(&[good[0].addr, refusing, good[1].addr], "").await;
     let client = client();
     for i in 0..150 {
         let reply = if i % 3 == 0 {
@@ -147,12 +162,7 @@ async fn a_refusing_endpoint_costs_no_failed_request_with_the_default_config() {
 async fn reads_are_retried_elsewhere_and_posts_never_after_the_endpoint_saw_them() {
     let good = StatusBackend::start(200, &[]).await;
     let bad = StatusBackend::start(500, &[]).await;
-    let fs = FsDir::new();
-    point(&fs, &[good.addr, bad.addr]);
-    let yaml = router(
-        "  client:\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n",
-    );
-    let router = start_router(&config(&fs, &yaml)).await;
+    let (_fs, router) = web_router(&[good.addr, bad.addr], "  client:\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n").await;
     let client = client();
     for i in 0..100 {
         let reply = get(&client, router.addr(), "web", "/", &[]).await;
@@ -184,12 +194,7 @@ async fn retries_stay_within_the_budget_when_every_endpoint_fails() {
         StatusBackend::start(503, &[]).await,
         StatusBackend::start(503, &[]).await,
     ];
-    let fs = FsDir::new();
-    point(&fs, &[backends[0].addr, backends[1].addr]);
-    let yaml = router(
-        "  client:\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n    retries:\n      budget:\n        minRetriesPerSec: 0\n        percentCanRetry: 0.5\n        ttlSecs: 10\n",
-    );
-    let router = start_router(&config(&fs, &yaml)).await;
+    let (_fs, router) = web_router(&[backends[0].addr, backends[1].addr], "  client:\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n    retries:\n      budget:\n        minRetriesPerSec: 0\n        percentCanRetry: 0.5\n        ttlSecs: 10\n").await;
     let client = client();
     for _ in 0..200 {
         let reply = get(&client, router.addr(), "web", "/", &[]).await;
@@ -220,12 +225,7 @@ async fn retries_stay_within_the_budget_when_every_endpoint_fails() {
 async fn failure_accrual_takes_a_failing_endpoint_out_then_probes_it_once() {
     let good = StatusBackend::start(200, &[]).await;
     let bad = StatusBackend::start(500, &[]).await;
-    let fs = FsDir::new();
-    point(&fs, &[good.addr, bad.addr]);
-    let yaml = router(
-        "  client:\n    failureAccrual:\n      kind: io.l5d.consecutiveFailures\n      failures: 3\n      backoff:\n        kind: constant\n        ms: 1500\n",
-    );
-    let router = start_router(&config(&fs, &yaml)).await;
+    let (_fs, router) = web_router(&[good.addr, bad.addr], "  client:\n    failureAccrual:\n      kind: io.l5d.consecutiveFailures\n      failures: 3\n      backoff:\n        kind: constant\n        ms: 1500\n").await;
     let client = client();
     let started = Instant::now();
     for _ in 0..100 {
@@ -321,12 +321,7 @@ async fn a_slow_attempt_times_out_and_the_read_is_retried_elsewhere() {
     let slow = StatusBackend::start(200, &[]).await;
     slow.delay_ms.store(5000, Ordering::SeqCst);
     let fast = StatusBackend::start(200, &[]).await;
-    let fs = FsDir::new();
-    point(&fs, &[slow.addr, fast.addr]);
-    let yaml = router(
-        "  client:\n    requestAttemptTimeoutMs: 200\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n",
-    );
-    let router = start_router(&config(&fs, &yaml)).await;
+    let (_fs, router) = web_router(&[slow.addr, fast.addr], "  client:\n    requestAttemptTimeoutMs: 200\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n").await;
     let client = client();
     for _ in 0..10 {
         let started = Instant::now();
@@ -341,10 +336,7 @@ async fn a_slow_attempt_times_out_and_the_read_is_retried_elsewhere() {
 #[tokio::test]
 async fn deadlines_bound_requests_and_travel_to_the_next_hop() {
     let backend = Backend::start("web").await;
-    let fs = FsDir::new();
-    point(&fs, &[backend.addr]);
-    let yaml = router("  service:\n    totalTimeoutMs: 300\n");
-    let router = start_router(&config(&fs, &yaml)).await;
+    let (_fs, router) = web_router(&[backend.addr], "  service:\n    totalTimeoutMs: 300\n").await;
     let client = client();
 
     // The backend sees a deadline about 300 ms after it was set.
@@ -521,12 +513,7 @@ async fn an_upgrade_request_is_never_sent_twice() {
     // A 503 that says it may be retried, to a request that asks to switch
     // protocols: its head went to the first attempt, so no retry.
     let backend = StatusBackend::start(503, &[("l5d-retryable", "true")]).await;
-    let fs = FsDir::new();
-    point(&fs, &[backend.addr]);
-    let yaml = router(
-        "  client:\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n",
-    );
-    let router = start_router(&config(&fs, &yaml)).await;
+    let (_fs, router) = web_router(&[backend.addr], "  client:\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n").await;
     let mut stream = tokio::net::TcpStream::connect(router.addr()).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
@@ -543,4 +530,133 @@ async fn an_upgrade_request_is_never_sent_twice() {
     let head = String::from_utf8_lossy(&answer[..n]);
     assert!(head.starts_with("HTTP/1.1 503"), "{head}");
     assert_eq!(backend.requests(), 1);
+}
+
+#[tokio::test]
+async fn the_configured_balancer_is_the_one_used() {
+    // heap sends every request to the least loaded endpoint, ties to the
+    // first: one at a time, they all go to one backend (p2c would spread).
+    let backends = [
+        StatusBackend::start(200, &[]).await,
+        StatusBackend::start(200, &[]).await,
+    ];
+    let (_fs, router) = web_router(
+        &[backends[0].addr, backends[1].addr],
+        "  client:\n    loadBalancer:\n      kind: heap\n",
+    )
+    .await;
+    let client = client();
+    for _ in 0..100 {
+        get(&client, router.addr(), "web", "/", &[]).await;
+    }
+    let mut counts = [backends[0].requests(), backends[1].requests()];
+    counts.sort_unstable();
+    assert_eq!(counts, [0, 100]);
+}
+
+#[tokio::test]
+async fn fail_fast_takes_an_endpoint_out_on_its_first_connection_failure() {
+    let good = StatusBackend::start(200, &[]).await;
+    let refusing = closed_port().await;
+    // No failure accrual: only failFast can take the endpoint out.
+    let (_fs, router) = web_router(
+        &[good.addr, refusing],
+        "  client:\n    failFast: true\n    failureAccrual:\n      kind: none\n",
+    )
+    .await;
+    let client = client();
+    for _ in 0..30 {
+        let reply = get(&client, router.addr(), "web", "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    let states = admin_json(&client, router.admin, "/client_state.json").await;
+    let web = states.as_object().unwrap().values().next().unwrap();
+    assert_eq!(web["removals"], 1, "{web}");
+    let refused = web["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["address"] == refusing.to_string().as_str())
+        .unwrap();
+    assert_eq!(refused["state"], "dead", "{web}");
+}
+
+#[tokio::test]
+async fn an_empty_requeue_budget_lets_connection_failures_through() {
+    let good = StatusBackend::start(200, &[]).await;
+    let refusing = closed_port().await;
+    let (_fs, router) = web_router(
+        &[good.addr, refusing],
+        "  client:\n    failureAccrual:\n      kind: none\n    requeueBudget:\n      minRetriesPerSec: 0\n      percentCanRetry: 0\n",
+    )
+    .await;
+    let client = client();
+    let mut unsent = 0;
+    for _ in 0..60 {
+        let reply = get(&client, router.addr(), "web", "/", &[]).await;
+        if reply.status == StatusCode::BAD_GATEWAY {
+            unsent += 1;
+            assert_eq!(reply.header("l5d-retryable").as_deref(), Some("true"));
+        }
+    }
+    assert!(unsent > 0, "every connection failure was requeued");
+}
+
+#[tokio::test]
+async fn bodies_within_the_retry_buffer_are_sent_again_whole() {
+    let good = StatusBackend::start(200, &[]).await;
+    let bad = StatusBackend::start(500, &[]).await;
+    let retry_all = "  client:\n    failureAccrual:\n      kind: none\n  service:\n    responseClassifier:\n      kind: io.l5d.http.retryableAll5XX\n";
+    let (_fs, router) = web_router(&[good.addr, bad.addr], retry_all).await;
+    let client = client();
+    for i in 0..60 {
+        let reply = post(router.addr(), &client).await;
+        assert_eq!(reply.status, StatusCode::OK, "POST {i}: {}", reply.text());
+    }
+    // Every POST reached the good backend with its 5-byte body.
+    assert_eq!(good.posts.load(Ordering::SeqCst), 60);
+    assert_eq!(good.body_bytes.load(Ordering::SeqCst), 300);
+    assert!(bad.posts.load(Ordering::SeqCst) > 0);
+
+    // A buffer smaller than the body: the body streams once, no retry.
+    let small = format!("{retry_all}    retryBufferSize:\n      requestBytes: 4\n");
+    let (_fs, router) = web_router(&[good.addr, bad.addr], &small).await;
+    let bad_before = bad.posts.load(Ordering::SeqCst);
+    let mut failed = 0;
+    for _ in 0..60 {
+        if post(router.addr(), &client).await.status == StatusCode::INTERNAL_SERVER_ERROR {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0);
+    assert_eq!(bad.posts.load(Ordering::SeqCst) - bad_before, failed);
+}
+
+#[tokio::test]
+async fn retries_pause_for_their_backoff_and_stop_at_the_deadline() {
+    let backend = StatusBackend::start(503, &[]).await;
+    let (_fs, router) = web_router(
+        &[backend.addr],
+        "  client:\n    failureAccrual:\n      kind: none\n  service:\n    totalTimeoutMs: 500\n    responseClassifier:\n      kind: io.l5d.http.retryableRead5XX\n    retries:\n      budget:\n        percentCanRetry: 10\n      backoff:\n        kind: constant\n        ms: 200\n",
+    )
+    .await;
+    let client = client();
+    let started = Instant::now();
+    let reply = get(&client, router.addr(), "web", "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    // Two pauses of 200 ms fit before the deadline; a third would not.
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(backend.requests(), 3);
+    let metrics = admin_text(&client, router.admin, "/admin/metrics/prometheus").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "rt_retries_not_made_total{rt=\"http\",reason=\"deadline\"}"
+        ),
+        1.0
+    );
 }
