@@ -368,7 +368,7 @@ impl Drop for ProcessGroup {
 
 /// Sends `signal` to the process group `pgid` with `kill(1)`: the
 /// workspace forbids the unsafe code a libc call needs.
-fn signal_group(pgid: u32, signal: &str) {
+pub fn signal_group(pgid: u32, signal: &str) {
     let _ = Command::new("kill")
         .args(["-s", signal, "--", &format!("-{pgid}")])
         .stdin(Stdio::null())

@@ -212,7 +212,6 @@ impl RouterStack {
         // of its own: another future layer would be copied per request.
         let outgoing = &mut outgoing;
         let body = &mut body;
-        let classifier = &attempts.service.policy.classifier;
         let arrived = tokio::time::Instant::from_std(started);
         attempts.service.retries.deposit_at(arrived);
         attempts.client.requeues.deposit_at(arrived);

@@ -37,7 +37,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Parser;
 use examples::harness::{
     build_router, clock_ticks_per_sec, nginx_http_conf, nginx_main_conf, pinned_command,
-    stat_fields, taskset_works,
+    signal_group, stat_fields, taskset_works,
 };
 
 /// Compares the router with HAProxy and an nginx reverse proxy under `wrk`.
@@ -90,16 +90,6 @@ const HOST: [u8; 4] = [127, 0, 0, 1];
 static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 /// The work directory, removed by the signal handler unless kept.
 static WORKDIR: OnceLock<(PathBuf, bool)> = OnceLock::new();
-
-/// Sends `signal` to the process group `pgid` with `kill(1)`.
-fn signal_group(pgid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args(["-s", signal, "--", &format!("-{pgid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
 
 /// A child process in its own process group, stopped (with its whole
 /// group) when dropped.
