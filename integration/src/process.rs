@@ -65,6 +65,39 @@ impl Process {
         Process { child, name, log }
     }
 
+    /// Starts `binary` with `args` and the environment variables `env`,
+    /// its stderr read through a pipe (as a log collector reads it) and
+    /// copied to a log file in `dir`.
+    pub fn start_piped(binary: &Path, args: &[&str], env: &[(&str, &str)], dir: &Path) -> Process {
+        let name = binary
+            .file_name()
+            .map_or("process".into(), |n| n.to_string_lossy().into_owned());
+        let log = dir.join(format!("{name}-{}.log", free_port()));
+        let mut file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
+        let mut child = Command::new(binary)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let Some(mut stderr) = child.stderr.take() else {
+            panic!("{name}: no stderr pipe");
+        };
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match std::io::Read::read(&mut stderr, &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        let _ = std::io::Write::write_all(&mut file, &buf[..n]);
+                    }
+                }
+            }
+        });
+        Process { child, name, log }
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

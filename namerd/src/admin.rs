@@ -1,12 +1,14 @@
-//! namerd's admin server: liveness and metrics.
+//! namerd's admin server: liveness, readiness, metrics and the log level.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
 use tokio::sync::Notify;
 
 use crate::Namerd;
@@ -24,11 +26,18 @@ pub struct AdminState {
     pub shutdown_requested: Arc<Notify>,
 }
 
-/// `/admin/ping`, `/admin/metrics/prometheus` and `/admin/shutdown`.
+/// How long `/admin/ready`'s question to the store may take.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `/admin/ping`, `/admin/ready`, `/admin/metrics/prometheus`, the log
+/// level (`/logging.json`, `/admin/logging`) and `/admin/shutdown`.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/admin/ping", get(|| async { "pong" }))
+        .route("/admin/ready", get(ready))
         .route("/admin/metrics/prometheus", get(prometheus))
+        .route("/logging.json", any(logging))
+        .route("/admin/logging", any(logging))
         .route(
             "/admin/shutdown",
             post(|State(state): State<AdminState>| async move {
@@ -48,4 +57,42 @@ async fn prometheus(State(state): State<AdminState>) -> impl IntoResponse {
         )],
         state.metrics.render(&state.namerd),
     )
+}
+
+/// `GET /admin/ready`: 200 when the store answers (the namers are built
+/// before namerd serves at all), else 503 with the store's error.
+async fn ready(State(state): State<AdminState>) -> Response {
+    let listed = tokio::time::timeout(READY_PROBE_TIMEOUT, state.namerd.store().list()).await;
+    match listed {
+        Ok(Ok(_)) => text(StatusCode::OK, "ready".into()),
+        Ok(Err(e)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the dtab store is unreachable: {e}"),
+        ),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the dtab store did not answer within {READY_PROBE_TIMEOUT:?}"),
+        ),
+    }
+}
+
+/// The log level endpoints ([`namers::logging::admin`]).
+async fn logging(
+    method: Method,
+    uri: Uri,
+    Query(params): Query<HashMap<String, String>>,
+    body: String,
+) -> Response {
+    let (status, content_type, body) = namers::logging::admin(&method, uri.path(), &params, &body);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+fn text(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
 }

@@ -15,6 +15,7 @@ pub mod json;
 pub mod k8s;
 mod live;
 pub mod live_cache;
+pub mod logging;
 pub mod metrics;
 mod name;
 mod namer;

@@ -1,5 +1,5 @@
-//! The router's admin server: liveness, metrics, and the delegator that
-//! explains how a name resolves. Its connections have the same idle and
+//! The router's admin server: liveness, readiness, metrics, the log level,
+//! and the delegator that explains how a name resolves. Its connections have the same idle and
 //! head timeouts as the routers' servers ([`crate::server::session`]).
 
 use std::collections::HashMap;
@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use axum::Router as Routes;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use dtab::{Dtab, Path};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -37,7 +37,10 @@ pub struct AdminState {
 pub fn routes(state: AdminState) -> Routes {
     Routes::new()
         .route("/admin/ping", get(|| async { "pong" }))
+        .route("/admin/ready", get(ready))
         .route("/admin/metrics/prometheus", get(prometheus))
+        .route("/logging.json", any(logging))
+        .route("/admin/logging", any(logging))
         .route("/delegator.json", get(delegator))
         .route("/client_state.json", get(client_state))
         .route(
@@ -132,6 +135,34 @@ async fn client_state(State(state): State<AdminState>) -> Response {
         serde_json::Value::Object(clients).to_string(),
     )
         .into_response()
+}
+
+/// `GET /admin/ready`: 200 once every router's interpreter has heard from
+/// its source, else 503 saying which has not and why.
+async fn ready(State(state): State<AdminState>) -> Response {
+    let mut waiting = Vec::new();
+    for router in &state.routers {
+        if let Err(why) = router.naming().ready().await {
+            waiting.push(format!("router {}: {why}", router.label()));
+        }
+    }
+    if waiting.is_empty() {
+        text(StatusCode::OK, "ready".into())
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, waiting.join("\n"))
+    }
+}
+
+/// The log level endpoints ([`namers::logging::admin`]).
+async fn logging(
+    method: Method,
+    uri: Uri,
+    Query(params): Query<HashMap<String, String>>,
+    body: String,
+) -> Response {
+    let (status, content_type, body) = namers::logging::admin(&method, uri.path(), &params, &body);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 fn text(status: StatusCode, message: String) -> Response {

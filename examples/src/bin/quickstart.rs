@@ -25,11 +25,12 @@ const DTAB: &str =
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    let format = std::env::var(namers::logging::FORMAT_ENV)
+        .map_or(Ok(namers::logging::LogFormat::Text), |f| {
+            namers::logging::LogFormat::parse(&f)
+        })
+        .map_err(anyhow::Error::msg)?;
+    namers::logging::init(format, "warn");
     let work = std::env::current_dir()?.join("quickstart-data");
     std::fs::create_dir_all(work.join("disco")).context("creating quickstart-data/")?;
 

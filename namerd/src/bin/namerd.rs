@@ -12,18 +12,18 @@ struct Args {
     /// Only validate the config (including building the store and namers), then exit.
     #[arg(long)]
     check: bool,
+    /// How log lines are written to stderr: `text` (coloured only on a
+    /// terminal) or `json` (one object a line).
+    #[arg(long, env = namers::logging::FORMAT_ENV, default_value = "text",
+          value_parser = namers::logging::LogFormat::parse)]
+    log_format: namers::logging::LogFormat,
     /// The config file (YAML, or JSON when it starts with `{`).
     config: PathBuf,
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    namers::logging::init(args.log_format, "info");
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -35,6 +35,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let config = namerd::config::load(&args.config).map_err(anyhow::Error::msg)?;
+    tracing::info!(config = %args.config.display(), "config loaded");
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     runtime.block_on(async {
         if args.check {

@@ -69,12 +69,12 @@ pub(super) async fn run(inner: Arc<Inner>, key: WatchKey, stop: Arc<Notify>) {
                 index = next_index(index, reply_index);
                 if let Some(attempts) = failing.take() {
                     inner.stats.state_changes.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(watch = %key, failed_attempts = attempts, "io.l5d.consul: watch recovered");
+                    tracing::info!(namer = "io.l5d.consul", watch = %key, failed_attempts = attempts, "io.l5d.consul: watch recovered");
                 }
                 backoff.reset();
                 if filtered && matches!(update, Update::Absent) && !warned_filtered {
                     warned_filtered = true;
-                    tracing::warn!(watch = %key, "io.l5d.consul: Consul hid this service's instances (ACLs); check the namer's token");
+                    tracing::warn!(namer = "io.l5d.consul", watch = %key, "io.l5d.consul: Consul hid this service's instances (ACLs); check the namer's token");
                 }
                 let now = match update {
                     Update::Absent => Published::Absent,
@@ -99,7 +99,7 @@ pub(super) async fn run(inner: Arc<Inner>, key: WatchKey, stop: Arc<Notify>) {
             // can tell; one found there before is having an outage.
             QueryError::NoDatacenter(why) if published != Published::Present => {
                 if published == Published::Nothing {
-                    tracing::info!(watch = %key, error = %why, "io.l5d.consul: no such datacenter");
+                    tracing::info!(namer = "io.l5d.consul", watch = %key, error = %why, "io.l5d.consul: no such datacenter");
                 }
                 published = Published::Absent;
                 inner.publish(&key, &stop, Update::Absent);
@@ -113,10 +113,10 @@ pub(super) async fn run(inner: Arc<Inner>, key: WatchKey, stop: Arc<Notify>) {
                     failing = Some(1);
                     inner.stats.state_changes.fetch_add(1, Ordering::Relaxed);
                     if published == Published::Nothing {
-                        tracing::warn!(watch = %key, error = %why, "io.l5d.consul: watch failing; retrying");
+                        tracing::warn!(namer = "io.l5d.consul", watch = %key, error = %why, "io.l5d.consul: watch failing; retrying");
                         inner.publish(&key, &stop, Update::Failed(why.into()));
                     } else {
-                        tracing::warn!(watch = %key, error = %why, "io.l5d.consul: watch failing; keeping the last known endpoints and retrying");
+                        tracing::warn!(namer = "io.l5d.consul", watch = %key, error = %why, "io.l5d.consul: watch failing; keeping the last known endpoints and retrying");
                     }
                 }
             },
@@ -257,11 +257,11 @@ async fn endpoints(instances: &[Instance], settings: &Settings, key: &WatchKey) 
                 .map(|addr| Endpoint::new(addr).with_weight(weight))
                 .collect(),
             Ok(Err(error)) => {
-                tracing::warn!(watch = %key, %host, %error, "io.l5d.consul: cannot resolve an instance's address; skipping it");
+                tracing::warn!(namer = "io.l5d.consul", watch = %key, %host, %error, "io.l5d.consul: cannot resolve an instance's address; skipping it");
                 Vec::new()
             }
             Err(_) => {
-                tracing::warn!(watch = %key, %host, "io.l5d.consul: no DNS answer for an instance's address in {DNS_TIMEOUT:?}; skipping it");
+                tracing::warn!(namer = "io.l5d.consul", watch = %key, %host, "io.l5d.consul: no DNS answer for an instance's address in {DNS_TIMEOUT:?}; skipping it");
                 Vec::new()
             }
         }

@@ -252,9 +252,9 @@ impl FileEntry {
     /// address fails.
     fn fail(&self, why: &str) {
         if matches!(*self.addr.current(), Addr::Bound(_)) {
-            tracing::warn!(error = %why, "io.l5d.fs: bad service file; keeping its last good endpoints");
+            tracing::warn!(namer = "io.l5d.fs", error = %why, "io.l5d.fs: bad service file; keeping its last good endpoints");
         } else {
-            tracing::warn!(error = %why, "io.l5d.fs: bad service file");
+            tracing::warn!(namer = "io.l5d.fs", error = %why, "io.l5d.fs: bad service file");
             self.addr.publish_if_changed(Addr::Failed(why.into()));
         }
     }

@@ -100,7 +100,7 @@ pub(super) async fn drive(inner: Arc<Inner>, driver: Arc<Notify>) {
     let start = || match watch(&events_tx) {
         Ok(watcher) => Some(watcher),
         Err(error) => {
-            tracing::warn!(dir = %inner.root.display(), %error, "io.l5d.fs: cannot watch; re-reading every second");
+            tracing::warn!(namer = "io.l5d.fs", dir = %inner.root.display(), %error, "io.l5d.fs: cannot watch; re-reading every second");
             None
         }
     };

@@ -248,7 +248,7 @@ fn refused(error: &watcher::Error) -> bool {
 fn recovered(inner: &Inner, key: &NsKey, health: &Health) {
     if health.set(false) {
         inner.stats.state_changes.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(watch = %key, "io.l5d.k8s: watch recovered");
+        tracing::info!(namer = "io.l5d.k8s", watch = %key, "io.l5d.k8s: watch recovered");
     }
 }
 
@@ -265,9 +265,9 @@ fn report_failure(inner: &Inner, key: &NsKey, stop: &Arc<Notify>, why: &str) {
         }
     });
     if listed {
-        tracing::warn!(watch = %key, error = %why, "io.l5d.k8s: watch failing; keeping the last known endpoints and retrying");
+        tracing::warn!(namer = "io.l5d.k8s", watch = %key, error = %why, "io.l5d.k8s: watch failing; keeping the last known endpoints and retrying");
     } else {
-        tracing::warn!(watch = %key, error = %why, "io.l5d.k8s: watch failing; retrying");
+        tracing::warn!(namer = "io.l5d.k8s", watch = %key, error = %why, "io.l5d.k8s: watch failing; retrying");
     }
 }
 

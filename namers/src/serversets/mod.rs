@@ -239,7 +239,7 @@ fn decode(member: &str, data: &[u8]) -> Option<ServiceInstance> {
     match parse_member(data) {
         Ok(instance) => Some(instance),
         Err(error) => {
-            tracing::warn!(kind = KIND, %member, %error, "member data is not a serverset entry; ignored");
+            tracing::warn!(namer = KIND, %member, %error, "member data is not a serverset entry; ignored");
             None
         }
     }

@@ -153,7 +153,7 @@ impl ZkSession {
             Ok(client) => {
                 if slot.last_error.take().is_some() {
                     self.state_changes.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(kind = self.kind, servers = %self.connect_string, "ZooKeeper reachable again");
+                    tracing::info!(namer = self.kind, servers = %self.connect_string, "ZooKeeper reachable again");
                 }
                 tracing::debug!(kind = self.kind, servers = %self.connect_string, session = %client.session_id(), "ZooKeeper session opened");
                 tokio::spawn(log_states(
@@ -170,7 +170,7 @@ impl ZkSession {
             Err(error) => {
                 if slot.last_error.is_none() {
                     self.state_changes.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(kind = self.kind, "{error}; keeping the last known members");
+                    tracing::warn!(namer = self.kind, "{error}; keeping the last known members");
                 }
                 let delay = slot.retry.next_pause();
                 slot.retry_at = Some(Instant::now() + delay);
@@ -202,13 +202,13 @@ async fn log_states(
         changes.fetch_add(1, Ordering::Relaxed);
         match state {
             zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-                tracing::info!(kind, %servers, %state, "ZooKeeper session connected again");
+                tracing::info!(namer = kind, %servers, %state, "ZooKeeper session connected again");
             }
             zk::SessionState::Expired => {
-                tracing::warn!(kind, %servers, "ZooKeeper session expired; re-reading everything on a new one");
+                tracing::warn!(namer = kind, %servers, "ZooKeeper session expired; re-reading everything on a new one");
             }
             _ => {
-                tracing::warn!(kind, %servers, %state, "ZooKeeper session not connected; keeping the last known members");
+                tracing::warn!(namer = kind, %servers, %state, "ZooKeeper session not connected; keeping the last known members");
             }
         }
         if state.is_terminated() {
@@ -298,7 +298,7 @@ async fn keep_watching<M>(
                 // comes back; this only reports a group that never answered.
                 Err(error) => {
                     if publisher.current().is_pending() {
-                        tracing::warn!(kind = groups.session.kind, group = %path, %error, "cannot read the group");
+                        tracing::warn!(namer = groups.session.kind, group = %path, %error, "cannot read the group");
                         publisher.publish(GroupState::Failed(error.into()));
                     } else {
                         tracing::debug!(kind = groups.session.kind, group = %path, %error, "cannot read the group; keeping its last members");

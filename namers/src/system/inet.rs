@@ -411,7 +411,7 @@ async fn refresh_loop(dns: Arc<dyn DnsResolve>, entry: Entry) {
             Ok(answer) if !answer.ips.is_empty() => {
                 entry.publisher.publish_if_changed(bound(&answer.ips, port));
                 if troubled {
-                    tracing::info!(%host, port, "DNS lookup recovered");
+                    tracing::info!(namer = "inet", %host, port, "DNS lookup recovered");
                 }
                 known = Known::Addresses;
                 troubled = false;
@@ -424,7 +424,7 @@ async fn refresh_loop(dns: Arc<dyn DnsResolve>, entry: Entry) {
             Ok(answer) => {
                 if known == Known::Addresses {
                     if !troubled {
-                        tracing::warn!(%host, port, "DNS says the host no longer exists; keeping its last known addresses");
+                        tracing::warn!(namer = "inet", %host, port, "DNS says the host no longer exists; keeping its last known addresses");
                         troubled = true;
                     }
                 } else {
@@ -440,9 +440,11 @@ async fn refresh_loop(dns: Arc<dyn DnsResolve>, entry: Entry) {
                 if !troubled {
                     match known {
                         Known::Addresses => {
-                            tracing::warn!(%host, port, %error, "DNS lookup failed; keeping the last known addresses")
+                            tracing::warn!(namer = "inet", %host, port, %error, "DNS lookup failed; keeping the last known addresses")
                         }
-                        _ => tracing::warn!(%host, port, %error, "DNS lookup failed"),
+                        _ => {
+                            tracing::warn!(namer = "inet", %host, port, %error, "DNS lookup failed")
+                        }
                     }
                     troubled = true;
                 }

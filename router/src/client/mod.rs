@@ -29,6 +29,8 @@ const VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 switchboard");
 
 /// The clients of one router, one per bound id.
 pub(crate) struct ClientStage {
+    /// The router's label, for the log.
+    router: Arc<str>,
     clients: Cache<Path, Client>,
     policies: ClientPolicies,
     /// How long a pending address may keep a request waiting.
@@ -38,6 +40,7 @@ pub(crate) struct ClientStage {
 impl ClientStage {
     pub(crate) fn new(spec: &RouterSpec) -> ClientStage {
         ClientStage {
+            router: spec.label.as_str().into(),
             clients: Cache::new(spec.clients_capacity, spec.idle_ttl),
             policies: spec.clients.clone(),
             timeout: spec.binding_timeout,
@@ -87,7 +90,7 @@ impl ClientStage {
     /// The client of `bound`'s id, made on first use.
     pub(crate) fn client(&self, bound: &Bound, started: Instant) -> Arc<Entry<Client>> {
         self.clients.get_or_insert_at(&bound.id, started, || {
-            Client::new(bound, self.policies.for_id(&bound.id))
+            Client::new(bound, self.policies.for_id(&bound.id), &self.router)
         })
     }
 
@@ -162,9 +165,13 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    fn new(bound: &Bound, policy: Arc<ClientPolicy>) -> Client {
+    fn new(bound: &Bound, policy: Arc<ClientPolicy>, router: &Arc<str>) -> Client {
+        let owner = Arc::new(balance::Owner {
+            router: router.clone(),
+            id: bound.id.show().into(),
+        });
         Client {
-            balancer: Balancer::with_config(bound.addr.clone(), policy.balance.clone()),
+            balancer: Balancer::owned(bound.addr.clone(), policy.balance.clone(), owner),
             requeues: RetryBudget::new(&policy.requeue_budget),
             policy,
             client_header: HeaderValue::try_from(bound.id.show()).ok(),

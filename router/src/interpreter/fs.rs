@@ -171,6 +171,23 @@ impl RouterNaming for FsInterpreter {
         }
         .boxed()
     }
+
+    // Ready once the file has given a usable dtab; a file that breaks later
+    // leaves the last good dtab in force, so readiness stays.
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+        async move {
+            let state = self.file_dtab().load();
+            match (&state.dtab, &state.error) {
+                (Some(_), _) => Ok(()),
+                (None, error) => Err(format!(
+                    "io.l5d.fs interpreter: no usable dtab in {} yet: {}",
+                    self.inner.file.display(),
+                    error.as_deref().unwrap_or("not read yet")
+                )),
+            }
+        }
+        .boxed()
+    }
 }
 
 /// One binding: the default interpreter's binding of the path through the

@@ -35,6 +35,14 @@ pub trait RouterNaming: Send + Sync + 'static {
         dtab: &'a Dtab,
         path: &'a Path,
     ) -> BoxFuture<'a, Result<serde_json::Value, String>>;
+
+    /// `Ok` once the interpreter has heard from its source (namerd, a dtab
+    /// file), else why not; asked by `/admin/ready`, and may ask the source
+    /// itself. An interpreter that binds with the router's own namers is
+    /// ready at once.
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+        async { Ok(()) }.boxed()
+    }
 }
 
 impl RouterNaming for Interpreter {
@@ -113,6 +121,10 @@ impl RouterNaming for Transformed {
         path: &'a Path,
     ) -> BoxFuture<'a, Result<serde_json::Value, String>> {
         self.inner.delegate(dtab, path)
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+        self.inner.ready()
     }
 }
 

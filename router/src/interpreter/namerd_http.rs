@@ -14,6 +14,7 @@
 //! failed. A name namerd has not answered yet is pending.
 
 mod backoff;
+mod reach;
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -40,11 +41,15 @@ use tokio::time::Instant;
 
 use super::{RouterNaming, params};
 use backoff::Backoff;
+use reach::Reach;
 
 pub use backoff::Retry;
 
 /// The interpreter's `kind`.
 pub const KIND: &str = "io.l5d.namerd.http";
+
+/// How long `/admin/ready`'s question to namerd may take.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long finding namerd's address (binding `dst`) may take.
 const DST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,6 +139,7 @@ struct Shared {
     binds: LiveCache<BindKey, Activity<NameTree<Bound>>>,
     addrs: LiveCache<Path, Addr>,
     status: StatusCell,
+    reach: Reach,
 }
 
 impl NamerdHttpInterpreter {
@@ -196,6 +202,7 @@ impl NamerdHttpInterpreter {
                 binds: LiveCache::with_inactive_ttl(inactive_ttl),
                 addrs: LiveCache::with_inactive_ttl(inactive_ttl),
                 status: StatusCell::default(),
+                reach: Reach::default(),
             }),
         }
     }
@@ -282,9 +289,64 @@ impl RouterNaming for NamerdHttpInterpreter {
         }
         .boxed()
     }
+
+    // Ready once namerd has answered: a watch delivered something, or
+    // namerd serves the namespace when asked here.
+    fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
+        async move {
+            let shared = &self.shared;
+            if shared.reach.heard().is_ok() {
+                return Ok(());
+            }
+            let probe = async {
+                let client = shared.target.client().await?;
+                match client.get_dtab(&shared.namespace).await {
+                    Ok(_) => Ok(()),
+                    Err(ClientError::NotFound { .. }) => Err(format!(
+                        "namerd has no namespace {:?}",
+                        shared.namespace.as_str()
+                    )),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            let outcome = tokio::time::timeout(READY_PROBE_TIMEOUT, probe)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "namerd did not answer within {READY_PROBE_TIMEOUT:?}"
+                    ))
+                });
+            match outcome {
+                Ok(()) => {
+                    shared.answered();
+                    Ok(())
+                }
+                Err(why) => {
+                    shared.failed(&why);
+                    Err(format!(
+                        "{KIND}: namerd at {} has not answered: {why}",
+                        shared.target
+                    ))
+                }
+            }
+        }
+        .boxed()
+    }
 }
 
 impl Shared {
+    /// namerd answered something.
+    fn answered(&self) {
+        self.reach
+            .answered(self.namespace.as_str(), &self.target.to_string());
+    }
+
+    /// An attempt to reach namerd failed.
+    fn failed(&self, error: &str) {
+        self.reach
+            .failed(self.namespace.as_str(), &self.target.to_string(), error);
+    }
+
     /// The shared live address of `id`; `inline` (what namerd sent inside
     /// a bound tree) is its first value if nobody watches it yet.
     fn addr(self: &Arc<Shared>, id: &Path, inline: Option<Addr>) -> Live<Addr> {
@@ -348,12 +410,12 @@ async fn keep_watching<T, F, Fut>(
             s.last_error = Some(why.clone());
         });
         let delay = backoff.next_delay(attempt.progressed, Instant::now(), rand::random());
-        // One warning per outage; the retries that follow are debug noise.
-        if backoff.failures() <= 1 || attempt.progressed {
-            tracing::warn!(watch = what, error = %why, ?delay, "namerd watch ended; reconnecting");
-        } else {
-            tracing::debug!(watch = what, error = %why, ?delay, failures = backoff.failures(), "namerd watch still failing");
+        // An outage is logged once for the interpreter (`Reach`); each
+        // watch's own story is debug detail.
+        if !attempt.progressed && attempt.error.is_some() {
+            shared.failed(&why);
         }
+        tracing::debug!(watch = what, error = %why, ?delay, failures = backoff.failures(), "namerd watch ended; reconnecting");
         if !delay.is_zero() {
             tokio::select! {
                 () = publisher.closed() => return,
@@ -405,6 +467,9 @@ async fn bind_once(
                 let mut leaf = |id: &Path, inline: Option<Addr>| shared.addr(id, inline);
                 match wire::bound_tree(&doc, &mut leaf) {
                     Ok(tree) => {
+                        if !progressed {
+                            shared.answered();
+                        }
                         progressed = true;
                         super::fs::publish_if_changed(publisher, &Activity::Ok(tree));
                     }
@@ -455,6 +520,9 @@ async fn addr_once(shared: &Shared, id: &Path, publisher: &Publisher<Addr>) -> A
             Some(Ok(doc)) => match wire::addr(&doc) {
                 Ok(Addr::Pending) => {}
                 Ok(Addr::Failed(cause)) => {
+                    if !progressed {
+                        shared.answered();
+                    }
                     progressed = true;
                     if answered() {
                         tracing::warn!(%id, %cause, "namerd reports the address as failed; keeping the last good one");
@@ -463,6 +531,9 @@ async fn addr_once(shared: &Shared, id: &Path, publisher: &Publisher<Addr>) -> A
                     }
                 }
                 Ok(addr) => {
+                    if !progressed {
+                        shared.answered();
+                    }
                     progressed = true;
                     publisher.publish_if_changed(addr);
                 }
@@ -536,6 +607,15 @@ enum Target {
         clients: Mutex<HashMap<SocketAddr, Client>>,
         turn: AtomicUsize,
     },
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Url(client) => write!(f, "{}", client.base_url()),
+            Target::Name { path, .. } => write!(f, "{}", path.show()),
+        }
+    }
 }
 
 impl Target {

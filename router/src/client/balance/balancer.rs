@@ -12,9 +12,9 @@ use tokio::time::Instant;
 
 use super::aperture::{Aperture, Band};
 use super::config::{BalanceConfig, BalancerKind};
-use super::node::{Clock, Node, NodeShared, Snapshot, epoch};
+use super::node::{Clock, Node, NodeShared, Owner, Snapshot, epoch};
 use super::{EndpointState, Outcome, heap, p2c, round_robin};
-use crate::client::accrual::{Admission, HealthState};
+use crate::client::accrual::{Admission, HealthState, Transition};
 
 /// Balances requests over a live endpoint set.
 pub struct Balancer {
@@ -31,6 +31,7 @@ pub struct Balancer {
     retired_removals: AtomicU64,
     retired_revivals: AtomicU64,
     retired_probes: AtomicU64,
+    owner: Arc<Owner>,
 }
 
 /// A chosen endpoint. Its in-flight count drops when this is dropped; the
@@ -73,13 +74,42 @@ impl Picked {
                 .observe_since(self.started, clock.now(), decay);
         }
         let health = &self.node.health;
-        if outcome == Outcome::ConnectFailed
+        let transition = if outcome == Outcome::ConnectFailed
             && self.node.fail_fast
             && self.admission == Admission::Normal
         {
-            health.mark_dead(clock.now());
+            health.mark_dead(clock.now())
         } else {
-            health.record_with(self.admission, outcome == Outcome::Success, || clock.now());
+            health.record_with(self.admission, outcome == Outcome::Success, || clock.now())
+        };
+        if let Some(transition) = transition {
+            self.log(transition);
+        }
+    }
+
+    /// One line for each removal and revival: they are rare, and what an
+    /// operator looks for first.
+    fn log(&self, transition: Transition) {
+        let owner = &self.node.owner;
+        let (router, id) = (&*owner.router, &*owner.id);
+        let endpoint = tracing::field::display(self.addr);
+        match transition {
+            Transition::Removed { for_ } => tracing::warn!(
+                router,
+                id,
+                endpoint,
+                removed_for_ms = u64::try_from(for_.as_millis()).unwrap_or(u64::MAX),
+                probe = self.admission == Admission::Probe,
+                "endpoint removed by failure accrual"
+            ),
+            Transition::Revived => {
+                tracing::info!(
+                    router,
+                    id,
+                    endpoint,
+                    "endpoint revived: its probe succeeded"
+                );
+            }
         }
     }
 }
@@ -106,6 +136,12 @@ impl Balancer {
 
     /// A balancer over `addr` made as `config` says.
     pub fn with_config(addr: Live<Addr>, config: Arc<BalanceConfig>) -> Balancer {
+        Balancer::owned(addr, config, Arc::default())
+    }
+
+    /// [`Balancer::with_config`] for `owner`, named when its endpoints are
+    /// removed or revived.
+    pub fn owned(addr: Live<Addr>, config: Arc<BalanceConfig>, owner: Arc<Owner>) -> Balancer {
         let epoch = epoch();
         let rank = RandomState::new();
         let aperture = match config.kind {
@@ -127,8 +163,15 @@ impl Balancer {
             _ => None,
         };
         let aperture_in_flight = aperture.as_ref().map(|(a, _)| &a.in_flight);
-        let (snapshot, _) =
-            Snapshot::build(addr.load(), None, &config, &rank, epoch, aperture_in_flight);
+        let (snapshot, _) = Snapshot::build(
+            addr.load(),
+            None,
+            &config,
+            &rank,
+            epoch,
+            aperture_in_flight,
+            &owner,
+        );
         Balancer {
             addr,
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -140,6 +183,7 @@ impl Balancer {
             retired_removals: AtomicU64::new(0),
             retired_revivals: AtomicU64::new(0),
             retired_probes: AtomicU64::new(0),
+            owner,
         }
     }
 
@@ -305,6 +349,7 @@ impl Balancer {
             &self.rank,
             self.epoch,
             self.aperture.as_ref().map(|(a, _)| &a.in_flight),
+            &self.owner,
         );
         let rebuilt = Arc::new(rebuilt);
         let previous = self.snapshot.compare_and_swap(&snapshot, rebuilt.clone());

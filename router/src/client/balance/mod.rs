@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 pub use crate::client::accrual::HealthState;
 pub use balancer::{Balancer, Picked};
 pub use config::{BalanceConfig, BalancerKind, KINDS};
+pub use node::Owner;
 
 /// How a request to a picked endpoint ended, for its failure accrual.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

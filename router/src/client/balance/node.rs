@@ -77,6 +77,18 @@ pub(super) struct NodeShared {
     pub(super) fail_fast: bool,
     /// The balancer's in-flight count, for `aperture`.
     pub(super) balancer_in_flight: Option<Arc<AtomicUsize>>,
+    /// Whose endpoint this is, for the log.
+    pub(super) owner: Arc<Owner>,
+}
+
+/// The router and bound id a balancer serves, named in the log lines of its
+/// endpoints' removals and revivals.
+#[derive(Debug, Default)]
+pub struct Owner {
+    /// The router's label.
+    pub router: Arc<str>,
+    /// The bound id.
+    pub id: Arc<str>,
 }
 
 /// One endpoint of a snapshot.
@@ -131,6 +143,7 @@ impl Snapshot {
         rank: &RandomState,
         epoch: Instant,
         balancer_in_flight: Option<&Arc<AtomicUsize>>,
+        owner: &Arc<Owner>,
     ) -> (Snapshot, Retired) {
         let ewma_decay = match config.kind {
             BalancerKind::Ewma { decay, .. } => Some(decay),
@@ -155,6 +168,7 @@ impl Snapshot {
                             ewma_decay,
                             fail_fast: config.fail_fast,
                             balancer_in_flight: balancer_in_flight.cloned(),
+                            owner: owner.clone(),
                         })
                     }),
                 })
