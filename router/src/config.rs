@@ -9,9 +9,12 @@ use namers::bind::BindLimits;
 use namers::config::NamerConfig;
 use serde_json::Value;
 
+use crate::access_log::settings::AccessLogKeys;
+pub use crate::access_log::settings::AccessLogSettings;
 pub use crate::bind::config::{BindingCacheConfig, BindingLimitsConfig};
 pub use crate::client::config::{ClientConfig, ClientPolicies, ConnectionSettings};
 use crate::identify::IdentifierConfig;
+use crate::identify::Protocol;
 use crate::policy::classifier::Classifier;
 pub use crate::server::config::{ServerConfig, ServerSessionConfig};
 use crate::server::limits::{DEFAULT_MAX_HEADERS_KB, DEFAULT_MAX_INITIAL_LINE_KB, HeadLimits};
@@ -115,6 +118,31 @@ pub struct RouterConfig {
     /// KiB of request line accepted (default 4; more is 414).
     #[serde(default, rename = "maxInitialLineKB")]
     pub max_initial_line_kb: Option<NonZeroUsize>,
+    /// The access log of an `http` router (unset or `""`: none).
+    #[serde(default)]
+    pub http_access_log: Option<String>,
+    /// When it rolls: `never` (default), `hourly`, `daily`, `weekly(n)`,
+    /// `sighup` or a size (`100.megabytes`).
+    #[serde(default)]
+    pub http_access_log_roll_policy: Option<String>,
+    /// Keep its lines at start (default) or truncate it.
+    #[serde(default)]
+    pub http_access_log_append: Option<bool>,
+    /// Rolled files kept; -1 (default) keeps all.
+    #[serde(default)]
+    pub http_access_log_rotate_count: Option<i64>,
+    /// The access log of an `h2` router; as `httpAccessLog`.
+    #[serde(default, rename = "h2AccessLog")]
+    pub h2_access_log: Option<String>,
+    /// As `httpAccessLogRollPolicy`.
+    #[serde(default, rename = "h2AccessLogRollPolicy")]
+    pub h2_access_log_roll_policy: Option<String>,
+    /// As `httpAccessLogAppend`.
+    #[serde(default, rename = "h2AccessLogAppend")]
+    pub h2_access_log_append: Option<bool>,
+    /// As `httpAccessLogRotateCount`.
+    #[serde(default, rename = "h2AccessLogRotateCount")]
+    pub h2_access_log_rotate_count: Option<i64>,
 }
 
 impl RouterConfig {
@@ -175,6 +203,8 @@ pub struct RouterSpec {
     pub bind_limits: BindLimits,
     /// Size limits of the dtab headers.
     pub dtab_header_limits: DtabHeaderLimits,
+    /// The access log, when one is configured.
+    pub access_log: Option<AccessLogSettings>,
 }
 
 impl Config {
@@ -205,6 +235,9 @@ impl Config {
                 ));
             }
         }
+        crate::access_log::settings::check_distinct_paths(
+            specs.iter().filter_map(|s| s.access_log.as_ref()),
+        )?;
         Ok(specs)
     }
 }
@@ -270,9 +303,18 @@ impl RouterConfig {
         };
         let cache = self.binding_cache.as_ref();
         let ms = Duration::from_millis;
+        let label = self.label.clone().unwrap_or_else(|| self.protocol.clone());
+        let access_log = crate::access_log::settings::from_keys(
+            &at,
+            &label,
+            protocol,
+            self.access_log_keys(Protocol::Http),
+            self.access_log_keys(Protocol::H2),
+        )?;
         Ok(RouterSpec {
             index,
-            label: self.label.clone().unwrap_or_else(|| self.protocol.clone()),
+            label,
+            access_log,
             protocol,
             dtab,
             dst_prefix,
@@ -298,6 +340,24 @@ impl RouterConfig {
                 .as_ref()
                 .map_or_else(DtabHeaderLimits::default, DtabHeaderLimitsConfig::limits),
         })
+    }
+
+    /// The `httpAccessLog*` or `h2AccessLog*` keys as written.
+    fn access_log_keys(&self, protocol: Protocol) -> AccessLogKeys<'_> {
+        match protocol {
+            Protocol::Http => AccessLogKeys {
+                path: self.http_access_log.as_deref(),
+                roll_policy: self.http_access_log_roll_policy.as_deref(),
+                append: self.http_access_log_append,
+                rotate_count: self.http_access_log_rotate_count,
+            },
+            Protocol::H2 => AccessLogKeys {
+                path: self.h2_access_log.as_deref(),
+                roll_policy: self.h2_access_log_roll_policy.as_deref(),
+                append: self.h2_access_log_append,
+                rotate_count: self.h2_access_log_rotate_count,
+            },
+        }
     }
 }
 
@@ -443,6 +503,55 @@ mod tests {
         let plain = specs(ROUTER).unwrap().remove(0);
         let c = plain.services.for_path(&Path::read("/svc/c").unwrap());
         assert_eq!(c.classifier, Classifier::NonRetryable5xx);
+    }
+
+    #[test]
+    fn access_log_keys_load_into_settings() {
+        let yaml = format!(
+            "{ROUTER}  label: web\n  httpAccessLog: logs/access.log\n  httpAccessLogRollPolicy: 3.megabytes\n  httpAccessLogAppend: false\n  httpAccessLogRotateCount: 4\n"
+        );
+        let log = specs(&yaml).unwrap().remove(0).access_log.unwrap();
+        assert_eq!(log.key, "routers[0].httpAccessLog");
+        assert_eq!(log.router, "web");
+        assert_eq!(log.path, std::path::Path::new("logs/access.log"));
+        assert_eq!(log.roll, crate::access_log::RollPolicy::MaxSize(3 << 20));
+        assert!(!log.append);
+        assert_eq!(log.rotate_count, Some(4));
+        assert!(specs(ROUTER).unwrap()[0].access_log.is_none());
+        let h2 = "routers:\n- protocol: h2\n  h2AccessLog: h2.log\n  h2AccessLogRollPolicy: weekly(2)\n  servers:\n  - port: 0\n";
+        let log = specs(h2).unwrap().remove(0).access_log.unwrap();
+        assert_eq!(log.roll, crate::access_log::RollPolicy::Weekly(2));
+        assert_eq!(log.protocol, Protocol::H2);
+    }
+
+    #[test]
+    fn bad_access_log_keys_name_the_file_the_key_and_the_line() {
+        let check = |yaml: &str| {
+            let source = namers::config::Source::new("linkerd.yaml", yaml);
+            let config: Config = source.parse().unwrap();
+            config.validate().map_err(|e| source.error(&e).to_string())
+        };
+        let err = check(&format!(
+            "{ROUTER}  httpAccessLog: a.log\n  httpAccessLogRollPolicy: fortnightly\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.starts_with("linkerd.yaml: routers[0].httpAccessLogRollPolicy: line 6: invalid roll policy \"fortnightly\""),
+            "{err}"
+        );
+        let err = check(&format!("{ROUTER}  h2AccessLog: a.log\n")).unwrap_err();
+        assert!(
+            err.starts_with("linkerd.yaml: routers[0].h2AccessLog: line 5: only h2 routers take h2AccessLog keys"),
+            "{err}"
+        );
+        let err = check(&format!(
+            "{ROUTER}  httpAccessLog: a.log\n- protocol: http\n  label: second\n  httpAccessLog: a.log\n  servers:\n  - port: 0\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("routers[1].httpAccessLog: line 8: a.log is the access log of routers[0].httpAccessLog already"),
+            "{err}"
+        );
     }
 
     #[test]

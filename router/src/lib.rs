@@ -6,8 +6,10 @@
 //! name) → [`service`] (the destination and its local dtab) → [`bind`] (the
 //! bound tree) → [`client`] (per bound id: the balancer) → [`endpoint`]
 //! (the connection). [`stack`] holds one configured router's stages and
-//! runs a request through them.
+//! runs a request through them. [`access_log`] writes Linkerd's access
+//! logs off the request path.
 
+pub mod access_log;
 pub mod admin;
 pub mod bind;
 pub mod body;

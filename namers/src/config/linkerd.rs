@@ -152,10 +152,6 @@ const KEYS: &[&str] = &[
     // routers.
     "routers.announcers",
     "routers.originator",
-    "routers.httpAccessLog",
-    "routers.httpAccessLogRollPolicy",
-    "routers.httpAccessLogAppend",
-    "routers.httpAccessLogRotateCount",
     "routers.streamAfterContentLengthKB",
     "routers.maxErrResponseKB",
     "routers.maxRequestKB",

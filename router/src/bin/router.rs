@@ -45,6 +45,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             println!("{}: ok", args.config.display());
             return Ok(());
         }
+        // Before anything listens: SIGHUP's default action ends the process.
+        reopen_access_logs_on_sighup();
         let running = router::server::start(&config, specs)
             .await
             .map_err(|e| namers::config::error_in(&args.config, &e))?;
@@ -72,6 +74,25 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
             .worker_threads(cpus)
             .enable_all()
             .build()
+    }
+}
+
+/// On each SIGHUP, reopens (or, under the `sighup` roll policy, rolls)
+/// every access log: what logrotate's `postrotate kill -HUP` expects.
+fn reopen_access_logs_on_sighup() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    let logs = router::access_log::reopen_all();
+                    tracing::info!(logs, "reopening access logs");
+                }
+            });
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot handle SIGHUP; access logs cannot be reopened")
+        }
     }
 }
 
