@@ -157,6 +157,12 @@ impl NamerdConfig {
     /// Checks the parts that need no I/O: interfaces, telemetry, namer kinds.
     pub fn validate(&self) -> Result<(), String> {
         self.http_controllers()?;
+        if self.admin.histogram_snapshot_interval_ms.is_some() {
+            return Err(
+                "admin.histogramSnapshotIntervalMs: namerd keeps no stats yet; only the router reads this key"
+                    .into(),
+            );
+        }
         if let Some(t) = self.telemetry.first() {
             let refused =
                 namers::config::linkerd::unknown_kind("telemetry[0]", "telemetry", &t.kind, &[]);

@@ -23,6 +23,7 @@ pub mod resolve;
 pub mod rewrite;
 pub mod serversets;
 pub mod system;
+pub mod telemetry;
 pub mod transform;
 pub mod zk_leader;
 

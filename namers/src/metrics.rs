@@ -69,6 +69,24 @@ impl Collector for NamerMetrics {
     }
 }
 
+/// The namers' counters in the metrics tree, Linkerd's way:
+/// `namer/<prefix without its leading slash>/<counter>`
+/// (`namer/#/io.l5d.consul/state_changes`).
+impl crate::telemetry::Source for NamerMetrics {
+    fn list(&self, root: &mut crate::telemetry::Scope<'_>) {
+        if root.is_rolling() {
+            return;
+        }
+        let mut namers = root.scope("namer");
+        for (prefix, namer) in &self.namers {
+            let mut scope = namers.scope(prefix.strip_prefix('/').unwrap_or(prefix));
+            for counter in namer.counters() {
+                scope.counter(counter.name, counter.value);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

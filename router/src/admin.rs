@@ -18,7 +18,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Telemeters};
 use crate::server::session::{self, Activity, SessionLimits, Watched};
 use crate::stack::RouterStack;
 
@@ -29,16 +29,25 @@ pub struct AdminState {
     pub routers: Vec<Arc<RouterStack>>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Where Prometheus text is served.
+    pub telemeters: Telemeters,
     /// Notified by `POST /admin/shutdown`.
     pub shutdown: Arc<Notify>,
 }
 
 /// The admin routes.
 pub fn routes(state: AdminState) -> Routes {
-    Routes::new()
+    let mut routes = Routes::new();
+    for (path, prefix) in state.telemeters.prometheus_paths() {
+        routes = routes.route(
+            &path,
+            get(move |State(state): State<AdminState>| async move { prometheus(&state, &prefix) }),
+        );
+    }
+    routes
         .route("/admin/ping", get(|| async { "pong" }))
         .route("/admin/ready", get(ready))
-        .route("/admin/metrics/prometheus", get(prometheus))
+        .route("/admin/metrics.json", get(metrics_json))
         .route("/logging.json", any(logging))
         .route("/admin/logging", any(logging))
         .route("/delegator.json", get(delegator))
@@ -104,14 +113,57 @@ pub async fn serve(listener: TcpListener, app: Routes, stop: impl Future<Output 
     stopping.closed().await;
 }
 
-async fn prometheus(State(state): State<AdminState>) -> impl IntoResponse {
+fn prometheus(state: &AdminState, prefix: &str) -> Response {
+    let text = namers::telemetry::prometheus::render(&state.metrics.entries(), prefix);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        text,
     )
+        .into_response()
+}
+
+/// `GET /admin/metrics.json`: flat keys, or with `tree=1` nested; `q=`
+/// keeps one subtree; `pretty=true` indents.
+async fn metrics_json(
+    State(state): State<AdminState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    use namers::telemetry::json;
+    let entries = state.metrics.entries();
+    let entries = match params.get("q") {
+        None => entries,
+        Some(q) => match json::subtree(&entries, q) {
+            Some(found) => found,
+            None => {
+                let error = serde_json::json!({"error": format!("No such subtree: {q}")});
+                return (
+                    StatusCode::NOT_FOUND,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    error.to_string(),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let on = |key: &str| {
+        params
+            .get(key)
+            .is_some_and(|v| matches!(v.as_str(), "1" | "true"))
+    };
+    let value = if on("tree") {
+        json::tree(&entries)
+    } else {
+        json::flat(&entries)
+    };
+    let body = if on("pretty") {
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    } else {
+        value.to_string()
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Every router's clients, by bound id, in Linkerd's shape (`state`,

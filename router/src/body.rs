@@ -29,6 +29,8 @@ pub struct LateClass {
     pub facts: RequestFacts,
     /// The answer's status.
     pub status: http::StatusCode,
+    /// The scopes still to count the answer's class in.
+    pub pending: crate::stats::PendingOutcome,
 }
 
 /// What a body fails with: hyper's errors, or the direct client's.
@@ -120,6 +122,7 @@ impl Body {
             .policy
             .classifier
             .classify_trailers(&late.facts, late.status, trailers);
+        late.pending.settle(class.is_success());
         lease.picked.record(if class.is_success() {
             Outcome::Success
         } else {

@@ -33,7 +33,8 @@ pub struct Config {
     pub namers: Vec<NamerConfig>,
     /// The routers; at least one.
     pub routers: Vec<RouterConfig>,
-    /// Metrics exporters (only the admin server's endpoints are built in).
+    /// Metrics exporters (`io.l5d.prometheus`; `/admin/metrics.json` is
+    /// always served).
     #[serde(default)]
     pub telemetry: Vec<KindConfig>,
     /// Linkerd's anonymous usage reporting; accepted and never sent.
@@ -213,13 +214,7 @@ impl Config {
         if self.routers.is_empty() {
             return Err("routers: at least one router is required".into());
         }
-        if let Some(t) = self.telemetry.first() {
-            let refused =
-                namers::config::linkerd::unknown_kind("telemetry[0]", "telemetry", &t.kind, &[]);
-            return Err(format!(
-                "{refused}none; metrics are served by the admin server at /admin/metrics/prometheus and /admin/metrics.json"
-            ));
-        }
+        crate::metrics::Telemeters::from_config(&self.telemetry)?;
         let mut labels = std::collections::HashSet::new();
         let specs = self
             .routers

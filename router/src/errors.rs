@@ -85,6 +85,25 @@ impl RouterError {
         }
     }
 
+    /// The `failures/<kind>` scope this failure is counted in.
+    pub(crate) fn failure_kind(&self) -> crate::stats::FailureKind {
+        use crate::stats::FailureKind;
+        match self {
+            RouterError::Unsent(_) => FailureKind::NotSent,
+            RouterError::Upstream(_) => FailureKind::Upstream,
+            RouterError::Timeout(_) | RouterError::BindingTimeout(_) => FailureKind::Timeout,
+            RouterError::NoEndpoints(_) | RouterError::BindingFailed(_) => FailureKind::NoEndpoints,
+            RouterError::Unidentified(_)
+            | RouterError::BadDtabHeader(_)
+            | RouterError::MaxCallDepth { .. }
+            | RouterError::BindingLimit(_)
+            | RouterError::Unavailable(_)
+            | RouterError::LineTooLong(_)
+            | RouterError::FieldsTooLarge(_)
+            | RouterError::AmbiguousRequest(_) => FailureKind::Refused,
+        }
+    }
+
     /// Whether the request never reached an upstream, so a retry elsewhere
     /// is safe (`l5d-retryable`).
     pub fn retryable(&self) -> bool {

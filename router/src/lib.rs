@@ -25,3 +25,4 @@ pub mod server;
 pub mod service;
 pub mod socket_read;
 pub mod stack;
+pub mod stats;

@@ -1,267 +1,164 @@
-//! Router metrics: requests by router and status, and latency, served by
-//! the admin server in Prometheus text form.
+//! What the admin server shows of the routers' and namers' figures: the
+//! metrics tree as `/admin/metrics.json`, and as Prometheus text at
+//! `/admin/metrics/prometheus` (or where an `io.l5d.prometheus`
+//! telemeter's `path` says, with its `prefix`).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use namers::config::KindConfig;
+use namers::telemetry::{self, Entry, Source};
+use serde_json::Value;
 
-use crate::client::ClientHealth;
+/// The Prometheus endpoint when no telemeter says otherwise.
+pub const DEFAULT_PROMETHEUS_PATH: &str = "/admin/metrics/prometheus";
 
-/// Labels of a served request.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    rt: String,
-    status: u16,
+/// The telemeter kinds a router config may list.
+pub const TELEMETERS: &[&str] = &["io.l5d.prometheus"];
+
+/// The `telemetry:` list, checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Telemeters {
+    /// Where Prometheus text is served, and the prefix of its names.
+    pub prometheus: Vec<PrometheusTelemeter>,
 }
 
-/// Labels of a router.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouterLabel {
-    rt: String,
+/// `{kind: io.l5d.prometheus, path, prefix}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusTelemeter {
+    /// The admin path (default `/admin/metrics/prometheus`).
+    #[serde(default = "default_prometheus_path")]
+    pub path: String,
+    /// Put before every name (default none; Linkerd's docs used
+    /// `linkerd_`).
+    #[serde(default)]
+    pub prefix: String,
+    /// Linkerd asked for it on some kinds; accepted.
+    #[serde(default)]
+    pub experimental: bool,
 }
 
-/// Labels of a retry that was not made.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NotRetriedLabels {
-    rt: String,
-    /// `budget` (the retry budget was spent, or the request's 25 retries),
-    /// `body` (the request's body or head could not be sent again) or
-    /// `deadline` (the pause would end past the request's deadline).
-    reason: &'static str,
+fn default_prometheus_path() -> String {
+    DEFAULT_PROMETHEUS_PATH.to_string()
 }
 
-/// The process's metrics registry.
+impl Telemeters {
+    /// Checks `telemetry:`; a Linkerd kind this build lacks is refused as
+    /// not supported yet.
+    pub fn from_config(list: &[KindConfig]) -> Result<Telemeters, String> {
+        let mut telemeters = Telemeters::default();
+        for (i, entry) in list.iter().enumerate() {
+            let at = format!("telemetry[{i}]");
+            match entry.kind.as_str() {
+                "io.l5d.prometheus" => {
+                    let params = Value::Object(entry.params.clone());
+                    let telemeter: PrometheusTelemeter =
+                        serde_path_to_error::deserialize(params)
+                            .map_err(|e| format!("{at} (io.l5d.prometheus): {e}"))?;
+                    check_prometheus(&at, &telemeter)?;
+                    telemeters.prometheus.push(telemeter);
+                }
+                other => {
+                    return Err(namers::config::linkerd::unknown_kind(
+                        &at,
+                        "telemetry",
+                        other,
+                        TELEMETERS,
+                    ));
+                }
+            }
+        }
+        Ok(telemeters)
+    }
+
+    /// Every path Prometheus text is served at, with its prefix: the
+    /// default path always (without a prefix unless a telemeter there
+    /// sets one).
+    pub fn prometheus_paths(&self) -> Vec<(String, String)> {
+        let mut paths: Vec<(String, String)> = self
+            .prometheus
+            .iter()
+            .map(|t| (t.path.clone(), t.prefix.clone()))
+            .collect();
+        if !paths
+            .iter()
+            .any(|(path, _)| path == DEFAULT_PROMETHEUS_PATH)
+        {
+            paths.push((DEFAULT_PROMETHEUS_PATH.to_string(), String::new()));
+        }
+        paths
+    }
+}
+
+fn check_prometheus(at: &str, telemeter: &PrometheusTelemeter) -> Result<(), String> {
+    if !telemeter.path.starts_with('/') || telemeter.path.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "{at} (io.l5d.prometheus): path: {:?} is not an absolute path such as /admin/metrics/prometheus",
+            telemeter.path
+        ));
+    }
+    let reserved = ["/admin/metrics.json", "/admin/ping", "/admin/ready"];
+    if reserved.contains(&telemeter.path.as_str()) {
+        return Err(format!(
+            "{at} (io.l5d.prometheus): path: {} is another admin endpoint",
+            telemeter.path
+        ));
+    }
+    let valid_start = telemeter
+        .prefix
+        .chars()
+        .next()
+        .is_none_or(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
+    let valid = telemeter
+        .prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if !(valid_start && valid) {
+        return Err(format!(
+            "{at} (io.l5d.prometheus): prefix: {:?} cannot start a Prometheus metric name (letters, digits, `_` and `:`, not starting with a digit)",
+            telemeter.prefix
+        ));
+    }
+    Ok(())
+}
+
+/// The figures the admin server shows.
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Mutex<Registry>>,
-    requests: Family<RequestLabels, Counter>,
-    latency: Family<RouterLabel, Histogram>,
-    retries: Family<RouterLabel, Counter>,
-    requeues: Family<RouterLabel, Counter>,
-    not_retried: Family<NotRetriedLabels, Counter>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("rt");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouterLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0,
-            ])
-        });
-        registry.register(
-            "requests",
-            "Requests served, by router and status",
-            requests.clone(),
-        );
-        registry.register(
-            "request_latency_ms",
-            "Time to the response headers, in ms",
-            latency.clone(),
-        );
-        let retries = Family::<RouterLabel, Counter>::default();
-        registry.register(
-            "retries",
-            "Requests sent again after an answer or error the response classifier called retryable",
-            retries.clone(),
-        );
-        let requeues = Family::<RouterLabel, Counter>::default();
-        registry.register(
-            "requeues",
-            "Requests sent to another endpoint after a connection failure",
-            requeues.clone(),
-        );
-        let not_retried = Family::<NotRetriedLabels, Counter>::default();
-        registry.register(
-            "retries_not_made",
-            "Retryable failures that were not retried, by reason (budget, body, deadline)",
-            not_retried.clone(),
-        );
-        Metrics {
-            registry: Arc::new(Mutex::new(registry)),
-            requests,
-            latency,
-            retries,
-            requeues,
-            not_retried,
-        }
-    }
+    sources: Arc<Vec<Arc<dyn Source>>>,
+    /// How often stats are summarised.
+    pub interval: Duration,
 }
 
 impl Metrics {
-    /// Adds the counters of the configured `namers`
-    /// (`rt_namer_<counter>_total{namer="<prefix>"}`).
-    pub fn register_namers(&self, namers: &[(dtab::Path, Arc<dyn namers::Namer>)]) {
-        self.registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .register_collector(Box::new(namers::metrics::NamerMetrics::new(namers)));
-    }
-
-    /// Adds each router's clients' failure-accrual figures, read when
-    /// the metrics are asked for (`rt_client_*{rt, client}`).
-    pub fn register_clients(&self, routers: Vec<Arc<crate::stack::RouterStack>>) {
-        self.registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .register_collector(Box::new(ClientMetrics { routers }));
-    }
-
-    /// The metrics of one router.
-    pub fn router(&self, label: &str) -> RouterMetrics {
-        let ok = RequestLabels {
-            rt: label.to_string(),
-            status: 200,
-        };
-        let rt = RouterLabel {
-            rt: label.to_string(),
-        };
-        let not_retried = |reason| {
-            self.not_retried
-                .get_or_create(&NotRetriedLabels {
-                    rt: label.to_string(),
-                    reason,
-                })
-                .clone()
-        };
-        RouterMetrics {
-            ok: self.requests.get_or_create(&ok).clone(),
-            latency: self.latency.get_or_create(&rt).clone(),
-            retries: self.retries.get_or_create(&rt).clone(),
-            requeues: self.requeues.get_or_create(&rt).clone(),
-            over_budget: not_retried("budget"),
-            body_not_replayable: not_retried("body"),
-            past_deadline: not_retried("deadline"),
-            metrics: self.clone(),
-            label: label.to_string(),
+    /// The figures of `sources`, stats summarised every `interval`.
+    pub fn new(sources: Vec<Arc<dyn Source>>, interval: Duration) -> Metrics {
+        Metrics {
+            sources: Arc::new(sources),
+            interval,
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
+    /// Every figure now (stats: their last full interval).
+    pub fn entries(&self) -> Vec<Entry> {
+        telemetry::collect(&self.sources)
     }
-}
 
-/// One router's handle on the metrics.
-#[derive(Clone)]
-pub struct RouterMetrics {
-    metrics: Metrics,
-    label: String,
-    /// Handles looked up once, so the common case takes no lock and
-    /// allocates nothing per request.
-    ok: Counter,
-    latency: Histogram,
-    /// Retries made.
-    pub retries: Counter,
-    /// Requeues made.
-    pub requeues: Counter,
-    /// Retryable failures not retried: the budget was spent.
-    pub over_budget: Counter,
-    /// Retryable failures not retried: the body could not be sent again.
-    pub body_not_replayable: Counter,
-    /// Retryable failures not retried: the pause would end past the
-    /// request's deadline.
-    pub past_deadline: Counter,
-}
-
-impl RouterMetrics {
-    /// Records a served request.
-    pub fn record(&self, status: u16, elapsed: Duration) {
-        if status == 200 {
-            self.ok.inc();
-        } else {
-            let labels = RequestLabels {
-                rt: self.label.clone(),
-                status,
-            };
-            self.metrics.requests.get_or_create(&labels).inc();
-        }
-        self.latency.observe(elapsed.as_secs_f64() * 1000.0);
+    /// Ends every stat's interval.
+    pub fn roll(&self) {
+        telemetry::roll(&self.sources);
     }
-}
 
-/// One figure of a client's health.
-type HealthFigure = fn(&ClientHealth) -> u64;
-
-/// The clients' failure accrual, read from the routers at each scrape.
-struct ClientMetrics {
-    routers: Vec<Arc<crate::stack::RouterStack>>,
-}
-
-impl std::fmt::Debug for ClientMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientMetrics").finish_non_exhaustive()
-    }
-}
-
-impl Collector for ClientMetrics {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let clients: Vec<(&str, String, ClientHealth)> = self
-            .routers
-            .iter()
-            .flat_map(|router| {
-                router
-                    .client_health()
-                    .into_iter()
-                    .map(|(id, health)| (router.label(), id.show(), health))
-            })
-            .collect();
-        let counters: [(&str, &str, HealthFigure); 3] = [
-            (
-                "client_removals",
-                "Endpoints failure accrual took out",
-                |h| h.removals,
-            ),
-            (
-                "client_revivals",
-                "Endpoints a successful probe brought back",
-                |h| h.revivals,
-            ),
-            (
-                "client_probes",
-                "Requests let through to an endpoint after its backoff",
-                |h| h.probes,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (rt, client, health) in &clients {
-                let labels = [("rt", *rt), ("client", client.as_str())];
-                ConstCounter::new(value(health)).encode(family.encode_family(&labels)?)?;
-            }
+    /// Ends every stat's interval each `interval`, until dropped.
+    pub async fn roll_every_interval(self) {
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.interval, self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.roll();
         }
-        let mut family = encoder.encode_descriptor(
-            "client_endpoints",
-            "Endpoints of each client by failure-accrual state (live, dead, probing)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (rt, client, health) in &clients {
-            for (state, count) in [
-                ("live", health.live),
-                ("dead", health.dead),
-                ("probing", health.probing),
-            ] {
-                let labels = [("rt", *rt), ("client", client.as_str()), ("state", state)];
-                ConstGauge::new(count as i64).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -269,25 +166,42 @@ impl Collector for ClientMetrics {
 mod tests {
     use super::*;
 
+    fn parse(yaml: &str) -> Result<Telemeters, String> {
+        let list: Vec<KindConfig> = serde_json::from_str(yaml).unwrap();
+        Telemeters::from_config(&list)
+    }
+
     #[test]
-    fn every_status_is_counted_and_the_cached_handles_are_the_registered_ones() {
-        let metrics = Metrics::default();
-        let router = metrics.router("web");
-        router.record(200, Duration::from_millis(1));
-        router.record(200, Duration::from_millis(2));
-        router.record(502, Duration::from_millis(3));
-        let text = metrics.render();
-        assert!(
-            text.contains("rt_requests_total{rt=\"web\",status=\"200\"} 2"),
-            "{text}"
+    fn prometheus_takes_a_path_and_a_prefix() {
+        let telemeters =
+            parse(r#"[{"kind": "io.l5d.prometheus", "path": "/metrics", "prefix": "linkerd_"}]"#)
+                .unwrap();
+        assert_eq!(
+            telemeters.prometheus_paths(),
+            [
+                ("/metrics".to_string(), "linkerd_".to_string()),
+                (DEFAULT_PROMETHEUS_PATH.to_string(), String::new())
+            ]
         );
-        assert!(
-            text.contains("rt_requests_total{rt=\"web\",status=\"502\"} 1"),
-            "{text}"
+        let default = parse(r#"[{"kind": "io.l5d.prometheus"}]"#).unwrap();
+        assert_eq!(
+            default.prometheus_paths(),
+            [(DEFAULT_PROMETHEUS_PATH.to_string(), String::new())]
         );
+    }
+
+    #[test]
+    fn bad_telemeters_are_refused_with_the_key() {
+        let e = parse(r#"[{"kind": "io.l5d.prometheus", "prefix": "9x"}]"#).unwrap_err();
+        assert!(e.contains("telemetry[0]") && e.contains("prefix"), "{e}");
+        let e = parse(r#"[{"kind": "io.l5d.prometheus", "path": "metrics"}]"#).unwrap_err();
+        assert!(e.contains("path"), "{e}");
+        let e = parse(r#"[{"kind": "io.l5d.prometheus", "bogus": 1}]"#).unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+        let e = parse(r#"[{"kind": "io.l5d.prometheus"}, {"kind": "io.l5d.zipkin"}]"#).unwrap_err();
         assert!(
-            text.contains("rt_request_latency_ms_count{rt=\"web\"} 3"),
-            "{text}"
+            e.contains("telemetry[1]") && e.contains("not supported yet"),
+            "{e}"
         );
     }
 }

@@ -30,7 +30,6 @@ use crate::endpoint::{AttemptError, EndpointStage, Forwarded, Outgoing};
 use crate::errors::RouterError;
 use crate::identify::{Identifier, Protocol, identify_with};
 use crate::interpreter::RouterNaming;
-use crate::metrics::RouterMetrics;
 use crate::policy::backoff::BackoffSchedule;
 use crate::policy::classifier::{RequestFacts, ResponseClass};
 pub use crate::server::context::ServerSettings;
@@ -39,6 +38,7 @@ use crate::service::deadline;
 use crate::service::dtab_headers::forward_headers;
 use crate::service::replay::RequestBody;
 use crate::service::{DstTarget, local_dtab};
+use crate::stats::{ClientStats, FailureKind, PendingOutcome, RequestStats, ServerStats};
 
 /// One configured router (an entry of `routers:`), shared by its servers'
 /// connections.
@@ -48,7 +48,8 @@ pub struct RouterStack {
     bind: BindStage,
     clients: ClientStage,
     endpoints: EndpointStage,
-    metrics: RouterMetrics,
+    /// Its servers' figures, listed under `rt/<router>/server`.
+    servers: std::sync::Mutex<Vec<Arc<ServerStats>>>,
 }
 
 impl RouterStack {
@@ -57,7 +58,6 @@ impl RouterStack {
         spec: RouterSpec,
         identifiers: Vec<Box<dyn Identifier>>,
         naming: Arc<dyn RouterNaming>,
-        metrics: RouterMetrics,
         admin: SocketAddr,
     ) -> RouterStack {
         RouterStack {
@@ -66,8 +66,18 @@ impl RouterStack {
             endpoints: EndpointStage::new(&spec),
             spec,
             identifiers,
-            metrics,
+            servers: std::sync::Mutex::default(),
         }
+    }
+
+    /// The figures of the router's server configured at `ip:port`.
+    pub fn server_stats(&self, ip: std::net::IpAddr, port: u16) -> Arc<ServerStats> {
+        let stats = Arc::new(ServerStats::new(ip, port));
+        self.servers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(stats.clone());
+        stats
     }
 
     /// The router's label.
@@ -127,14 +137,10 @@ impl RouterStack {
                 error_response(&e)
             }
         };
-        self.record(response.status().as_u16(), started);
+        server
+            .stats
+            .record(response.status().as_u16(), started.elapsed());
         response
-    }
-
-    /// Counts a response with `status`, for a request that arrived at
-    /// `started`.
-    pub(crate) fn record(&self, status: u16, started: Instant) {
-        self.metrics.record(status, started.elapsed());
     }
 
     /// Whether this router speaks HTTP/1 to its endpoints.
@@ -167,12 +173,22 @@ impl RouterStack {
             .bind
             .bound_tree(&target, &local, started, binding_deadline)
             .await?;
-        let bound = self.bind.leaf(&dst.tree, &target, &local)?;
+        let bound = match self.bind.leaf(&dst.tree, &target, &local) {
+            Ok(bound) => bound,
+            Err(error) => {
+                let figures = &dst.service.stats.requests;
+                figures.request();
+                figures.failure(error.failure_kind());
+                figures.latency(started.elapsed());
+                return Err(error);
+            }
+        };
         // client
         let client = self.clients.client(bound, started);
         let headers = DstHeaders::new(dst.service_header, &client.value, bound);
         forward_headers(&mut parts.headers, &local);
         let service = &dst.service;
+        service.stats.requests.request();
         let deadline = deadline::apply(
             &mut parts.headers,
             tokio::time::Instant::from_std(started),
@@ -202,6 +218,7 @@ impl RouterStack {
             target: &target,
             bound,
             client: &client.value,
+            client_service: client.value.stats.for_service(&service.stats),
             service,
             facts: &facts,
             headers: &headers,
@@ -221,7 +238,10 @@ impl RouterStack {
         // Where the last attempt failed: the next one goes elsewhere when
         // the balancer offers another endpoint within a few picks.
         let mut failed_at = None;
-        loop {
+        // The attempts end here with the request's outcome (`Ok(None)`:
+        // classified later, by the answer's trailers).
+        let outcome: Result<(Routed, Option<bool>), RouterError> = 'attempts: loop {
+            let attempt_started = Instant::now();
             let pick = || {
                 attempts.stack.clients.pick(
                     attempts.client,
@@ -230,15 +250,24 @@ impl RouterStack {
                     attempts.binding_deadline,
                 )
             };
-            let mut picked = pick().await?;
+            let mut picked = match pick().await {
+                Ok(picked) => picked,
+                Err(e) => break 'attempts Err(e),
+            };
             for _ in 0..AVOID_PICKS {
                 if failed_at != Some(picked.addr) {
                     break;
                 }
-                picked = pick().await?;
+                picked = match pick().await {
+                    Ok(picked) => picked,
+                    Err(e) => break 'attempts Err(e),
+                };
             }
             failed_at = Some(picked.addr);
-            let limit = attempts.attempt_limit()?;
+            let limit = match attempts.attempt_limit() {
+                Ok(limit) => limit,
+                Err(e) => break 'attempts Err(e),
+            };
             // A request that will not be sent again gives its head away (a
             // copy costs more than the rare take-back after a failed
             // connection). An h2 request keeps it while its body can be
@@ -275,6 +304,7 @@ impl RouterStack {
                             response.headers(),
                         ),
                     };
+                    attempts.count_answer(forwarded.status(), class.as_ref(), attempt_started);
                     if let Some(ResponseClass::Failure { retryable: true }) = class {
                         picked.record(Outcome::Failure);
                         if let Some(pause) =
@@ -303,10 +333,12 @@ impl RouterStack {
                             policy: attempts.service.policy.clone(),
                             facts: attempts.facts.clone(),
                             status: forwarded.status(),
+                            pending: attempts.pending_outcome(),
                         })),
                     };
                     let header = class.as_ref().map(ResponseClass::header_value);
-                    return Ok(forwarded.into_routed(picked, header, late));
+                    let success = class.as_ref().map(ResponseClass::is_success);
+                    break 'attempts Ok((forwarded.into_routed(picked, header, late), success));
                 }
                 Err(AttemptError::NotSent {
                     error,
@@ -325,13 +357,15 @@ impl RouterStack {
                         && attempts.client.requeues.try_withdraw()
                     {
                         requeues += 1;
-                        attempts.stack.metrics.requeues.inc();
+                        attempts.client.stats.requeues.incr();
                         continue;
                     }
+                    attempts.count_error(&error, attempt_started);
                     (error, None)
                 }
                 Err(AttemptError::Failed { error, kind }) => {
                     picked.record(Outcome::Failure);
+                    attempts.count_error(&error, attempt_started);
                     (error, Some(classifier.classify_error(attempts.facts, kind)))
                 }
                 // The router's own pool was full: not the endpoint's fault,
@@ -345,7 +379,25 @@ impl RouterStack {
                 pause_before_retry(pause).await;
                 continue;
             }
-            return Err(error);
+            break 'attempts Err(error);
+        };
+        // The request's own figures, whatever its attempts were.
+        let figures = &service.stats;
+        figures.retried(retries);
+        figures.requests.latency(started.elapsed());
+        match outcome {
+            Ok((routed, success)) => {
+                match success {
+                    Some(true) => figures.requests.success(),
+                    Some(false) => figures.requests.failure(FailureKind::Classified),
+                    None => {}
+                }
+                Ok(routed)
+            }
+            Err(error) => {
+                figures.requests.failure(error.failure_kind());
+                Err(error)
+            }
         }
     }
 }
@@ -367,6 +419,8 @@ struct Attempts<'a> {
     target: &'a DstTarget,
     bound: &'a namers::Bound,
     client: &'a Client,
+    /// `rt/<router>/client/<id>/service/<path>`.
+    client_service: Arc<RequestStats>,
     service: &'a Service,
     facts: &'a RequestFacts,
     headers: &'a DstHeaders,
@@ -376,6 +430,48 @@ struct Attempts<'a> {
 }
 
 impl Attempts<'_> {
+    /// Counts an attempt that got an answer, in the client's scopes.
+    fn count_answer(
+        &self,
+        status: http::StatusCode,
+        class: Option<&ResponseClass>,
+        started: Instant,
+    ) {
+        let client: &ClientStats = &self.client.stats;
+        client.status.record(status.as_u16());
+        let elapsed = started.elapsed();
+        for stats in [&client.requests, &*self.client_service] {
+            stats.request();
+            stats.latency(elapsed);
+            match class {
+                Some(class) if class.is_success() => stats.success(),
+                Some(_) => stats.failure(FailureKind::Classified),
+                None => {}
+            }
+        }
+    }
+
+    /// Counts an attempt that ended without an answer.
+    fn count_error(&self, error: &RouterError, started: Instant) {
+        let client: &ClientStats = &self.client.stats;
+        client.status.error();
+        let elapsed = started.elapsed();
+        for stats in [&client.requests, &*self.client_service] {
+            stats.request();
+            stats.latency(elapsed);
+            stats.failure(error.failure_kind());
+        }
+    }
+
+    /// The scopes an answer classified by its trailers is counted in.
+    fn pending_outcome(&self) -> PendingOutcome {
+        PendingOutcome {
+            service: self.service.stats.clone(),
+            client: self.client.stats.clone(),
+            client_service: self.client_service.clone(),
+        }
+    }
+
     /// The time limit of the next attempt: the client's
     /// `requestAttemptTimeoutMs` within what is left of the request's
     /// deadline.
@@ -405,13 +501,13 @@ impl Attempts<'_> {
         retries: &mut u32,
         backoff: &mut Option<BackoffSchedule>,
     ) -> Option<Duration> {
-        let metrics = &self.stack.metrics;
+        let figures = &self.service.stats;
         if !body.replayable() || !outgoing.is_available() {
-            metrics.body_not_replayable.inc();
+            figures.body_not_replayable.incr();
             return None;
         }
         if *retries >= MAX_RETRIES {
-            metrics.over_budget.inc();
+            figures.budget_exhausted.incr();
             return None;
         }
         let pause = backoff
@@ -420,15 +516,14 @@ impl Attempts<'_> {
         if let Some(deadline) = self.deadline
             && tokio::time::Instant::now() + pause >= deadline
         {
-            metrics.past_deadline.inc();
+            figures.past_deadline.incr();
             return None;
         }
         if !self.service.retries.try_withdraw() {
-            metrics.over_budget.inc();
+            figures.budget_exhausted.incr();
             return None;
         }
         *retries += 1;
-        metrics.retries.inc();
         Some(pause)
     }
 }
@@ -437,6 +532,26 @@ impl Attempts<'_> {
 async fn pause_before_retry(pause: Duration) {
     if !pause.is_zero() {
         tokio::time::sleep(pause).await;
+    }
+}
+
+/// The router's figures: `rt/<label>/server/...`, `rt/<label>/service/...`
+/// and `rt/<label>/client/...`.
+impl namers::telemetry::Source for RouterStack {
+    fn list(&self, root: &mut namers::telemetry::Scope<'_>) {
+        let mut rt = root.scope("rt");
+        let mut router = rt.scope(&self.spec.label);
+        let servers: Vec<Arc<ServerStats>> = self
+            .servers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut scope = router.scope("server");
+        for server in servers {
+            server.list(&mut scope);
+        }
+        self.bind.list_services(&mut router.scope("service"));
+        self.clients.list_clients(&mut router.scope("client"));
     }
 }
 

@@ -202,12 +202,13 @@ async fn retries_stay_within_the_budget_when_every_endpoint_fails() {
     }
     let sent: usize = backends.iter().map(StatusBackend::requests).sum();
     let metrics = admin_text(&client, router.admin, "/admin/metrics/prometheus").await;
-    let retries = metric(&metrics, "rt_retries_total{rt=\"http\"}");
+    let web = "rt=\"http\",service=\"svc/web\"";
+    let retries = metric(&metrics, &format!("rt:service:retries:total{{{web}}}"));
     assert_eq!(retries as usize, sent - 200, "{metrics}");
     assert!(
         metric(
             &metrics,
-            "rt_retries_not_made_total{rt=\"http\",reason=\"budget\"}"
+            &format!("rt:service:retries:budget_exhausted{{{web}}}")
         ) > 0.0
     );
     // 200 requests and at most half as many retries; no storm.
@@ -256,22 +257,22 @@ async fn failure_accrual_takes_a_failing_endpoint_out_then_probes_it_once() {
     assert_eq!(bad_state["state"], "dead", "{web}");
     assert!(bad_state["deadForMs"].as_u64().unwrap() <= 1500);
     let metrics = admin_text(&client, router.admin, "/admin/metrics/prometheus").await;
-    let web = "rt=\"http\",client=\"/#/io.l5d.fs/web\"";
-    assert_eq!(
-        metric(&metrics, &format!("rt_client_removals_total{{{web}}}")),
-        1.0
-    );
+    let web = "rt=\"http\",client=\"#/io.l5d.fs/web\"";
     assert_eq!(
         metric(
             &metrics,
-            &format!("rt_client_endpoints{{{web},state=\"dead\"}}")
+            &format!("rt:client:failure_accrual:removals{{{web}}}")
         ),
         1.0
     );
     assert_eq!(
+        metric(&metrics, &format!("rt:client:loadbalancer:size{{{web}}}")),
+        2.0
+    );
+    assert_eq!(
         metric(
             &metrics,
-            &format!("rt_client_endpoints{{{web},state=\"live\"}}")
+            &format!("rt:client:loadbalancer:available{{{web}}}")
         ),
         1.0
     );
@@ -655,7 +656,7 @@ async fn retries_pause_for_their_backoff_and_stop_at_the_deadline() {
     assert_eq!(
         metric(
             &metrics,
-            "rt_retries_not_made_total{rt=\"http\",reason=\"deadline\"}"
+            "rt:service:retries:past_deadline{rt=\"http\",service=\"svc/web\"}"
         ),
         1.0
     );

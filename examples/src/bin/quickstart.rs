@@ -1,13 +1,14 @@
 //! The quickstart: namerd on its embedded store, a router that asks namerd
 //! for its routes, and two versions of a demo service behind a 90/10 split.
 //!
-//! `cargo run --release -p examples --bin quickstart`
+//! `cargo run --release -p examples --bin quickstart [-- --log-format json]`
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use clap::Parser;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -23,14 +24,20 @@ const NAMERD_ADMIN_PORT: u16 = 9991;
 const DTAB: &str =
     "/svc => /#/io.l5d.fs;\n/svc/web => 9 * /#/io.l5d.fs/web-v1 & 1 * /#/io.l5d.fs/web-v2;\n";
 
+/// namerd, a router and two demo backends on this machine.
+#[derive(Parser)]
+struct Args {
+    /// How log lines are written to stderr: `text` (coloured only on a
+    /// terminal) or `json` (one object a line), as for `router` and `namerd`.
+    #[arg(long, env = namers::logging::FORMAT_ENV, default_value = "text",
+          value_parser = namers::logging::LogFormat::parse)]
+    log_format: namers::logging::LogFormat,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let format = std::env::var(namers::logging::FORMAT_ENV)
-        .map_or(Ok(namers::logging::LogFormat::Text), |f| {
-            namers::logging::LogFormat::parse(&f)
-        })
-        .map_err(anyhow::Error::msg)?;
-    namers::logging::init(format, "warn");
+    let args = Args::parse();
+    namers::logging::init(args.log_format, "warn");
     let work = std::env::current_dir()?.join("quickstart-data");
     std::fs::create_dir_all(work.join("disco")).context("creating quickstart-data/")?;
 

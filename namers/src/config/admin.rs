@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-/// `admin: {ip, port, shutdownGraceMs}`.
+/// `admin: {ip, port, shutdownGraceMs, histogramSnapshotIntervalMs}`.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdminConfig {
@@ -18,6 +18,11 @@ pub struct AdminConfig {
     /// How long requests in flight get to finish when the program stops.
     #[serde(default)]
     pub shutdown_grace_ms: Option<u64>,
+    /// How often stats (latency histograms) are summarised for the metrics
+    /// endpoints, in ms (default 60000). Linkerd set it with the
+    /// `histogramSnapshotInterval` flag; a key of our own here.
+    #[serde(default)]
+    pub histogram_snapshot_interval_ms: Option<std::num::NonZeroU64>,
 }
 
 impl AdminConfig {
@@ -27,6 +32,14 @@ impl AdminConfig {
             self.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             self.port.unwrap_or(default_port),
         )
+    }
+
+    /// How often stats are summarised.
+    pub fn histogram_snapshot_interval(&self) -> Duration {
+        self.histogram_snapshot_interval_ms
+            .map_or(crate::telemetry::DEFAULT_SNAPSHOT_INTERVAL, |ms| {
+                Duration::from_millis(ms.get())
+            })
     }
 
     /// The shutdown grace period, `default` unless set.

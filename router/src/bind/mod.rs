@@ -19,6 +19,7 @@ use crate::config::ServicePolicies;
 use crate::errors::RouterError;
 use crate::interpreter::RouterNaming;
 use crate::service::{DstTarget, Service};
+use crate::stats::{Registry, ServiceStats};
 use cache::Cache;
 
 /// A destination's bound tree, as the binding last published it.
@@ -29,6 +30,9 @@ pub(crate) type BoundTree = Arc<Activity<NameTree<Bound>>>;
 pub(crate) struct BindStage {
     bindings: Cache<DstTarget, NameBinding>,
     services: ServicePolicies,
+    /// The services' figures, by path: shared by the bindings of one path
+    /// with different local dtabs, and gone with the last of them.
+    service_stats: Registry<ServiceStats>,
     naming: Arc<dyn RouterNaming>,
     base: Dtab,
     timeout: Duration,
@@ -63,6 +67,7 @@ impl BindStage {
         BindStage {
             bindings: Cache::new(spec.paths_capacity, spec.idle_ttl),
             services: spec.services.clone(),
+            service_stats: Registry::default(),
             naming,
             base: spec.dtab.clone(),
             timeout: spec.binding_timeout,
@@ -74,6 +79,13 @@ impl BindStage {
     /// The interpreter.
     pub(crate) fn naming(&self) -> &Arc<dyn RouterNaming> {
         &self.naming
+    }
+
+    /// Lists every service's figures under `rt/<router>/service`.
+    pub(crate) fn list_services(&self, services: &mut namers::telemetry::Scope<'_>) {
+        for (_, stats) in self.service_stats.live() {
+            stats.list(services);
+        }
     }
 
     /// Drops bindings unused for the idle TTL.
@@ -100,15 +112,19 @@ impl BindStage {
             NameBinding {
                 binding: self.naming.bind(&dtab, name),
                 service_header: HeaderValue::try_from(name.show()).ok(),
-                service: Arc::new(Service::new(self.services.for_path(name))),
+                service: Arc::new(Service::new(
+                    self.services.for_path(name),
+                    self.service_stats
+                        .get_or_make(&namers::telemetry::segment_of(name), ServiceStats::new),
+                )),
             }
         });
         let mut binding = entry.value.binding.clone();
-        loop {
+        let outcome = loop {
             let state = binding.load();
             match &*state {
                 Activity::Ok(_) => {
-                    return Ok(BoundDst {
+                    break Ok(BoundDst {
                         tree: state,
                         service_header: entry.value.service_header.clone(),
                         service: entry.value.service.clone(),
@@ -117,18 +133,18 @@ impl BindStage {
                 // The client's own dtab asks for too much: its fault, and
                 // it would fail again.
                 Activity::Failed(e @ NamingError::OverBudget { .. }) if !local.is_empty() => {
-                    return Err(RouterError::BindingLimit(format!(
+                    break Err(RouterError::BindingLimit(format!(
                         "{e}, with the request's l5d-dtab / l5d-ctx-dtab"
                     )));
                 }
                 // namerd's own words already say why.
                 Activity::Failed(NamingError::Refused(why)) if !local.is_empty() => {
-                    return Err(RouterError::BindingLimit(format!(
+                    break Err(RouterError::BindingLimit(format!(
                         "namerd refused the request's l5d-dtab / l5d-ctx-dtab: {why}"
                     )));
                 }
                 Activity::Failed(e) => {
-                    return Err(RouterError::BindingFailed(format!(
+                    break Err(RouterError::BindingFailed(format!(
                         "binding {} failed: {e}",
                         name.show()
                     )));
@@ -139,13 +155,21 @@ impl BindStage {
                 .await
                 .is_err()
             {
-                return Err(RouterError::BindingTimeout(format!(
+                break Err(RouterError::BindingTimeout(format!(
                     "binding {} timed out after {:?}",
                     name.show(),
                     self.timeout
                 )));
             }
+        };
+        // A name that does not bind is still a request of its service.
+        if let Err(error) = &outcome {
+            let figures = &entry.value.service.stats.requests;
+            figures.request();
+            figures.failure(error.failure_kind());
+            figures.latency(started.elapsed());
         }
+        outcome
     }
 
     /// The bound name this request goes to: a union branch picked by

@@ -52,29 +52,38 @@ impl ClientStage {
         self.clients.expire_idle();
     }
 
+    /// Lists every client's figures under `rt/<router>/client`: its
+    /// requests, its balancer's endpoints and its failure accrual.
+    pub(crate) fn list_clients(&self, clients: &mut namers::telemetry::Scope<'_>) {
+        let now = tokio::time::Instant::now();
+        for (id, entry) in self.clients.values() {
+            let client = &entry.value;
+            let mut scope = clients.scope(&namers::telemetry::segment_of(&id));
+            client.stats.list(&mut scope);
+            if scope.is_rolling() {
+                continue;
+            }
+            let health = client.health(now);
+            #[allow(clippy::cast_precision_loss)]
+            {
+                let size = (health.live + health.dead + health.probing) as f64;
+                scope.gauge("loadbalancer/size", size);
+                scope.gauge("loadbalancer/available", health.live as f64);
+                scope.gauge("available", health.live as f64);
+            }
+            scope.counter("failure_accrual/removals", health.removals);
+            scope.counter("failure_accrual/revivals", health.revivals);
+            scope.counter("failure_accrual/probes", health.probes);
+        }
+    }
+
     /// Every client's failure-accrual figures, for the metrics.
     pub(crate) fn health(&self) -> Vec<(Path, ClientHealth)> {
         let now = tokio::time::Instant::now();
         self.clients
             .values()
             .into_iter()
-            .map(|(id, entry)| {
-                let balancer = &entry.value.balancer;
-                let mut health = ClientHealth {
-                    removals: balancer.removals(),
-                    revivals: balancer.revivals(),
-                    probes: balancer.probes(),
-                    ..ClientHealth::default()
-                };
-                for endpoint in balancer.endpoints() {
-                    *match endpoint.state {
-                        balance::HealthState::Live => &mut health.live,
-                        balance::HealthState::Dead { until } if until > now => &mut health.dead,
-                        _ => &mut health.probing,
-                    } += 1;
-                }
-                (id, health)
-            })
+            .map(|(id, entry)| (id, entry.value.health(now)))
             .collect()
     }
 
@@ -159,6 +168,8 @@ pub(crate) struct Client {
     pub(crate) requeues: RetryBudget,
     /// The id as `l5d-dst-client` carries it, printed once.
     client_header: Option<HeaderValue>,
+    /// `rt/<router>/client/<id>`.
+    pub(crate) stats: Arc<crate::stats::ClientStats>,
     /// The last residual path sent as `l5d-dst-residual`, and its value:
     /// requests for one client usually share their residual.
     last_residual: arc_swap::ArcSwapOption<(Path, HeaderValue)>,
@@ -175,8 +186,28 @@ impl Client {
             requeues: RetryBudget::new(&policy.requeue_budget),
             policy,
             client_header: HeaderValue::try_from(bound.id.show()).ok(),
+            stats: Arc::default(),
             last_residual: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    /// Its endpoints by failure-accrual state, and what accrual has done.
+    fn health(&self, now: tokio::time::Instant) -> ClientHealth {
+        let balancer = &self.balancer;
+        let mut health = ClientHealth {
+            removals: balancer.removals(),
+            revivals: balancer.revivals(),
+            probes: balancer.probes(),
+            ..ClientHealth::default()
+        };
+        for endpoint in balancer.endpoints() {
+            *match endpoint.state {
+                balance::HealthState::Live => &mut health.live,
+                balance::HealthState::Dead { until } if until > now => &mut health.dead,
+                _ => &mut health.probing,
+            } += 1;
+        }
+        health
     }
 
     /// Linkerd's `/client_state.json` entry (`state`, `addresses`), and

@@ -13,6 +13,8 @@ pub struct ServerSettings {
     pub clear_context: bool,
     /// Most `Via` hops accepted.
     pub max_call_depth: usize,
+    /// `rt/<router>/server/<ip>/<port>`.
+    pub stats: std::sync::Arc<crate::stats::ServerStats>,
 }
 
 impl ServerSettings {

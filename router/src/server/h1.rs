@@ -175,7 +175,10 @@ async fn refuse(served: &Served, refusal: Refusal, mut stream: TcpStream, out: &
     let error = refusal.error();
     tracing::debug!(router = %served.router.label(), error = %error, "request head refused");
     let (parts, body) = error_response(&error).into_parts();
-    served.router.record(parts.status.as_u16(), started);
+    served
+        .settings
+        .stats
+        .record(parts.status.as_u16(), started.elapsed());
     if let Ok(true) = write_response(&mut stream, out, Head::Parts(parts), body, false, true).await
     {
         let _ = stream.shutdown().await;
@@ -420,7 +423,10 @@ async fn respond(
             (Head::Parts(parts), body)
         }
     };
-    router.record(head.status().as_u16(), started);
+    served
+        .settings
+        .stats
+        .record(head.status().as_u16(), started.elapsed());
     write_response(stream, out, head, body, head_only, request.close).await
 }
 

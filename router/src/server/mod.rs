@@ -101,8 +101,7 @@ fn identifiers_of(
 pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, String> {
     let inet = Arc::new(InetResolver::system().map_err(|e| format!("DNS: {e}"))?);
     let default = interpreter::default_interpreter(&config.namers, &inet)?;
-    let metrics = Metrics::default();
-    metrics.register_namers(default.namers());
+    let telemeters = crate::metrics::Telemeters::from_config(&config.telemetry)?;
     let shutdown = Arc::new(Notify::new());
     let stop_accepting = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
@@ -126,13 +125,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
                 .map_err(|e| format!("{at}.{e}"))?;
         let label = spec.label.clone();
         let protocol = spec.protocol;
-        let router = Arc::new(RouterStack::new(
-            spec,
-            identifiers,
-            naming,
-            metrics.router(&label),
-            admin_addr,
-        ));
+        let router = Arc::new(RouterStack::new(spec, identifiers, naming, admin_addr));
         routers.push(router.clone());
         for (i, server) in router_config.servers.iter().enumerate() {
             let addr = server.addr(protocol);
@@ -146,6 +139,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
             let settings = ServerSettings {
                 clear_context: server.clear_context,
                 max_call_depth: server.max_call_depth.unwrap_or(DEFAULT_MAX_CALL_DEPTH),
+                stats: router.server_stats(addr.ip(), addr.port()),
             };
             let limit = server
                 .max_concurrent_requests
@@ -176,10 +170,19 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         });
     }
 
-    metrics.register_clients(routers.clone());
+    let mut sources: Vec<Arc<dyn namers::telemetry::Source>> = routers
+        .iter()
+        .map(|r| r.clone() as Arc<dyn namers::telemetry::Source>)
+        .collect();
+    sources.push(Arc::new(namers::metrics::NamerMetrics::new(
+        default.namers(),
+    )));
+    let metrics = Metrics::new(sources, config.admin.histogram_snapshot_interval());
+    background.spawn(metrics.clone().roll_every_interval());
     let admin_app = admin::routes(AdminState {
         routers,
         metrics,
+        telemeters,
         shutdown: shutdown.clone(),
     });
     let stop = stop_accepting.clone().notified_owned();
@@ -250,6 +253,7 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
+        let open = served.settings.stats.connection();
         if router.is_http1() {
             let hyper = hyper.clone();
             let stopping = stopping_rx.clone();
@@ -257,12 +261,11 @@ async fn accept_loop(
                 let accepted = prefixed.accepted();
                 hyper.serve(prefixed, accepted, stopping).await;
             };
-            tokio::spawn(h1::serve(
-                stream,
-                served.clone(),
-                stopping_rx.clone(),
-                fallback,
-            ));
+            let serving = h1::serve(stream, served.clone(), stopping_rx.clone(), fallback);
+            tokio::spawn(async move {
+                serving.await;
+                drop(open);
+            });
             continue;
         }
         let hyper = hyper.clone();
@@ -271,6 +274,7 @@ async fn accept_loop(
             hyper
                 .serve(stream, tokio::time::Instant::now(), stopping)
                 .await;
+            drop(open);
         });
     }
     // Close the socket now, so new connections are refused rather than
@@ -365,12 +369,16 @@ fn hyper_service(
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
-                router.record(response.status().as_u16(), started);
+                settings
+                    .stats
+                    .record(response.status().as_u16(), started.elapsed());
                 response
             } else if let Some(Err(_)) = permit {
                 let e = RouterError::Unavailable("too many concurrent requests".into());
                 let response = error_response(&e);
-                router.record(response.status().as_u16(), started);
+                settings
+                    .stats
+                    .record(response.status().as_u16(), started.elapsed());
                 response
             } else {
                 if let Some(Ok(permit)) = permit {

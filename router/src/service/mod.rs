@@ -23,13 +23,19 @@ pub(crate) struct Service {
     pub(crate) policy: Arc<ServicePolicy>,
     /// What retries may still be made.
     pub(crate) retries: RetryBudget,
+    /// `rt/<router>/service/<path>`.
+    pub(crate) stats: Arc<crate::stats::ServiceStats>,
 }
 
 impl Service {
-    pub(crate) fn new(policy: Arc<ServicePolicy>) -> Service {
+    pub(crate) fn new(
+        policy: Arc<ServicePolicy>,
+        stats: Arc<crate::stats::ServiceStats>,
+    ) -> Service {
         Service {
             retries: RetryBudget::new(&policy.budget),
             policy,
+            stats,
         }
     }
 }

@@ -168,14 +168,14 @@ pub async fn start_scripted_router(yaml: &str, naming: Arc<dyn RouterNaming>) ->
         .expect("one router");
     let identifiers =
         ::router::identify::build_identifiers(&[], &spec.dst_prefix, spec.protocol).expect("ids");
-    let metrics = ::router::metrics::Metrics::default().router(&spec.label);
     let admin: SocketAddr = ([127, 0, 0, 1], 9).into();
-    let router = Arc::new(RouterStack::new(spec, identifiers, naming, metrics, admin));
+    let router = Arc::new(RouterStack::new(spec, identifiers, naming, admin));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind router");
     let addr = listener.local_addr().expect("router address");
     let settings = Arc::new(ServerSettings {
         clear_context: false,
         max_call_depth: ::router::server::DEFAULT_MAX_CALL_DEPTH,
+        stats: router.server_stats(addr.ip(), addr.port()),
     });
     let task = tokio::spawn(async move {
         loop {

@@ -1,0 +1,243 @@
+//! Metrics in Linkerd's shape: a tree of scopes (`rt/web/service/svc/web`)
+//! holding counters, gauges and stats (histograms), and the admin formats
+//! that show it: `/admin/metrics.json` (flat or as a tree) and Prometheus
+//! text with Linkerd's labels.
+//!
+//! A component keeps its figures in plain atomics ([`Counter`], [`Stat`])
+//! and lists them when asked, through a [`Scope`]. A stat's figures are
+//! served per interval (a minute by default, as Linkerd did): every
+//! interval the live histogram is summarised and emptied, and what the
+//! admin shows is the last full interval.
+
+mod histogram;
+pub mod json;
+pub mod prometheus;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+pub use histogram::{Histogram, Summary};
+
+/// How often stats are summarised unless configured otherwise.
+pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A count that only goes up.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn incr(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The count.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A histogram served per interval.
+#[derive(Debug, Default)]
+pub struct Stat {
+    live: Histogram,
+    last: Mutex<Option<Summary>>,
+}
+
+impl Stat {
+    /// Records one value.
+    pub fn add(&self, value: u64) {
+        self.live.record(value);
+    }
+
+    /// Ends the interval: what was recorded becomes what is served.
+    pub fn roll(&self) {
+        let summary = self.live.take();
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(summary);
+    }
+
+    /// The last full interval's summary; `None` before the first interval
+    /// ends.
+    pub fn last(&self) -> Option<Summary> {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One figure as the admin shows it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    /// A count that only goes up.
+    Counter(u64),
+    /// A figure read when asked (connections open, endpoints).
+    Gauge(f64),
+    /// A stat's last interval.
+    Stat(Summary),
+}
+
+/// One figure and where it is in the tree. A segment may hold slashes of
+/// its own (`svc/web`, `$/inet/127.1/8080`): it is one scope.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The scopes, then the figure's name split at its slashes.
+    pub path: Vec<String>,
+    /// The figure.
+    pub value: Value,
+}
+
+/// What a [`Scope`] is used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Listing the figures.
+    Read,
+    /// Ending the interval of every stat.
+    Roll,
+}
+
+/// A place in the tree that figures are listed under. Sources list their
+/// figures into it and open child scopes with [`Scope::scope`].
+pub struct Scope<'a> {
+    entries: &'a mut Vec<Entry>,
+    path: Vec<String>,
+    mode: Mode,
+}
+
+impl<'a> Scope<'a> {
+    /// The root scope, listing into `entries`.
+    pub fn root(entries: &'a mut Vec<Entry>) -> Scope<'a> {
+        Scope {
+            entries,
+            path: Vec::new(),
+            mode: Mode::Read,
+        }
+    }
+
+    /// A root scope that ends every stat's interval instead of listing.
+    pub fn rolling(entries: &'a mut Vec<Entry>) -> Scope<'a> {
+        Scope {
+            entries,
+            path: Vec::new(),
+            mode: Mode::Roll,
+        }
+    }
+
+    /// Whether this walk only rolls stats: sources may skip work that
+    /// lists nothing but gauges and counters.
+    pub fn is_rolling(&self) -> bool {
+        self.mode == Mode::Roll
+    }
+
+    /// A child scope: `segment` is one scope even with slashes in it.
+    pub fn scope(&mut self, segment: &str) -> Scope<'_> {
+        let mut path = self.path.clone();
+        path.push(segment.to_string());
+        Scope {
+            entries: self.entries,
+            path,
+            mode: self.mode,
+        }
+    }
+
+    /// A counter named `name` (`requests`, `status/200`).
+    pub fn counter(&mut self, name: &str, value: u64) {
+        self.push(name, Value::Counter(value));
+    }
+
+    /// A gauge named `name`.
+    pub fn gauge(&mut self, name: &str, value: f64) {
+        self.push(name, Value::Gauge(value));
+    }
+
+    /// A stat named `name`: its last interval when reading; when rolling,
+    /// its interval ends here.
+    pub fn stat(&mut self, name: &str, stat: &Stat) {
+        match self.mode {
+            Mode::Roll => stat.roll(),
+            Mode::Read => {
+                if let Some(summary) = stat.last() {
+                    self.push(name, Value::Stat(summary));
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, name: &str, value: Value) {
+        if self.mode == Mode::Roll {
+            return;
+        }
+        let mut path = self.path.clone();
+        path.extend(name.split('/').map(str::to_string));
+        self.entries.push(Entry { path, value });
+    }
+}
+
+/// Anything with figures to show: a router, a namer, namerd.
+pub trait Source: Send + Sync {
+    /// Lists the figures into `scope` (the root).
+    fn list(&self, scope: &mut Scope<'_>);
+}
+
+/// Every figure of `sources`.
+pub fn collect(sources: &[std::sync::Arc<dyn Source>]) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    let mut root = Scope::root(&mut entries);
+    for source in sources {
+        source.list(&mut root);
+    }
+    entries
+}
+
+/// Ends the interval of every stat of `sources`.
+pub fn roll(sources: &[std::sync::Arc<dyn Source>]) {
+    let mut entries = Vec::new();
+    let mut root = Scope::rolling(&mut entries);
+    for source in sources {
+        source.list(&mut root);
+    }
+}
+
+/// The scope segment of a path or id: its text without the leading slash,
+/// as Linkerd named scopes (`/svc/web` → `svc/web`).
+pub fn segment_of(path: &dtab::Path) -> String {
+    let shown = path.show();
+    shown.strip_prefix('/').unwrap_or(&shown).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_keep_slashed_segments_whole_and_split_names() {
+        let stat = Stat::default();
+        stat.add(4);
+        let mut entries = Vec::new();
+        let mut root = Scope::root(&mut entries);
+        let mut rt = root.scope("rt");
+        let mut web = rt.scope("web");
+        let mut client = web.scope("client");
+        let mut id = client.scope("$/inet/127.1/8080");
+        id.counter("status/200", 3);
+        id.stat("request_latency_ms", &stat);
+        assert_eq!(entries.len(), 1, "a stat shows only after its interval");
+        assert_eq!(
+            entries[0].path,
+            ["rt", "web", "client", "$/inet/127.1/8080", "status", "200"]
+        );
+        let mut none = Vec::new();
+        Scope::rolling(&mut none).stat("x", &stat);
+        assert!(none.is_empty());
+        assert_eq!(stat.last().map(|s| s.count), Some(1));
+    }
+
+    #[test]
+    fn a_path_segment_has_no_leading_slash() {
+        let path = dtab::Path::read("/#/io.l5d.fs/web").unwrap();
+        assert_eq!(segment_of(&path), "#/io.l5d.fs/web");
+    }
+}

@@ -1,0 +1,315 @@
+//! The router's figures, in Linkerd's scopes and names: per server
+//! (`rt/<router>/server/<ip>/<port>`), per service (the destination path,
+//! `rt/<router>/service/svc/web`), per client (the bound id,
+//! `rt/<router>/client/#/io.l5d.fs/web`) and per client and service.
+//!
+//! Every figure is an atomic owned by the scope's own object: a service's
+//! by its binding, a client's by its client, so a scope goes when the
+//! binding cache lets go of it. Recording takes no lock and allocates
+//! nothing.
+
+mod scopes;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use namers::telemetry::{Counter, Scope, Stat};
+
+pub(crate) use scopes::{ClientStats, ServiceStats};
+pub use scopes::{OpenConnection, PendingOutcome, ServerStats};
+
+/// Why a request or an attempt failed, as the `failures/<kind>` scope
+/// names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    /// An answer the response classifier called a failure (Linkerd's name
+    /// for it, which dashboards know).
+    Classified,
+    /// No connection could be had, or the endpoint refused the stream.
+    NotSent,
+    /// The endpoint failed after the request was sent.
+    Upstream,
+    /// A time limit passed.
+    Timeout,
+    /// The name had no endpoints, or binding failed.
+    NoEndpoints,
+    /// The router refused the request itself.
+    Refused,
+}
+
+impl FailureKind {
+    const ALL: [FailureKind; 6] = [
+        FailureKind::Classified,
+        FailureKind::NotSent,
+        FailureKind::Upstream,
+        FailureKind::Timeout,
+        FailureKind::NoEndpoints,
+        FailureKind::Refused,
+    ];
+
+    /// The scope name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            FailureKind::Classified => {
+                "com.twitter.finagle.service.ResponseClassificationSyntheticException"
+            }
+            FailureKind::NotSent => "not_sent",
+            FailureKind::Upstream => "upstream",
+            FailureKind::Timeout => "timeout",
+            FailureKind::NoEndpoints => "no_endpoints",
+            FailureKind::Refused => "refused",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// `requests`, `success`, `failures` (and by kind) and
+/// `request_latency_ms` of one scope.
+#[derive(Debug, Default)]
+pub(crate) struct RequestStats {
+    requests: Counter,
+    success: Counter,
+    failures: Counter,
+    failure_kinds: [Counter; FailureKind::ALL.len()],
+    latency: Stat,
+}
+
+impl RequestStats {
+    /// A request (or attempt) started.
+    pub(crate) fn request(&self) {
+        self.requests.incr();
+    }
+
+    /// It succeeded.
+    pub(crate) fn success(&self) {
+        self.success.incr();
+    }
+
+    /// It failed, for a reason not known here (a server sees only the
+    /// answer's status).
+    pub(crate) fn failure_unexplained(&self) {
+        self.failures.incr();
+    }
+
+    /// It failed.
+    pub(crate) fn failure(&self, kind: FailureKind) {
+        self.failures.incr();
+        self.failure_kinds[kind.index()].incr();
+    }
+
+    /// Its answer's head came after `elapsed`.
+    pub(crate) fn latency(&self, elapsed: Duration) {
+        self.latency
+            .add(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    }
+
+    pub(crate) fn list(&self, scope: &mut Scope<'_>) {
+        scope.counter("requests", self.requests.get());
+        scope.counter("success", self.success.get());
+        scope.counter("failures", self.failures.get());
+        for kind in FailureKind::ALL {
+            let count = self.failure_kinds[kind.index()].get();
+            if count > 0 {
+                scope.counter(&format!("failures/{}", kind.name()), count);
+            }
+        }
+        scope.stat("request_latency_ms", &self.latency);
+    }
+}
+
+/// `status/<code>`, `status/<N>XX` and `status/error` of one scope.
+#[derive(Debug, Default)]
+pub(crate) struct StatusCounts {
+    classes: [Counter; 5],
+    /// The first few codes seen, each with its count; others go to
+    /// `overflow`.
+    codes: [(AtomicU16, Counter); 8],
+    overflow: Mutex<HashMap<u16, u64>>,
+    errors: Counter,
+}
+
+impl StatusCounts {
+    /// Counts an answer with `code`.
+    pub(crate) fn record(&self, code: u16) {
+        if let Some(class) = (code / 100).checked_sub(1).filter(|c| *c < 5) {
+            self.classes[usize::from(class)].incr();
+        }
+        for (slot, count) in &self.codes {
+            let held = slot.load(Ordering::Relaxed);
+            if held == code {
+                count.incr();
+                return;
+            }
+            if held == 0 {
+                match slot.compare_exchange(0, code, Ordering::AcqRel, Ordering::Relaxed) {
+                    Ok(_) => {
+                        count.incr();
+                        return;
+                    }
+                    Err(winner) if winner == code => {
+                        count.incr();
+                        return;
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        *self
+            .overflow
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(code)
+            .or_default() += 1;
+    }
+
+    /// Counts an attempt that ended with no answer.
+    pub(crate) fn error(&self) {
+        self.errors.incr();
+    }
+
+    pub(crate) fn list(&self, scope: &mut Scope<'_>) {
+        for (i, count) in self.classes.iter().enumerate() {
+            scope.counter(&format!("status/{}XX", i + 1), count.get());
+        }
+        let mut codes: Vec<(u16, u64)> = self
+            .codes
+            .iter()
+            .map(|(slot, count)| (slot.load(Ordering::Relaxed), count.get()))
+            .filter(|(code, _)| *code != 0)
+            .collect();
+        codes.extend(
+            self.overflow
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|(code, count)| (*code, *count)),
+        );
+        codes.sort_unstable();
+        for (code, count) in codes {
+            scope.counter(&format!("status/{code}"), count);
+        }
+        let errors = self.errors.get();
+        if errors > 0 {
+            scope.counter("status/error", errors);
+        }
+    }
+}
+
+/// Scopes by name, held by whoever uses them: a scope nobody holds any
+/// more is forgotten at the next listing.
+#[derive(Debug)]
+pub(crate) struct Registry<T> {
+    scopes: Mutex<HashMap<Arc<str>, Weak<T>>>,
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Registry<T> {
+        Registry {
+            scopes: Mutex::default(),
+        }
+    }
+}
+
+impl<T> Registry<T> {
+    /// The scope named `name`, made by `make` when nobody holds it.
+    pub(crate) fn get_or_make(&self, name: &str, make: impl FnOnce(Arc<str>) -> T) -> Arc<T> {
+        let mut scopes = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = scopes.get(name).and_then(Weak::upgrade) {
+            return held;
+        }
+        let name: Arc<str> = name.into();
+        let made = Arc::new(make(name.clone()));
+        scopes.insert(name, Arc::downgrade(&made));
+        made
+    }
+
+    /// The scopes still held, by name; forgets the others.
+    pub(crate) fn live(&self) -> Vec<(Arc<str>, Arc<T>)> {
+        let mut scopes = self.scopes.lock().unwrap_or_else(PoisonError::into_inner);
+        scopes.retain(|_, weak| weak.strong_count() > 0);
+        let mut live: Vec<(Arc<str>, Arc<T>)> = scopes
+            .iter()
+            .filter_map(|(name, weak)| Some((name.clone(), weak.upgrade()?)))
+            .collect();
+        live.sort_by(|a, b| a.0.cmp(&b.0));
+        live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use namers::telemetry::{Entry, Value};
+
+    fn listed(list: impl FnOnce(&mut Scope<'_>)) -> Vec<(String, Value)> {
+        let mut entries: Vec<Entry> = Vec::new();
+        list(&mut Scope::root(&mut entries));
+        entries
+            .into_iter()
+            .map(|e| (e.path.join("/"), e.value))
+            .collect()
+    }
+
+    #[test]
+    fn statuses_count_by_code_and_class_past_the_slots() {
+        let counts = StatusCounts::default();
+        for code in [200, 200, 503, 404, 201, 202, 203, 204, 205, 206, 207] {
+            counts.record(code);
+        }
+        counts.error();
+        let figures = listed(|s| counts.list(s));
+        let get = |key: &str| {
+            figures
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| *v)
+                .unwrap_or_else(|| panic!("no {key} in {figures:?}"))
+        };
+        assert_eq!(get("status/200"), Value::Counter(2));
+        assert_eq!(get("status/207"), Value::Counter(1), "past the eight slots");
+        assert_eq!(get("status/2XX"), Value::Counter(9));
+        assert_eq!(get("status/5XX"), Value::Counter(1));
+        assert_eq!(get("status/1XX"), Value::Counter(0));
+        assert_eq!(get("status/error"), Value::Counter(1));
+    }
+
+    #[test]
+    fn failures_are_counted_by_kind_only_when_seen() {
+        let stats = RequestStats::default();
+        stats.request();
+        stats.request();
+        stats.success();
+        stats.failure(FailureKind::Classified);
+        let figures = listed(|s| stats.list(s));
+        let keys: Vec<&str> = figures.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "requests",
+                "success",
+                "failures",
+                "failures/com.twitter.finagle.service.ResponseClassificationSyntheticException"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_registry_forgets_scopes_nobody_holds() {
+        let registry: Registry<u32> = Registry::default();
+        let a = registry.get_or_make("a", |_| 1);
+        let again = registry.get_or_make("a", |_| 2);
+        assert!(Arc::ptr_eq(&a, &again));
+        {
+            let _b = registry.get_or_make("b", |_| 3);
+            assert_eq!(registry.live().len(), 2);
+        }
+        let live = registry.live();
+        assert_eq!(live.len(), 1);
+        assert_eq!(&*live[0].0, "a");
+    }
+}

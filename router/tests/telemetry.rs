@@ -1,0 +1,461 @@
+//! The metrics tree after known traffic: successes, classified failures, a
+//! retried read and connection failures, checked value by value in
+//! `/admin/metrics.json` (flat, tree and subtree) and in the Prometheus
+//! text of an `io.l5d.prometheus` telemeter, with Linkerd's scopes, names
+//! and labels.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use support::{FsDir, client, closed_port, get, start_router};
+use tokio::net::TcpListener;
+
+/// A backend whose `n`th answer is `statuses[n % len]`.
+async fn backend(statuses: &'static [u16]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let served = served.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_request| {
+                    let n = served.fetch_add(1, Ordering::SeqCst);
+                    let status = statuses[n % statuses.len()];
+                    async move {
+                        Ok::<_, Infallible>(
+                            http::Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::from_static(b"hi")))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn admin(admin: SocketAddr, path: &str) -> (StatusCode, String) {
+    let reply = get(&client(), admin, "admin", path, &[]).await;
+    (reply.status, reply.text())
+}
+
+async fn metrics_json(router_admin: SocketAddr, query: &str) -> Value {
+    let (status, text) = admin(router_admin, &format!("/admin/metrics.json{query}")).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Waits until a stat's interval has ended with `count` values in it.
+async fn wait_for_stat(router_admin: SocketAddr, key: &str, count: u64) -> Value {
+    let started = Instant::now();
+    loop {
+        let json = metrics_json(router_admin, "").await;
+        if json[format!("{key}.count")] == count {
+            return json;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{key}.count never reached {count}: {json:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn prometheus_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_traffic_gives_exact_figures_in_every_format() {
+    let fs = FsDir::new();
+    let ok = backend(&[200]).await;
+    let bad = backend(&[500]).await;
+    let flaky = backend(&[503, 200]).await;
+    let down = closed_port().await;
+    for (name, addr) in [("ok", ok), ("bad", bad), ("flaky", flaky), ("down", down)] {
+        fs.write(name, &format!("{} {}\n", addr.ip(), addr.port()));
+    }
+    let yaml = format!(
+        "admin:
+  port: 0
+  histogramSnapshotIntervalMs: 1000
+namers:
+- kind: io.l5d.fs
+  rootDir: {}
+telemetry:
+- kind: io.l5d.prometheus
+- kind: io.l5d.prometheus
+  path: /metrics
+  prefix: linkerd_
+routers:
+- protocol: http
+  label: web
+  dtab: /svc => /#/io.l5d.fs;
+  client:
+    failureAccrual:
+      kind: none
+  service:
+    kind: io.l5d.static
+    configs:
+    - prefix: /svc/flaky
+      responseClassifier:
+        kind: io.l5d.http.retryableRead5XX
+  servers:
+  - port: 0
+",
+        fs.path().display()
+    );
+    let router = start_router(&yaml).await;
+    let http = client();
+
+    // One request first: when its interval ends, the next one begins, and
+    // the traffic below fits in it.
+    assert_eq!(
+        get(&http, router.addr(), "ok", "/", &[]).await.status,
+        StatusCode::OK
+    );
+    wait_for_stat(
+        router.admin,
+        "rt/web/server/127.0.0.1/0/request_latency_ms",
+        1,
+    )
+    .await;
+    for _ in 0..3 {
+        let reply = get(&http, router.addr(), "ok", "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    for _ in 0..2 {
+        let reply = get(&http, router.addr(), "bad", "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let reply = get(&http, router.addr(), "flaky", "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK, "retried after the 503");
+    for _ in 0..2 {
+        let reply = get(&http, router.addr(), "down", "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    }
+    let json = wait_for_stat(
+        router.admin,
+        "rt/web/server/127.0.0.1/0/request_latency_ms",
+        8,
+    )
+    .await;
+
+    // The server: every answer, by status.
+    let server = "rt/web/server/127.0.0.1/0";
+    for (key, value) in [
+        ("requests", 9),
+        ("success", 5),
+        ("failures", 4),
+        ("status/200", 5),
+        ("status/500", 2),
+        ("status/502", 2),
+        ("status/2XX", 5),
+        ("status/5XX", 4),
+        ("status/4XX", 0),
+    ] {
+        assert_eq!(json[format!("{server}/{key}")], value, "{server}/{key}");
+    }
+    assert!(json[format!("{server}/connects")].as_u64() >= Some(1));
+    assert!(json[format!("{server}/connections")].is_f64());
+    assert!(json[format!("{server}/request_latency_ms.p99")].is_u64());
+
+    // Services: one per destination path, requests as the client sent them.
+    let synthetic = "failures/com.twitter.finagle.service.ResponseClassificationSyntheticException";
+    for (key, value) in [
+        ("svc/ok/requests", 4),
+        ("svc/ok/success", 4),
+        ("svc/ok/failures", 0),
+        ("svc/bad/requests", 2),
+        ("svc/bad/failures", 2),
+        (&format!("svc/bad/{synthetic}"), 2),
+        ("svc/flaky/requests", 1),
+        ("svc/flaky/success", 1),
+        ("svc/flaky/retries/total", 1),
+        ("svc/down/requests", 2),
+        ("svc/down/failures", 2),
+        ("svc/down/failures/not_sent", 2),
+    ] {
+        assert_eq!(
+            json[format!("rt/web/service/{key}")],
+            value,
+            "service {key}"
+        );
+    }
+    assert_eq!(
+        json["rt/web/service/svc/flaky/retries/per_request.count"],
+        1
+    );
+    assert_eq!(json["rt/web/service/svc/flaky/retries/per_request.max"], 1);
+
+    // Clients: one per bound id, each attempt counted.
+    for (key, value) in [
+        ("#/io.l5d.fs/ok/requests", 4),
+        ("#/io.l5d.fs/ok/status/200", 4),
+        ("#/io.l5d.fs/bad/failures", 2),
+        ("#/io.l5d.fs/bad/status/500", 2),
+        ("#/io.l5d.fs/flaky/requests", 2),
+        ("#/io.l5d.fs/flaky/success", 1),
+        ("#/io.l5d.fs/flaky/failures", 1),
+        ("#/io.l5d.fs/flaky/status/503", 1),
+        ("#/io.l5d.fs/flaky/service/svc/flaky/requests", 2),
+        ("#/io.l5d.fs/down/requests", 2),
+        ("#/io.l5d.fs/down/failures/not_sent", 2),
+        ("#/io.l5d.fs/down/status/error", 2),
+    ] {
+        assert_eq!(json[format!("rt/web/client/{key}")], value, "client {key}");
+    }
+    assert!(json["rt/web/client/#/io.l5d.fs/down/retries/requeues"].as_u64() > Some(0));
+    assert_eq!(
+        json["rt/web/client/#/io.l5d.fs/ok/loadbalancer/size"].to_string(),
+        "1.0"
+    );
+    assert_eq!(
+        json["rt/web/client/#/io.l5d.fs/ok/loadbalancer/available"].to_string(),
+        "1.0"
+    );
+    assert_eq!(
+        json["rt/web/client/#/io.l5d.fs/ok/failure_accrual/removals"],
+        0
+    );
+
+    // The tree, and one subtree by key prefix.
+    let tree = metrics_json(router.admin, "?tree=1").await;
+    assert_eq!(
+        tree["rt"]["web"]["client"]["#/io.l5d.fs/ok"]["requests"]["counter"],
+        4
+    );
+    assert_eq!(
+        tree["rt"]["web"]["server"]["127.0.0.1/0"]["request_latency_ms"]["stat.count"],
+        8
+    );
+    let subtree = metrics_json(router.admin, "?q=rt/web/service/svc/flaky").await;
+    assert_eq!(subtree["retries/total"], 1);
+    let (status, missing) = admin(router.admin, "/admin/metrics.json?q=rt/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(missing.contains("No such subtree: rt/nothing"), "{missing}");
+
+    // Prometheus, at the default path and at the telemeter's with its
+    // prefix, labelled as Linkerd labelled them.
+    let (status, text) = admin(router.admin, "/admin/metrics/prometheus").await;
+    assert_eq!(status, StatusCode::OK);
+    let server_labels = "rt=\"web\",server=\"127.0.0.1/0\"";
+    assert_eq!(
+        prometheus_value(&text, &format!("rt:server:requests{{{server_labels}}}")),
+        9.0
+    );
+    assert_eq!(
+        prometheus_value(&text, &format!("rt:server:status:5XX{{{server_labels}}}")),
+        4.0
+    );
+    assert_eq!(
+        prometheus_value(
+            &text,
+            &format!("rt:server:request_latency_ms_count{{{server_labels}}}")
+        ),
+        8.0
+    );
+    prometheus_value(
+        &text,
+        &format!("rt:server:request_latency_ms{{{server_labels},quantile=\"0.99\"}}"),
+    );
+    assert_eq!(
+        prometheus_value(
+            &text,
+            "rt:client:requests{rt=\"web\",client=\"#/io.l5d.fs/flaky\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        prometheus_value(
+            &text,
+            "rt:client:service:requests{rt=\"web\",client=\"#/io.l5d.fs/flaky\",service=\"svc/flaky\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        prometheus_value(
+            &text,
+            "rt:service:failures{rt=\"web\",service=\"svc/down\",exception=\"not_sent\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        prometheus_value(
+            &text,
+            "rt:service:retries:total{rt=\"web\",service=\"svc/flaky\"}"
+        ),
+        1.0
+    );
+    let (_, prefixed) = admin(router.admin, "/metrics").await;
+    assert_eq!(
+        prometheus_value(
+            &prefixed,
+            &format!("linkerd_rt:server:requests{{{server_labels}}}")
+        ),
+        9.0
+    );
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn idle_services_and_clients_leave_the_tree_with_their_bindings() {
+    let fs = FsDir::new();
+    let ok = backend(&[200]).await;
+    fs.write("ok", &format!("{} {}\n", ok.ip(), ok.port()));
+    fs.write("ok2", &format!("{} {}\n", ok.ip(), ok.port()));
+    let yaml = format!(
+        "admin: {{port: 0}}
+namers:
+- kind: io.l5d.fs
+  rootDir: {}
+routers:
+- protocol: http
+  label: web
+  dtab: /svc => /#/io.l5d.fs;
+  bindingCache: {{paths: 1, trees: 1, bounds: 1, clients: 1}}
+  servers:
+  - port: 0
+",
+        fs.path().display()
+    );
+    let router = start_router(&yaml).await;
+    let http = client();
+    assert_eq!(
+        get(&http, router.addr(), "ok", "/", &[]).await.status,
+        StatusCode::OK
+    );
+    let json = metrics_json(router.admin, "").await;
+    assert_eq!(json["rt/web/service/svc/ok/requests"], 1);
+    // Another name takes the only cache places: the first name's scopes go.
+    let reply = get(&http, router.addr(), "ok2", "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let json = metrics_json(router.admin, "").await;
+    assert!(
+        json.get("rt/web/service/svc/ok/requests").is_none(),
+        "{json:#}"
+    );
+    assert!(
+        json.get("rt/web/client/#/io.l5d.fs/ok/requests").is_none(),
+        "{json:#}"
+    );
+    assert_eq!(json["rt/web/service/svc/ok2/requests"], 1);
+    assert_eq!(json["rt/web/client/#/io.l5d.fs/ok2/requests"], 1);
+    // A name that does not bind still counts as a request of its service.
+    let reply = get(&http, router.addr(), "missing", "/", &[]).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    let json = metrics_json(router.admin, "").await;
+    assert_eq!(json["rt/web/service/svc/missing/requests"], 1, "{json:#}");
+    assert_eq!(json["rt/web/service/svc/missing/failures"], 1, "{json:#}");
+    router.stop().await;
+}
+
+/// Prometheus's own tool reads the text: Linkerd's names break its style
+/// rules (colons, no help text), which it reports with status 3, but a
+/// line it cannot parse would be status 1.
+#[tokio::test]
+async fn the_prometheus_text_parses_with_promtool() {
+    let promtool = std::path::Path::new("/usr/bin/promtool");
+    if !promtool.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "promtool is missing (Debian package prometheus)"
+        );
+        eprintln!("SKIPPED: /usr/bin/promtool is not installed (apt-get install prometheus)");
+        return;
+    }
+    let fs = FsDir::new();
+    let ok = backend(&[200, 503]).await;
+    fs.write("ok", &format!("{} {}\n", ok.ip(), ok.port()));
+    let yaml = format!(
+        "admin: {{port: 0, histogramSnapshotIntervalMs: 100}}
+namers:
+- kind: io.l5d.fs
+  rootDir: {}
+routers:
+- protocol: http
+  label: web
+  dtab: /svc => /#/io.l5d.fs;
+  servers:
+  - port: 0
+",
+        fs.path().display()
+    );
+    let router = start_router(&yaml).await;
+    let http = client();
+    get(&http, router.addr(), "missing", "/", &[]).await;
+    // Traffic until an interval with some has ended.
+    let started = Instant::now();
+    let text = loop {
+        get(&http, router.addr(), "ok", "/", &[]).await;
+        let (_, text) = admin(router.admin, "/admin/metrics/prometheus").await;
+        if text.contains("quantile=\"0.99\"") {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no summaries:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        matches!(output.status.code(), Some(0 | 3)),
+        "promtool: {:?}\n{said}\n{text}",
+        output.status
+    );
+    let style_rules = [
+        "metric names should not contain ':'",
+        "no help text",
+        "metric names should not contain abbreviated units",
+        // Linkerd left a client's per-service failures in the name.
+        "metric names should be written in 'snake_case' not 'camelCase'",
+    ];
+    for line in said.lines() {
+        assert!(
+            style_rules.iter().any(|rule| line.ends_with(rule)),
+            "promtool: {line}\n{text}"
+        );
+    }
+    router.stop().await;
+}
