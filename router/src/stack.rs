@@ -7,7 +7,7 @@
 //! client ([`crate::client`]: the balancer of the bound id) → endpoint
 //! ([`crate::endpoint`]: the connection).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use hyper::body::Body as _;
 
+use crate::access_log::{self, AccessLog, RequestHead};
 use crate::bind::BindStage;
 use crate::body::{self, Body, LateClass};
 use crate::client::balance::Outcome;
@@ -50,6 +51,8 @@ pub struct RouterStack {
     endpoints: EndpointStage,
     /// Its servers' figures, listed under `rt/<router>/server`.
     servers: std::sync::Mutex<Vec<Arc<ServerStats>>>,
+    /// `httpAccessLog` / `h2AccessLog`.
+    access_log: Option<AccessLog>,
 }
 
 impl RouterStack {
@@ -67,7 +70,19 @@ impl RouterStack {
             spec,
             identifiers,
             servers: std::sync::Mutex::default(),
+            access_log: None,
         }
+    }
+
+    /// The router writing a line per answered request to `log`.
+    pub fn with_access_log(mut self, log: Option<AccessLog>) -> RouterStack {
+        self.access_log = log;
+        self
+    }
+
+    /// The router's access log, if it has one.
+    pub fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_ref()
     }
 
     /// The figures of the router's server configured at `ip:port`.
@@ -112,15 +127,19 @@ impl RouterStack {
         self.endpoints.expire_idle();
     }
 
-    /// Serves one request; failures become error responses.
+    /// Serves one request from `remote`; failures become error responses.
     pub async fn handle(
         &self,
         server: &ServerSettings,
         request: Request<Incoming>,
+        remote: Option<IpAddr>,
     ) -> Response<Body> {
         let started = Instant::now();
         let (parts, incoming) = request.into_parts();
-        let response = match self.route(server, parts, Some(incoming), started).await {
+        let response = match self
+            .route(server, parts, Some(incoming), started, remote)
+            .await
+        {
             Ok(Routed::Response(response)) => response,
             Ok(Routed::Direct {
                 answer,
@@ -158,9 +177,15 @@ impl RouterStack {
         mut parts: http::request::Parts,
         incoming: Option<Incoming>,
         started: Instant,
+        remote: Option<IpAddr>,
     ) -> Result<Routed, RouterError> {
         // server
         server.admit(&mut parts)?;
+        // What the access log needs of the request, kept before it goes.
+        let logged = self
+            .access_log
+            .as_ref()
+            .map(|log| (log, RequestHead::from_parts(&parts, remote)));
         // identify
         let identified = identify_with(&self.identifiers, &parts)
             .map_err(|e| RouterError::Unidentified(e.to_string()))?;
@@ -392,6 +417,16 @@ impl RouterStack {
                     Some(false) => figures.requests.failure(FailureKind::Classified),
                     None => {}
                 }
+                if let Some((log, head)) = &logged {
+                    let (status, length) = match &routed {
+                        Routed::Response(response) => (
+                            response.status(),
+                            access_log::content_length(response.headers()),
+                        ),
+                        Routed::Direct { answer, .. } => (answer.status(), answer.content_length()),
+                    };
+                    log.record(&head.entry(status.as_u16(), length));
+                }
                 Ok(routed)
             }
             Err(error) => {
@@ -552,6 +587,11 @@ impl namers::telemetry::Source for RouterStack {
         }
         self.bind.list_services(&mut router.scope("service"));
         self.clients.list_clients(&mut router.scope("client"));
+        if let Some(log) = &self.access_log {
+            let mut scope = router.scope("access_log");
+            scope.counter("written", log.written());
+            scope.counter("dropped", log.dropped());
+        }
     }
 }
 

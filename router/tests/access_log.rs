@@ -102,10 +102,76 @@ impl Drop for Running {
     }
 }
 
+/// A backend answering `200` with `hi` to every request, on a thread.
+fn backend() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::{BufRead, BufReader, Write};
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    // The head ends with an empty line; requests have no body.
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+                    if stream.write_all(answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// One GET through the router; the status line.
+fn request(router: SocketAddr, target: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(router).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "GET {target} HTTP/1.1\r\nHost: web\r\nUser-Agent: test-agent\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+/// Checks one line against Linkerd's format, all but the time.
+fn assert_line(line: &str, target: &str) {
+    let (before, after) = line.split_once(" [").unwrap_or_else(|| panic!("{line}"));
+    assert_eq!(before, "web 127.0.0.1 - -", "{line}");
+    let (time, rest) = after.split_once("] ").unwrap();
+    assert!(
+        time.ends_with(" UTC") && time.len() == "06/12/2026:13:00:00 UTC".len(),
+        "{line}"
+    );
+    assert_eq!(
+        rest,
+        format!("\"GET {target} HTTP/1.1\" 200 2 \"-\" \"test-agent\""),
+        "{line}"
+    );
+}
+
 #[test]
 fn access_log_sighup_reopens_and_the_router_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let (port, admin) = (free_port(), free_port());
+    let web = backend();
     let config = dir.path().join("router.yaml");
     std::fs::write(
         &config,
@@ -113,7 +179,7 @@ fn access_log_sighup_reopens_and_the_router_keeps_serving() {
             "admin: {{ip: 127.0.0.1, port: {admin}}}
 routers:
 - protocol: http
-  dtab: /svc => /$/inet/127.0.0.1/1;
+  dtab: /svc => /$/inet/127.0.0.1/{web};
   httpAccessLog: {}
   servers:
   - ip: 127.0.0.1
@@ -142,13 +208,29 @@ routers:
         TcpStream::connect(addr).is_ok()
     });
 
-    // One at a time: signals sent together may arrive as one.
+    let access = dir.path().join("logs/access.log");
+    assert!(request(addr, "/first?x=1").starts_with("HTTP/1.1 200"));
+    wait_until(Duration::from_secs(10), "the first line", || {
+        lines(&access).len() == 1
+    });
+    assert_line(&lines(&access)[0], "/first?x=1");
+
+    // logrotate's create mode: the file is moved away, then SIGHUP. One
+    // signal at a time: signals sent together may arrive as one.
+    let rotated = dir.path().join("logs/access.log.1");
+    std::fs::rename(&access, &rotated).unwrap();
     for n in 1..=2 {
         signal(&router.0, "HUP");
         wait_until(Duration::from_secs(10), "\"reopening access logs\"", || {
             log().matches("reopening access logs").count() == n
         });
     }
+    assert!(request(addr, "/second").starts_with("HTTP/1.1 200"));
+    wait_until(Duration::from_secs(10), "a line in the new file", || {
+        lines(&access).len() == 1
+    });
+    assert_line(&lines(&access)[0], "/second");
+    assert_eq!(lines(&rotated).len(), 1, "the moved file got no more lines");
     assert!(
         router.0.try_wait().unwrap().is_none(),
         "SIGHUP ended the router:\n{}",

@@ -63,13 +63,26 @@ impl RequestHead {
     /// An HTTP/2 request's host is its `:authority` (the `Host` header if
     /// it has none); an HTTP/1 request's is its `Host` header.
     pub fn capture<B>(request: &http::Request<B>, remote: Option<IpAddr>) -> RequestHead {
-        let headers = request.headers();
-        let uri = request.uri();
+        let (parts, ()) = {
+            let mut copy = http::Request::new(());
+            *copy.method_mut() = request.method().clone();
+            *copy.uri_mut() = request.uri().clone();
+            *copy.version_mut() = request.version();
+            *copy.headers_mut() = request.headers().clone();
+            copy.into_parts()
+        };
+        RequestHead::from_parts(&parts, remote)
+    }
+
+    /// [`RequestHead::capture`] from a request's head.
+    pub fn from_parts(request: &http::request::Parts, remote: Option<IpAddr>) -> RequestHead {
+        let headers = &request.headers;
+        let uri = &request.uri;
         let authority = || {
             uri.authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         };
-        let host = if request.version() == Version::HTTP_2 {
+        let host = if request.version == Version::HTTP_2 {
             authority().or_else(|| headers.get(HOST).cloned())
         } else {
             headers.get(HOST).cloned()
@@ -77,9 +90,9 @@ impl RequestHead {
         RequestHead {
             host,
             remote,
-            method: request.method().clone(),
+            method: request.method.clone(),
             uri: uri.clone(),
-            version: request.version(),
+            version: request.version,
             referer: headers.get(REFERER).cloned(),
             user_agent: headers.get(USER_AGENT).cloned(),
         }

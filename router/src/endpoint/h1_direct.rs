@@ -320,6 +320,11 @@ impl Answer {
             && name.eq_ignore_ascii_case(crate::endpoint::L5D_SUCCESS_CLASS.as_str().as_bytes())
     }
 
+    /// The answer's `Content-Length`, if it has one.
+    pub fn content_length(&self) -> Option<u64> {
+        self.content_length
+    }
+
     /// Whether the kept fields frame the body with `Content-Length`.
     pub fn declares_length(&self) -> bool {
         self.content_length.is_some() && self.transfer_chunked.is_none()

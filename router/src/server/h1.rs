@@ -73,6 +73,7 @@ pub struct Served {
 /// `fallback` (hyper's server).
 pub async fn serve<F, Fut>(
     mut stream: TcpStream,
+    remote: std::net::IpAddr,
     served: Arc<Served>,
     mut stopping: watch::Receiver<bool>,
     fallback: F,
@@ -148,7 +149,7 @@ pub async fn serve<F, Fut>(
             request.close |= tokio::time::Instant::now() >= end;
         }
         let close = request.close;
-        let kept = respond(&served, request, &mut stream, &mut out).await;
+        let kept = respond(&served, request, &mut stream, &mut out, remote).await;
         // A long answer or head may have grown the buffers; an idle
         // connection keeps only their usual size.
         out.clear();
@@ -388,6 +389,7 @@ async fn respond(
     request: ClientRequest,
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
+    remote: std::net::IpAddr,
 ) -> io::Result<bool> {
     let started = Instant::now();
     let router = &served.router;
@@ -403,7 +405,7 @@ async fn respond(
         )),
         _ => {
             router
-                .route(&served.settings, request.parts, None, started)
+                .route(&served.settings, request.parts, None, started, Some(remote))
                 .await
         }
     };

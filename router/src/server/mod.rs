@@ -23,6 +23,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::access_log::AccessLog;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, RouterSpec};
 use crate::errors::RouterError;
@@ -65,6 +66,8 @@ pub struct Running {
     servers_running: JoinSet<()>,
     background: JoinSet<()>,
     grace: Duration,
+    /// Written to the end when the routers stop.
+    access_logs: Vec<AccessLog>,
 }
 
 /// Builds everything `config` describes (namers, identifiers,
@@ -125,7 +128,15 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
                 .map_err(|e| format!("{at}.{e}"))?;
         let label = spec.label.clone();
         let protocol = spec.protocol;
-        let router = Arc::new(RouterStack::new(spec, identifiers, naming, admin_addr));
+        let access_log = spec
+            .access_log
+            .as_ref()
+            .map(AccessLog::open)
+            .transpose()
+            .map_err(|e| format!("{at}.{e}"))?;
+        let router = Arc::new(
+            RouterStack::new(spec, identifiers, naming, admin_addr).with_access_log(access_log),
+        );
         routers.push(router.clone());
         for (i, server) in router_config.servers.iter().enumerate() {
             let addr = server.addr(protocol);
@@ -170,6 +181,10 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         });
     }
 
+    let access_logs: Vec<AccessLog> = routers
+        .iter()
+        .filter_map(|r| r.access_log().cloned())
+        .collect();
     let mut sources: Vec<Arc<dyn namers::telemetry::Source>> = routers
         .iter()
         .map(|r| r.clone() as Arc<dyn namers::telemetry::Source>)
@@ -198,6 +213,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         grace: config
             .admin
             .shutdown_grace(crate::config::DEFAULT_SHUTDOWN_GRACE),
+        access_logs,
     })
 }
 
@@ -241,7 +257,7 @@ async fn accept_loop(
         head: limits.head,
     });
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -259,9 +275,15 @@ async fn accept_loop(
             let stopping = stopping_rx.clone();
             let fallback = move |prefixed: h1::Prefixed| async move {
                 let accepted = prefixed.accepted();
-                hyper.serve(prefixed, accepted, stopping).await;
+                hyper.serve(prefixed, accepted, stopping, peer.ip()).await;
             };
-            let serving = h1::serve(stream, served.clone(), stopping_rx.clone(), fallback);
+            let serving = h1::serve(
+                stream,
+                peer.ip(),
+                served.clone(),
+                stopping_rx.clone(),
+                fallback,
+            );
             tokio::spawn(async move {
                 serving.await;
                 drop(open);
@@ -272,7 +294,7 @@ async fn accept_loop(
         let stopping = stopping_rx.clone();
         tokio::spawn(async move {
             hyper
-                .serve(stream, tokio::time::Instant::now(), stopping)
+                .serve(stream, tokio::time::Instant::now(), stopping, peer.ip())
                 .await;
             drop(open);
         });
@@ -302,6 +324,7 @@ impl HyperServer {
         io: I,
         accepted: tokio::time::Instant,
         mut stopping: watch::Receiver<bool>,
+        remote: std::net::IpAddr,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -313,6 +336,7 @@ impl HyperServer {
             self.settings.clone(),
             self.limit.clone(),
             activity.clone(),
+            remote,
         );
         let connection = self
             .builder
@@ -341,6 +365,7 @@ fn hyper_service(
     settings: Arc<ServerSettings>,
     limit: Option<Arc<Semaphore>>,
     activity: Arc<Activity>,
+    remote: std::net::IpAddr,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<Tracked<crate::body::Body>>,
@@ -384,7 +409,7 @@ fn hyper_service(
                 if let Some(Ok(permit)) = permit {
                     in_flight.hold(permit);
                 }
-                router.handle(&settings, request).await
+                router.handle(&settings, request, Some(remote)).await
             };
             Ok(response.map(|body| Tracked::new(body, in_flight)))
         }
@@ -414,5 +439,14 @@ impl Running {
         }
         self.servers_running.abort_all();
         self.background.abort_all();
+        // The lines of the last requests, before the process ends.
+        for log in &self.access_logs {
+            if tokio::time::timeout(Duration::from_secs(5), log.flush())
+                .await
+                .is_err()
+            {
+                tracing::warn!("an access log did not finish writing within 5 s");
+            }
+        }
     }
 }
