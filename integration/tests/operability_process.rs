@@ -278,6 +278,15 @@ interfaces:
         namerd.log()
     );
 
+    // SIGHUP, as `systemctl reload` sends it: namerd logs it and goes on.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &namerd.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_for_line(&namerd, "about SIGHUP", |l| message_has(l, "SIGHUP"));
+    assert_eq!(http(local(namerd_admin), "GET", "/admin/ping", "a", "").0, 200);
+
     // The log level, changed at run time, Linkerd's way and as a filter.
     let (status, _) = http(
         local(admin),

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use hyper::body::Body as _;
 
-use crate::access_log::{self, AccessLog, RequestHead};
+use crate::access_log::{AccessLog, RequestHead};
 use crate::bind::BindStage;
 use crate::body::{self, Body, LateClass};
 use crate::client::balance::Outcome;
@@ -181,11 +181,12 @@ impl RouterStack {
     ) -> Result<Routed, RouterError> {
         // server
         server.admit(&mut parts)?;
-        // What the access log needs of the request, kept before it goes.
+        // What the access log needs of the request, kept before it goes
+        // (boxed: the request's future stays small without a log).
         let logged = self
             .access_log
             .as_ref()
-            .map(|log| (log, RequestHead::from_parts(&parts, remote)));
+            .map(|_| Box::new(RequestHead::from_parts(&parts, remote)));
         // identify
         let identified = identify_with(&self.identifiers, &parts)
             .map_err(|e| RouterError::Unidentified(e.to_string()))?;
@@ -243,7 +244,7 @@ impl RouterStack {
             target: &target,
             bound,
             client: &client.value,
-            client_service: client.value.stats.for_service(&service.stats),
+            client_service: service.client_stats(&client.value.stats),
             service,
             facts: &facts,
             headers: &headers,
@@ -265,8 +266,18 @@ impl RouterStack {
         let mut failed_at = None;
         // The attempts end here with the request's outcome (`Ok(None)`:
         // classified later, by the answer's trailers).
-        let outcome: Result<(Routed, Option<bool>), RouterError> = 'attempts: loop {
-            let attempt_started = Instant::now();
+        // The first attempt starts with the request (one clock reading
+        // less); the last attempt's end is the request's.
+        let mut next_start = Some(started);
+        let mut ended = None;
+        // The request's figures are counted at each way out, before the
+        // answer is returned (carrying it out of the loop would copy it).
+        let finish =
+            |retries: u32, ended: Option<Instant>, outcome: Result<Option<bool>, &RouterError>| {
+                attempts.finish(started, retries, ended, outcome);
+            };
+        loop {
+            let attempt_started = next_start.take().unwrap_or_else(Instant::now);
             let pick = || {
                 attempts.stack.clients.pick(
                     attempts.client,
@@ -277,7 +288,10 @@ impl RouterStack {
             };
             let mut picked = match pick().await {
                 Ok(picked) => picked,
-                Err(e) => break 'attempts Err(e),
+                Err(e) => {
+                    finish(retries, ended, Err(&e));
+                    return Err(e);
+                }
             };
             for _ in 0..AVOID_PICKS {
                 if failed_at != Some(picked.addr) {
@@ -285,13 +299,19 @@ impl RouterStack {
                 }
                 picked = match pick().await {
                     Ok(picked) => picked,
-                    Err(e) => break 'attempts Err(e),
+                    Err(e) => {
+                        finish(retries, ended, Err(&e));
+                        return Err(e);
+                    }
                 };
             }
             failed_at = Some(picked.addr);
             let limit = match attempts.attempt_limit() {
                 Ok(limit) => limit,
-                Err(e) => break 'attempts Err(e),
+                Err(e) => {
+                    finish(retries, ended, Err(&e));
+                    return Err(e);
+                }
             };
             // A request that will not be sent again gives its head away (a
             // copy costs more than the rare take-back after a failed
@@ -329,7 +349,11 @@ impl RouterStack {
                             response.headers(),
                         ),
                     };
-                    attempts.count_answer(forwarded.status(), class.as_ref(), attempt_started);
+                    ended = Some(attempts.count_answer(
+                        forwarded.status(),
+                        class.as_ref(),
+                        attempt_started,
+                    ));
                     if let Some(ResponseClass::Failure { retryable: true }) = class {
                         picked.record(Outcome::Failure);
                         if let Some(pause) =
@@ -362,8 +386,16 @@ impl RouterStack {
                         })),
                     };
                     let header = class.as_ref().map(ResponseClass::header_value);
-                    let success = class.as_ref().map(ResponseClass::is_success);
-                    break 'attempts Ok((forwarded.into_routed(picked, header, late), success));
+                    finish(
+                        retries,
+                        ended,
+                        Ok(class.as_ref().map(ResponseClass::is_success)),
+                    );
+                    if let (Some(log), Some(head)) = (&self.access_log, &logged) {
+                        let length = forwarded.content_length();
+                        log.record(&head.entry(forwarded.status().as_u16(), length));
+                    }
+                    return Ok(forwarded.into_routed(picked, header, late));
                 }
                 Err(AttemptError::NotSent {
                     error,
@@ -385,12 +417,12 @@ impl RouterStack {
                         attempts.client.stats.requeues.incr();
                         continue;
                     }
-                    attempts.count_error(&error, attempt_started);
+                    ended = Some(attempts.count_error(&error, attempt_started));
                     (error, None)
                 }
                 Err(AttemptError::Failed { error, kind }) => {
                     picked.record(Outcome::Failure);
-                    attempts.count_error(&error, attempt_started);
+                    ended = Some(attempts.count_error(&error, attempt_started));
                     (error, Some(classifier.classify_error(attempts.facts, kind)))
                 }
                 // The router's own pool was full: not the endpoint's fault,
@@ -404,35 +436,8 @@ impl RouterStack {
                 pause_before_retry(pause).await;
                 continue;
             }
-            break 'attempts Err(error);
-        };
-        // The request's own figures, whatever its attempts were.
-        let figures = &service.stats;
-        figures.retried(retries);
-        figures.requests.latency(started.elapsed());
-        match outcome {
-            Ok((routed, success)) => {
-                match success {
-                    Some(true) => figures.requests.success(),
-                    Some(false) => figures.requests.failure(FailureKind::Classified),
-                    None => {}
-                }
-                if let Some((log, head)) = &logged {
-                    let (status, length) = match &routed {
-                        Routed::Response(response) => (
-                            response.status(),
-                            access_log::content_length(response.headers()),
-                        ),
-                        Routed::Direct { answer, .. } => (answer.status(), answer.content_length()),
-                    };
-                    log.record(&head.entry(status.as_u16(), length));
-                }
-                Ok(routed)
-            }
-            Err(error) => {
-                figures.requests.failure(error.failure_kind());
-                Err(error)
-            }
+            finish(retries, ended, Err(&error));
+            return Err(error);
         }
     }
 }
@@ -465,16 +470,41 @@ struct Attempts<'a> {
 }
 
 impl Attempts<'_> {
+    /// Counts the request in its service's scope: its latency to the end
+    /// of its last attempt (`ended`, or now), its retries, and its outcome
+    /// (`Ok(None)`: classified later, by the answer's trailers).
+    fn finish(
+        &self,
+        started: Instant,
+        retries: u32,
+        ended: Option<Instant>,
+        outcome: Result<Option<bool>, &RouterError>,
+    ) {
+        let figures = &self.service.stats;
+        figures.retried(retries);
+        let ended = ended.unwrap_or_else(Instant::now);
+        figures
+            .requests
+            .latency(ended.saturating_duration_since(started));
+        match outcome {
+            Ok(Some(true)) => figures.requests.success(),
+            Ok(Some(false)) => figures.requests.failure(FailureKind::Classified),
+            Ok(None) => {}
+            Err(error) => figures.requests.failure(error.failure_kind()),
+        }
+    }
+
     /// Counts an attempt that got an answer, in the client's scopes.
     fn count_answer(
         &self,
         status: http::StatusCode,
         class: Option<&ResponseClass>,
         started: Instant,
-    ) {
+    ) -> Instant {
         let client: &ClientStats = &self.client.stats;
         client.status.record(status.as_u16());
-        let elapsed = started.elapsed();
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(started);
         for stats in [&client.requests, &*self.client_service] {
             stats.request();
             stats.latency(elapsed);
@@ -484,18 +514,21 @@ impl Attempts<'_> {
                 None => {}
             }
         }
+        now
     }
 
     /// Counts an attempt that ended without an answer.
-    fn count_error(&self, error: &RouterError, started: Instant) {
+    fn count_error(&self, error: &RouterError, started: Instant) -> Instant {
         let client: &ClientStats = &self.client.stats;
         client.status.error();
-        let elapsed = started.elapsed();
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(started);
         for stats in [&client.requests, &*self.client_service] {
             stats.request();
             stats.latency(elapsed);
             stats.failure(error.failure_kind());
         }
+        now
     }
 
     /// The scopes an answer classified by its trailers is counted in.

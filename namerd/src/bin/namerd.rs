@@ -47,6 +47,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         let running = namerd::server::start(&config)
             .await
             .map_err(|e| namers::config::error_in(&args.config, &e))?;
+        // SIGHUP would end the process by default; service managers send
+        // it for `reload`, and namerd has nothing to reopen.
+        ignore_hangups();
         tokio::select! {
             () = shutdown_signal() => {}
             () = running.shutdown_requested() => {}
@@ -55,6 +58,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         running.stop().await;
         Ok(())
     })
+}
+
+/// Logs each SIGHUP and goes on.
+fn ignore_hangups() {
+    #[cfg(unix)]
+    if let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    {
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!("SIGHUP: namerd has nothing to reopen; going on");
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() {

@@ -132,30 +132,42 @@ pub(super) fn publish_failure<T>(publisher: &Publisher<Activity<T>>, e: &StoreEr
 
 /// Logs a watch's failures once when they start and once when they end.
 pub(super) struct Health<'a> {
+    store: &'static str,
+    namespace: Option<&'a str>,
     what: &'a str,
     failing: bool,
 }
 
 impl<'a> Health<'a> {
-    pub(super) fn new(what: &'a str) -> Health<'a> {
+    /// The health of `what`, a watch of the `store` kind's backend, for
+    /// `namespace` (none: the list of namespaces).
+    pub(super) fn new(
+        store: &'static str,
+        namespace: Option<&'a str>,
+        what: &'a str,
+    ) -> Health<'a> {
         Health {
+            store,
+            namespace,
             what,
             failing: false,
         }
     }
 
     pub(super) fn failed(&mut self, e: &StoreError) {
+        let (store, namespace, watch) = (self.store, self.namespace, self.what);
         if !self.failing {
-            tracing::warn!("{} failing, keeping its last value: {e}", self.what);
+            tracing::warn!(store, namespace, watch, error = %e, "dtab store failing; keeping its last value");
             self.failing = true;
         } else {
-            tracing::debug!("{} still failing: {e}", self.what);
+            tracing::debug!(store, namespace, watch, error = %e, "dtab store still failing");
         }
     }
 
     pub(super) fn ok(&mut self) {
         if self.failing {
-            tracing::info!("{} recovered", self.what);
+            let (store, namespace, watch) = (self.store, self.namespace, self.what);
+            tracing::info!(store, namespace, watch, "dtab store recovered");
             self.failing = false;
         }
     }

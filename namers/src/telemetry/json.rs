@@ -37,7 +37,7 @@ pub fn tree(entries: &[Entry]) -> Json {
         let mut node = &mut root;
         for segment in &entry.path {
             let child = node
-                .entry(segment.clone())
+                .entry(segment.to_string())
                 .or_insert_with(|| Json::Object(Map::new()));
             if !child.is_object() {
                 *child = Json::Object(Map::new());
@@ -129,7 +129,7 @@ mod tests {
 
     fn entry(path: &[&str], value: Value) -> Entry {
         Entry {
-            path: path.iter().map(|s| s.to_string()).collect(),
+            path: path.iter().map(|s| (*s).into()).collect(),
             value,
         }
     }

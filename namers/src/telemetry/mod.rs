@@ -14,7 +14,7 @@ pub mod json;
 pub mod prometheus;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use histogram::{Histogram, Summary};
@@ -84,8 +84,9 @@ pub enum Value {
 /// its own (`svc/web`, `$/inet/127.1/8080`): it is one scope.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
-    /// The scopes, then the figure's name split at its slashes.
-    pub path: Vec<String>,
+    /// The scopes, then the figure's name split at its slashes (shared:
+    /// a scope's segments are not copied for each of its figures).
+    pub path: Vec<Arc<str>>,
     /// The figure.
     pub value: Value,
 }
@@ -103,7 +104,7 @@ enum Mode {
 /// figures into it and open child scopes with [`Scope::scope`].
 pub struct Scope<'a> {
     entries: &'a mut Vec<Entry>,
-    path: Vec<String>,
+    path: Vec<Arc<str>>,
     mode: Mode,
 }
 
@@ -135,7 +136,7 @@ impl<'a> Scope<'a> {
     /// A child scope: `segment` is one scope even with slashes in it.
     pub fn scope(&mut self, segment: &str) -> Scope<'_> {
         let mut path = self.path.clone();
-        path.push(segment.to_string());
+        path.push(segment.into());
         Scope {
             entries: self.entries,
             path,
@@ -170,8 +171,9 @@ impl<'a> Scope<'a> {
         if self.mode == Mode::Roll {
             return;
         }
-        let mut path = self.path.clone();
-        path.extend(name.split('/').map(str::to_string));
+        let mut path = Vec::with_capacity(self.path.len() + 2);
+        path.extend(self.path.iter().cloned());
+        path.extend(name.split('/').map(Arc::from));
         self.entries.push(Entry { path, value });
     }
 }
@@ -183,7 +185,7 @@ pub trait Source: Send + Sync {
 }
 
 /// Every figure of `sources`.
-pub fn collect(sources: &[std::sync::Arc<dyn Source>]) -> Vec<Entry> {
+pub fn collect(sources: &[Arc<dyn Source>]) -> Vec<Entry> {
     let mut entries = Vec::new();
     let mut root = Scope::root(&mut entries);
     for source in sources {
@@ -193,7 +195,7 @@ pub fn collect(sources: &[std::sync::Arc<dyn Source>]) -> Vec<Entry> {
 }
 
 /// Ends the interval of every stat of `sources`.
-pub fn roll(sources: &[std::sync::Arc<dyn Source>]) {
+pub fn roll(sources: &[Arc<dyn Source>]) {
     let mut entries = Vec::new();
     let mut root = Scope::rolling(&mut entries);
     for source in sources {
@@ -225,8 +227,9 @@ mod tests {
         id.counter("status/200", 3);
         id.stat("request_latency_ms", &stat);
         assert_eq!(entries.len(), 1, "a stat shows only after its interval");
+        let path: Vec<&str> = entries[0].path.iter().map(|s| &**s).collect();
         assert_eq!(
-            entries[0].path,
+            path,
             ["rt", "web", "client", "$/inet/127.1/8080", "status", "200"]
         );
         let mut none = Vec::new();

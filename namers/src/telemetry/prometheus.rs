@@ -19,18 +19,30 @@ const STACKS: [&str; 3] = ["service", "client", "server"];
 /// The text for `entries`, each name after `prefix` (the telemeter's
 /// `prefix` key, `""` by default).
 pub fn render(entries: &[Entry], prefix: &str) -> String {
-    let mut lines: Vec<(String, String)> = Vec::new();
-    for entry in entries {
-        let (name, labels) = series(&entry.path, prefix);
-        let with = |extra: Option<(&str, &str)>| label_text(&labels, extra);
+    // Each entry's series, then its lines written in name order (a
+    // stable sort keeps each name's lines in the order listed).
+    let mut series: Vec<(String, Labels, &Entry)> = entries
+        .iter()
+        .map(|entry| {
+            let (name, labels) = series(&entry.path, prefix);
+            (name, labels, entry)
+        })
+        .collect();
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::with_capacity(entries.len() * 96);
+    for (name, labels, entry) in &series {
+        let plain = label_text(labels, None);
         match entry.value {
-            Value::Counter(n) => lines.push((name.clone(), format!("{name}{} {n}", with(None)))),
-            Value::Gauge(g) => lines.push((name.clone(), format!("{name}{} {g:?}", with(None)))),
+            Value::Counter(n) => {
+                let _ = writeln!(out, "{name}{plain} {n}");
+            }
+            Value::Gauge(g) => {
+                let _ = writeln!(out, "{name}{plain} {g:?}");
+            }
             Value::Stat(s) if s.count > 0 => {
-                let labels = with(None);
-                lines.push((name.clone(), format!("{name}_count{labels} {}", s.count)));
-                lines.push((name.clone(), format!("{name}_sum{labels} {}", s.sum)));
-                lines.push((name.clone(), format!("{name}_avg{labels} {:?}", s.avg)));
+                let _ = writeln!(out, "{name}_count{plain} {}", s.count);
+                let _ = writeln!(out, "{name}_sum{plain} {}", s.sum);
+                let _ = writeln!(out, "{name}_avg{plain} {:?}", s.avg);
                 for (quantile, value) in [
                     ("0", s.min),
                     ("0.5", s.p50),
@@ -41,25 +53,22 @@ pub fn render(entries: &[Entry], prefix: &str) -> String {
                     ("0.9999", s.p9999),
                     ("1", s.max),
                 ] {
-                    let labels = with(Some(("quantile", quantile)));
-                    lines.push((name.clone(), format!("{name}{labels} {value}")));
+                    let labels = label_text(labels, Some(("quantile", quantile)));
+                    let _ = writeln!(out, "{name}{labels} {value}");
                 }
             }
             Value::Stat(_) => {}
         }
     }
-    // A stable sort keeps each name's lines in the order listed.
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out = String::new();
-    for (_, line) in lines {
-        let _ = writeln!(out, "{line}");
-    }
     out
 }
 
+/// A series' labels, in order.
+type Labels = Vec<(String, String)>;
+
 /// The series name and labels of a metric at `path`, rewritten a segment
 /// at a time as Linkerd's telemeter did.
-fn series(path: &[String], prefix: &str) -> (String, Vec<(String, String)>) {
+fn series(path: &[std::sync::Arc<str>], prefix: &str) -> (String, Labels) {
     let mut name: Vec<&str> = Vec::new();
     let mut labels: Vec<(String, String)> = Vec::new();
     for segment in path {
@@ -158,7 +167,7 @@ mod tests {
 
     fn one(path: &[&str], value: Value) -> String {
         let entry = Entry {
-            path: path.iter().map(|s| s.to_string()).collect(),
+            path: path.iter().map(|s| (*s).into()).collect(),
             value,
         };
         render(&[entry], "")

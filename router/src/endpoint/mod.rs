@@ -70,6 +70,16 @@ pub(crate) enum Forwarded {
 }
 
 impl Forwarded {
+    /// The answer's `Content-Length`, for the access log.
+    pub(crate) fn content_length(&self) -> Option<u64> {
+        match self {
+            Forwarded::Direct { answer, .. } => answer.content_length(),
+            Forwarded::Streamed { response, .. } => {
+                crate::access_log::content_length(response.headers())
+            }
+        }
+    }
+
     /// The answer's status.
     pub(crate) fn status(&self) -> http::StatusCode {
         match self {

@@ -298,14 +298,12 @@ impl RouterNaming for NamerdHttpInterpreter {
             if shared.reach.heard().is_ok() {
                 return Ok(());
             }
+            // `Ok(false)`: namerd answered, without the namespace.
             let probe = async {
                 let client = shared.target.client().await?;
                 match client.get_dtab(&shared.namespace).await {
-                    Ok(_) => Ok(()),
-                    Err(ClientError::NotFound { .. }) => Err(format!(
-                        "namerd has no namespace {:?}",
-                        shared.namespace.as_str()
-                    )),
+                    Ok(_) => Ok(true),
+                    Err(ClientError::NotFound { .. }) => Ok(false),
                     Err(e) => Err(e.to_string()),
                 }
             };
@@ -317,10 +315,16 @@ impl RouterNaming for NamerdHttpInterpreter {
                     ))
                 });
             match outcome {
-                Ok(()) => {
+                Ok(true) => {
                     shared.answered();
                     Ok(())
                 }
+                // Reachable, so no outage to log; not ready all the same.
+                Ok(false) => Err(format!(
+                    "{KIND}: namerd at {} has no namespace {:?}",
+                    shared.target,
+                    shared.namespace.as_str()
+                )),
                 Err(why) => {
                     shared.failed(&why);
                     Err(format!(

@@ -54,6 +54,15 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Bodies are gathered up to this size before they are written.
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// Who is at the other end of a connection; it counts as open while this
+/// lives.
+pub struct Peer {
+    /// The client's address.
+    pub remote: std::net::IpAddr,
+    /// Held for the connection's life.
+    pub _open: crate::stats::OpenConnection,
+}
+
 /// What a connection needs of its server.
 pub struct Served {
     /// The router the connection's requests go to.
@@ -73,7 +82,7 @@ pub struct Served {
 /// `fallback` (hyper's server).
 pub async fn serve<F, Fut>(
     mut stream: TcpStream,
-    remote: std::net::IpAddr,
+    peer: Peer,
     served: Arc<Served>,
     mut stopping: watch::Receiver<bool>,
     fallback: F,
@@ -149,7 +158,7 @@ pub async fn serve<F, Fut>(
             request.close |= tokio::time::Instant::now() >= end;
         }
         let close = request.close;
-        let kept = respond(&served, request, &mut stream, &mut out, remote).await;
+        let kept = respond(&served, request, &mut stream, &mut out, peer.remote).await;
         // A long answer or head may have grown the buffers; an idle
         // connection keeps only their usual size.
         out.clear();

@@ -277,17 +277,16 @@ async fn accept_loop(
                 let accepted = prefixed.accepted();
                 hyper.serve(prefixed, accepted, stopping, peer.ip()).await;
             };
-            let serving = h1::serve(
+            tokio::spawn(h1::serve(
                 stream,
-                peer.ip(),
+                h1::Peer {
+                    remote: peer.ip(),
+                    _open: open,
+                },
                 served.clone(),
                 stopping_rx.clone(),
                 fallback,
-            );
-            tokio::spawn(async move {
-                serving.await;
-                drop(open);
-            });
+            ));
             continue;
         }
         let hyper = hyper.clone();

@@ -25,6 +25,16 @@ pub(crate) struct Service {
     pub(crate) retries: RetryBudget,
     /// `rt/<router>/service/<path>`.
     pub(crate) stats: Arc<crate::stats::ServiceStats>,
+    /// The figures of the client this service's requests went to last, for
+    /// it: a binding's requests nearly always go to one client, and this
+    /// spares them the client's lookup.
+    last_client: arc_swap::ArcSwapOption<LastClient>,
+}
+
+struct LastClient {
+    /// Held weakly, so the address stays unique while it is compared.
+    client: std::sync::Weak<crate::stats::ClientStats>,
+    stats: Arc<crate::stats::RequestStats>,
 }
 
 impl Service {
@@ -36,7 +46,27 @@ impl Service {
             retries: RetryBudget::new(&policy.budget),
             policy,
             stats,
+            last_client: arc_swap::ArcSwapOption::empty(),
         }
+    }
+
+    /// `rt/<router>/client/<id>/service/<path>`: `client`'s figures for
+    /// this service.
+    pub(crate) fn client_stats(
+        &self,
+        client: &Arc<crate::stats::ClientStats>,
+    ) -> Arc<crate::stats::RequestStats> {
+        if let Some(last) = &*self.last_client.load()
+            && std::ptr::eq(last.client.as_ptr(), Arc::as_ptr(client))
+        {
+            return last.stats.clone();
+        }
+        let stats = client.for_service(&self.stats);
+        self.last_client.store(Some(Arc::new(LastClient {
+            client: Arc::downgrade(client),
+            stats: stats.clone(),
+        })));
+        stats
     }
 }
 

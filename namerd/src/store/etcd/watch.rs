@@ -84,7 +84,7 @@ pub(super) async fn watch_dtab(inner: Arc<Inner>, ns: Namespace, publisher: Dtab
     let key = inner.key(&ns);
     let what = format!("watch of {key}");
     let apply_read = |read: Read| publish_read(&publisher, &ns, read);
-    let mut health = Health::new(&what);
+    let mut health = Health::new("io.l5d.etcd", Some(ns.as_str()), &what);
     let mut backoff = retry_backoff();
     let mut position: Position = None;
     loop {
@@ -142,7 +142,7 @@ pub(super) async fn watch_dtab(inner: Arc<Inner>, ns: Namespace, publisher: Dtab
 pub(super) async fn watch_list(inner: Arc<Inner>, publisher: ListPublisher) {
     let dir = inner.dir();
     let what = format!("watch of {dir}*");
-    let mut health = Health::new(&what);
+    let mut health = Health::new("io.l5d.etcd", None, &what);
     let mut backoff = retry_backoff();
     let mut position: Position = None;
     let mut names = BTreeSet::new();

@@ -67,7 +67,7 @@ impl Inner {
 /// Keeps one namespace's watch up to date; dropped when nobody holds it.
 pub(super) async fn watch_dtab(inner: Arc<Inner>, ns: Namespace, publisher: DtabPublisher) {
     let what = format!("watch of {}", inner.node(&ns));
-    let mut health = Health::new(&what);
+    let mut health = Health::new("io.l5d.zk", Some(ns.as_str()), &what);
     let mut backoff = retry_backoff();
     loop {
         match inner.call("watch", inner.read_and_watch(&ns)).await {
@@ -91,7 +91,7 @@ pub(super) async fn watch_dtab(inner: Arc<Inner>, ns: Namespace, publisher: Dtab
 /// Keeps the list watch up to date; dropped when nobody holds it.
 pub(super) async fn watch_list(inner: Arc<Inner>, publisher: ListPublisher) {
     let what = format!("watch of the children of {}", inner.settings.path_prefix);
-    let mut health = Health::new(&what);
+    let mut health = Health::new("io.l5d.zk", None, &what);
     let mut backoff = retry_backoff();
     loop {
         match inner.call("watch", inner.list_and_watch()).await {
