@@ -6,6 +6,9 @@
 #
 #   examples/scripts/telemetry_cost.sh ON_BIN OFF_BIN [SECONDS] [ROUNDS]
 #
+# SCRAPE_EVERY (seconds, default 1) is how often the "on" router's
+# Prometheus endpoint is read during a round.
+#
 # wrk spreads its requests over the 1,000 Host names (/svc/s0 ... /svc/s999),
 # each bound by the io.l5d.fs namer to 127.0.0.1 ... 127.0.0.10 on one nginx
 # upstream (it listens on every loopback address). The router is pinned to
@@ -105,7 +108,7 @@ output = \"/dev/null\""; done > "$work/curl.cfg"
   rss_seen=$(rss_kb "$pid")
   local scraper=""
   if [ "$name" = on ]; then
-    ( while sleep 1; do curl -s "http://127.0.0.1:$admin_port/admin/metrics/prometheus" >/dev/null; done ) &
+    ( while sleep "${SCRAPE_EVERY:-1}"; do curl -s "http://127.0.0.1:$admin_port/admin/metrics/prometheus" >/dev/null; done ) &
     scraper=$!
   fi
   local before after

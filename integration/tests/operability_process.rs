@@ -285,7 +285,10 @@ interfaces:
         .unwrap();
     assert!(hup.success());
     wait_for_line(&namerd, "about SIGHUP", |l| message_has(l, "SIGHUP"));
-    assert_eq!(http(local(namerd_admin), "GET", "/admin/ping", "a", "").0, 200);
+    assert_eq!(
+        http(local(namerd_admin), "GET", "/admin/ping", "a", "").0,
+        200
+    );
 
     // The log level, changed at run time, Linkerd's way and as a filter.
     let (status, _) = http(
