@@ -44,6 +44,9 @@ pub fn routes(state: AdminState) -> Routes {
             get(move |State(state): State<AdminState>| async move { prometheus(&state, &prefix) }),
         );
     }
+    if state.telemeters.influxdb {
+        routes = routes.route(crate::metrics::INFLUXDB_PATH, get(influxdb));
+    }
     routes
         .route("/admin/ping", get(|| async { "pong" }))
         .route("/admin/ready", get(ready))
@@ -123,6 +126,14 @@ fn prometheus(state: &AdminState, prefix: &str) -> Response {
         text,
     )
         .into_response()
+}
+
+/// `GET /admin/metrics/influxdb`: line protocol, tagged with the asking
+/// `Host`.
+async fn influxdb(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let text = namers::telemetry::influxdb::render(&state.metrics.entries(), host);
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 /// `GET /admin/metrics.json`: flat keys, or with `tree=1` nested; `q=`

@@ -1,7 +1,9 @@
 //! What the admin server shows of the routers' and namers' figures: the
 //! metrics tree as `/admin/metrics.json`, and as Prometheus text at
 //! `/admin/metrics/prometheus` (or where an `io.l5d.prometheus`
-//! telemeter's `path` says, with its `prefix`).
+//! telemeter's `path` says, with its `prefix`), and as InfluxDB line
+//! protocol at `/admin/metrics/influxdb` with an `io.l5d.influxdb`
+//! telemeter.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +16,26 @@ use serde_json::Value;
 pub const DEFAULT_PROMETHEUS_PATH: &str = "/admin/metrics/prometheus";
 
 /// The telemeter kinds a router config may list.
-pub const TELEMETERS: &[&str] = &["io.l5d.prometheus"];
+pub const TELEMETERS: &[&str] = &["io.l5d.prometheus", "io.l5d.influxdb"];
+
+/// Where an `io.l5d.influxdb` telemeter serves its lines (Linkerd's path).
+pub const INFLUXDB_PATH: &str = "/admin/metrics/influxdb";
 
 /// The `telemetry:` list, checked.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Telemeters {
     /// Where Prometheus text is served, and the prefix of its names.
     pub prometheus: Vec<PrometheusTelemeter>,
+    /// Whether `/admin/metrics/influxdb` is served.
+    pub influxdb: bool,
+}
+
+/// `{kind: io.l5d.influxdb}`: Linkerd's telemeter had no keys.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InfluxDbTelemeter {
+    #[serde(default)]
+    experimental: bool,
 }
 
 /// `{kind: io.l5d.prometheus, path, prefix}`.
@@ -58,6 +73,12 @@ impl Telemeters {
                             .map_err(|e| format!("{at} (io.l5d.prometheus): {e}"))?;
                     check_prometheus(&at, &telemeter)?;
                     telemeters.prometheus.push(telemeter);
+                }
+                "io.l5d.influxdb" => {
+                    let params = Value::Object(entry.params.clone());
+                    let _: InfluxDbTelemeter = serde_path_to_error::deserialize(params)
+                        .map_err(|e| format!("{at} (io.l5d.influxdb): {e}"))?;
+                    telemeters.influxdb = true;
                 }
                 other => {
                     return Err(namers::config::linkerd::unknown_kind(
@@ -98,7 +119,12 @@ fn check_prometheus(at: &str, telemeter: &PrometheusTelemeter) -> Result<(), Str
             telemeter.path
         ));
     }
-    let reserved = ["/admin/metrics.json", "/admin/ping", "/admin/ready"];
+    let reserved = [
+        "/admin/metrics.json",
+        "/admin/ping",
+        "/admin/ready",
+        INFLUXDB_PATH,
+    ];
     if reserved.contains(&telemeter.path.as_str()) {
         return Err(format!(
             "{at} (io.l5d.prometheus): path: {} is another admin endpoint",
@@ -198,6 +224,8 @@ mod tests {
         assert!(e.contains("path"), "{e}");
         let e = parse(r#"[{"kind": "io.l5d.prometheus", "bogus": 1}]"#).unwrap_err();
         assert!(e.contains("bogus"), "{e}");
+        let e = parse(r#"[{"kind": "io.l5d.influxdb", "host": "x"}]"#).unwrap_err();
+        assert!(e.contains("telemetry[0]") && e.contains("host"), "{e}");
         let e = parse(r#"[{"kind": "io.l5d.prometheus"}, {"kind": "io.l5d.zipkin"}]"#).unwrap_err();
         assert!(
             e.contains("telemetry[1]") && e.contains("not supported yet"),

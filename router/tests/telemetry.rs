@@ -114,6 +114,7 @@ telemetry:
 - kind: io.l5d.prometheus
   path: /metrics
   prefix: linkerd_
+- kind: io.l5d.influxdb
 routers:
 - protocol: http
   label: web
@@ -321,6 +322,25 @@ routers:
             &format!("linkerd_rt:server:requests{{{server_labels}}}")
         ),
         9.0
+    );
+
+    // InfluxDB line protocol, as Telegraf scrapes it: a line per scope.
+    let (status, lines) = admin(router.admin, "/admin/metrics/influxdb").await;
+    assert_eq!(status, StatusCode::OK);
+    let line = |prefix: &str| {
+        lines
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{lines}"))
+            .to_string()
+    };
+    let server = line("rt:server,host=admin,rt=web,server=127.0.0.1/0 ");
+    assert!(server.contains(",requests=9,"), "{server}");
+    assert!(server.contains("request_latency_ms_count=8"), "{server}");
+    let status_line = line("rt:client:status,client=#/io.l5d.fs/flaky,host=admin,rt=web ");
+    assert!(
+        status_line.contains("200=1") && status_line.contains("503=1"),
+        "{status_line}"
     );
     router.stop().await;
 }

@@ -1,7 +1,7 @@
 //! Metrics in Linkerd's shape: a tree of scopes (`rt/web/service/svc/web`)
 //! holding counters, gauges and stats (histograms), and the admin formats
-//! that show it: `/admin/metrics.json` (flat or as a tree) and Prometheus
-//! text with Linkerd's labels.
+//! that show it: `/admin/metrics.json` (flat or as a tree), Prometheus
+//! text with Linkerd's labels, and InfluxDB line protocol.
 //!
 //! A component keeps its figures in plain atomics ([`Counter`], [`Stat`])
 //! and lists them when asked, through a [`Scope`]. A stat's figures are
@@ -10,6 +10,7 @@
 //! admin shows is the last full interval.
 
 mod histogram;
+pub mod influxdb;
 pub mod json;
 pub mod prometheus;
 

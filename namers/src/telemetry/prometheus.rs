@@ -9,6 +9,7 @@
 //!
 //! Lines of one name are kept together, in name order.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::{Entry, Value};
@@ -21,7 +22,7 @@ const STACKS: [&str; 3] = ["service", "client", "server"];
 pub fn render(entries: &[Entry], prefix: &str) -> String {
     // Each entry's series, then its lines written in name order (a
     // stable sort keeps each name's lines in the order listed).
-    let mut series: Vec<(String, Labels, &Entry)> = entries
+    let mut series: Vec<(String, Labels<'_>, &Entry)> = entries
         .iter()
         .map(|entry| {
             let (name, labels) = series(&entry.path, prefix);
@@ -63,14 +64,15 @@ pub fn render(entries: &[Entry], prefix: &str) -> String {
     out
 }
 
-/// A series' labels, in order.
-type Labels = Vec<(String, String)>;
+/// A series' labels, in order, borrowed from its path (an exception chain
+/// is the one label made anew).
+type Labels<'a> = Vec<(&'a str, Cow<'a, str>)>;
 
 /// The series name and labels of a metric at `path`, rewritten a segment
 /// at a time as Linkerd's telemeter did.
-fn series(path: &[std::sync::Arc<str>], prefix: &str) -> (String, Labels) {
+fn series<'a>(path: &'a [std::sync::Arc<str>], prefix: &str) -> (String, Labels<'a>) {
     let mut name: Vec<&str> = Vec::new();
-    let mut labels: Vec<(String, String)> = Vec::new();
+    let mut labels: Labels<'a> = Vec::new();
     for segment in path {
         name.push(segment);
         relabel(&mut name, &mut labels);
@@ -80,26 +82,26 @@ fn series(path: &[std::sync::Arc<str>], prefix: &str) -> (String, Labels) {
 
 /// One step: when the name so far matches a labelled scope, its last
 /// segment becomes a label.
-fn relabel(name: &mut Vec<&str>, labels: &mut Vec<(String, String)>) {
-    let has = |labels: &[(String, String)], key: &str| labels.iter().any(|(k, _)| k == key);
-    match name.as_slice() {
+fn relabel<'a>(name: &mut Vec<&'a str>, labels: &mut Labels<'a>) {
+    let has = |labels: &Labels<'a>, key: &str| labels.iter().any(|(k, _)| *k == key);
+    match *name.as_slice() {
         ["rt", router] if !has(labels, "rt") => {
-            labels.push(("rt".into(), (*router).to_string()));
+            labels.push(("rt", Cow::Borrowed(router)));
             name.truncate(1);
         }
-        ["rt", stack, ident] if STACKS.contains(stack) && !has(labels, stack) => {
-            labels.push(((*stack).to_string(), (*ident).to_string()));
+        ["rt", stack, ident] if STACKS.contains(&stack) && !has(labels, stack) => {
+            labels.push((stack, Cow::Borrowed(ident)));
             name.truncate(2);
         }
         ["rt", "client", "service", path] if !has(labels, "service") => {
-            labels.push(("service".into(), (*path).to_string()));
+            labels.push(("service", Cow::Borrowed(path)));
             name.truncate(3);
         }
-        ["rt", stack, "failures", exception] if STACKS.contains(stack) => {
+        ["rt", stack, "failures", exception] if STACKS.contains(&stack) => {
             add_exception(labels, exception);
             name.truncate(3);
         }
-        ["rt", stack, "exn", exception] if STACKS.contains(stack) => {
+        ["rt", stack, "exn", exception] if STACKS.contains(&stack) => {
             add_exception(labels, exception);
             name.truncate(2);
             name.push("exceptions");
@@ -109,13 +111,14 @@ fn relabel(name: &mut Vec<&str>, labels: &mut Vec<(String, String)>) {
 }
 
 /// A cause chain is one label: `outer:cause`.
-fn add_exception(labels: &mut Vec<(String, String)>, exception: &str) {
-    match labels.iter_mut().find(|(k, _)| k == "exception") {
+fn add_exception<'a>(labels: &mut Labels<'a>, exception: &'a str) {
+    match labels.iter_mut().find(|(k, _)| *k == "exception") {
         Some((_, value)) => {
-            value.push(':');
-            value.push_str(exception);
+            let chain = value.to_mut();
+            chain.push(':');
+            chain.push_str(exception);
         }
-        None => labels.push(("exception".into(), exception.to_string())),
+        None => labels.push(("exception", Cow::Borrowed(exception))),
     }
 }
 
@@ -132,15 +135,12 @@ fn escape_name(name: &str) -> String {
         .collect()
 }
 
-fn label_text(labels: &[(String, String)], extra: Option<(&str, &str)>) -> String {
+fn label_text(labels: &Labels<'_>, extra: Option<(&str, &str)>) -> String {
     if labels.is_empty() && extra.is_none() {
         return String::new();
     }
     let mut out = String::from("{");
-    let all = labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .chain(extra);
+    let all = labels.iter().map(|(k, v)| (*k, &**v)).chain(extra);
     for (i, (key, value)) in all.enumerate() {
         if i > 0 {
             out.push(',');
