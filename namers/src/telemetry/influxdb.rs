@@ -15,12 +15,14 @@ use std::fmt::Write as _;
 
 use super::{Entry, Value};
 
+/// A line's measurement and its tags, sorted.
+type Line<'a> = (String, Vec<(&'a str, &'a str)>);
+
 /// The text for `entries`, tagged with `host` (`none` when the request had
 /// no `Host`).
 pub fn render(entries: &[Entry], host: Option<&str>) -> String {
     // Lines by measurement and tags; fields sorted by key within a line.
-    let mut lines: BTreeMap<(String, Vec<(&str, &str)>), BTreeMap<String, String>> =
-        BTreeMap::new();
+    let mut lines: BTreeMap<Line<'_>, BTreeMap<String, String>> = BTreeMap::new();
     for entry in entries {
         let Some((field, scope)) = entry.path.split_last() else {
             continue;
