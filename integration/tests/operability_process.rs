@@ -260,6 +260,20 @@ interfaces:
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(http(local(port), "GET", "/", "web", "").0, 200);
+    // The interpreter's own figures, in the metrics tree.
+    let (_, metrics) = http(local(admin), "GET", "/admin/metrics.json", "a", "");
+    let metrics: Value = serde_json::from_str(&metrics).unwrap();
+    let interpreter = "rt/edge/interpreter/io.l5d.namerd.http";
+    assert_eq!(
+        metrics[format!("{interpreter}/namerd/answering")].as_f64(),
+        Some(1.0),
+        "{metrics:#}"
+    );
+    assert!(metrics[format!("{interpreter}/watches/opened")].as_u64() >= Some(1));
+    assert_eq!(
+        metrics[format!("{interpreter}/bindcache.size")].as_f64(),
+        Some(1.0)
+    );
 
     let router_log = router.log();
     assert!(

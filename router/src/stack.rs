@@ -620,6 +620,9 @@ impl namers::telemetry::Source for RouterStack {
         }
         self.bind.list_services(&mut router.scope("service"));
         self.clients.list_clients(&mut router.scope("client"));
+        self.bind
+            .naming()
+            .list_stats(&mut router.scope("interpreter"));
         if let Some(log) = &self.access_log {
             let mut scope = router.scope("access_log");
             scope.counter("written", log.written());

@@ -43,6 +43,11 @@ pub trait RouterNaming: Send + Sync + 'static {
     fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
         async { Ok(()) }.boxed()
     }
+
+    /// Lists the interpreter's own figures under `rt/<router>/interpreter`
+    /// (none for one that binds with the router's namers: theirs are under
+    /// `namer/`).
+    fn list_stats(&self, _interpreter: &mut namers::telemetry::Scope<'_>) {}
 }
 
 impl RouterNaming for Interpreter {
@@ -125,6 +130,10 @@ impl RouterNaming for Transformed {
 
     fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
         self.inner.ready()
+    }
+
+    fn list_stats(&self, interpreter: &mut namers::telemetry::Scope<'_>) {
+        self.inner.list_stats(interpreter);
     }
 }
 

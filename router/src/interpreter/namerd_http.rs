@@ -290,6 +290,32 @@ impl RouterNaming for NamerdHttpInterpreter {
         .boxed()
     }
 
+    // `interpreter/io.l5d.namerd.http/…`: its watches and caches, as
+    // Linkerd's namerd interpreter showed `bindcache.size` and
+    // `addrcache.size`.
+    fn list_stats(&self, interpreter: &mut namers::telemetry::Scope<'_>) {
+        if interpreter.is_rolling() {
+            return;
+        }
+        let shared = &self.shared;
+        let status = shared.status.publisher.subscribe().load();
+        let mut scope = interpreter.scope(KIND);
+        #[allow(clippy::cast_precision_loss)]
+        {
+            scope.gauge("bindcache.size", shared.binds.len() as f64);
+            scope.gauge("addrcache.size", shared.addrs.len() as f64);
+            scope.gauge("watches/open", status.open as f64);
+        }
+        scope.counter("watches/opened", status.opened);
+        scope.counter("watches/failures", status.failures);
+        let answering = if shared.reach.heard().is_ok() && !shared.reach.is_down() {
+            1.0
+        } else {
+            0.0
+        };
+        scope.gauge("namerd/answering", answering);
+    }
+
     // Ready once namerd has answered: a watch delivered something, or
     // namerd serves the namespace when asked here.
     fn ready(&self) -> BoxFuture<'_, Result<(), String>> {

@@ -56,6 +56,11 @@ impl Reach {
         state.last_error = Some(error.to_string());
     }
 
+    /// Whether the latest attempt to reach namerd failed.
+    pub(super) fn is_down(&self) -> bool {
+        self.lock().down
+    }
+
     /// `Ok` once namerd has answered; else the latest reason it did not.
     pub(super) fn heard(&self) -> Result<(), Option<String>> {
         let state = self.lock();
