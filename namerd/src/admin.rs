@@ -6,36 +6,53 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use namers::telemetry::telemeters::{self, Metrics, Telemeters};
 use tokio::sync::Notify;
 
 use crate::Namerd;
-use crate::metrics::Metrics;
 
 /// What the admin handlers share.
 #[derive(Clone)]
 pub struct AdminState {
-    /// The naming service, for gauges.
+    /// The naming service, for readiness.
     pub namerd: Arc<Namerd>,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
+    /// The metrics tree.
+    pub metrics: Metrics,
+    /// Where the tree is served, and how.
+    pub telemeters: Telemeters,
     /// Notified by `POST /admin/shutdown`. Only the main task waits on it,
     /// and the permit is kept if it is not waiting yet.
     pub shutdown_requested: Arc<Notify>,
 }
 
+/// The admin paths besides the metrics endpoints, which a telemeter's
+/// `path` may not take.
+pub const PATHS: &[&str] = &[
+    "/admin/ping",
+    "/admin/ready",
+    "/logging.json",
+    "/admin/logging",
+    "/admin/shutdown",
+];
+
 /// How long `/admin/ready`'s question to the store may take.
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `/admin/ping`, `/admin/ready`, `/admin/metrics/prometheus`, the log
-/// level (`/logging.json`, `/admin/logging`) and `/admin/shutdown`.
+/// `/admin/ping`, `/admin/ready`, the metrics ([`Telemeters::paths`]:
+/// `/admin/metrics.json`, `/admin/metrics/prometheus` and the
+/// telemeters'), the log level (`/logging.json`, `/admin/logging`) and
+/// `/admin/shutdown`.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let mut routes = Router::new();
+    for path in state.telemeters.paths() {
+        routes = routes.route(&path, get(metrics));
+    }
+    routes
         .route("/admin/ping", get(|| async { "pong" }))
         .route("/admin/ready", get(ready))
-        .route("/admin/metrics/prometheus", get(prometheus))
         .route("/logging.json", any(logging))
         .route("/admin/logging", any(logging))
         .route(
@@ -49,14 +66,21 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-async fn prometheus(State(state): State<AdminState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(&state.namerd),
-    )
+/// The metrics endpoints ([`telemeters::admin`]).
+async fn metrics(
+    State(state): State<AdminState>,
+    uri: Uri,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match telemeters::admin(&state.metrics, &state.telemeters, uri.path(), &params, host) {
+        Some((status, content_type, body)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// `GET /admin/ready`: 200 when the store answers (the namers are built

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use namers::config::{NamerConfig, kind_params};
+use namers::telemetry::telemeters::Telemeters;
 use serde_json::{Map, Value};
 
 use crate::store::DtabStore;
@@ -25,8 +26,8 @@ pub struct NamerdConfig {
     pub namers: Vec<NamerConfig>,
     /// The APIs served to routers and operators.
     pub interfaces: Vec<KindConfig>,
-    /// Metrics exporters (only the admin server's Prometheus endpoint is
-    /// built in; entries here are rejected).
+    /// Metrics exporters: `io.l5d.prometheus` and `io.l5d.influxdb`, as
+    /// the router takes them.
     #[serde(default)]
     pub telemetry: Vec<KindConfig>,
     /// The work one bind may do (our own keys: Linkerd has none).
@@ -154,22 +155,15 @@ impl NamerdConfig {
             .collect()
     }
 
+    /// The telemeters of `telemetry:`, checked.
+    pub fn telemeters(&self) -> Result<Telemeters, String> {
+        Telemeters::from_config(&self.telemetry, crate::admin::PATHS)
+    }
+
     /// Checks the parts that need no I/O: interfaces, telemetry, namer kinds.
     pub fn validate(&self) -> Result<(), String> {
         self.http_controllers()?;
-        if self.admin.histogram_snapshot_interval_ms.is_some() {
-            return Err(
-                "admin.histogramSnapshotIntervalMs: namerd keeps no stats yet; only the router reads this key"
-                    .into(),
-            );
-        }
-        if let Some(t) = self.telemetry.first() {
-            let refused =
-                namers::config::linkerd::unknown_kind("telemetry[0]", "telemetry", &t.kind, &[]);
-            return Err(format!(
-                "{refused}none; metrics are served by the admin server at /admin/metrics/prometheus"
-            ));
-        }
+        self.telemeters()?;
         let kinds = namers::config::namer_kinds();
         for (i, namer) in self.namers.iter().enumerate() {
             if !kinds.contains(&namer.kind.as_str()) {
@@ -265,5 +259,61 @@ mod tests {
         .unwrap();
         let err = config.build_store().err().unwrap();
         assert!(err.contains("namespaces.web: invalid dtab"), "{err}");
+    }
+
+    #[test]
+    fn telemetry_takes_the_routers_telemeters_and_the_snapshot_interval() {
+        let config = parse(
+            "admin:\n  histogramSnapshotIntervalMs: 10000\ninterfaces:\n- kind: io.l5d.httpController\ntelemetry:\n- kind: io.l5d.prometheus\n  path: /metrics\n  prefix: namerd_\n- kind: io.l5d.influxdb\n",
+        )
+        .unwrap();
+        let telemeters = config.telemeters().unwrap();
+        assert_eq!(
+            telemeters.paths(),
+            [
+                "/admin/metrics.json",
+                "/metrics",
+                "/admin/metrics/prometheus",
+                "/admin/metrics/influxdb"
+            ]
+        );
+        assert_eq!(
+            config.admin.histogram_snapshot_interval(),
+            std::time::Duration::from_secs(10)
+        );
+    }
+
+    /// What `load` reports for `yaml`.
+    fn load_error(yaml: &str) -> String {
+        let source = namers::config::Source::new("namerd.yaml", yaml);
+        let config: NamerdConfig = source.parse().unwrap();
+        source.error(&config.validate().unwrap_err()).to_string()
+    }
+
+    #[test]
+    fn bad_telemeters_are_refused_with_file_key_and_line() {
+        let err = load_error(
+            "interfaces:\n- kind: io.l5d.httpController\ntelemetry:\n- kind: io.l5d.prometheus\n- kind: io.l5d.zipkin\n",
+        );
+        assert!(
+            err.starts_with("namerd.yaml: telemetry[1]: line 5: telemetry kind \"io.l5d.zipkin\" is not supported yet"),
+            "{err}"
+        );
+        let err = load_error(
+            "interfaces:\n- kind: io.l5d.httpController\ntelemetry:\n- kind: io.l5d.prometheus\n  path: /admin/ping\n",
+        );
+        assert!(
+            err.starts_with("namerd.yaml: telemetry[0] (io.l5d.prometheus): path: line 5: /admin/ping is another admin endpoint"),
+            "{err}"
+        );
+        let err = load_error(
+            "interfaces:\n- kind: io.l5d.httpController\ntelemetry:\n- kind: io.l5d.influxdb\n  host: x\n",
+        );
+        assert!(
+            err.starts_with(
+                "namerd.yaml: telemetry[0] (io.l5d.influxdb): host: line 5: unknown field `host`"
+            ),
+            "{err}"
+        );
     }
 }

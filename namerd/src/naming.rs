@@ -60,7 +60,7 @@ impl Namerd {
         &self.store
     }
 
-    /// The interpreter (its counters feed the admin metrics).
+    /// The interpreter (its counters are in the metrics tree).
     pub fn interpreter(&self) -> &Interpreter {
         &self.interpreter
     }
@@ -68,6 +68,16 @@ impl Namerd {
     /// How many bindings are being kept live.
     pub fn live_bindings(&self) -> usize {
         self.bindings.len()
+    }
+
+    /// How many resolutions (`/api/1/resolve`) are being kept live.
+    pub fn live_resolutions(&self) -> usize {
+        self.resolutions.len()
+    }
+
+    /// How many addresses of bound ids (`/api/1/addr`) are being kept live.
+    pub fn live_addrs(&self) -> usize {
+        self.addrs.len()
     }
 
     /// Binds `path` through the dtab of `ns` followed by `local`, live. A

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use namers::config::{NamerContext, build_namers};
+use namers::metrics::NamerMetrics;
 use namers::system::SystemNamers;
 use namers::system::inet::InetResolver;
+use namers::telemetry::Source;
+use namers::telemetry::telemeters::{Metrics, Telemeters};
 use namers::{Interpreter, UnknownSystemNamer};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -16,7 +19,8 @@ use crate::Namerd;
 use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
 use crate::config::{HttpControllerConfig, NamerdConfig};
-use crate::metrics::Metrics;
+use crate::metrics::HttpStats;
+use crate::store::counted::CountedStore;
 
 /// How long in-flight requests get to finish on shutdown unless
 /// `admin.shutdownGraceMs` says otherwise. Watch streams never finish on
@@ -37,6 +41,8 @@ pub struct Running {
     shutdown_requested: Arc<Notify>,
     stopping: tokio::sync::watch::Sender<bool>,
     servers: JoinSet<std::io::Result<()>>,
+    /// Tasks that run until namerd stops (the stats' interval).
+    background: JoinSet<()>,
     /// How long requests in flight get when namerd stops.
     grace: Duration,
 }
@@ -45,7 +51,9 @@ pub struct Running {
 /// store, metrics and the API interfaces' settings.
 pub struct Built {
     namerd: Arc<Namerd>,
-    metrics: Arc<Metrics>,
+    http_stats: Arc<HttpStats>,
+    metrics: Metrics,
+    telemeters: Telemeters,
     controllers: Vec<HttpControllerConfig>,
 }
 
@@ -60,12 +68,24 @@ pub fn build(config: &NamerdConfig) -> Result<Built, String> {
     let interpreter = Interpreter::new(namers, system)
         .with_unknown_system_namer(UnknownSystemNamer::AsIs)
         .with_bind_limits(config.binding_limits.limits());
-    let store = config.build_store()?;
-    let metrics = Arc::new(Metrics::with_namers(interpreter.namers()));
+    let store = Arc::new(CountedStore::new(config.build_store()?));
+    let telemeters = config.telemeters()?;
     let controllers = config.http_controllers()?;
+    let namer_metrics = NamerMetrics::new(interpreter.namers());
+    let namerd =
+        Namerd::with_inactive_ttl(store.clone(), interpreter, config.binding_cache.idle_ttl());
+    let http_stats = Arc::new(HttpStats::default());
+    let sources: Vec<Arc<dyn Source>> = vec![
+        Arc::new(namer_metrics),
+        http_stats.clone(),
+        namerd.clone(),
+        store,
+    ];
     Ok(Built {
-        namerd: Namerd::with_inactive_ttl(store, interpreter, config.binding_cache.idle_ttl()),
-        metrics,
+        namerd,
+        http_stats,
+        metrics: Metrics::new(sources, config.admin.histogram_snapshot_interval()),
+        telemeters,
         controllers,
     })
 }
@@ -74,7 +94,9 @@ pub fn build(config: &NamerdConfig) -> Result<Built, String> {
 pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     let Built {
         namerd,
+        http_stats,
         metrics,
+        telemeters,
         controllers,
     } = build(config)?;
     let shutdown = Arc::new(Notify::new());
@@ -94,11 +116,16 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         let state = ApiState {
             namerd: namerd.clone(),
             write_token: controller.write_token.as_deref().map(Arc::from),
-            metrics: metrics.clone(),
+            stats: http_stats.clone(),
             stopping: stopping.clone(),
         };
         let app = api::router(state, controller.max_body_bytes);
-        servers.spawn(serve(listener, app, shutdown.clone()));
+        servers.spawn(serve(
+            listener,
+            app,
+            shutdown.clone(),
+            Some(http_stats.clone()),
+        ));
     }
 
     let admin_addr = config.admin.addr(crate::config::DEFAULT_ADMIN_PORT);
@@ -106,12 +133,15 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         .await
         .map_err(|e| format!("admin: cannot listen on {admin_addr}: {e}"))?;
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+    let mut background = JoinSet::new();
+    background.spawn(metrics.clone().roll_every_interval());
     let admin_app = admin::router(AdminState {
         namerd: namerd.clone(),
         metrics,
+        telemeters,
         shutdown_requested: shutdown_requested.clone(),
     });
-    servers.spawn(serve(admin_listener, admin_app, shutdown.clone()));
+    servers.spawn(serve(admin_listener, admin_app, shutdown.clone(), None));
 
     tracing::info!(?api_addrs, %admin_addr, "namerd is serving");
     Ok(Running {
@@ -122,6 +152,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         shutdown_requested,
         stopping: stopping_tx,
         servers,
+        background,
         grace: config.admin.shutdown_grace(SHUTDOWN_GRACE),
     })
 }
@@ -130,8 +161,15 @@ async fn serve(
     listener: TcpListener,
     app: axum::Router,
     shutdown: Arc<Notify>,
+    stats: Option<Arc<HttpStats>>,
 ) -> std::io::Result<()> {
-    crate::conn::serve(listener, app, async move { shutdown.notified().await }).await
+    crate::conn::serve(
+        listener,
+        app,
+        async move { shutdown.notified().await },
+        stats,
+    )
+    .await
 }
 
 impl Running {
@@ -144,6 +182,7 @@ impl Running {
     /// up to `admin.shutdownGraceMs` ([`SHUTDOWN_GRACE`] by default), then
     /// cuts what is left.
     pub async fn stop(mut self) {
+        self.background.abort_all();
         self.shutdown.notify_waiters();
         self.stopping.send_replace(true);
         let drained = tokio::time::timeout(self.grace, async {

@@ -531,13 +531,22 @@ async fn admin_exports_the_namers_counters() {
     )
     .await
     .body;
+    // Linkerd's scope, `namer/<prefix>/`, escaped into the name.
     for line in [
-        "namerd_namer_state_changes_total{namer=\"/#/io.l5d.consul\"} 0",
-        "namerd_namer_errors_total{namer=\"/#/io.l5d.consul\"} 0",
-        "namerd_namer_watches_started_total{namer=\"/#/io.l5d.consul\"} 0",
+        "namer:__io_l5d_consul:state_changes 0",
+        "namer:__io_l5d_consul:errors 0",
+        "namer:__io_l5d_consul:watches_started 0",
     ] {
-        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
     }
+    let json = http(running.admin_addr, "GET", "/admin/metrics.json", &[], "")
+        .await
+        .body;
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["namer/#/io.l5d.consul/state_changes"], 0, "{json:#}");
     running.stop().await;
 }
 
@@ -552,14 +561,12 @@ async fn admin_serves_ping_and_metrics() {
     let metrics = http(n.admin, "GET", "/admin/metrics/prometheus", &[], "")
         .await
         .body;
-    assert!(
-        metrics.contains("namerd_http_requests_total{route=\"/api/1/dtabs/{ns}\",method=\"PUT\",status=\"204\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("namerd_store_writes_total{op=\"put\",result=\"ok\"} 1"),
-        "{metrics}"
-    );
+    for line in [
+        "interface:io_l5d_httpController:io_l5d_httpController:route:api_1_dtabs__ns_:PUT:status:204 1",
+        "dtabstore:put:success 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -695,16 +702,19 @@ async fn a_watch_connection_is_chunked_and_closes_when_the_stream_ends() {
     assert_eq!(watch.chunk().await, "");
     watch.closed().await;
 
-    // Counted like any other request.
-    let metrics = http(n.admin, "GET", "/admin/metrics/prometheus", &[], "")
+    // Counted like any other request, and as a stream that has ended.
+    let json = http(n.admin, "GET", "/admin/metrics.json", &[], "")
         .await
         .body;
-    assert!(
-        metrics.contains(
-            "namerd_http_requests_total{route=\"/api/1/dtabs/{ns}\",method=\"GET\",status=\"200\"} 1"
-        ),
-        "{metrics}"
-    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let server = "interface/io.l5d.httpController/io.l5d.httpController";
+    for (key, value) in [
+        ("route/api/1/dtabs/{ns}/GET/status/200", 1),
+        ("http/stream/response/opened", 1),
+        ("http/stream/response/closed", 1),
+    ] {
+        assert_eq!(json[format!("{server}/{key}")], value, "{key}: {json:#}");
+    }
 }
 
 #[tokio::test]

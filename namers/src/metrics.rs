@@ -1,20 +1,19 @@
-//! The configured namers' counters as Prometheus metrics, for the admin
-//! endpoints of the router and namerd: `namer_<counter>_total` with the
-//! namer's prefix as the `namer` label (e.g.
-//! `namer_state_changes_total{namer="/#/io.l5d.consul"}`).
+//! The namers' and the interpreter's figures in the metrics tree
+//! ([`crate::telemetry`]), for the admin endpoints of the router and
+//! namerd: each configured namer's counters under
+//! `namer/<prefix without its leading slash>/` as Linkerd scoped them
+//! (`namer/#/io.l5d.consul/state_changes`).
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use dtab::Path;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::ConstCounter;
 
-use crate::{Namer, NamerCounter};
+use crate::telemetry::{Scope, Source};
+use crate::{InterpreterStats, Namer};
 
-/// Reads the namers' counters at each scrape.
+/// Reads the namers' counters at each listing.
 pub struct NamerMetrics {
     namers: Vec<(String, Arc<dyn Namer>)>,
 }
@@ -40,40 +39,11 @@ impl fmt::Debug for NamerMetrics {
     }
 }
 
-impl Collector for NamerMetrics {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        let reported: Vec<(&str, Vec<NamerCounter>)> = self
-            .namers
-            .iter()
-            .map(|(prefix, namer)| (prefix.as_str(), namer.counters()))
-            .collect();
-        // One family per counter name, in the order first reported.
-        let mut families: Vec<(&'static str, &'static str)> = Vec::new();
-        for counter in reported.iter().flat_map(|(_, counters)| counters) {
-            if !families.iter().any(|(name, _)| *name == counter.name) {
-                families.push((counter.name, counter.help));
-            }
-        }
-        for (name, help) in families {
-            let full_name = format!("namer_{name}");
-            let mut family =
-                encoder.encode_descriptor(&full_name, help, None, MetricType::Counter)?;
-            for (prefix, counters) in &reported {
-                for counter in counters.iter().filter(|c| c.name == name) {
-                    let labels = [("namer", *prefix)];
-                    ConstCounter::new(counter.value).encode(family.encode_family(&labels)?)?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The namers' counters in the metrics tree, Linkerd's way:
 /// `namer/<prefix without its leading slash>/<counter>`
 /// (`namer/#/io.l5d.consul/state_changes`).
-impl crate::telemetry::Source for NamerMetrics {
-    fn list(&self, root: &mut crate::telemetry::Scope<'_>) {
+impl Source for NamerMetrics {
+    fn list(&self, root: &mut Scope<'_>) {
         if root.is_rolling() {
             return;
         }
@@ -87,11 +57,39 @@ impl crate::telemetry::Source for NamerMetrics {
     }
 }
 
+/// An interpreter's counters, listed into `scope` (Linkerd's interpreters
+/// had none of these; the names are ours): `bindings/active` (a gauge:
+/// bindings whose task runs), `bindings/started`, `bindings/ended`,
+/// `recomputations` (a binding bound again after a namer's answer or the
+/// dtab changed) and `failures_masked` (a namer failed after answering
+/// and its last good answer was kept).
+pub fn list_interpreter_stats(stats: &InterpreterStats, scope: &mut Scope<'_>) {
+    if scope.is_rolling() {
+        return;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    scope.gauge("bindings/active", stats.active_bindings() as f64);
+    let started = stats.bindings_started.load(Ordering::Relaxed);
+    scope.counter("bindings/started", started);
+    scope.counter(
+        "bindings/ended",
+        stats.bindings_ended.load(Ordering::Relaxed),
+    );
+    scope.counter(
+        "recomputations",
+        stats.recomputations.load(Ordering::Relaxed),
+    );
+    scope.counter(
+        "failures_masked",
+        stats.failures_masked.load(Ordering::Relaxed),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Activity, Live, Lookup};
-    use prometheus_client::registry::Registry;
+    use crate::telemetry::{Value, collect};
+    use crate::{Activity, Live, Lookup, NamerCounter};
 
     struct Counting(u64);
 
@@ -106,30 +104,50 @@ mod tests {
     }
 
     #[test]
-    fn every_namer_counter_is_exported_with_its_prefix() {
+    fn every_namer_counter_is_listed_under_its_prefix() {
         let namers: Vec<(Path, Arc<dyn Namer>)> = vec![
             (Path::read("/#/a").unwrap(), Arc::new(Counting(2))),
             (Path::read("/#/b").unwrap(), Arc::new(Counting(5))),
         ];
-        let mut registry = Registry::with_prefix("rt");
-        registry.register_collector(Box::new(NamerMetrics::new(&namers)));
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        assert!(
-            text.contains("# TYPE rt_namer_state_changes counter"),
-            "{text}"
-        );
-        assert!(
-            text.contains("rt_namer_state_changes_total{namer=\"/#/a\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("rt_namer_state_changes_total{namer=\"/#/b\"} 5"),
-            "{text}"
-        );
-        assert!(
-            text.contains("rt_namer_errors_total{namer=\"/#/b\"} 7"),
-            "{text}"
+        let source: Arc<dyn Source> = Arc::new(NamerMetrics::new(&namers));
+        let listed: Vec<(String, Value)> = collect(&[source])
+            .into_iter()
+            .map(|e| (e.path.join("/"), e.value))
+            .collect();
+        let want = [
+            ("namer/#/a/state_changes", 2),
+            ("namer/#/a/errors", 7),
+            ("namer/#/b/state_changes", 5),
+            ("namer/#/b/errors", 7),
+        ];
+        let want: Vec<(String, Value)> = want
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), Value::Counter(*v)))
+            .collect();
+        assert_eq!(listed, want);
+    }
+
+    #[test]
+    fn interpreter_stats_are_listed_with_the_active_bindings() {
+        let stats = InterpreterStats::default();
+        stats.bindings_started.store(5, Ordering::Relaxed);
+        stats.bindings_ended.store(2, Ordering::Relaxed);
+        stats.failures_masked.store(1, Ordering::Relaxed);
+        let mut entries = Vec::new();
+        list_interpreter_stats(&stats, &mut Scope::root(&mut entries));
+        let listed: Vec<(String, Value)> = entries
+            .into_iter()
+            .map(|e| (e.path.join("/"), e.value))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("bindings/active".to_string(), Value::Gauge(3.0)),
+                ("bindings/started".to_string(), Value::Counter(5)),
+                ("bindings/ended".to_string(), Value::Counter(2)),
+                ("recomputations".to_string(), Value::Counter(0)),
+                ("failures_masked".to_string(), Value::Counter(1)),
+            ]
         );
     }
 }

@@ -12,7 +12,6 @@ use super::body::dtab_from_body;
 use super::watch::{self, Frame, wants_watch};
 use super::{ApiError, ApiState, authorize, error};
 use crate::Namespace;
-use crate::metrics::StoreLabels;
 use crate::store::{StoreError, Version, VersionedDtab};
 
 type Params = Query<HashMap<String, String>>;
@@ -35,36 +34,17 @@ fn store_failure(e: &StoreError) -> Response {
     error(status, e.to_string())
 }
 
-fn record(state: &ApiState, op: &'static str, result: &Result<impl Sized, StoreError>) {
-    let result = match result {
-        Ok(_) => "ok",
-        Err(StoreError::NotFound(_)) => "not_found",
-        Err(StoreError::AlreadyExists(_)) => "exists",
-        Err(StoreError::VersionMismatch(_)) => "conflict",
-        Err(StoreError::Backend(_)) => "error",
-    };
-    state
-        .metrics
-        .store_writes
-        .get_or_create(&StoreLabels { op, result })
-        .inc();
-}
-
 /// `GET /api/1/dtabs[?watch=true]`: the namespaces, sorted.
 pub(crate) async fn list(State(state): State<ApiState>, Query(params): Params) -> Response {
     let store = state.namerd.store();
     if wants_watch(params.get("watch")) {
-        return watch::stream(
-            store.watch_list(),
-            state.stopping.clone(),
-            |names| match names {
-                Activity::Pending => Frame::Skip,
-                Activity::Ok(names) => Frame::Json(json_line(
-                    &names.iter().map(Namespace::as_str).collect::<Vec<_>>(),
-                )),
-                Activity::Failed(e) => Frame::End(e.to_string()),
-            },
-        );
+        return watch::stream(store.watch_list(), &state, |names| match names {
+            Activity::Pending => Frame::Skip,
+            Activity::Ok(names) => Frame::Json(json_line(
+                &names.iter().map(Namespace::as_str).collect::<Vec<_>>(),
+            )),
+            Activity::Failed(e) => Frame::End(e.to_string()),
+        });
     }
     match store.list().await {
         Ok(names) => {
@@ -116,16 +96,12 @@ pub(crate) async fn get(
     };
     if wants_watch(params.get("watch")) {
         let deleted = format!("namespace {ns} was deleted");
-        return watch::stream(
-            store.watch(&ns),
-            state.stopping.clone(),
-            move |state| match state {
-                Activity::Pending => Frame::Skip,
-                Activity::Ok(Some(d)) => Frame::Json(json_line(&d.dtab)),
-                Activity::Ok(None) => Frame::End(deleted.clone()),
-                Activity::Failed(e) => Frame::End(e.to_string()),
-            },
-        );
+        return watch::stream(store.watch(&ns), &state, move |state| match state {
+            Activity::Pending => Frame::Skip,
+            Activity::Ok(Some(d)) => Frame::Json(json_line(&d.dtab)),
+            Activity::Ok(None) => Frame::End(deleted.clone()),
+            Activity::Failed(e) => Frame::End(e.to_string()),
+        });
     }
     dtab_response(&found, wants_text(&headers))
 }
@@ -162,9 +138,7 @@ pub(crate) async fn create(
         Ok(dtab) => dtab,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.message()),
     };
-    let result = state.namerd.store().create(&ns, &dtab).await;
-    record(&state, "create", &result);
-    written(result)
+    written(state.namerd.store().create(&ns, &dtab).await)
 }
 
 /// `PUT /api/1/dtabs/{ns}`: with `If-Match`, a compare-and-set (412 on a
@@ -195,15 +169,9 @@ pub(crate) async fn update(
                     "If-Match must be an ETag returned by namerd",
                 );
             };
-            let result = store.update(&ns, &dtab, &version).await;
-            record(&state, "update", &result);
-            result
+            store.update(&ns, &dtab, &version).await
         }
-        None => {
-            let result = store.put(&ns, &dtab).await;
-            record(&state, "put", &result);
-            result
-        }
+        None => store.put(&ns, &dtab).await,
     };
     written(result)
 }
@@ -221,9 +189,7 @@ pub(crate) async fn delete(
         Ok(ns) => ns,
         Err(r) => return r.into_response(),
     };
-    let result = state.namerd.store().delete(&ns).await;
-    record(&state, "delete", &result);
-    match result {
+    match state.namerd.store().delete(&ns).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => store_failure(&e),
     }

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::Namerd;
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::HttpStats;
 
 /// The largest request body accepted (a dtab of several thousand dentries).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -30,8 +30,8 @@ pub struct ApiState {
     pub namerd: Arc<Namerd>,
     /// When set, writes need `Authorization: Bearer <token>`.
     pub write_token: Option<Arc<str>>,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
+    /// The interface's figures.
+    pub stats: Arc<HttpStats>,
     /// Becomes true when namerd stops; open watch streams then end.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -67,27 +67,26 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
 
 /// Serves the API on `listener` until the process stops.
 pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> std::io::Result<()> {
+    let stats = state.stats.clone();
     crate::conn::serve(
         listener,
         router(state, DEFAULT_MAX_BODY_BYTES),
         std::future::pending(),
+        Some(stats),
     )
     .await
 }
 
+/// Counts every request by route and answer; a watch's request ends with
+/// its answer's head, its stream is counted by [`watch::stream`].
 async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = request.method().to_string();
+        .map(MatchedPath::as_str);
+    let in_flight = state.stats.request(route, request.method());
     let response = next.run(request).await;
-    let labels = RequestLabels {
-        route,
-        method,
-        status: response.status().as_u16(),
-    };
-    state.metrics.requests.get_or_create(&labels).inc();
+    in_flight.answered(response.status().as_u16());
     response
 }
 

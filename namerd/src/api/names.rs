@@ -198,7 +198,7 @@ pub(crate) async fn bind(
         return over_budget(&e);
     }
     if wants_watch(params.get("watch")) {
-        return watch::stream(rendered_tree(binding), state.stopping.clone(), Clone::clone);
+        return watch::stream(rendered_tree(binding), &state, Clone::clone);
     }
     match settled(&binding, Activity::is_pending).await.as_deref() {
         Some(Activity::Ok(tree)) => json_response(&json::bound_tree(tree)),
@@ -258,7 +258,7 @@ async fn addr_response(
     params: &HashMap<String, String>,
 ) -> Response {
     if wants_watch(params.get("watch")) {
-        return watch::stream(addr, state.stopping.clone(), addr_frame);
+        return watch::stream(addr, state, addr_frame);
     }
     match settled(&addr, |a| matches!(a, Addr::Pending)).await {
         Some(current) => json_response(&json::addr(&current)),
@@ -382,7 +382,7 @@ async fn delegate_in(
 pub(crate) async fn bound_names(State(state): State<ApiState>, Query(params): Params) -> Response {
     let names = state.namerd.bound_names();
     if wants_watch(params.get("watch")) {
-        return watch::stream(names, state.stopping.clone(), |set| {
+        return watch::stream(names, &state, |set| {
             Frame::Json(serde_json::to_string(set).unwrap_or_default())
         });
     }

@@ -9,6 +9,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use namers::Live;
 
+use super::ApiState;
+use crate::metrics::OpenStream;
+
 /// What one state of a watched value becomes on the wire.
 #[derive(Clone)]
 pub(crate) enum Frame {
@@ -26,12 +29,9 @@ pub(crate) fn wants_watch(value: Option<&String>) -> bool {
 }
 
 /// A streaming response of `live`'s values, rendered by `render`, with
-/// consecutive identical documents sent once.
-pub(crate) fn stream<T, F>(
-    live: Live<T>,
-    stopping: tokio::sync::watch::Receiver<bool>,
-    render: F,
-) -> Response
+/// consecutive identical documents sent once. It ends when namerd stops,
+/// and is counted as an open stream until its body is dropped.
+pub(crate) fn stream<T, F>(live: Live<T>, api: &ApiState, render: F) -> Response
 where
     T: Send + Sync + 'static,
     F: Fn(&T) -> Frame + Send + 'static,
@@ -43,14 +43,17 @@ where
         last: Option<String>,
         first: bool,
         ended: bool,
+        /// Dropped with the body, however it ends.
+        _open: OpenStream,
     }
     let state = State {
         live,
-        stopping,
+        stopping: api.stopping.clone(),
         render,
         last: None,
         first: true,
         ended: false,
+        _open: api.stats.stream_opened(),
     };
     let body = stream::unfold(state, |mut s| async move {
         if s.ended {

@@ -16,6 +16,7 @@ mod session;
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,13 +31,17 @@ use tokio::time::Instant;
 
 use session::{Activity, Watched};
 
+use crate::metrics::HttpStats;
+
 /// Serves `app` on `listener` until `stop` completes, then lets open
 /// connections finish: idle ones close, hyper ones finish their request,
-/// watch streams end once namerd's `stopping` flag is set.
+/// watch streams end once namerd's `stopping` flag is set. With `stats`,
+/// connections are counted there.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     stop: impl Future<Output = ()>,
+    stats: Option<Arc<HttpStats>>,
 ) -> io::Result<()> {
     // Dropping `drain_tx` tells every connection to wind down; each holds an
     // `open_rx` clone until it is done, so `open_tx.closed()` waits for all.
@@ -61,9 +66,10 @@ pub(crate) async fn serve(
             }
         };
         let (app, drain, open) = (app.clone(), drain_rx.clone(), open_rx.clone());
+        let counted = stats.as_ref().map(HttpStats::connection_opened);
         tokio::spawn(async move {
             connection(tcp, app, drain).await;
-            drop(open);
+            drop((open, counted));
         });
     }
     drop(listener);

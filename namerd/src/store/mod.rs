@@ -11,6 +11,7 @@ pub mod consul;
 /// crates' tests with the `contract` feature; not in the production library.
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+pub mod counted;
 pub mod disk;
 pub mod etcd;
 pub mod memory;

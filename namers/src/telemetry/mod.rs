@@ -13,12 +13,15 @@ mod histogram;
 pub mod influxdb;
 pub mod json;
 pub mod prometheus;
+mod status;
+pub mod telemeters;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use histogram::{Histogram, Summary};
+pub use status::StatusCounts;
 
 /// How often stats are summarised unless configured otherwise.
 pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
