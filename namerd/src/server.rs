@@ -135,6 +135,9 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
     let mut background = JoinSet::new();
     background.spawn(metrics.clone().roll_every_interval());
+    for pushing in metrics.start_pushing(&telemeters) {
+        background.spawn(pushing);
+    }
     let admin_app = admin::router(AdminState {
         namerd: namerd.clone(),
         metrics,

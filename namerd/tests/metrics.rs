@@ -566,3 +566,39 @@ async fn the_prometheus_text_parses_with_promtool() {
     }
     n.running.stop().await;
 }
+
+/// `io.l5d.statsd` pushes namerd's tree too: a UDP listener here sees the
+/// HTTP interface's requests counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsd_receives_namerds_figures() {
+    let statsd = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = statsd.local_addr().unwrap().port();
+    let telemetry =
+        format!("telemetry:\n- kind: io.l5d.statsd\n  port: {port}\n  gaugeIntervalMs: 100\n");
+    let namerd = start(&telemetry, 60_000).await;
+    for _ in 0..3 {
+        let (status, _) = http(namerd.api, "GET", "/api/1/dtabs", &[], "").await;
+        assert_eq!(status, 200);
+    }
+    let name = "linkerd.interface.io_l5d_httpController.io_l5d_httpController.requests";
+    let mut counted = 0u64;
+    let mut buf = vec![0u8; 2048];
+    let started = Instant::now();
+    while counted < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "counted {counted}"
+        );
+        let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), statsd.recv(&mut buf)).await
+        else {
+            continue;
+        };
+        for line in std::str::from_utf8(&buf[..n]).unwrap().lines() {
+            if let Some(value) = line.strip_prefix(&format!("{name}:")) {
+                counted += value.trim_end_matches("|c").parse::<u64>().unwrap();
+            }
+        }
+    }
+    assert_eq!(counted, 3);
+    namerd.running.stop().await;
+}

@@ -38,19 +38,12 @@ pub struct AdminState {
 /// The admin routes.
 pub fn routes(state: AdminState) -> Routes {
     let mut routes = Routes::new();
-    for (path, prefix) in state.telemeters.prometheus_paths() {
-        routes = routes.route(
-            &path,
-            get(move |State(state): State<AdminState>| async move { prometheus(&state, &prefix) }),
-        );
-    }
-    if state.telemeters.influxdb {
-        routes = routes.route(crate::metrics::INFLUXDB_PATH, get(influxdb));
+    for path in state.telemeters.paths() {
+        routes = routes.route(&path, get(metrics));
     }
     routes
         .route("/admin/ping", get(|| async { "pong" }))
         .route("/admin/ready", get(ready))
-        .route("/admin/metrics.json", get(metrics_json))
         .route("/logging.json", any(logging))
         .route("/admin/logging", any(logging))
         .route("/delegator.json", get(delegator))
@@ -116,65 +109,29 @@ pub async fn serve(listener: TcpListener, app: Routes, stop: impl Future<Output 
     stopping.closed().await;
 }
 
-fn prometheus(state: &AdminState, prefix: &str) -> Response {
-    let text = namers::telemetry::prometheus::render(&state.metrics.entries(), prefix);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
-}
-
-/// `GET /admin/metrics/influxdb`: line protocol, tagged with the asking
-/// `Host`.
-async fn influxdb(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let text = namers::telemetry::influxdb::render(&state.metrics.entries(), host);
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-}
-
-/// `GET /admin/metrics.json`: flat keys, or with `tree=1` nested; `q=`
-/// keeps one subtree; `pretty=true` indents.
-async fn metrics_json(
+/// The metrics endpoints (`/admin/metrics.json`, Prometheus, InfluxDB),
+/// answered as namerd answers them.
+async fn metrics(
     State(state): State<AdminState>,
+    uri: Uri,
     Query(params): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    use namers::telemetry::json;
-    let entries = state.metrics.entries();
-    let entries = match params.get("q") {
-        None => entries,
-        Some(q) => match json::subtree(&entries, q) {
-            Some(found) => found,
-            None => {
-                let error = serde_json::json!({"error": format!("No such subtree: {q}")});
-                return (
-                    StatusCode::NOT_FOUND,
-                    [(header::CONTENT_TYPE, "application/json")],
-                    error.to_string(),
-                )
-                    .into_response();
-            }
-        },
-    };
-    let on = |key: &str| {
-        params
-            .get(key)
-            .is_some_and(|v| matches!(v.as_str(), "1" | "true"))
-    };
-    let value = if on("tree") {
-        json::tree(&entries)
-    } else {
-        json::flat(&entries)
-    };
-    let body = if on("pretty") {
-        serde_json::to_string_pretty(&value).unwrap_or_default()
-    } else {
-        value.to_string()
-    };
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let answer = namers::telemetry::telemeters::admin(
+        &state.metrics,
+        &state.telemeters,
+        uri.path(),
+        &params,
+        host,
+    );
+    match answer {
+        Some((status, content_type, body)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// Every router's clients, by bound id, in Linkerd's shape (`state`,

@@ -214,7 +214,7 @@ impl Config {
         if self.routers.is_empty() {
             return Err("routers: at least one router is required".into());
         }
-        crate::metrics::Telemeters::from_config(&self.telemetry)?;
+        crate::metrics::telemeters(&self.telemetry)?;
         let mut labels = std::collections::HashSet::new();
         let specs = self
             .routers

@@ -479,3 +479,88 @@ routers:
     }
     router.stop().await;
 }
+
+/// `io.l5d.statsd` pushes to a statsd server: a UDP listener here reads
+/// every datagram, and the counters' increases add up to the traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statsd_receives_counters_gauges_and_weighted_timings() {
+    let statsd = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let statsd_port = statsd.local_addr().unwrap().port();
+    let fs = FsDir::new();
+    let ok = backend(&[200]).await;
+    fs.write("ok", &format!("{} {}\n", ok.ip(), ok.port()));
+    let yaml = format!(
+        "admin: {{port: 0}}
+namers:
+- kind: io.l5d.fs
+  rootDir: {}
+telemetry:
+- kind: io.l5d.statsd
+  experimental: true
+  prefix: l5d
+  port: {statsd_port}
+  gaugeIntervalMs: 100
+routers:
+- protocol: http
+  label: web
+  dtab: /svc => /#/io.l5d.fs;
+  servers:
+  - port: 0
+",
+        fs.path().display()
+    );
+    let router = start_router(&yaml).await;
+    let http = client();
+    for _ in 0..7 {
+        let reply = get(&http, router.addr(), "ok", "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    // Read datagrams until the counter's increases add up to the seven
+    // requests and a timing line has come.
+    let requests = "l5d.rt.web.server.127_0_0_1.0.requests";
+    let latency = "l5d.rt.web.service.svc.ok.request_latency_ms";
+    let (mut counted, mut timings, mut gauges) = (0u64, 0.0f64, 0);
+    let mut buf = vec![0u8; 2048];
+    let started = Instant::now();
+    while counted < 7 || timings < 7.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "counted {counted} requests and {timings} timings"
+        );
+        let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), statsd.recv(&mut buf)).await
+        else {
+            continue;
+        };
+        assert!(n <= 1400, "a datagram of {n} bytes");
+        for line in std::str::from_utf8(&buf[..n]).unwrap().lines() {
+            let (name, rest) = line.split_once(':').unwrap_or_else(|| panic!("{line}"));
+            let mut parts = rest.split('|');
+            let value = parts.next().unwrap();
+            let kind = parts.next().unwrap_or_else(|| panic!("{line}"));
+            match kind {
+                "c" => {
+                    if name == requests {
+                        counted += value.parse::<u64>().unwrap();
+                    }
+                }
+                "ms" => {
+                    if name == latency {
+                        let weight = parts
+                            .next()
+                            .map_or(1.0, |w| w.trim_start_matches('@').parse::<f64>().unwrap());
+                        timings += 1.0 / weight;
+                    }
+                }
+                "g" => {
+                    value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+                    gauges += 1;
+                }
+                other => panic!("unknown statsd type {other} in {line}"),
+            }
+        }
+    }
+    assert_eq!(counted, 7);
+    assert!((timings - 7.0).abs() < 1e-6, "{timings}");
+    assert!(gauges > 0, "no gauge lines");
+    router.stop().await;
+}

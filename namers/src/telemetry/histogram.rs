@@ -146,6 +146,28 @@ impl Histogram {
     }
 }
 
+impl Histogram {
+    /// The values recorded since the last call, as (value, how many) by
+    /// bucket, smallest first; starts the next interval.
+    pub fn take_samples(&self) -> Vec<(u64, u64)> {
+        self.count.store(0, Ordering::Relaxed);
+        self.sum.store(0, Ordering::Relaxed);
+        self.min.store(u64::MAX, Ordering::Relaxed);
+        self.max.store(0, Ordering::Relaxed);
+        let Some(buckets) = self.buckets.get() else {
+            return Vec::new();
+        };
+        buckets
+            .iter()
+            .enumerate()
+            .filter_map(|(index, b)| {
+                let n = u64::from(b.swap(0, Ordering::Relaxed));
+                (n > 0).then(|| (representative(index), n))
+            })
+            .collect()
+    }
+}
+
 fn bucket_of(value: u64) -> usize {
     if value < EXACT {
         return usize::try_from(value).unwrap_or(0);
@@ -236,6 +258,19 @@ mod tests {
         assert_eq!((s.p50, s.p90, s.p99), (2, 2, 2));
         assert!(s.p9990.abs_diff(500) * 32 <= 500, "{s:?}");
         assert_eq!(s.max, 500);
+    }
+
+    #[test]
+    fn samples_are_the_buckets_values_with_their_counts() {
+        let h = Histogram::default();
+        for v in [3, 3, 7, 1000] {
+            h.record(v);
+        }
+        let samples = h.take_samples();
+        assert_eq!(samples[..2], [(3, 2), (7, 1)]);
+        assert_eq!(samples[2].1, 1);
+        assert!(samples[2].0.abs_diff(1000) * 32 <= 1000);
+        assert!(h.take_samples().is_empty());
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub fn render(entries: &[Entry], host: Option<&str>) -> String {
                     fields.insert(format!("{field}_{suffix}"), value);
                 }
             }
+            // Only push walks give samples.
+            Value::Samples(_) => {}
         }
     }
     let mut out = String::new();

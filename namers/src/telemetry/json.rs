@@ -24,6 +24,8 @@ pub fn flat(entries: &[Entry]) -> Json {
                     out.insert(format!("{key}.{suffix}"), figure);
                 }
             }
+            // Only push walks give samples.
+            Value::Samples(_) => {}
         }
     }
     Json::Object(out)
@@ -59,6 +61,7 @@ pub fn tree(entries: &[Entry]) -> Json {
                     node.insert(format!("stat.{suffix}"), figure);
                 }
             }
+            Value::Samples(_) => {}
         }
     }
     Json::Object(root)
@@ -92,7 +95,7 @@ pub fn subtree(entries: &[Entry], query: &str) -> Option<Vec<Entry>> {
             let cut = starts.iter().position(|&s| s == wanted.len())?;
             Some(Entry {
                 path: entry.path[cut..].to_vec(),
-                value: entry.value,
+                value: entry.value.clone(),
             })
         })
         .collect();

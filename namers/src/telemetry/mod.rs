@@ -13,10 +13,11 @@ mod histogram;
 pub mod influxdb;
 pub mod json;
 pub mod prometheus;
+pub mod statsd;
 mod status;
 pub mod telemeters;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -47,17 +48,32 @@ impl Counter {
     }
 }
 
+/// Whether stats also keep their values for a push telemeter (statsd):
+/// set once, when one is configured, so that a process without one pays
+/// nothing for it.
+static PUSHING: AtomicBool = AtomicBool::new(false);
+
+/// Makes every stat keep its values for [`Scope::pushing`] walks too.
+pub fn keep_values_for_push() {
+    PUSHING.store(true, Ordering::Relaxed);
+}
+
 /// A histogram served per interval.
 #[derive(Debug, Default)]
 pub struct Stat {
     live: Histogram,
     last: Mutex<Option<Summary>>,
+    /// The values since the last push, when a push telemeter is on.
+    pushed: Histogram,
 }
 
 impl Stat {
     /// Records one value.
     pub fn add(&self, value: u64) {
         self.live.record(value);
+        if PUSHING.load(Ordering::Relaxed) {
+            self.pushed.record(value);
+        }
     }
 
     /// Ends the interval: what was recorded becomes what is served.
@@ -74,7 +90,7 @@ impl Stat {
 }
 
 /// One figure as the admin shows it.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// A count that only goes up.
     Counter(u64),
@@ -82,6 +98,9 @@ pub enum Value {
     Gauge(f64),
     /// A stat's last interval.
     Stat(Summary),
+    /// A stat's values since the last push, as (value, how many) (only in
+    /// [`Scope::pushing`] walks).
+    Samples(Vec<(u64, u64)>),
 }
 
 /// One figure and where it is in the tree. A segment may hold slashes of
@@ -102,6 +121,9 @@ enum Mode {
     Read,
     /// Ending the interval of every stat.
     Roll,
+    /// Listing for a push telemeter: stats give their values since the
+    /// last push.
+    Push,
 }
 
 /// A place in the tree that figures are listed under. Sources list their
@@ -128,6 +150,16 @@ impl<'a> Scope<'a> {
             entries,
             path: Vec::new(),
             mode: Mode::Roll,
+        }
+    }
+
+    /// A root scope listing for a push telemeter: counters and gauges as
+    /// when reading, stats as their values since the last push.
+    pub fn pushing(entries: &'a mut Vec<Entry>) -> Scope<'a> {
+        Scope {
+            entries,
+            path: Vec::new(),
+            mode: Mode::Push,
         }
     }
 
@@ -166,6 +198,12 @@ impl<'a> Scope<'a> {
             Mode::Read => {
                 if let Some(summary) = stat.last() {
                     self.push(name, Value::Stat(summary));
+                }
+            }
+            Mode::Push => {
+                let samples = stat.pushed.take_samples();
+                if !samples.is_empty() {
+                    self.push(name, Value::Samples(samples));
                 }
             }
         }

@@ -58,7 +58,8 @@ pub fn render(entries: &[Entry], prefix: &str) -> String {
                     let _ = writeln!(out, "{name}{labels} {value}");
                 }
             }
-            Value::Stat(_) => {}
+            // Only push walks give samples.
+            Value::Stat(_) | Value::Samples(_) => {}
         }
     }
     out

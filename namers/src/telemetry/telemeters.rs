@@ -8,7 +8,9 @@
 //! - Prometheus text at `/admin/metrics/prometheus`, always, and at each
 //!   `io.l5d.prometheus` telemeter's `path` with its `prefix`;
 //! - InfluxDB line protocol at `/admin/metrics/influxdb` with an
-//!   `io.l5d.influxdb` telemeter.
+//!   `io.l5d.influxdb` telemeter;
+//! - and, with `io.l5d.statsd`, the figures pushed to a statsd server
+//!   ([`Metrics::start_pushing`]).
 //!
 //! [`admin`] answers these paths without knowing the web framework, as
 //! [`crate::logging::admin`] does for the log level; an admin server routes
@@ -33,15 +35,17 @@ pub const INFLUXDB_PATH: &str = "/admin/metrics/influxdb";
 pub const METRICS_JSON_PATH: &str = "/admin/metrics.json";
 
 /// The telemeter kinds a config may list.
-pub const TELEMETERS: &[&str] = &["io.l5d.prometheus", "io.l5d.influxdb"];
+pub const TELEMETERS: &[&str] = &["io.l5d.prometheus", "io.l5d.influxdb", "io.l5d.statsd"];
 
 /// The `telemetry:` list, checked.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Telemeters {
     /// Where Prometheus text is served, and the prefix of its names.
     pub prometheus: Vec<PrometheusTelemeter>,
     /// Whether `/admin/metrics/influxdb` is served.
     pub influxdb: bool,
+    /// statsd servers the figures are pushed to.
+    pub statsd: Vec<super::statsd::StatsdConfig>,
 }
 
 /// `{kind: io.l5d.influxdb}`: Linkerd's telemeter had no keys.
@@ -103,6 +107,14 @@ impl Telemeters {
                     let _: InfluxDbTelemeter = serde_path_to_error::deserialize(params)
                         .map_err(|e| format!("{at} (io.l5d.influxdb): {e}"))?;
                     telemeters.influxdb = true;
+                }
+                "io.l5d.statsd" => {
+                    let params = Json::Object(entry.params.clone());
+                    let statsd: super::statsd::StatsdConfig =
+                        serde_path_to_error::deserialize(params)
+                            .map_err(|e| format!("{at} (io.l5d.statsd): {e}"))?;
+                    statsd.check(&at)?;
+                    telemeters.statsd.push(statsd);
                 }
                 other => {
                     return Err(crate::config::linkerd::unknown_kind(
@@ -228,6 +240,19 @@ impl Metrics {
     /// Ends every stat's interval.
     pub fn roll(&self) {
         super::roll(&self.sources);
+    }
+
+    /// The tasks that push the figures to each statsd server of
+    /// `telemeters`, to spawn where they are aborted when the server stops.
+    pub fn start_pushing(
+        &self,
+        telemeters: &Telemeters,
+    ) -> Vec<impl std::future::Future<Output = ()> + Send + 'static> {
+        telemeters
+            .statsd
+            .iter()
+            .map(|statsd| super::statsd::push_every_interval(statsd.clone(), self.sources.to_vec()))
+            .collect()
     }
 
     /// Ends every stat's interval each `interval`, until dropped (spawn it

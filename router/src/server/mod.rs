@@ -104,7 +104,7 @@ fn identifiers_of(
 pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, String> {
     let inet = Arc::new(InetResolver::system().map_err(|e| format!("DNS: {e}"))?);
     let default = interpreter::default_interpreter(&config.namers, &inet)?;
-    let telemeters = crate::metrics::Telemeters::from_config(&config.telemetry)?;
+    let telemeters = crate::metrics::telemeters(&config.telemetry)?;
     let shutdown = Arc::new(Notify::new());
     let stop_accepting = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
@@ -194,6 +194,9 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
     )));
     let metrics = Metrics::new(sources, config.admin.histogram_snapshot_interval());
     background.spawn(metrics.clone().roll_every_interval());
+    for pushing in metrics.start_pushing(&telemeters) {
+        background.spawn(pushing);
+    }
     let admin_app = admin::routes(AdminState {
         routers,
         metrics,

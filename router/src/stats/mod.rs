@@ -11,12 +11,12 @@
 mod scopes;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use namers::telemetry::{Counter, Scope, Stat};
 
+pub(crate) use namers::telemetry::StatusCounts;
 pub(crate) use scopes::{ClientStats, ServiceStats};
 pub use scopes::{OpenConnection, PendingOutcome, ServerStats};
 
@@ -122,84 +122,6 @@ impl RequestStats {
     }
 }
 
-/// `status/<code>`, `status/<N>XX` and `status/error` of one scope.
-#[derive(Debug, Default)]
-pub(crate) struct StatusCounts {
-    classes: [Counter; 5],
-    /// The first few codes seen, each with its count; others go to
-    /// `overflow`.
-    codes: [(AtomicU16, Counter); 8],
-    overflow: Mutex<HashMap<u16, u64>>,
-    errors: Counter,
-}
-
-impl StatusCounts {
-    /// Counts an answer with `code`.
-    pub(crate) fn record(&self, code: u16) {
-        if let Some(class) = (code / 100).checked_sub(1).filter(|c| *c < 5) {
-            self.classes[usize::from(class)].incr();
-        }
-        for (slot, count) in &self.codes {
-            let held = slot.load(Ordering::Relaxed);
-            if held == code {
-                count.incr();
-                return;
-            }
-            if held == 0 {
-                match slot.compare_exchange(0, code, Ordering::AcqRel, Ordering::Relaxed) {
-                    Ok(_) => {
-                        count.incr();
-                        return;
-                    }
-                    Err(winner) if winner == code => {
-                        count.incr();
-                        return;
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
-        *self
-            .overflow
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(code)
-            .or_default() += 1;
-    }
-
-    /// Counts an attempt that ended with no answer.
-    pub(crate) fn error(&self) {
-        self.errors.incr();
-    }
-
-    pub(crate) fn list(&self, scope: &mut Scope<'_>) {
-        for (i, count) in self.classes.iter().enumerate() {
-            scope.counter(&format!("status/{}XX", i + 1), count.get());
-        }
-        let mut codes: Vec<(u16, u64)> = self
-            .codes
-            .iter()
-            .map(|(slot, count)| (slot.load(Ordering::Relaxed), count.get()))
-            .filter(|(code, _)| *code != 0)
-            .collect();
-        codes.extend(
-            self.overflow
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .map(|(code, count)| (*code, *count)),
-        );
-        codes.sort_unstable();
-        for (code, count) in codes {
-            scope.counter(&format!("status/{code}"), count);
-        }
-        let errors = self.errors.get();
-        if errors > 0 {
-            scope.counter("status/error", errors);
-        }
-    }
-}
-
 /// Scopes by name, held by whoever uses them: a scope nobody holds any
 /// more is forgotten at the next listing.
 #[derive(Debug)]
@@ -253,29 +175,6 @@ mod tests {
             .into_iter()
             .map(|e| (e.path.join("/"), e.value))
             .collect()
-    }
-
-    #[test]
-    fn statuses_count_by_code_and_class_past_the_slots() {
-        let counts = StatusCounts::default();
-        for code in [200, 200, 503, 404, 201, 202, 203, 204, 205, 206, 207] {
-            counts.record(code);
-        }
-        counts.error();
-        let figures = listed(|s| counts.list(s));
-        let get = |key: &str| {
-            figures
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| *v)
-                .unwrap_or_else(|| panic!("no {key} in {figures:?}"))
-        };
-        assert_eq!(get("status/200"), Value::Counter(2));
-        assert_eq!(get("status/207"), Value::Counter(1), "past the eight slots");
-        assert_eq!(get("status/2XX"), Value::Counter(9));
-        assert_eq!(get("status/5XX"), Value::Counter(1));
-        assert_eq!(get("status/1XX"), Value::Counter(0));
-        assert_eq!(get("status/error"), Value::Counter(1));
     }
 
     #[test]
