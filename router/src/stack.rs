@@ -215,6 +215,14 @@ impl RouterStack {
         forward_headers(&mut parts.headers, &local);
         let service = &dst.service;
         service.stats.requests.request();
+        // A request that fails before its first attempt is a failure of
+        // its service all the same.
+        let failed_early = |error: RouterError| {
+            let figures = &service.stats.requests;
+            figures.failure(error.failure_kind());
+            figures.latency(started.elapsed());
+            error
+        };
         let deadline = deadline::apply(
             &mut parts.headers,
             tokio::time::Instant::from_std(started),
@@ -230,14 +238,17 @@ impl RouterStack {
         let bodiless = incoming.as_ref().is_none_or(|i| i.is_end_stream());
         let mut outgoing = self
             .endpoints
-            .prepare(parts, identified.rewritten_uri, bodiless)?;
+            .prepare(parts, identified.rewritten_uri, bodiless)
+            .map_err(failed_early)?;
         let classifier = &service.policy.classifier;
         let retryable_method = !outgoing.is_upgrade() && classifier.may_retry(&facts);
         // (Most requests have no body: they skip the reader's future.)
         let mut body = if bodiless {
             RequestBody::Empty
         } else {
-            RequestBody::read(incoming, retryable_method, service.policy.retry_buffer).await?
+            RequestBody::read(incoming, retryable_method, service.policy.retry_buffer)
+                .await
+                .map_err(failed_early)?
         };
         let attempts = Attempts {
             stack: self,
@@ -264,8 +275,6 @@ impl RouterStack {
         // Where the last attempt failed: the next one goes elsewhere when
         // the balancer offers another endpoint within a few picks.
         let mut failed_at = None;
-        // The attempts end here with the request's outcome (`Ok(None)`:
-        // classified later, by the answer's trailers).
         // The first attempt starts with the request (one clock reading
         // less); the last attempt's end is the request's.
         let mut next_start = Some(started);
