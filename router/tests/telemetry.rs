@@ -215,6 +215,10 @@ routers:
         1
     );
     assert_eq!(json["rt/web/service/svc/flaky/retries/per_request.max"], 1);
+    // Requests without a retry count as zeros (the first was in the
+    // interval before).
+    assert_eq!(json["rt/web/service/svc/ok/retries/per_request.count"], 3);
+    assert_eq!(json["rt/web/service/svc/ok/retries/per_request.max"], 0);
 
     // Clients: one per bound id, each attempt counted.
     for (key, value) in [

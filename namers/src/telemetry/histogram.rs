@@ -20,13 +20,15 @@ const OCTAVES: u64 = 21;
 const BUCKETS: usize = (EXACT + SUB * OCTAVES) as usize;
 
 /// A histogram that many threads record into at once.
+// In this order, so that what every value touches shares a cache line.
+#[repr(C)]
 #[derive(Debug)]
 pub struct Histogram {
-    buckets: OnceLock<Box<[AtomicU32]>>,
     count: AtomicU64,
     sum: AtomicU64,
     min: AtomicU64,
     max: AtomicU64,
+    buckets: OnceLock<Box<[AtomicU32]>>,
 }
 
 impl Default for Histogram {
@@ -85,6 +87,23 @@ impl Histogram {
         if value > self.max.load(Ordering::Relaxed) {
             self.max.fetch_max(value, Ordering::Relaxed);
         }
+    }
+
+    /// Records `value` `n` times.
+    pub fn record_many(&self, value: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let buckets = self
+            .buckets
+            .get_or_init(|| (0..BUCKETS).map(|_| AtomicU32::new(0)).collect());
+        let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+        buckets[bucket_of(value)].fetch_add(n32, Ordering::Relaxed);
+        self.count.fetch_add(n, Ordering::Relaxed);
+        self.sum
+            .fetch_add(value.saturating_mul(n), Ordering::Relaxed);
+        self.min.fetch_min(value, Ordering::Relaxed);
+        self.max.fetch_max(value, Ordering::Relaxed);
     }
 
     /// Values recorded since the last [`Histogram::take`].

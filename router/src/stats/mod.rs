@@ -70,13 +70,16 @@ impl FailureKind {
 
 /// `requests`, `success`, `failures` (and by kind) and
 /// `request_latency_ms` of one scope.
+// The counters every request touches, then the histogram's totals: one or
+// two cache lines per scope; the failure kinds, rarer, last.
+#[repr(C)]
 #[derive(Debug, Default)]
 pub(crate) struct RequestStats {
     requests: Counter,
     success: Counter,
     failures: Counter,
-    failure_kinds: [Counter; FailureKind::ALL.len()],
     latency: Stat,
+    failure_kinds: [Counter; FailureKind::ALL.len()],
 }
 
 impl RequestStats {

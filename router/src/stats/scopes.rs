@@ -81,6 +81,10 @@ impl Drop for OpenConnection {
 pub(crate) struct ServiceStats {
     segment: Arc<str>,
     pub(crate) requests: RequestStats,
+    /// Requests made without a retry, added to `retries_per_request` as
+    /// zeros when its interval ends: most requests are, and a counter costs
+    /// less than a histogram.
+    unretried: Counter,
     retries_per_request: Stat,
     retries_total: Counter,
     /// Retryable failures not retried: the budget (or the request's 25
@@ -97,6 +101,7 @@ impl ServiceStats {
         ServiceStats {
             segment,
             requests: RequestStats::default(),
+            unretried: Counter::default(),
             retries_per_request: Stat::default(),
             retries_total: Counter::default(),
             budget_exhausted: Counter::default(),
@@ -112,6 +117,10 @@ impl ServiceStats {
 
     /// Counts a request that made `retries` retries.
     pub(crate) fn retried(&self, retries: u32) {
+        if retries == 0 {
+            self.unretried.incr();
+            return;
+        }
         self.retries_per_request.add(u64::from(retries));
         self.retries_total.add(u64::from(retries));
     }
@@ -120,6 +129,10 @@ impl ServiceStats {
     pub(crate) fn list(&self, services: &mut Scope<'_>) {
         let mut scope = services.scope(&self.segment);
         self.requests.list(&mut scope);
+        if scope.is_rolling() {
+            let zeros = self.unretried.take();
+            self.retries_per_request.add_many(0, zeros);
+        }
         scope.stat("retries/per_request", &self.retries_per_request);
         scope.counter("retries/total", self.retries_total.get());
         scope.counter("retries/budget_exhausted", self.budget_exhausted.get());
