@@ -4,4 +4,5 @@ pub mod chaos;
 pub mod consul;
 pub mod k8s;
 pub mod process;
+pub mod promtool;
 pub mod servers;

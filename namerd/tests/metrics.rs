@@ -503,13 +503,7 @@ async fn without_telemeters_prometheus_is_served_and_influxdb_is_not() {
 /// status 3, but a line it cannot parse would be status 1.
 #[tokio::test]
 async fn the_prometheus_text_parses_with_promtool() {
-    let promtool = std::path::Path::new("/usr/bin/promtool");
-    if !promtool.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "promtool is missing (Debian package prometheus)"
-        );
-        eprintln!("SKIPPED: /usr/bin/promtool is not installed (apt-get install prometheus)");
+    if !integration::promtool::available() {
         return;
     }
     let n = start("", 100).await;
@@ -531,39 +525,7 @@ async fn the_prometheus_text_parses_with_promtool() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    let mut child = std::process::Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        matches!(output.status.code(), Some(0 | 3)),
-        "promtool: {:?}\n{said}\n{text}",
-        output.status
-    );
-    let style_rules = [
-        "metric names should not contain ':'",
-        "no help text",
-        "metric names should not contain abbreviated units",
-        // The interface kind (`io.l5d.httpController`) and the HTTP
-        // methods of the route scopes.
-        "metric names should be written in 'snake_case' not 'camelCase'",
-    ];
-    for line in said.lines() {
-        assert!(
-            style_rules.iter().any(|rule| line.ends_with(rule)),
-            "promtool: {line}\n{text}"
-        );
-    }
+    integration::promtool::check_metrics(&text);
     n.running.stop().await;
 }
 

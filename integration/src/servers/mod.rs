@@ -35,7 +35,7 @@ fn in_ci() -> bool {
 }
 
 /// Reports a missing server: a loud skip locally, a panic in CI.
-fn missing(what: &str, install: &str, detail: &str) {
+pub(crate) fn missing(what: &str, install: &str, detail: &str) {
     report_missing(in_ci(), what, install, detail);
 }
 
