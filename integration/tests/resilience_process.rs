@@ -12,30 +12,11 @@ use std::time::Duration;
 
 use integration::process::{Process, binary, free_port};
 
-/// One request on a fresh connection; (status, body).
+/// One request on a fresh connection; (status, body). A POST carries a
+/// small body.
 fn send(router: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(router).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
     let body = if method == "POST" { "hello" } else { "" };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: web\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut raw = String::new();
-    let _ = stream.read_to_string(&mut raw);
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let text = raw
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, text)
+    integration::process::http(router, method, path, "web", &[], body)
 }
 
 /// What a backend process has served, asked of it directly.
