@@ -1,15 +1,14 @@
 //! namerd's admin server: liveness, readiness, metrics and the log level.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
-use namers::telemetry::telemeters::{self, Metrics, Telemeters};
+use axum::routing::{get, post};
+use namers::telemetry::telemeters::{Metrics, Telemeters};
 use tokio::sync::Notify;
 
 use crate::Namerd;
@@ -46,15 +45,14 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// telemeters'), the log level (`/logging.json`, `/admin/logging`) and
 /// `/admin/shutdown`.
 pub fn router(state: AdminState) -> Router {
-    let mut routes = Router::new();
-    for path in state.telemeters.paths() {
-        routes = routes.route(&path, get(metrics));
-    }
-    routes
+    Router::new()
+        .merge(namers::admin_routes::metrics(
+            state.metrics.clone(),
+            state.telemeters.clone(),
+        ))
+        .merge(namers::admin_routes::logging())
         .route("/admin/ping", get(|| async { "pong" }))
         .route("/admin/ready", get(ready))
-        .route("/logging.json", any(logging))
-        .route("/admin/logging", any(logging))
         .route(
             "/admin/shutdown",
             post(|State(state): State<AdminState>| async move {
@@ -64,23 +62,6 @@ pub fn router(state: AdminState) -> Router {
         )
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state)
-}
-
-/// The metrics endpoints ([`telemeters::admin`]).
-async fn metrics(
-    State(state): State<AdminState>,
-    uri: Uri,
-    Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    match telemeters::admin(&state.metrics, &state.telemeters, uri.path(), &params, host) {
-        Some((status, content_type, body)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
-        }
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
 }
 
 /// `GET /admin/ready`: 200 when the store answers (the namers are built
@@ -98,18 +79,6 @@ async fn ready(State(state): State<AdminState>) -> Response {
             format!("the dtab store did not answer within {READY_PROBE_TIMEOUT:?}"),
         ),
     }
-}
-
-/// The log level endpoints ([`namers::logging::admin`]).
-async fn logging(
-    method: Method,
-    uri: Uri,
-    Query(params): Query<HashMap<String, String>>,
-    body: String,
-) -> Response {
-    let (status, content_type, body) = namers::logging::admin(&method, uri.path(), &params, &body);
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 fn text(status: StatusCode, message: String) -> Response {

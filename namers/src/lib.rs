@@ -4,6 +4,7 @@
 
 mod activity;
 mod addr;
+pub mod admin_routes;
 pub mod backoff;
 pub mod bind;
 pub mod config;

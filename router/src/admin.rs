@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use axum::Router as Routes;
 use axum::extract::{Query, State};
-use axum::http::{Method, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use dtab::{Dtab, Path};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -37,15 +37,14 @@ pub struct AdminState {
 
 /// The admin routes.
 pub fn routes(state: AdminState) -> Routes {
-    let mut routes = Routes::new();
-    for path in state.telemeters.paths() {
-        routes = routes.route(&path, get(metrics));
-    }
-    routes
+    Routes::new()
+        .merge(namers::admin_routes::metrics(
+            state.metrics.clone(),
+            state.telemeters.clone(),
+        ))
+        .merge(namers::admin_routes::logging())
         .route("/admin/ping", get(|| async { "pong" }))
         .route("/admin/ready", get(ready))
-        .route("/logging.json", any(logging))
-        .route("/admin/logging", any(logging))
         .route("/delegator.json", get(delegator))
         .route("/client_state.json", get(client_state))
         .route(
@@ -109,31 +108,6 @@ pub async fn serve(listener: TcpListener, app: Routes, stop: impl Future<Output 
     stopping.closed().await;
 }
 
-/// The metrics endpoints (`/admin/metrics.json`, Prometheus, InfluxDB),
-/// answered as namerd answers them.
-async fn metrics(
-    State(state): State<AdminState>,
-    uri: Uri,
-    Query(params): Query<HashMap<String, String>>,
-    headers: axum::http::HeaderMap,
-) -> Response {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let answer = namers::telemetry::telemeters::admin(
-        &state.metrics,
-        &state.telemeters,
-        uri.path(),
-        &params,
-        host,
-    );
-    match answer {
-        Some((status, content_type, body)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
-        }
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
-}
-
 /// Every router's clients, by bound id, in Linkerd's shape (`state`,
 /// `addresses`) with each endpoint's failure-accrual state and load. An id
 /// bound by two routers appears once per router, the second as
@@ -171,18 +145,6 @@ async fn ready(State(state): State<AdminState>) -> Response {
     } else {
         text(StatusCode::SERVICE_UNAVAILABLE, waiting.join("\n"))
     }
-}
-
-/// The log level endpoints ([`namers::logging::admin`]).
-async fn logging(
-    method: Method,
-    uri: Uri,
-    Query(params): Query<HashMap<String, String>>,
-    body: String,
-) -> Response {
-    let (status, content_type, body) = namers::logging::admin(&method, uri.path(), &params, &body);
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 fn text(status: StatusCode, message: String) -> Response {
