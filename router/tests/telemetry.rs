@@ -531,3 +531,64 @@ routers:
     assert!(gauges > 0, "no gauge lines");
     router.stop().await;
 }
+
+/// An `h2` router's `h2AccessLog`: Linkerd's h2 line, the authority first
+/// and `HTTP/2` in the request line, for a request sent over HTTP/2.
+#[tokio::test]
+async fn an_h2_router_writes_linkerds_h2_access_log_line() {
+    let fs = FsDir::new();
+    let backend = support::Backend::start("web").await;
+    fs.write(
+        "web",
+        &format!("{} {}\n", backend.addr.ip(), backend.addr.port()),
+    );
+    let log = fs.path().join("logs/h2-access.log");
+    let yaml = format!(
+        "admin: {{port: 0}}
+namers:
+- kind: io.l5d.fs
+  rootDir: {}
+routers:
+- protocol: h2
+  dtab: /svc => /#/io.l5d.fs;
+  h2AccessLog: {}
+  servers:
+  - port: 0
+",
+        fs.path().display(),
+        log.display()
+    );
+    let router = start_router(&yaml).await;
+    let stream = tokio::net::TcpStream::connect(router.addr()).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get("http://web/hello?x=1")
+        .header("user-agent", "h2-test")
+        .body(support::empty())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let started = Instant::now();
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break line.to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no line");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (before, after) = line.split_once(" [").unwrap();
+    assert_eq!(before, "web 127.0.0.1 - -", "{line}");
+    let (time, rest) = after.split_once("] ").unwrap();
+    assert!(time.ends_with(" +0000"), "{line}");
+    assert_eq!(
+        rest, "\"GET /hello?x=1 HTTP/2\" 200 - \"-\" \"h2-test\"",
+        "{line}"
+    );
+    router.stop().await;
+}
