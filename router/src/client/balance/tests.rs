@@ -524,9 +524,11 @@ fn a_removed_endpoint_s_share_does_not_go_to_a_loaded_one() {
             }
         }
         // Pairs of a removed and the slow endpoint are drawn again rather
-        // than settled in the slow one's favour (4 % of all pairs).
+        // than settled in the slow one's favour (4 % of all pairs, 120
+        // requests). The slow one still wins a few pairs by chance before
+        // its load tells (about 10 here, now and then 16 or more).
         assert!(
-            held.len() < 15,
+            held.len() < 45,
             "{kind:?}: {} of 3000 went to the slow endpoint",
             held.len()
         );
