@@ -33,6 +33,10 @@ pub struct NamerdConfig {
     /// The work one bind may do (our own keys: Linkerd has none).
     #[serde(default, rename = "bindingLimits")]
     pub binding_limits: namers::config::BindingLimitsConfig,
+    /// How large the `dtab` a request adds may be (our own keys, the
+    /// router's `dtabHeaderLimits` block).
+    #[serde(default, rename = "localDtabLimits")]
+    pub local_dtab_limits: namers::config::LocalDtabLimitsConfig,
     /// How long bindings outlive their last watcher.
     #[serde(default, rename = "bindingCache")]
     pub binding_cache: namers::live_cache::BindingCacheConfig,

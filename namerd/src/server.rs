@@ -118,6 +118,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
             write_token: controller.write_token.as_deref().map(Arc::from),
             stats: http_stats.clone(),
             stopping: stopping.clone(),
+            local_dtab_limits: config.local_dtab_limits.limits(),
         };
         let app = api::router(state, controller.max_body_bytes);
         servers.spawn(serve(

@@ -900,6 +900,63 @@ async fn binding_limits_are_configurable() {
     );
 }
 
+#[tokio::test]
+async fn a_request_dtab_over_the_size_limits_is_a_400_naming_the_limit() {
+    let n = start("").await;
+    // 1,001 dentries (about 9 KB): within the bytes, over the dentries.
+    let many: String = (0..1001).map(|i| format!("/a{i}=>/b;")).collect();
+    let target = format!(
+        "/api/1/bind/default?path=/svc/web&dtab={}",
+        query_encode(&many)
+    );
+    let reply = http(n.api, "GET", &target, &[], "").await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("1001 dentries, over the limit of 1000 (localDtabLimits.maxDentries)"),
+        "{}",
+        reply.body
+    );
+    // 40 KB in a delegation's JSON body: refused before it is parsed.
+    let big = format!("/svc/web=>/{}", "x".repeat(40 * 1024));
+    let body = serde_json::json!({"namespace": "default", "path": "/svc/web", "dtab": big});
+    let reply = http(
+        n.api,
+        "POST",
+        "/api/1/delegate",
+        &[("Content-Type", "application/json")],
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("over the limit of 32768 (localDtabLimits.maxBytes)"),
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn local_dtab_limits_are_configurable() {
+    let n = start("localDtabLimits:\n  maxDentries: 2\n").await;
+    let dtab = query_encode("/a=>/b;/b=>/c;/c=>/d");
+    for target in [
+        format!("/api/1/resolve/default?path=/svc/web&dtab={dtab}"),
+        format!("/api/1/delegate/default?path=/svc/web&dtab={dtab}"),
+    ] {
+        let reply = http(n.api, "GET", &target, &[], "").await;
+        assert_eq!(reply.status, 400, "{target}: {}", reply.body);
+        assert!(
+            reply.body.contains("(localDtabLimits.maxDentries)"),
+            "{}",
+            reply.body
+        );
+    }
+}
+
 /// `admin.shutdownGraceMs`: a request still in flight when namerd stops
 /// (a delegation waiting on a Consul agent that never answers; namerd
 /// gives up on it after 2 s) is waited for that long, then cut.

@@ -57,6 +57,11 @@ impl BindingCacheConfig {
 #[error("no tokio runtime to keep the value up to date on")]
 pub struct NoRuntime;
 
+/// How many values nobody watches a cache keeps by default: enough for
+/// every name a large fleet asks for, few enough that a client sending a
+/// new local dtab with every request cannot grow the cache without bound.
+pub const DEFAULT_MAX_LINGERING: usize = 10_000;
+
 /// Live values keyed by `K`, each kept up to date by one task.
 pub struct LiveCache<K, T> {
     shared: Arc<Shared<K, T>>,
@@ -66,6 +71,9 @@ struct Shared<K, T> {
     entries: Mutex<HashMap<K, Entry<T>>>,
     /// How long a value outlives its last watcher (zero: not at all).
     inactive_ttl: Duration,
+    /// How many values nobody watches are kept at most: past it, those
+    /// idle longest are let go first.
+    max_lingering: usize,
     /// Whether the task that lets go of inactive values runs; changed
     /// only under the `entries` lock.
     expiring: AtomicBool,
@@ -78,6 +86,9 @@ struct Entry<T> {
     lingering: Option<Live<T>>,
     /// Since when only the cache's own handle is left.
     idle_since: Option<Instant>,
+    /// When the value was last asked for: of the values nobody watches,
+    /// those asked for longest ago are let go first.
+    last_asked: Instant,
 }
 
 impl<K, T> Clone for LiveCache<K, T> {
@@ -99,10 +110,17 @@ impl<K, T> LiveCache<K, T> {
     /// A cache whose values are kept up to date for `ttl` after their last
     /// watcher leaves.
     pub fn with_inactive_ttl(ttl: Duration) -> Self {
+        LiveCache::with_limits(ttl, DEFAULT_MAX_LINGERING)
+    }
+
+    /// A cache whose values are kept up to date for `ttl` after their last
+    /// watcher leaves, at most `max_lingering` of them at a time.
+    pub fn with_limits(ttl: Duration, max_lingering: usize) -> Self {
         LiveCache {
             shared: Arc::new(Shared {
                 entries: Mutex::default(),
                 inactive_ttl: ttl,
+                max_lingering: max_lingering.max(1),
                 expiring: AtomicBool::new(false),
             }),
         }
@@ -177,9 +195,18 @@ where
             && publisher.subscriber_count() > 0
         {
             entry.idle_since = None;
+            entry.last_asked = Instant::now();
             return Ok(publisher.subscribe());
         }
         let runtime = runtime()?;
+        // Let go of values nobody watches before a new one comes in, so
+        // the cache stays within its bound however many keys are asked for.
+        let released =
+            if !self.shared.inactive_ttl.is_zero() && entries.len() >= self.shared.max_lingering {
+                release_least_recently_asked(&mut entries, self.shared.max_lingering)
+            } else {
+                Vec::new()
+            };
         let publisher = Arc::new(Publisher::new(initial()));
         let live = publisher.subscribe();
         let lingering = (!self.shared.inactive_ttl.is_zero()).then(|| publisher.subscribe());
@@ -189,6 +216,7 @@ where
                 publisher: Arc::downgrade(&publisher),
                 lingering,
                 idle_since: None,
+                last_asked: Instant::now(),
             },
         );
         if !self.shared.inactive_ttl.is_zero() && !self.shared.expiring.swap(true, Ordering::SeqCst)
@@ -196,6 +224,8 @@ where
             runtime.spawn(expire_inactive(Arc::downgrade(&self.shared)));
         }
         drop(entries);
+        // Dropped outside the lock: each wakes a task that takes it.
+        drop(released);
         let shared = self.shared.clone();
         runtime.spawn(async move {
             loop {
@@ -231,6 +261,44 @@ where
     }
 }
 
+/// Whether nobody but the cache itself holds the entry's value.
+fn is_idle<T>(entry: &Entry<T>) -> bool {
+    let watchers = entry
+        .publisher
+        .upgrade()
+        .map_or(0, |p| p.subscriber_count());
+    watchers <= usize::from(entry.lingering.is_some())
+}
+
+/// Takes the cache's own handles of the values asked for longest ago, so that at
+/// most three quarters of `max` values are kept (a margin, so this runs
+/// once per many new keys, not for each); gives them to be dropped
+/// outside the lock. Values somebody watches are never let go.
+fn release_least_recently_asked<K, T>(
+    entries: &mut HashMap<K, Entry<T>>,
+    max: usize,
+) -> Vec<Live<T>> {
+    let keep = max - max / 4;
+    let mut kept = entries
+        .values()
+        .filter(|e| e.lingering.is_some() || !is_idle(e))
+        .count();
+    let mut idle: Vec<&mut Entry<T>> = entries
+        .values_mut()
+        .filter(|e| e.lingering.is_some() && is_idle(e))
+        .collect();
+    idle.sort_by_key(|e| e.last_asked);
+    let mut released = Vec::new();
+    for entry in idle {
+        if kept <= keep {
+            break;
+        }
+        released.extend(entry.lingering.take());
+        kept -= 1;
+    }
+    released
+}
+
 /// Lets go of values nobody has watched for the cache's inactive TTL;
 /// ends once the cache is empty or gone (the next value starts it again).
 async fn expire_inactive<K, T>(shared: Weak<Shared<K, T>>) {
@@ -248,12 +316,7 @@ async fn expire_inactive<K, T>(shared: Weak<Shared<K, T>>) {
         let mut released = Vec::new();
         let mut entries = shared.lock();
         for entry in entries.values_mut() {
-            let watchers = entry
-                .publisher
-                .upgrade()
-                .map_or(0, |p| p.subscriber_count());
-            let lingering = usize::from(entry.lingering.is_some());
-            if watchers > lingering {
+            if !is_idle(entry) {
                 entry.idle_since = None;
                 continue;
             }
@@ -393,6 +456,49 @@ mod tests {
             "a new task for a new watcher"
         );
         assert_eq!(*fresh.load(), 20);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn values_nobody_watches_are_bounded_and_the_least_recently_asked_go_first() {
+        let cache: LiveCache<u32, u32> = LiveCache::with_limits(Duration::from_secs(600), 8);
+        let started = Arc::new(AtomicUsize::new(0));
+        let watch = |key: u32| {
+            let started = started.clone();
+            cache.subscribe(
+                key,
+                || 0,
+                move |p| {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        p.publish(key);
+                        p.closed().await;
+                    }
+                },
+            )
+        };
+        // One value stays watched throughout.
+        let held = watch(1000);
+        for key in 0..40 {
+            drop(watch(key));
+            pass(5).await;
+        }
+        settle().await;
+        assert!(cache.len() <= 8, "{} values kept", cache.len());
+        assert_eq!(*held.load(), 1000, "a watched value is never let go");
+        let before = started.load(Ordering::SeqCst);
+        drop(watch(39));
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            before,
+            "the newest idle value was kept"
+        );
+        drop(watch(0));
+        settle().await;
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            before + 1,
+            "the oldest idle value was let go"
+        );
     }
 
     #[test]

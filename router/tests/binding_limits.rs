@@ -145,3 +145,68 @@ async fn the_configured_limits_apply_and_name_their_keys() {
     assert_eq!(reply.backend(), "web");
     router.stop().await;
 }
+
+/// Binds every name to `backend`, counting the bindings made through the
+/// router's dtab alone (no request dtab).
+struct CountingNaming {
+    backend: std::net::SocketAddr,
+    base_binds: std::sync::atomic::AtomicUsize,
+    base_dtab: dtab::Dtab,
+}
+
+impl ::router::interpreter::RouterNaming for CountingNaming {
+    fn bind(&self, dtab: &dtab::Dtab, path: &dtab::Path) -> namers::Binding {
+        if *dtab == self.base_dtab {
+            self.base_binds
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        let addr = namers::Live::constant(namers::Addr::bound(vec![namers::Endpoint::new(
+            self.backend,
+        )]));
+        let bound = namers::Bound::new(path.clone(), dtab::Path::empty(), addr);
+        namers::Live::constant(namers::Activity::Ok(dtab::NameTree::Leaf(bound)))
+    }
+
+    fn delegate<'a>(
+        &'a self,
+        _: &'a dtab::Dtab,
+        _: &'a dtab::Path,
+    ) -> futures_util::future::BoxFuture<'a, Result<serde_json::Value, String>> {
+        Box::pin(async { Err("not here".to_string()) })
+    }
+}
+
+#[tokio::test]
+async fn requests_with_their_own_dtabs_never_push_the_routers_names_out_of_the_cache() {
+    let backend = Backend::start("b").await;
+    let yaml = "routers:\n- protocol: http\n  dtab: /svc => /$/inet/127.0.0.1/9\n  \
+                bindingCache:\n    paths: 2\n  servers:\n  - port: 0\n";
+    let naming = std::sync::Arc::new(CountingNaming {
+        backend: ([127, 0, 0, 1], backend.port()).into(),
+        base_binds: Default::default(),
+        base_dtab: dtab::Dtab::read("/svc => /$/inet/127.0.0.1/9").unwrap(),
+    });
+    let router = support::start_scripted_router(yaml, naming.clone()).await;
+    let client = client();
+    let base_binds = || naming.base_binds.load(std::sync::atomic::Ordering::SeqCst);
+
+    let first = get(&client, router.addr, "web", "/", &[]).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(base_binds(), 1);
+    // Fifty overrides, each new, as a client cycling through dtabs sends.
+    for i in 0..50 {
+        let dtab = format!("/svc/x{i} => /$/inet/127.0.0.1/{i}");
+        let answer = get(
+            &client,
+            router.addr,
+            &format!("x{i}"),
+            "/",
+            &[("l5d-dtab", &dtab)],
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    }
+    let again = get(&client, router.addr, "web", "/", &[]).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    assert_eq!(base_binds(), 1, "web was still cached: not bound again");
+}

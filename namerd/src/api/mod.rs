@@ -34,6 +34,8 @@ pub struct ApiState {
     pub stats: Arc<HttpStats>,
     /// Becomes true when namerd stops; open watch streams then end.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// How large a request's own `dtab` may be (`localDtabLimits:`).
+    pub local_dtab_limits: namers::config::LocalDtabLimits,
 }
 
 /// The `/api/1` routes. Anything else is a 404 with an empty body.

@@ -52,10 +52,18 @@ fn path_param(params: &HashMap<String, String>) -> Result<Path, ApiError> {
 }
 
 /// The optional `dtab` parameter, appended to the stored dtab.
-fn dtab_param(params: &HashMap<String, String>) -> Result<Dtab, ApiError> {
-    match params.get("dtab") {
+fn dtab_param(state: &ApiState, params: &HashMap<String, String>) -> Result<Dtab, ApiError> {
+    local_dtab(state, params.get("dtab").map(String::as_str))
+}
+
+/// A request's own dtab, within `localDtabLimits` (checked before it is
+/// parsed, so a huge one costs nothing).
+fn local_dtab(state: &ApiState, text: Option<&str>) -> Result<Dtab, ApiError> {
+    match text {
         None => Ok(Dtab::empty()),
-        Some(text) => Dtab::read(text)
+        Some(text) => state
+            .local_dtab_limits
+            .read(text, "localDtabLimits")
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid dtab: {e}"))),
     }
 }
@@ -188,7 +196,7 @@ pub(crate) async fn bind(
     let (ns, path, local) = match (
         existing_namespace(&state, &name).await,
         path_param(&params),
-        dtab_param(&params),
+        dtab_param(&state, &params),
     ) {
         (Ok(ns), Ok(path), Ok(local)) => (ns, path, local),
         (Err(r), ..) | (_, Err(r), _) | (.., Err(r)) => return r.into_response(),
@@ -235,7 +243,7 @@ pub(crate) async fn resolve(
     let (ns, path, local) = match (
         Namespace::new(&name).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
         path_param(&params),
-        dtab_param(&params),
+        dtab_param(&state, &params),
     ) {
         (Ok(ns), Ok(path), Ok(local)) => (ns, path, local),
         (Err(r), ..) | (_, Err(r), _) | (.., Err(r)) => return r.into_response(),
@@ -356,9 +364,9 @@ async fn delegate_in(
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("Invalid path: {e}")),
     };
-    let local = match dtab.map(Dtab::read).transpose() {
-        Ok(d) => d.unwrap_or_default(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("Invalid dtab: {e}")),
+    let local = match local_dtab(state, dtab) {
+        Ok(local) => local,
+        Err(e) => return e.into_response(),
     };
     match tokio::time::timeout(DELEGATE_TIMEOUT, state.namerd.delegate(&ns, &path, &local)).await {
         Ok(Ok(tree)) => json_response(&json::delegate_tree(&tree)),

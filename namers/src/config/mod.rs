@@ -10,6 +10,9 @@ mod namer;
 
 pub use admin::AdminConfig;
 pub use file::{ConfigError, Source, error_in, load, parse};
-pub use limits::BindingLimitsConfig;
+pub use limits::{
+    BindingLimitsConfig, DEFAULT_LOCAL_DTAB_MAX_BYTES, DEFAULT_LOCAL_DTAB_MAX_DENTRIES,
+    LocalDtabLimits, LocalDtabLimitsConfig,
+};
 pub use locate::line_of;
 pub use namer::{KindConfig, NamerConfig, NamerContext, build_namers, kind_params, namer_kinds};

@@ -28,7 +28,12 @@ pub(crate) type BoundTree = Arc<Activity<NameTree<Bound>>>;
 /// Binds destinations: the router's base dtab, its interpreter and the
 /// binding cache.
 pub(crate) struct BindStage {
+    /// Names bound through the router's dtab alone.
     bindings: Cache<DstTarget, NameBinding>,
+    /// Names bound with a request's own `l5d-dtab` / `l5d-ctx-dtab`: kept
+    /// apart, so that clients sending many different dtabs (or dtabs that
+    /// fail to bind) push out only each other, never the router's names.
+    overrides: Cache<DstTarget, NameBinding>,
     services: ServicePolicies,
     /// The services' figures, by path: shared by the bindings of one path
     /// with different local dtabs, and gone with the last of them.
@@ -66,6 +71,7 @@ impl BindStage {
     ) -> BindStage {
         BindStage {
             bindings: Cache::new(spec.paths_capacity, spec.idle_ttl),
+            overrides: Cache::new(spec.paths_capacity, spec.idle_ttl),
             services: spec.services.clone(),
             service_stats: Registry::default(),
             naming,
@@ -91,6 +97,7 @@ impl BindStage {
     /// Drops bindings unused for the idle TTL.
     pub(crate) fn expire_idle(&self) {
         self.bindings.expire_idle();
+        self.overrides.expire_idle();
     }
 
     /// Waits for the binding of `target` to leave the pending state; also
@@ -107,7 +114,12 @@ impl BindStage {
         deadline: tokio::time::Instant,
     ) -> Result<BoundDst, RouterError> {
         let name = &target.name;
-        let entry = self.bindings.get_or_make_at(target, started, || {
+        let cache = if local.is_empty() {
+            &self.bindings
+        } else {
+            &self.overrides
+        };
+        let entry = cache.get_or_make_at(target, started, || {
             let dtab = self.base.concat(local);
             NameBinding {
                 binding: self.naming.bind(&dtab, name),

@@ -17,10 +17,12 @@ use namers::{Binding, Interpreter, NameInterpreter};
 use crate::config::KindConfig;
 
 pub mod fs;
+pub mod lingering;
 pub mod namerd_http;
 mod params;
 
 pub use fs::FsInterpreter;
+pub use lingering::Lingering;
 pub use namerd_http::NamerdHttpInterpreter;
 
 /// What a router needs from an interpreter.
@@ -84,24 +86,29 @@ pub fn default_interpreter(
 
 /// Builds a router's interpreter from its `interpreter:` entry, with the
 /// `transformers` it lists applied to every binding. `idle_ttl` is the
-/// router's `bindingCache.idleTtlSecs`: how long an interpreter that
-/// watches a remote source keeps a name nobody uses any more.
+/// router's `bindingCache.idleTtlSecs`: how long a binding (and the watches
+/// of namers or namerd under it) is kept after the binding cache lets go of
+/// it, at most `max_idle` of them.
 pub fn build(
     config: Option<&KindConfig>,
     default: &Interpreter,
     idle_ttl: Duration,
+    max_idle: usize,
 ) -> Result<Arc<dyn RouterNaming>, String> {
+    let linger = |naming: Arc<dyn RouterNaming>| -> Arc<dyn RouterNaming> {
+        Arc::new(Lingering::new(naming, idle_ttl, max_idle))
+    };
     let Some(config) = config else {
-        return Ok(Arc::new(default.clone()));
+        return Ok(linger(Arc::new(default.clone())));
     };
     let mut config = config.clone();
     let Some(listed) = config.params.remove("transformers") else {
-        return build_kind(&config, default, idle_ttl);
+        return build_kind(&config, default, idle_ttl, max_idle);
     };
     let listed: Vec<TransformerConfig> =
         serde_json::from_value(listed).map_err(|e| format!("interpreter: transformers: {e}"))?;
     let transformers = build_transformers(&listed).map_err(|e| format!("interpreter: {e}"))?;
-    let inner = build_kind(&config, default, idle_ttl)?;
+    let inner = build_kind(&config, default, idle_ttl, max_idle)?;
     Ok(Arc::new(Transformed {
         inner,
         transformers,
@@ -141,7 +148,13 @@ fn build_kind(
     config: &KindConfig,
     default: &Interpreter,
     idle_ttl: Duration,
+    max_idle: usize,
 ) -> Result<Arc<dyn RouterNaming>, String> {
+    // Those that bind with the router's own namers linger here; namerd's
+    // keeps its watches to namerd for the same time itself.
+    let linger = |naming: Arc<dyn RouterNaming>| -> Arc<dyn RouterNaming> {
+        Arc::new(Lingering::new(naming, idle_ttl, max_idle))
+    };
     match config.kind.as_str() {
         "default" => {
             if let Some(key) = config.params.keys().next() {
@@ -151,12 +164,12 @@ fn build_kind(
                     format!("unknown field `{key}`; the default interpreter has no keys"),
                 ));
             }
-            Ok(Arc::new(default.clone()))
+            Ok(linger(Arc::new(default.clone())))
         }
-        fs::KIND => Ok(Arc::new(FsInterpreter::from_params(
+        fs::KIND => Ok(linger(Arc::new(FsInterpreter::from_params(
             &config.params,
             default,
-        )?)),
+        )?))),
         namerd_http::KIND => Ok(Arc::new(NamerdHttpInterpreter::from_params(
             &config.params,
             default,
@@ -189,7 +202,7 @@ mod tests {
             "kind": "default",
             "transformers": [{"kind": "io.l5d.port", "port": 4141}],
         }));
-        let naming = build(Some(&config), &default, Duration::from_secs(600)).unwrap();
+        let naming = build(Some(&config), &default, Duration::from_secs(600), 1000).unwrap();
         let path = Path::read("/$/inet/127.0.0.1/80").unwrap();
         let binding = naming.bind(&Dtab::default(), &path);
         let namers::Activity::Ok(dtab::NameTree::Leaf(bound)) = &*binding.load() else {
@@ -205,7 +218,7 @@ mod tests {
             "kind": "default",
             "transformers": [{"kind": "io.l5d.const", "path": "/x"}],
         }));
-        let err = build(Some(&config), &default, Duration::from_secs(600))
+        let err = build(Some(&config), &default, Duration::from_secs(600), 1000)
             .err()
             .unwrap();
         assert!(

@@ -79,8 +79,13 @@ pub fn check(config: &Config, specs: &[RouterSpec]) -> Result<(), String> {
         let at = format!("routers[{}]", spec.index);
         identifiers_of(router_config, spec).map_err(|e| format!("{at}.{e}"))?;
         let default = default.clone().with_bind_limits(spec.bind_limits);
-        interpreter::build(router_config.interpreter.as_ref(), &default, spec.idle_ttl)
-            .map_err(|e| format!("{at}.{e}"))?;
+        interpreter::build(
+            router_config.interpreter.as_ref(),
+            &default,
+            spec.idle_ttl,
+            spec.paths_capacity,
+        )
+        .map_err(|e| format!("{at}.{e}"))?;
     }
     Ok(())
 }
@@ -123,9 +128,13 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         let identifiers = identifiers_of(router_config, &spec).map_err(|e| format!("{at}.{e}"))?;
         // The router's namers (shared by every router) with its own limits.
         let limited = default.clone().with_bind_limits(spec.bind_limits);
-        let naming =
-            interpreter::build(router_config.interpreter.as_ref(), &limited, spec.idle_ttl)
-                .map_err(|e| format!("{at}.{e}"))?;
+        let naming = interpreter::build(
+            router_config.interpreter.as_ref(),
+            &limited,
+            spec.idle_ttl,
+            spec.paths_capacity,
+        )
+        .map_err(|e| format!("{at}.{e}"))?;
         let label = spec.label.clone();
         let protocol = spec.protocol;
         let access_log = spec

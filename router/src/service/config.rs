@@ -1,6 +1,5 @@
 //! The service stage's config: `service:` and `dtabHeaderLimits:`.
 
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,35 +7,15 @@ use dtab::Path;
 use namers::config::{KindConfig, kind_params};
 use serde_json::{Map, Value};
 
-use super::dtab_headers::DtabHeaderLimits;
 use crate::client::config::{static_configs, take_kind};
 use crate::policy::backoff::BackoffConfig;
 use crate::policy::budget::BudgetConfig;
 use crate::policy::classifier::Classifier;
 use crate::policy::prefix::PrefixPattern;
 
-/// `dtabHeaderLimits:`; each key defaults to the `dtab_headers` default.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct DtabHeaderLimitsConfig {
-    /// Bytes of all dtab header values of a request (default 32 KiB).
-    #[serde(default)]
-    pub max_bytes: Option<NonZeroUsize>,
-    /// Dentries of a request's local dtab (default 1,000).
-    #[serde(default)]
-    pub max_dentries: Option<NonZeroUsize>,
-}
-
-impl DtabHeaderLimitsConfig {
-    /// The limits, each key's default where it is not set.
-    pub fn limits(&self) -> DtabHeaderLimits {
-        let default = DtabHeaderLimits::default();
-        DtabHeaderLimits {
-            max_bytes: self.max_bytes.map_or(default.max_bytes, usize::from),
-            max_dentries: self.max_dentries.map_or(default.max_dentries, usize::from),
-        }
-    }
-}
+/// `dtabHeaderLimits:` {maxBytes, maxDentries}, the same block as namerd's
+/// `localDtabLimits:`.
+pub type DtabHeaderLimitsConfig = namers::config::LocalDtabLimitsConfig;
 
 /// `service:` as written; read by [`ServicePolicies::from_config`]. Its
 /// `kind` is `io.l5d.global` (the default) or `io.l5d.static` (`configs:`

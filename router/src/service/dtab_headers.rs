@@ -23,30 +23,15 @@ pub const L5D_DTAB: HeaderName = HeaderName::from_static("l5d-dtab");
 /// How much of a bad header value an error quotes.
 const QUOTED_CHARS: usize = 100;
 
-/// Default limit on the bytes of all dtab header values of a request.
-pub const DEFAULT_MAX_BYTES: usize = 32 * 1024;
+pub use namers::config::{
+    DEFAULT_LOCAL_DTAB_MAX_BYTES as DEFAULT_MAX_BYTES,
+    DEFAULT_LOCAL_DTAB_MAX_DENTRIES as DEFAULT_MAX_DENTRIES,
+};
 
-/// Default limit on the dentries of a request's local dtab.
-pub const DEFAULT_MAX_DENTRIES: usize = 1_000;
-
-/// How large a request's local dtab may be. Real overrides are a few
-/// dentries; the defaults leave room for hundreds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DtabHeaderLimits {
-    /// Bytes of every `l5d-ctx-dtab` and `l5d-dtab` value together.
-    pub max_bytes: usize,
-    /// Dentries of the local dtab (ctx and user together).
-    pub max_dentries: usize,
-}
-
-impl Default for DtabHeaderLimits {
-    fn default() -> Self {
-        DtabHeaderLimits {
-            max_bytes: DEFAULT_MAX_BYTES,
-            max_dentries: DEFAULT_MAX_DENTRIES,
-        }
-    }
-}
+/// How large a request's local dtab may be: bytes of every `l5d-ctx-dtab`
+/// and `l5d-dtab` value together, and dentries of the local dtab they
+/// make (the limits namerd puts on its `dtab` parameter too).
+pub type DtabHeaderLimits = namers::config::LocalDtabLimits;
 
 /// A dtab header that could not be read: the request is answered `400` with
 /// this as `l5d-err`; the sender is to blame and a retry cannot help.

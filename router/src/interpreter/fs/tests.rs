@@ -219,6 +219,7 @@ async fn config_keys_are_checked() {
             }),
             &default(),
             Duration::from_secs(600),
+            1000,
         )
         .map(drop)
     };

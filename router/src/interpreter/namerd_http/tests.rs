@@ -396,6 +396,7 @@ fn config_keys_are_checked() {
             }),
             &default,
             Duration::from_secs(600),
+            1000,
         )
         .map(drop)
     };
