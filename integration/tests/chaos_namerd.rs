@@ -1,7 +1,9 @@
 //! Chaos for namerd's dtab stores, through the real `namerd` binary and its
 //! HTTP API: SIGKILL under concurrent compare-and-set writers on the disk
 //! store, etcd and ZooKeeper; etcd and ZooKeeper killed and restarted under
-//! a running namerd; two namerds sharing one etcd or ZooKeeper.
+//! a running namerd; two namerds sharing one etcd or ZooKeeper, and a
+//! router whose namerd `dst` names both, under traffic while either is
+//! killed.
 //!
 //! These are the short runs; `cargo run --release -p examples --bin chaos`
 //! runs the same for minutes. What the counter writers check is in
@@ -15,7 +17,7 @@ use integration::chaos::client::{self, Client, Watch};
 use integration::chaos::counter::{self, Swarm, Tally};
 use integration::chaos::namerd::{Backend, Namerd, Store};
 use integration::chaos::{RECOVERY_LIMIT, kill_and_restart};
-use integration::process::binary;
+use integration::process::{Process, binary, free_port, http};
 
 /// Concurrent writers in the kill runs.
 const WRITERS: usize = 32;
@@ -290,4 +292,163 @@ async fn two_namerds_on_one_etcd_see_each_others_writes_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_namerds_on_one_zookeeper_see_each_others_writes_within_a_second() {
     two_namerds_share_one_backend(Store::ZooKeeper).await;
+}
+
+/// A `flaky_backend` answering 200 and its name on a free port.
+fn named_backend(name: &str, dir: &std::path::Path) -> (Process, u16) {
+    let port = free_port();
+    let mut process = Process::start(
+        &binary("integration", "flaky_backend"),
+        &[&port.to_string(), "200", "0", name],
+        dir,
+    );
+    process.wait_listening(([127, 0, 0, 1], port).into());
+    (process, port)
+}
+
+/// Routes `web` through namerd's dtab `default`.
+fn web_dtab(port: u16) -> String {
+    format!("/svc/web => /$/inet/127.0.0.1/{port}")
+}
+
+/// Puts the `default` dtab through `namerd`, retrying while its store
+/// reconnects after a kill.
+async fn put_web(namerd: &Namerd, port: u16) {
+    let mut client = Client::new(namerd.api());
+    let deadline = Instant::now() + RECOVERY_LIMIT;
+    loop {
+        match client::put_dtab(&mut client, "default", &web_dtab(port), None).await {
+            Ok(answer) if answer.status == 204 => return,
+            other if Instant::now() > deadline => panic!("cannot put the dtab: {other:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Waits until the router answers `web` from `name`; how long it took.
+fn wait_routed(router: std::net::SocketAddr, name: &str, log: impl Fn() -> String) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, body) = http(router, "GET", "/", "web", &[], "");
+        if status == 200 && body.trim() == name {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "web still answers {status} {body:?}:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A router whose `io.l5d.namerd.http` `dst` is a name listing two namerds
+/// on one backend. Under steady traffic, namerd `a` is killed and a change
+/// is made through `b`; then `a` comes back, `b` is killed, and a change is
+/// made through `a`. Every request succeeds, and the router follows each
+/// change through whichever namerd is left.
+async fn a_router_on_two_namerds_survives_either_killed(store: Store) {
+    let Some(backend) = Backend::start(store) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_v1, v1) = named_backend("v1", dir.path());
+    let (_v2, v2) = named_backend("v2", dir.path());
+    let mut a = start_namerd(&backend, "/chaos-router");
+    let mut b = start_namerd(&backend, "/chaos-router");
+    put_web(&a, v1).await;
+
+    // The router finds its namerds through a file of its own fs namer.
+    let disco = dir.path().join("disco");
+    std::fs::create_dir_all(&disco).unwrap();
+    std::fs::write(
+        disco.join("namerds"),
+        format!(
+            "127.0.0.1 {}\n127.0.0.1 {}\n",
+            a.api().port(),
+            b.api().port()
+        ),
+    )
+    .unwrap();
+    let router_port = free_port();
+    let config = dir.path().join("router.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin:\n  port: {}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\nrouters:\n\
+             - protocol: http\n  interpreter:\n    kind: io.l5d.namerd.http\n    \
+             dst: /#/io.l5d.fs/namerds\n    namespace: default\n    \
+             retry: {{baseSeconds: 0.05, maxSeconds: 0.5}}\n  servers:\n  - port: {router_port}\n",
+            free_port(),
+            disco.display()
+        ),
+    )
+    .unwrap();
+    let router_addr: std::net::SocketAddr = ([127, 0, 0, 1], router_port).into();
+    let mut router = Process::start(
+        &binary("router", "router"),
+        &[config.to_str().unwrap()],
+        dir.path(),
+    );
+    router.wait_listening(router_addr);
+    let router = std::sync::Arc::new(router);
+    let log = || router.log();
+    tokio::task::block_in_place(|| wait_routed(router_addr, "v1", log));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match http(router_addr, "GET", "/", "web", &[], "") {
+                        (200, _) => ok += 1,
+                        (status, body) => failed.push(format!("{status} {body}")),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+
+    a.kill();
+    put_web(&b, v2).await;
+    let first = tokio::task::block_in_place(|| wait_routed(router_addr, "v2", log));
+    a.restart();
+    b.kill();
+    put_web(&a, v1).await;
+    let second = tokio::task::block_in_place(|| wait_routed(router_addr, "v1", log));
+    eprintln!(
+        "{}: the router followed a change through namerd b in {first:?} with a killed, \
+         through a in {second:?} with b killed",
+        store.name()
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for thread in traffic {
+        let (o, f) = thread.join().unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(ok > 100, "only {ok} requests were answered");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}\n{}",
+        failed.len(),
+        ok + failed.len() as u64,
+        &failed[..failed.len().min(5)],
+        router.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_on_two_namerds_sharing_etcd_routes_on_with_either_killed() {
+    a_router_on_two_namerds_survives_either_killed(Store::Etcd).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_on_two_namerds_sharing_zookeeper_routes_on_with_either_killed() {
+    a_router_on_two_namerds_survives_either_killed(Store::ZooKeeper).await;
 }
