@@ -23,6 +23,7 @@ mod namer;
 pub mod resolve;
 pub mod rewrite;
 pub mod serversets;
+pub mod session;
 pub mod system;
 pub mod telemetry;
 pub mod transform;

@@ -84,7 +84,7 @@ pub async fn serve(listener: TcpListener, app: Routes, stop: impl Future<Output 
         let mut stopping = stopping_rx.clone();
         tokio::spawn(async move {
             let activity = Activity::new(tokio::time::Instant::now());
-            let io = Watched::new(stream, activity.clone(), None);
+            let io = Watched::new(stream, activity.clone());
             let service = session::track(service, activity.clone());
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(io), service)

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::ReadHalf;
 use tokio::time::Instant;
 
-use super::session::{HEAD_TIMEOUT, IDLE_TIMEOUT};
+use namers::session::{DEFAULT_HEAD_TIMEOUT as HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT as IDLE_TIMEOUT};
 
 /// How much of a first request is read before giving it to hyper. A watch
 /// request's head is about a hundred bytes.

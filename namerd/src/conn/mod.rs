@@ -8,10 +8,9 @@
 //!
 //! Every connection closes after a minute with no request in flight, and
 //! a request head must arrive whole within 30 s of its first byte
-//! ([`session`]).
+//! ([`namers::session`]).
 
 mod lean;
-mod session;
 
 use std::future::Future;
 use std::io;
@@ -29,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use session::{Activity, Watched};
+use namers::session::{self, Activity, SessionLimits, Watched};
 
 use crate::metrics::HttpStats;
 
@@ -131,7 +130,14 @@ async fn with_hyper(
     let stop = async move {
         let _ = drain.changed().await;
     };
-    session::drive(conn, |conn| conn.graceful_shutdown(), &activity, stop).await;
+    session::drive(
+        conn,
+        |conn| conn.graceful_shutdown(),
+        &activity,
+        &SessionLimits::default(),
+        stop,
+    )
+    .await;
 }
 
 /// A TCP stream whose reads first return bytes already read from it.

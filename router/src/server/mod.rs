@@ -34,7 +34,7 @@ use crate::stack::{RouterStack, ServerSettings, error_response};
 use h1::Served;
 use head_watch::HeadWatch;
 use limits::HeadLimits;
-use session::{Activity, SessionLimits, Tracked, Watched};
+use session::{Activity, HeadObserver, Refusals, SessionLimits, Tracked, Watched};
 
 /// Linkerd's default limit of `Via` hops.
 pub const DEFAULT_MAX_CALL_DEPTH: usize = 10;
@@ -341,12 +341,17 @@ impl HyperServer {
     {
         let activity = Activity::new(accepted);
         let heads = HeadWatch::new(self.limits.head, self.limits.head.for_hyper());
-        let io = Watched::new(io, activity.clone(), Some(heads));
+        let refusals = Refusals::default();
+        let io = Watched::observed(
+            io,
+            activity.clone(),
+            HeadObserver::new(heads, refusals.clone()),
+        );
         let service = hyper_service(
             self.router.clone(),
             self.settings.clone(),
             self.limit.clone(),
-            activity.clone(),
+            (activity.clone(), refusals),
             remote,
         );
         let connection = self
@@ -375,7 +380,7 @@ fn hyper_service(
     router: Arc<RouterStack>,
     settings: Arc<ServerSettings>,
     limit: Option<Arc<Semaphore>>,
-    activity: Arc<Activity>,
+    (activity, refusals): (Arc<Activity>, Refusals),
     remote: std::net::IpAddr,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
@@ -391,7 +396,7 @@ fn hyper_service(
         let router = router.clone();
         let settings = settings.clone();
         let (ordinal, mut in_flight) = activity.start();
-        let refusal = activity.refusal(ordinal);
+        let refusal = refusals.of(ordinal);
         let permit = match (&refusal, &limit) {
             (None, Some(limit)) => Some(limit.clone().try_acquire_owned()),
             _ => None,
