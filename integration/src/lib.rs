@@ -2,6 +2,7 @@
 
 pub mod chaos;
 pub mod consul;
+pub mod fuzz;
 pub mod k8s;
 pub mod process;
 pub mod promtool;

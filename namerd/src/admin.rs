@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use namers::telemetry::telemeters::{Metrics, Telemeters};
 use tokio::sync::Notify;
 
@@ -45,23 +45,14 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// telemeters'), the log level (`/logging.json`, `/admin/logging`) and
 /// `/admin/shutdown`.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
-        .merge(namers::admin_routes::metrics(
-            state.metrics.clone(),
-            state.telemeters.clone(),
-        ))
-        .merge(namers::admin_routes::logging())
-        .route("/admin/ping", get(|| async { "pong" }))
-        .route("/admin/ready", get(ready))
-        .route(
-            "/admin/shutdown",
-            post(|State(state): State<AdminState>| async move {
-                state.shutdown_requested.notify_one();
-                "shutting down\n"
-            }),
-        )
-        .fallback(|| async { StatusCode::NOT_FOUND })
-        .with_state(state)
+    namers::admin_routes::common(
+        state.metrics.clone(),
+        state.telemeters.clone(),
+        state.shutdown_requested.clone(),
+    )
+    .route("/admin/ready", get(ready))
+    .fallback(|| async { StatusCode::NOT_FOUND })
+    .with_state(state)
 }
 
 /// `GET /admin/ready`: 200 when the store answers (the namers are built

@@ -1,16 +1,42 @@
 //! The admin endpoints the router and namerd share, as axum routes to merge
-//! into each admin server: the log level ([`crate::logging::admin`]) and
-//! the metrics ([`crate::telemetry::telemeters::admin`]).
+//! into each admin server: liveness and shutdown ([`common`]), the log
+//! level ([`crate::logging::admin`]) and the metrics
+//! ([`crate::telemetry::telemeters::admin`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Query;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
+use tokio::sync::Notify;
 
 use crate::telemetry::telemeters::{self, Metrics, Telemeters};
+
+/// What every admin server answers: `/admin/ping` (liveness), the
+/// metrics and the log level as [`metrics`] and [`logging`], and
+/// `POST /admin/shutdown`, which notifies `shutdown` (one waiter, the main
+/// task; the permit is kept if it is not waiting yet, so an early request
+/// is not lost).
+pub fn common<S: Clone + Send + Sync + 'static>(
+    metrics_of: Metrics,
+    telemeters: Telemeters,
+    shutdown: Arc<Notify>,
+) -> Router<S> {
+    Router::new()
+        .merge(metrics(metrics_of, telemeters))
+        .merge(logging())
+        .route("/admin/ping", get(|| async { "pong" }))
+        .route(
+            "/admin/shutdown",
+            post(move || async move {
+                shutdown.notify_one();
+                "shutting down\n"
+            }),
+        )
+}
 
 /// `/logging.json` and `/admin/logging`.
 pub fn logging<S: Clone + Send + Sync + 'static>() -> Router<S> {

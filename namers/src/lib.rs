@@ -7,6 +7,7 @@ mod addr;
 pub mod admin_routes;
 pub mod backoff;
 pub mod bind;
+pub mod cli;
 pub mod config;
 pub mod consul;
 mod delegate;

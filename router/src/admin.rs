@@ -11,7 +11,7 @@ use axum::Router as Routes;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use dtab::{Dtab, Path};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -37,27 +37,16 @@ pub struct AdminState {
 
 /// The admin routes.
 pub fn routes(state: AdminState) -> Routes {
-    Routes::new()
-        .merge(namers::admin_routes::metrics(
-            state.metrics.clone(),
-            state.telemeters.clone(),
-        ))
-        .merge(namers::admin_routes::logging())
-        .route("/admin/ping", get(|| async { "pong" }))
-        .route("/admin/ready", get(ready))
-        .route("/delegator.json", get(delegator))
-        .route("/client_state.json", get(client_state))
-        .route(
-            "/admin/shutdown",
-            post(|State(state): State<AdminState>| async move {
-                // One waiter (the main task); a permit is kept if it is
-                // not waiting yet, so an early request is not lost.
-                state.shutdown.notify_one();
-                "shutting down\n"
-            }),
-        )
-        .fallback(|| async { StatusCode::NOT_FOUND })
-        .with_state(state)
+    namers::admin_routes::common(
+        state.metrics.clone(),
+        state.telemeters.clone(),
+        state.shutdown.clone(),
+    )
+    .route("/admin/ready", get(ready))
+    .route("/delegator.json", get(delegator))
+    .route("/client_state.json", get(client_state))
+    .fallback(|| async { StatusCode::NOT_FOUND })
+    .with_state(state)
 }
 
 /// Serves `app` on `listener` until `stop` completes, then lets open

@@ -1,39 +1,24 @@
 //! `router <config>`: runs the routers; `router --check <config>` validates.
 
-use std::path::PathBuf;
-
 use anyhow::Context as _;
 use clap::Parser;
+use namers::cli::{ServerArgs, shutdown_signal};
 
 /// The Switchboard router.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
-    /// Only validate the config, then exit.
-    #[arg(long)]
-    check: bool,
-    /// How log lines are written to stderr: `text` (coloured only on a
-    /// terminal) or `json` (one object a line).
-    #[arg(long, env = namers::logging::FORMAT_ENV, default_value = "text",
-          value_parser = namers::logging::LogFormat::parse)]
-    log_format: namers::logging::LogFormat,
-    /// The config file (YAML, or JSON when it starts with `{`).
-    config: PathBuf,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    namers::logging::init(args.log_format, "info");
-    match run(args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("router: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    namers::cli::main("router", Args::parse().server, |args| {
+        run(args).map_err(|e| format!("{e:#}"))
+    })
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (config, specs) = router::config::load(&args.config).map_err(anyhow::Error::msg)?;
     let routers: Vec<&str> = specs.iter().map(|s| s.label.as_str()).collect();
     tracing::info!(config = %args.config.display(), ?routers, "config loaded");
@@ -93,23 +78,5 @@ fn reopen_access_logs_on_sighup() {
         Err(error) => {
             tracing::warn!(%error, "cannot handle SIGHUP; access logs cannot be reopened")
         }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }
