@@ -8,7 +8,7 @@ use std::time::Duration;
 
 mod ctl;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use dtab::Path;
 use namerd::Namespace;
 use namerd::client::Client;
@@ -83,49 +83,40 @@ enum Command {
     },
     /// Explain how a name is delegated through a namespace's dtab.
     Delegate {
-        /// The namespace.
-        namespace: Namespace,
-        /// The name, e.g. /svc/web.
-        path: Path,
-        /// Dentries to add after the stored dtab, e.g. "/svc/web=>/srv/web-v2".
-        #[arg(long, value_name = "DTAB")]
-        dtab: Option<String>,
-        /// Print namerd's JSON instead of a tree.
-        #[arg(
-            long,
-            action = ArgAction::Set,
-            num_args = 0..=1,
-            require_equals = true,
-            default_value_t = false,
-            default_missing_value = "true",
-            value_name = "BOOL"
-        )]
-        json: bool,
+        #[command(flatten)]
+        name: NameArgs,
     },
     /// Resolve a name to the addresses it is bound to.
     Resolve {
-        /// The namespace.
-        namespace: Namespace,
-        /// The name, e.g. /svc/web.
-        path: Path,
-        /// Dentries to add after the stored dtab.
-        #[arg(long, value_name = "DTAB")]
-        dtab: Option<String>,
-        /// Print namerd's JSON.
-        #[arg(
-            long,
-            action = ArgAction::Set,
-            num_args = 0..=1,
-            require_equals = true,
-            default_value_t = false,
-            default_missing_value = "true",
-            value_name = "BOOL"
-        )]
-        json: bool,
+        #[command(flatten)]
+        name: NameArgs,
         /// Keep printing the addresses whenever they change.
         #[arg(long)]
         watch: bool,
     },
+}
+
+/// A name to explain or resolve, as `delegate` and `resolve` take it.
+#[derive(Debug, Args)]
+struct NameArgs {
+    /// The namespace.
+    namespace: Namespace,
+    /// The name, e.g. /svc/web.
+    path: Path,
+    /// Dentries to add after the stored dtab, e.g. "/svc/web=>/srv/web-v2".
+    #[arg(long, value_name = "DTAB")]
+    dtab: Option<String>,
+    /// Print namerd's JSON instead of text (also as --json=true|false).
+    #[arg(
+        long,
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,22 +299,23 @@ async fn run(cli: Cli) -> Result<Exit, CtlError> {
             }
             DtabCommand::Check { .. } => Ok(Exit::Ok),
         },
-        Command::Delegate {
-            namespace,
-            path,
-            dtab,
-            json,
-        } => {
+        Command::Delegate { name } => {
+            let NameArgs {
+                namespace,
+                path,
+                dtab,
+                json,
+            } = name;
             let extra = ctl::names::parse_extra_dtab(dtab.as_deref())?;
             ctl::names::delegate(&client, &namespace, &path, &extra, json, out).await
         }
-        Command::Resolve {
-            namespace,
-            path,
-            dtab,
-            json,
-            watch,
-        } => {
+        Command::Resolve { name, watch } => {
+            let NameArgs {
+                namespace,
+                path,
+                dtab,
+                json,
+            } = name;
             let extra = ctl::names::parse_extra_dtab(dtab.as_deref())?;
             if watch {
                 ctl::names::resolve_watch(&client, &namespace, &path, &extra, json, out, err).await
