@@ -24,6 +24,7 @@ use crate::access_log::{AccessLog, RequestHead};
 use crate::bind::BindStage;
 use crate::body::{self, Body, LateClass};
 use crate::client::balance::Outcome;
+use crate::client::stats::ClientStats;
 use crate::client::{Client, ClientStage, DstHeaders};
 use crate::config::RouterSpec;
 pub(crate) use crate::endpoint::Routed;
@@ -34,12 +35,13 @@ use crate::interpreter::RouterNaming;
 use crate::policy::backoff::BackoffSchedule;
 use crate::policy::classifier::{RequestFacts, ResponseClass};
 pub use crate::server::context::ServerSettings;
+use crate::server::stats::ServerStats;
 use crate::service::Service;
 use crate::service::deadline;
 use crate::service::dtab_headers::forward_headers;
 use crate::service::replay::RequestBody;
 use crate::service::{DstTarget, local_dtab};
-use crate::stats::{ClientStats, FailureKind, PendingOutcome, RequestStats, ServerStats};
+use crate::stats::{FailureKind, PendingOutcome, RequestStats};
 
 /// One configured router (an entry of `routers:`), shared by its servers'
 /// connections.

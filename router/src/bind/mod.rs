@@ -18,8 +18,9 @@ use crate::config::RouterSpec;
 use crate::config::ServicePolicies;
 use crate::errors::RouterError;
 use crate::interpreter::RouterNaming;
+use crate::service::stats::ServiceStats;
 use crate::service::{DstTarget, Service};
-use crate::stats::{Registry, ServiceStats};
+use crate::stats::Registry;
 use cache::Cache;
 
 /// A destination's bound tree, as the binding last published it.

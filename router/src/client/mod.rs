@@ -5,6 +5,7 @@
 pub mod accrual;
 pub mod balance;
 pub mod config;
+pub(crate) mod stats;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -169,7 +170,7 @@ pub(crate) struct Client {
     /// The id as `l5d-dst-client` carries it, printed once.
     client_header: Option<HeaderValue>,
     /// `rt/<router>/client/<id>`.
-    pub(crate) stats: Arc<crate::stats::ClientStats>,
+    pub(crate) stats: Arc<crate::client::stats::ClientStats>,
     /// The last residual path sent as `l5d-dst-residual`, and its value:
     /// requests for one client usually share their residual.
     last_residual: arc_swap::ArcSwapOption<(Path, HeaderValue)>,

@@ -14,7 +14,7 @@ pub struct ServerSettings {
     /// Most `Via` hops accepted.
     pub max_call_depth: usize,
     /// `rt/<router>/server/<ip>/<port>`.
-    pub stats: std::sync::Arc<crate::stats::ServerStats>,
+    pub stats: std::sync::Arc<crate::server::stats::ServerStats>,
 }
 
 impl ServerSettings {

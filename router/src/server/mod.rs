@@ -7,6 +7,7 @@ pub mod h1;
 mod head_watch;
 pub mod limits;
 pub mod session;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

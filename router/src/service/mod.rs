@@ -8,6 +8,7 @@ pub mod config;
 pub mod deadline;
 pub mod dtab_headers;
 pub(crate) mod replay;
+pub(crate) mod stats;
 
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ pub(crate) struct Service {
     /// What retries may still be made.
     pub(crate) retries: RetryBudget,
     /// `rt/<router>/service/<path>`.
-    pub(crate) stats: Arc<crate::stats::ServiceStats>,
+    pub(crate) stats: Arc<crate::service::stats::ServiceStats>,
     /// The figures of the client this service's requests went to last, for
     /// it: a binding's requests nearly always go to one client, and this
     /// spares them the client's lookup.
@@ -33,14 +34,14 @@ pub(crate) struct Service {
 
 struct LastClient {
     /// Held weakly, so the address stays unique while it is compared.
-    client: std::sync::Weak<crate::stats::ClientStats>,
+    client: std::sync::Weak<crate::client::stats::ClientStats>,
     stats: Arc<crate::stats::RequestStats>,
 }
 
 impl Service {
     pub(crate) fn new(
         policy: Arc<ServicePolicy>,
-        stats: Arc<crate::stats::ServiceStats>,
+        stats: Arc<crate::service::stats::ServiceStats>,
     ) -> Service {
         Service {
             retries: RetryBudget::new(&policy.budget),
@@ -54,7 +55,7 @@ impl Service {
     /// this service.
     pub(crate) fn client_stats(
         &self,
-        client: &Arc<crate::stats::ClientStats>,
+        client: &Arc<crate::client::stats::ClientStats>,
     ) -> Arc<crate::stats::RequestStats> {
         if let Some(last) = &*self.last_client.load()
             && std::ptr::eq(last.client.as_ptr(), Arc::as_ptr(client))

@@ -1,14 +1,15 @@
 //! The router's figures, in Linkerd's scopes and names: per server
 //! (`rt/<router>/server/<ip>/<port>`), per service (the destination path,
 //! `rt/<router>/service/svc/web`), per client (the bound id,
-//! `rt/<router>/client/#/io.l5d.fs/web`) and per client and service.
+//! `rt/<router>/client/#/io.l5d.fs/web`) and per client and service. Each
+//! scope is defined by its stage (`server::stats`, `service::stats`,
+//! `client::stats`); this module holds what they share: the request
+//! figures every scope has, failure kinds, and the registry of live scopes.
 //!
 //! Every figure is an atomic owned by the scope's own object: a service's
 //! by its binding, a client's by its client, so a scope goes when the
 //! binding cache lets go of it. Recording takes no lock and allocates
 //! nothing.
-
-mod scopes;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -16,9 +17,9 @@ use std::time::Duration;
 
 use namers::telemetry::{Counter, Scope, Stat};
 
+use crate::client::stats::ClientStats;
+use crate::service::stats::ServiceStats;
 pub(crate) use namers::telemetry::StatusCounts;
-pub(crate) use scopes::{ClientStats, ServiceStats};
-pub use scopes::{OpenConnection, PendingOutcome, ServerStats};
 
 /// Why a request or an attempt failed, as the `failures/<kind>` scope
 /// names it.
@@ -163,6 +164,32 @@ impl<T> Registry<T> {
             .collect();
         live.sort_by(|a, b| a.0.cmp(&b.0));
         live
+    }
+}
+
+/// The scopes a response classified only by its trailers still has to
+/// be counted in.
+#[derive(Debug)]
+pub struct PendingOutcome {
+    pub(crate) service: Arc<ServiceStats>,
+    pub(crate) client: Arc<ClientStats>,
+    pub(crate) client_service: Arc<RequestStats>,
+}
+
+impl PendingOutcome {
+    /// Counts the class the trailers gave.
+    pub(crate) fn settle(&self, success: bool) {
+        for stats in [
+            &self.service.requests,
+            &self.client.requests,
+            &*self.client_service,
+        ] {
+            if success {
+                stats.success();
+            } else {
+                stats.failure(FailureKind::Classified);
+            }
+        }
     }
 }
 
