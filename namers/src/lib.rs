@@ -21,6 +21,7 @@ pub mod logging;
 pub mod metrics;
 mod name;
 mod namer;
+mod namer_table;
 pub mod resolve;
 pub mod rewrite;
 pub mod serversets;

@@ -73,19 +73,6 @@ impl<T> Publisher<T> {
     pub async fn closed(&self) {
         self.version.closed().await;
     }
-
-    /// Waits until nobody holds this value, then calls `release`, which says
-    /// whether it let go of it: a new holder may have come meanwhile, and
-    /// then this waits again. Namers use it to stop watching what nobody
-    /// uses any more.
-    pub async fn release_when_unused(self: Arc<Self>, release: impl Fn(&Arc<Self>) -> bool) {
-        loop {
-            self.closed().await;
-            if release(&self) {
-                return;
-            }
-        }
-    }
 }
 
 impl<T> Live<T> {

@@ -59,19 +59,16 @@ pub use config::{
     Agent, ConsistencyMode, ConsulConfig, ConsulConfigError, HealthStatus, TagWeight, Timing,
 };
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use dtab::{NameTree, Path};
 use serde_json::{Map, Value};
-use tokio::runtime::Handle;
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::OnceCell;
 
 use crate::config::NamerContext;
-use crate::{
-    Activity, Addr, AddrSet, Bound, Live, Lookup, Name, Namer, NamerCounter, NamingError, Publisher,
-};
+use crate::namer_table::{Found, NamerTable};
+use crate::{Activity, Live, Lookup, Namer, NamerCounter, Publisher};
 use client::AgentInfo;
 
 /// The datacenter label that stands for the agent's own.
@@ -99,8 +96,6 @@ pub struct ConsulNamer {
     inner: Arc<Inner>,
 }
 
-type Tree = Activity<NameTree<Name>>;
-
 /// What one watch follows.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct WatchKey {
@@ -110,54 +105,14 @@ struct WatchKey {
     service: String,
 }
 
-/// What the lookups of a watch answer.
-#[derive(Clone, Debug, PartialEq)]
-enum Answer {
-    /// No answer yet.
-    Pending,
-    /// No answer ever, only this failure.
-    Failed(Arc<str>),
-    /// No usable instance.
-    Absent,
-    /// Usable instances: the address is bound.
-    Present,
-}
-
-/// A new state for a watch's address and lookups.
-#[derive(Debug)]
-enum Update {
-    Bound(AddrSet),
-    Absent,
-    Failed(Arc<str>),
-}
-
 struct Inner {
     prefix: Path,
     client: ConsulClient,
     settings: config::Settings,
     /// The agent's datacenter and domain, asked once when first needed.
     agent: OnceCell<AgentInfo>,
-    state: Mutex<State>,
+    table: NamerTable<WatchKey>,
     stats: ConsulStats,
-}
-
-#[derive(Default)]
-struct State {
-    watches: HashMap<WatchKey, Entry>,
-}
-
-/// A watch somebody holds a lookup or an address of.
-struct Entry {
-    id: Path,
-    addr: Arc<Publisher<Addr>>,
-    /// One live tree per residual path looked up.
-    trees: HashMap<Path, Arc<Publisher<Tree>>>,
-    answer: Answer,
-    /// Tells the watch task to end; also tells a task that it has been
-    /// replaced (each run of a watch has its own).
-    stop: Arc<Notify>,
-    /// Whether a task waits for the last address handle to go.
-    addr_reaper: bool,
 }
 
 impl ConsulNamer {
@@ -168,7 +123,7 @@ impl ConsulNamer {
                 client: ConsulClient::new(settings.agent.clone(), settings.timing.request_timeout),
                 settings,
                 agent: OnceCell::new(),
-                state: Mutex::default(),
+                table: NamerTable::new("io.l5d.consul"),
                 stats: ConsulStats::default(),
             }),
         })
@@ -195,7 +150,7 @@ impl ConsulNamer {
     /// How many (datacenter, tag, service) are tracked (looked up, or
     /// whose address is held).
     pub fn watched_count(&self) -> usize {
-        self.inner.lock().watches.len()
+        self.inner.table.len()
     }
 }
 
@@ -234,79 +189,22 @@ impl Namer for ConsulNamer {
             },
             _ => return Live::constant(Activity::Ok(NameTree::Neg)),
         };
-        let Ok(runtime) = Handle::try_current() else {
-            return Live::constant(Activity::Failed(NamingError::namer(
-                "io.l5d.consul: lookup outside a tokio runtime",
-            )));
+        let inner = &self.inner;
+        let id = inner
+            .prefix
+            .concat_labels(path.elems().get(..named).unwrap_or_default());
+        let watch = {
+            let (inner, key) = (inner.clone(), key.clone());
+            move |found| watch::run(inner.clone(), key.clone(), found)
         };
         let residual = path.drop_first(named);
-        let inner = &self.inner;
-        let mut state = inner.lock();
-        let mut new_watch = false;
-        let entry = state.watches.entry(key.clone()).or_insert_with(|| {
-            new_watch = true;
-            Entry::new(
-                inner
-                    .prefix
-                    .concat_labels(path.elems().get(..named).unwrap_or_default()),
-            )
-        });
-        let tree = match entry.trees.get(&residual) {
-            Some(tree) => tree.clone(),
-            None => {
-                let tree = Arc::new(Publisher::new(entry.tree(&residual)));
-                entry.trees.insert(residual.clone(), tree.clone());
-                let (inner, key) = (inner.clone(), key.clone());
-                runtime
-                    .spawn(tree.clone().release_when_unused(move |tree| {
-                        inner.release_tree(&key, &residual, tree)
-                    }));
-                tree
-            }
-        };
-        let live = tree.subscribe();
-        if new_watch {
-            inner.stats.watches_started.fetch_add(1, Ordering::Relaxed);
-            let stop = entry.stop.clone();
-            runtime.spawn(watch::run(inner.clone(), key, stop));
-        }
-        live
-    }
-}
-
-impl Entry {
-    fn new(id: Path) -> Entry {
-        Entry {
-            id,
-            addr: Arc::new(Publisher::new(Addr::Pending)),
-            trees: HashMap::new(),
-            answer: Answer::Pending,
-            stop: Arc::new(Notify::new()),
-            addr_reaper: false,
-        }
-    }
-
-    /// The lookup answer for `residual` as things stand.
-    fn tree(&self, residual: &Path) -> Tree {
-        match &self.answer {
-            Answer::Pending => Activity::Pending,
-            Answer::Failed(why) => Activity::Failed(NamingError::Namer(why.clone())),
-            Answer::Absent => Activity::Ok(NameTree::Neg),
-            Answer::Present => {
-                let bound = Bound::new(self.id.clone(), residual.clone(), self.addr.subscribe());
-                Activity::Ok(NameTree::Leaf(Name::Bound(bound)))
-            }
-        }
+        inner
+            .table
+            .lookup(key, id, residual, || Found::Pending, watch)
     }
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Every critical section leaves the state consistent; a panic in
-        // one cannot leave it half-changed.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The agent's datacenter and domain, asked once.
     async fn agent(&self) -> Result<&AgentInfo, QueryError> {
         self.agent
@@ -314,107 +212,11 @@ impl Inner {
             .await
     }
 
-    /// Applies a watch's new state, unless the watch has been stopped or
-    /// replaced; says whether anything changed.
-    fn publish(&self, key: &WatchKey, stop: &Arc<Notify>, update: Update) -> bool {
-        let mut state = self.lock();
-        let Some(entry) = state.watches.get_mut(key) else {
-            return false;
-        };
-        if !Arc::ptr_eq(&entry.stop, stop) {
-            return false;
-        }
-        // The address first, so a binding that sees the new tree already
-        // sees its endpoints.
-        let (addr, answer) = match update {
-            Update::Bound(set) => (Addr::Bound(set), Answer::Present),
-            Update::Absent => (Addr::Neg, Answer::Absent),
-            Update::Failed(why) => (Addr::Failed(why.clone()), Answer::Failed(why)),
-        };
-        let mut changed = entry.addr.publish_if_changed(addr);
-        if entry.answer != answer {
-            entry.answer = answer;
-            changed = true;
-            for (residual, tree) in &entry.trees {
-                tree.publish_if_changed(entry.tree(residual));
-            }
-        }
-        if changed {
+    /// Publishes a watch's new state, counting it if it changed anything.
+    fn publish(&self, publisher: &Publisher<Found>, found: Found) {
+        if publisher.publish_if_changed(found) {
             self.stats.updates.fetch_add(1, Ordering::Relaxed);
         }
-        changed
-    }
-
-    /// Drops the tree of a lookup nobody holds; says whether the reaper is
-    /// done.
-    fn release_tree(
-        self: &Arc<Self>,
-        key: &WatchKey,
-        residual: &Path,
-        tree: &Arc<Publisher<Tree>>,
-    ) -> bool {
-        let mut state = self.lock();
-        let Some(entry) = state.watches.get_mut(key) else {
-            return true;
-        };
-        if !entry
-            .trees
-            .get(residual)
-            .is_some_and(|t| Arc::ptr_eq(t, tree))
-        {
-            return true;
-        }
-        if tree.subscriber_count() > 0 {
-            // Looked up again since it closed.
-            return false;
-        }
-        entry.trees.remove(residual);
-        // Its last value holds an address handle; dropping it now lets the
-        // watch end at once instead of through an address reaper.
-        tree.publish(Activity::Pending);
-        if entry.trees.is_empty() {
-            if entry.addr.subscriber_count() == 0 {
-                remove_watch(&mut state, key);
-            } else if !entry.addr_reaper {
-                entry.addr_reaper = true;
-                let (inner, key) = (self.clone(), key.clone());
-                tokio::spawn(
-                    entry
-                        .addr
-                        .clone()
-                        .release_when_unused(move |addr| inner.release_addr(&key, addr)),
-                );
-            }
-        }
-        true
-    }
-
-    /// Ends a watch whose address nobody holds and that nobody looks up;
-    /// says whether the reaper is done.
-    fn release_addr(&self, key: &WatchKey, addr: &Arc<Publisher<Addr>>) -> bool {
-        let mut state = self.lock();
-        let Some(entry) = state.watches.get_mut(key) else {
-            return true;
-        };
-        if !Arc::ptr_eq(&entry.addr, addr) {
-            return true;
-        }
-        if !entry.trees.is_empty() {
-            // Looked up again: the trees' reapers take over.
-            entry.addr_reaper = false;
-            return true;
-        }
-        if addr.subscriber_count() > 0 {
-            return false;
-        }
-        remove_watch(&mut state, key);
-        true
-    }
-}
-
-fn remove_watch(state: &mut State, key: &WatchKey) {
-    if let Some(entry) = state.watches.remove(key) {
-        entry.stop.notify_one();
     }
 }
 

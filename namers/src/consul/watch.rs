@@ -7,14 +7,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
 use super::client::{Instance, QueryError, Reply, ServiceQuery, parse_catalog, parse_health};
 use super::config::Settings;
-use super::{Inner, LOCAL_DATACENTER, Update, WatchKey};
+use super::{Inner, LOCAL_DATACENTER, WatchKey};
 use crate::backoff::Backoff;
-use crate::{AddrSet, Endpoint};
+use crate::namer_table::{Found, Running};
+use crate::{Addr, AddrSet, Endpoint, Publisher};
 
 /// How long resolving one host name of an answer may take.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,37 +27,35 @@ enum Published {
     Present,
 }
 
-/// Counts a watch as ended however its task ends.
-struct Running<'a>(&'a Inner);
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.stats.watches_ended.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Follows `key` until `stop` is notified.
-pub(super) async fn run(inner: Arc<Inner>, key: WatchKey, stop: Arc<Notify>) {
-    let _running = Running(&inner);
+/// Follows `key` until nobody holds what it found.
+pub(super) async fn run(inner: Arc<Inner>, key: WatchKey, found: Arc<Publisher<Found>>) {
+    let stats = &inner.stats;
+    let _running = Running::start(&stats.watches_started, &stats.watches_ended);
     let timing = inner.settings.timing;
     let mut index = 0;
     let mut backoff = Backoff::new(timing.backoff_min, timing.backoff_max);
     let mut failing: Option<u64> = None;
-    let mut published = Published::Nothing;
+    // A watch started again (somebody came back as it ended) goes on from
+    // what it published.
+    let mut published = match *found.current() {
+        Found::Present(_) => Published::Present,
+        Found::Absent => Published::Absent,
+        Found::Pending | Found::Failed(_) => Published::Nothing,
+    };
     let mut warned_filtered = false;
     let mut last_start: Option<Instant> = None;
     loop {
         if let Some(start) = last_start {
             tokio::select! {
                 () = sleep_until(start + timing.min_query_interval) => {}
-                () = stop.notified() => return,
+                () = found.closed() => return,
             }
         }
         last_start = Some(Instant::now());
         inner.stats.queries.fetch_add(1, Ordering::Relaxed);
         let outcome = tokio::select! {
             outcome = poll(&inner, &key, index) => outcome,
-            () = stop.notified() => return,
+            () = found.closed() => return,
         };
         let error = match outcome {
             Ok(Polled::Unchanged) => continue,
@@ -72,19 +70,19 @@ pub(super) async fn run(inner: Arc<Inner>, key: WatchKey, stop: Arc<Notify>) {
                     tracing::info!(namer = "io.l5d.consul", watch = %key, failed_attempts = attempts, "io.l5d.consul: watch recovered");
                 }
                 backoff.reset();
-                if filtered && matches!(update, Update::Absent) && !warned_filtered {
+                if filtered && update == Found::Absent && !warned_filtered {
                     warned_filtered = true;
                     tracing::warn!(namer = "io.l5d.consul", watch = %key, "io.l5d.consul: Consul hid this service's instances (ACLs); check the namer's token");
                 }
                 let now = match update {
-                    Update::Absent => Published::Absent,
+                    Found::Absent => Published::Absent,
                     _ => Published::Present,
                 };
                 if now != published {
                     tracing::debug!(watch = %key, present = now == Published::Present, "io.l5d.consul: service found or lost");
                 }
                 published = now;
-                inner.publish(&key, &stop, update);
+                inner.publish(&found, update);
                 continue;
             }
             Err(error) => error,
@@ -102,7 +100,7 @@ pub(super) async fn run(inner: Arc<Inner>, key: WatchKey, stop: Arc<Notify>) {
                     tracing::info!(namer = "io.l5d.consul", watch = %key, error = %why, "io.l5d.consul: no such datacenter");
                 }
                 published = Published::Absent;
-                inner.publish(&key, &stop, Update::Absent);
+                inner.publish(&found, Found::Absent);
             }
             QueryError::NoDatacenter(why) | QueryError::Failed(why) => match &mut failing {
                 Some(attempts) => {
@@ -114,7 +112,7 @@ pub(super) async fn run(inner: Arc<Inner>, key: WatchKey, stop: Arc<Notify>) {
                     inner.stats.state_changes.fetch_add(1, Ordering::Relaxed);
                     if published == Published::Nothing {
                         tracing::warn!(namer = "io.l5d.consul", watch = %key, error = %why, "io.l5d.consul: watch failing; retrying");
-                        inner.publish(&key, &stop, Update::Failed(why.into()));
+                        inner.publish(&found, Found::Failed(why.into()));
                     } else {
                         tracing::warn!(namer = "io.l5d.consul", watch = %key, error = %why, "io.l5d.consul: watch failing; keeping the last known endpoints and retrying");
                     }
@@ -124,7 +122,7 @@ pub(super) async fn run(inner: Arc<Inner>, key: WatchKey, stop: Arc<Notify>) {
         let pause = backoff.next_pause();
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
-            () = stop.notified() => return,
+            () = found.closed() => return,
         }
     }
 }
@@ -136,7 +134,7 @@ enum Polled {
     /// An answer to publish.
     Answer {
         reply_index: u64,
-        update: Update,
+        update: Found,
         /// Whether Consul said ACLs hid entries.
         filtered: bool,
     },
@@ -180,14 +178,14 @@ async fn poll(inner: &Inner, key: &WatchKey, index: u64) -> Result<Polled, Query
     })?;
     let endpoints = endpoints(&instances, settings, key).await;
     let update = if endpoints.is_empty() {
-        Update::Absent
+        Found::Absent
     } else {
         let mut set = AddrSet::new(endpoints);
         if let Some(agent) = agent.filter(|_| settings.set_host) {
             let authority = authority(key, &query.dc, &agent.domain);
             set.meta.insert("authority".to_string(), authority.into());
         }
-        Update::Bound(set)
+        Found::Present(Addr::Bound(set))
     };
     Ok(Polled::Answer {
         reply_index,

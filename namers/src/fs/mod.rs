@@ -26,10 +26,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use dtab::{Label, NameTree, Path};
 use serde::Deserialize;
-use tokio::runtime::Handle;
 use tokio::sync::{Notify, watch as tokio_watch};
 
-use crate::{Activity, Addr, Bound, Live, Lookup, Name, Namer, NamingError, Publisher};
+use crate::namer_table::{Found, NamerTable};
+use crate::{Activity, Addr, Live, LiveCache, Lookup, Namer, Publisher};
 use watch::Snapshot;
 
 /// Service files larger than this many bytes are refused, not read.
@@ -70,34 +70,27 @@ pub struct FsNamer {
     inner: Arc<Inner>,
 }
 
-type Tree = Activity<NameTree<Name>>;
-
 struct Inner {
     prefix: Path,
     root: std::path::PathBuf,
-    state: Mutex<State>,
+    table: NamerTable<String>,
+    /// The files the directory watch reads: those somebody holds a lookup
+    /// or an address of.
+    files: Mutex<HashMap<String, Tracked>>,
+    /// The directory watch, running while any file is tracked; its value
+    /// wakes it to read newly tracked files.
+    directory: LiveCache<(), Arc<Notify>>,
     watched: tokio_watch::Sender<usize>,
     /// How many times a file has been read, to check nothing re-reads in a loop.
     #[cfg(test)]
     reads: std::sync::atomic::AtomicUsize,
 }
 
-/// Invariant: `driver` is `Some` exactly when `files` is not empty.
-#[derive(Default)]
-struct State {
-    files: HashMap<String, FileEntry>,
-    /// Wakes the task that watches the directory; each run of that task has
-    /// its own, so a stopped task can tell it has been replaced.
-    driver: Option<Arc<Notify>>,
-}
-
-/// A file somebody holds a lookup or an address of.
-struct FileEntry {
-    id: Path,
-    addr: Arc<Publisher<Addr>>,
-    /// One live tree per residual path looked up.
-    trees: HashMap<Path, Arc<Publisher<Tree>>>,
-    presence: Presence,
+/// A file the directory watch keeps up to date.
+struct Tracked {
+    found: Arc<Publisher<Found>>,
+    /// Whether it has been read since it was tracked.
+    read: bool,
     /// Whether the file was a symlink when last read: a change to what it
     /// points at shows up as an event on another entry.
     symlink: bool,
@@ -106,15 +99,6 @@ struct FileEntry {
     /// Bumped on each new content, so a slow name resolution of older
     /// content is not applied over newer.
     generation: u64,
-    /// Whether a task waits for the last address handle to go.
-    addr_reaper: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Presence {
-    Unknown,
-    Absent,
-    Present,
 }
 
 impl FsNamer {
@@ -131,7 +115,9 @@ impl FsNamer {
         let inner = Inner {
             prefix,
             root: root_dir,
-            state: Mutex::default(),
+            table: NamerTable::new("io.l5d.fs"),
+            files: Mutex::default(),
+            directory: LiveCache::default(),
             watched,
             #[cfg(test)]
             reads: Default::default(),
@@ -144,7 +130,7 @@ impl FsNamer {
     /// How many files are being tracked (looked up, or whose address is
     /// held); zero once every handle has been dropped.
     pub fn watched_count(&self) -> usize {
-        self.inner.lock().files.len()
+        self.inner.lock().len()
     }
 
     /// [`FsNamer::watched_count`] as a value to wait on.
@@ -155,7 +141,7 @@ impl FsNamer {
     /// Whether the directory is being watched (it is while any file is
     /// tracked; the watcher itself is released just after).
     pub fn is_watching(&self) -> bool {
-        self.inner.lock().driver.is_some()
+        !self.inner.lock().is_empty()
     }
 }
 
@@ -165,45 +151,16 @@ impl Namer for FsNamer {
         else {
             return Live::constant(Activity::Ok(NameTree::Neg));
         };
-        let Ok(runtime) = Handle::try_current() else {
-            return Live::constant(Activity::Failed(NamingError::namer(
-                "io.l5d.fs: lookup outside a tokio runtime",
-            )));
+        let inner = &self.inner;
+        let id = inner.prefix.concat_labels(std::slice::from_ref(label));
+        let watch = {
+            let (inner, file) = (inner.clone(), file.clone());
+            move |found| inner.clone().track(file.clone(), found)
         };
         let residual = path.drop_first(1);
-        let inner = &self.inner;
-        let mut guard = inner.lock();
-        let state = &mut *guard;
-        let mut new_file = false;
-        let entry = state.files.entry(file.clone()).or_insert_with(|| {
-            new_file = true;
-            FileEntry::new(inner.prefix.concat_labels(std::slice::from_ref(label)))
-        });
-        let tree =
-            match entry.trees.get(&residual) {
-                Some(tree) => tree.clone(),
-                None => {
-                    let tree = Arc::new(Publisher::new(entry.tree(&residual)));
-                    entry.trees.insert(residual.clone(), tree.clone());
-                    let inner = inner.clone();
-                    runtime.spawn(tree.clone().release_when_unused(move |tree| {
-                        inner.release_tree(&file, &residual, tree)
-                    }));
-                    tree
-                }
-            };
-        let live = tree.subscribe();
-        match &state.driver {
-            Some(driver) if new_file => driver.notify_one(),
-            Some(_) => {}
-            None => {
-                let driver = Arc::new(Notify::new());
-                state.driver = Some(driver.clone());
-                runtime.spawn(watch::drive(inner.clone(), driver));
-            }
-        }
-        inner.count_watched(state);
-        live
+        inner
+            .table
+            .lookup(file, id, residual, || Found::Pending, watch)
     }
 }
 
@@ -216,202 +173,130 @@ fn file_name(label: &Label) -> Option<String> {
     Some(name.to_string())
 }
 
-impl FileEntry {
-    fn new(id: Path) -> FileEntry {
-        FileEntry {
-            id,
-            addr: Arc::new(Publisher::new(Addr::Pending)),
-            trees: HashMap::new(),
-            presence: Presence::Unknown,
-            symlink: false,
-            seen: None,
-            generation: 0,
-            addr_reaper: false,
-        }
-    }
-
-    /// The lookup answer for `residual` as things stand.
-    fn tree(&self, residual: &Path) -> Tree {
-        match self.presence {
-            Presence::Unknown => Activity::Pending,
-            Presence::Absent => Activity::Ok(NameTree::Neg),
-            Presence::Present => {
-                let bound = Bound::new(self.id.clone(), residual.clone(), self.addr.subscribe());
-                Activity::Ok(NameTree::Leaf(Name::Bound(bound)))
-            }
-        }
-    }
-
-    fn publish_trees(&self) {
-        for (residual, tree) in &self.trees {
-            tree.publish_if_changed(self.tree(residual));
-        }
-    }
-
+impl Tracked {
     /// Reports a bad file: the last good endpoints stay; without any, the
     /// address fails.
     fn fail(&self, why: &str) {
-        if matches!(*self.addr.current(), Addr::Bound(_)) {
+        if matches!(*self.found.current(), Found::Present(Addr::Bound(_))) {
             tracing::warn!(namer = "io.l5d.fs", error = %why, "io.l5d.fs: bad service file; keeping its last good endpoints");
         } else {
             tracing::warn!(namer = "io.l5d.fs", error = %why, "io.l5d.fs: bad service file");
-            self.addr.publish_if_changed(Addr::Failed(why.into()));
+            let failed = Addr::Failed(why.into());
+            self.found.publish_if_changed(Found::Present(failed));
         }
     }
 }
 
+type Files = HashMap<String, Tracked>;
+
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Files> {
         // Nothing panics while holding the lock; if something did, the
         // state is still consistent enough to keep serving.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.files.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn count_watched(&self, state: &State) {
-        let count = state.files.len();
+    fn count_watched(&self, files: &Files) {
+        let count = files.len();
         self.watched
             .send_if_modified(|n| std::mem::replace(n, count) != count);
     }
 
+    /// Has the directory watch keep `file` up to date until nobody holds
+    /// what was found of it.
+    async fn track(self: Arc<Self>, file: String, found: Arc<Publisher<Found>>) {
+        let directory = {
+            let inner = self.clone();
+            let drive = move |directory| watch::drive(inner.clone(), directory);
+            self.directory
+                .subscribe((), || Arc::new(Notify::new()), drive)
+        };
+        let tracked = Tracked {
+            found: found.clone(),
+            read: false,
+            symlink: false,
+            seen: None,
+            generation: 0,
+        };
+        {
+            let mut files = self.lock();
+            files.insert(file.clone(), tracked);
+            self.count_watched(&files);
+        }
+        // Read it at once.
+        directory.load().notify_one();
+        found.closed().await;
+        let mut files = self.lock();
+        if files
+            .get(&file)
+            .is_some_and(|t| Arc::ptr_eq(&t.found, &found))
+        {
+            files.remove(&file);
+        }
+        self.count_watched(&files);
+    }
+
     /// Applies what was read of `file`, publishing only what changed.
-    fn apply(self: &Arc<Self>, state: &mut State, file: &str, snapshot: Snapshot) {
-        let Some(entry) = state.files.get_mut(file) else {
+    fn apply(self: &Arc<Self>, files: &mut Files, file: &str, snapshot: Snapshot) {
+        let Some(tracked) = files.get_mut(file) else {
             return;
         };
-        if entry.seen.as_ref() == Some(&snapshot) {
+        tracked.read = true;
+        if tracked.seen.as_ref() == Some(&snapshot) {
             return;
         }
-        entry.generation = entry.generation.wrapping_add(1);
+        tracked.generation = tracked.generation.wrapping_add(1);
         match &snapshot {
             Snapshot::Absent => {
-                entry.presence = Presence::Absent;
-                entry.addr.publish_if_changed(Addr::Neg);
+                tracked.found.publish_if_changed(Found::Absent);
             }
-            Snapshot::Refused(why) => {
-                entry.presence = Presence::Present;
-                entry.fail(why);
-            }
-            Snapshot::Text(text) => {
-                entry.presence = Presence::Present;
-                match parse_endpoints(file, text) {
-                    Err(error) => entry.fail(&error.to_string()),
-                    Ok(lines) => match watch::literal_endpoints(&lines) {
-                        Some(endpoints) => {
-                            entry.addr.publish_if_changed(Addr::bound(endpoints));
-                        }
-                        None => {
-                            if matches!(*entry.addr.current(), Addr::Neg) {
-                                entry.addr.publish(Addr::Pending);
-                            }
-                            let task =
-                                self.clone()
-                                    .resolve(file.to_string(), entry.generation, lines);
-                            tokio::spawn(task);
-                        }
-                    },
-                }
-            }
+            Snapshot::Refused(why) => tracked.fail(why),
+            Snapshot::Text(text) => match parse_endpoints(file, text) {
+                Err(error) => tracked.fail(&error.to_string()),
+                Ok(lines) => match watch::literal_endpoints(&lines) {
+                    Some(endpoints) => {
+                        let found = Found::Present(Addr::bound(endpoints));
+                        tracked.found.publish_if_changed(found);
+                    }
+                    None => {
+                        // Bound while its names resolve, to its last
+                        // endpoints if it has any.
+                        let addr = match &*tracked.found.current() {
+                            Found::Present(addr) => addr.clone(),
+                            _ => Addr::Pending,
+                        };
+                        tracked.found.publish_if_changed(Found::Present(addr));
+                        let task =
+                            self.clone()
+                                .resolve(file.to_string(), tracked.generation, lines);
+                        tokio::spawn(task);
+                    }
+                },
+            },
         }
-        entry.seen = Some(snapshot);
-        entry.publish_trees();
+        tracked.seen = Some(snapshot);
     }
 
     /// Resolves the host names of a file in the background.
     async fn resolve(self: Arc<Self>, file: String, generation: u64, lines: Vec<EndpointLine>) {
         let result = watch::resolve(&file, &lines).await;
-        let mut state = self.lock();
-        let Some(entry) = state.files.get_mut(&file) else {
+        let mut files = self.lock();
+        let Some(tracked) = files.get_mut(&file) else {
             return;
         };
-        if entry.generation != generation {
+        if tracked.generation != generation {
             return;
         }
         match result {
             Ok(endpoints) => {
-                entry.addr.publish_if_changed(Addr::bound(endpoints));
+                let found = Found::Present(Addr::bound(endpoints));
+                tracked.found.publish_if_changed(found);
             }
             Err(why) => {
                 // Forget the content so that the next re-read tries again.
-                entry.seen = None;
-                entry.fail(&why);
+                tracked.seen = None;
+                tracked.fail(&why);
             }
         }
-    }
-
-    /// Drops the tree of a lookup nobody holds; says whether the reaper is done.
-    fn release_tree(
-        self: &Arc<Self>,
-        file: &str,
-        residual: &Path,
-        tree: &Arc<Publisher<Tree>>,
-    ) -> bool {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let Some(entry) = state.files.get_mut(file) else {
-            return true;
-        };
-        if !entry
-            .trees
-            .get(residual)
-            .is_some_and(|t| Arc::ptr_eq(t, tree))
-        {
-            return true;
-        }
-        if tree.subscriber_count() > 0 {
-            // Looked up again since it closed.
-            return false;
-        }
-        entry.trees.remove(residual);
-        // Its last value holds an address handle; dropping it now lets the
-        // file go at once instead of through an address reaper.
-        tree.publish(Activity::Pending);
-        if entry.trees.is_empty() {
-            if entry.addr.subscriber_count() == 0 {
-                self.remove_file(state, file);
-            } else if !entry.addr_reaper {
-                entry.addr_reaper = true;
-                let (inner, file) = (self.clone(), file.to_string());
-                tokio::spawn(
-                    entry
-                        .addr
-                        .clone()
-                        .release_when_unused(move |addr| inner.release_addr(&file, addr)),
-                );
-            }
-        }
-        true
-    }
-
-    /// Stops tracking a file whose address nobody holds and that nobody
-    /// looks up; says whether the reaper is done.
-    fn release_addr(&self, file: &str, addr: &Arc<Publisher<Addr>>) -> bool {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let Some(entry) = state.files.get_mut(file) else {
-            return true;
-        };
-        if !Arc::ptr_eq(&entry.addr, addr) {
-            return true;
-        }
-        if !entry.trees.is_empty() {
-            // Looked up again: the trees' reapers take over.
-            entry.addr_reaper = false;
-            return true;
-        }
-        if addr.subscriber_count() > 0 {
-            return false;
-        }
-        self.remove_file(state, file);
-        true
-    }
-
-    fn remove_file(&self, state: &mut State, file: &str) {
-        state.files.remove(file);
-        if state.files.is_empty()
-            && let Some(driver) = state.driver.take()
-        {
-            driver.notify_one();
-        }
-        self.count_watched(state);
     }
 }

@@ -16,7 +16,7 @@ use tokio::time::{Instant, sleep};
 
 use super::parse::{self, EndpointLine, Host};
 use super::{Inner, MAX_FILE_BYTES};
-use crate::Endpoint;
+use crate::{Endpoint, Publisher};
 
 /// How often every subscribed file is re-read anyway, in case an event was
 /// lost (an overflowed inotify queue, a directory replaced wholesale).
@@ -86,11 +86,21 @@ impl ChangeLog {
     }
 }
 
-/// Watches the directory and re-reads the subscribed files while `driver`
-/// is the namer's current driver; ends (dropping the watcher) once it is not.
-/// An event re-reads only the files it names, unless it may have changed
-/// others (see [`Inner::files_to_read`]); every [`RESCAN`] all are re-read.
-pub(super) async fn drive(inner: Arc<Inner>, driver: Arc<Notify>) {
+/// Watches the directory and re-reads the tracked files until nobody holds
+/// `directory` (then the watcher is dropped); its value wakes it to read
+/// newly tracked files. An event re-reads only the files it names, unless
+/// it may have changed others (see [`Inner::files_to_read`]); every
+/// [`RESCAN`] all are re-read.
+pub(super) async fn drive(inner: Arc<Inner>, directory: Arc<Publisher<Arc<Notify>>>) {
+    let wake = directory.current();
+    tokio::select! {
+        () = follow(&inner, &wake) => {}
+        () = directory.closed() => {}
+    }
+}
+
+/// What [`drive`] does while somebody holds the directory: never ends.
+async fn follow(inner: &Arc<Inner>, wake: &Notify) {
     let (events_tx, mut events) = mpsc::channel(1);
     let broken = Arc::new(AtomicBool::new(false));
     let log = Arc::new(ChangeLog::default());
@@ -109,11 +119,9 @@ pub(super) async fn drive(inner: Arc<Inner>, driver: Arc<Notify>) {
     tokio::pin!(rescan);
     loop {
         // Files looked up since the last turn are read first.
-        let Some(unread) = inner.files_to_read(&driver, None) else {
-            return;
-        };
+        let unread = inner.files_to_read(None);
         if !unread.is_empty() {
-            refresh(&inner, unread).await;
+            refresh(inner, unread).await;
             continue;
         }
         tokio::select! {
@@ -131,13 +139,11 @@ pub(super) async fn drive(inner: Arc<Inner>, driver: Arc<Notify>) {
                 log.record_all();
                 rescan.as_mut().reset(Instant::now() + period(&watcher));
             }
-            () = driver.notified() => continue,
+            () = wake.notified() => continue,
         }
-        let Some(files) = inner.files_to_read(&driver, Some(&log.take())) else {
-            return;
-        };
+        let files = inner.files_to_read(Some(&log.take()));
         if !files.is_empty() {
-            refresh(&inner, files).await;
+            refresh(inner, files).await;
         }
     }
 }
@@ -188,33 +194,20 @@ fn start_watcher(
 }
 
 impl Inner {
-    /// The tracked files to read: without `changed`, those never read yet;
-    /// with it, those the change may have touched. `None` when `driver` has
-    /// been stopped or replaced. An event naming an entry nobody tracks can still change a
-    /// tracked file that is a symlink to it, so then the symlinked files are
-    /// read too.
-    fn files_to_read(
-        &self,
-        driver: &Arc<Notify>,
-        changed: Option<&Changed>,
-    ) -> Option<Vec<String>> {
-        let state = self.lock();
-        if !state
-            .driver
-            .as_ref()
-            .is_some_and(|d| Arc::ptr_eq(d, driver))
-        {
-            return None;
-        }
-        let untracked =
-            changed.is_some_and(|c| c.names.iter().any(|n| !state.files.contains_key(n)));
-        let files = state.files.iter().filter(|(name, entry)| match changed {
-            None => entry.presence == super::Presence::Unknown,
+    /// The tracked files to read: without `changed`, those not read since
+    /// they were tracked; with it, those the change may have touched. An
+    /// event naming an entry nobody tracks can still change a tracked file
+    /// that is a symlink to it, so then the symlinked files are read too.
+    fn files_to_read(&self, changed: Option<&Changed>) -> Vec<String> {
+        let files = self.lock();
+        let untracked = changed.is_some_and(|c| c.names.iter().any(|n| !files.contains_key(n)));
+        let read = files.iter().filter(|(name, tracked)| match changed {
+            None => !tracked.read,
             Some(changed) => {
-                changed.all || changed.names.contains(*name) || (untracked && entry.symlink)
+                changed.all || changed.names.contains(*name) || (untracked && tracked.symlink)
             }
         });
-        Some(files.map(|(name, _)| name.clone()).collect())
+        read.map(|(name, _)| name.clone()).collect()
     }
 }
 
@@ -233,9 +226,9 @@ async fn refresh(inner: &Arc<Inner>, files: Vec<String>) {
             "rootDir {} is missing or not a directory",
             inner.root.display()
         );
-        let mut state = inner.lock();
+        let mut tracked = inner.lock();
         for file in &files {
-            inner.apply(&mut state, file, Snapshot::Refused(why.clone()));
+            inner.apply(&mut tracked, file, Snapshot::Refused(why.clone()));
         }
         return;
     }
@@ -254,12 +247,12 @@ async fn refresh(inner: &Arc<Inner>, files: Vec<String>) {
     let snapshots = join_all(reads).await;
     #[cfg(test)]
     inner.reads.fetch_add(files.len(), Ordering::Relaxed);
-    let mut state = inner.lock();
+    let mut tracked = inner.lock();
     for (file, (snapshot, symlink)) in files.iter().zip(snapshots) {
-        if let Some(entry) = state.files.get_mut(file) {
+        if let Some(entry) = tracked.get_mut(file) {
             entry.symlink = symlink;
         }
-        inner.apply(&mut state, file, snapshot);
+        inner.apply(&mut tracked, file, snapshot);
     }
 }
 

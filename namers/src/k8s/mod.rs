@@ -50,18 +50,17 @@ pub use resolve::NODE_NAME_KEY;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use dtab::{NameTree, Path};
 use serde_json::{Map, Value};
-use tokio::runtime::Handle;
-use tokio::sync::Notify;
 
 use crate::config::NamerContext;
-use crate::{
-    Activity, Addr, AddrSet, Bound, Live, Lookup, Name, Namer, NamerCounter, NamingError, Publisher,
-};
+use crate::namer_table::{Found, NamerTable, outside_runtime};
+use crate::{Activity, Addr, AddrSet, Live, LiveCache, Lookup, Namer, NamerCounter, Publisher};
 use resolve::{EndpointsInfo, PortRef, Resolution, ServiceInfo};
+
+const KIND: &str = "io.l5d.k8s";
 
 /// Counters of a Kubernetes namer, for metrics and tests.
 #[derive(Debug, Default)]
@@ -87,8 +86,6 @@ pub struct K8sNamer {
     inner: Arc<Inner>,
 }
 
-type Tree = Activity<NameTree<Name>>;
-
 /// What one namespace watch follows.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct NsKey {
@@ -104,52 +101,35 @@ struct EntryKey {
     port: PortRef,
 }
 
-/// What the lookups of an entry answer.
-#[derive(Clone, Debug, PartialEq)]
-enum Answer {
-    Pending,
-    Failed(Arc<str>),
-    Absent,
-    Present,
-}
-
 struct Inner {
     prefix: Path,
     settings: config::Settings,
     /// Made on first use: building a client needs a runtime.
     client: Mutex<Option<kube::Client>>,
-    state: Mutex<State>,
+    namespaces: LiveCache<NsKey, NsState>,
+    /// Each (port, service) of a namespace, derived from its watch.
+    table: NamerTable<(NsKey, EntryKey)>,
     stats: K8sStats,
 }
 
-#[derive(Default)]
-struct State {
-    namespaces: HashMap<NsKey, NsWatch>,
-}
-
-/// A namespace somebody holds a lookup or an address in, and what its
-/// watch has seen.
-struct NsWatch {
-    services: HashMap<String, ServiceInfo>,
-    endpoints: HashMap<String, EndpointsInfo>,
+/// What a namespace watch has seen.
+#[derive(Clone, Default)]
+struct NsState {
+    services: HashMap<Arc<str>, Arc<ServiceInfo>>,
+    endpoints: HashMap<Arc<str>, Arc<EndpointsInfo>>,
     services_listed: bool,
     endpoints_listed: bool,
     /// Why the watch fails, while it has never listed.
     failure: Option<Arc<str>>,
-    entries: HashMap<EntryKey, Entry>,
-    /// Tells the watch task to end.
-    stop: Arc<Notify>,
 }
 
-/// A (port, service) somebody holds a lookup or an address of.
-struct Entry {
-    id: Path,
-    addr: Arc<Publisher<Addr>>,
-    /// One live tree per residual path looked up.
-    trees: HashMap<Path, Arc<Publisher<Tree>>>,
-    answer: Answer,
-    /// Whether a task waits for the last address handle to go.
-    addr_reaper: bool,
+/// What a (port, service) is resolved from.
+#[derive(PartialEq)]
+struct Inputs {
+    listed: bool,
+    failure: Option<Arc<str>>,
+    service: Option<Arc<ServiceInfo>>,
+    endpoints: Option<Arc<EndpointsInfo>>,
 }
 
 impl K8sNamer {
@@ -159,7 +139,8 @@ impl K8sNamer {
                 prefix,
                 settings,
                 client: Mutex::new(None),
-                state: Mutex::default(),
+                namespaces: LiveCache::default(),
+                table: NamerTable::new(KIND),
                 stats: K8sStats::default(),
             }),
         })
@@ -184,8 +165,7 @@ impl K8sNamer {
 
     /// How many (namespace, port, service) are tracked.
     pub fn watched_count(&self) -> usize {
-        let state = self.inner.lock();
-        state.namespaces.values().map(|ns| ns.entries.len()).sum()
+        self.inner.table.len()
     }
 
     /// The namespace, port and service a path names, and how many labels
@@ -237,254 +217,80 @@ impl Namer for K8sNamer {
         let Some((ns_key, entry_key, named)) = self.parse(path) else {
             return Live::constant(Activity::Ok(NameTree::Neg));
         };
-        let Ok(runtime) = Handle::try_current() else {
-            return Live::constant(Activity::Failed(NamingError::namer(
-                "io.l5d.k8s: lookup outside a tokio runtime",
-            )));
-        };
-        let residual = path.drop_first(named);
         let inner = &self.inner;
-        let mut state = inner.lock();
-        let mut new_watch = false;
-        let ns = state.namespaces.entry(ns_key.clone()).or_insert_with(|| {
-            new_watch = true;
-            NsWatch::new()
-        });
-        if !ns.entries.contains_key(&entry_key) {
-            let labels = path.elems().get(..named).unwrap_or_default();
-            let mut entry = Entry::new(inner.prefix.concat_labels(labels));
-            ns.refresh(&entry_key, &mut entry);
-            ns.entries.insert(entry_key.clone(), entry);
-        }
-        let Some(entry) = ns.entries.get_mut(&entry_key) else {
-            return Live::constant(Activity::Pending);
+        let watch = {
+            let (inner, key) = (inner.clone(), ns_key.clone());
+            move |ns| watch::run(inner.clone(), key.clone(), ns)
         };
-        let tree = match entry.trees.get(&residual) {
-            Some(tree) => tree.clone(),
-            None => {
-                let tree = Arc::new(Publisher::new(entry.tree(&residual)));
-                entry.trees.insert(residual.clone(), tree.clone());
-                let key = (ns_key.clone(), entry_key);
-                let inner = inner.clone();
-                runtime
-                    .spawn(tree.clone().release_when_unused(move |tree| {
-                        inner.release_tree(&key, &residual, tree)
-                    }));
-                tree
-            }
-        };
-        let live = tree.subscribe();
-        if new_watch {
-            inner.stats.watches_started.fetch_add(1, Ordering::Relaxed);
-            let stop = ns.stop.clone();
-            runtime.spawn(watch::run(inner.clone(), ns_key, stop));
-        }
-        live
-    }
-}
-
-impl NsWatch {
-    fn new() -> NsWatch {
-        NsWatch {
-            services: HashMap::new(),
-            endpoints: HashMap::new(),
-            services_listed: false,
-            endpoints_listed: false,
-            failure: None,
-            entries: HashMap::new(),
-            stop: Arc::new(Notify::new()),
-        }
-    }
-
-    /// What `key` stands for as things stand.
-    fn resolution(&self, key: &EntryKey) -> Result<Resolution, Option<Arc<str>>> {
-        if !(self.services_listed && self.endpoints_listed) {
-            return Err(self.failure.clone());
-        }
-        let service = self.services.get(&key.service);
-        let endpoints = self.endpoints.get(&key.service);
-        Ok(resolve::resolve(service, endpoints, &key.port))
-    }
-
-    /// Brings an entry up to date; says whether anything changed.
-    fn refresh(&self, key: &EntryKey, entry: &mut Entry) -> bool {
-        // The address first, so a binding that sees the new tree already
-        // sees its endpoints.
-        let (addr, answer) = match self.resolution(key) {
-            Ok(Resolution::Bound(endpoints)) => {
-                (Addr::Bound(AddrSet::new(endpoints)), Answer::Present)
-            }
-            Ok(Resolution::Neg) => (Addr::Neg, Answer::Absent),
-            Err(Some(why)) => (Addr::Failed(why.clone()), Answer::Failed(why)),
-            Err(None) => (Addr::Pending, Answer::Pending),
-        };
-        let mut changed = entry.addr.publish_if_changed(addr);
-        if entry.answer != answer {
-            entry.answer = answer;
-            changed = true;
-            for (residual, tree) in &entry.trees {
-                tree.publish_if_changed(entry.tree(residual));
-            }
-        }
-        changed
-    }
-
-    /// Brings the entries of `service` (or all, with `None`) up to date;
-    /// returns how many changed.
-    fn refresh_entries(&mut self, service: Option<&str>) -> u64 {
-        let mut entries = std::mem::take(&mut self.entries);
-        let mut changed = 0;
-        for (key, entry) in &mut entries {
-            if service.is_none_or(|s| s == key.service) && self.refresh(key, entry) {
-                changed += 1;
-            }
-        }
-        self.entries = entries;
-        changed
-    }
-}
-
-impl Entry {
-    fn new(id: Path) -> Entry {
-        Entry {
-            id,
-            addr: Arc::new(Publisher::new(Addr::Pending)),
-            trees: HashMap::new(),
-            answer: Answer::Pending,
-            addr_reaper: false,
-        }
-    }
-
-    /// The lookup answer for `residual` as things stand.
-    fn tree(&self, residual: &Path) -> Tree {
-        match &self.answer {
-            Answer::Pending => Activity::Pending,
-            Answer::Failed(why) => Activity::Failed(NamingError::Namer(why.clone())),
-            Answer::Absent => Activity::Ok(NameTree::Neg),
-            Answer::Present => {
-                let bound = Bound::new(self.id.clone(), residual.clone(), self.addr.subscribe());
-                Activity::Ok(NameTree::Leaf(Name::Bound(bound)))
-            }
-        }
-    }
-}
-
-type FullKey = (NsKey, EntryKey);
-
-impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Every critical section leaves the state consistent.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Changes what a namespace watch knows with `change` and republishes
-    /// the entries of `service` (all entries with `None`), unless the watch
-    /// has been stopped or replaced.
-    fn update(
-        &self,
-        key: &NsKey,
-        stop: &Arc<Notify>,
-        service: Option<&str>,
-        change: impl FnOnce(&mut NsWatch),
-    ) {
-        let mut state = self.lock();
-        let Some(ns) = state.namespaces.get_mut(key) else {
-            return;
-        };
-        if !Arc::ptr_eq(&ns.stop, stop) {
-            return;
-        }
-        change(ns);
-        let changed = ns.refresh_entries(service);
-        self.stats.updates.fetch_add(changed, Ordering::Relaxed);
-    }
-
-    /// Drops the tree of a lookup nobody holds; says whether the reaper is
-    /// done.
-    fn release_tree(
-        self: &Arc<Self>,
-        (ns_key, key): &FullKey,
-        residual: &Path,
-        tree: &Arc<Publisher<Tree>>,
-    ) -> bool {
-        let mut state = self.lock();
-        let Some(entry) = state
+        let ns = inner
             .namespaces
-            .get_mut(ns_key)
-            .and_then(|ns| ns.entries.get_mut(key))
-        else {
-            return true;
+            .try_subscribe(ns_key.clone(), NsState::default, watch);
+        let Ok(ns) = ns else {
+            return outside_runtime(KIND);
         };
-        if !entry
-            .trees
-            .get(residual)
-            .is_some_and(|t| Arc::ptr_eq(t, tree))
-        {
-            return true;
-        }
-        if tree.subscriber_count() > 0 {
-            // Looked up again since it closed.
-            return false;
-        }
-        entry.trees.remove(residual);
-        // Its last value holds an address handle; dropping it now lets the
-        // watch end at once instead of through an address reaper.
-        tree.publish(Activity::Pending);
-        if entry.trees.is_empty() {
-            if entry.addr.subscriber_count() == 0 {
-                remove_entry(&mut state, ns_key, key);
-            } else if !entry.addr_reaper {
-                entry.addr_reaper = true;
-                let full = (ns_key.clone(), key.clone());
-                let inner = self.clone();
-                tokio::spawn(
-                    entry
-                        .addr
-                        .clone()
-                        .release_when_unused(move |addr| inner.release_addr(&full, addr)),
-                );
-            }
-        }
-        true
-    }
-
-    /// Forgets an entry whose address nobody holds and that nobody looks
-    /// up; says whether the reaper is done.
-    fn release_addr(&self, (ns_key, key): &FullKey, addr: &Arc<Publisher<Addr>>) -> bool {
-        let mut state = self.lock();
-        let Some(entry) = state
-            .namespaces
-            .get_mut(ns_key)
-            .and_then(|ns| ns.entries.get_mut(key))
-        else {
-            return true;
+        let id = inner
+            .prefix
+            .concat_labels(path.elems().get(..named).unwrap_or_default());
+        let initial = || ns.load().inputs(&entry_key.service).found(&entry_key.port);
+        let follow = {
+            let (inner, ns, key) = (inner.clone(), ns.clone(), entry_key.clone());
+            move |found| follow(inner.clone(), ns.clone(), key.clone(), found)
         };
-        if !Arc::ptr_eq(&entry.addr, addr) {
-            return true;
-        }
-        if !entry.trees.is_empty() {
-            // Looked up again: the trees' reapers take over.
-            entry.addr_reaper = false;
-            return true;
-        }
-        if addr.subscriber_count() > 0 {
-            return false;
-        }
-        remove_entry(&mut state, ns_key, key);
-        true
+        let key = (ns_key, entry_key.clone());
+        let residual = path.drop_first(named);
+        inner.table.lookup(key, id, residual, initial, follow)
     }
 }
 
-/// Forgets an entry, and its namespace's watch when it was the last.
-fn remove_entry(state: &mut State, ns_key: &NsKey, key: &EntryKey) {
-    let Some(ns) = state.namespaces.get_mut(ns_key) else {
-        return;
-    };
-    ns.entries.remove(key);
-    if ns.entries.is_empty()
-        && let Some(ns) = state.namespaces.remove(ns_key)
-    {
-        ns.stop.notify_one();
+impl NsState {
+    /// What `service` is resolved from as things stand.
+    fn inputs(&self, service: &str) -> Inputs {
+        Inputs {
+            listed: self.services_listed && self.endpoints_listed,
+            failure: self.failure.clone(),
+            service: self.services.get(service).cloned(),
+            endpoints: self.endpoints.get(service).cloned(),
+        }
+    }
+}
+
+impl Inputs {
+    /// What a port of the service stands for.
+    fn found(&self, port: &PortRef) -> Found {
+        if !self.listed {
+            return self.failure.clone().map_or(Found::Pending, Found::Failed);
+        }
+        match resolve::resolve(self.service.as_deref(), self.endpoints.as_deref(), port) {
+            Resolution::Bound(endpoints) => Found::Present(Addr::Bound(AddrSet::new(endpoints))),
+            Resolution::Neg => Found::Absent,
+        }
+    }
+}
+
+/// Keeps what a (port, service) stands for up to date with its namespace's
+/// watch, until nobody holds it.
+async fn follow(
+    inner: Arc<Inner>,
+    mut ns: Live<NsState>,
+    key: EntryKey,
+    found: Arc<Publisher<Found>>,
+) {
+    let mut resolved: Option<Inputs> = None;
+    loop {
+        ns.mark_seen();
+        let inputs = ns.load().inputs(&key.service);
+        // Most changes in a namespace are to other services; their objects
+        // compare equal at once, by pointer.
+        if resolved.as_ref() != Some(&inputs) {
+            if found.publish_if_changed(inputs.found(&key.port)) {
+                inner.stats.updates.fetch_add(1, Ordering::Relaxed);
+            }
+            resolved = Some(inputs);
+        }
+        tokio::select! {
+            () = ns.changed() => {}
+            () = found.closed() => return,
+        }
     }
 }
 

@@ -14,12 +14,13 @@ use kube::Api;
 use kube::api::ListParams;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
 
 use super::config::ApiServer;
 use super::resolve::{EndpointsInfo, ServiceInfo};
-use super::{Inner, NsKey, NsWatch};
+use super::{Inner, NsKey, NsState};
+use crate::Publisher;
 use crate::backoff::Backoff;
+use crate::namer_table::Running;
 
 /// A resource a namespace watch follows, and where its objects are kept.
 trait Followed:
@@ -31,23 +32,23 @@ trait Followed:
     + 'static
 {
     /// What is kept of an object.
-    type Info: for<'a> From<&'a Self> + Send;
+    type Info: for<'a> From<&'a Self> + Send + Sync;
     /// For logs: `services` or `endpoints`.
     const WHAT: &'static str;
 
-    fn objects(ns: &mut NsWatch) -> &mut HashMap<String, Self::Info>;
-    fn listed(ns: &mut NsWatch) -> &mut bool;
+    fn objects(ns: &mut NsState) -> &mut Objects<Self::Info>;
+    fn listed(ns: &mut NsState) -> &mut bool;
 }
 
 impl Followed for Service {
     type Info = ServiceInfo;
     const WHAT: &'static str = "services";
 
-    fn objects(ns: &mut NsWatch) -> &mut HashMap<String, ServiceInfo> {
+    fn objects(ns: &mut NsState) -> &mut Objects<ServiceInfo> {
         &mut ns.services
     }
 
-    fn listed(ns: &mut NsWatch) -> &mut bool {
+    fn listed(ns: &mut NsState) -> &mut bool {
         &mut ns.services_listed
     }
 }
@@ -56,22 +57,25 @@ impl Followed for Endpoints {
     type Info = EndpointsInfo;
     const WHAT: &'static str = "endpoints";
 
-    fn objects(ns: &mut NsWatch) -> &mut HashMap<String, EndpointsInfo> {
+    fn objects(ns: &mut NsState) -> &mut Objects<EndpointsInfo> {
         &mut ns.endpoints
     }
 
-    fn listed(ns: &mut NsWatch) -> &mut bool {
+    fn listed(ns: &mut NsState) -> &mut bool {
         &mut ns.endpoints_listed
     }
 }
 
-/// Counts a watch as ended however its task ends.
-struct Running<'a>(&'a Inner);
+/// What a namespace watch keeps of one resource's objects, by name.
+type Objects<T> = HashMap<Arc<str>, Arc<T>>;
 
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.stats.watches_ended.fetch_add(1, Ordering::Relaxed);
-    }
+/// Changes what a namespace watch has seen, and publishes it. Both loops
+/// of a watch run in its one task, so neither can publish between the other's
+/// read and publish.
+fn update(ns: &Publisher<NsState>, change: impl FnOnce(&mut NsState)) {
+    let mut state = NsState::clone(&ns.current());
+    change(&mut state);
+    ns.publish(state);
 }
 
 /// Whether a namespace's watch is failing. Both loops talk to one API
@@ -89,9 +93,10 @@ impl Health {
     }
 }
 
-/// Follows the namespace of `key` until `stop` is notified.
-pub(super) async fn run(inner: Arc<Inner>, key: NsKey, stop: Arc<Notify>) {
-    let _running = Running(&inner);
+/// Follows the namespace of `key` until nobody holds what it has seen.
+pub(super) async fn run(inner: Arc<Inner>, key: NsKey, ns: Arc<Publisher<NsState>>) {
+    let stats = &inner.stats;
+    let _running = Running::start(&stats.watches_started, &stats.watches_ended);
     let health = Health::default();
     let mut backoff = Backoff::new(
         inner.settings.timing.backoff_min,
@@ -103,19 +108,19 @@ pub(super) async fn run(inner: Arc<Inner>, key: NsKey, stop: Arc<Notify>) {
             Err(why) => {
                 inner.stats.errors.fetch_add(1, Ordering::Relaxed);
                 if health.set(true) {
-                    report_failure(&inner, &key, &stop, &why);
+                    report_failure(&inner, &key, &ns, &why);
                 }
                 tokio::select! {
                     () = tokio::time::sleep(backoff.next_pause()) => {}
-                    () = stop.notified() => return,
+                    () = ns.closed() => return,
                 }
             }
         }
     };
     tokio::select! {
-        () = follow::<Service>(&inner, &key, &stop, client.clone(), &health) => {}
-        () = follow::<Endpoints>(&inner, &key, &stop, client, &health) => {}
-        () = stop.notified() => {}
+        () = follow::<Service>(&inner, &key, &ns, client.clone(), &health) => {}
+        () = follow::<Endpoints>(&inner, &key, &ns, client, &health) => {}
+        () = ns.closed() => {}
     }
 }
 
@@ -146,7 +151,7 @@ fn client(inner: &Inner) -> Result<kube::Client, String> {
 async fn follow<K: Followed>(
     inner: &Inner,
     key: &NsKey,
-    stop: &Arc<Notify>,
+    ns: &Publisher<NsState>,
     client: kube::Client,
     health: &Health,
 ) {
@@ -160,7 +165,7 @@ async fn follow<K: Followed>(
     let mut events = std::pin::pin!(watcher::watcher(api.clone(), config));
     let mut backoff = Backoff::new(timing.backoff_min, timing.backoff_max);
     // A fresh list is gathered here, then replaces what was known at once.
-    let mut listing: Option<HashMap<String, K::Info>> = None;
+    let mut listing: Option<Objects<K::Info>> = None;
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(event) => event,
@@ -173,7 +178,7 @@ async fn follow<K: Followed>(
                 inner.stats.errors.fetch_add(1, Ordering::Relaxed);
                 let why = format!("io.l5d.k8s: {} in {key}: {error}", K::WHAT);
                 if health.set(true) {
-                    report_failure(inner, key, stop, &why);
+                    report_failure(inner, key, ns, &why);
                 } else {
                     tracing::debug!(watch = %key, error = %why, "io.l5d.k8s: still failing");
                 }
@@ -196,13 +201,13 @@ async fn follow<K: Followed>(
             Event::Init => listing = Some(HashMap::new()),
             Event::InitApply(object) => {
                 inner.stats.events.fetch_add(1, Ordering::Relaxed);
-                if let (Some(listing), Some(name)) = (&mut listing, object.meta().name.clone()) {
-                    listing.insert(name, K::Info::from(&object));
+                if let (Some(listing), Some(name)) = (&mut listing, object.meta().name.as_deref()) {
+                    listing.insert(name.into(), Arc::new(K::Info::from(&object)));
                 }
             }
             Event::InitDone => {
                 let listed = listing.take().unwrap_or_default();
-                inner.update(key, stop, None, |ns| {
+                update(ns, |ns| {
                     *K::objects(ns) = listed;
                     *K::listed(ns) = true;
                     ns.failure = None;
@@ -210,21 +215,21 @@ async fn follow<K: Followed>(
             }
             Event::Apply(object) => {
                 inner.stats.events.fetch_add(1, Ordering::Relaxed);
-                let Some(name) = object.meta().name.clone() else {
+                let Some(name) = object.meta().name.as_deref() else {
                     continue;
                 };
-                let info = K::Info::from(&object);
-                inner.update(key, stop, Some(&name), |ns| {
-                    K::objects(ns).insert(name.clone(), info);
+                let info = Arc::new(K::Info::from(&object));
+                update(ns, |ns| {
+                    K::objects(ns).insert(name.into(), info);
                 });
             }
             Event::Delete(object) => {
                 inner.stats.events.fetch_add(1, Ordering::Relaxed);
-                let Some(name) = object.meta().name.clone() else {
+                let Some(name) = object.meta().name.as_deref() else {
                     continue;
                 };
-                inner.update(key, stop, Some(&name), |ns| {
-                    K::objects(ns).remove(&name);
+                update(ns, |ns| {
+                    K::objects(ns).remove(name);
                 });
             }
         }
@@ -255,15 +260,13 @@ fn recovered(inner: &Inner, key: &NsKey, health: &Health) {
 /// Logs and counts a namespace that starts failing; a namespace that never
 /// listed reports the failure to its lookups, one that did keeps its last
 /// known endpoints.
-fn report_failure(inner: &Inner, key: &NsKey, stop: &Arc<Notify>, why: &str) {
+fn report_failure(inner: &Inner, key: &NsKey, ns: &Publisher<NsState>, why: &str) {
     inner.stats.state_changes.fetch_add(1, Ordering::Relaxed);
-    let mut listed = true;
-    inner.update(key, stop, None, |ns| {
-        listed = ns.services_listed && ns.endpoints_listed;
-        if !listed {
-            ns.failure = Some(why.into());
-        }
-    });
+    let current = ns.current();
+    let listed = current.services_listed && current.endpoints_listed;
+    if !listed {
+        update(ns, |ns| ns.failure = Some(why.into()));
+    }
     if listed {
         tracing::warn!(namer = "io.l5d.k8s", watch = %key, error = %why, "io.l5d.k8s: watch failing; keeping the last known endpoints and retrying");
     } else {

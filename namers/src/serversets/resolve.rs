@@ -7,14 +7,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use futures_util::future::select_all;
 
 use super::member::HostPort;
 use super::watch::{GroupState, Groups};
 use crate::system::inet::{InetResolver, fixed_host_ip};
-use crate::{Addr, Endpoint, Live, Metadata, Publisher};
+use crate::{Addr, Endpoint, Live, LiveCache, Metadata, Publisher};
 
 /// What a namer wants of a group's current state.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ pub(crate) struct Addrs<M> {
     groups: Arc<Groups<M>>,
     inet: Arc<InetResolver>,
     select: Select<M>,
-    addrs: Mutex<HashMap<Key, Arc<Publisher<Addr>>>>,
+    addrs: LiveCache<Key, Addr>,
 }
 
 impl<M> Addrs<M>
@@ -56,7 +56,7 @@ where
             groups,
             inet,
             select,
-            addrs: Mutex::default(),
+            addrs: LiveCache::default(),
         }
     }
 
@@ -64,37 +64,24 @@ where
         &self.groups
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Arc<Publisher<Addr>>>> {
-        self.addrs.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The live address of `endpoint` (or the default one) of the group at
     /// znode `group`. Needs a tokio runtime.
     pub(crate) fn addr(self: &Arc<Self>, group: &str, endpoint: Option<&str>) -> Live<Addr> {
         let key = (group.to_string(), endpoint.map(str::to_string));
-        let mut addrs = self.lock();
-        if let Some(publisher) = addrs.get(&key) {
-            return publisher.subscribe();
-        }
-        let publisher = Arc::new(Publisher::new(Addr::Pending));
-        let live = publisher.subscribe();
-        addrs.insert(key.clone(), publisher.clone());
-        drop(addrs);
-        let state = self.groups.watch(group);
-        tokio::spawn(keep_resolving(self.clone(), key, state, publisher));
-        live
+        let run = {
+            let (addrs, key) = (self.clone(), key.clone());
+            move |publisher| keep_resolving(addrs.clone(), key.clone(), publisher)
+        };
+        self.addrs.subscribe(key, || Addr::Pending, run)
     }
 }
 
 /// Keeps one address current until nobody holds it.
-async fn keep_resolving<M>(
-    addrs: Arc<Addrs<M>>,
-    key: Key,
-    mut state: Live<GroupState<M>>,
-    publisher: Arc<Publisher<Addr>>,
-) where
+async fn keep_resolving<M>(addrs: Arc<Addrs<M>>, key: Key, publisher: Arc<Publisher<Addr>>)
+where
     M: Clone + PartialEq + Send + Sync + 'static,
 {
+    let mut state = addrs.groups.watch(&key.0);
     let run = async {
         let mut hosts = Hosts::default();
         loop {
@@ -123,21 +110,9 @@ async fn keep_resolving<M>(
             }
         }
     };
-    let unwatched = async {
-        loop {
-            publisher.closed().await;
-            let mut map = addrs.lock();
-            if publisher.subscriber_count() == 0 {
-                if map.get(&key).is_some_and(|p| Arc::ptr_eq(p, &publisher)) {
-                    map.remove(&key);
-                }
-                return;
-            }
-        }
-    };
     tokio::select! {
         () = run => {}
-        () = unwatched => {}
+        () = publisher.closed() => {}
     }
 }
 

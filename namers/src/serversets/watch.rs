@@ -11,10 +11,10 @@
 //! everything on a new one. The task ends, dropping its watches, when the
 //! last handle on the group's live value is dropped.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use zookeeper_client as zk;
 
 use crate::backoff::{Backoff, ExponentialBackoff};
-use crate::{Live, Publisher};
+use crate::{Live, LiveCache, Publisher};
 
 /// How long one ZooKeeper call (or opening a session) may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -221,7 +221,8 @@ async fn log_states(
 pub(crate) struct Groups<M> {
     session: ZkSession,
     decode: Decode<M>,
-    watches: Mutex<HashMap<String, Arc<Publisher<GroupState<M>>>>>,
+    watches: LiveCache<String, GroupState<M>>,
+    /// How many groups are watched.
     count: tokio_watch::Sender<usize>,
 }
 
@@ -233,7 +234,7 @@ where
         Groups {
             session,
             decode,
-            watches: Mutex::default(),
+            watches: LiveCache::default(),
             count: tokio_watch::channel(0).0,
         }
     }
@@ -242,20 +243,9 @@ where
         &self.session
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Publisher<GroupState<M>>>>> {
-        // Nothing panics while holding the lock.
-        self.watches.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn recount(&self, watches: &HashMap<String, Arc<Publisher<GroupState<M>>>>) {
-        let count = watches.len();
-        self.count
-            .send_if_modified(|n| std::mem::replace(n, count) != count);
-    }
-
     /// How many groups are watched.
     pub(crate) fn watched_count(&self) -> usize {
-        self.lock().len()
+        *self.count.borrow()
     }
 
     /// [`Groups::watched_count`] as a value to wait on.
@@ -266,17 +256,26 @@ where
     /// The live state of the group at `path` (an absolute znode path),
     /// watching it if nobody does yet. Needs a tokio runtime.
     pub(crate) fn watch(self: &Arc<Self>, path: &str) -> Live<GroupState<M>> {
-        let mut watches = self.lock();
-        if let Some(publisher) = watches.get(path) {
-            return publisher.subscribe();
-        }
-        let publisher = Arc::new(Publisher::new(GroupState::Pending));
-        let live = publisher.subscribe();
-        watches.insert(path.to_string(), publisher.clone());
-        self.recount(&watches);
-        drop(watches);
-        tokio::spawn(keep_watching(self.clone(), path.to_string(), publisher));
-        live
+        let (groups, group) = (self.clone(), path.to_string());
+        let run = move |publisher| keep_watching(groups.clone(), group.clone(), publisher);
+        self.watches
+            .subscribe(path.to_string(), || GroupState::Pending, run)
+    }
+}
+
+/// Counts a group as watched while its task runs.
+struct Watching<'a>(&'a tokio_watch::Sender<usize>);
+
+impl Watching<'_> {
+    fn start(count: &tokio_watch::Sender<usize>) -> Watching<'_> {
+        count.send_modify(|n| *n += 1);
+        Watching(count)
+    }
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -288,6 +287,7 @@ async fn keep_watching<M>(
 ) where
     M: Clone + PartialEq + Send + Sync + 'static,
 {
+    let _watching = Watching::start(&groups.count);
     let run = async {
         let mut backoff = Backoff::from(retry_schedule());
         loop {
@@ -308,26 +308,9 @@ async fn keep_watching<M>(
             }
         }
     };
-    let unwatched = async {
-        loop {
-            publisher.closed().await;
-            let mut watches = groups.lock();
-            // Someone may have subscribed again since `closed` fired.
-            if publisher.subscriber_count() == 0 {
-                if watches
-                    .get(&path)
-                    .is_some_and(|p| Arc::ptr_eq(p, &publisher))
-                {
-                    watches.remove(&path);
-                    groups.recount(&watches);
-                }
-                return;
-            }
-        }
-    };
     tokio::select! {
         () = run => {}
-        () = unwatched => {}
+        () = publisher.closed() => {}
     }
 }
 
