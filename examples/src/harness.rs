@@ -299,34 +299,7 @@ pub fn tree_cpu_ticks(pid: u32) -> u64 {
         .sum()
 }
 
-/// The top of an nginx config for one worker kept in the foreground, its
-/// files in `dir` under `name`.
-pub fn nginx_main_conf(dir: &Path, name: &str) -> String {
-    let d = dir.display();
-    format!(
-        "worker_processes 1;\n\
-         daemon off;\n\
-         pid {d}/{name}.pid;\n\
-         error_log {d}/{name}-error.log warn;\n\
-         events {{ worker_connections 4096; }}\n"
-    )
-}
-
-/// Settings every nginx `http` block here shares: no access log, long
-/// keep-alive, and temporary files in `dir` rather than system paths.
-pub fn nginx_http_conf(dir: &Path, name: &str) -> String {
-    let d = dir.display();
-    format!(
-        "  access_log off;\n\
-         \x20 keepalive_requests 1000000;\n\
-         \x20 keepalive_timeout 75s;\n\
-         \x20 client_body_temp_path {d}/{name}-body;\n\
-         \x20 proxy_temp_path {d}/{name}-proxy;\n\
-         \x20 fastcgi_temp_path {d}/{name}-fastcgi;\n\
-         \x20 uwsgi_temp_path {d}/{name}-uwsgi;\n\
-         \x20 scgi_temp_path {d}/{name}-scgi;\n"
-    )
-}
+pub use integration::servers::nginx::{http_conf as nginx_http_conf, main_conf as nginx_main_conf};
 
 /// A child process in a process group of its own, the whole group killed
 /// when dropped: a master that forks workers (nginx) leaves none behind,

@@ -3,6 +3,7 @@
 pub mod chaos;
 pub mod consul;
 pub mod fuzz;
+pub mod h2load;
 pub mod k8s;
 pub mod process;
 pub mod promtool;

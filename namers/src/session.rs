@@ -24,7 +24,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::{Instant, Sleep};
 
 /// How long a client connection may have no request in flight, by default.
@@ -44,6 +44,11 @@ pub struct SessionLimits {
     pub life: Option<Duration>,
     /// How long a request head may take from its first byte to its end.
     pub head: Duration,
+    /// How many requests it may carry; the last is answered with
+    /// `Connection: close` (HTTP/1) or after a `GOAWAY` (HTTP/2), so that
+    /// clients move to a new connection without losing a request
+    /// (`serverSession.maxRequests`).
+    pub max_requests: Option<u64>,
 }
 
 impl Default for SessionLimits {
@@ -52,6 +57,7 @@ impl Default for SessionLimits {
             idle: DEFAULT_IDLE_TIMEOUT,
             life: None,
             head: DEFAULT_HEAD_TIMEOUT,
+            max_requests: None,
         }
     }
 }
@@ -83,11 +89,20 @@ pub struct Activity {
     heads: AtomicBool,
     /// Requests so far, to number them.
     requests: AtomicU64,
+    /// Told when the request count reaches `max_requests`.
+    last_request: Notify,
+    max_requests: u64,
 }
 
 impl Activity {
     /// A connection accepted at `accepted`.
     pub fn new(accepted: Instant) -> Arc<Activity> {
+        Activity::with_max_requests(accepted, None)
+    }
+
+    /// A connection accepted at `accepted` that carries at most
+    /// `max_requests` requests.
+    pub fn with_max_requests(accepted: Instant, max_requests: Option<u64>) -> Arc<Activity> {
         Arc::new(Activity {
             accepted,
             in_flight: AtomicUsize::new(0),
@@ -95,6 +110,8 @@ impl Activity {
             head: AtomicBool::new(false),
             heads: AtomicBool::new(true),
             requests: AtomicU64::new(0),
+            last_request: Notify::new(),
+            max_requests: max_requests.unwrap_or(u64::MAX),
         })
     }
 
@@ -104,6 +121,9 @@ impl Activity {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head.store(false, Ordering::Release);
         let ordinal = self.requests.fetch_add(1, Ordering::AcqRel);
+        if ordinal + 1 == self.max_requests {
+            self.last_request.notify_one();
+        }
         let mark = InFlight {
             activity: self.clone(),
             _permit: None,
@@ -448,6 +468,12 @@ pub async fn drive<C, E>(
                     graceful(conn.as_mut());
                 }
             }
+            // Told while the last request is in flight, so that its answer
+            // says the connection closes.
+            () = activity.last_request.notified(), if !draining => {
+                draining = true;
+                graceful(conn.as_mut());
+            }
         }
     }
 }
@@ -460,6 +486,7 @@ mod tests {
         idle: Duration::from_secs(60),
         life: Some(Duration::from_secs(300)),
         head: Duration::from_secs(30),
+        max_requests: None,
     };
 
     fn secs(n: u64) -> Duration {

@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn server_limits_are_set_by_linkerd_s_keys() {
-        let yaml = "routers:\n- protocol: h2\n  maxHeadersKB: 16\n  maxInitialLineKB: 2\n  servers:\n  - port: 0\n    maxConcurrentStreamsPerConnection: 50\n    serverSession:\n      idleTimeMs: 5000\n      lifeTimeMs: 600000\n";
+        let yaml = "routers:\n- protocol: h2\n  maxHeadersKB: 16\n  maxInitialLineKB: 2\n  servers:\n  - port: 0\n    maxConcurrentStreamsPerConnection: 50\n    serverSession:\n      idleTimeMs: 5000\n      lifeTimeMs: 600000\n      maxRequests: 1000\n";
         let config = config(yaml);
         config.validate().unwrap();
         assert_eq!(
@@ -452,6 +452,7 @@ mod tests {
                 idle: Duration::from_secs(5),
                 life: Some(Duration::from_secs(600)),
                 head: SessionLimits::default().head,
+                max_requests: Some(1000),
             }
         );
         assert_eq!(server.max_concurrent_streams(), 50);

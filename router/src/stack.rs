@@ -28,7 +28,7 @@ use crate::client::stats::ClientStats;
 use crate::client::{Client, ClientStage, DstHeaders};
 use crate::config::RouterSpec;
 pub(crate) use crate::endpoint::Routed;
-use crate::endpoint::{AttemptError, EndpointStage, Forwarded, Outgoing};
+use crate::endpoint::{AttemptError, EndpointStage, Forwarded, Outgoing, WhyUnsent};
 use crate::errors::RouterError;
 use crate::identify::{Identifier, Protocol, identify_with};
 use crate::interpreter::RouterNaming;
@@ -411,18 +411,23 @@ impl RouterStack {
                 Err(AttemptError::NotSent {
                     error,
                     request,
-                    connect_failed,
+                    why,
                 }) => {
                     // A stream the endpoint refused says nothing about its
                     // health (it may only be busy); a failed connection does.
-                    if connect_failed {
+                    if why == WhyUnsent::ConnectFailed {
                         picked.record(Outcome::ConnectFailed);
                     }
                     body.give_back(outgoing.take_back(request));
+                    // A stream the endpoint refused or a connection it was
+                    // rotating costs no budget: it never saw the request,
+                    // and servers do both on purpose (RFC 9113 section
+                    // 8.7); MAX_REQUEUES still bounds the loop.
                     if body.available()
                         && outgoing.is_available()
                         && requeues < MAX_REQUEUES
-                        && attempts.client.requeues.try_withdraw()
+                        && (why != WhyUnsent::ConnectFailed
+                            || attempts.client.requeues.try_withdraw())
                     {
                         requeues += 1;
                         attempts.client.stats.requeues.incr();

@@ -578,3 +578,112 @@ async fn max_concurrent_requests_counts_h2_streams_until_their_bodies_end() {
     assert_eq!(served.status(), 200);
     router.stop().await;
 }
+
+#[tokio::test]
+async fn server_session_max_requests_closes_a_connection_with_its_last_answer() {
+    let routers = "- protocol: http
+  dtab: /svc => /#/io.l5d.fs;
+  servers:
+  - port: 0
+    serverSession:
+      maxRequests: 3
+";
+    let (_backend, _fs, router) = setup(routers).await;
+    for (path, first) in FIRSTS {
+        let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+        for n in 1..=3 {
+            stream.write_all(first.as_bytes()).await.unwrap();
+            let reply = read_response(&mut stream, &mut Vec::new(), false).await;
+            assert_eq!(reply.status, 200, "{path}: request {n}");
+            let close = reply
+                .header("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+            assert_eq!(close, n == 3, "{path}: request {n} says close: {close}");
+        }
+        assert!(
+            closes_within(&mut stream, STEP).await.is_some(),
+            "{path}: closed after its last answer"
+        );
+    }
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn an_h2_connection_that_reached_max_requests_says_goaway_and_clients_lose_nothing() {
+    // The inner router rotates its client connections every 10 requests;
+    // the outer one is its client, as a linker in front of another is,
+    // and sends what a GOAWAY refused again on a new connection.
+    let inner = "- protocol: h2
+  label: inner
+  dtab: /svc => /#/io.l5d.fs/web;
+  servers:
+  - port: 0
+    serverSession:
+      maxRequests: 10
+";
+    let (_backend, fs, inner) = setup(inner).await;
+    let outer = start_router(&config(
+        &fs,
+        &format!(
+            "- protocol: h2\n  label: outer\n  dtab: /svc => /$/inet/127.0.0.1/{};\n  \
+             servers:\n  - port: 0\n",
+            inner.addr().port()
+        ),
+    ))
+    .await;
+    let (sender, _connection) = h2_connect(outer.addr()).await;
+    let (tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    // Eight clients at once, 25 requests each.
+    for client in 0..8 {
+        let (mut sender, tx) = (sender.clone(), tx.clone());
+        tokio::spawn(async move {
+            for i in 0..25 {
+                let request = http::Request::get(format!("http://web/{client}/{i}"))
+                    .body(empty())
+                    .unwrap();
+                let status = match sender.send_request(request).await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let _ = response.into_body().collect().await;
+                        status
+                    }
+                    Err(_) => 0,
+                };
+                let _ = tx.send(status);
+            }
+        });
+    }
+    drop(tx);
+    let mut statuses = Vec::new();
+    while let Some(status) = within(STEP, "answers", answers.recv()).await {
+        statuses.push(status);
+    }
+    assert_eq!(statuses.len(), 200);
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "not every request was answered 200: {:?}",
+        statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+    );
+    let reply = support::get(
+        &support::client(),
+        inner.admin,
+        "a",
+        "/admin/metrics.json",
+        &[],
+    )
+    .await;
+    let metrics: serde_json::Value = serde_json::from_str(&reply.text()).unwrap();
+    let connects = metrics
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.starts_with("rt/inner/server/") && k.ends_with("/connects"))
+        .map(|(_, v)| v.as_f64().unwrap_or(0.0))
+        .unwrap();
+    assert!(
+        connects >= 15.0,
+        "200 requests at 10 per connection need about 20 connections, not {connects}"
+    );
+    outer.stop().await;
+    inner.stop().await;
+}

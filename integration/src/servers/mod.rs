@@ -1,7 +1,8 @@
-//! Real ZooKeeper and etcd servers for tests, each on 127.0.0.1 with an
-//! ephemeral port and a temporary data dir, killed when dropped.
+//! Real ZooKeeper, etcd and nginx servers for tests, each on 127.0.0.1 with
+//! an ephemeral port and a temporary data dir, killed when dropped.
 //!
-//! The servers come from the Debian packages (`zookeeper`, `etcd-server`).
+//! The servers come from the Debian packages (`zookeeper`, `etcd-server`,
+//! `nginx`).
 //! When a package is missing, `start()` prints a `SKIPPED:` line to stderr
 //! and returns `None`, so a test can return early; with `CI=true` a missing
 //! server is a failure instead, and `start()` panics.
@@ -12,9 +13,11 @@
 //! running meanwhile.
 
 mod etcd;
+pub mod nginx;
 mod zookeeper;
 
 pub use etcd::Etcd;
+pub use nginx::{Nginx, NginxServer};
 pub use zookeeper::ZooKeeper;
 
 use std::fs::File;

@@ -105,6 +105,9 @@ pub enum SendError {
     Saturated(String),
     /// The upstream refused the (h2) stream without processing it.
     Refused(String),
+    /// The (h2) connection was closing: the request was above a `GOAWAY`'s
+    /// last stream, or still queued when the connection closed.
+    Rotated(String),
 }
 
 /// A failed send, and the request when it was never sent (so that it can
@@ -140,7 +143,8 @@ impl std::fmt::Display for SendError {
             SendError::Connect(why)
             | SendError::Request(why)
             | SendError::Saturated(why)
-            | SendError::Refused(why) => f.write_str(why),
+            | SendError::Refused(why)
+            | SendError::Rotated(why) => f.write_str(why),
         }
     }
 }

@@ -11,23 +11,43 @@
 //! it finish, and then it closes.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::body::Body;
-use crate::endpoint::h1_pool::{SendError, Unsent};
+use crate::endpoint::h1_pool::{SendError, Unsent, error_chain};
 
 /// How long a connection may go without a request before it leaves the
 /// pool.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a request still waits for its answer once its connection's
+/// socket has closed.
+const CLOSED_GRACE: Duration = Duration::from_secs(1);
+
+/// How a connection ends, as its requests need to know.
+#[derive(Clone)]
+struct Ends {
+    /// Closes when the connection's socket is dropped.
+    socket_gone: watch::Receiver<()>,
+    /// Set when the upstream said `GOAWAY` with no error: it will answer
+    /// every stream it took before it closes.
+    went_away: Arc<AtomicBool>,
+}
 
 type Connections = Mutex<HashMap<SocketAddr, Pooled>>;
 
@@ -41,6 +61,7 @@ pub struct H2Pool {
 
 struct Pooled {
     sender: SendRequest<Body>,
+    ends: Ends,
     /// Tells this connection from a later one to the same endpoint.
     id: u64,
     last_used: Instant,
@@ -64,6 +85,15 @@ impl H2Pool {
     }
 
     /// Sends `request` to `endpoint`, opening a connection if needed.
+    ///
+    /// A request the upstream never processed comes back as
+    /// [`SendError::Refused`] when its stream was refused
+    /// (`REFUSED_STREAM`), and as [`SendError::Rotated`] when it was above
+    /// the last stream a `GOAWAY` promised to handle or still queued when
+    /// the connection closed (then the request itself comes back too,
+    /// whatever its body). A connection that said `GOAWAY` or
+    /// closed leaves the pool at once, so the next request opens a new one
+    /// instead of finding the old one again while it drains.
     pub async fn send(
         &self,
         endpoint: SocketAddr,
@@ -73,8 +103,8 @@ impl H2Pool {
             error: SendError::Connect(why),
             request: Some(request),
         };
-        let mut sender = match self.connection(endpoint).await {
-            Ok(sender) => sender,
+        let (mut sender, id, mut ends) = match self.connection(endpoint).await {
+            Ok(pooled) => pooled,
             Err(why) => return Err(unsent(why, request)),
         };
         if let Err(e) = sender.ready().await {
@@ -83,17 +113,49 @@ impl H2Pool {
                 request,
             ));
         }
-        sender.send_request(request).await.map_err(|e| {
-            let why = e.to_string();
-            if never_processed(&e) {
-                SendError::Refused(why).into()
-            } else {
-                SendError::Request(why).into()
+        let sent = sender.try_send_request(request);
+        tokio::pin!(sent);
+        let answer = tokio::select! {
+            biased;
+            answer = &mut sent => answer,
+            _ = ends.socket_gone.changed() => {
+                // hyper may still be handing over an answer that came
+                // before the close; past a moment, none is coming.
+                match tokio::time::timeout(CLOSED_GRACE, &mut sent).await {
+                    Ok(answer) => answer,
+                    Err(_) => return Err(no_answer(endpoint, &ends)),
+                }
             }
-        })
+        };
+        let mut error = match answer {
+            Ok(response) => return Ok(response),
+            Err(error) => error,
+        };
+        let why = error_chain(error.error());
+        if let Some(request) = error.take_message() {
+            // Still queued when the connection closed: no byte of it left.
+            leave(&Arc::downgrade(&self.connections), endpoint, id);
+            return Err(Unsent {
+                error: SendError::Rotated(why),
+                request: Some(request),
+            });
+        }
+        match unprocessed(error.error()) {
+            Some(Unprocessed::GoingAway) => {
+                leave(&Arc::downgrade(&self.connections), endpoint, id);
+                Err(SendError::Rotated(why).into())
+            }
+            Some(Unprocessed::Refused) => Err(SendError::Refused(why).into()),
+            None => Err(SendError::Request(why).into()),
+        }
     }
 
-    async fn connection(&self, endpoint: SocketAddr) -> Result<SendRequest<Body>, String> {
+    /// The pooled connection to `endpoint`, its id and how it ends,
+    /// opened if there is none.
+    async fn connection(
+        &self,
+        endpoint: SocketAddr,
+    ) -> Result<(SendRequest<Body>, u64, Ends), String> {
         let existing = self
             .connections
             .lock()
@@ -102,30 +164,37 @@ impl H2Pool {
             .filter(|pooled| !pooled.sender.is_closed())
             .map(|pooled| {
                 pooled.last_used = Instant::now();
-                pooled.sender.clone()
+                (pooled.sender.clone(), pooled.id, pooled.ends.clone())
             });
-        if let Some(sender) = existing {
-            return Ok(sender);
+        if let Some(existing) = existing {
+            return Ok(existing);
         }
-        let stream = tokio::time::timeout(
-            self.connect_timeout,
-            tokio::net::TcpStream::connect(endpoint),
-        )
-        .await
-        .map_err(|_| {
-            format!(
-                "connecting to {endpoint} timed out after {:?}",
-                self.connect_timeout
-            )
-        })?
-        .map_err(|e| format!("tcp connect error: {e}"))?;
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint))
+            .await
+            .map_err(|_| {
+                format!(
+                    "connecting to {endpoint} timed out after {:?}",
+                    self.connect_timeout
+                )
+            })?
+            .map_err(|e| format!("tcp connect error: {e}"))?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        let (socket_gone, gone) = watch::channel(());
+        let io = TokioIo::new(Socket {
+            stream,
+            _gone: socket_gone,
+        });
+        let (sender, connection) = http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(|e| format!("HTTP/2 handshake with {endpoint} failed: {e}"))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ends = Ends {
+            socket_gone: gone,
+            went_away: Arc::default(),
+        };
         tokio::spawn(drive(
             connection,
+            ends.clone(),
             Arc::downgrade(&self.connections),
             endpoint,
             id,
@@ -138,34 +207,116 @@ impl H2Pool {
                 endpoint,
                 Pooled {
                     sender: sender.clone(),
+                    ends: ends.clone(),
                     id,
                     last_used: Instant::now(),
                 },
             );
-        Ok(sender)
+        Ok((sender, id, ends))
     }
 }
 
-/// Whether the upstream says it never processed the stream: it reset it
-/// with `REFUSED_STREAM`, or it was above the last stream a `GOAWAY`
-/// promised to handle. Such a request is safe to send again (RFC 9113
-/// section 8.7).
-fn never_processed(error: &hyper::Error) -> bool {
+/// The error of a request that had neither an answer nor an error when its
+/// connection's socket closed. After a graceful `GOAWAY` the upstream
+/// answers every stream it took before closing, so such a request was above
+/// the `GOAWAY`'s last stream (hyper's client does not always say so) and
+/// is sent again; after an abrupt end it may have been processed.
+fn no_answer(endpoint: SocketAddr, ends: &Ends) -> Unsent<Request<Body>> {
+    let why = format!("the connection to {endpoint} closed with no answer");
+    if ends.went_away.load(Ordering::Relaxed) {
+        tracing::debug!(%endpoint, "a request had no answer when its connection closed after a GOAWAY");
+        SendError::Rotated(format!("{why}, after a GOAWAY")).into()
+    } else {
+        SendError::Request(why).into()
+    }
+}
+
+/// How the upstream said it never processed a stream, so that the request
+/// is safe to send again (RFC 9113 section 8.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unprocessed {
+    /// Reset with `REFUSED_STREAM`; the connection goes on.
+    Refused,
+    /// Above the last stream a `GOAWAY` promised to handle: the connection
+    /// takes no new stream.
+    GoingAway,
+}
+
+fn unprocessed(error: &hyper::Error) -> Option<Unprocessed> {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if let Some(h2) = cause.downcast_ref::<h2::Error>() {
-            return h2.is_remote()
-                && (h2.reason() == Some(h2::Reason::REFUSED_STREAM) || h2.is_go_away());
+            if !h2.is_remote() {
+                return None;
+            }
+            if h2.is_go_away() {
+                return Some(Unprocessed::GoingAway);
+            }
+            return (h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+                .then_some(Unprocessed::Refused);
         }
         source = cause.source();
     }
-    false
+    None
+}
+
+/// An upstream connection's socket, which says when it is dropped: the
+/// HTTP/2 connection under hyper's client has ended for good.
+struct Socket {
+    stream: TcpStream,
+    _gone: watch::Sender<()>,
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// Runs a connection, taking it out of the pool once it has been idle for
 /// `idle`. Out of the pool, it ends when its open streams do.
+///
+/// It also ends once its socket is gone: hyper's client can be left
+/// waiting for a connection that has ended (after a `GOAWAY`, when the
+/// last streams finish), and the requests queued on it would wait
+/// forever. Dropping it hands them back unsent, to be sent elsewhere.
 async fn drive(
     connection: impl Future<Output = hyper::Result<()>>,
+    mut ends: Ends,
     pool: Weak<Connections>,
     endpoint: SocketAddr,
     id: u64,
@@ -178,9 +329,19 @@ async fn drive(
     loop {
         tokio::select! {
             result = &mut connection => {
-                if let Err(e) = result {
-                    tracing::debug!(%endpoint, error = %e, "upstream HTTP/2 connection ended");
+                match result {
+                    // hyper's client ends without an error on a GOAWAY
+                    // with none (its senders are held while a request
+                    // waits, so that is the only other way).
+                    Ok(()) => ends.went_away.store(true, Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::debug!(%endpoint, error = %e, "upstream HTTP/2 connection ended");
+                    }
                 }
+                break;
+            }
+            _ = ends.socket_gone.changed() => {
+                tracing::debug!(%endpoint, "upstream HTTP/2 connection's socket closed");
                 break;
             }
             () = &mut check, if pooled => match idle_until(&pool, endpoint, id, idle) {

@@ -142,15 +142,28 @@ pub(crate) enum AttemptError {
     NotSent {
         error: RouterError,
         request: Option<Box<Request<Body>>>,
-        /// No connection could be opened (else: an h2 stream the endpoint
-        /// refused unprocessed).
-        connect_failed: bool,
+        why: WhyUnsent,
     },
     /// The request was, or may have been, seen.
     Failed { error: RouterError, kind: ErrorKind },
     /// The router's own pool for the endpoint was full
     /// (`hostConnectionPool.maxWaiters`): nothing was tried.
     Local { error: RouterError },
+}
+
+/// Why an endpoint never saw a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WhyUnsent {
+    /// No connection could be opened: that says something of the
+    /// endpoint's health.
+    ConnectFailed,
+    /// It refused the h2 stream (`REFUSED_STREAM`): it may only be busy,
+    /// or closing the connection.
+    Refused,
+    /// Its connection was closing (above a `GOAWAY`'s last stream, or
+    /// still queued when it closed): the endpoint rotating its
+    /// connections, as servers do on purpose.
+    Rotated,
 }
 
 /// A request rewritten for the endpoints once, sent by one attempt or
@@ -335,16 +348,15 @@ impl EndpointStage {
             )),
             kind,
         };
-        let not_sent =
-            |e: String, request: Option<Request<Body>>, connect_failed| AttemptError::NotSent {
-                request: request.map(Box::new),
-                connect_failed,
-                error: RouterError::Unsent(format!(
-                    "{} ({}) at {endpoint}: {e}",
-                    target.name.show(),
-                    bound.id.show(),
-                )),
-            };
+        let not_sent = |e: String, request: Option<Request<Body>>, why| AttemptError::NotSent {
+            request: request.map(Box::new),
+            why,
+            error: RouterError::Unsent(format!(
+                "{} ({}) at {endpoint}: {e}",
+                target.name.show(),
+                bound.id.show(),
+            )),
+        };
         let saturated = |e: String| AttemptError::Local {
             error: RouterError::Unavailable(format!(
                 "{} ({}) at {endpoint}: {e}",
@@ -371,11 +383,12 @@ impl EndpointStage {
             };
             return match result {
                 Ok((answer, body)) => Ok(Forwarded::Direct { answer, body }),
-                Err(SendError::Connect(e)) => Err(not_sent(e, None, true)),
+                Err(SendError::Connect(e)) => Err(not_sent(e, None, WhyUnsent::ConnectFailed)),
                 Err(SendError::Request(e)) => Err(failed(e, ErrorKind::Connection)),
                 Err(SendError::Saturated(e)) => Err(saturated(e)),
-                // (Only h2 refuses streams.)
-                Err(SendError::Refused(e)) => Err(not_sent(e, None, false)),
+                // (Only h2 refuses streams and rotates under them.)
+                Err(SendError::Refused(e)) => Err(not_sent(e, None, WhyUnsent::Refused)),
+                Err(SendError::Rotated(e)) => Err(not_sent(e, None, WhyUnsent::Rotated)),
             };
         }
         let mut parts = if last {
@@ -420,7 +433,7 @@ impl EndpointStage {
                 Err(Unsent {
                     error: SendError::Connect(e),
                     request,
-                }) => return Err(not_sent(e, request, true)),
+                }) => return Err(not_sent(e, request, WhyUnsent::ConnectFailed)),
                 Err(Unsent {
                     error: SendError::Request(e),
                     ..
@@ -429,12 +442,17 @@ impl EndpointStage {
                     error: SendError::Saturated(e),
                     ..
                 }) => return Err(saturated(e)),
-                // The stream was refused unprocessed: the request may go
-                // elsewhere if its body can be sent again.
+                // The stream was refused unprocessed, or its connection
+                // was closing: the request may go elsewhere if its body
+                // can be sent again.
                 Err(Unsent {
                     error: SendError::Refused(e),
                     request,
-                }) => return Err(not_sent(e, request, false)),
+                }) => return Err(not_sent(e, request, WhyUnsent::Refused)),
+                Err(Unsent {
+                    error: SendError::Rotated(e),
+                    request,
+                }) => return Err(not_sent(e, request, WhyUnsent::Rotated)),
             };
             if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 // The connection now belongs to the upgraded protocol.

@@ -50,6 +50,11 @@ pub struct ServerSessionConfig {
     /// requests in flight are done (default: no limit).
     #[serde(default)]
     pub life_time_ms: Option<NonZeroU64>,
+    /// Requests a connection may carry; the last one's answer closes it
+    /// (`Connection: close`, or a `GOAWAY` for HTTP/2). Our own key
+    /// (default: no limit).
+    #[serde(default)]
+    pub max_requests: Option<NonZeroU64>,
 }
 
 impl ServerConfig {
@@ -64,6 +69,7 @@ impl ServerConfig {
                 .map_or(default.idle, ms),
             life: session.and_then(|s| s.life_time_ms).map(ms),
             head: default.head,
+            max_requests: session.and_then(|s| s.max_requests).map(NonZeroU64::get),
         }
     }
 

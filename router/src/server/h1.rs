@@ -108,6 +108,8 @@ pub async fn serve<F, Fut>(
     tokio::pin!(timer);
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     let mut out = Vec::with_capacity(READ_RESERVE);
+    // Requests the connection may still carry (`serverSession.maxRequests`).
+    let mut requests_left = session.max_requests.unwrap_or(u64::MAX);
     loop {
         // Set when a head has started to arrive but is not complete.
         let mut head_deadline = None;
@@ -157,6 +159,8 @@ pub async fn serve<F, Fut>(
         if let Some(end) = life_ends {
             request.close |= tokio::time::Instant::now() >= end;
         }
+        requests_left = requests_left.saturating_sub(1);
+        request.close |= requests_left == 0;
         let close = request.close;
         let kept = respond(&served, request, &mut stream, &mut out, peer.remote).await;
         // A long answer or head may have grown the buffers; an idle

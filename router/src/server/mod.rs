@@ -340,7 +340,7 @@ impl HyperServer {
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Activity::new(accepted);
+        let activity = Activity::with_max_requests(accepted, self.limits.session.max_requests);
         let heads = HeadWatch::new(self.limits.head, self.limits.head.for_hyper());
         let refusals = Refusals::default();
         let io = Watched::observed(
