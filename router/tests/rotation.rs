@@ -121,6 +121,8 @@ async fn an_http1_upstream_closing_every_100_requests_costs_no_request() {
 /// What the scripted upstream does with the streams of each connection.
 #[derive(Clone, Copy)]
 struct Script {
+    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` it advertises.
+    max_streams: u32,
     /// Refuse (`REFUSED_STREAM`) every stream whose number on its
     /// connection leaves this remainder mod 7 (none if over 6).
     refuse_mod_7: u64,
@@ -139,7 +141,10 @@ async fn scripted_upstream(script: Script) -> (SocketAddr, Arc<AtomicU64>) {
         while let Ok((socket, _)) = listener.accept().await {
             let processed = counted.clone();
             tokio::spawn(async move {
-                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                let handshake = h2::server::Builder::new()
+                    .max_concurrent_streams(script.max_streams)
+                    .handshake(socket);
+                let Ok(mut connection) = handshake.await else {
                     return;
                 };
                 let (mut streams, mut served) = (0u64, 0u64);
@@ -155,10 +160,14 @@ async fn scripted_upstream(script: Script) -> (SocketAddr, Arc<AtomicU64>) {
                     }
                     drop(request);
                     processed.fetch_add(1, Ordering::SeqCst);
-                    let response = http::Response::new(());
-                    if let Ok(mut body) = respond.send_response(response, false) {
-                        let _ = body.send_data(bytes::Bytes::from_static(b"ok\n"), true);
-                    }
+                    // Answered a moment later, so that streams overlap.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        let response = http::Response::new(());
+                        if let Ok(mut body) = respond.send_response(response, false) {
+                            let _ = body.send_data(bytes::Bytes::from_static(b"ok\n"), true);
+                        }
+                    });
                     served += 1;
                     if served == script.goaway_after {
                         connection.graceful_shutdown();
@@ -217,6 +226,7 @@ async fn h2_gets(router: SocketAddr, total: usize, concurrent: usize) -> Vec<u16
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_streams_and_goaways_are_sent_again_and_each_request_is_processed_once() {
     let script = Script {
+        max_streams: 100,
         refuse_mod_7: 3,
         goaway_after: 25,
     };
@@ -236,6 +246,26 @@ async fn refused_streams_and_goaways_are_sent_again_and_each_request_is_processe
         5_000,
         "each request processed once: none lost, none repeated"
     );
+    router.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_allowing_two_streams_at_once_gets_them_queued_not_failed() {
+    let script = Script {
+        max_streams: 2,
+        refuse_mod_7: 7,
+        goaway_after: u64::MAX,
+    };
+    let (upstream, processed) = scripted_upstream(script).await;
+    let router = router_to("h2", upstream).await;
+    let statuses = h2_gets(router.addr(), 1_000, 50).await;
+    let failed: Vec<&u16> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 1000 failed: {failed:?}",
+        failed.len()
+    );
+    assert_eq!(processed.load(Ordering::SeqCst), 1_000);
     router.stop().await;
 }
 
