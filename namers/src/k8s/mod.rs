@@ -50,7 +50,7 @@ pub use resolve::NODE_NAME_KEY;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use dtab::{NameTree, Path};
 use serde_json::{Map, Value};
@@ -121,6 +121,59 @@ struct NsState {
     endpoints_listed: bool,
     /// Why the watch fails, while it has never listed.
     failure: Option<Arc<str>>,
+    /// Who to tell of a change (shared by every state of one watch).
+    signals: Arc<Signals>,
+}
+
+/// Tells the lookups of a namespace which changes concern them: an event
+/// for one service wakes only that service's lookups, not every one in the
+/// namespace.
+#[derive(Default)]
+struct Signals {
+    /// A change for every service: listed, listed again, failing.
+    all: tokio::sync::watch::Sender<()>,
+    by_service: Mutex<HashMap<Arc<str>, tokio::sync::watch::Sender<()>>>,
+}
+
+impl Signals {
+    /// Receivers told of a change to `service`, and of one to all.
+    fn subscribe(
+        &self,
+        service: &str,
+    ) -> (
+        tokio::sync::watch::Receiver<()>,
+        tokio::sync::watch::Receiver<()>,
+    ) {
+        let mut by_service = self
+            .by_service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mine = by_service
+            .entry(service.into())
+            .or_insert_with(|| tokio::sync::watch::channel(()).0)
+            .subscribe();
+        (mine, self.all.subscribe())
+    }
+
+    /// Tells the lookups of `service` (all of them, for `None`) that the
+    /// namespace's state changed.
+    fn changed(&self, service: Option<&str>) {
+        let Some(service) = service else {
+            self.all.send_replace(());
+            return;
+        };
+        let mut by_service = self
+            .by_service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = by_service.get(service) {
+            if tx.receiver_count() == 0 {
+                by_service.remove(service);
+            } else {
+                tx.send_replace(());
+            }
+        }
+    }
 }
 
 /// What a (port, service) is resolved from.
@@ -276,11 +329,14 @@ async fn follow(
     found: Arc<Publisher<Found>>,
 ) {
     let mut resolved: Option<Inputs> = None;
+    let (mut mine, mut all) = ns.load().signals.subscribe(&key.service);
     loop {
+        // Seen before the state is read: a change made after this read
+        // wakes the loop again.
+        mine.borrow_and_update();
+        all.borrow_and_update();
         ns.mark_seen();
         let inputs = ns.load().inputs(&key.service);
-        // Most changes in a namespace are to other services; their objects
-        // compare equal at once, by pointer.
         if resolved.as_ref() != Some(&inputs) {
             if found.publish_if_changed(inputs.found(&key.port)) {
                 inner.stats.updates.fetch_add(1, Ordering::Relaxed);
@@ -288,7 +344,8 @@ async fn follow(
             resolved = Some(inputs);
         }
         tokio::select! {
-            () = ns.changed() => {}
+            _ = mine.changed() => {}
+            _ = all.changed() => {}
             () = found.closed() => return,
         }
     }

@@ -72,10 +72,13 @@ type Objects<T> = HashMap<Arc<str>, Arc<T>>;
 /// Changes what a namespace watch has seen, and publishes it. Both loops
 /// of a watch run in its one task, so neither can publish between the other's
 /// read and publish.
-fn update(ns: &Publisher<NsState>, change: impl FnOnce(&mut NsState)) {
+fn update(ns: &Publisher<NsState>, service: Option<&str>, change: impl FnOnce(&mut NsState)) {
     let mut state = NsState::clone(&ns.current());
     change(&mut state);
+    let signals = state.signals.clone();
     ns.publish(state);
+    // After the publish: a lookup told of the change reads the new state.
+    signals.changed(service);
 }
 
 /// Whether a namespace's watch is failing. Both loops talk to one API
@@ -207,7 +210,7 @@ async fn follow<K: Followed>(
             }
             Event::InitDone => {
                 let listed = listing.take().unwrap_or_default();
-                update(ns, |ns| {
+                update(ns, None, |ns| {
                     *K::objects(ns) = listed;
                     *K::listed(ns) = true;
                     ns.failure = None;
@@ -219,7 +222,7 @@ async fn follow<K: Followed>(
                     continue;
                 };
                 let info = Arc::new(K::Info::from(&object));
-                update(ns, |ns| {
+                update(ns, Some(name), |ns| {
                     K::objects(ns).insert(name.into(), info);
                 });
             }
@@ -228,7 +231,7 @@ async fn follow<K: Followed>(
                 let Some(name) = object.meta().name.as_deref() else {
                     continue;
                 };
-                update(ns, |ns| {
+                update(ns, Some(name), |ns| {
                     K::objects(ns).remove(name);
                 });
             }
@@ -265,7 +268,7 @@ fn report_failure(inner: &Inner, key: &NsKey, ns: &Publisher<NsState>, why: &str
     let current = ns.current();
     let listed = current.services_listed && current.endpoints_listed;
     if !listed {
-        update(ns, |ns| ns.failure = Some(why.into()));
+        update(ns, None, |ns| ns.failure = Some(why.into()));
     }
     if listed {
         tracing::warn!(namer = "io.l5d.k8s", watch = %key, error = %why, "io.l5d.k8s: watch failing; keeping the last known endpoints and retrying");
