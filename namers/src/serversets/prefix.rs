@@ -8,13 +8,13 @@
 //! falls back to a shorter one. Shorter prefixes are only watched while
 //! every longer one is negative.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use dtab::{Label, NameTree, Path};
 use futures_util::future::select_all;
 
-use crate::{Activity, Addr, Bound, Live, Lookup, Name, NamingError, Publisher};
+use crate::namer_table::outside_runtime;
+use crate::{Activity, Addr, Bound, Live, LiveCache, Lookup, Name, NamingError, Publisher};
 
 type Tree = Activity<NameTree<Name>>;
 
@@ -29,7 +29,7 @@ pub(crate) trait AddrSource: Send + Sync + 'static {
 pub(crate) struct Trees {
     kind: &'static str,
     prefix: Path,
-    lookups: Mutex<HashMap<Path, Arc<Publisher<Tree>>>>,
+    lookups: LiveCache<Path, Tree>,
 }
 
 impl Trees {
@@ -38,46 +38,34 @@ impl Trees {
         Trees {
             kind,
             prefix,
-            lookups: Mutex::default(),
+            lookups: LiveCache::default(),
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<Path, Arc<Publisher<Tree>>>> {
-        self.lookups.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How many lookups are live.
     pub(crate) fn count(&self) -> usize {
-        self.lock().len()
+        self.lookups.len()
     }
 
     /// The live tree of `path` (given without the namer's prefix).
-    pub(crate) fn lookup(self: &Arc<Self>, source: Arc<dyn AddrSource>, path: &Path) -> Lookup {
+    pub(crate) fn lookup(&self, source: Arc<dyn AddrSource>, path: &Path) -> Lookup {
         if path.is_empty() {
             return Live::constant(Activity::Ok(NameTree::Neg));
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Live::constant(Activity::Failed(NamingError::namer(format!(
-                "{}: lookup outside a tokio runtime",
-                self.kind
-            ))));
+        let run = {
+            let (prefix, path) = (self.prefix.clone(), path.clone());
+            move |publisher| keep_choosing(prefix.clone(), source.clone(), path.clone(), publisher)
         };
-        let mut lookups = self.lock();
-        if let Some(publisher) = lookups.get(path) {
-            return publisher.subscribe();
-        }
-        let publisher = Arc::new(Publisher::new(Activity::Pending));
-        let live = publisher.subscribe();
-        lookups.insert(path.clone(), publisher.clone());
-        drop(lookups);
-        runtime.spawn(keep_choosing(self.clone(), source, path.clone(), publisher));
-        live
+        let tree = self
+            .lookups
+            .try_subscribe(path.clone(), || Activity::Pending, run);
+        tree.unwrap_or_else(|_| outside_runtime(self.kind))
     }
 }
 
 /// Keeps one lookup's tree current until nobody holds it.
 async fn keep_choosing(
-    trees: Arc<Trees>,
+    prefix: Path,
     source: Arc<dyn AddrSource>,
     path: Path,
     publisher: Arc<Publisher<Tree>>,
@@ -87,7 +75,7 @@ async fn keep_choosing(
         // The address of the first `k` elements, at index `k`.
         let mut held: Vec<Option<Live<Addr>>> = (0..=elems.len()).map(|_| None).collect();
         loop {
-            let (tree, chosen) = choose(&trees.prefix, &path, source.as_ref(), &mut held);
+            let (tree, chosen) = choose(&prefix, &path, source.as_ref(), &mut held);
             // Shorter prefixes are not needed while a longer one answers.
             for slot in held.iter_mut().take(chosen) {
                 *slot = None;
@@ -105,24 +93,9 @@ async fn keep_choosing(
             select_all(waits).await;
         }
     };
-    let unwatched = async {
-        loop {
-            publisher.closed().await;
-            let mut lookups = trees.lock();
-            if publisher.subscriber_count() == 0 {
-                if lookups
-                    .get(&path)
-                    .is_some_and(|p| Arc::ptr_eq(p, &publisher))
-                {
-                    lookups.remove(&path);
-                }
-                return;
-            }
-        }
-    };
     tokio::select! {
         () = run => {}
-        () = unwatched => {}
+        () = publisher.closed() => {}
     }
 }
 

@@ -7,10 +7,8 @@
 //! task per (host, port), shared by every lookup; the task ends, and the
 //! entry is forgotten, when the last [`Live`] handle is dropped.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -19,7 +17,7 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::rr::Name as DnsName;
 use tokio::time::Instant;
 
-use crate::{Addr, Endpoint, Live, Publisher};
+use crate::{Addr, Endpoint, Live, LiveCache, Publisher};
 
 /// The shortest time an answer is kept before asking again.
 pub const MIN_REFRESH: Duration = Duration::from_secs(1);
@@ -132,19 +130,11 @@ struct Key {
     refresh: Refresh,
 }
 
-type Entries = Arc<Mutex<HashMap<Key, Arc<Publisher<Addr>>>>>;
-
-fn lock(entries: &Entries) -> MutexGuard<'_, HashMap<Key, Arc<Publisher<Addr>>>> {
-    // The map stays consistent even if a holder panicked: every critical
-    // section is a single insert, lookup or remove.
-    entries.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Turns (host, port) into a live address, sharing one DNS refresh per
 /// (host, port) between all its users.
 pub struct InetResolver {
     dns: Arc<dyn DnsResolve>,
-    entries: Entries,
+    entries: LiveCache<Key, Addr>,
 }
 
 impl std::fmt::Debug for InetResolver {
@@ -160,7 +150,7 @@ impl InetResolver {
     pub fn new(dns: Arc<dyn DnsResolve>) -> InetResolver {
         InetResolver {
             dns,
-            entries: Arc::default(),
+            entries: LiveCache::default(),
         }
     }
 
@@ -189,7 +179,7 @@ impl InetResolver {
     /// How many (host, port) entries have a refresh task, for tests and
     /// metrics.
     pub fn active_count(&self) -> usize {
-        lock(&self.entries).len()
+        self.entries.len()
     }
 
     fn lookup(&self, host: &str, port: u16, refresh: Refresh) -> Live<Addr> {
@@ -199,31 +189,21 @@ impl InetResolver {
         if let Some(why) = unusable_host(host) {
             return Live::constant(Addr::Failed(why.into()));
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Live::constant(Addr::Failed(
-                format!("cannot resolve {host}: no async runtime").into(),
-            ));
-        };
         let key = Key {
             host: host.to_owned(),
             port,
             refresh,
         };
-        let mut entries = lock(&self.entries);
-        if let Some(publisher) = entries.get(&key) {
-            return publisher.subscribe();
-        }
-        let publisher = Arc::new(Publisher::new(Addr::Pending));
-        let live = publisher.subscribe();
-        entries.insert(key.clone(), publisher.clone());
-        drop(entries);
-        let entry = Entry {
-            entries: self.entries.clone(),
-            key,
-            publisher,
+        let run = {
+            let (dns, key) = (self.dns.clone(), key.clone());
+            move |publisher| refresh_loop(dns.clone(), key.clone(), publisher)
         };
-        runtime.spawn(refresh_loop(self.dns.clone(), entry));
-        live
+        let live = self.entries.try_subscribe(key, || Addr::Pending, run);
+        live.unwrap_or_else(|_| {
+            Live::constant(Addr::Failed(
+                format!("cannot resolve {host}: no async runtime").into(),
+            ))
+        })
     }
 }
 
@@ -324,61 +304,6 @@ fn bound(ips: &[IpAddr], port: u16) -> Addr {
     )
 }
 
-/// A shared (host, port) entry, owned by its refresh task. Dropping it
-/// (the task ending or being cancelled) forgets the entry.
-struct Entry {
-    entries: Entries,
-    key: Key,
-    publisher: Arc<Publisher<Addr>>,
-}
-
-impl Entry {
-    /// Forgets the entry if nobody watches it; says whether it did. Runs
-    /// under the map lock, which every new subscription also takes, so no
-    /// lookup can subscribe to an entry whose task is gone.
-    fn retire_if_unwatched(&self) -> bool {
-        let mut entries = lock(&self.entries);
-        if self.publisher.subscriber_count() > 0 {
-            return false;
-        }
-        self.remove_from(&mut entries);
-        true
-    }
-
-    fn remove_from(&self, entries: &mut HashMap<Key, Arc<Publisher<Addr>>>) {
-        if entries
-            .get(&self.key)
-            .is_some_and(|p| Arc::ptr_eq(p, &self.publisher))
-        {
-            entries.remove(&self.key);
-        }
-    }
-
-    /// Runs `work` unless the last watcher leaves first (then `None`, and
-    /// the entry is gone).
-    async fn unless_unwatched<F: Future>(&self, work: F) -> Option<F::Output> {
-        let mut work = std::pin::pin!(work);
-        loop {
-            tokio::select! {
-                biased;
-                out = &mut work => return Some(out),
-                () = self.publisher.closed() => {
-                    if self.retire_if_unwatched() {
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        let mut entries = lock(&self.entries);
-        self.remove_from(&mut entries);
-    }
-}
-
 /// What the entry has learnt so far.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Known {
@@ -387,29 +312,36 @@ enum Known {
     Addresses,
 }
 
-async fn refresh_loop(dns: Arc<dyn DnsResolve>, entry: Entry) {
+/// Keeps one (host, port) address current until nobody holds it.
+async fn refresh_loop(dns: Arc<dyn DnsResolve>, key: Key, publisher: Arc<Publisher<Addr>>) {
+    tokio::select! {
+        () = keep_resolving(dns.as_ref(), key, &publisher) => {}
+        () = publisher.closed() => {}
+    }
+}
+
+/// Looks the host up again and again, publishing what it learns; never
+/// ends by itself.
+async fn keep_resolving(dns: &dyn DnsResolve, key: Key, publisher: &Publisher<Addr>) {
     let Key {
         host,
         port,
         refresh,
-    } = entry.key.clone();
+    } = key;
     let mut known = Known::Nothing;
     // Whether the last outcome was a problem that has been logged.
     let mut troubled = false;
     let mut backoff = MIN_REFRESH;
     loop {
         let lookup = tokio::time::timeout(LOOKUP_TIMEOUT, dns.resolve(&host));
-        let Some(outcome) = entry.unless_unwatched(lookup).await else {
-            return;
-        };
-        let outcome = outcome.unwrap_or_else(|_| {
+        let outcome = lookup.await.unwrap_or_else(|_| {
             Err(format!(
                 "DNS lookup of {host} timed out after {LOOKUP_TIMEOUT:?}"
             ))
         });
         let next = match outcome {
             Ok(answer) if !answer.ips.is_empty() => {
-                entry.publisher.publish_if_changed(bound(&answer.ips, port));
+                publisher.publish_if_changed(bound(&answer.ips, port));
                 if troubled {
                     tracing::info!(namer = "inet", %host, port, "DNS lookup recovered");
                 }
@@ -429,7 +361,7 @@ async fn refresh_loop(dns: Arc<dyn DnsResolve>, entry: Entry) {
                     }
                 } else {
                     tracing::debug!(%host, port, "DNS says the host does not exist");
-                    entry.publisher.publish_if_changed(Addr::Neg);
+                    publisher.publish_if_changed(Addr::Neg);
                     known = Known::NoSuchName;
                     troubled = false;
                 }
@@ -449,21 +381,16 @@ async fn refresh_loop(dns: Arc<dyn DnsResolve>, entry: Entry) {
                     troubled = true;
                 }
                 if known == Known::Nothing {
-                    entry
-                        .publisher
-                        .publish_if_changed(Addr::Failed(error.into()));
+                    publisher.publish_if_changed(Addr::Failed(error.into()));
                 }
                 let wait = backoff;
                 backoff = (backoff * 2).min(MAX_RETRY_BACKOFF);
                 Some(wait)
             }
         };
-        let waited = match next {
-            Some(wait) => entry.unless_unwatched(tokio::time::sleep(wait)).await,
-            None => entry.unless_unwatched(std::future::pending::<()>()).await,
-        };
-        if waited.is_none() {
-            return;
+        match next {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => std::future::pending::<()>().await,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Tests of the inet resolver, with scripted DNS answers.
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
