@@ -250,6 +250,45 @@ async fn refused_streams_and_goaways_are_sent_again_and_each_request_is_processe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_thousand_requests_through_refusals_and_goaways_all_succeed_once() {
+    let script = Script {
+        max_streams: 100,
+        refuse_mod_7: 3,
+        goaway_after: 100,
+    };
+    let (upstream, processed) = scripted_upstream(script).await;
+    let router = router_to("h2", upstream).await;
+    let url = format!("http://{}/", router.addr());
+    let args = [
+        "-n",
+        REQUESTS,
+        "-c",
+        "10",
+        "-m",
+        "10",
+        "-H",
+        ":authority: web",
+        &url,
+    ];
+    let Some(report) = h2load(args.map(String::from).to_vec()).await else {
+        return;
+    };
+    assert!(
+        report.failed == 0 && report.errored == 0 && report.status[0] == report.total,
+        "{} of {} failed:\n{}",
+        report.failed,
+        report.total,
+        report.output
+    );
+    assert_eq!(
+        processed.load(Ordering::SeqCst),
+        report.total,
+        "each request processed once by the upstream"
+    );
+    router.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_allowing_two_streams_at_once_gets_them_queued_not_failed() {
     let script = Script {
         max_streams: 2,
