@@ -341,6 +341,13 @@ async fn drive(
                 break;
             }
             _ = ends.socket_gone.changed() => {
+                // hyper's client usually ends on its own at the same moment
+                // (and says whether the upstream went away gracefully);
+                // give it that moment, then stop waiting for it.
+                let ended = tokio::time::timeout(CLOSED_GRACE / 4, &mut connection).await;
+                if let Ok(Ok(())) = ended {
+                    ends.went_away.store(true, Ordering::Relaxed);
+                }
                 tracing::debug!(%endpoint, "upstream HTTP/2 connection's socket closed");
                 break;
             }
