@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -44,9 +44,6 @@ const CLOSED_GRACE: Duration = Duration::from_secs(1);
 struct Ends {
     /// Closes when the connection's socket is dropped.
     socket_gone: watch::Receiver<()>,
-    /// Set when the upstream said `GOAWAY` with no error: it will answer
-    /// every stream it took before it closes.
-    went_away: Arc<AtomicBool>,
 }
 
 type Connections = Mutex<HashMap<SocketAddr, Pooled>>;
@@ -123,7 +120,7 @@ impl H2Pool {
                 // before the close; past a moment, none is coming.
                 match tokio::time::timeout(CLOSED_GRACE, &mut sent).await {
                     Ok(answer) => answer,
-                    Err(_) => return Err(no_answer(endpoint, &ends)),
+                    Err(_) => return Err(no_answer(endpoint)),
                 }
             }
         };
@@ -188,10 +185,7 @@ impl H2Pool {
             .await
             .map_err(|e| format!("HTTP/2 handshake with {endpoint} failed: {e}"))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let ends = Ends {
-            socket_gone: gone,
-            went_away: Arc::default(),
-        };
+        let ends = Ends { socket_gone: gone };
         tokio::spawn(drive(
             connection,
             ends.clone(),
@@ -217,18 +211,16 @@ impl H2Pool {
 }
 
 /// The error of a request that had neither an answer nor an error when its
-/// connection's socket closed. After a graceful `GOAWAY` the upstream
-/// answers every stream it took before closing, so such a request was above
-/// the `GOAWAY`'s last stream (hyper's client does not always say so) and
-/// is sent again; after an abrupt end it may have been processed.
-fn no_answer(endpoint: SocketAddr, ends: &Ends) -> Unsent<Request<Body>> {
-    let why = format!("the connection to {endpoint} closed with no answer");
-    if ends.went_away.load(Ordering::Relaxed) {
-        tracing::debug!(%endpoint, "a request had no answer when its connection closed after a GOAWAY");
-        SendError::Rotated(format!("{why}, after a GOAWAY")).into()
-    } else {
-        SendError::Request(why).into()
-    }
+/// connection's socket closed. h2 tells every stream it wrote when the
+/// connection ends (with its answer or an error); the one it tells nothing
+/// was still waiting to be opened, for the upstream's limit of concurrent
+/// streams, and was never written. It is sent again.
+fn no_answer(endpoint: SocketAddr) -> Unsent<Request<Body>> {
+    tracing::debug!(%endpoint, "a request was still waiting for a stream when its connection closed");
+    SendError::Rotated(format!(
+        "the connection to {endpoint} closed before the request was given a stream"
+    ))
+    .into()
 }
 
 /// How the upstream said it never processed a stream, so that the request
@@ -329,25 +321,12 @@ async fn drive(
     loop {
         tokio::select! {
             result = &mut connection => {
-                match result {
-                    // hyper's client ends without an error on a GOAWAY
-                    // with none (its senders are held while a request
-                    // waits, so that is the only other way).
-                    Ok(()) => ends.went_away.store(true, Ordering::Relaxed),
-                    Err(e) => {
-                        tracing::debug!(%endpoint, error = %e, "upstream HTTP/2 connection ended");
-                    }
+                if let Err(e) = result {
+                    tracing::debug!(%endpoint, error = %e, "upstream HTTP/2 connection ended");
                 }
                 break;
             }
             _ = ends.socket_gone.changed() => {
-                // hyper's client usually ends on its own at the same moment
-                // (and says whether the upstream went away gracefully);
-                // give it that moment, then stop waiting for it.
-                let ended = tokio::time::timeout(CLOSED_GRACE / 4, &mut connection).await;
-                if let Ok(Ok(())) = ended {
-                    ends.went_away.store(true, Ordering::Relaxed);
-                }
                 tracing::debug!(%endpoint, "upstream HTTP/2 connection's socket closed");
                 break;
             }
