@@ -16,6 +16,7 @@ pub mod prometheus;
 pub mod statsd;
 mod status;
 pub mod telemeters;
+pub mod trace;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

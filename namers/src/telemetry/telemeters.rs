@@ -12,6 +12,13 @@
 //! - and, with `io.l5d.statsd`, the figures pushed to a statsd server
 //!   ([`Metrics::start_pushing`]).
 //!
+//! The tracing telemeters (`io.l5d.zipkin`, `io.zipkin.http`,
+//! `io.l5d.tracelog`, `io.opentelemetry.otlp`) are checked here too and
+//! kept in [`Telemeters::tracers`], for a [`super::trace::Tracer`], by a
+//! program that records spans ([`Telemeters::from_config_with_tracers`]);
+//! one that does not refuses them ([`Telemeters::from_config`]), so that
+//! no config asks for traces that never come.
+//!
 //! [`admin`] answers these paths without knowing the web framework, as
 //! [`crate::logging::admin`] does for the log level; an admin server routes
 //! every path of [`Telemeters::paths`] to it.
@@ -22,6 +29,7 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
+use super::trace::TracerConfig;
 use super::{Entry, Source};
 use crate::config::KindConfig;
 
@@ -34,8 +42,20 @@ pub const INFLUXDB_PATH: &str = "/admin/metrics/influxdb";
 /// Where the tree is served as JSON.
 pub const METRICS_JSON_PATH: &str = "/admin/metrics.json";
 
-/// The telemeter kinds a config may list.
-pub const TELEMETERS: &[&str] = &["io.l5d.prometheus", "io.l5d.influxdb", "io.l5d.statsd"];
+/// The telemeter kinds a config may list: the metrics kinds, then the
+/// tracing kinds.
+pub const TELEMETERS: &[&str] = &[
+    "io.l5d.prometheus",
+    "io.l5d.influxdb",
+    "io.l5d.statsd",
+    "io.l5d.zipkin",
+    "io.zipkin.http",
+    "io.l5d.tracelog",
+    "io.opentelemetry.otlp",
+];
+
+/// The kinds of [`TELEMETERS`] that need no tracer.
+pub const METRICS_TELEMETERS: &[&str] = TELEMETERS.split_at(3).0;
 
 /// The `telemetry:` list, checked.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -46,6 +66,8 @@ pub struct Telemeters {
     pub influxdb: bool,
     /// statsd servers the figures are pushed to.
     pub statsd: Vec<super::statsd::StatsdConfig>,
+    /// Where spans are sent ([`super::trace::Tracer::new`]).
+    pub tracers: Vec<TracerConfig>,
 }
 
 /// `{kind: io.l5d.influxdb}`: Linkerd's telemeter had no keys.
@@ -77,10 +99,29 @@ fn default_prometheus_path() -> String {
 }
 
 impl Telemeters {
-    /// Checks `telemetry:`; a Linkerd kind this build lacks is refused as
-    /// not supported yet. `taken` are the admin server's other paths,
-    /// which a telemeter's `path` may not take over.
+    /// Checks `telemetry:` for a program that records no spans: a tracing
+    /// kind, like any Linkerd kind this build lacks, is refused as not
+    /// supported yet. `taken` are the admin server's other paths, which a
+    /// telemeter's `path` may not take over.
     pub fn from_config(list: &[KindConfig], taken: &[&str]) -> Result<Telemeters, String> {
+        Telemeters::read(list, taken, false)
+    }
+
+    /// Checks `telemetry:` for a program that records spans: the tracing
+    /// kinds are kept in [`Telemeters::tracers`].
+    pub fn from_config_with_tracers(
+        list: &[KindConfig],
+        taken: &[&str],
+    ) -> Result<Telemeters, String> {
+        Telemeters::read(list, taken, true)
+    }
+
+    fn read(list: &[KindConfig], taken: &[&str], tracing: bool) -> Result<Telemeters, String> {
+        let supported = if tracing {
+            TELEMETERS
+        } else {
+            METRICS_TELEMETERS
+        };
         let mut telemeters = Telemeters::default();
         // Where each Prometheus path was set, for a path given twice.
         let mut set_at: Vec<(String, String)> = Vec::new();
@@ -116,14 +157,17 @@ impl Telemeters {
                     statsd.check(&at)?;
                     telemeters.statsd.push(statsd);
                 }
-                other => {
-                    return Err(crate::config::linkerd::unknown_kind(
-                        &at,
-                        "telemetry",
-                        other,
-                        TELEMETERS,
-                    ));
-                }
+                other => match TracerConfig::from_kind(other, &entry.params, &at) {
+                    Some(tracer) if tracing => telemeters.tracers.push(tracer?),
+                    _ => {
+                        return Err(crate::config::linkerd::unknown_kind(
+                            &at,
+                            "telemetry",
+                            other,
+                            supported,
+                        ));
+                    }
+                },
             }
         }
         Ok(telemeters)
@@ -343,6 +387,33 @@ mod tests {
 
     fn parse(json: &str) -> Result<Telemeters, String> {
         let list: Vec<KindConfig> = serde_json::from_str(json).unwrap();
+        let telemeters = Telemeters::from_config_with_tracers(&list, &["/admin/ping"]);
+        // Without tracers a list reads the same, unless it has one.
+        let without = Telemeters::from_config(&list, &["/admin/ping"]);
+        let tracing = |e: &KindConfig| {
+            crate::telemetry::trace::KINDS
+                .iter()
+                .any(|(k, _)| *k == e.kind)
+        };
+        if list.iter().any(tracing) {
+            assert!(without.is_err());
+        } else {
+            // The same answer, but for the kinds an error lists.
+            let head = |r: &Result<Telemeters, String>| {
+                r.clone().map_err(|e| {
+                    e.split("; supported kinds")
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+            };
+            assert_eq!(head(&without), head(&telemeters));
+        }
+        telemeters
+    }
+
+    fn parse_without_tracers(json: &str) -> Result<Telemeters, String> {
+        let list: Vec<KindConfig> = serde_json::from_str(json).unwrap();
         Telemeters::from_config(&list, &["/admin/ping"])
     }
 
@@ -379,11 +450,52 @@ mod tests {
         assert!(e.contains("bogus"), "{e}");
         let e = parse(r#"[{"kind": "io.l5d.influxdb", "host": "x"}]"#).unwrap_err();
         assert!(e.contains("telemetry[0]") && e.contains("host"), "{e}");
-        let e = parse(r#"[{"kind": "io.l5d.prometheus"}, {"kind": "io.l5d.zipkin"}]"#).unwrap_err();
+        let e = parse(r#"[{"kind": "io.l5d.prometheus"}, {"kind": "io.l5d.recentRequests"}]"#)
+            .unwrap_err();
         assert!(
             e.contains("telemetry[1]") && e.contains("not supported yet"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tracing_telemeters_are_kept_for_the_tracer() {
+        let telemeters = parse(
+            r#"[{"kind": "io.l5d.prometheus"},
+                {"kind": "io.l5d.zipkin", "sampleRate": 0.5},
+                {"kind": "io.l5d.tracelog"}]"#,
+        )
+        .unwrap();
+        let kinds: Vec<&str> = telemeters.tracers.iter().map(|t| t.kind()).collect();
+        assert_eq!(kinds, ["io.l5d.zipkin", "io.l5d.tracelog"]);
+        assert_eq!(telemeters.tracers[0].sample_rate().get(), 0.5);
+        let e = parse(r#"[{"kind": "io.l5d.zipkin"}, {"kind": "io.zipkin.http", "hosts": "x"}]"#)
+            .unwrap_err();
+        assert!(
+            e.starts_with("telemetry[1] (io.zipkin.http): ") && e.contains("hosts"),
+            "{e}"
+        );
+        let e = parse(r#"[{"kind": "io.zipkin.http", "compressionEnabled": true}]"#).unwrap_err();
+        assert!(
+            e.contains("compressionEnabled") && e.contains("not supported yet"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_program_without_a_tracer_refuses_tracing_kinds() {
+        let e =
+            parse_without_tracers(r#"[{"kind": "io.l5d.prometheus"}, {"kind": "io.l5d.zipkin"}]"#)
+                .unwrap_err();
+        assert!(
+            e.starts_with("telemetry[1]: telemetry kind \"io.l5d.zipkin\" is not supported yet")
+                && e.ends_with(
+                    "supported kinds: io.l5d.prometheus, io.l5d.influxdb, io.l5d.statsd"
+                ),
+            "{e}"
+        );
+        let e = parse_without_tracers(r#"[{"kind": "io.opentelemetry.otlp"}]"#).unwrap_err();
+        assert!(e.contains("unknown telemetry kind"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,282 @@
+//! `io.zipkin.http`: the kind of the linkerd-zipkin plugin, which posted
+//! spans to Zipkin's HTTP collector. Here a batch is Zipkin's v2 JSON,
+//! `POST http://{host}/api/v2/spans`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::header::HeaderValue;
+use http::uri::{Authority, Uri};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::http_post::JsonPoster;
+use super::sampling::SampleRate;
+use super::span::{Span, SpanKind};
+
+/// The telemeter's kind.
+pub(super) const KIND: &str = "io.zipkin.http";
+
+/// `{kind: io.zipkin.http, host, hostHeader, compressionEnabled,
+/// initialSampleRate}` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Params {
+    #[serde(default = "default_host")]
+    host: String,
+    #[serde(default = "default_host_header")]
+    host_header: String,
+    /// The plugin gzipped by default; here only `false` is taken.
+    #[serde(default)]
+    compression_enabled: bool,
+    #[serde(default = "default_sample_rate")]
+    initial_sample_rate: f64,
+}
+
+fn default_host() -> String {
+    "localhost:9411".into()
+}
+
+fn default_host_header() -> String {
+    "zipkin".into()
+}
+
+fn default_sample_rate() -> f64 {
+    0.001
+}
+
+/// A checked `io.zipkin.http` telemeter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ZipkinHttpConfig {
+    /// Where the collector is (`host` is `host:port`, default
+    /// `localhost:9411`).
+    pub uri: Uri,
+    /// The `Host` header sent (default `zipkin`, as the plugin sent).
+    pub host_header: HeaderValue,
+    /// The share of traces recorded (`initialSampleRate`, default 0.001).
+    pub sample_rate: SampleRate,
+}
+
+impl ZipkinHttpConfig {
+    /// Reads and checks the telemeter's keys; `at` names the entry.
+    pub(super) fn from_params(params: &Map<String, Value>, at: &str) -> Result<Self, String> {
+        let p: Params = serde_path_to_error::deserialize(Value::Object(params.clone()))
+            .map_err(|e| format!("{at} ({KIND}): {e}"))?;
+        if p.compression_enabled {
+            return Err(format!(
+                "{at} ({KIND}): compressionEnabled: true is not supported yet (spans are sent uncompressed); leave it out or set it to false"
+            ));
+        }
+        let authority: Authority = p
+            .host
+            .parse()
+            .ok()
+            .filter(|a: &Authority| !a.host().is_empty() && !p.host.contains('@'))
+            .ok_or_else(|| {
+                format!(
+                    "{at} ({KIND}): host: {:?} is not host:port (such as localhost:9411)",
+                    p.host
+                )
+            })?;
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query("/api/v2/spans")
+            .build()
+            .map_err(|e| format!("{at} ({KIND}): host: {e}"))?;
+        let host_header = HeaderValue::from_str(&p.host_header)
+            .ok()
+            .filter(|_| !p.host_header.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "{at} ({KIND}): hostHeader: {:?} cannot be a Host header",
+                    p.host_header
+                )
+            })?;
+        let sample_rate = SampleRate::new(p.initial_sample_rate)
+            .map_err(|why| format!("{at} ({KIND}): initialSampleRate: {why}"))?;
+        Ok(ZipkinHttpConfig {
+            uri,
+            host_header,
+            sample_rate,
+        })
+    }
+}
+
+/// Posts batches to one Zipkin collector.
+pub(super) struct ZipkinHttpExporter {
+    poster: JsonPoster,
+}
+
+impl ZipkinHttpExporter {
+    pub(super) fn new(config: &ZipkinHttpConfig) -> ZipkinHttpExporter {
+        ZipkinHttpExporter {
+            poster: JsonPoster::new(config.uri.clone(), Some(config.host_header.clone())),
+        }
+    }
+
+    pub(super) fn target(&self) -> String {
+        self.poster.target()
+    }
+
+    pub(super) async fn export(&mut self, spans: &[Arc<Span>]) -> Result<(), String> {
+        let batch: Vec<Value> = spans.iter().map(|s| v2_json(s)).collect();
+        let body = serde_json::to_vec(&batch).map_err(|e| e.to_string())?;
+        self.poster.post(body).await
+    }
+}
+
+/// One span in Zipkin's v2 model.
+pub(super) fn v2_json(span: &Span) -> Value {
+    let context = &span.context;
+    let mut out = json!({
+        "traceId": context.trace_id.to_string(),
+        "id": context.span_id.to_string(),
+    });
+    if let Some(parent) = context.parent_id {
+        out["parentId"] = parent.to_string().into();
+    }
+    out["kind"] = match span.kind {
+        SpanKind::Server => "SERVER",
+        SpanKind::Client => "CLIENT",
+    }
+    .into();
+    out["name"] = span.name.clone().into();
+    out["timestamp"] = span.start_micros().into();
+    out["duration"] = span.duration_micros().into();
+    let mut local = endpoint(span.local_endpoint);
+    local.insert("serviceName".into(), span.local_service.clone().into());
+    out["localEndpoint"] = Value::Object(local);
+    if span.remote_endpoint.is_some() {
+        out["remoteEndpoint"] = Value::Object(endpoint(span.remote_endpoint));
+    }
+    if !span.events.is_empty() {
+        let annotations: Vec<Value> = span
+            .timed_annotations()
+            .into_iter()
+            .skip(2) // v2 has kind, timestamp and duration for cs/cr and sr/ss.
+            .map(|a| json!({"timestamp": a.micros, "value": a.value}))
+            .collect();
+        out["annotations"] = annotations.into();
+    }
+    if !span.tags.is_empty() {
+        let tags: Map<String, Value> = span
+            .tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(v.clone())))
+            .collect();
+        out["tags"] = Value::Object(tags);
+    }
+    if context.debug {
+        out["debug"] = true.into();
+    }
+    out
+}
+
+fn endpoint(addr: Option<SocketAddr>) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Some(addr) = addr {
+        match addr.ip().to_canonical() {
+            IpAddr::V4(ip) => out.insert("ipv4".into(), ip.to_string().into()),
+            IpAddr::V6(ip) => out.insert("ipv6".into(), ip.to_string().into()),
+        };
+        out.insert("port".into(), addr.port().into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::trace::span::tests::client_span;
+    use crate::telemetry::trace::test_collector::HttpCollector;
+    use crate::telemetry::trace::{ExportOptions, Tracer, TracerConfig};
+
+    #[test]
+    fn a_span_in_zipkins_v2_json() {
+        let json = v2_json(&client_span());
+        assert_eq!(
+            json,
+            json!({
+                "traceId": "0000000000000102000000000000abcd",
+                "id": "0000000000000022",
+                "parentId": "0000000000000011",
+                "kind": "CLIENT",
+                "name": "GET /svc/web",
+                "timestamp": 1_609_459_200_000_001_i64,
+                "duration": 1500,
+                "localEndpoint": {"ipv4": "10.0.0.1", "port": 4140, "serviceName": "#/io.l5d.fs/web"},
+                "remoteEndpoint": {"ipv6": "2001:db8::1", "port": 8080},
+                "annotations": [{"timestamp": 1_609_459_200_000_701_i64, "value": "l5d.retryable"}],
+                "tags": {"http.method": "GET", "http.status_code": "503", "error": "upstream said 503"},
+                "debug": true
+            })
+        );
+        let mut root = client_span();
+        root.context.parent_id = None;
+        root.context.debug = false;
+        root.context.trace_id = crate::telemetry::trace::TraceId::new(0xabcd).unwrap();
+        root.kind = SpanKind::Server;
+        root.remote_endpoint = None;
+        let json = v2_json(&root);
+        assert_eq!(json["traceId"], "000000000000abcd");
+        assert_eq!(json["kind"], "SERVER");
+        for absent in ["parentId", "remoteEndpoint", "debug"] {
+            assert!(json.get(absent).is_none(), "{absent}: {json}");
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_are_posted_to_the_v2_api() {
+        let collector = HttpCollector::start(200).await;
+        let config = TracerConfig::ZipkinHttp(ZipkinHttpConfig {
+            uri: format!("http://{}/api/v2/spans", collector.addr)
+                .parse()
+                .unwrap(),
+            host_header: HeaderValue::from_static("zipkin"),
+            sample_rate: SampleRate::NEVER,
+        });
+        let tracer = Tracer::with_options(&[config], ExportOptions::default());
+        // Sampled by the context, whatever the rate.
+        tracer.record(client_span());
+        let mut second = client_span();
+        second.name = "second".into();
+        tracer.record(second);
+        tracer.flush().await;
+        let posts = collector.posts();
+        assert_eq!(posts.len(), 1, "one batch");
+        let post = &posts[0];
+        assert_eq!(post.path, "/api/v2/spans");
+        assert_eq!(post.host.as_deref(), Some("zipkin"));
+        assert_eq!(post.content_type.as_deref(), Some("application/json"));
+        let spans: Value = serde_json::from_slice(&post.body).unwrap();
+        let spans = spans.as_array().unwrap();
+        assert_eq!(spans.len(), 2);
+        assert_eq!(spans[0]["traceId"], "0000000000000102000000000000abcd");
+        assert_eq!(spans[0]["localEndpoint"]["serviceName"], "#/io.l5d.fs/web");
+        assert_eq!(spans[1]["name"], "second");
+        let figures = tracer.figures_of(KIND);
+        assert_eq!((figures.sent, figures.failed), (2, 0));
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_is_a_failure() {
+        let collector = HttpCollector::start(503).await;
+        let config = TracerConfig::ZipkinHttp(ZipkinHttpConfig {
+            uri: format!("http://{}/api/v2/spans", collector.addr)
+                .parse()
+                .unwrap(),
+            host_header: HeaderValue::from_static("zipkin"),
+            sample_rate: SampleRate::ALWAYS,
+        });
+        let tracer = Tracer::with_options(&[config], ExportOptions::default());
+        tracer.record(client_span());
+        tracer.flush().await;
+        assert_eq!(collector.posts().len(), 1);
+        let figures = tracer.figures_of(KIND);
+        assert_eq!(
+            (figures.sent, figures.failed, figures.batches_failed),
+            (0, 1, 1)
+        );
+    }
+}
