@@ -225,7 +225,6 @@ async fn h2_gets(router: SocketAddr, total: usize, concurrent: usize) -> Vec<u16
     all
 }
 
-#[ignore = "about 1 request in 200,000 still fails under CPU load (an h2 stream errored after a GOAWAY without saying it was refused); run with --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_streams_and_goaways_are_sent_again_and_each_request_is_processed_once() {
     let script = Script {
@@ -252,7 +251,6 @@ async fn refused_streams_and_goaways_are_sent_again_and_each_request_is_processe
     router.stop().await;
 }
 
-#[ignore = "about 1 request in 200,000 still fails under CPU load (an h2 stream errored after a GOAWAY without saying it was refused); run with --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_thousand_requests_through_refusals_and_goaways_all_succeed_once() {
     let script = Script {

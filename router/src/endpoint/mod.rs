@@ -15,7 +15,6 @@ use std::time::Duration;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use namers::Bound;
 
@@ -64,7 +63,7 @@ pub(crate) enum Forwarded {
     /// From hyper's HTTP/1 client (with the connection to give back once
     /// the body is read) or the h2 pool.
     Streamed {
-        response: Response<Incoming>,
+        response: Response<Body>,
         connection: Option<h1_pool::Reusable>,
     },
 }
@@ -113,18 +112,15 @@ impl Forwarded {
                 response,
                 connection,
             } => {
-                let (mut parts, incoming) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
                 if let Some(class) = success_class {
                     parts.headers.insert(L5D_SUCCESS_CLASS, class);
                 }
-                let body = Body::leased(
-                    incoming,
-                    Lease {
-                        picked,
-                        connection,
-                        late,
-                    },
-                );
+                let body = body.leased(Lease {
+                    picked,
+                    connection,
+                    late,
+                });
                 Routed::Response(Response::from_parts(parts, body))
             }
         }
@@ -419,7 +415,9 @@ impl EndpointStage {
                         .h1
                         .send(endpoint, outgoing)
                         .await
-                        .map(|(response, connection)| (response, Some(connection))),
+                        .map(|(response, connection)| {
+                            (response.map(Body::streamed), Some(connection))
+                        }),
                 }
             };
             let result = match limit {
