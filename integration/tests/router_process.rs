@@ -410,7 +410,7 @@ fn linkerd_kinds_and_keys_not_here_yet_are_named_with_their_line() {
             "routers[0].servers[0].tls: line 6",
         ),
         (
-            format!("{head}  servers:\n  - port: 0\ntelemetry:\n- kind: io.l5d.zipkin\n"),
+            format!("{head}  servers:\n  - port: 0\ntelemetry:\n- kind: io.l5d.recentRequests\n"),
             "telemetry[0]: line 7",
         ),
         (

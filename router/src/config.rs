@@ -100,6 +100,10 @@ pub struct RouterConfig {
     /// Linkerd configs put it).
     #[serde(default)]
     pub response_classifier: Option<KindConfig>,
+    /// Which headers carry traces: `io.l5d.default` (`l5d-ctx-trace`,
+    /// the default) or `io.l5d.zipkin` (B3).
+    #[serde(default)]
+    pub trace_propagator: Option<KindConfig>,
     /// Sizes of the binding caches.
     #[serde(default)]
     pub binding_cache: Option<BindingCacheConfig>,
@@ -206,6 +210,8 @@ pub struct RouterSpec {
     pub dtab_header_limits: DtabHeaderLimits,
     /// The access log, when one is configured.
     pub access_log: Option<AccessLogSettings>,
+    /// The headers that carry traces.
+    pub trace_propagator: namers::telemetry::trace::Propagator,
 }
 
 impl Config {
@@ -306,10 +312,15 @@ impl RouterConfig {
             self.access_log_keys(Protocol::Http),
             self.access_log_keys(Protocol::H2),
         )?;
+        let trace_propagator = match &self.trace_propagator {
+            Some(kind) => trace_propagator(&format!("{at}.tracePropagator"), kind)?,
+            None => namers::telemetry::trace::Propagator::default(),
+        };
         Ok(RouterSpec {
             index,
             label,
             access_log,
+            trace_propagator,
             protocol,
             dtab,
             dst_prefix,
@@ -364,6 +375,33 @@ pub fn load(path: &std::path::Path) -> Result<(Config, Vec<RouterSpec>), String>
         .validate()
         .map_err(|e| source.error(&e).to_string())?;
     Ok((config, specs))
+}
+
+/// The trace propagator kinds: Linkerd's, for both protocols.
+const TRACE_PROPAGATORS: &[&str] = &["io.l5d.default", "io.l5d.zipkin"];
+
+/// A router's `tracePropagator`; neither kind takes keys.
+fn trace_propagator(
+    at: &str,
+    kind: &KindConfig,
+) -> Result<namers::telemetry::trace::Propagator, String> {
+    use namers::telemetry::trace::Propagator;
+    let propagator = match kind.kind.as_str() {
+        "io.l5d.default" => Propagator::Linkerd,
+        "io.l5d.zipkin" => Propagator::B3,
+        other => {
+            return Err(namers::config::linkerd::unknown_kind(
+                at,
+                "tracePropagator",
+                other,
+                TRACE_PROPAGATORS,
+            ));
+        }
+    };
+    if let Some(key) = kind.params.keys().find(|k| k.as_str() != "experimental") {
+        return Err(format!("{at} ({}): unknown field `{key}`", kind.kind));
+    }
+    Ok(propagator)
 }
 
 #[cfg(test)]
@@ -569,5 +607,24 @@ mod tests {
         );
         assert!(err.contains("line 6"), "{err}");
         assert!(err.contains("nonzero"), "{err}");
+    }
+
+    #[test]
+    fn trace_propagators_are_linkerd_s_two_kinds() {
+        let with = |kind: &str| {
+            let yaml = format!(
+                "routers:\n- protocol: http\n  tracePropagator:\n    kind: {kind}\n  servers:\n  - port: 0\n"
+            );
+            let config: Config = namers::config::parse("t.yaml", &yaml).unwrap();
+            config.validate().map(|specs| specs[0].trace_propagator)
+        };
+        use namers::telemetry::trace::Propagator;
+        assert_eq!(with("io.l5d.default"), Ok(Propagator::Linkerd));
+        assert_eq!(with("io.l5d.zipkin"), Ok(Propagator::B3));
+        let error = with("io.l5d.b3").unwrap_err();
+        assert!(error.contains("routers[0].tracePropagator"), "{error}");
+        assert!(error.contains("io.l5d.default, io.l5d.zipkin"), "{error}");
+        let error = with("io.l5d.zipkin\n    sampleRate: 1").unwrap_err();
+        assert!(error.contains("unknown field `sampleRate`"), "{error}");
     }
 }

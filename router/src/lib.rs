@@ -26,3 +26,4 @@ pub mod service;
 pub mod socket_read;
 pub mod stack;
 pub mod stats;
+pub mod trace;

@@ -42,6 +42,8 @@ use crate::service::dtab_headers::forward_headers;
 use crate::service::replay::RequestBody;
 use crate::service::{DstTarget, local_dtab};
 use crate::stats::{FailureKind, PendingOutcome, RequestStats};
+use crate::trace::{RequestTrace, Tracing};
+use namers::telemetry::trace::Tracer;
 
 /// One configured router (an entry of `routers:`), shared by its servers'
 /// connections.
@@ -55,6 +57,8 @@ pub struct RouterStack {
     servers: std::sync::Mutex<Vec<Arc<ServerStats>>>,
     /// `httpAccessLog` / `h2AccessLog`.
     access_log: Option<AccessLog>,
+    /// Set when a tracing telemeter is configured.
+    tracing: Option<Tracing>,
 }
 
 impl RouterStack {
@@ -73,7 +77,17 @@ impl RouterStack {
             identifiers,
             servers: std::sync::Mutex::default(),
             access_log: None,
+            tracing: None,
         }
+    }
+
+    /// The router recording its requests' spans with `tracer`.
+    pub fn with_tracer(mut self, tracer: Option<Arc<Tracer>>) -> RouterStack {
+        self.tracing = tracer.map(|tracer| Tracing {
+            tracer,
+            propagator: self.spec.trace_propagator,
+        });
+        self
     }
 
     /// The router writing a line per answered request to `log`.
@@ -138,8 +152,10 @@ impl RouterStack {
     ) -> Response<Body> {
         let started = Instant::now();
         let (parts, incoming) = request.into_parts();
+        let mut trace = None;
+        let mut failure = None;
         let response = match self
-            .route(server, parts, Some(incoming), started, remote)
+            .route(server, parts, Some(incoming), started, remote, &mut trace)
             .await
         {
             Ok(Routed::Response(response)) => response,
@@ -155,9 +171,14 @@ impl RouterStack {
             },
             Err(e) => {
                 tracing::debug!(router = %self.spec.label, error = %e, "request failed");
-                error_response(&e)
+                let response = error_response(&e);
+                failure = trace.is_some().then(|| e.to_string());
+                response
             }
         };
+        if let Some(trace) = trace {
+            trace.end(response.status().as_u16(), failure.as_deref());
+        }
         server
             .stats
             .record(response.status().as_u16(), started.elapsed());
@@ -180,9 +201,18 @@ impl RouterStack {
         incoming: Option<Incoming>,
         started: Instant,
         remote: Option<IpAddr>,
+        trace: &mut Option<Box<RequestTrace>>,
     ) -> Result<Routed, RouterError> {
         // server
         server.admit(&mut parts)?;
+        if let Some(setup) = &self.tracing {
+            *trace = Some(RequestTrace::begin(
+                setup,
+                &mut parts,
+                &self.spec.label,
+                remote,
+            ));
+        }
         // What the access log needs of the request, kept before it goes
         // (boxed: the request's future stays small without a log).
         let logged = self
@@ -195,6 +225,9 @@ impl RouterStack {
         // service
         let local = local_dtab(&parts.headers, &self.spec.dtab_header_limits)?;
         let target = DstTarget::new(&local, identified.name);
+        if let Some(trace) = trace {
+            trace.destination(&target.name);
+        }
         // bind
         let binding_deadline = tokio::time::Instant::from_std(started) + self.spec.binding_timeout;
         let dst = self
@@ -332,6 +365,9 @@ impl RouterStack {
                 && (!body.replayable()
                     || outgoing.is_upgrade()
                     || (!retryable_method && attempts.stack.is_http1()));
+            let attempt_trace = trace
+                .as_deref()
+                .map(|trace| trace.attempt(outgoing.headers_mut()));
             let sent = attempts
                 .stack
                 .endpoints
@@ -346,6 +382,13 @@ impl RouterStack {
                     attempts.bound,
                 )
                 .await;
+            if let (Some(trace), Some(attempt)) = (trace.as_deref(), attempt_trace) {
+                let answer = match &sent {
+                    Ok(forwarded) => Ok(forwarded.status().as_u16()),
+                    Err(e) => Err(e.error().to_string()),
+                };
+                trace.attempt_ended(attempt, picked.addr, &bound.id, &bound.residual, answer);
+            }
             let (error, class) = match sent {
                 Ok(forwarded) => {
                     let class = match &forwarded {

@@ -158,7 +158,6 @@ const KEYS: &[&str] = &[
     "routers.maxResponseKB",
     "routers.compressionLevel",
     "routers.streamingEnabled",
-    "routers.tracePropagator",
     "routers.loggers",
     "routers.socketOptions",
     // routers[].servers.

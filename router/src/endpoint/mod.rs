@@ -147,6 +147,17 @@ pub(crate) enum AttemptError {
     Local { error: RouterError },
 }
 
+impl AttemptError {
+    /// What went wrong.
+    pub(crate) fn error(&self) -> &RouterError {
+        match self {
+            AttemptError::NotSent { error, .. }
+            | AttemptError::Failed { error, .. }
+            | AttemptError::Local { error } => error,
+        }
+    }
+}
+
 /// Why an endpoint never saw a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WhyUnsent {
@@ -183,6 +194,11 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
+    /// The request's header fields, for the next attempt.
+    pub(crate) fn headers_mut(&mut self) -> &mut http::HeaderMap {
+        &mut self.parts.headers
+    }
+
     /// Whether the request takes the direct HTTP/1 path (no body).
     pub(crate) fn is_direct(&self) -> bool {
         self.direct

@@ -412,16 +412,25 @@ async fn respond(
         .limit
         .as_ref()
         .map(|limit| limit.clone().try_acquire_owned());
+    let mut trace = None;
     let routed = match &permit {
         Some(Err(_)) => Err(RouterError::Unavailable(
             "too many concurrent requests".into(),
         )),
         _ => {
             router
-                .route(&served.settings, request.parts, None, started, Some(remote))
+                .route(
+                    &served.settings,
+                    request.parts,
+                    None,
+                    started,
+                    Some(remote),
+                    &mut trace,
+                )
                 .await
         }
     };
+    let mut failure = None;
     let (head, body) = match routed {
         Ok(Routed::Direct {
             answer,
@@ -434,10 +443,14 @@ async fn respond(
         }
         Err(e) => {
             tracing::debug!(router = %router.label(), error = %e, "request failed");
+            failure = trace.is_some().then(|| e.to_string());
             let (parts, body) = error_response(&e).into_parts();
             (Head::Parts(parts), body)
         }
     };
+    if let Some(trace) = trace {
+        trace.end(head.status().as_u16(), failure.as_deref());
+    }
     served
         .settings
         .stats

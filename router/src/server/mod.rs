@@ -69,6 +69,8 @@ pub struct Running {
     grace: Duration,
     /// Written to the end when the routers stop.
     access_logs: Vec<AccessLog>,
+    /// Its queued spans are sent when the routers stop.
+    tracer: Option<Arc<namers::telemetry::trace::Tracer>>,
 }
 
 /// Builds everything `config` describes (namers, identifiers,
@@ -111,6 +113,9 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
     let inet = Arc::new(InetResolver::system().map_err(|e| format!("DNS: {e}"))?);
     let default = interpreter::default_interpreter(&config.namers, &inet)?;
     let telemeters = crate::metrics::telemeters(&config.telemetry)?;
+    // One tracer for every router: its queues and exporter tasks.
+    let tracer = (!telemeters.tracers.is_empty())
+        .then(|| Arc::new(namers::telemetry::trace::Tracer::new(&telemeters.tracers)));
     let shutdown = Arc::new(Notify::new());
     let stop_accepting = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
@@ -145,7 +150,9 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
             .transpose()
             .map_err(|e| format!("{at}.{e}"))?;
         let router = Arc::new(
-            RouterStack::new(spec, identifiers, naming, admin_addr).with_access_log(access_log),
+            RouterStack::new(spec, identifiers, naming, admin_addr)
+                .with_access_log(access_log)
+                .with_tracer(tracer.clone()),
         );
         routers.push(router.clone());
         for (i, server) in router_config.servers.iter().enumerate() {
@@ -202,6 +209,9 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
     sources.push(Arc::new(namers::metrics::NamerMetrics::new(
         default.namers(),
     )));
+    if let Some(tracer) = &tracer {
+        sources.push(tracer.clone());
+    }
     let metrics = Metrics::new(sources, config.admin.histogram_snapshot_interval());
     background.spawn(metrics.clone().roll_every_interval());
     for pushing in metrics.start_pushing(&telemeters) {
@@ -227,6 +237,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
             .admin
             .shutdown_grace(crate::config::DEFAULT_SHUTDOWN_GRACE),
         access_logs,
+        tracer,
     })
 }
 
@@ -464,6 +475,13 @@ impl Running {
             {
                 tracing::warn!("an access log did not finish writing within 5 s");
             }
+        }
+        if let Some(tracer) = &self.tracer
+            && tokio::time::timeout(Duration::from_secs(5), tracer.shutdown())
+                .await
+                .is_err()
+        {
+            tracing::warn!("the spans of the last requests were not sent within 5 s");
         }
     }
 }

@@ -1,0 +1,351 @@
+//! Traces across routers: each router records a server span per request
+//! and a client span per attempt, carries the trace downstream in its
+//! `tracePropagator`'s headers, and sends the spans to a collector
+//! (Zipkin v2 JSON and OTLP JSON, decoded here with serde_json).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use http_body_util::BodyExt;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use support::{Backend, client, closed_port, get};
+use support::{RunningRouter, start_router};
+
+/// A collector that keeps every JSON body posted to it.
+#[derive(Clone, Default)]
+struct Collector {
+    posts: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl Collector {
+    async fn start() -> (SocketAddr, Collector) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let collector = Collector::default();
+        let keeping = collector.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let keeping = keeping.clone();
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                            let keeping = keeping.clone();
+                            async move {
+                                let path = request.uri().path().to_string();
+                                let body = request.into_body().collect().await.unwrap().to_bytes();
+                                let json: Value = serde_json::from_slice(&body).unwrap();
+                                keeping.posts.lock().unwrap().push((path, json));
+                                Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(
+                                    bytes::Bytes::from_static(b"{}"),
+                                )))
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (addr, collector)
+    }
+
+    /// The Zipkin v2 spans posted so far.
+    fn zipkin_spans(&self) -> Vec<Value> {
+        self.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(path, _)| path == "/api/v2/spans")
+            .flat_map(|(_, body)| body.as_array().unwrap().clone())
+            .collect()
+    }
+
+    /// The OTLP spans posted so far, each with its resource's
+    /// `service.name` as `"service"`.
+    fn otlp_spans(&self) -> Vec<Value> {
+        let mut spans = Vec::new();
+        for (path, body) in self.posts.lock().unwrap().iter() {
+            assert_eq!(path, "/v1/traces");
+            for resource in body["resourceSpans"].as_array().unwrap() {
+                let service = resource["resource"]["attributes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| a["key"] == "service.name")
+                    .map(|a| a["value"]["stringValue"].clone())
+                    .unwrap();
+                for scope in resource["scopeSpans"].as_array().unwrap() {
+                    for span in scope["spans"].as_array().unwrap() {
+                        let mut span = span.clone();
+                        span["service"] = service.clone();
+                        spans.push(span);
+                    }
+                }
+            }
+        }
+        spans
+    }
+
+    /// Waits until `count` spans came, and a moment more to see that no
+    /// other does.
+    async fn wait_for(&self, count: usize, spans: impl Fn(&Collector) -> Vec<Value>) -> Vec<Value> {
+        for _ in 0..100 {
+            if spans(self).len() >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        let spans = spans(self);
+        assert_eq!(spans.len(), count, "spans: {spans:#?}");
+        spans
+    }
+}
+
+fn router_yaml(label: &str, upstream: u16, telemetry: &str, extra: &str) -> String {
+    format!(
+        "admin:\n  port: 0\ntelemetry:\n{telemetry}\nrouters:\n- protocol: http\n  label: {label}\n{extra}  \
+         dtab: /svc => /$/inet/127.0.0.1/{upstream}\n  servers:\n  - port: 0\n"
+    )
+}
+
+fn zipkin(collector: SocketAddr, rate: f64) -> String {
+    format!(
+        "- kind: io.zipkin.http\n  host: 127.0.0.1:{}\n  initialSampleRate: {rate}\n",
+        collector.port()
+    )
+}
+
+/// The span of `kind` whose local service is `service`.
+fn zipkin_span<'a>(spans: &'a [Value], kind: &str, service: &str) -> &'a Value {
+    spans
+        .iter()
+        .find(|s| s["kind"] == kind && s["localEndpoint"]["serviceName"] == service)
+        .unwrap_or_else(|| panic!("no {kind} span of {service} in {spans:#?}"))
+}
+
+/// `l5d-ctx-trace` as (span id, parent id, trace id, flags).
+fn l5d_ctx_trace(value: &str) -> (u64, u64, u64, u64) {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .unwrap();
+    let word = |i: usize| u64::from_be_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+    (word(0), word(1), word(2), word(3))
+}
+
+fn hex(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+async fn stop(routers: Vec<RunningRouter>) {
+    for router in routers {
+        router.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_routers_record_one_trace_with_parents_across_the_hop() {
+    let backend = Backend::start("web").await;
+    let (collector_addr, collector) = Collector::start().await;
+    let downstream = start_router(&router_yaml(
+        "inner",
+        backend.port(),
+        &zipkin(collector_addr, 1.0),
+        "",
+    ))
+    .await;
+    let upstream = start_router(&router_yaml(
+        "outer",
+        downstream.addr().port(),
+        &zipkin(collector_addr, 1.0),
+        "",
+    ))
+    .await;
+
+    let reply = get(&client(), upstream.addr(), "web", "/hello", &[]).await;
+    assert_eq!(reply.status, 200);
+    let seen = reply
+        .seen_header("l5d-ctx-trace")
+        .expect("the app sees the trace");
+    let (app_span, app_parent, app_trace, flags) = l5d_ctx_trace(&seen);
+    assert_eq!(flags & 6, 6, "sampled, and said so: {flags}");
+
+    let spans = collector.wait_for(4, Collector::zipkin_spans).await;
+    let outer_server = zipkin_span(&spans, "SERVER", "outer");
+    let trace = hex(app_trace);
+    for span in &spans {
+        assert_eq!(span["traceId"], trace, "one trace: {spans:#?}");
+    }
+    let clients: Vec<&Value> = spans.iter().filter(|s| s["kind"] == "CLIENT").collect();
+    let inner_server = zipkin_span(&spans, "SERVER", "inner");
+    // outer server → outer client → inner server → inner client → app.
+    assert!(
+        outer_server.get("parentId").is_none(),
+        "a new trace: {outer_server}"
+    );
+    let outer_client = clients
+        .iter()
+        .find(|c| c["parentId"] == outer_server["id"])
+        .expect("the outer router's attempt is a child of its server span");
+    assert_eq!(inner_server["parentId"], outer_client["id"]);
+    let inner_client = clients
+        .iter()
+        .find(|c| c["parentId"] == inner_server["id"])
+        .expect("the inner router's attempt is a child of its server span");
+    assert_eq!(hex(app_span), inner_client["id"]);
+    assert_eq!(hex(app_parent), inner_server["id"]);
+
+    assert_eq!(outer_server["tags"]["http.method"], "GET");
+    assert_eq!(outer_server["tags"]["http.status_code"], "200");
+    assert_eq!(outer_server["tags"]["namer.path"], "/svc/web");
+    assert_eq!(
+        outer_client["tags"]["dst.id"],
+        format!("/$/inet/127.0.0.1/{}", downstream.addr().port())
+    );
+    assert_eq!(
+        outer_client["remoteEndpoint"]["port"],
+        downstream.addr().port()
+    );
+    assert_eq!(inner_client["remoteEndpoint"]["port"], backend.port());
+    assert_eq!(inner_client["tags"]["http.status_code"], "200");
+    // The inner router's server span lies within the outer's client span.
+    let start = |s: &Value| s["timestamp"].as_u64().unwrap();
+    let end = |s: &Value| start(s) + s["duration"].as_u64().unwrap();
+    assert!(start(outer_client) <= start(inner_server) + 1_000);
+    assert!(end(inner_server) <= end(outer_client) + 1_000);
+
+    stop(vec![upstream, downstream]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b3_headers_are_read_and_written_and_otlp_gets_the_spans() {
+    let backend = Backend::start("web").await;
+    let (collector_addr, collector) = Collector::start().await;
+    let telemetry = format!(
+        "- kind: io.opentelemetry.otlp\n  endpoint: http://127.0.0.1:{}/v1/traces\n  sampleRate: 0\n",
+        collector_addr.port()
+    );
+    let router = start_router(&router_yaml(
+        "edge",
+        backend.port(),
+        &telemetry,
+        "  tracePropagator:\n    kind: io.l5d.zipkin\n",
+    ))
+    .await;
+
+    let trace = "463ac35c9f6413ad48485a3953bb6124";
+    let caller_span = "a2fb4a1d1a96d312";
+    let reply = get(
+        &client(),
+        router.addr(),
+        "web",
+        "/b3",
+        &[
+            ("x-b3-traceid", trace),
+            ("x-b3-spanid", caller_span),
+            ("x-b3-sampled", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.seen_header("x-b3-traceid").as_deref(), Some(trace));
+    assert_eq!(reply.seen_header("x-b3-sampled").as_deref(), Some("1"));
+    assert!(reply.seen_header("l5d-ctx-trace").is_none());
+
+    // The caller decided: sampled, though the rate is 0.
+    let spans = collector.wait_for(2, Collector::otlp_spans).await;
+    let server = spans.iter().find(|s| s["kind"] == 2).unwrap();
+    let client_span = spans.iter().find(|s| s["kind"] == 3).unwrap();
+    assert_eq!(server["traceId"], trace);
+    assert_eq!(server["parentSpanId"], caller_span);
+    assert_eq!(server["service"], "edge");
+    assert_eq!(client_span["parentSpanId"], server["spanId"]);
+    assert_eq!(
+        reply.seen_header("x-b3-spanid").as_deref(),
+        client_span["spanId"].as_str()
+    );
+    assert_eq!(
+        reply.seen_header("x-b3-parentspanid").as_deref(),
+        server["spanId"].as_str()
+    );
+
+    // Undecided, at rate 0: not recorded, but still carried on.
+    let reply = get(&client(), router.addr(), "web", "/quiet", &[]).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.seen_header("x-b3-traceid").is_some());
+    collector.wait_for(2, Collector::otlp_spans).await;
+    router.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn l5d_sample_records_a_trace_the_rate_would_not_and_bad_headers_start_a_new_one() {
+    let backend = Backend::start("web").await;
+    let (collector_addr, collector) = Collector::start().await;
+    let router = start_router(&router_yaml(
+        "edge",
+        backend.port(),
+        &zipkin(collector_addr, 0.0),
+        "",
+    ))
+    .await;
+    let client = client();
+
+    let reply = get(&client, router.addr(), "web", "/", &[("l5d-sample", "1.0")]).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.seen_header("l5d-sample").is_none(), "not sent on");
+    let spans = collector.wait_for(2, Collector::zipkin_spans).await;
+    let trace = spans[0]["traceId"].clone();
+
+    // A malformed trace header: answered, and a new trace starts (not
+    // recorded at rate 0).
+    let reply = get(
+        &client,
+        router.addr(),
+        "web",
+        "/",
+        &[("l5d-ctx-trace", "not base64!")],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let seen = reply.seen_header("l5d-ctx-trace").unwrap();
+    let (_, _, new_trace, _) = l5d_ctx_trace(&seen);
+    assert_ne!(Value::String(hex(new_trace)), trace);
+    collector.wait_for(2, Collector::zipkin_spans).await;
+    router.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_is_an_error_span_and_the_answer_a_502() {
+    let refused = closed_port().await;
+    let (collector_addr, collector) = Collector::start().await;
+    let router = start_router(&format!(
+        "admin:\n  port: 0\ntelemetry:\n{}routers:\n- protocol: http\n  label: edge\n  \
+         dtab: /svc => /$/inet/127.0.0.1/{}\n  client:\n    requeueBudget:\n      minRetriesPerSec: 0\n      percentCanRetry: 0.0\n  servers:\n  - port: 0\n",
+        zipkin(collector_addr, 1.0),
+        refused.port()
+    ))
+    .await;
+    let reply = get(&client(), router.addr(), "web", "/", &[]).await;
+    assert_eq!(reply.status, 502, "{}", reply.l5d_err());
+    let spans = collector.wait_for(2, Collector::zipkin_spans).await;
+    let server = zipkin_span(&spans, "SERVER", "edge");
+    let attempt = spans.iter().find(|s| s["kind"] == "CLIENT").unwrap();
+    assert_eq!(server["tags"]["http.status_code"], "502");
+    assert!(server["tags"]["error"].as_str().is_some(), "{server}");
+    assert!(
+        attempt["tags"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connect")),
+        "{attempt}"
+    );
+    router.stop().await;
+}
