@@ -7,4 +7,5 @@ pub mod h2load;
 pub mod k8s;
 pub mod process;
 pub mod promtool;
+pub mod scribe;
 pub mod servers;

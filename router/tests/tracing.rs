@@ -349,3 +349,72 @@ async fn a_failed_attempt_is_an_error_span_and_the_answer_a_502() {
     );
     router.stop().await;
 }
+
+/// The value of a string binary annotation of a scribe span.
+fn annotation<'a>(span: &'a Value, key: &str) -> &'a str {
+    span["binary_annotations"][key]["value"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {span:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scribe_spans_are_read_by_thriftpy2_as_zipkin_reads_them() {
+    let Some(collector) = integration::scribe::ScribeCollector::start() else {
+        return;
+    };
+    let backend = Backend::start("web").await;
+    let telemetry = format!(
+        "- kind: io.l5d.zipkin\n  host: 127.0.0.1\n  port: {}\n  sampleRate: 1.0\n",
+        collector.port
+    );
+    let router = start_router(&router_yaml("edge", backend.port(), &telemetry, "")).await;
+    let reply = get(&client(), router.addr(), "web", "/scribed", &[]).await;
+    assert_eq!(reply.status, 200);
+    let (app_span, _, app_trace, _) = l5d_ctx_trace(&reply.seen_header("l5d-ctx-trace").unwrap());
+
+    let spans = tokio::task::spawn_blocking(move || collector.spans(2))
+        .await
+        .unwrap();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let values = |span: &Value| -> Vec<String> {
+        span["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let server = spans
+        .iter()
+        .find(|s| values(s).contains(&"sr".into()))
+        .unwrap();
+    let client_span = spans
+        .iter()
+        .find(|s| values(s).contains(&"cs".into()))
+        .unwrap();
+    for span in [server, client_span] {
+        assert_eq!(span["category"], "zipkin");
+        assert_eq!(span["trace_id"], hex(app_trace));
+        assert_eq!(span["name"], "GET /scribed");
+    }
+    assert_eq!(values(server), ["sr", "ss"]);
+    assert_eq!(values(client_span), ["cs", "cr"]);
+    assert_eq!(server["annotations"][0]["host"]["service"], "edge");
+    assert_eq!(client_span["id"], hex(app_span));
+    assert_eq!(client_span["parent_id"], server["id"]);
+    assert_eq!(annotation(server, "http.status_code"), "200");
+    assert_eq!(annotation(server, "namer.path"), "/svc/web");
+    assert_eq!(
+        annotation(client_span, "dst.id"),
+        format!("/$/inet/127.0.0.1/{}", backend.port())
+    );
+    // The client span's peer: the endpoint, as Zipkin's `sa`.
+    assert_eq!(
+        client_span["binary_annotations"]["sa"]["host"]["port"],
+        backend.port()
+    );
+    let cs = client_span["annotations"][0]["timestamp"].as_i64().unwrap();
+    let cr = client_span["annotations"][1]["timestamp"].as_i64().unwrap();
+    assert_eq!(cr - cs, client_span["duration"].as_i64().unwrap());
+    router.stop().await;
+}
