@@ -7,6 +7,8 @@
 #   examples/scripts/router_instructions.sh [ROUTER_BIN] [SECONDS]
 #   examples/scripts/router_instructions.sh nginx [SECONDS]
 #
+# TOP_EXTRA, if set, is added at the top level of the router's config (a
+# telemetry list, say).
 # ROUTER_EXTRA, if set, is added to the router's entry in its config (YAML
 # lines indented by two spaces), e.g. a client or service block to measure
 # what those features cost.
@@ -65,6 +67,7 @@ cat > "$work/router.yaml" <<CONF
 admin:
   ip: 127.0.0.1
   port: $admin_port
+${TOP_EXTRA:-}
 routers:
 - protocol: http
   dtab: "/svc => /\$/inet/127.0.0.1/$upstream_port"
