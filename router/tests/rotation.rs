@@ -27,8 +27,16 @@ async fn router_to(protocol: &str, upstream: SocketAddr) -> RunningRouter {
     .await
 }
 
-/// Runs h2load off the runtime's threads (the router runs on them).
-async fn h2load(args: Vec<String>) -> Option<H2loadReport> {
+/// Runs h2load through `router` off the runtime's threads (the router runs
+/// on them): [`REQUESTS`] requests over 10 connections, with `flags` saying
+/// how each connection sends (`-m 10` streams over h2c, or `--h1`).
+async fn h2load(router: &RunningRouter, flags: &[&str]) -> Option<H2loadReport> {
+    let url = format!("http://{}/", router.addr());
+    let mut args: Vec<String> = ["-n", REQUESTS, "-c", "10", "-H", ":authority: web"]
+        .map(String::from)
+        .to_vec();
+    args.extend(flags.iter().map(|f| f.to_string()));
+    args.push(url);
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         h2load::run(&args)
@@ -66,19 +74,7 @@ async fn an_h2c_upstream_saying_goaway_every_100_streams_costs_no_request() {
         return;
     };
     let router = router_to("h2", nginx.addr(0)).await;
-    let url = format!("http://{}/", router.addr());
-    let args = [
-        "-n",
-        REQUESTS,
-        "-c",
-        "10",
-        "-m",
-        "10",
-        "-H",
-        ":authority: web",
-        &url,
-    ];
-    let Some(report) = h2load(args.map(String::from).to_vec()).await else {
+    let Some(report) = h2load(&router, &["-m", "10"]).await else {
         return;
     };
     assert_all_answered(&report, &nginx.log());
@@ -102,18 +98,7 @@ async fn an_http1_upstream_closing_every_100_requests_costs_no_request() {
         return;
     };
     let router = router_to("http", nginx.addr(0)).await;
-    let url = format!("http://{}/", router.addr());
-    let args = [
-        "--h1",
-        "-n",
-        REQUESTS,
-        "-c",
-        "10",
-        "-H",
-        ":authority: web",
-        &url,
-    ];
-    let Some(report) = h2load(args.map(String::from).to_vec()).await else {
+    let Some(report) = h2load(&router, &["--h1"]).await else {
         return;
     };
     assert_all_answered(&report, &nginx.log());
@@ -260,19 +245,7 @@ async fn two_hundred_thousand_requests_through_refusals_and_goaways_all_succeed_
     };
     let (upstream, processed) = scripted_upstream(script).await;
     let router = router_to("h2", upstream).await;
-    let url = format!("http://{}/", router.addr());
-    let args = [
-        "-n",
-        REQUESTS,
-        "-c",
-        "10",
-        "-m",
-        "10",
-        "-H",
-        ":authority: web",
-        &url,
-    ];
-    let Some(report) = h2load(args.map(String::from).to_vec()).await else {
+    let Some(report) = h2load(&router, &["-m", "10"]).await else {
         return;
     };
     assert_all_answered(&report, "the scripted upstream");
