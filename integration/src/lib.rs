@@ -9,3 +9,4 @@ pub mod process;
 pub mod promtool;
 pub mod scribe;
 pub mod servers;
+pub mod span_collector;

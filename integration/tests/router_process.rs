@@ -410,10 +410,6 @@ fn linkerd_kinds_and_keys_not_here_yet_are_named_with_their_line() {
             "routers[0].servers[0].tls: line 6",
         ),
         (
-            format!("{head}  servers:\n  - port: 0\ntelemetry:\n- kind: io.l5d.recentRequests\n"),
-            "telemetry[0]: line 7",
-        ),
-        (
             format!("{head}  servers:\n  - port: 0\nnamers:\n- kind: io.l5d.marathon\n"),
             "namers[0]: line 7",
         ),

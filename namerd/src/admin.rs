@@ -1,4 +1,5 @@
-//! namerd's admin server: liveness, readiness, metrics and the log level.
+//! namerd's admin server: liveness, readiness, metrics, the log level and
+//! recent API requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub struct AdminState {
     /// Notified by `POST /admin/shutdown`. Only the main task waits on it,
     /// and the permit is kept if it is not waiting yet.
     pub shutdown_requested: Arc<Notify>,
+    /// The table of `io.l5d.recentRequests`, when configured.
+    pub recent_requests: Option<namers::telemetry::trace::RecentRequests>,
 }
 
 /// The admin paths besides the metrics endpoints, which a telemeter's
@@ -50,6 +53,9 @@ pub fn router(state: AdminState) -> Router {
         state.telemeters.clone(),
         state.shutdown_requested.clone(),
     )
+    .merge(namers::admin_routes::recent_requests(
+        state.recent_requests.clone(),
+    ))
     .route("/admin/ready", get(ready))
     .fallback(|| async { StatusCode::NOT_FOUND })
     .with_state(state)

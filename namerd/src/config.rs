@@ -297,10 +297,10 @@ mod tests {
     #[test]
     fn bad_telemeters_are_refused_with_file_key_and_line() {
         let err = load_error(
-            "interfaces:\n- kind: io.l5d.httpController\ntelemetry:\n- kind: io.l5d.prometheus\n- kind: io.l5d.zipkin\n",
+            "interfaces:\n- kind: io.l5d.httpController\ntelemetry:\n- kind: io.l5d.prometheus\n- kind: io.l5d.zipkin\n  sampleRate: 2\n",
         );
         assert!(
-            err.starts_with("namerd.yaml: telemetry[1]: line 5: telemetry kind \"io.l5d.zipkin\" is not supported yet"),
+            err.starts_with("namerd.yaml: telemetry[1] (io.l5d.zipkin): sampleRate: line 6:"),
             "{err}"
         );
         let err = load_error(

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::Namerd;
 use crate::admin::{self, AdminState};
+use crate::api::trace::ApiTracing;
 use crate::api::{self, ApiState};
 use crate::config::{HttpControllerConfig, NamerdConfig};
 use crate::metrics::HttpStats;
@@ -45,6 +46,8 @@ pub struct Running {
     background: JoinSet<()>,
     /// How long requests in flight get when namerd stops.
     grace: Duration,
+    /// Sends what spans are left when namerd stops.
+    tracer: Option<Arc<namers::telemetry::trace::Tracer>>,
 }
 
 /// What a config builds before anything listens: namers, interpreter,
@@ -52,7 +55,10 @@ pub struct Running {
 pub struct Built {
     namerd: Arc<Namerd>,
     http_stats: Arc<HttpStats>,
-    metrics: Metrics,
+    /// What the metrics tree lists, less the tracer's figures (the
+    /// tracer starts tasks, so it is made when namerd starts).
+    sources: Vec<Arc<dyn Source>>,
+    histogram_interval: Duration,
     telemeters: Telemeters,
     controllers: Vec<HttpControllerConfig>,
 }
@@ -84,7 +90,8 @@ pub fn build(config: &NamerdConfig) -> Result<Built, String> {
     Ok(Built {
         namerd,
         http_stats,
-        metrics: Metrics::new(sources, config.admin.histogram_snapshot_interval()),
+        sources,
+        histogram_interval: config.admin.histogram_snapshot_interval(),
         telemeters,
         controllers,
     })
@@ -95,10 +102,17 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     let Built {
         namerd,
         http_stats,
-        metrics,
+        mut sources,
+        histogram_interval,
         telemeters,
         controllers,
     } = build(config)?;
+    let tracer = (!telemeters.tracers.is_empty())
+        .then(|| Arc::new(namers::telemetry::trace::Tracer::new(&telemeters.tracers)));
+    if let Some(tracer) = &tracer {
+        sources.push(tracer.clone());
+    }
+    let metrics = Metrics::new(sources, histogram_interval);
     let shutdown = Arc::new(Notify::new());
     let shutdown_requested = Arc::new(Notify::new());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
@@ -112,7 +126,8 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
                 controller.addr()
             )
         })?;
-        api_addrs.push(listener.local_addr().map_err(|e| e.to_string())?);
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        api_addrs.push(address);
         let state = ApiState {
             namerd: namerd.clone(),
             write_token: controller.write_token.as_deref().map(Arc::from),
@@ -120,7 +135,8 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
             stopping: stopping.clone(),
             local_dtab_limits: config.local_dtab_limits.limits(),
         };
-        let app = api::router(state, controller.max_body_bytes);
+        let tracing = tracer.clone().map(|tracer| ApiTracing { tracer, address });
+        let app = api::router(state, controller.max_body_bytes, tracing);
         servers.spawn(serve(
             listener,
             app,
@@ -144,6 +160,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         metrics,
         telemeters,
         shutdown_requested: shutdown_requested.clone(),
+        recent_requests: tracer.as_ref().and_then(|t| t.recent_requests().cloned()),
     });
     servers.spawn(serve(admin_listener, admin_app, shutdown.clone(), None));
 
@@ -158,6 +175,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         servers,
         background,
         grace: config.admin.shutdown_grace(SHUTDOWN_GRACE),
+        tracer,
     })
 }
 
@@ -196,6 +214,13 @@ impl Running {
         if drained.is_err() {
             tracing::info!("cutting connections still open after the grace period");
             self.servers.abort_all();
+        }
+        if let Some(tracer) = &self.tracer
+            && tokio::time::timeout(Duration::from_secs(5), tracer.shutdown())
+                .await
+                .is_err()
+        {
+            tracing::warn!("the tracing telemeters did not send their last spans within 5s");
         }
     }
 }

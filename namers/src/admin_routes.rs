@@ -13,7 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use tokio::sync::Notify;
 
-use crate::telemetry::telemeters::{self, Metrics, Telemeters};
+use crate::telemetry::telemeters::{
+    self, Metrics, RECENT_REQUESTS_JSON_PATH, RECENT_REQUESTS_PATH, Telemeters,
+};
+use crate::telemetry::trace::{self, RecentRequests};
 
 /// What every admin server answers: `/admin/ping` (liveness), the
 /// metrics and the log level as [`metrics`] and [`logging`], and
@@ -74,6 +77,35 @@ pub fn metrics<S: Clone + Send + Sync + 'static>(
         routes = routes.route(&path, get(handler));
     }
     routes
+}
+
+/// `/requests` (an HTML table, as Linkerd's) and `/requests.json` (the
+/// same rows, newest first) when `io.l5d.recentRequests` is configured;
+/// nothing otherwise, so both answer 404 as in Linkerd.
+pub fn recent_requests<S: Clone + Send + Sync + 'static>(
+    table: Option<RecentRequests>,
+) -> Router<S> {
+    let Some(table) = table else {
+        return Router::new();
+    };
+    let json_table = table.clone();
+    Router::new()
+        .route(
+            RECENT_REQUESTS_PATH,
+            get(move || async move {
+                let page = trace::recent_requests_html(&table.requests());
+                answer(200, "text/html; charset=utf-8", page)
+            }),
+        )
+        .route(
+            RECENT_REQUESTS_JSON_PATH,
+            get(move || async move {
+                let rows: Vec<serde_json::Value> =
+                    json_table.requests().iter().map(|r| r.to_json()).collect();
+                let body = format!("{}\n", serde_json::Value::Array(rows));
+                answer(200, "application/json", body)
+            }),
+        )
 }
 
 fn answer(status: u16, content_type: &'static str, body: String) -> Response {

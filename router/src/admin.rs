@@ -1,5 +1,5 @@
 //! The router's admin server: liveness, readiness, metrics, the log level,
-//! and the delegator that explains how a name resolves. Its connections have the same idle and
+//! recent requests, and the delegator that explains how a name resolves. Its connections have the same idle and
 //! head timeouts as the routers' servers ([`crate::server::session`]).
 
 use std::collections::HashMap;
@@ -33,6 +33,8 @@ pub struct AdminState {
     pub telemeters: Telemeters,
     /// Notified by `POST /admin/shutdown`.
     pub shutdown: Arc<Notify>,
+    /// The table of `io.l5d.recentRequests`, when configured.
+    pub recent_requests: Option<namers::telemetry::trace::RecentRequests>,
 }
 
 /// The admin routes.
@@ -42,6 +44,9 @@ pub fn routes(state: AdminState) -> Routes {
         state.telemeters.clone(),
         state.shutdown.clone(),
     )
+    .merge(namers::admin_routes::recent_requests(
+        state.recent_requests.clone(),
+    ))
     .route("/admin/ready", get(ready))
     .route("/delegator.json", get(delegator))
     .route("/client_state.json", get(client_state))

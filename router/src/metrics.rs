@@ -20,5 +20,5 @@ pub const ADMIN_PATHS: &[&str] = &[
 
 /// Checks the `telemetry:` list of a router config.
 pub fn telemeters(list: &[namers::config::KindConfig]) -> Result<Telemeters, String> {
-    Telemeters::from_config_with_tracers(list, ADMIN_PATHS)
+    Telemeters::from_config(list, ADMIN_PATHS)
 }

@@ -210,6 +210,7 @@ impl RouterStack {
                 setup,
                 &mut parts,
                 &self.spec.label,
+                server.address,
                 remote,
             ));
         }

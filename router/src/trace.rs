@@ -50,6 +50,7 @@ impl RequestTrace {
         setup: &Tracing,
         parts: &mut http::request::Parts,
         label: &str,
+        local: SocketAddr,
         remote: Option<IpAddr>,
     ) -> Box<RequestTrace> {
         let headers = &parts.headers;
@@ -64,6 +65,7 @@ impl RequestTrace {
         setup.tracer.decide(&mut server, requested);
         let span = setup.tracer.would_record(&server).then(|| {
             let mut span = Span::new(SpanKind::Server, span_name(parts), server, label);
+            span.local_endpoint = Some(local);
             span.remote_endpoint = remote.map(|ip| SocketAddr::new(ip, 0));
             span.tag(tags::HTTP_METHOD, parts.method.as_str());
             span.tag(tags::HTTP_URI, parts.uri.to_string());

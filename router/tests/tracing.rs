@@ -7,109 +7,14 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use http_body_util::BodyExt;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use integration::span_collector::SpanCollector as Collector;
 use serde_json::Value;
 use support::{Backend, client, closed_port, get};
 use support::{RunningRouter, start_router};
-
-/// A collector that keeps every JSON body posted to it.
-#[derive(Clone, Default)]
-struct Collector {
-    posts: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-impl Collector {
-    async fn start() -> (SocketAddr, Collector) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let collector = Collector::default();
-        let keeping = collector.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let keeping = keeping.clone();
-                tokio::spawn(async move {
-                    let service =
-                        service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                            let keeping = keeping.clone();
-                            async move {
-                                let path = request.uri().path().to_string();
-                                let body = request.into_body().collect().await.unwrap().to_bytes();
-                                let json: Value = serde_json::from_slice(&body).unwrap();
-                                keeping.posts.lock().unwrap().push((path, json));
-                                Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(
-                                    bytes::Bytes::from_static(b"{}"),
-                                )))
-                            }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        (addr, collector)
-    }
-
-    /// The Zipkin v2 spans posted so far.
-    fn zipkin_spans(&self) -> Vec<Value> {
-        self.posts
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(path, _)| path == "/api/v2/spans")
-            .flat_map(|(_, body)| body.as_array().unwrap().clone())
-            .collect()
-    }
-
-    /// The OTLP spans posted so far, each with its resource's
-    /// `service.name` as `"service"`.
-    fn otlp_spans(&self) -> Vec<Value> {
-        let mut spans = Vec::new();
-        for (path, body) in self.posts.lock().unwrap().iter() {
-            assert_eq!(path, "/v1/traces");
-            for resource in body["resourceSpans"].as_array().unwrap() {
-                let service = resource["resource"]["attributes"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|a| a["key"] == "service.name")
-                    .map(|a| a["value"]["stringValue"].clone())
-                    .unwrap();
-                for scope in resource["scopeSpans"].as_array().unwrap() {
-                    for span in scope["spans"].as_array().unwrap() {
-                        let mut span = span.clone();
-                        span["service"] = service.clone();
-                        spans.push(span);
-                    }
-                }
-            }
-        }
-        spans
-    }
-
-    /// Waits until `count` spans came, and a moment more to see that no
-    /// other does.
-    async fn wait_for(&self, count: usize, spans: impl Fn(&Collector) -> Vec<Value>) -> Vec<Value> {
-        for _ in 0..100 {
-            if spans(self).len() >= count {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(1_300)).await;
-        let spans = spans(self);
-        assert_eq!(spans.len(), count, "spans: {spans:#?}");
-        spans
-    }
-}
 
 fn router_yaml(label: &str, upstream: u16, telemetry: &str, extra: &str) -> String {
     format!(
@@ -416,5 +321,101 @@ async fn scribe_spans_are_read_by_thriftpy2_as_zipkin_reads_them() {
     let cs = client_span["annotations"][0]["timestamp"].as_i64().unwrap();
     let cr = client_span["annotations"][1]["timestamp"].as_i64().unwrap();
     assert_eq!(cr - cs, client_span["duration"].as_i64().unwrap());
+    router.stop().await;
+}
+
+/// `/requests.json` once it has `count` rows.
+async fn recent_rows(admin: SocketAddr, count: usize) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for _ in 0..100 {
+        let reply = get(&client(), admin, "admin", "/requests.json", &[]).await;
+        assert_eq!(reply.status, 200);
+        rows = serde_json::from_slice::<Vec<Value>>(&reply.body).unwrap();
+        if rows.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows.len(), count, "{rows:#?}");
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_requests_shows_the_last_sampled_requests_and_where_they_went() {
+    let backend = Backend::start("web").await;
+    let refused = closed_port().await;
+    let router = start_router(&router_yaml(
+        "edge",
+        backend.addr.port(),
+        "- kind: io.l5d.recentRequests\n  sampleRate: 1.0\n  capacity: 2\n",
+        "",
+    ))
+    .await;
+    let http = client();
+    for path in ["/first", "/second"] {
+        let reply = get(&http, router.addr(), "web", path, &[]).await;
+        assert_eq!(reply.status, 200);
+    }
+    let dtab = format!("/svc/gone => /$/inet/127.0.0.1/{}", refused.port());
+    let reply = get(
+        &http,
+        router.addr(),
+        "gone",
+        "/third",
+        &[("l5d-dtab", &dtab)],
+    )
+    .await;
+    assert_eq!(reply.status, 502);
+
+    // Capacity 2: the first request has gone; newest first.
+    let rows = recent_rows(router.admin, 2).await;
+    let (third, second) = (&rows[0], &rows[1]);
+    assert_eq!(second["request"], "GET /second");
+    assert_eq!(second["router"], "edge");
+    assert_eq!(second["server"], router.addr().to_string());
+    assert_eq!(second["source"], "127.0.0.1");
+    assert_eq!(second["logicalName"], "/svc/web");
+    let inet = format!("/$/inet/127.0.0.1/{}", backend.addr.port());
+    assert_eq!(second["concreteName"], inet.as_str());
+    assert_eq!(second["destination"], backend.addr.to_string());
+    assert_eq!(second["status"], "200");
+    assert_eq!(second["attempts"], 1);
+    assert_eq!(second["error"], Value::Null);
+    assert_eq!(third["request"], "GET /third");
+    assert_eq!(third["logicalName"], "/svc/gone");
+    assert_eq!(third["destination"], refused.to_string());
+    assert_eq!(third["status"], "502");
+    assert!(third["error"].as_str().is_some(), "{third}");
+
+    // The page, as a browser gets it.
+    let page = std::process::Command::new("curl")
+        .args(["-sS", "--fail"])
+        .arg(format!("http://{}/requests", router.admin))
+        .output()
+        .expect("curl runs");
+    assert!(page.status.success(), "{page:?}");
+    let page = String::from_utf8(page.stdout).unwrap();
+    assert!(page.contains("<h1>Recent Requests</h1>"), "{page}");
+    assert!(page.contains("<td>/svc/web</td>"), "{page}");
+    assert!(page.contains(&format!("<td>{inet}</td>")), "{page}");
+    assert!(!page.contains("GET /first"), "{page}");
+    router.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_recent_requests_the_pages_are_not_there() {
+    let backend = Backend::start("web").await;
+    let (collector_addr, _collector) = Collector::start().await;
+    let router = start_router(&router_yaml(
+        "edge",
+        backend.addr.port(),
+        &zipkin(collector_addr, 1.0),
+        "",
+    ))
+    .await;
+    for path in ["/requests", "/requests.json"] {
+        let reply = get(&client(), router.admin, "admin", path, &[]).await;
+        assert_eq!(reply.status, 404, "{path}");
+    }
     router.stop().await;
 }

@@ -6,6 +6,7 @@ pub mod body;
 mod dtabs;
 #[doc(hidden)] // Public for the fuzz target only.
 pub mod names;
+pub(crate) mod trace;
 mod watch;
 
 use std::sync::Arc;
@@ -38,9 +39,14 @@ pub struct ApiState {
     pub local_dtab_limits: namers::config::LocalDtabLimits,
 }
 
-/// The `/api/1` routes. Anything else is a 404 with an empty body.
-pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
-    Router::new()
+/// The `/api/1` routes. Anything else is a 404 with an empty body. With
+/// `tracing`, each request is a server span ([`trace`]).
+pub(crate) fn router(
+    state: ApiState,
+    max_body_bytes: usize,
+    tracing: Option<trace::ApiTracing>,
+) -> Router {
+    let routes = Router::new()
         .route("/api/1/dtabs", get(dtabs::list))
         .route(
             "/api/1/dtabs/{ns}",
@@ -63,8 +69,16 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
             state.clone(),
             count_requests,
         ))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body_bytes));
+    // Outermost, so that a span covers the request's whole time.
+    let routes = match tracing {
+        Some(tracing) => routes.layer(middleware::from_fn_with_state(
+            tracing,
+            trace::trace_requests,
+        )),
+        None => routes,
+    };
+    routes.with_state(state)
 }
 
 /// Serves the API on `listener` until the process stops.
@@ -72,7 +86,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> std::i
     let stats = state.stats.clone();
     crate::conn::serve(
         listener,
-        router(state, DEFAULT_MAX_BODY_BYTES),
+        router(state, DEFAULT_MAX_BODY_BYTES, None),
         std::future::pending(),
         Some(stats),
     )

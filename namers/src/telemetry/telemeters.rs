@@ -13,11 +13,10 @@
 //!   ([`Metrics::start_pushing`]).
 //!
 //! The tracing telemeters (`io.l5d.zipkin`, `io.zipkin.http`,
-//! `io.l5d.tracelog`, `io.opentelemetry.otlp`) are checked here too and
-//! kept in [`Telemeters::tracers`], for a [`super::trace::Tracer`], by a
-//! program that records spans ([`Telemeters::from_config_with_tracers`]);
-//! one that does not refuses them ([`Telemeters::from_config`]), so that
-//! no config asks for traces that never come.
+//! `io.l5d.tracelog`, `io.opentelemetry.otlp`, `io.l5d.recentRequests`)
+//! are checked here too and kept in [`Telemeters::tracers`], for a
+//! [`super::trace::Tracer`]: the router records a span per request and
+//! attempt, namerd one per API request.
 //!
 //! [`admin`] answers these paths without knowing the web framework, as
 //! [`crate::logging::admin`] does for the log level; an admin server routes
@@ -42,6 +41,12 @@ pub const INFLUXDB_PATH: &str = "/admin/metrics/influxdb";
 /// Where the tree is served as JSON.
 pub const METRICS_JSON_PATH: &str = "/admin/metrics.json";
 
+/// Where `io.l5d.recentRequests` shows its table, as in Linkerd.
+pub const RECENT_REQUESTS_PATH: &str = "/requests";
+
+/// The same table as JSON.
+pub const RECENT_REQUESTS_JSON_PATH: &str = "/requests.json";
+
 /// The telemeter kinds a config may list: the metrics kinds, then the
 /// tracing kinds.
 pub const TELEMETERS: &[&str] = &[
@@ -52,10 +57,8 @@ pub const TELEMETERS: &[&str] = &[
     "io.zipkin.http",
     "io.l5d.tracelog",
     "io.opentelemetry.otlp",
+    "io.l5d.recentRequests",
 ];
-
-/// The kinds of [`TELEMETERS`] that need no tracer.
-pub const METRICS_TELEMETERS: &[&str] = TELEMETERS.split_at(3).0;
 
 /// The `telemetry:` list, checked.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -99,29 +102,13 @@ fn default_prometheus_path() -> String {
 }
 
 impl Telemeters {
-    /// Checks `telemetry:` for a program that records no spans: a tracing
-    /// kind, like any Linkerd kind this build lacks, is refused as not
-    /// supported yet. `taken` are the admin server's other paths, which a
-    /// telemeter's `path` may not take over.
+    /// Checks `telemetry:`. `taken` are the admin server's other paths,
+    /// which a telemeter's `path` may not take over.
     pub fn from_config(list: &[KindConfig], taken: &[&str]) -> Result<Telemeters, String> {
-        Telemeters::read(list, taken, false)
+        Telemeters::read(list, taken)
     }
 
-    /// Checks `telemetry:` for a program that records spans: the tracing
-    /// kinds are kept in [`Telemeters::tracers`].
-    pub fn from_config_with_tracers(
-        list: &[KindConfig],
-        taken: &[&str],
-    ) -> Result<Telemeters, String> {
-        Telemeters::read(list, taken, true)
-    }
-
-    fn read(list: &[KindConfig], taken: &[&str], tracing: bool) -> Result<Telemeters, String> {
-        let supported = if tracing {
-            TELEMETERS
-        } else {
-            METRICS_TELEMETERS
-        };
+    fn read(list: &[KindConfig], taken: &[&str]) -> Result<Telemeters, String> {
         let mut telemeters = Telemeters::default();
         // Where each Prometheus path was set, for a path given twice.
         let mut set_at: Vec<(String, String)> = Vec::new();
@@ -158,13 +145,13 @@ impl Telemeters {
                     telemeters.statsd.push(statsd);
                 }
                 other => match TracerConfig::from_kind(other, &entry.params, &at) {
-                    Some(tracer) if tracing => telemeters.tracers.push(tracer?),
-                    _ => {
+                    Some(tracer) => telemeters.tracers.push(tracer?),
+                    None => {
                         return Err(crate::config::linkerd::unknown_kind(
                             &at,
                             "telemetry",
                             other,
-                            supported,
+                            TELEMETERS,
                         ));
                     }
                 },
@@ -225,7 +212,12 @@ fn check_prometheus(
             telemeter.path
         ));
     }
-    let reserved = [METRICS_JSON_PATH, INFLUXDB_PATH];
+    let reserved = [
+        METRICS_JSON_PATH,
+        INFLUXDB_PATH,
+        RECENT_REQUESTS_PATH,
+        RECENT_REQUESTS_JSON_PATH,
+    ];
     if reserved.contains(&telemeter.path.as_str()) || taken.contains(&telemeter.path.as_str()) {
         return Err(format!(
             "{at} (io.l5d.prometheus): path: {} is another admin endpoint",
@@ -387,33 +379,6 @@ mod tests {
 
     fn parse(json: &str) -> Result<Telemeters, String> {
         let list: Vec<KindConfig> = serde_json::from_str(json).unwrap();
-        let telemeters = Telemeters::from_config_with_tracers(&list, &["/admin/ping"]);
-        // Without tracers a list reads the same, unless it has one.
-        let without = Telemeters::from_config(&list, &["/admin/ping"]);
-        let tracing = |e: &KindConfig| {
-            crate::telemetry::trace::KINDS
-                .iter()
-                .any(|(k, _)| *k == e.kind)
-        };
-        if list.iter().any(tracing) {
-            assert!(without.is_err());
-        } else {
-            // The same answer, but for the kinds an error lists.
-            let head = |r: &Result<Telemeters, String>| {
-                r.clone().map_err(|e| {
-                    e.split("; supported kinds")
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                })
-            };
-            assert_eq!(head(&without), head(&telemeters));
-        }
-        telemeters
-    }
-
-    fn parse_without_tracers(json: &str) -> Result<Telemeters, String> {
-        let list: Vec<KindConfig> = serde_json::from_str(json).unwrap();
         Telemeters::from_config(&list, &["/admin/ping"])
     }
 
@@ -450,10 +415,10 @@ mod tests {
         assert!(e.contains("bogus"), "{e}");
         let e = parse(r#"[{"kind": "io.l5d.influxdb", "host": "x"}]"#).unwrap_err();
         assert!(e.contains("telemetry[0]") && e.contains("host"), "{e}");
-        let e = parse(r#"[{"kind": "io.l5d.prometheus"}, {"kind": "io.l5d.recentRequests"}]"#)
+        let e = parse(r#"[{"kind": "io.l5d.prometheus"}, {"kind": "io.l5d.recentRequest"}]"#)
             .unwrap_err();
         assert!(
-            e.contains("telemetry[1]") && e.contains("not supported yet"),
+            e.starts_with("telemetry[1]: unknown telemetry kind \"io.l5d.recentRequest\""),
             "{e}"
         );
     }
@@ -480,22 +445,6 @@ mod tests {
             e.contains("compressionEnabled") && e.contains("not supported yet"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn a_program_without_a_tracer_refuses_tracing_kinds() {
-        let e =
-            parse_without_tracers(r#"[{"kind": "io.l5d.prometheus"}, {"kind": "io.l5d.zipkin"}]"#)
-                .unwrap_err();
-        assert!(
-            e.starts_with("telemetry[1]: telemetry kind \"io.l5d.zipkin\" is not supported yet")
-                && e.ends_with(
-                    "supported kinds: io.l5d.prometheus, io.l5d.influxdb, io.l5d.statsd"
-                ),
-            "{e}"
-        );
-        let e = parse_without_tracers(r#"[{"kind": "io.opentelemetry.otlp"}]"#).unwrap_err();
-        assert!(e.contains("unknown telemetry kind"), "{e}");
     }
 
     #[test]

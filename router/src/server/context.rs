@@ -9,6 +9,8 @@ use crate::service::dtab_headers::clear_context;
 /// Settings of one listening server of a router.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
+    /// The address the server listens on.
+    pub address: std::net::SocketAddr,
     /// Strip `l5d-*` request headers.
     pub clear_context: bool,
     /// Most `Via` hops accepted.

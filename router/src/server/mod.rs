@@ -160,11 +160,10 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("{at}.servers[{i}]: cannot listen on {addr}: {e}"))?;
-            servers.push((
-                label.clone(),
-                listener.local_addr().map_err(|e| e.to_string())?,
-            ));
+            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            servers.push((label.clone(), bound));
             let settings = ServerSettings {
+                address: bound,
                 clear_context: server.clear_context,
                 max_call_depth: server.max_call_depth.unwrap_or(DEFAULT_MAX_CALL_DEPTH),
                 stats: router.server_stats(addr.ip(), addr.port()),
@@ -222,6 +221,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         metrics,
         telemeters,
         shutdown: shutdown.clone(),
+        recent_requests: tracer.as_ref().and_then(|t| t.recent_requests().cloned()),
     });
     let stop = stop_accepting.clone().notified_owned();
     tasks.spawn(admin::serve(admin_listener, admin_app, stop));

@@ -173,6 +173,7 @@ pub async fn start_scripted_router(yaml: &str, naming: Arc<dyn RouterNaming>) ->
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind router");
     let addr = listener.local_addr().expect("router address");
     let settings = Arc::new(ServerSettings {
+        address: addr,
         clear_context: false,
         max_call_depth: ::router::server::DEFAULT_MAX_CALL_DEPTH,
         stats: router.server_stats(addr.ip(), addr.port()),

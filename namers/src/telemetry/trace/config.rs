@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::otlp::{self, OtlpConfig};
+use super::recent::{self, RecentRequestsConfig};
 use super::sampling::SampleRate;
 use super::tracelog::{self, TracelogConfig};
 use super::zipkin_http::{self, ZipkinHttpConfig};
@@ -20,6 +21,8 @@ pub enum TracerConfig {
     Tracelog(TracelogConfig),
     /// `io.opentelemetry.otlp`: OTLP/HTTP JSON.
     Otlp(OtlpConfig),
+    /// `io.l5d.recentRequests`: the last sampled requests, in memory.
+    RecentRequests(RecentRequestsConfig),
 }
 
 type Parse = fn(&Map<String, Value>, &str) -> Result<TracerConfig, String>;
@@ -37,6 +40,9 @@ pub const KINDS: &[(&str, Parse)] = &[
     }),
     (otlp::KIND, |p, at| {
         OtlpConfig::from_params(p, at).map(TracerConfig::Otlp)
+    }),
+    (recent::KIND, |p, at| {
+        RecentRequestsConfig::from_params(p, at).map(TracerConfig::RecentRequests)
     }),
 ];
 
@@ -60,6 +66,7 @@ impl TracerConfig {
             TracerConfig::ZipkinHttp(_) => zipkin_http::KIND,
             TracerConfig::Tracelog(_) => tracelog::KIND,
             TracerConfig::Otlp(_) => otlp::KIND,
+            TracerConfig::RecentRequests(_) => recent::KIND,
         }
     }
 
@@ -70,14 +77,18 @@ impl TracerConfig {
             TracerConfig::ZipkinHttp(c) => c.sample_rate,
             TracerConfig::Tracelog(c) => c.sample_rate,
             TracerConfig::Otlp(c) => c.sample_rate,
+            TracerConfig::RecentRequests(c) => c.sample_rate,
         }
     }
 
     /// Whether the telemeter's rate takes part in the decision that goes
-    /// downstream with a new trace. Linkerd's tracelog did not: it only
-    /// samples for itself.
+    /// downstream with a new trace. Linkerd's tracelog and recent
+    /// requests did not: they only sample for themselves.
     pub fn decides(&self) -> bool {
-        !matches!(self, TracerConfig::Tracelog(_))
+        !matches!(
+            self,
+            TracerConfig::Tracelog(_) | TracerConfig::RecentRequests(_)
+        )
     }
 }
 
@@ -98,8 +109,15 @@ mod tests {
     #[test]
     fn only_tracing_kinds_are_taken() {
         assert!(TracerConfig::from_kind("io.l5d.prometheus", &Map::new(), "t").is_none());
+        // Every kind's keys have defaults but recentRequests' sampleRate.
         for (kind, _) in KINDS {
-            let config = TracerConfig::from_kind(kind, &Map::new(), "t")
+            let json = if *kind == "io.l5d.recentRequests" {
+                r#"{"sampleRate": 1}"#
+            } else {
+                "{}"
+            };
+            let params: Map<String, Value> = serde_json::from_str(json).unwrap();
+            let config = TracerConfig::from_kind(kind, &params, "t")
                 .unwrap()
                 .unwrap();
             assert_eq!(config.kind(), *kind);

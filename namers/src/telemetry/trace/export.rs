@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::config::TracerConfig;
 use super::otlp::OtlpExporter;
+use super::recent::{RecentRequests, RecentRequestsExporter};
 use super::span::Span;
 use super::tracelog::TracelogExporter;
 use super::zipkin_http::ZipkinHttpExporter;
@@ -81,6 +82,7 @@ pub(super) enum Exporter {
     ZipkinHttp(ZipkinHttpExporter),
     Otlp(OtlpExporter),
     Tracelog(TracelogExporter),
+    Recent(RecentRequestsExporter),
 }
 
 impl Exporter {
@@ -92,7 +94,22 @@ impl Exporter {
             TracerConfig::ZipkinHttp(c) => Exporter::ZipkinHttp(ZipkinHttpExporter::new(c)),
             TracerConfig::Otlp(c) => Exporter::Otlp(OtlpExporter::new(c)),
             TracerConfig::Tracelog(c) => Exporter::Tracelog(TracelogExporter::new(c)?),
+            TracerConfig::RecentRequests(c) => Exporter::Recent(RecentRequestsExporter::new(c)),
         })
+    }
+
+    /// The table a recent-requests exporter fills.
+    pub(super) fn recent_requests(&self) -> Option<RecentRequests> {
+        match self {
+            Exporter::Recent(e) => Some(e.table()),
+            _ => None,
+        }
+    }
+
+    /// Whether spans go into a table an operator is looking at: they are
+    /// handed over at once rather than batched for a second.
+    fn is_immediate(&self) -> bool {
+        matches!(self, Exporter::Recent(_))
     }
 
     fn target(&self) -> String {
@@ -101,6 +118,7 @@ impl Exporter {
             Exporter::ZipkinHttp(e) => e.target(),
             Exporter::Otlp(e) => e.target(),
             Exporter::Tracelog(e) => e.target(),
+            Exporter::Recent(e) => e.target(),
         }
     }
 
@@ -110,6 +128,10 @@ impl Exporter {
             Exporter::ZipkinHttp(e) => e.export(spans).await,
             Exporter::Otlp(e) => e.export(spans).await,
             Exporter::Tracelog(e) => {
+                e.export(spans);
+                Ok(())
+            }
+            Exporter::Recent(e) => {
                 e.export(spans);
                 Ok(())
             }
@@ -125,6 +147,7 @@ pub(super) async fn run(
     figures: Arc<Figures>,
     options: ExportOptions,
 ) {
+    let immediate = exporter.is_immediate();
     let mut batch = Batch {
         complaints: Complaints::new(kind, exporter.target()),
         exporter,
@@ -152,7 +175,7 @@ pub(super) async fn run(
                     due = Some(Instant::now() + options.batch_interval);
                 }
                 batch.spans.push(span);
-                if batch.spans.len() >= options.max_batch {
+                if immediate || batch.spans.len() >= options.max_batch {
                     due = None;
                     batch.send().await;
                 }

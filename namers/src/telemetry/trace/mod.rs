@@ -8,7 +8,9 @@
 //! - `io.zipkin.http`: Zipkin v2 JSON over HTTP (the linkerd-zipkin
 //!   plugin's kind);
 //! - `io.l5d.tracelog`: a log line per span, as Linkerd;
-//! - `io.opentelemetry.otlp`: OTLP/HTTP JSON, ours.
+//! - `io.opentelemetry.otlp`: OTLP/HTTP JSON, ours;
+//! - `io.l5d.recentRequests`: the last sampled requests, in memory, for
+//!   the admin server's `/requests`.
 //!
 //! A request handler reads the caller's context, makes its server span a
 //! child of it, decides, makes a child per attempt, writes that onto the
@@ -23,6 +25,7 @@ mod export;
 mod http_post;
 mod otlp;
 pub mod propagation;
+mod recent;
 mod sampling;
 mod span;
 mod thrift;
@@ -39,6 +42,9 @@ pub use context::{SpanId, TraceContext, TraceId};
 pub use export::ExportOptions;
 pub use otlp::OtlpConfig;
 pub use propagation::{Incoming, Propagator, strip_trace_headers};
+pub use recent::{
+    RecentRequest, RecentRequests, RecentRequestsConfig, address_text, html as recent_requests_html,
+};
 pub use sampling::SampleRate;
 pub use span::{Event, Span, SpanKind, TimedAnnotation, tags};
 pub use tracelog::TracelogConfig;

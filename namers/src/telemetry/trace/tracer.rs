@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::config::TracerConfig;
 use super::context::TraceContext;
 use super::export::{self, ExportOptions, Exporter, Figures, Message};
+use super::recent::RecentRequests;
 use super::sampling::SampleRate;
 use super::span::Span;
 use crate::telemetry::{Scope, Source};
@@ -26,6 +27,9 @@ struct Inner {
     /// The rates of the exporters that take part in a new trace's
     /// decision.
     deciding: Vec<SampleRate>,
+    /// The table of the first `io.l5d.recentRequests`, for the admin
+    /// server.
+    recent: Option<RecentRequests>,
 }
 
 /// One exporter as the request path sees it.
@@ -81,10 +85,14 @@ impl Tracer {
     pub fn with_options(configs: &[TracerConfig], options: ExportOptions) -> Tracer {
         let mut exporters = Vec::new();
         let mut deciding = Vec::new();
+        let mut recent = None;
         for config in configs {
             let Some(exporter) = Exporter::new(config) else {
                 continue;
             };
+            if recent.is_none() {
+                recent = exporter.recent_requests();
+            }
             if config.decides() {
                 deciding.push(config.sample_rate());
             }
@@ -122,8 +130,15 @@ impl Tracer {
             inner: Some(Arc::new(Inner {
                 exporters,
                 deciding,
+                recent,
             })),
         }
+    }
+
+    /// The table of recent requests, when `io.l5d.recentRequests` is
+    /// configured.
+    pub fn recent_requests(&self) -> Option<&RecentRequests> {
+        self.inner.as_ref()?.recent.as_ref()
     }
 
     /// Whether any exporter is configured: when not, the router need not
