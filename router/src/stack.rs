@@ -381,6 +381,7 @@ impl RouterStack {
                     limit,
                     attempts.target,
                     attempts.bound,
+                    &attempts.client.stats.connections,
                 )
                 .await;
             if let (Some(trace), Some(attempt)) = (trace.as_deref(), attempt_trace) {

@@ -238,6 +238,17 @@ routers:
         assert_eq!(json[format!("rt/web/client/{key}")], value, "client {key}");
     }
     assert!(json["rt/web/client/#/io.l5d.fs/down/retries/requeues"].as_u64() > Some(0));
+    // Each client opened one connection to its endpoint and keeps it; the
+    // endpoint that is down took none.
+    for (client, connects, open) in [("ok", 1, "1.0"), ("bad", 1, "1.0"), ("down", 0, "0.0")] {
+        let scope = format!("rt/web/client/#/io.l5d.fs/{client}");
+        assert_eq!(json[format!("{scope}/connects")], connects, "{scope}");
+        assert_eq!(
+            json[format!("{scope}/connections")].to_string(),
+            open,
+            "{scope}"
+        );
+    }
     assert_eq!(
         json["rt/web/client/#/io.l5d.fs/ok/loadbalancer/size"].to_string(),
         "1.0"
@@ -346,6 +357,52 @@ routers:
         status_line.contains("200=1") && status_line.contains("503=1"),
         "{status_line}"
     );
+    router.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_connections_are_counted_open_until_they_close() {
+    // A backend that closes each connection after one answer.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closing = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|_request| async {
+                    Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"x"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let router = start_router(&format!(
+        "admin: {{port: 0}}\nrouters:\n- protocol: http\n  label: web\n  \
+         dtab: /svc/closing => /$/inet/127.0.0.1/{}\n  servers:\n  - port: 0\n",
+        closing.port()
+    ))
+    .await;
+    let http = client();
+    for _ in 0..3 {
+        let reply = get(&http, router.addr(), "closing", "/", &[]).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let scope = format!("rt/web/client/$/inet/127.0.0.1/{}", closing.port());
+    let started = Instant::now();
+    loop {
+        let json = metrics_json(router.admin, "").await;
+        assert_eq!(json[format!("{scope}/connects")], 3, "{json:#}");
+        if json[format!("{scope}/connections")].as_f64() == Some(0.0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "connections never went back to 0: {json:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     router.stop().await;
 }
 

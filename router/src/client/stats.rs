@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use namers::telemetry::Scope;
 
 use crate::service::stats::ServiceStats;
-use crate::stats::{RequestStats, StatusCounts};
+use crate::stats::{ConnectionCounts, RequestStats, StatusCounts};
 use namers::telemetry::Counter;
 
 /// A bound id: `rt/<router>/client/<id>`, and per service under it.
@@ -17,6 +17,11 @@ pub(crate) struct ClientStats {
     pub(crate) status: StatusCounts,
     /// Requests sent again after a connection failure.
     pub(crate) requeues: Counter,
+    /// Connections this client's requests opened to its endpoints. A
+    /// router pools connections per endpoint address, so a connection
+    /// counts for the client that opened it, even when another client
+    /// bound to the same address uses it later.
+    pub(crate) connections: Arc<ConnectionCounts>,
     per_service: Mutex<HashMap<Arc<str>, PerService>>,
 }
 
@@ -49,6 +54,7 @@ impl ClientStats {
         self.requests.list(scope);
         self.status.list(scope);
         scope.counter("retries/requeues", self.requeues.get());
+        self.connections.list(scope);
         let mut per_service: Vec<(Arc<str>, Arc<RequestStats>)> = {
             let mut held = self
                 .per_service

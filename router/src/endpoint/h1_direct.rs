@@ -34,6 +34,7 @@ use tokio::net::TcpStream;
 use crate::body::BodyError;
 use crate::endpoint::h1_pool::H1Pool;
 use crate::socket_read;
+use crate::stats::OpenConnection;
 
 /// The most response headers accepted (hyper's default too).
 const MAX_HEADERS: usize = 100;
@@ -46,6 +47,8 @@ const READ_RESERVE: usize = 8 * 1024;
 pub struct Conn {
     stream: TcpStream,
     buf: BytesMut,
+    /// Counts the connection open in its client's figures.
+    _open: Option<OpenConnection>,
 }
 
 impl Conn {
@@ -54,7 +57,14 @@ impl Conn {
         Conn {
             stream,
             buf: BytesMut::new(),
+            _open: None,
         }
+    }
+
+    /// The connection, counted open while it lives.
+    pub fn counted(mut self, open: OpenConnection) -> Conn {
+        self._open = Some(open);
+        self
     }
 
     /// Whether the server has neither closed the connection nor sent

@@ -24,6 +24,7 @@ use crate::body::Body;
 /// Looked up twice per request: foldhash costs a fraction of SipHash.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use crate::endpoint::h1_direct::{self, Conn, DirectBody, Release};
+use crate::stats::ConnectionCounts;
 
 /// How many idle connections a bodiless request tries before a new one
 /// when they turn out to be closed.
@@ -226,10 +227,12 @@ impl H1Pool {
 
     /// Sends `request` to `endpoint` on an idle connection or a new one.
     /// The request's URI must be in origin form (`/path?query`).
+    /// A new connection is counted in `connections` while it lives.
     pub async fn send(
         self: &Arc<Self>,
         endpoint: SocketAddr,
         mut request: Request<Body>,
+        connections: &Arc<ConnectionCounts>,
     ) -> Result<(Response<Incoming>, Reusable), Unsent<Request<Body>>> {
         let permit = match self.admit_if_limited(endpoint).await {
             Ok(permit) => permit,
@@ -254,7 +257,7 @@ impl H1Pool {
                 },
             }
         }
-        let mut sender = match self.connect(endpoint).await {
+        let mut sender = match self.connect(endpoint, connections).await {
             Ok(sender) => sender,
             Err(error) => {
                 return Err(Unsent {
@@ -281,6 +284,7 @@ impl H1Pool {
         endpoint: SocketAddr,
         head: &[u8],
         method: &http::Method,
+        connections: &Arc<ConnectionCounts>,
     ) -> Result<(h1_direct::Answer, DirectBody), SendError> {
         // A few tries on idle connections, then a new one: enough to get
         // past connections a restarted backend left dead, without sending
@@ -301,7 +305,7 @@ impl H1Pool {
         let permit = self.admit_if_limited(endpoint).await?;
         let stream = self.dial(endpoint).await?;
         h1_direct::exchange(
-            Conn::new(stream),
+            Conn::new(stream).counted(connections.opened()),
             head,
             method,
             self.release(endpoint, permit),
@@ -414,12 +418,18 @@ impl H1Pool {
         Ok(stream)
     }
 
-    async fn connect(&self, endpoint: SocketAddr) -> Result<SendRequest<Body>, SendError> {
+    async fn connect(
+        &self,
+        endpoint: SocketAddr,
+        connections: &Arc<ConnectionCounts>,
+    ) -> Result<SendRequest<Body>, SendError> {
         let stream = self.dial(endpoint).await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Connect(error_chain(&e)))?;
+        let open = connections.opened();
         tokio::spawn(async move {
+            let _open = open;
             if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(%endpoint, error = %e, "upstream connection ended");
             }

@@ -36,6 +36,7 @@ use tokio::time::Instant;
 
 use crate::body::Body;
 use crate::endpoint::h1_pool::{SendError, Unsent, error_chain};
+use crate::stats::{ConnectionCounts, OpenConnection};
 
 /// How long a connection may go without a request before it leaves the
 /// pool.
@@ -95,8 +96,9 @@ impl H2Pool {
         &self,
         endpoint: SocketAddr,
         request: Request<Body>,
+        connections: &Arc<ConnectionCounts>,
     ) -> Result<Response<Body>, Unsent<Request<Body>>> {
-        let (sender, id) = match self.connection(endpoint).await {
+        let (sender, id) = match self.connection(endpoint, connections).await {
             Ok(pooled) => pooled,
             Err(why) => {
                 return Err(Unsent {
@@ -146,9 +148,13 @@ impl H2Pool {
         }
     }
 
-    /// The pooled connection to `endpoint` and its id, opened if there is
-    /// none.
-    async fn connection(&self, endpoint: SocketAddr) -> Result<(SendRequest<Bytes>, u64), String> {
+    /// The pooled connection to `endpoint` and its id, opened (and counted
+    /// in `connections` while it lives) if there is none.
+    async fn connection(
+        &self,
+        endpoint: SocketAddr,
+        connections: &Arc<ConnectionCounts>,
+    ) -> Result<(SendRequest<Bytes>, u64), String> {
         let existing = self
             .connections
             .lock()
@@ -187,6 +193,7 @@ impl H2Pool {
             endpoint,
             id,
             self.idle_timeout,
+            connections.opened(),
         ));
         self.connections
             .lock()
@@ -312,6 +319,7 @@ async fn drive<T>(
     endpoint: SocketAddr,
     id: u64,
     idle: Duration,
+    _open: OpenConnection,
 ) where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -417,7 +425,8 @@ mod tests {
         let request = Request::get(format!("http://{addr}/"))
             .body(Body::empty())
             .unwrap();
-        let response = pool.send(addr, request).await.unwrap();
+        let counts = Arc::default();
+        let response = pool.send(addr, request, &counts).await.unwrap();
         assert_eq!(response.status(), 200);
         response.into_body().collect().await.unwrap();
     }

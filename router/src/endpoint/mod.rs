@@ -26,6 +26,7 @@ use crate::errors::RouterError;
 use crate::identify::Protocol;
 use crate::policy::classifier::ErrorKind;
 use crate::service::DstTarget;
+use crate::stats::ConnectionCounts;
 use h1_pool::{SendError, Unsent};
 
 /// Headers that describe one hop and are not forwarded.
@@ -340,6 +341,7 @@ impl EndpointStage {
     /// headers of `dst`. `body` is `None` for a request without one; it is
     /// not used on the direct path. `last` says no other attempt will
     /// follow, so the request's head may be given away rather than copied.
+    /// A connection opened for it counts in `connections` (its client's).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send(
         &self,
@@ -351,6 +353,7 @@ impl EndpointStage {
         limit: Option<Duration>,
         target: &DstTarget,
         bound: &Bound,
+        connections: &Arc<ConnectionCounts>,
     ) -> Result<Forwarded, AttemptError> {
         let failed = |e: String, kind: ErrorKind| AttemptError::Failed {
             error: RouterError::Upstream(format!(
@@ -386,7 +389,9 @@ impl EndpointStage {
         if request.direct {
             let mut head = Vec::with_capacity(512);
             dst.encode_head(&request.parts, endpoint, &mut head);
-            let call = self.h1.send_direct(endpoint, &head, &request.parts.method);
+            let call = self
+                .h1
+                .send_direct(endpoint, &head, &request.parts.method, connections);
             let result = match limit {
                 Some(limit) => tokio::time::timeout(limit, call)
                     .await
@@ -424,16 +429,12 @@ impl EndpointStage {
             let call = async {
                 match &self.h2 {
                     Some(pool) => pool
-                        .send(endpoint, outgoing)
+                        .send(endpoint, outgoing, connections)
                         .await
                         .map(|response| (response, None)),
-                    None => self
-                        .h1
-                        .send(endpoint, outgoing)
-                        .await
-                        .map(|(response, connection)| {
-                            (response.map(Body::streamed), Some(connection))
-                        }),
+                    None => self.h1.send(endpoint, outgoing, connections).await.map(
+                        |(response, connection)| (response.map(Body::streamed), Some(connection)),
+                    ),
                 }
             };
             let result = match limit {

@@ -60,7 +60,7 @@ pub struct Peer {
     /// The client's address.
     pub remote: std::net::IpAddr,
     /// Held for the connection's life.
-    pub _open: crate::server::stats::OpenConnection,
+    pub _open: crate::stats::OpenConnection,
 }
 
 /// What a connection needs of its server.

@@ -2,12 +2,11 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use namers::telemetry::{Counter, Scope};
+use namers::telemetry::Scope;
 
-use crate::stats::{RequestStats, StatusCounts};
+use crate::stats::{ConnectionCounts, OpenConnection, RequestStats, StatusCounts};
 
 /// One of a router's servers: `rt/<router>/server/<ip>/<port>`, with the
 /// configured port as Linkerd named it.
@@ -16,8 +15,7 @@ pub struct ServerStats {
     segment: String,
     requests: RequestStats,
     status: StatusCounts,
-    connects: Counter,
-    connections: AtomicI64,
+    connections: Arc<ConnectionCounts>,
 }
 
 impl ServerStats {
@@ -27,8 +25,7 @@ impl ServerStats {
             segment: format!("{ip}/{port}"),
             requests: RequestStats::default(),
             status: StatusCounts::default(),
-            connects: Counter::default(),
-            connections: AtomicI64::new(0),
+            connections: Arc::default(),
         }
     }
 
@@ -45,10 +42,8 @@ impl ServerStats {
     }
 
     /// Counts a connection accepted, and open until the guard is dropped.
-    pub(crate) fn connection(self: &Arc<ServerStats>) -> OpenConnection {
-        self.connects.incr();
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        OpenConnection(self.clone())
+    pub(crate) fn connection(&self) -> OpenConnection {
+        self.connections.opened()
     }
 
     /// Lists under `rt/<router>/server`.
@@ -56,21 +51,6 @@ impl ServerStats {
         let mut scope = servers.scope(&self.segment);
         self.requests.list(&mut scope);
         self.status.list(&mut scope);
-        scope.counter("connects", self.connects.get());
-        #[allow(clippy::cast_precision_loss)]
-        scope.gauge(
-            "connections",
-            self.connections.load(Ordering::Relaxed).max(0) as f64,
-        );
-    }
-}
-
-/// A connection of a server, counted open while this lives.
-#[derive(Debug)]
-pub struct OpenConnection(Arc<ServerStats>);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.connections.list(&mut scope);
     }
 }

@@ -12,6 +12,7 @@
 //! nothing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -20,6 +21,43 @@ use namers::telemetry::{Counter, Scope, Stat};
 use crate::client::stats::ClientStats;
 use crate::service::stats::ServiceStats;
 pub(crate) use namers::telemetry::StatusCounts;
+
+/// `connects` and `connections` of a server (accepted) or a client
+/// (opened to its endpoints).
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    connects: Counter,
+    open: AtomicI64,
+}
+
+impl ConnectionCounts {
+    /// Counts a connection made, and open until the guard is dropped.
+    pub fn opened(self: &Arc<ConnectionCounts>) -> OpenConnection {
+        self.connects.incr();
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.clone())
+    }
+
+    /// Lists `connects` and the gauge `connections` into `scope`.
+    pub(crate) fn list(&self, scope: &mut Scope<'_>) {
+        scope.counter("connects", self.connects.get());
+        #[allow(clippy::cast_precision_loss)]
+        scope.gauge(
+            "connections",
+            self.open.load(Ordering::Relaxed).max(0) as f64,
+        );
+    }
+}
+
+/// A connection counted open while this lives.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<ConnectionCounts>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Why a request or an attempt failed, as the `failures/<kind>` scope
 /// names it.
