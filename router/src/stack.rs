@@ -563,7 +563,9 @@ impl Attempts<'_> {
         started: Instant,
     ) -> Instant {
         let client: &ClientStats = &self.client.stats;
-        client.status.record(status.as_u16());
+        if crate::stats::COUNTING {
+            client.status.record(status.as_u16());
+        }
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(started);
         for stats in [&client.requests, &*self.client_service] {

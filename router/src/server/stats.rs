@@ -37,7 +37,9 @@ impl ServerStats {
         } else {
             self.requests.success();
         }
-        self.status.record(status);
+        if crate::stats::COUNTING {
+            self.status.record(status);
+        }
         self.requests.latency(elapsed);
     }
 

@@ -47,6 +47,9 @@ impl ServiceStats {
 
     /// Counts a request that made `retries` retries.
     pub(crate) fn retried(&self, retries: u32) {
+        if !crate::stats::COUNTING {
+            return;
+        }
         if retries == 0 {
             self.unretried.incr();
             return;

@@ -22,6 +22,10 @@ use crate::client::stats::ClientStats;
 use crate::service::stats::ServiceStats;
 pub(crate) use namers::telemetry::StatusCounts;
 
+/// Whether requests are counted: always, except in the `uncounted` build
+/// that measures what counting costs.
+pub(crate) const COUNTING: bool = !cfg!(feature = "uncounted");
+
 /// `connects` and `connections` of a server (accepted) or a client
 /// (opened to its endpoints).
 #[derive(Debug, Default)]
@@ -124,28 +128,43 @@ pub(crate) struct RequestStats {
 impl RequestStats {
     /// A request (or attempt) started.
     pub(crate) fn request(&self) {
+        if !COUNTING {
+            return;
+        }
         self.requests.incr();
     }
 
     /// It succeeded.
     pub(crate) fn success(&self) {
+        if !COUNTING {
+            return;
+        }
         self.success.incr();
     }
 
     /// It failed, for a reason not known here (a server sees only the
     /// answer's status).
     pub(crate) fn failure_unexplained(&self) {
+        if !COUNTING {
+            return;
+        }
         self.failures.incr();
     }
 
     /// It failed.
     pub(crate) fn failure(&self, kind: FailureKind) {
+        if !COUNTING {
+            return;
+        }
         self.failures.incr();
         self.failure_kinds[kind.index()].incr();
     }
 
     /// Its answer's head came after `elapsed`.
     pub(crate) fn latency(&self, elapsed: Duration) {
+        if !COUNTING {
+            return;
+        }
         self.latency
             .add(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
     }
