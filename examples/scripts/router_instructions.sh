@@ -13,6 +13,13 @@
 # lines indented by two spaces), e.g. a client or service block to measure
 # what those features cost.
 #
+# SERVICES=N (default 1) spreads the requests over N names, /svc/s0 …,
+# each bound by io.l5d.fs to ten loopback addresses of the upstream, every
+# one asked once before counting: the router's per-service state then
+# no longer sits in the CPU's caches.
+# CACHE_SIM=1 also simulates the caches (valgrind's --cache-sim) and
+# prints first-level and last-level data cache misses per request.
+#
 # The second form counts the same for nginx as a reverse proxy (one
 # worker, upstream keep-alive), the reference the router is held to.
 #
@@ -23,6 +30,7 @@ set -euo pipefail
 
 router_bin=${1:-target/release/router}
 seconds=${2:-5}
+services=${SERVICES:-1}
 [ "$router_bin" = nginx ] || router_bin=$(realpath "$router_bin")
 for tool in nginx wrk valgrind callgrind_control python3 curl taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool on the PATH" >&2; exit 2; }
@@ -54,7 +62,8 @@ http {
 }
 CONF
 }
-nginx_conf upstream "server { listen 127.0.0.1:$upstream_port; location / { return 200 \"ok\"; } }"
+# (Every loopback address: the services' endpoints are 127.0.0.1 to .10.)
+nginx_conf upstream "server { listen $upstream_port; location / { return 200 \"ok\"; } }"
 # nginx as the proxy under test: no master process, so valgrind follows the
 # worker itself.
 nginx_conf proxy "upstream up { server 127.0.0.1:$upstream_port; keepalive 128; }
@@ -63,14 +72,37 @@ nginx_conf proxy "upstream up { server 127.0.0.1:$upstream_port; keepalive 128; 
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
   }" "master_process off;"
 
+if [ "$services" -gt 1 ]; then
+  [ "$router_bin" != nginx ] || { echo "SERVICES is for the router" >&2; exit 2; }
+  mkdir -p "$work/disco"
+  for ((s = 0; s < services; s++)); do
+    for ((e = 1; e <= 10; e++)); do echo "127.0.0.$e $upstream_port"; done > "$work/disco/s$s"
+  done
+  namers="namers:
+- kind: io.l5d.fs
+  rootDir: $work/disco"
+  dtab="/svc => /#/io.l5d.fs;"
+else
+  namers=""
+  dtab="/svc => /\$/inet/127.0.0.1/$upstream_port"
+fi
+cat > "$work/hosts.lua" <<LUA
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/", { Host = "s" .. (n % $services) })
+end
+LUA
+
 cat > "$work/router.yaml" <<CONF
 admin:
   ip: 127.0.0.1
   port: $admin_port
 ${TOP_EXTRA:-}
+$namers
 routers:
 - protocol: http
-  dtab: "/svc => /\$/inet/127.0.0.1/$upstream_port"
+  dtab: "$dtab"
 ${ROUTER_EXTRA:-}
   servers:
   - ip: 127.0.0.1
@@ -89,21 +121,32 @@ else
   proxy=("$router_bin" "$work/router.yaml")
 fi
 # One CPU, as in the load harness: the router then runs single-threaded.
-taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+cache_sim=()
+[ "${CACHE_SIM:-0}" = 1 ] && cache_sim=(--cache-sim=yes)
+taskset -c 0 valgrind --tool=callgrind "${cache_sim[@]}" --callgrind-out-file="$work/callgrind.out" \
   "${proxy[@]}" >"$work/router.log" 2>&1 &
 router_pid=$!
 pids+=($router_pid)
 
 url=http://127.0.0.1:$router_port/
 for _ in $(seq 1 300); do
-  curl -sf -o /dev/null "$url" && break
+  curl -sf -o /dev/null -H "Host: s0" "$url" && break
   sleep 0.1
 done
-curl -sf -o /dev/null "$url" || { echo "the router did not start; see $work/router.log" >&2; exit 1; }
+curl -sf -o /dev/null -H "Host: s0" "$url" || { echo "the router did not start; see $work/router.log" >&2; exit 1; }
+if [ "$services" -gt 1 ]; then
+  # Every name once (`next` starts a new transfer with its own header).
+  for ((s = 0; s < services; s++)); do
+    [ "$s" -gt 0 ] && echo next
+    printf 'url = "%s"\nheader = "Host: s%d"\noutput = "/dev/null"\n' "$url" "$s"
+  done > "$work/curl.cfg"
+  curl -s --no-progress-meter --parallel --parallel-max 10 -K "$work/curl.cfg"
+fi
 
-wrk -t1 -c10 -d2s "$url" >/dev/null # warm the caches and connection pools
+# Warm the caches and connection pools.
+wrk -t1 -c10 -d2s -s "$work/hosts.lua" "$url" >/dev/null
 callgrind_control -z "$router_pid" >/dev/null 2>&1
-requests=$(wrk -t1 -c10 -d"${seconds}s" "$url" | awk '/requests in/ {print $1}')
+requests=$(wrk -t1 -c10 -d"${seconds}s" -s "$work/hosts.lua" "$url" | awk '/requests in/ {print $1}')
 callgrind_control -d "$router_pid" >/dev/null 2>&1
 
 profile=$(ls -t "$work"/callgrind.out.* | head -1)
@@ -111,4 +154,9 @@ total=$(awk '/^summary:/ {print $2}' "$profile")
 echo "requests: $requests"
 echo "instructions: $total"
 echo "instructions per request: $((total / requests))"
+if [ "${CACHE_SIM:-0}" = 1 ]; then
+  # summary: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+  awk -v n="$requests" '/^summary:/ {
+    printf "D1 misses per request: %.1f\nLL data misses per request: %.2f\n", ($6 + $7) / n, ($9 + $10) / n }' "$profile"
+fi
 echo "profile: $profile"

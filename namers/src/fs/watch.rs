@@ -23,6 +23,8 @@ use crate::{Endpoint, Publisher};
 const RESCAN: Duration = Duration::from_secs(10);
 /// How often to re-read when the directory cannot be watched at all.
 const POLL: Duration = Duration::from_secs(1);
+/// Files read by one blocking task (service files are small and local).
+const FILES_PER_READ_TASK: usize = 64;
 /// How long to let a burst of events settle before reading, so a writer's
 /// truncate-then-write is read once, whole.
 const SETTLE: Duration = Duration::from_millis(20);
@@ -232,19 +234,33 @@ async fn refresh(inner: &Arc<Inner>, files: Vec<String>) {
         }
         return;
     }
-    let reads = files.iter().map(|file| {
-        let path = inner.root.join(file);
-        let file = file.clone();
+    // A blocking task per chunk of files, not per file: a rescan of a
+    // thousand subscribed files would otherwise start hundreds of threads
+    // every RESCAN period.
+    let reads = files.chunks(FILES_PER_READ_TASK).map(|chunk| {
+        let paths: Vec<(PathBuf, String)> = chunk
+            .iter()
+            .map(|file| (inner.root.join(file), file.clone()))
+            .collect();
+        let count = paths.len();
         async move {
             tokio::task::spawn_blocking(move || {
-                let symlink = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink());
-                (read_file(&path, &file), symlink)
+                paths
+                    .iter()
+                    .map(|(path, file)| {
+                        let symlink = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink());
+                        (read_file(path, file), symlink)
+                    })
+                    .collect::<Vec<_>>()
             })
             .await
-            .unwrap_or_else(|error| (Snapshot::Refused(format!("reading failed: {error}")), false))
+            .unwrap_or_else(|error| {
+                let failed = || (Snapshot::Refused(format!("reading failed: {error}")), false);
+                (0..count).map(|_| failed()).collect()
+            })
         }
     });
-    let snapshots = join_all(reads).await;
+    let snapshots: Vec<(Snapshot, bool)> = join_all(reads).await.into_iter().flatten().collect();
     #[cfg(test)]
     inner.reads.fetch_add(files.len(), Ordering::Relaxed);
     let mut tracked = inner.lock();

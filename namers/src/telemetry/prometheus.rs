@@ -10,6 +10,7 @@
 //! Lines of one name are kept together, in name order.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::{Entry, Value};
@@ -20,65 +21,104 @@ const STACKS: [&str; 3] = ["service", "client", "server"];
 /// The text for `entries`, each name after `prefix` (the telemeter's
 /// `prefix` key, `""` by default).
 pub fn render(entries: &[Entry], prefix: &str) -> String {
-    // Each entry's series, then its lines written in name order (a
-    // stable sort keeps each name's lines in the order listed).
-    let mut series: Vec<(String, Labels<'_>, &Entry)> = entries
-        .iter()
-        .map(|entry| {
-            let (name, labels) = series(&entry.path, prefix);
-            (name, labels, entry)
-        })
-        .collect();
-    series.sort_by(|a, b| a.0.cmp(&b.0));
+    // Each entry goes into its name's group, in the order listed; the
+    // groups are written in name order. (A tree of a thousand services has
+    // some fifty names and tens of thousands of entries: grouping costs a
+    // hash per entry where sorting them by name compared long strings.)
+    let mut groups: HashMap<String, Vec<(Labels<'_>, &Entry)>> = HashMap::new();
+    let mut name = String::new();
+    for entry in entries {
+        let labels = series(&entry.path, prefix, &mut name);
+        match groups.get_mut(name.as_str()) {
+            Some(group) => group.push((labels, entry)),
+            None => {
+                groups.insert(name.clone(), vec![(labels, entry)]);
+            }
+        }
+    }
+    let mut names: Vec<&String> = groups.keys().collect();
+    names.sort();
     let mut out = String::with_capacity(entries.len() * 96);
-    for (name, labels, entry) in &series {
-        let plain = label_text(labels, None);
-        match entry.value {
-            Value::Counter(n) => {
-                let _ = writeln!(out, "{name}{plain} {n}");
-            }
-            Value::Gauge(g) => {
-                let _ = writeln!(out, "{name}{plain} {g:?}");
-            }
-            Value::Stat(s) if s.count > 0 => {
-                let _ = writeln!(out, "{name}_count{plain} {}", s.count);
-                let _ = writeln!(out, "{name}_sum{plain} {}", s.sum);
-                let _ = writeln!(out, "{name}_avg{plain} {:?}", s.avg);
-                for (quantile, value) in [
-                    ("0", s.min),
-                    ("0.5", s.p50),
-                    ("0.9", s.p90),
-                    ("0.95", s.p95),
-                    ("0.99", s.p99),
-                    ("0.999", s.p9990),
-                    ("0.9999", s.p9999),
-                    ("1", s.max),
-                ] {
-                    let labels = label_text(labels, Some(("quantile", quantile)));
-                    let _ = writeln!(out, "{name}{labels} {value}");
-                }
-            }
-            // Only push walks give samples.
-            Value::Stat(_) | Value::Samples(_) => {}
+    for name in names {
+        for (labels, entry) in &groups[name] {
+            write_entry(&mut out, name, labels, entry);
         }
     }
     out
+}
+
+/// The lines of one entry.
+fn write_entry(out: &mut String, name: &str, labels: &Labels<'_>, entry: &Entry) {
+    match entry.value {
+        Value::Counter(n) => {
+            line(out, name, "", labels, None);
+            let _ = writeln!(out, " {n}");
+        }
+        Value::Gauge(g) => {
+            line(out, name, "", labels, None);
+            let _ = writeln!(out, " {g:?}");
+        }
+        Value::Stat(s) if s.count > 0 => {
+            line(out, name, "_count", labels, None);
+            let _ = writeln!(out, " {}", s.count);
+            line(out, name, "_sum", labels, None);
+            let _ = writeln!(out, " {}", s.sum);
+            line(out, name, "_avg", labels, None);
+            let _ = writeln!(out, " {:?}", s.avg);
+            for (quantile, value) in [
+                ("0", s.min),
+                ("0.5", s.p50),
+                ("0.9", s.p90),
+                ("0.95", s.p95),
+                ("0.99", s.p99),
+                ("0.999", s.p9990),
+                ("0.9999", s.p9999),
+                ("1", s.max),
+            ] {
+                line(out, name, "", labels, Some(("quantile", quantile)));
+                let _ = writeln!(out, " {value}");
+            }
+        }
+        // Only push walks give samples.
+        Value::Stat(_) | Value::Samples(_) => {}
+    }
+}
+
+/// Writes a series: its name, `suffix` and its labels (and `extra`).
+fn line(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &Labels<'_>,
+    extra: Option<(&str, &str)>,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    write_labels(out, labels, extra);
 }
 
 /// A series' labels, in order, borrowed from its path (an exception chain
 /// is the one label made anew).
 type Labels<'a> = Vec<(&'a str, Cow<'a, str>)>;
 
-/// The series name and labels of a metric at `path`, rewritten a segment
-/// at a time as Linkerd's telemeter did.
-fn series<'a>(path: &'a [std::sync::Arc<str>], prefix: &str) -> (String, Labels<'a>) {
-    let mut name: Vec<&str> = Vec::new();
+/// The labels of a metric at `path`, rewritten a segment at a time as
+/// Linkerd's telemeter did; its series name goes into `out`.
+fn series<'a>(path: &'a [std::sync::Arc<str>], prefix: &str, out: &mut String) -> Labels<'a> {
+    let mut name: Vec<&str> = Vec::with_capacity(path.len());
     let mut labels: Labels<'a> = Vec::new();
     for segment in path {
         name.push(segment);
         relabel(&mut name, &mut labels);
     }
-    (escape_name(&format!("{prefix}{}", name.join(":"))), labels)
+    out.clear();
+    out.push_str(prefix);
+    for (i, segment) in name.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        push_escaped_name(out, segment);
+    }
+    labels
 }
 
 /// One step: when the name so far matches a labelled scope, its last
@@ -123,30 +163,29 @@ fn add_exception<'a>(labels: &mut Labels<'a>, exception: &'a str) {
     }
 }
 
-/// Every character a name may not hold becomes `_`.
-fn escape_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == ':' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// `segment` with every character a name may not hold as `_`.
+fn push_escaped_name(out: &mut String, segment: &str) {
+    for c in segment.chars() {
+        if c.is_ascii_alphanumeric() || c == ':' {
+            out.push(c);
+        } else {
+            out.push('_');
+        }
+    }
 }
 
-fn label_text(labels: &Labels<'_>, extra: Option<(&str, &str)>) -> String {
+fn write_labels(out: &mut String, labels: &Labels<'_>, extra: Option<(&str, &str)>) {
     if labels.is_empty() && extra.is_none() {
-        return String::new();
+        return;
     }
-    let mut out = String::from("{");
+    out.push('{');
     let all = labels.iter().map(|(k, v)| (*k, &**v)).chain(extra);
     for (i, (key, value)) in all.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(out, "{key}=\"");
+        out.push_str(key);
+        out.push_str("=\"");
         for c in value.chars() {
             match c {
                 '\\' => out.push_str("\\\\"),
@@ -158,7 +197,6 @@ fn label_text(labels: &Labels<'_>, extra: Option<(&str, &str)>) -> String {
         out.push('"');
     }
     out.push('}');
-    out
 }
 
 #[cfg(test)]

@@ -14,6 +14,9 @@ use std::sync::{Mutex, PoisonError};
 use super::{Counter, Scope};
 
 /// `status/<code>`, `status/<N>XX` and `status/error` of one scope.
+// The classes and the first code seen (most answers' code) share one cache
+// line.
+#[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub struct StatusCounts {
     classes: [Counter; 5],

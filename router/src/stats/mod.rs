@@ -113,15 +113,16 @@ impl FailureKind {
 
 /// `requests`, `success`, `failures` (and by kind) and
 /// `request_latency_ms` of one scope.
-// The counters every request touches, then the histogram's totals: one or
-// two cache lines per scope; the failure kinds, rarer, last.
-#[repr(C)]
+// The counters every request touches, then the histogram's totals and
+// bucket pointer: 64 bytes, aligned to one cache line; failures, rarer,
+// after it.
+#[repr(C, align(64))]
 #[derive(Debug, Default)]
 pub(crate) struct RequestStats {
     requests: Counter,
     success: Counter,
-    failures: Counter,
     latency: Stat,
+    failures: Counter,
     failure_kinds: [Counter; FailureKind::ALL.len()],
 }
 
@@ -262,6 +263,16 @@ mod tests {
             .into_iter()
             .map(|e| (e.path.join("/"), e.value))
             .collect()
+    }
+
+    #[test]
+    fn what_a_request_touches_fits_one_cache_line() {
+        assert_eq!(std::mem::align_of::<RequestStats>(), 64);
+        // The live histogram (totals and bucket pointer, 48 bytes) comes
+        // first in a stat, after the two counters.
+        let live_end = std::mem::offset_of!(RequestStats, latency)
+            + std::mem::size_of::<namers::telemetry::Histogram>();
+        assert!(live_end <= 64, "{live_end}");
     }
 
     #[test]
