@@ -1,6 +1,6 @@
 //! A trace collector for tests: an HTTP server that keeps every JSON body
-//! posted to it (Zipkin v2 at `/api/v2/spans`, OTLP at `/v1/traces`) and
-//! reads the spans back out.
+//! posted to it (Zipkin v2 at `/api/v2/spans`, OTLP at `/v1/traces`),
+//! gzipped or not, and reads the spans back out.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,6 +18,8 @@ use serde_json::Value;
 #[derive(Clone, Default)]
 pub struct SpanCollector {
     posts: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Whether each post came gzipped.
+    gzipped: Arc<Mutex<Vec<bool>>>,
 }
 
 impl SpanCollector {
@@ -36,8 +38,18 @@ impl SpanCollector {
                             let keeping = keeping.clone();
                             async move {
                                 let path = request.uri().path().to_string();
+                                let gzipped = request
+                                    .headers()
+                                    .get(http::header::CONTENT_ENCODING)
+                                    .is_some_and(|v| v == "gzip");
                                 let body = request.into_body().collect().await.unwrap().to_bytes();
+                                let body = if gzipped {
+                                    gunzip(&body)
+                                } else {
+                                    body.to_vec()
+                                };
                                 let json: Value = serde_json::from_slice(&body).unwrap();
+                                keeping.gzipped.lock().unwrap().push(gzipped);
                                 keeping.posts.lock().unwrap().push((path, json));
                                 Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(
                                     bytes::Bytes::from_static(b"{}"),
@@ -51,6 +63,11 @@ impl SpanCollector {
             }
         });
         (addr, collector)
+    }
+
+    /// Whether each post so far came gzipped (`Content-Encoding: gzip`).
+    pub fn gzipped(&self) -> Vec<bool> {
+        self.gzipped.lock().unwrap().clone()
     }
 
     /// The Zipkin v2 spans posted so far.
@@ -108,4 +125,11 @@ impl SpanCollector {
         assert_eq!(spans.len(), count, "spans: {spans:#?}");
         spans
     }
+}
+
+fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out)
+        .expect("a gzip body");
+    out
 }

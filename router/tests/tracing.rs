@@ -85,6 +85,12 @@ async fn two_routers_record_one_trace_with_parents_across_the_hop() {
     assert_eq!(flags & 6, 6, "sampled, and said so: {flags}");
 
     let spans = collector.wait_for(4, Collector::zipkin_spans).await;
+    // Gzipped, as the linkerd-zipkin plugin sent them by default.
+    let gzipped = collector.gzipped();
+    assert!(
+        !gzipped.is_empty() && gzipped.iter().all(|g| *g),
+        "{gzipped:?}"
+    );
     let outer_server = zipkin_span(&spans, "SERVER", "outer");
     let trace = hex(app_trace);
     for span in &spans {

@@ -440,9 +440,11 @@ mod tests {
             e.starts_with("telemetry[1] (io.zipkin.http): ") && e.contains("hosts"),
             "{e}"
         );
-        let e = parse(r#"[{"kind": "io.zipkin.http", "compressionEnabled": true}]"#).unwrap_err();
+        let e =
+            parse(r#"[{"kind": "io.opentelemetry.otlp", "endpoint": "https://otel/v1/traces"}]"#)
+                .unwrap_err();
         assert!(
-            e.contains("compressionEnabled") && e.contains("not supported yet"),
+            e.contains("endpoint") && e.contains("not supported yet"),
             "{e}"
         );
     }

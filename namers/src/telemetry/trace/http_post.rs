@@ -1,10 +1,10 @@
-//! POSTing a JSON batch over plain HTTP, for the exporters whose
-//! collectors take HTTP (Zipkin's v2 API, OTLP/HTTP).
+//! POSTing a JSON batch over plain HTTP, gzipped when asked, for the
+//! exporters whose collectors take HTTP (Zipkin's v2 API, OTLP/HTTP).
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST, HeaderValue};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HOST, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::client::legacy::Client;
@@ -23,6 +23,7 @@ pub(super) struct JsonPoster {
     client: Client<HttpConnector, Full<Bytes>>,
     uri: Uri,
     host: Option<HeaderValue>,
+    gzip: bool,
 }
 
 impl JsonPoster {
@@ -37,7 +38,18 @@ impl JsonPoster {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(2)
             .build(connector);
-        JsonPoster { client, uri, host }
+        JsonPoster {
+            client,
+            uri,
+            host,
+            gzip: false,
+        }
+    }
+
+    /// Whether bodies are sent gzipped (`Content-Encoding: gzip`).
+    pub(super) fn gzipped(mut self, gzip: bool) -> JsonPoster {
+        self.gzip = gzip;
+        self
     }
 
     /// Where batches go, for logs.
@@ -51,6 +63,12 @@ impl JsonPoster {
             .method(Method::POST)
             .uri(self.uri.clone())
             .header(CONTENT_TYPE, "application/json");
+        let body = if self.gzip {
+            request = request.header(CONTENT_ENCODING, "gzip");
+            gzip(&body)
+        } else {
+            body
+        };
         if let Some(host) = &self.host {
             request = request.header(HOST, host.clone());
         }
@@ -77,6 +95,19 @@ impl JsonPoster {
             .collect();
         Err(format!("the collector answered {status}: {}", text.trim()))
     }
+}
+
+/// `body` gzipped, at the fast level: the exporter's task does it, and a
+/// batch of spans compresses well at any level.
+fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    encoder.finish().unwrap_or_default()
 }
 
 /// An error and its causes, `: `-joined (hyper's own message is terse).

@@ -20,6 +20,7 @@ pub(crate) struct Post {
     pub(crate) path: String,
     pub(crate) host: Option<String>,
     pub(crate) content_type: Option<String>,
+    pub(crate) content_encoding: Option<String>,
     pub(crate) body: Bytes,
 }
 
@@ -55,12 +56,14 @@ impl HttpCollector {
                         };
                         let host = header(http::header::HOST);
                         let content_type = header(http::header::CONTENT_TYPE);
+                        let content_encoding = header(http::header::CONTENT_ENCODING);
                         let path = request.uri().path().to_string();
                         let body = request.into_body().collect().await?.to_bytes();
                         kept.lock().unwrap().push(Post {
                             path,
                             host,
                             content_type,
+                            content_encoding,
                             body,
                         });
                         let mut answer = Response::new(Full::new(Bytes::new()));

@@ -26,8 +26,8 @@ struct Params {
     host: String,
     #[serde(default = "default_host_header")]
     host_header: String,
-    /// The plugin gzipped by default; here only `false` is taken.
-    #[serde(default)]
+    /// Gzip each batch (the plugin's default).
+    #[serde(default = "default_compression")]
     compression_enabled: bool,
     #[serde(default = "default_sample_rate")]
     initial_sample_rate: f64,
@@ -35,6 +35,10 @@ struct Params {
 
 fn default_host() -> String {
     "localhost:9411".into()
+}
+
+fn default_compression() -> bool {
+    true
 }
 
 fn default_host_header() -> String {
@@ -55,6 +59,8 @@ pub struct ZipkinHttpConfig {
     pub host_header: HeaderValue,
     /// The share of traces recorded (`initialSampleRate`, default 0.001).
     pub sample_rate: SampleRate,
+    /// Batches are gzipped (`compressionEnabled`, default true).
+    pub gzip: bool,
 }
 
 impl ZipkinHttpConfig {
@@ -62,11 +68,6 @@ impl ZipkinHttpConfig {
     pub(super) fn from_params(params: &Map<String, Value>, at: &str) -> Result<Self, String> {
         let p: Params = serde_path_to_error::deserialize(Value::Object(params.clone()))
             .map_err(|e| format!("{at} ({KIND}): {e}"))?;
-        if p.compression_enabled {
-            return Err(format!(
-                "{at} ({KIND}): compressionEnabled: true is not supported yet (spans are sent uncompressed); leave it out or set it to false"
-            ));
-        }
         let authority: Authority = p
             .host
             .parse()
@@ -99,6 +100,7 @@ impl ZipkinHttpConfig {
             uri,
             host_header,
             sample_rate,
+            gzip: p.compression_enabled,
         })
     }
 }
@@ -111,7 +113,8 @@ pub(super) struct ZipkinHttpExporter {
 impl ZipkinHttpExporter {
     pub(super) fn new(config: &ZipkinHttpConfig) -> ZipkinHttpExporter {
         ZipkinHttpExporter {
-            poster: JsonPoster::new(config.uri.clone(), Some(config.host_header.clone())),
+            poster: JsonPoster::new(config.uri.clone(), Some(config.host_header.clone()))
+                .gzipped(config.gzip),
         }
     }
 
@@ -235,6 +238,7 @@ mod tests {
                 .unwrap(),
             host_header: HeaderValue::from_static("zipkin"),
             sample_rate: SampleRate::NEVER,
+            gzip: true,
         });
         let tracer = Tracer::with_options(&[config], ExportOptions::default());
         // Sampled by the context, whatever the rate.
@@ -249,7 +253,11 @@ mod tests {
         assert_eq!(post.path, "/api/v2/spans");
         assert_eq!(post.host.as_deref(), Some("zipkin"));
         assert_eq!(post.content_type.as_deref(), Some("application/json"));
-        let spans: Value = serde_json::from_slice(&post.body).unwrap();
+        assert_eq!(post.content_encoding.as_deref(), Some("gzip"));
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&post.body[..]), &mut json)
+            .unwrap();
+        let spans: Value = serde_json::from_slice(&json).unwrap();
         let spans = spans.as_array().unwrap();
         assert_eq!(spans.len(), 2);
         assert_eq!(spans[0]["traceId"], "0000000000000102000000000000abcd");
@@ -268,11 +276,13 @@ mod tests {
                 .unwrap(),
             host_header: HeaderValue::from_static("zipkin"),
             sample_rate: SampleRate::ALWAYS,
+            gzip: false,
         });
         let tracer = Tracer::with_options(&[config], ExportOptions::default());
         tracer.record(client_span());
         tracer.flush().await;
         assert_eq!(collector.posts().len(), 1);
+        assert_eq!(collector.posts()[0].content_encoding, None, "not gzipped");
         let figures = tracer.figures_of(KIND);
         assert_eq!(
             (figures.sent, figures.failed, figures.batches_failed),
