@@ -647,5 +647,18 @@ routers:
         rest, "\"GET /hello?x=1 HTTP/2\" 200 - \"-\" \"h2-test\"",
         "{line}"
     );
+    // Two more requests share the client's one h2 connection.
+    for _ in 0..2 {
+        let request = http::Request::get("http://web/again")
+            .body(support::empty())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let json = metrics_json(router.admin, "").await;
+    let client = "rt/h2/client/#/io.l5d.fs/web";
+    assert_eq!(json[format!("{client}/requests")], 3, "{json:#}");
+    assert_eq!(json[format!("{client}/connects")], 1, "{json:#}");
+    assert_eq!(json[format!("{client}/connections")].as_f64(), Some(1.0));
     router.stop().await;
 }
