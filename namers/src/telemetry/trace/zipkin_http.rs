@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use http::header::HeaderValue;
 use http::uri::{Authority, Uri};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::http_post::JsonPoster;
 use super::sampling::SampleRate;
@@ -123,69 +123,127 @@ impl ZipkinHttpExporter {
     }
 
     pub(super) async fn export(&mut self, spans: &[Arc<Span>]) -> Result<(), String> {
-        let batch: Vec<Value> = spans.iter().map(|s| v2_json(s)).collect();
+        let batch: Vec<V2Span<'_>> = spans.iter().map(|s| V2Span::of(s)).collect();
         let body = serde_json::to_vec(&batch).map_err(|e| e.to_string())?;
         self.poster.post(body).await
     }
 }
 
-/// One span in Zipkin's v2 model.
-pub(super) fn v2_json(span: &Span) -> Value {
-    let context = &span.context;
-    let mut out = json!({
-        "traceId": context.trace_id.to_string(),
-        "id": context.span_id.to_string(),
-    });
-    if let Some(parent) = context.parent_id {
-        out["parentId"] = parent.to_string().into();
-    }
-    out["kind"] = match span.kind {
-        SpanKind::Server => "SERVER",
-        SpanKind::Client => "CLIENT",
-    }
-    .into();
-    out["name"] = span.name.clone().into();
-    out["timestamp"] = span.start_micros().into();
-    out["duration"] = span.duration_micros().into();
-    let mut local = endpoint(span.local_endpoint);
-    local.insert("serviceName".into(), span.local_service.clone().into());
-    out["localEndpoint"] = Value::Object(local);
-    if span.remote_endpoint.is_some() {
-        out["remoteEndpoint"] = Value::Object(endpoint(span.remote_endpoint));
-    }
-    if !span.events.is_empty() {
-        let annotations: Vec<Value> = span
-            .timed_annotations()
-            .into_iter()
-            .skip(2) // v2 has kind, timestamp and duration for cs/cr and sr/ss.
-            .map(|a| json!({"timestamp": a.micros, "value": a.value}))
-            .collect();
-        out["annotations"] = annotations.into();
-    }
-    if !span.tags.is_empty() {
-        let tags: Map<String, Value> = span
-            .tags
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::from(v.clone())))
-            .collect();
-        out["tags"] = Value::Object(tags);
-    }
-    if context.debug {
-        out["debug"] = true.into();
-    }
-    out
+/// One span in Zipkin's v2 model, written straight from the span (no
+/// JSON tree in between: a traced request's spans are many).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Span<'a> {
+    trace_id: String,
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_id: Option<String>,
+    kind: &'static str,
+    name: &'a str,
+    timestamp: i64,
+    duration: i64,
+    local_endpoint: V2Endpoint<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_endpoint: Option<V2Endpoint<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    annotations: Vec<V2Annotation<'a>>,
+    #[serde(skip_serializing_if = "Tags::is_empty")]
+    tags: Tags<'a>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    debug: bool,
 }
 
-fn endpoint(addr: Option<SocketAddr>) -> Map<String, Value> {
-    let mut out = Map::new();
-    if let Some(addr) = addr {
-        match addr.ip().to_canonical() {
-            IpAddr::V4(ip) => out.insert("ipv4".into(), ip.to_string().into()),
-            IpAddr::V6(ip) => out.insert("ipv6".into(), ip.to_string().into()),
-        };
-        out.insert("port".into(), addr.port().into());
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Endpoint<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipv4: Option<std::net::Ipv4Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipv6: Option<std::net::Ipv6Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    port: Option<u16>,
+}
+
+impl<'a> V2Endpoint<'a> {
+    fn of(addr: Option<SocketAddr>, service_name: Option<&'a str>) -> V2Endpoint<'a> {
+        let (mut ipv4, mut ipv6) = (None, None);
+        if let Some(addr) = addr {
+            match addr.ip().to_canonical() {
+                IpAddr::V4(ip) => ipv4 = Some(ip),
+                IpAddr::V6(ip) => ipv6 = Some(ip),
+            }
+        }
+        V2Endpoint {
+            service_name,
+            ipv4,
+            ipv6,
+            port: addr.map(|a| a.port()),
+        }
     }
-    out
+}
+
+#[derive(Serialize)]
+struct V2Annotation<'a> {
+    timestamp: i64,
+    value: &'a str,
+}
+
+/// The tags as one JSON object.
+struct Tags<'a>(&'a [(std::borrow::Cow<'static, str>, String)]);
+
+impl Tags<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Tags<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (&**k, v)))
+    }
+}
+
+impl<'a> V2Span<'a> {
+    fn of(span: &'a Span) -> V2Span<'a> {
+        let context = &span.context;
+        let annotations = if span.events.is_empty() {
+            Vec::new()
+        } else {
+            span.timed_annotations()
+                .into_iter()
+                .skip(2) // v2 has kind, timestamp and duration for cs/cr and sr/ss.
+                .map(|a| V2Annotation {
+                    timestamp: a.micros,
+                    value: a.value,
+                })
+                .collect()
+        };
+        V2Span {
+            trace_id: context.trace_id.to_string(),
+            id: context.span_id.to_string(),
+            parent_id: context.parent_id.map(|p| p.to_string()),
+            kind: match span.kind {
+                SpanKind::Server => "SERVER",
+                SpanKind::Client => "CLIENT",
+            },
+            name: &span.name,
+            timestamp: span.start_micros(),
+            duration: span.duration_micros(),
+            local_endpoint: V2Endpoint::of(span.local_endpoint, Some(&span.local_service)),
+            remote_endpoint: span.remote_endpoint.map(|a| V2Endpoint::of(Some(a), None)),
+            annotations,
+            tags: Tags(&span.tags),
+            debug: context.debug,
+        }
+    }
+}
+
+/// One span in Zipkin's v2 model, as a JSON value (tests).
+#[cfg(test)]
+pub(super) fn v2_json(span: &Span) -> Value {
+    serde_json::to_value(V2Span::of(span)).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -194,6 +252,7 @@ mod tests {
     use crate::telemetry::trace::span::tests::client_span;
     use crate::telemetry::trace::test_collector::HttpCollector;
     use crate::telemetry::trace::{ExportOptions, Tracer, TracerConfig};
+    use serde_json::json;
 
     #[test]
     fn a_span_in_zipkins_v2_json() {
