@@ -9,13 +9,14 @@
 //! service and keeps its local service as the attribute
 //! `switchboard.local_service`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::uri::Uri;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::http_post::JsonPoster;
 use super::sampling::SampleRate;
@@ -136,110 +137,201 @@ impl OtlpExporter {
     }
 
     pub(super) async fn export(&mut self, spans: &[Arc<Span>]) -> Result<(), String> {
-        let request = export_request(spans, self.service_name.as_deref());
+        let request = ExportRequest::of(spans, self.service_name.as_deref());
         let body = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
         self.poster.post(body).await
     }
 }
 
+// The OTLP/JSON shapes, written straight from the spans (no JSON tree in
+// between: a traced request's spans are many).
+
 /// An `ExportTraceServiceRequest`: one resource per service name, in name
 /// order.
-pub(super) fn export_request(spans: &[Arc<Span>], service_name: Option<&str>) -> Value {
-    let mut by_service: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
-    for span in spans {
-        let service = service_name.unwrap_or(&span.local_service);
-        let mut json = span_json(span);
-        if service_name.is_some() {
-            push_attribute(&mut json, LOCAL_SERVICE, string_value(&span.local_service));
-        }
-        by_service.entry(service).or_default().push(json);
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportRequest<'a> {
+    resource_spans: Vec<ResourceSpans<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceSpans<'a> {
+    resource: Resource<'a>,
+    scope_spans: [ScopeSpans<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Resource<'a> {
+    attributes: [Attribute<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct ScopeSpans<'a> {
+    scope: Scope,
+    spans: Vec<OtlpSpan<'a>>,
+}
+
+#[derive(Serialize)]
+struct Scope {
+    name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OtlpSpan<'a> {
+    trace_id: String,
+    span_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_span_id: Option<String>,
+    name: &'a str,
+    kind: u8,
+    start_time_unix_nano: String,
+    end_time_unix_nano: String,
+    attributes: Vec<Attribute<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    events: Vec<Event<'a>>,
+    status: Status<'a>,
+}
+
+#[derive(Serialize)]
+struct Attribute<'a> {
+    key: Cow<'a, str>,
+    value: AnyValue<'a>,
+}
+
+#[derive(Serialize)]
+enum AnyValue<'a> {
+    #[serde(rename = "stringValue")]
+    String(Cow<'a, str>),
+    /// OTLP/JSON writes 64-bit integers as strings.
+    #[serde(rename = "intValue")]
+    Int(String),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Event<'a> {
+    time_unix_nano: String,
+    name: &'a str,
+}
+
+/// Unset (`{}`) unless the span failed: OTLP keeps "ok" for a decision
+/// made by the application, not by a proxy.
+#[derive(Serialize)]
+struct Status<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+fn attribute<'a>(key: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) -> Attribute<'a> {
+    Attribute {
+        key: key.into(),
+        value: AnyValue::String(value.into()),
     }
-    let resource_spans: Vec<Value> = by_service
-        .into_iter()
-        .map(|(service, spans)| {
-            json!({
-                "resource": {"attributes": [attribute("service.name", string_value(service))]},
-                "scopeSpans": [{
-                    "scope": {"name": SCOPE, "version": env!("CARGO_PKG_VERSION")},
-                    "spans": spans,
+}
+
+impl<'a> ExportRequest<'a> {
+    fn of(spans: &'a [Arc<Span>], service_name: Option<&'a str>) -> ExportRequest<'a> {
+        let mut by_service: BTreeMap<&'a str, Vec<OtlpSpan<'a>>> = BTreeMap::new();
+        for span in spans {
+            let service = service_name.unwrap_or(&span.local_service);
+            let mut otlp = OtlpSpan::of(span);
+            if service_name.is_some() {
+                otlp.attributes
+                    .push(attribute(LOCAL_SERVICE, span.local_service.as_str()));
+            }
+            by_service.entry(service).or_default().push(otlp);
+        }
+        let resource_spans = by_service
+            .into_iter()
+            .map(|(service, spans)| ResourceSpans {
+                resource: Resource {
+                    attributes: [attribute("service.name", service)],
+                },
+                scope_spans: [ScopeSpans {
+                    scope: Scope {
+                        name: SCOPE,
+                        version: env!("CARGO_PKG_VERSION"),
+                    },
+                    spans,
                 }],
             })
-        })
-        .collect();
-    json!({ "resourceSpans": resource_spans })
-}
-
-fn span_json(span: &Span) -> Value {
-    let context = &span.context;
-    let start = nanos_since_epoch(span.start);
-    let end = start.saturating_add(span.duration.as_nanos());
-    let mut attributes: Vec<Value> = span
-        .tags
-        .iter()
-        .map(|(k, v)| attribute(k, string_value(v)))
-        .collect();
-    endpoint_attributes(&mut attributes, "network.local", span.local_endpoint);
-    endpoint_attributes(&mut attributes, "network.peer", span.remote_endpoint);
-    let mut out = json!({
-        // OTLP's trace ids are always 32 digits.
-        "traceId": format!("{:032x}", context.trace_id.get()),
-        "spanId": context.span_id.to_string(),
-        "name": span.name,
-        "kind": match span.kind {
-            SpanKind::Server => KIND_SERVER,
-            SpanKind::Client => KIND_CLIENT,
-        },
-        "startTimeUnixNano": start.to_string(),
-        "endTimeUnixNano": end.to_string(),
-        "attributes": attributes,
-    });
-    if let Some(parent) = context.parent_id {
-        out["parentSpanId"] = parent.to_string().into();
-    }
-    if !span.events.is_empty() {
-        let events: Vec<Value> = span
-            .events
-            .iter()
-            .map(|e| json!({"timeUnixNano": nanos_since_epoch(e.at).to_string(), "name": e.value}))
             .collect();
-        out["events"] = events.into();
+        ExportRequest { resource_spans }
     }
-    // Unset unless the span failed: OTLP keeps "ok" for a decision made
-    // by the application, not by a proxy.
-    out["status"] = match span
-        .tags
-        .iter()
-        .find(|(k, _)| k == super::span::tags::ERROR)
-    {
-        Some((_, why)) => json!({"code": STATUS_ERROR, "message": why}),
-        None => json!({}),
-    };
-    out
 }
 
-fn endpoint_attributes(attributes: &mut Vec<Value>, prefix: &str, addr: Option<SocketAddr>) {
+impl<'a> OtlpSpan<'a> {
+    fn of(span: &'a Span) -> OtlpSpan<'a> {
+        let context = &span.context;
+        let start = nanos_since_epoch(span.start);
+        let end = start.saturating_add(span.duration.as_nanos());
+        let mut attributes: Vec<Attribute<'a>> = span
+            .tags
+            .iter()
+            .map(|(k, v)| attribute(&**k, v.as_str()))
+            .collect();
+        endpoint_attributes(&mut attributes, "network.local", span.local_endpoint);
+        endpoint_attributes(&mut attributes, "network.peer", span.remote_endpoint);
+        let error = span
+            .tags
+            .iter()
+            .find(|(k, _)| k == super::span::tags::ERROR)
+            .map(|(_, why)| why.as_str());
+        OtlpSpan {
+            // OTLP's trace ids are always 32 digits.
+            trace_id: format!("{:032x}", context.trace_id.get()),
+            span_id: context.span_id.to_string(),
+            parent_span_id: context.parent_id.map(|p| p.to_string()),
+            name: &span.name,
+            kind: match span.kind {
+                SpanKind::Server => KIND_SERVER,
+                SpanKind::Client => KIND_CLIENT,
+            },
+            start_time_unix_nano: start.to_string(),
+            end_time_unix_nano: end.to_string(),
+            attributes,
+            events: span
+                .events
+                .iter()
+                .map(|e| Event {
+                    time_unix_nano: nanos_since_epoch(e.at).to_string(),
+                    name: &e.value,
+                })
+                .collect(),
+            status: Status {
+                code: error.map(|_| STATUS_ERROR),
+                message: error,
+            },
+        }
+    }
+}
+
+fn endpoint_attributes(
+    attributes: &mut Vec<Attribute<'_>>,
+    prefix: &str,
+    addr: Option<SocketAddr>,
+) {
     if let Some(addr) = addr {
-        let ip = addr.ip().to_canonical().to_string();
-        attributes.push(attribute(&format!("{prefix}.address"), string_value(&ip)));
         attributes.push(attribute(
-            &format!("{prefix}.port"),
-            json!({"intValue": addr.port().to_string()}),
+            format!("{prefix}.address"),
+            addr.ip().to_canonical().to_string(),
         ));
+        attributes.push(Attribute {
+            key: format!("{prefix}.port").into(),
+            value: AnyValue::Int(addr.port().to_string()),
+        });
     }
 }
 
-fn attribute(key: &str, value: Value) -> Value {
-    json!({"key": key, "value": value})
-}
-
-fn string_value(text: &str) -> Value {
-    json!({ "stringValue": text })
-}
-
-fn push_attribute(span: &mut Value, key: &str, value: Value) {
-    if let Some(list) = span["attributes"].as_array_mut() {
-        list.push(attribute(key, value));
-    }
+/// The request for `spans` as a JSON value (tests).
+#[cfg(test)]
+pub(super) fn export_request(spans: &[Arc<Span>], service_name: Option<&str>) -> Value {
+    serde_json::to_value(ExportRequest::of(spans, service_name)).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -248,6 +340,7 @@ mod tests {
     use crate::telemetry::trace::span::tests::client_span;
     use crate::telemetry::trace::test_collector::HttpCollector;
     use crate::telemetry::trace::{ExportOptions, Tracer, TracerConfig};
+    use serde_json::json;
 
     fn attributes(span: &Value) -> Vec<(String, Value)> {
         span["attributes"]
@@ -348,7 +441,7 @@ mod tests {
     fn a_64_bit_trace_id_is_padded_to_32_digits() {
         let mut span = client_span();
         span.context.trace_id = crate::telemetry::trace::TraceId::new(0xabc).unwrap();
-        let json = span_json(&span);
+        let json = serde_json::to_value(OtlpSpan::of(&span)).unwrap();
         assert_eq!(json["traceId"], "00000000000000000000000000000abc");
     }
 
