@@ -7,7 +7,7 @@
 //! client ([`crate::client`]: the balancer of the bound id) → endpoint
 //! ([`crate::endpoint`]: the connection).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -148,7 +148,7 @@ impl RouterStack {
         &self,
         server: &ServerSettings,
         request: Request<Incoming>,
-        remote: Option<IpAddr>,
+        remote: Option<SocketAddr>,
     ) -> Response<Body> {
         let started = Instant::now();
         let (parts, incoming) = request.into_parts();
@@ -200,7 +200,7 @@ impl RouterStack {
         mut parts: http::request::Parts,
         incoming: Option<Incoming>,
         started: Instant,
-        remote: Option<IpAddr>,
+        remote: Option<SocketAddr>,
         trace: &mut Option<Box<RequestTrace>>,
     ) -> Result<Routed, RouterError> {
         // server
@@ -219,7 +219,7 @@ impl RouterStack {
         let logged = self
             .access_log
             .as_ref()
-            .map(|_| Box::new(RequestHead::from_parts(&parts, remote)));
+            .map(|_| Box::new(RequestHead::from_parts(&parts, remote.map(|a| a.ip()))));
         // identify
         let identified = identify_with(&self.identifiers, &parts)
             .map_err(|e| RouterError::Unidentified(e.to_string()))?;

@@ -6,7 +6,7 @@
 //! Without a tracing telemeter the router keeps no trace: the caller's
 //! trace headers go to the endpoint as they came, as every other header.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -51,7 +51,7 @@ impl RequestTrace {
         parts: &mut http::request::Parts,
         label: &str,
         local: SocketAddr,
-        remote: Option<IpAddr>,
+        remote: Option<SocketAddr>,
     ) -> Box<RequestTrace> {
         let headers = &parts.headers;
         let incoming = setup.propagator.read(headers).unwrap_or_else(|why| {
@@ -66,7 +66,7 @@ impl RequestTrace {
         let span = setup.tracer.would_record(&server).then(|| {
             let mut span = Span::new(SpanKind::Server, span_name(parts), server, label);
             span.local_endpoint = Some(local);
-            span.remote_endpoint = remote.map(|ip| SocketAddr::new(ip, 0));
+            span.remote_endpoint = remote;
             span.tag(tags::HTTP_METHOD, parts.method.as_str());
             span.tag(tags::HTTP_URI, parts.uri.to_string());
             span

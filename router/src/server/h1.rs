@@ -58,7 +58,7 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// lives.
 pub struct Peer {
     /// The client's address.
-    pub remote: std::net::IpAddr,
+    pub remote: std::net::SocketAddr,
     /// Held for the connection's life.
     pub _open: crate::stats::OpenConnection,
 }
@@ -402,7 +402,7 @@ async fn respond(
     request: ClientRequest,
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
-    remote: std::net::IpAddr,
+    remote: std::net::SocketAddr,
 ) -> io::Result<bool> {
     let started = Instant::now();
     let router = &served.router;

@@ -299,12 +299,12 @@ async fn accept_loop(
             let stopping = stopping_rx.clone();
             let fallback = move |prefixed: h1::Prefixed| async move {
                 let accepted = prefixed.accepted();
-                hyper.serve(prefixed, accepted, stopping, peer.ip()).await;
+                hyper.serve(prefixed, accepted, stopping, peer).await;
             };
             tokio::spawn(h1::serve(
                 stream,
                 h1::Peer {
-                    remote: peer.ip(),
+                    remote: peer,
                     _open: open,
                 },
                 served.clone(),
@@ -317,7 +317,7 @@ async fn accept_loop(
         let stopping = stopping_rx.clone();
         tokio::spawn(async move {
             hyper
-                .serve(stream, tokio::time::Instant::now(), stopping, peer.ip())
+                .serve(stream, tokio::time::Instant::now(), stopping, peer)
                 .await;
             drop(open);
         });
@@ -347,7 +347,7 @@ impl HyperServer {
         io: I,
         accepted: tokio::time::Instant,
         mut stopping: watch::Receiver<bool>,
-        remote: std::net::IpAddr,
+        remote: std::net::SocketAddr,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -393,7 +393,7 @@ fn hyper_service(
     settings: Arc<ServerSettings>,
     limit: Option<Arc<Semaphore>>,
     (activity, refusals): (Arc<Activity>, Refusals),
-    remote: std::net::IpAddr,
+    remote: std::net::SocketAddr,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<Tracked<crate::body::Body>>,
