@@ -12,6 +12,20 @@ use support::{Backend, FsDir, STEP, config, empty, start_router, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The router's flat metrics.
+async fn metrics(router: &support::RunningRouter) -> serde_json::Value {
+    let reply = support::get(
+        &support::client(),
+        router.admin,
+        "admin",
+        "/admin/metrics.json",
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    serde_json::from_slice(&reply.body).unwrap()
+}
+
 #[tokio::test]
 async fn upgrade_gets_101_and_bytes_flow_both_ways() {
     let backend = Backend::start("ws").await;
@@ -68,6 +82,11 @@ async fn upgrade_gets_101_and_bytes_flow_both_ways() {
             .unwrap();
         assert_eq!(echoed, message);
     }
+    // The tunnel is the client's one connection, open.
+    let client = "rt/http/client/#/io.l5d.fs/chat";
+    let figures = metrics(&router).await;
+    assert_eq!(figures[format!("{client}/connects")], 1, "{figures:#}");
+    assert_eq!(figures[format!("{client}/connections")].as_f64(), Some(1.0));
 
     // Closing our side ends the tunnel: the backend closes, we read EOF.
     io.shutdown().await.unwrap();
@@ -77,5 +96,15 @@ async fn upgrade_gets_101_and_bytes_flow_both_ways() {
         .unwrap();
     assert!(rest.is_empty());
     assert_eq!(backend.requests(), 1);
+    // Then the connection is counted closed.
+    let mut open = None;
+    for _ in 0..100 {
+        open = metrics(&router).await[format!("{client}/connections")].as_f64();
+        if open == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(open, Some(0.0));
     router.stop().await;
 }

@@ -474,7 +474,9 @@ impl EndpointStage {
                 connection = None;
                 if let Some(downstream) = on_upgrade {
                     let upstream = hyper::upgrade::on(&mut response);
-                    tokio::spawn(splice(downstream, upstream));
+                    // The tunnel keeps the connection counted open.
+                    let open = connections.still_open();
+                    tokio::spawn(splice(downstream, upstream, open));
                 }
             } else {
                 strip_hop_by_hop(response.headers_mut(), false);
@@ -590,7 +592,11 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap, upgrading: bool) {
 
 /// Copies bytes both ways between the client and the upstream after a
 /// `101 Switching Protocols`.
-async fn splice(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+async fn splice(
+    downstream: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    _open: crate::stats::OpenConnection,
+) {
     let (Ok(down), Ok(up)) = tokio::join!(downstream, upstream) else {
         tracing::debug!("an upgrade was not completed by one side");
         return;

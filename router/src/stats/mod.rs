@@ -42,6 +42,14 @@ impl ConnectionCounts {
         OpenConnection(self.clone())
     }
 
+    /// Counts a connection open again, not made again: an upgraded
+    /// connection, whose bytes a tunnel now carries after its HTTP task
+    /// ended.
+    pub fn still_open(self: &Arc<ConnectionCounts>) -> OpenConnection {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self.clone())
+    }
+
     /// Lists `connects` and the gauge `connections` into `scope`.
     pub(crate) fn list(&self, scope: &mut Scope<'_>) {
         scope.counter("connects", self.connects.get());
