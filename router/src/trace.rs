@@ -29,17 +29,16 @@ pub(crate) struct RequestTrace {
     tracer: Arc<Tracer>,
     propagator: Propagator,
     server: TraceContext,
-    /// The server span being filled in; `None` when the trace is not
-    /// recorded (its context still goes downstream).
-    span: Option<Span>,
-    started: Instant,
+    /// The server span being filled in, and when it started; `None` when
+    /// the trace is not recorded (its context still goes downstream).
+    span: Option<(Span, Instant)>,
 }
 
-/// One attempt's client span, begun.
+/// One attempt's client span, begun; its clock readings only when the
+/// trace is recorded.
 pub(crate) struct AttemptTrace {
     context: TraceContext,
-    start: SystemTime,
-    started: Instant,
+    timing: Option<(SystemTime, Instant)>,
 }
 
 impl RequestTrace {
@@ -69,20 +68,19 @@ impl RequestTrace {
             span.remote_endpoint = remote;
             span.tag(tags::HTTP_METHOD, parts.method.as_str());
             span.tag(tags::HTTP_URI, parts.uri.to_string());
-            span
+            (span, Instant::now())
         });
         Box::new(RequestTrace {
             tracer: setup.tracer.clone(),
             propagator: setup.propagator,
             server,
             span,
-            started: Instant::now(),
         })
     }
 
     /// Names the destination in the server span once it is known.
     pub(crate) fn destination(&mut self, service: &dtab::Path) {
-        if let Some(span) = &mut self.span {
+        if let Some((span, _)) = &mut self.span {
             span.tag(tags::NAMER_PATH, service.show());
         }
     }
@@ -94,8 +92,10 @@ impl RequestTrace {
         self.propagator.write(headers, &context);
         AttemptTrace {
             context,
-            start: SystemTime::now(),
-            started: Instant::now(),
+            timing: self
+                .span
+                .is_some()
+                .then(|| (SystemTime::now(), Instant::now())),
         }
     }
 
@@ -110,7 +110,7 @@ impl RequestTrace {
         residual: &dtab::Path,
         answer: Result<u16, String>,
     ) {
-        let Some(server_span) = &self.span else {
+        let (Some((server_span, _)), Some((start, started))) = (&self.span, attempt.timing) else {
             return;
         };
         let mut span = Span::new(
@@ -119,8 +119,8 @@ impl RequestTrace {
             attempt.context,
             client.show(),
         );
-        span.start = attempt.start;
-        span.duration = attempt.started.elapsed();
+        span.start = start;
+        span.duration = started.elapsed();
         span.remote_endpoint = Some(endpoint);
         span.tag(tags::DST_ID, client.show());
         if !residual.is_empty() {
@@ -135,10 +135,10 @@ impl RequestTrace {
 
     /// Records the server span with the answer's status.
     pub(crate) fn end(self, status: u16, error: Option<&str>) {
-        let Some(mut span) = self.span else {
+        let Some((mut span, started)) = self.span else {
             return;
         };
-        span.duration = self.started.elapsed();
+        span.duration = started.elapsed();
         span.tag(tags::HTTP_STATUS_CODE, status.to_string());
         if let Some(error) = error {
             span.tag(tags::ERROR, error.to_string());
