@@ -11,7 +11,7 @@
 //! and samples at its own rate only traces nobody decided on; it never
 //! decides for a trace that goes downstream.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,9 +32,9 @@ const DEFAULT_CAPACITY: usize = 10;
 /// The most requests one table may keep: they live in the router's memory.
 const MAX_CAPACITY: usize = 10_000;
 
-/// Attempts waiting for their request's server span. Attempts end before
-/// their request does, so only the few in flight wait here; beyond this
-/// many the oldest are forgotten (their request's row then has no
+/// Requests whose attempts wait for their server span. Attempts end
+/// before their request does, so only the few in flight wait here; beyond
+/// this many the oldest are forgotten (their request's row then has no
 /// destination).
 const MAX_WAITING_ATTEMPTS: usize = 4096;
 
@@ -159,14 +159,18 @@ struct Table {
     capacity: usize,
     /// Newest last.
     rows: VecDeque<RecentRequest>,
-    /// Client spans by the server span they belong to, oldest first.
-    attempts: VecDeque<Attempt>,
+    /// The attempts of requests whose server span has not come yet, by
+    /// the server span (trace id and span id).
+    attempts: HashMap<(TraceId, SpanId), Attempts>,
+    /// The keys of `attempts` in the order they came, to forget the
+    /// oldest; a key whose request came is skipped when it is reached.
+    arrived: VecDeque<(TraceId, SpanId)>,
 }
 
+/// A request's attempts so far: how many, and where the last one went.
 #[derive(Debug)]
-struct Attempt {
-    trace_id: TraceId,
-    parent: SpanId,
+struct Attempts {
+    count: u32,
     bound_id: String,
     endpoint: Option<SocketAddr>,
 }
@@ -178,7 +182,8 @@ impl RecentRequests {
             table: Arc::new(Mutex::new(Table {
                 capacity: capacity.max(1),
                 rows: VecDeque::new(),
-                attempts: VecDeque::new(),
+                attempts: HashMap::new(),
+                arrived: VecDeque::new(),
             })),
         }
     }
@@ -204,35 +209,39 @@ impl Table {
         let Some(parent) = span.context.parent_id else {
             return;
         };
-        if self.attempts.len() >= MAX_WAITING_ATTEMPTS {
-            self.attempts.pop_front();
+        let key = (span.context.trace_id, parent);
+        let bound_id = tag(span, tags::DST_ID).unwrap_or_else(|| span.local_service.clone());
+        if let Some(seen) = self.attempts.get_mut(&key) {
+            seen.count += 1;
+            seen.bound_id = bound_id;
+            seen.endpoint = span.remote_endpoint;
+            return;
         }
-        self.attempts.push_back(Attempt {
-            trace_id: span.context.trace_id,
-            parent,
-            bound_id: tag(span, tags::DST_ID).unwrap_or_else(|| span.local_service.clone()),
-            endpoint: span.remote_endpoint,
-        });
+        while self.arrived.len() >= MAX_WAITING_ATTEMPTS {
+            if let Some(oldest) = self.arrived.pop_front() {
+                self.attempts.remove(&oldest);
+            }
+        }
+        self.arrived.push_back(key);
+        self.attempts.insert(
+            key,
+            Attempts {
+                count: 1,
+                bound_id,
+                endpoint: span.remote_endpoint,
+            },
+        );
     }
 
     fn request(&mut self, span: &Span) {
         let context = &span.context;
         // The request's attempts, taken off the waiting list; the last
         // one says where it went.
-        let mut attempts = 0;
-        let mut last = None;
-        self.attempts.retain(|attempt| {
-            let ours = attempt.trace_id == context.trace_id && attempt.parent == context.span_id;
-            if ours {
-                attempts += 1;
-                last = Some((attempt.bound_id.clone(), attempt.endpoint));
-            }
-            !ours
-        });
-        let (concrete_name, destination) = match last {
-            Some((id, endpoint)) => (Some(id), endpoint),
-            None => (None, None),
-        };
+        let (attempts, concrete_name, destination) =
+            match self.attempts.remove(&(context.trace_id, context.span_id)) {
+                Some(seen) => (seen.count, Some(seen.bound_id), seen.endpoint),
+                None => (0, None, None),
+            };
         if self.rows.len() >= self.capacity {
             self.rows.pop_front();
         }
