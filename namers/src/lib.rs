@@ -28,6 +28,7 @@ pub mod serversets;
 pub mod session;
 pub mod system;
 pub mod telemetry;
+pub mod tls;
 pub mod transform;
 pub mod zk_leader;
 
