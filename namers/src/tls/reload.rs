@@ -42,11 +42,15 @@ pub struct ReloadStats {
     pub expires_at: AtomicU64,
 }
 
+/// A value built from files, with when its certificate expires (seconds
+/// since the epoch), or why it could not be built.
+pub type Built<T> = Result<(Arc<T>, Option<i64>), String>;
+
 /// A value built from files, rebuilt when they change.
 pub struct Reloading<T> {
     what: String,
     paths: Vec<PathBuf>,
-    build: Box<dyn Fn() -> Result<(Arc<T>, Option<i64>), String> + Send + Sync>,
+    build: Box<dyn Fn() -> Built<T> + Send + Sync>,
     current: ArcSwap<T>,
     seen: std::sync::Mutex<Fingerprint>,
     stats: ReloadStats,
@@ -59,7 +63,7 @@ impl<T: Send + Sync + 'static> Reloading<T> {
     pub fn new(
         what: String,
         paths: Vec<PathBuf>,
-        build: impl Fn() -> Result<(Arc<T>, Option<i64>), String> + Send + Sync + 'static,
+        build: impl Fn() -> Built<T> + Send + Sync + 'static,
     ) -> Result<Arc<Reloading<T>>, String> {
         let seen = fingerprint(&paths);
         let (value, expires) = build()?;
