@@ -69,6 +69,10 @@ pub struct HttpControllerConfig {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Serve the API over TLS, with client certificates checked when
+    /// `requireClientAuth` is set (Linkerd's server `tls:` block).
+    #[serde(default)]
+    pub tls: Option<namers::tls::ServerTlsConfig>,
 }
 
 fn default_controller_port() -> u16 {
@@ -187,6 +191,19 @@ impl HttpControllerConfig {
     /// The address to listen on.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
+    }
+
+    /// The API's TLS, read from its files now (`None` without a `tls:`
+    /// block or with `enabled: false`). Errors name the file and what is
+    /// wrong with it.
+    pub fn server_tls(&self) -> Result<Option<Arc<namers::tls::ServerTls>>, String> {
+        let Some(tls) = self.tls.as_ref().filter(|tls| tls.is_enabled()) else {
+            return Ok(None);
+        };
+        // The API speaks HTTP/1.1 (its watches are chunked HTTP/1.1
+        // responses).
+        let built = tls.build(&[namers::tls::ALPN_HTTP11])?;
+        Ok(Some(Arc::new(built)))
     }
 }
 

@@ -10,6 +10,7 @@ use namers::system::SystemNamers;
 use namers::system::inet::InetResolver;
 use namers::telemetry::Source;
 use namers::telemetry::telemeters::{Metrics, Telemeters};
+use namers::tls::ServerTls;
 use namers::{Interpreter, UnknownSystemNamer};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -60,12 +61,15 @@ pub struct Built {
     sources: Vec<Arc<dyn Source>>,
     histogram_interval: Duration,
     telemeters: Telemeters,
-    controllers: Vec<HttpControllerConfig>,
+    /// Each controller, with its TLS when it has one.
+    controllers: Vec<(HttpControllerConfig, Option<Arc<ServerTls>>)>,
+    admin_tls: Option<Arc<ServerTls>>,
 }
 
 /// Builds everything the config describes, without opening a socket:
 /// what `namerd --check` runs, so a config that passes it does not fail
-/// at start for a reason the config alone shows.
+/// at start for a reason the config alone shows. TLS certificates and
+/// keys are read here too.
 pub fn build(config: &NamerdConfig) -> Result<Built, String> {
     let inet = Arc::new(InetResolver::system().map_err(|e| format!("DNS: {e}"))?);
     let namers = build_namers(&config.namers, &NamerContext { inet: inet.clone() })?;
@@ -76,7 +80,18 @@ pub fn build(config: &NamerdConfig) -> Result<Built, String> {
         .with_bind_limits(config.binding_limits.limits());
     let store = Arc::new(CountedStore::new(config.build_store()?));
     let telemeters = config.telemeters()?;
-    let controllers = config.http_controllers()?;
+    let controllers = config
+        .http_controllers()?
+        .into_iter()
+        .enumerate()
+        .map(|(i, controller)| {
+            let tls = controller
+                .server_tls()
+                .map_err(|e| format!("interfaces[{i}] (io.l5d.httpController): tls: {e}"))?;
+            Ok((controller, tls))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let admin_tls = config.admin.server_tls()?;
     let namer_metrics = NamerMetrics::new(interpreter.namers());
     let namerd =
         Namerd::with_inactive_ttl(store.clone(), interpreter, config.binding_cache.idle_ttl());
@@ -94,6 +109,7 @@ pub fn build(config: &NamerdConfig) -> Result<Built, String> {
         histogram_interval: config.admin.histogram_snapshot_interval(),
         telemeters,
         controllers,
+        admin_tls,
     })
 }
 
@@ -106,6 +122,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         histogram_interval,
         telemeters,
         controllers,
+        admin_tls,
     } = build(config)?;
     let tracer = (!telemeters.tracers.is_empty())
         .then(|| Arc::new(namers::telemetry::trace::Tracer::new(&telemeters.tracers)));
@@ -119,7 +136,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     let mut servers = JoinSet::new();
 
     let mut api_addrs = Vec::new();
-    for controller in controllers {
+    for (controller, tls) in controllers {
         let listener = TcpListener::bind(controller.addr()).await.map_err(|e| {
             format!(
                 "interfaces (io.l5d.httpController): cannot listen on {}: {e}",
@@ -137,11 +154,16 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         };
         let tracing = tracer.clone().map(|tracer| ApiTracing { tracer, address });
         let app = api::router(state, controller.max_body_bytes, tracing);
+        if let Some(tls) = &tls {
+            // New certificates are taken when their files change.
+            tls.watch();
+        }
         servers.spawn(serve(
             listener,
             app,
             shutdown.clone(),
             Some(http_stats.clone()),
+            tls,
         ));
     }
 
@@ -162,7 +184,16 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         shutdown_requested: shutdown_requested.clone(),
         recent_requests: tracer.as_ref().and_then(|t| t.recent_requests().cloned()),
     });
-    servers.spawn(serve(admin_listener, admin_app, shutdown.clone(), None));
+    if let Some(tls) = &admin_tls {
+        tls.watch();
+    }
+    servers.spawn(serve(
+        admin_listener,
+        admin_app,
+        shutdown.clone(),
+        None,
+        admin_tls,
+    ));
 
     tracing::info!(?api_addrs, %admin_addr, "namerd is serving");
     Ok(Running {
@@ -184,12 +215,14 @@ async fn serve(
     app: axum::Router,
     shutdown: Arc<Notify>,
     stats: Option<Arc<HttpStats>>,
+    tls: Option<Arc<ServerTls>>,
 ) -> std::io::Result<()> {
     crate::conn::serve(
         listener,
         app,
         async move { shutdown.notified().await },
         stats,
+        tls,
     )
     .await
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod consul;
 mod delegate;
 pub mod fs;
+pub mod handshake;
 mod interpreter;
 pub mod json;
 pub mod k8s;

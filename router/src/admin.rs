@@ -1,6 +1,8 @@
 //! The router's admin server: liveness, readiness, metrics, the log level,
 //! recent requests, and the delegator that explains how a name resolves. Its connections have the same idle and
 //! head timeouts as the routers' servers ([`crate::server::session`]).
+//! With `admin.tls` it serves HTTPS only: a connection that does not
+//! start a TLS handshake is closed unanswered.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,6 +17,7 @@ use axum::routing::get;
 use dtab::{Dtab, Path};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use namers::tls::{ServerTls, Stream};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -54,9 +57,26 @@ pub fn routes(state: AdminState) -> Routes {
     .with_state(state)
 }
 
+/// The admin server's TLS (`admin.tls`), read from its files and watched
+/// for new ones; errors start with `admin.tls: ` and name the file.
+pub fn tls(config: &crate::config::AdminConfig) -> Result<Option<Arc<ServerTls>>, String> {
+    let tls = config.server_tls()?;
+    if let Some(tls) = &tls
+        && tokio::runtime::Handle::try_current().is_ok()
+    {
+        tls.watch();
+    }
+    Ok(tls)
+}
+
 /// Serves `app` on `listener` until `stop` completes, then lets open
-/// connections finish their requests.
-pub async fn serve(listener: TcpListener, app: Routes, stop: impl Future<Output = ()>) {
+/// connections finish their requests. With `tls`, every connection is TLS.
+pub async fn serve(
+    listener: TcpListener,
+    app: Routes,
+    stop: impl Future<Output = ()>,
+    tls: Option<Arc<ServerTls>>,
+) {
     tokio::pin!(stop);
     let limits = SessionLimits::default();
     let service = TowerToHyperService::new(app);
@@ -76,8 +96,26 @@ pub async fn serve(listener: TcpListener, app: Routes, stop: impl Future<Output 
         };
         let service = service.clone();
         let mut stopping = stopping_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let activity = Activity::new(tokio::time::Instant::now());
+            let accepted = tokio::time::Instant::now();
+            let stream = match &tls {
+                None => Stream::Plain(stream),
+                Some(tls) => {
+                    let handshake = namers::handshake::accept(tls, stream, limits.head);
+                    tokio::select! {
+                        handshake = handshake => match handshake {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "admin: closing a connection");
+                                return;
+                            }
+                        },
+                        _ = stopping.changed() => return,
+                    }
+                }
+            };
+            let activity = Activity::new(accepted);
             let io = Watched::new(stream, activity.clone());
             let service = session::track(service, activity.clone());
             let connection = hyper::server::conn::http1::Builder::new()

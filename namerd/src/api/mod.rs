@@ -89,6 +89,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> std::i
         router(state, DEFAULT_MAX_BODY_BYTES, None),
         std::future::pending(),
         Some(stats),
+        None,
     )
     .await
 }

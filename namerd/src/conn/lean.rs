@@ -16,9 +16,8 @@ use http_body_util::BodyExt as _;
 use hyper::body::Body as _;
 use hyper::service::Service as _;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-use tokio::net::tcp::ReadHalf;
+use namers::tls::Stream;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 use namers::session::{DEFAULT_HEAD_TIMEOUT as HEAD_TIMEOUT, DEFAULT_IDLE_TIMEOUT as IDLE_TIMEOUT};
@@ -46,10 +45,7 @@ pub(super) enum First {
 /// Reads until the first request's head is complete (or clearly not a
 /// watch request) and says which path serves it. The connection was
 /// accepted at `accepted`.
-pub(super) async fn read_first_head(
-    tcp: &mut TcpStream,
-    accepted: Instant,
-) -> std::io::Result<First> {
+pub(super) async fn read_first_head(tcp: &mut Stream, accepted: Instant) -> std::io::Result<First> {
     let mut read = Vec::with_capacity(512);
     let mut deadline = accepted + IDLE_TIMEOUT;
     loop {
@@ -140,10 +136,10 @@ fn asks_to_watch(target: &str) -> bool {
 }
 
 /// Answers `request` with `app` and writes the response, then closes.
-pub(super) async fn serve_watch(mut tcp: TcpStream, request: Request<Body>, app: Router) {
+pub(super) async fn serve_watch(mut tcp: Stream, request: Request<Body>, app: Router) {
     // Updates are written one by one as they happen; none may wait for the
     // previous one's acknowledgement.
-    let _ = tcp.set_nodelay(true);
+    let _ = tcp.tcp().set_nodelay(true);
     let response = match TowerToHyperService::new(app).call(request).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -221,14 +217,37 @@ fn head(response: &Response<Body>, framing: Framing) -> Vec<u8> {
     out
 }
 
-async fn write_response(tcp: &mut TcpStream, response: Response<Body>) -> std::io::Result<()> {
+async fn write_response(tcp: &mut Stream, response: Response<Body>) -> std::io::Result<()> {
     let framing = framing(&response);
     tcp.write_all(&head(&response, framing)).await?;
+    tcp.flush().await?;
     if framing == Framing::None {
         return Ok(());
     }
-    let mut body = response.into_body();
-    let (mut reader, mut writer) = tcp.split();
+    let body = response.into_body();
+    match tcp {
+        // Borrowed halves: no allocation, no lock.
+        Stream::Plain(tcp) => {
+            let (reader, writer) = tcp.split();
+            write_body(body, framing, reader, writer).await
+        }
+        // A TLS session is one state for both directions; tokio's halves
+        // share it under a lock.
+        tls => {
+            let (reader, writer) = tokio::io::split(tls);
+            write_body(body, framing, reader, writer).await
+        }
+    }
+}
+
+/// Writes `body` to `writer` until it ends or the client goes away (seen
+/// on `reader`).
+async fn write_body(
+    mut body: Body,
+    framing: Framing,
+    mut reader: impl AsyncRead + Unpin,
+    mut writer: impl AsyncWrite + Unpin,
+) -> std::io::Result<()> {
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
@@ -254,11 +273,14 @@ async fn write_response(tcp: &mut TcpStream, response: Response<Body>) -> std::i
             Framing::Chunked => writer.write_all(&chunk(&data)).await?,
             _ => writer.write_all(&data).await?,
         }
+        // Each update leaves now (over TLS, a write may stay in the
+        // session's buffer until flushed; on TCP this costs nothing).
+        writer.flush().await?;
     }
     if framing == Framing::Chunked {
         writer.write_all(b"0\r\n\r\n").await?;
     }
-    Ok(())
+    writer.flush().await
 }
 
 /// One chunk of a chunked body, in one buffer so that it is one write.
@@ -273,7 +295,7 @@ fn chunk(data: &Bytes) -> Vec<u8> {
 /// Completes when the client closes its side or the connection breaks.
 /// Anything it sends meanwhile is dropped: no second request is served on
 /// a watch connection.
-async fn client_gone(reader: &mut ReadHalf<'_>) {
+async fn client_gone(reader: &mut (impl AsyncRead + Unpin)) {
     let mut scratch = [0u8; 64];
     while let Ok(1..) = reader.read(&mut scratch).await {}
 }

@@ -9,6 +9,10 @@
 //! Every connection closes after a minute with no request in flight, and
 //! a request head must arrive whole within 30 s of its first byte
 //! ([`namers::session`]).
+//!
+//! On a TLS port each connection first completes its handshake (within
+//! the head time); a client that does not start one is closed unanswered
+//! ([`namers::handshake`]).
 
 mod lean;
 
@@ -29,18 +33,20 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use namers::session::{self, Activity, SessionLimits, Watched};
+use namers::tls::{ServerTls, Stream};
 
 use crate::metrics::HttpStats;
 
 /// Serves `app` on `listener` until `stop` completes, then lets open
 /// connections finish: idle ones close, hyper ones finish their request,
 /// watch streams end once namerd's `stopping` flag is set. With `stats`,
-/// connections are counted there.
+/// connections are counted there; with `tls`, every connection is TLS.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     stop: impl Future<Output = ()>,
     stats: Option<Arc<HttpStats>>,
+    tls: Option<Arc<ServerTls>>,
 ) -> io::Result<()> {
     // Dropping `drain_tx` tells every connection to wind down; each holds an
     // `open_rx` clone until it is done, so `open_tx.closed()` waits for all.
@@ -66,8 +72,12 @@ pub(crate) async fn serve(
         };
         let (app, drain, open) = (app.clone(), drain_rx.clone(), open_rx.clone());
         let counted = stats.as_ref().map(HttpStats::connection_opened);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection(tcp, app, drain).await;
+            let accepted = Instant::now();
+            if let Some(stream) = secure(tcp, tls.as_deref(), drain.clone()).await {
+                connection(stream, app, drain, accepted).await;
+            }
             drop((open, counted));
         });
     }
@@ -87,8 +97,35 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-async fn connection(mut tcp: TcpStream, app: Router, mut drain: watch::Receiver<()>) {
-    let accepted = Instant::now();
+/// The connection as served: plain, or TLS once its handshake is done.
+/// `None` when the handshake failed or namerd began to stop meanwhile.
+async fn secure(
+    tcp: TcpStream,
+    tls: Option<&ServerTls>,
+    mut drain: watch::Receiver<()>,
+) -> Option<Stream> {
+    let Some(tls) = tls else {
+        return Some(Stream::Plain(tcp));
+    };
+    let handshake = namers::handshake::accept(tls, tcp, namers::session::DEFAULT_HEAD_TIMEOUT);
+    tokio::select! {
+        handshake = handshake => match handshake {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::debug!(error = %e, "closing a connection to a TLS port");
+                None
+            }
+        },
+        _ = drain.changed() => None,
+    }
+}
+
+async fn connection(
+    mut tcp: Stream,
+    app: Router,
+    mut drain: watch::Receiver<()>,
+    accepted: Instant,
+) {
     let first = tokio::select! {
         first = lean::read_first_head(&mut tcp, accepted) => first,
         // Nothing asked yet: close, as hyper does with idle connections.
@@ -111,7 +148,7 @@ async fn connection(mut tcp: TcpStream, app: Router, mut drain: watch::Receiver<
 
 /// Serves the connection with hyper, replaying the bytes already read.
 async fn with_hyper(
-    tcp: TcpStream,
+    tcp: Stream,
     read: Vec<u8>,
     app: Router,
     mut drain: watch::Receiver<()>,
@@ -140,11 +177,11 @@ async fn with_hyper(
     .await;
 }
 
-/// A TCP stream whose reads first return bytes already read from it.
+/// A connection whose reads first return bytes already read from it.
 struct Replay {
     read: Vec<u8>,
     at: usize,
-    tcp: TcpStream,
+    tcp: Stream,
 }
 
 impl AsyncRead for Replay {

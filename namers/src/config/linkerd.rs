@@ -146,7 +146,6 @@ const KEYS: &[&str] = &[
     // admin.
     "admin.socketOptions",
     "admin.httpIdentifierPort",
-    "admin.tls",
     "admin.security",
     "admin.workerThreads",
     // routers.
@@ -183,12 +182,11 @@ const KEYS: &[&str] = &[
     // routers[].service (io.l5d.global and io.l5d.static).
     "routers.service.classificationTimeoutMs",
     "routers.service.retryBufferSize.responseBytes",
-    // namerd.yaml.
-    "interfaces.tls",
+    // namerd.yaml (`interfaces[].tls` is taken: every interface kind this
+    // build has serves TLS).
     "interfaces.cache",
     "interfaces.retryBaseSecs",
     "interfaces.retryJitterSecs",
-    "admin.tls",
 ];
 
 /// Whether Linkerd 1.x has a kind `kind` for entries of `what` (`namer`,

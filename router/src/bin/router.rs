@@ -26,6 +26,7 @@ fn run(args: ServerArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         if args.check {
             router::server::check(&config, &specs)
+                .and_then(|()| router::admin::tls(&config.admin).map(drop))
                 .map_err(|e| namers::config::error_in(&args.config, &e))?;
             println!("{}: ok", args.config.display());
             return Ok(());

@@ -122,6 +122,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
     let mut background = JoinSet::new();
 
     let admin_addr = config.admin.addr(crate::config::DEFAULT_ADMIN_PORT);
+    let admin_tls = admin::tls(&config.admin)?;
     let admin_listener = TcpListener::bind(admin_addr)
         .await
         .map_err(|e| format!("admin: cannot listen on {admin_addr}: {e}"))?;
@@ -224,7 +225,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         recent_requests: tracer.as_ref().and_then(|t| t.recent_requests().cloned()),
     });
     let stop = stop_accepting.clone().notified_owned();
-    tasks.spawn(admin::serve(admin_listener, admin_app, stop));
+    tasks.spawn(admin::serve(admin_listener, admin_app, stop, admin_tls));
     tracing::info!(?servers, %admin_addr, "routers are serving");
     Ok(Running {
         servers,
