@@ -289,7 +289,14 @@ impl RouterConfig {
         }
         let h2 = protocol == crate::identify::Protocol::H2;
         let (clients, connections) = match &self.client {
-            Some(client) => ClientPolicies::from_config(&format!("{at}.client"), client)?,
+            Some(client) => {
+                let alpn: &[&[u8]] = if h2 {
+                    &[namers::tls::ALPN_H2]
+                } else {
+                    &[namers::tls::ALPN_HTTP11]
+                };
+                ClientPolicies::from_config(&format!("{at}.client"), client, alpn)?
+            }
             None => (ClientPolicies::default(), ConnectionSettings::default()),
         };
         let classifier = match &self.response_classifier {

@@ -34,7 +34,7 @@ use crate::identify::{Identifier, Protocol, identify_with};
 use crate::interpreter::RouterNaming;
 use crate::policy::backoff::BackoffSchedule;
 use crate::policy::classifier::{RequestFacts, ResponseClass};
-pub use crate::server::context::ServerSettings;
+pub use crate::server::context::{Downstream, ServerSettings};
 use crate::server::stats::ServerStats;
 use crate::service::Service;
 use crate::service::deadline;
@@ -143,19 +143,27 @@ impl RouterStack {
         self.endpoints.expire_idle();
     }
 
-    /// Serves one request from `remote`; failures become error responses.
+    /// Serves one request from `downstream`; failures become error
+    /// responses.
     pub async fn handle(
         &self,
         server: &ServerSettings,
         request: Request<Incoming>,
-        remote: Option<SocketAddr>,
+        downstream: &Downstream,
     ) -> Response<Body> {
         let started = Instant::now();
         let (parts, incoming) = request.into_parts();
         let mut trace = None;
         let mut failure = None;
         let response = match self
-            .route(server, parts, Some(incoming), started, remote, &mut trace)
+            .route(
+                server,
+                parts,
+                Some(incoming),
+                started,
+                downstream,
+                &mut trace,
+            )
             .await
         {
             Ok(Routed::Response(response)) => response,
@@ -200,9 +208,10 @@ impl RouterStack {
         mut parts: http::request::Parts,
         incoming: Option<Incoming>,
         started: Instant,
-        remote: Option<SocketAddr>,
+        downstream: &Downstream,
         trace: &mut Option<Box<RequestTrace>>,
     ) -> Result<Routed, RouterError> {
+        let remote = downstream.remote;
         // server
         server.admit(&mut parts)?;
         if let Some(setup) = &self.tracing {
@@ -249,6 +258,14 @@ impl RouterStack {
         let client = self.clients.client(bound, started);
         let headers = DstHeaders::new(dst.service_header, &client.value, bound);
         forward_headers(&mut parts.headers, &local);
+        if client.value.policy.forward_client_cert
+            && let Some(identity) = &downstream.identity
+            && let Ok(value) = HeaderValue::try_from(identity.forwarded_client_cert())
+        {
+            parts
+                .headers
+                .insert(crate::server::context::X_FORWARDED_CLIENT_CERT, value);
+        }
         let service = &dst.service;
         service.stats.requests.request();
         // A request that fails before its first attempt is a failure of
@@ -274,7 +291,12 @@ impl RouterStack {
         let bodiless = incoming.as_ref().is_none_or(|i| i.is_end_stream());
         let mut outgoing = self
             .endpoints
-            .prepare(parts, identified.rewritten_uri, bodiless)
+            .prepare(
+                parts,
+                identified.rewritten_uri,
+                bodiless,
+                client.value.policy.tls.is_some(),
+            )
             .map_err(failed_early)?;
         let classifier = &service.policy.classifier;
         let retryable_method = !outgoing.is_upgrade() && classifier.may_retry(&facts);
@@ -382,6 +404,7 @@ impl RouterStack {
                     attempts.target,
                     attempts.bound,
                     &attempts.client.stats.connections,
+                    attempts.client.policy.tls.as_deref(),
                 )
                 .await;
             if let (Some(trace), Some(attempt)) = (trace.as_deref(), attempt_trace) {

@@ -161,7 +161,6 @@ const KEYS: &[&str] = &[
     "routers.socketOptions",
     // routers[].servers.
     "routers.servers.socketOptions",
-    "routers.servers.tls",
     "routers.servers.announce",
     "routers.servers.addForwardedHeader",
     "routers.servers.timestampHeader",
@@ -171,10 +170,8 @@ const KEYS: &[&str] = &[
     "routers.servers.maxFrameBytes",
     "routers.servers.maxHeaderListByts",
     // routers[].client (io.l5d.global and io.l5d.static).
-    "routers.client.tls",
     "routers.client.clientSession",
     "routers.client.requestAuthorizers",
-    "routers.client.forwardClientCert",
     "routers.client.headerTableBytes",
     "routers.client.initialStreamWindowBytes",
     "routers.client.maxFrameBytes",
@@ -258,11 +255,12 @@ mod tests {
 
     #[test]
     fn keys_match_below_them_and_ignore_indexes() {
-        assert!(is_linkerd_key("routers[0].client.tls"));
-        assert!(is_linkerd_key("routers[1].client.tls.commonName"));
-        assert!(is_linkerd_key("routers[1].client.configs[3].tls"));
-        assert!(is_linkerd_key("routers[0].servers[2].tls"));
-        assert!(!is_linkerd_key("routers[0].client.tlsx"));
+        assert!(is_linkerd_key("routers[0].client.clientSession"));
+        assert!(is_linkerd_key(
+            "routers[1].client.configs[3].clientSession.idleTimeMs"
+        ));
+        assert!(is_linkerd_key("routers[0].servers[2].announce"));
+        assert!(!is_linkerd_key("routers[0].client.clientSessionx"));
         assert!(!is_linkerd_key("routers[0].servers[0].prot"));
     }
 

@@ -14,8 +14,11 @@ use serde_json::{Map, Value};
 use super::accrual::AccrualConfig;
 use super::balance::{BalanceConfig, BalancerKind};
 use crate::endpoint::h1_pool::PoolLimits;
+use crate::endpoint::tls::UpstreamTls;
 use crate::policy::budget::BudgetConfig;
+use crate::policy::prefix::Captures;
 use crate::policy::prefix::PrefixPattern;
+use namers::tls::{ClientTls, ClientTlsConfig};
 
 /// `client:` as written; read by [`ClientPolicies::from_config`], which
 /// tells apart the two kinds.
@@ -50,6 +53,15 @@ pub struct ClientParams {
     /// Connections per endpoint (`http` routers; only in `io.l5d.global`).
     #[serde(default)]
     pub host_connection_pool: Option<HostConnectionPool>,
+    /// TLS to the endpoints; in an `io.l5d.static` entry its `commonName`
+    /// may use the prefix's `{captures}`.
+    #[serde(default)]
+    pub tls: Option<ClientTlsConfig>,
+    /// Send the identity of the client's certificate (mutual TLS on the
+    /// server) as `x-forwarded-client-cert`; without it the field is
+    /// removed.
+    #[serde(default)]
+    pub forward_client_cert: Option<bool>,
 }
 
 /// `hostConnectionPool:`, Linkerd's keys and defaults except `idleTimeMs`.
@@ -118,6 +130,33 @@ pub struct ClientLayer {
     fail_fast: Option<bool>,
     requeue_budget: Option<BudgetConfig>,
     attempt_timeout: Option<Duration>,
+    tls: Option<LayerTls>,
+    forward_client_cert: Option<bool>,
+}
+
+/// A block's `tls`: its settings, built (files read and checked) when the
+/// config is, or `None` for `enabled: false`; and its `commonName`, whose
+/// `{captures}` are filled in per client.
+#[derive(Debug, Clone)]
+struct LayerTls {
+    built: Option<Arc<ClientTls>>,
+    common_name: Option<String>,
+}
+
+impl LayerTls {
+    /// The TLS of a client whose id the block's prefix matched with
+    /// `captures`.
+    fn for_client(&self, captures: &Captures) -> Option<Arc<UpstreamTls>> {
+        let tls = self.built.clone()?;
+        let name = self.common_name.as_ref().map(|name| {
+            let mut name = name.clone();
+            for (key, value) in captures {
+                name = name.replace(&format!("{{{key}}}"), value);
+            }
+            name
+        });
+        Some(Arc::new(UpstreamTls::new(tls, name.as_deref())))
+    }
 }
 
 /// What a client of one bound id does.
@@ -129,11 +168,15 @@ pub struct ClientPolicy {
     pub requeue_budget: BudgetConfig,
     /// The time limit of one attempt.
     pub attempt_timeout: Option<Duration>,
+    /// TLS to the endpoints, when set.
+    pub(crate) tls: Option<Arc<UpstreamTls>>,
+    /// `forwardClientCert`.
+    pub forward_client_cert: bool,
 }
 
 impl Default for ClientPolicy {
     fn default() -> ClientPolicy {
-        ClientLayer::default().finish()
+        ClientLayer::default().finish(&Captures::new())
     }
 }
 
@@ -157,10 +200,11 @@ pub const CLIENT_KINDS: &[&str] = &["io.l5d.global", "io.l5d.static"];
 
 impl ClientPolicies {
     /// Reads `client:` (at key path `at`); also gives what it says of
-    /// connections.
+    /// connections. TLS to the endpoints offers `alpn`.
     pub fn from_config(
         at: &str,
         config: &ClientConfig,
+        alpn: &[&[u8]],
     ) -> Result<(ClientPolicies, ConnectionSettings), String> {
         let mut map = config.0.clone();
         let kind = take_kind(at, &mut map)?;
@@ -173,9 +217,19 @@ impl ClientPolicies {
                     idle_time: pool.idle_time_ms.map(Duration::from_millis),
                     limits: pool.limits(at)?,
                 };
-                let layer = ClientLayer::check(at, &params)?;
+                let layer = ClientLayer::check(at, &params, alpn)?;
+                if layer
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.common_name.as_ref())
+                    .is_some_and(|name| name.contains('{'))
+                {
+                    return Err(format!(
+                        "{at}.tls: commonName: `{{...}}` takes a capture of an io.l5d.static prefix; an io.l5d.global client has none"
+                    ));
+                }
                 Ok((
-                    ClientPolicies::Global(Arc::new(layer.finish())),
+                    ClientPolicies::Global(Arc::new(layer.finish(&Captures::new()))),
                     connections,
                 ))
             }
@@ -191,7 +245,7 @@ impl ClientPolicies {
                             "{at}: hostConnectionPool: per prefix is not supported yet (connections are pooled per router); set it in an io.l5d.global client"
                         ));
                     }
-                    ClientLayer::check(at, &params)
+                    ClientLayer::check(at, &params, alpn)
                 })?;
                 Ok((
                     ClientPolicies::Static(layers),
@@ -205,25 +259,68 @@ impl ClientPolicies {
         }
     }
 
+    /// Starts reloading the TLS settings' files when they change (needs a
+    /// Tokio runtime).
+    pub fn watch_tls(&self) {
+        let layers: Vec<&ClientLayer> = match self {
+            ClientPolicies::Global(policy) => {
+                if let Some(tls) = &policy.tls {
+                    tls.securer().watch();
+                }
+                Vec::new()
+            }
+            ClientPolicies::Static(layers) => layers.iter().map(|(_, layer)| layer).collect(),
+        };
+        for layer in layers {
+            if let Some(built) = layer.tls.as_ref().and_then(|tls| tls.built.as_ref()) {
+                built.watch();
+            }
+        }
+    }
+
     /// The policy of the client of bound id `id`.
     pub fn for_id(&self, id: &Path) -> Arc<ClientPolicy> {
         match self {
             ClientPolicies::Global(policy) => policy.clone(),
             ClientPolicies::Static(layers) => {
                 let mut merged = ClientLayer::default();
+                // The captures of the prefix whose block set `tls`.
+                let mut tls_captures = Captures::new();
                 for (prefix, layer) in layers {
-                    if prefix.matches(id).is_some() {
+                    if let Some(captures) = prefix.matches(id) {
+                        if layer.tls.is_some() {
+                            tls_captures = captures;
+                        }
                         merged.override_with(layer);
                     }
                 }
-                Arc::new(merged.finish())
+                Arc::new(merged.finish(&tls_captures))
             }
         }
     }
 }
 
 impl ClientLayer {
-    fn check(at: &str, params: &ClientParams) -> Result<ClientLayer, String> {
+    fn check(at: &str, params: &ClientParams, alpn: &[&[u8]]) -> Result<ClientLayer, String> {
+        let tls = params
+            .tls
+            .as_ref()
+            .map(|tls| {
+                let built = if tls.is_enabled() {
+                    // The name is given per connection: the settings are
+                    // built once for every client they apply to.
+                    Some(Arc::new(
+                        tls.build(alpn).map_err(|e| format!("{at}.tls: {e}"))?,
+                    ))
+                } else {
+                    None
+                };
+                Ok::<_, String>(LayerTls {
+                    built,
+                    common_name: tls.common_name.clone(),
+                })
+            })
+            .transpose()?;
         let balancer = params
             .load_balancer
             .as_ref()
@@ -245,6 +342,8 @@ impl ClientLayer {
             fail_fast: params.fail_fast,
             requeue_budget: params.requeue_budget.clone(),
             attempt_timeout: params.request_attempt_timeout_ms.map(Duration::from_millis),
+            tls,
+            forward_client_cert: params.forward_client_cert,
         })
     }
 
@@ -264,9 +363,17 @@ impl ClientLayer {
         if later.attempt_timeout.is_some() {
             self.attempt_timeout = later.attempt_timeout;
         }
+        if later.tls.is_some() {
+            self.tls.clone_from(&later.tls);
+        }
+        if later.forward_client_cert.is_some() {
+            self.forward_client_cert = later.forward_client_cert;
+        }
     }
 
-    fn finish(self) -> ClientPolicy {
+    /// The policy; `captures` are those of the prefix whose block set
+    /// `tls`.
+    fn finish(self, captures: &Captures) -> ClientPolicy {
         let defaults = BalanceConfig::default();
         ClientPolicy {
             balance: Arc::new(BalanceConfig {
@@ -276,6 +383,8 @@ impl ClientLayer {
             }),
             requeue_budget: self.requeue_budget.unwrap_or_default(),
             attempt_timeout: self.attempt_timeout,
+            tls: self.tls.as_ref().and_then(|tls| tls.for_client(captures)),
+            forward_client_cert: self.forward_client_cert.unwrap_or(false),
         }
     }
 }
@@ -339,7 +448,7 @@ mod tests {
 
     fn policies(json: &str) -> Result<ClientPolicies, String> {
         let config: ClientConfig = serde_json::from_str(json).unwrap();
-        ClientPolicies::from_config("client", &config).map(|(p, _)| p)
+        ClientPolicies::from_config("client", &config, &[]).map(|(p, _)| p)
     }
 
     fn id(text: &str) -> Path {
@@ -383,7 +492,7 @@ mod tests {
             r#"{"hostConnectionPool": {"maxSize": 10, "idleTimeMs": 5000, "maxWaiters": 100}}"#,
         )
         .unwrap();
-        let (_, connections) = ClientPolicies::from_config("client", &config).unwrap();
+        let (_, connections) = ClientPolicies::from_config("client", &config, &[]).unwrap();
         assert_eq!(connections.idle_time, Some(Duration::from_secs(5)));
         assert_eq!(
             connections.limits,
@@ -395,12 +504,12 @@ mod tests {
         );
         let config: ClientConfig =
             serde_json::from_str(r#"{"hostConnectionPool": {"idleTimeMs": 5000}}"#).unwrap();
-        let (_, connections) = ClientPolicies::from_config("client", &config).unwrap();
+        let (_, connections) = ClientPolicies::from_config("client", &config, &[]).unwrap();
         assert_eq!(connections.limits, None);
         let config: ClientConfig =
             serde_json::from_str(r#"{"hostConnectionPool": {"minSize": 5, "maxSize": 2}}"#)
                 .unwrap();
-        let err = ClientPolicies::from_config("client", &config).unwrap_err();
+        let err = ClientPolicies::from_config("client", &config, &[]).unwrap_err();
         assert_eq!(
             err,
             "client.hostConnectionPool: minSize: must not exceed maxSize (2)"
@@ -417,8 +526,13 @@ mod tests {
         let err =
             policies(r#"{"kind": "io.l5d.static", "configs": [{"prefix": "/a", "tls": {}}]}"#)
                 .unwrap_err();
+        assert_eq!(
+            err,
+            "client.configs[0].tls: commonName: required unless disableValidation is set"
+        );
+        let err = policies(r#"{"tls": {"commonName": "{service}.svc"}}"#).unwrap_err();
         assert!(
-            err.starts_with("client.configs[0]: tls: unknown field `tls`"),
+            err.starts_with("client.tls: commonName: `{...}` takes a capture"),
             "{err}"
         );
         let err = policies(r#"{"kind": "io.l5d.dynamic"}"#).unwrap_err();

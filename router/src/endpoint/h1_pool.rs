@@ -24,6 +24,7 @@ use crate::body::Body;
 /// Looked up twice per request: foldhash costs a fraction of SipHash.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use crate::endpoint::h1_direct::{self, Conn, DirectBody, Release};
+use crate::endpoint::tls::Securer;
 use crate::stats::ConnectionCounts;
 
 /// How many idle connections a bodiless request tries before a new one
@@ -45,6 +46,8 @@ pub struct H1Pool {
     limits: Option<PoolLimits>,
     /// Busy connections by endpoint, under `limits`.
     busy: Mutex<HashMap<SocketAddr, Arc<Busy>>>,
+    /// Opens TLS on new connections (a client with `tls`).
+    securer: Option<Securer>,
 }
 
 /// `hostConnectionPool`: how many connections each endpoint may have.
@@ -165,7 +168,16 @@ impl H1Pool {
             max_idle_per_endpoint,
             limits: None,
             busy: Mutex::default(),
+            securer: None,
         }
+    }
+
+    /// The pool opening TLS with `securer` on its new connections. (Only
+    /// requests through hyper's client use such a pool: the direct path
+    /// reads plain sockets.)
+    pub(crate) fn with_tls(mut self, securer: Securer) -> H1Pool {
+        self.securer = Some(securer);
+        self
     }
 
     /// The pool with `hostConnectionPool` limits.
@@ -423,7 +435,14 @@ impl H1Pool {
         endpoint: SocketAddr,
         connections: &Arc<ConnectionCounts>,
     ) -> Result<SendRequest<Body>, SendError> {
-        let stream = self.dial(endpoint).await?;
+        let tcp = self.dial(endpoint).await?;
+        let stream = match &self.securer {
+            None => namers::tls::Stream::Plain(tcp),
+            Some(securer) => securer
+                .secure(endpoint, tcp, self.connect_timeout)
+                .await
+                .map_err(SendError::Connect)?,
+        };
         let (sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Connect(error_chain(&e)))?;

@@ -36,6 +36,7 @@ use tokio::time::Instant;
 
 use crate::body::Body;
 use crate::endpoint::h1_pool::{SendError, Unsent, error_chain};
+use crate::endpoint::tls::Securer;
 use crate::stats::{ConnectionCounts, OpenConnection};
 
 /// How long a connection may go without a request before it leaves the
@@ -57,6 +58,8 @@ pub struct H2Pool {
     connect_timeout: Duration,
     idle_timeout: Duration,
     next_id: AtomicU64,
+    /// Opens TLS on new connections (a client with `tls`).
+    securer: Option<Securer>,
 }
 
 struct Pooled {
@@ -80,7 +83,14 @@ impl H2Pool {
             connect_timeout,
             idle_timeout,
             next_id: AtomicU64::new(0),
+            securer: None,
         }
+    }
+
+    /// The pool opening TLS with `securer` on its new connections.
+    pub(crate) fn with_tls(mut self, securer: Securer) -> H2Pool {
+        self.securer = Some(securer);
+        self
     }
 
     /// Sends `request` to `endpoint`, opening a connection if needed.
@@ -177,6 +187,14 @@ impl H2Pool {
             })?
             .map_err(|e| format!("tcp connect error: {e}"))?;
         let _ = stream.set_nodelay(true);
+        let stream = match &self.securer {
+            None => namers::tls::Stream::Plain(stream),
+            Some(securer) => {
+                securer
+                    .secure(endpoint, stream, self.connect_timeout)
+                    .await?
+            }
+        };
         let (sender, connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)

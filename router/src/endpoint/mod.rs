@@ -7,6 +7,7 @@
 pub mod h1_direct;
 pub mod h1_pool;
 pub mod h2_pool;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -241,6 +242,12 @@ pub(crate) struct EndpointStage {
     h1: Arc<h1_pool::H1Pool>,
     /// Upstream connections of an `h2` router.
     h2: Option<h2_pool::H2Pool>,
+    /// How pools are made (those of clients with TLS are made later).
+    connect_timeout: Duration,
+    idle_time: Duration,
+    limits: Option<h1_pool::PoolLimits>,
+    /// The pools of clients with TLS, to close their idle connections.
+    tls_pools: std::sync::Mutex<Vec<std::sync::Weak<tls::TlsPools>>>,
 }
 
 impl EndpointStage {
@@ -256,21 +263,63 @@ impl EndpointStage {
                 .with_limits(spec.connection_limits),
             ),
             h2: (spec.protocol == Protocol::H2).then(|| h2_pool::H2Pool::new(spec.connect_timeout)),
+            connect_timeout: spec.connect_timeout,
+            idle_time: spec.connection_idle_time,
+            limits: spec.connection_limits,
+            tls_pools: std::sync::Mutex::default(),
         }
     }
 
     /// Closes connections idle for too long.
     pub(crate) fn expire_idle(&self) {
         self.h1.expire_idle();
+        let mut pools = self
+            .tls_pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pools.retain(|pools| match pools.upgrade() {
+            Some(pools) => {
+                pools.h1.expire_idle();
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// The pools of a client with TLS, made on its first request.
+    fn pools_of<'a>(&self, upstream: &'a tls::UpstreamTls) -> &'a Arc<tls::TlsPools> {
+        upstream.pools(|| {
+            let securer = upstream.securer().clone();
+            let pools = Arc::new(tls::TlsPools {
+                h1: Arc::new(
+                    h1_pool::H1Pool::new(
+                        self.connect_timeout,
+                        self.idle_time,
+                        MAX_IDLE_PER_ENDPOINT,
+                    )
+                    .with_limits(self.limits)
+                    .with_tls(securer.clone()),
+                ),
+                h2: (self.protocol == Protocol::H2)
+                    .then(|| h2_pool::H2Pool::new(self.connect_timeout).with_tls(securer)),
+            });
+            self.tls_pools
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(Arc::downgrade(&pools));
+            pools
+        })
     }
 
     /// Rewrites a request for the endpoints: the URI form, the authority
     /// and the hop-by-hop fields. `bodiless` says the request has no body.
+    /// `secured` says the endpoints are reached over TLS.
     pub(crate) fn prepare(
         &self,
         mut parts: http::request::Parts,
         rewritten_uri: Option<Uri>,
         bodiless: bool,
+        secured: bool,
     ) -> Result<Outgoing, RouterError> {
         let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let upgrading = is_upgrade(&parts.headers);
@@ -312,7 +361,7 @@ impl EndpointStage {
                 };
                 if let Some(authority) = authority {
                     let mut uri = std::mem::take(&mut parts.uri).into_parts();
-                    uri.scheme = Some(Scheme::HTTP);
+                    uri.scheme = Some(if secured { Scheme::HTTPS } else { Scheme::HTTP });
                     uri.authority = Some(authority);
                     if uri.path_and_query.is_none() {
                         uri.path_and_query = Some(PathAndQuery::from_static("/"));
@@ -325,7 +374,10 @@ impl EndpointStage {
             }
         }
         strip_hop_by_hop(&mut parts.headers, upgrading);
-        let direct = self.h2.is_none() && h1_direct::eligible(&parts.method, bodiless, upgrading);
+        // (The direct path reads plain sockets: TLS goes through hyper.)
+        let direct = self.h2.is_none()
+            && !secured
+            && h1_direct::eligible(&parts.method, bodiless, upgrading);
         Ok(Outgoing {
             parts,
             on_upgrade,
@@ -341,7 +393,8 @@ impl EndpointStage {
     /// headers of `dst`. `body` is `None` for a request without one; it is
     /// not used on the direct path. `last` says no other attempt will
     /// follow, so the request's head may be given away rather than copied.
-    /// A connection opened for it counts in `connections` (its client's).
+    /// A connection opened for it counts in `connections` (its client's);
+    /// `tls` is the client's, when it has some.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send(
         &self,
@@ -354,6 +407,7 @@ impl EndpointStage {
         target: &DstTarget,
         bound: &Bound,
         connections: &Arc<ConnectionCounts>,
+        tls: Option<&tls::UpstreamTls>,
     ) -> Result<Forwarded, AttemptError> {
         let failed = |e: String, kind: ErrorKind| AttemptError::Failed {
             error: RouterError::Upstream(format!(
@@ -414,7 +468,7 @@ impl EndpointStage {
         } else {
             request.parts.clone()
         };
-        let added = for_endpoint(&mut parts, self.protocol, endpoint);
+        let added = for_endpoint(&mut parts, self.protocol, endpoint, tls.is_some());
         if last {
             request.endpoint_added = added;
         }
@@ -423,16 +477,23 @@ impl EndpointStage {
         }
         let on_upgrade = request.on_upgrade.take();
         let outgoing = Request::from_parts(parts, body.unwrap_or_else(Body::empty));
+        let (h1, h2) = match tls {
+            None => (&self.h1, self.h2.as_ref()),
+            Some(upstream) => {
+                let pools = self.pools_of(upstream);
+                (&pools.h1, pools.h2.as_ref())
+            }
+        };
         // Boxed: streaming through hyper's client takes a large future,
         // which would otherwise make every request's future that large.
         Box::pin(async move {
             let call = async {
-                match &self.h2 {
+                match h2 {
                     Some(pool) => pool
                         .send(endpoint, outgoing, connections)
                         .await
                         .map(|response| (response, None)),
-                    None => self.h1.send(endpoint, outgoing, connections).await.map(
+                    None => h1.send(endpoint, outgoing, connections).await.map(
                         |(response, connection)| (response.map(Body::streamed), Some(connection)),
                     ),
                 }
@@ -496,6 +557,7 @@ fn for_endpoint(
     parts: &mut http::request::Parts,
     protocol: Protocol,
     endpoint: SocketAddr,
+    secured: bool,
 ) -> bool {
     match protocol {
         Protocol::Http => {
@@ -510,7 +572,7 @@ fn for_endpoint(
         Protocol::H2 => {
             if parts.uri.authority().is_none() {
                 let mut uri = std::mem::take(&mut parts.uri).into_parts();
-                uri.scheme = Some(Scheme::HTTP);
+                uri.scheme = Some(if secured { Scheme::HTTPS } else { Scheme::HTTP });
                 uri.authority = Some(endpoint_authority(endpoint));
                 if uri.path_and_query.is_none() {
                     uri.path_and_query = Some(PathAndQuery::from_static("/"));

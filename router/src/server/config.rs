@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// (`h2` routers; default 200).
     #[serde(default)]
     pub max_concurrent_streams_per_connection: Option<NonZeroU32>,
+    /// TLS on this server's connections.
+    #[serde(default)]
+    pub tls: Option<namers::tls::ServerTlsConfig>,
 }
 
 /// `serverSession:`, Linkerd's limits on a client connection's time.
@@ -83,6 +86,22 @@ impl ServerConfig {
 }
 
 impl ServerConfig {
+    /// This server's TLS, built (its files read and checked), when it has
+    /// some. ALPN offers the router's protocol.
+    pub fn tls(
+        &self,
+        protocol: crate::identify::Protocol,
+    ) -> Result<Option<namers::tls::ServerTls>, String> {
+        let Some(tls) = self.tls.as_ref().filter(|tls| tls.is_enabled()) else {
+            return Ok(None);
+        };
+        let alpn: &[&[u8]] = match protocol {
+            crate::identify::Protocol::Http => &[namers::tls::ALPN_HTTP11],
+            crate::identify::Protocol::H2 => &[namers::tls::ALPN_H2],
+        };
+        tls.build(alpn).map(Some).map_err(|e| format!("tls: {e}"))
+    }
+
     /// Where this server listens; the default port depends on the protocol.
     pub fn addr(&self, protocol: crate::identify::Protocol) -> SocketAddr {
         let default = match protocol {

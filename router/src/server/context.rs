@@ -1,7 +1,11 @@
 //! What the server stage checks and changes in a request before it is
-//! named: `clearContext` and the `Via` hop limit.
+//! named: `clearContext`, the `Via` hop limit and a client's claim of a
+//! certificate; and who sent the request.
 
-use http::header;
+use std::sync::Arc;
+
+use http::header::{self, HeaderName};
+use namers::tls::PeerIdentity;
 
 use crate::errors::RouterError;
 use crate::service::dtab_headers::clear_context;
@@ -19,13 +23,40 @@ pub struct ServerSettings {
     pub stats: std::sync::Arc<crate::server::stats::ServerStats>,
 }
 
+/// `x-forwarded-client-cert`: the identity of the certificate the client
+/// showed this router's server (`forwardClientCert`).
+pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
+/// Who sent a request: the client's address and, over mutual TLS, the
+/// identity in its certificate.
+#[derive(Debug, Clone, Default)]
+pub struct Downstream {
+    /// The client's address.
+    pub remote: Option<std::net::SocketAddr>,
+    /// The identity of its verified certificate.
+    pub identity: Option<Arc<PeerIdentity>>,
+}
+
+impl Downstream {
+    /// A client at `remote` without a certificate.
+    pub fn plain(remote: std::net::SocketAddr) -> Downstream {
+        Downstream {
+            remote: Some(remote),
+            identity: None,
+        }
+    }
+}
+
 impl ServerSettings {
-    /// Applies `clearContext` and refuses a request that has passed more
-    /// proxies than `maxCallDepth` (a routing loop).
+    /// Applies `clearContext`, drops a client's own
+    /// `x-forwarded-client-cert` (only this router vouches for a
+    /// certificate) and refuses a request that has passed more proxies than
+    /// `maxCallDepth` (a routing loop).
     pub(crate) fn admit(&self, parts: &mut http::request::Parts) -> Result<(), RouterError> {
         if self.clear_context {
             clear_context(&mut parts.headers);
         }
+        parts.headers.remove(X_FORWARDED_CLIENT_CERT);
         let hops = via_hops(&parts.headers);
         if hops >= self.max_call_depth {
             return Err(RouterError::MaxCallDepth {

@@ -424,7 +424,7 @@ async fn respond(
                     request.parts,
                     None,
                     started,
-                    Some(remote),
+                    &crate::server::context::Downstream::plain(remote),
                     &mut trace,
                 )
                 .await

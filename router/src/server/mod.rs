@@ -31,7 +31,7 @@ use crate::errors::RouterError;
 use crate::identify::build_identifiers;
 use crate::interpreter;
 use crate::metrics::Metrics;
-use crate::stack::{RouterStack, ServerSettings, error_response};
+use crate::stack::{Downstream, RouterStack, ServerSettings, error_response};
 use h1::Served;
 use head_watch::HeadWatch;
 use limits::HeadLimits;
@@ -81,6 +81,11 @@ pub fn check(config: &Config, specs: &[RouterSpec]) -> Result<(), String> {
     for (spec, router_config) in specs.iter().zip(&config.routers) {
         let at = format!("routers[{}]", spec.index);
         identifiers_of(router_config, spec).map_err(|e| format!("{at}.{e}"))?;
+        for (i, server) in router_config.servers.iter().enumerate() {
+            server
+                .tls(spec.protocol)
+                .map_err(|e| format!("{at}.servers[{i}].{e}"))?;
+        }
         let default = default.clone().with_bind_limits(spec.bind_limits);
         interpreter::build(
             router_config.interpreter.as_ref(),
@@ -144,6 +149,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         .map_err(|e| format!("{at}.{e}"))?;
         let label = spec.label.clone();
         let protocol = spec.protocol;
+        spec.clients.watch_tls();
         let access_log = spec
             .access_log
             .as_ref()
@@ -157,6 +163,10 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         );
         routers.push(router.clone());
         for (i, server) in router_config.servers.iter().enumerate() {
+            let tls = server
+                .tls(protocol)
+                .map_err(|e| format!("{at}.servers[{i}].{e}"))?
+                .map(Arc::new);
             let addr = server.addr(protocol);
             let listener = TcpListener::bind(addr)
                 .await
@@ -169,6 +179,10 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
                 max_call_depth: server.max_call_depth.unwrap_or(DEFAULT_MAX_CALL_DEPTH),
                 stats: router.server_stats(addr.ip(), addr.port()),
             };
+            if let Some(tls) = &tls {
+                tls.watch();
+                settings.stats.set_tls(tls.clone());
+            }
             let limit = server
                 .max_concurrent_requests
                 .map(|n| Arc::new(Semaphore::new(n)));
@@ -182,9 +196,12 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
             tasks.spawn(accept_loop(
                 listener,
                 router.clone(),
-                settings,
-                limit,
-                limits,
+                Listening {
+                    settings,
+                    limit,
+                    limits,
+                    tls,
+                },
                 stop_accepting.clone().notified_owned(),
             ));
         }
@@ -242,16 +259,31 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
     })
 }
 
+/// How long a client has to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one listening server applies to its connections.
+struct Listening {
+    settings: ServerSettings,
+    limit: Option<Arc<Semaphore>>,
+    limits: ServerLimits,
+    tls: Option<Arc<namers::tls::ServerTls>>,
+}
+
 /// Accepts connections until told to stop, then lets open connections
 /// finish their requests.
 async fn accept_loop(
     listener: TcpListener,
     router: Arc<RouterStack>,
-    settings: ServerSettings,
-    limit: Option<Arc<Semaphore>>,
-    limits: ServerLimits,
+    listening: Listening,
     stop: OwnedNotified,
 ) {
+    let Listening {
+        settings,
+        limit,
+        limits,
+        tls,
+    } = listening;
     tokio::pin!(stop);
     let settings = Arc::new(settings);
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -295,12 +327,48 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let open = served.settings.stats.connection();
+        if let Some(tls) = &tls {
+            // TLS connections are served by hyper, on both kinds of
+            // router: the direct HTTP/1 server reads plain sockets.
+            let acceptor = tls.acceptor();
+            let hyper = hyper.clone();
+            let stopping = stopping_rx.clone();
+            let stats = served.settings.stats.clone();
+            tokio::spawn(async move {
+                let accepted = tokio::time::Instant::now();
+                let handshake =
+                    tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                let stream = match handshake {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        stats.tls_handshake_failed();
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        stats.tls_handshake_failed();
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let stream = namers::tls::Stream::Server(Box::new(stream));
+                let downstream = Downstream {
+                    remote: Some(peer),
+                    identity: stream.peer_identity().map(Arc::new),
+                };
+                hyper.serve(stream, accepted, stopping, downstream).await;
+                drop(open);
+            });
+            continue;
+        }
         if router.is_http1() {
             let hyper = hyper.clone();
             let stopping = stopping_rx.clone();
             let fallback = move |prefixed: h1::Prefixed| async move {
                 let accepted = prefixed.accepted();
-                hyper.serve(prefixed, accepted, stopping, peer).await;
+                hyper
+                    .serve(prefixed, accepted, stopping, Downstream::plain(peer))
+                    .await;
             };
             tokio::spawn(h1::serve(
                 stream,
@@ -318,7 +386,12 @@ async fn accept_loop(
         let stopping = stopping_rx.clone();
         tokio::spawn(async move {
             hyper
-                .serve(stream, tokio::time::Instant::now(), stopping, peer)
+                .serve(
+                    stream,
+                    tokio::time::Instant::now(),
+                    stopping,
+                    Downstream::plain(peer),
+                )
                 .await;
             drop(open);
         });
@@ -348,7 +421,7 @@ impl HyperServer {
         io: I,
         accepted: tokio::time::Instant,
         mut stopping: watch::Receiver<bool>,
-        remote: std::net::SocketAddr,
+        downstream: Downstream,
     ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -365,7 +438,7 @@ impl HyperServer {
             self.settings.clone(),
             self.limit.clone(),
             (activity.clone(), refusals),
-            remote,
+            downstream,
         );
         let connection = self
             .builder
@@ -394,7 +467,7 @@ fn hyper_service(
     settings: Arc<ServerSettings>,
     limit: Option<Arc<Semaphore>>,
     (activity, refusals): (Arc<Activity>, Refusals),
-    remote: std::net::SocketAddr,
+    downstream: Downstream,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<Tracked<crate::body::Body>>,
@@ -408,6 +481,7 @@ fn hyper_service(
     service_fn(move |request| {
         let router = router.clone();
         let settings = settings.clone();
+        let downstream = downstream.clone();
         let (ordinal, mut in_flight) = activity.start();
         let refusal = refusals.of(ordinal);
         let permit = match (&refusal, &limit) {
@@ -438,7 +512,7 @@ fn hyper_service(
                 if let Some(Ok(permit)) = permit {
                     in_flight.hold(permit);
                 }
-                router.handle(&settings, request, Some(remote)).await
+                router.handle(&settings, request, &downstream).await
             };
             Ok(response.map(|body| Tracked::new(body, in_flight)))
         }

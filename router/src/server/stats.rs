@@ -16,6 +16,10 @@ pub struct ServerStats {
     requests: RequestStats,
     status: StatusCounts,
     connections: Arc<ConnectionCounts>,
+    /// The server's TLS, when it has some, for its reload figures.
+    tls: std::sync::OnceLock<Arc<namers::tls::ServerTls>>,
+    /// TLS handshakes that failed or timed out.
+    tls_handshake_failures: std::sync::atomic::AtomicU64,
 }
 
 impl ServerStats {
@@ -26,7 +30,20 @@ impl ServerStats {
             requests: RequestStats::default(),
             status: StatusCounts::default(),
             connections: Arc::default(),
+            tls: std::sync::OnceLock::new(),
+            tls_handshake_failures: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The server speaks TLS with `tls`.
+    pub(crate) fn set_tls(&self, tls: Arc<namers::tls::ServerTls>) {
+        let _ = self.tls.set(tls);
+    }
+
+    /// Counts a TLS handshake that failed or timed out.
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts an answered request: a 5XX answer is a failure.
@@ -54,5 +71,32 @@ impl ServerStats {
         self.requests.list(&mut scope);
         self.status.list(&mut scope);
         self.connections.list(&mut scope);
+        if let Some(tls) = self.tls.get() {
+            list_tls(&mut scope, tls, &self.tls_handshake_failures);
+        }
     }
+}
+
+/// `tls/handshake_failures`, `tls/reloads`, `tls/reload_failures` and
+/// `tls/expires_in_s` (seconds until the certificate in use expires).
+fn list_tls(
+    scope: &mut Scope<'_>,
+    tls: &namers::tls::ServerTls,
+    handshake_failures: &std::sync::atomic::AtomicU64,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut scope = scope.scope("tls");
+    scope.counter("handshake_failures", handshake_failures.load(Relaxed));
+    let stats = tls.stats();
+    scope.counter("reloads", stats.reloads.load(Relaxed));
+    scope.counter("reload_failures", stats.failures.load(Relaxed));
+    if scope.is_rolling() {
+        return;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let expires = stats.expires_at.load(Relaxed);
+    #[allow(clippy::cast_precision_loss)]
+    scope.gauge("expires_in_s", expires as f64 - now as f64);
 }

@@ -68,6 +68,16 @@ struct BackendState {
 impl Backend {
     /// Starts a backend called `name`.
     pub async fn start(name: &str) -> Backend {
+        Backend::start_with(name, None).await
+    }
+
+    /// Starts a backend called `name` that speaks TLS with `tls`.
+    #[allow(dead_code)]
+    pub async fn start_tls(name: &str, tls: namers::tls::ServerTls) -> Backend {
+        Backend::start_with(name, Some(Arc::new(tls))).await
+    }
+
+    async fn start_with(name: &str, tls: Option<Arc<namers::tls::ServerTls>>) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind backend");
@@ -87,7 +97,15 @@ impl Backend {
                 };
                 serving.connections.fetch_add(1, Ordering::SeqCst);
                 let state = serving.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let stream = match &tls {
+                        None => namers::tls::Stream::Plain(stream),
+                        Some(tls) => match tls.acceptor().accept(stream).await {
+                            Ok(tls) => namers::tls::Stream::Server(Box::new(tls)),
+                            Err(_) => return,
+                        },
+                    };
                     let service = service_fn(move |request| {
                         let state = state.clone();
                         async move { Ok::<_, Infallible>(state.handle(request).await) }

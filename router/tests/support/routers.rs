@@ -189,7 +189,11 @@ pub async fn start_scripted_router(yaml: &str, naming: Arc<dyn RouterNaming>) ->
                 let service = service_fn(move |request| {
                     let router = router.clone();
                     let settings = settings.clone();
-                    async move { Ok::<_, Infallible>(router.handle(&settings, request, None).await) }
+                    async move {
+                        Ok::<_, Infallible>(
+                            router.handle(&settings, request, &Default::default()).await,
+                        )
+                    }
                 });
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
