@@ -5,9 +5,9 @@ use std::fmt;
 
 use http::Uri;
 
-/// The address of a namerd HTTP interface, such as `http://127.0.0.1:4180`
-/// or `http://gateway:80/namerd` (requests then go to
-/// `/namerd/api/1/...`).
+/// The address of a namerd HTTP interface, such as `http://127.0.0.1:4180`,
+/// `https://namerd.example:4180` or `http://gateway:80/namerd` (requests
+/// then go to `/namerd/api/1/...`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BaseUrl {
     /// `scheme://authority`, without a trailing `/`.
@@ -27,13 +27,14 @@ pub enum BaseUrlError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A scheme other than `http`.
-    #[error("unsupported scheme in base URL {0:?}: only http:// is supported (no TLS)")]
+    /// A scheme other than `http` and `https`.
+    #[error("unsupported scheme in base URL {0:?}: write http:// or https://")]
     Scheme(String),
 }
 
 impl BaseUrl {
-    /// Parses `http://host[:port][/prefix]`. A query or fragment is refused.
+    /// Parses `http://host[:port][/prefix]` (or `https://`). A query or
+    /// fragment is refused.
     pub fn parse(url: &str) -> Result<BaseUrl, BaseUrlError> {
         let invalid = |reason: &str| BaseUrlError::Invalid {
             url: url.to_string(),
@@ -53,9 +54,13 @@ impl BaseUrl {
         let scheme = uri
             .scheme_str()
             .ok_or_else(|| invalid("it has no scheme (write http://host:port)"))?;
-        if !scheme.eq_ignore_ascii_case("http") {
+        let scheme = if scheme.eq_ignore_ascii_case("http") {
+            "http"
+        } else if scheme.eq_ignore_ascii_case("https") {
+            "https"
+        } else {
             return Err(BaseUrlError::Scheme(url.to_string()));
-        }
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| invalid("it has no host"))?
@@ -68,9 +73,29 @@ impl BaseUrl {
         }
         let prefix = uri.path().trim_end_matches('/').to_string();
         Ok(BaseUrl {
-            origin: format!("http://{authority}"),
+            origin: format!("{scheme}://{authority}"),
             prefix,
         })
+    }
+
+    /// Whether requests go over TLS (`https://`).
+    pub fn is_https(&self) -> bool {
+        self.origin.starts_with("https://")
+    }
+
+    /// The host, without its port (and without the brackets of an IPv6
+    /// address): the name a server's certificate is checked against.
+    pub fn host(&self) -> &str {
+        let authority = self
+            .origin
+            .split_once("://")
+            .map_or(self.origin.as_str(), |(_, a)| a);
+        if let Some(v6) = authority.strip_prefix('[') {
+            return v6.split(']').next().unwrap_or(v6);
+        }
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host)
     }
 
     /// The URI of `path` (which starts with `/`) under this base, with an
@@ -146,9 +171,23 @@ mod tests {
     }
 
     #[test]
+    fn https_is_taken_and_the_host_is_the_name_to_check() {
+        let b = BaseUrl::parse("HTTPS://namerd.example:4180/ns").unwrap();
+        assert!(b.is_https());
+        assert_eq!(b.to_string(), "https://namerd.example:4180/ns");
+        assert_eq!(b.host(), "namerd.example");
+        assert_eq!(BaseUrl::parse("https://[::1]:4180").unwrap().host(), "::1");
+        assert_eq!(
+            BaseUrl::parse("http://127.0.0.1").unwrap().host(),
+            "127.0.0.1"
+        );
+        assert!(!BaseUrl::parse("http://n:1").unwrap().is_https());
+    }
+
+    #[test]
     fn refuses_what_it_cannot_talk_to() {
         assert!(matches!(
-            BaseUrl::parse("https://namerd:4180"),
+            BaseUrl::parse("ftp://namerd:4180"),
             Err(BaseUrlError::Scheme(_))
         ));
         assert!(matches!(

@@ -92,6 +92,20 @@ pub enum ClientError {
         /// The connection error.
         cause: String,
     },
+    /// TLS with namerd failed: its certificate was not trusted or not for
+    /// the name asked for, it refused this side's certificate, or it does
+    /// not speak TLS on that port.
+    #[error("namerd at {server}: TLS failed: {request}: {failure} ({cause})")]
+    Tls {
+        /// The base URL.
+        server: String,
+        /// Method and path.
+        request: String,
+        /// What went wrong.
+        failure: crate::TlsFailure,
+        /// rustls's own account of it.
+        cause: String,
+    },
     /// No complete answer within the client's timeout.
     #[error("namerd at {server}: no answer within {after:?}: {request}")]
     Timeout {
@@ -137,7 +151,8 @@ fn detail(message: &str) -> String {
 
 impl ClientError {
     /// Whether retrying the same call later may succeed: the server was
-    /// unreachable, slow, failing, or a watch broke.
+    /// unreachable, slow, failing, or a watch broke. A TLS failure is not:
+    /// the same certificates fail the same way.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,

@@ -4,7 +4,9 @@
 //!
 //! Used by `namerctl` and by the router's `io.l5d.namerd.http`
 //! interpreter. Every call has a timeout; watches return a [`Watch`] that
-//! yields each change and leaves reconnecting to the caller.
+//! yields each change and leaves reconnecting to the caller. An `https://`
+//! base URL is reached over TLS with the settings given to
+//! [`Client::with_tls`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,6 +28,7 @@ pub mod fake;
 mod namespace;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod version;
 mod watch;
 
@@ -47,6 +50,7 @@ use serde_json::Value;
 pub use base_url::{BaseUrl, BaseUrlError};
 pub use error::ClientError;
 pub use namespace::{MAX_NAMESPACE_LEN, Namespace, NamespaceError};
+pub use tls::{TlsFailure, TlsSettings};
 pub use version::{Version, VersionedDtab};
 pub use watch::Watch;
 
@@ -59,7 +63,7 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 pub struct Client {
     base: BaseUrl,
     server: String,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: HttpClient<tls::Connector, Full<Bytes>>,
     timeout: Duration,
     /// Sent as `Authorization: Bearer <token>` with writes.
     token: Option<HeaderValue>,
@@ -110,9 +114,22 @@ impl Client {
 
     /// A client for the namerd at `base`.
     pub fn new(base: BaseUrl) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Client::DEFAULT_TIMEOUT));
+        Client::with_connector(base, None)
+    }
+
+    /// A client for the namerd at `base` that speaks TLS to an `https://`
+    /// base URL with `tls`.
+    pub fn with_tls(base: BaseUrl, tls: TlsSettings) -> Client {
+        Client::with_connector(base, Some(tls))
+    }
+
+    fn with_connector(base: BaseUrl, tls: Option<TlsSettings>) -> Client {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Client::DEFAULT_TIMEOUT));
+        // `https://` URLs are the connector's to handle.
+        http.enforce_http(false);
+        let connector = tls::Connector { http, tls };
         let http = HttpClient::builder(TokioExecutor::new()).build(connector);
         Client {
             server: base.to_string(),
@@ -437,6 +454,14 @@ impl Client {
     }
 
     fn connect_error(&self, what: &str, e: &hyper_util::client::legacy::Error) -> ClientError {
+        if let Some((failure, cause)) = tls::failure_of(e) {
+            return ClientError::Tls {
+                server: self.server.clone(),
+                request: what.to_string(),
+                failure,
+                cause,
+            };
+        }
         // The legacy client's own message is generic; the cause says why.
         let mut cause = e.to_string();
         let mut source = std::error::Error::source(e);

@@ -300,3 +300,23 @@ async fn the_write_token_goes_with_writes_only() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn https_without_tls_settings_says_so() {
+    let fake = FakeNamerd::start(&[("default", "/svc=>/a")]).await;
+    let https = fake.base.to_string().replace("http://", "https://");
+    let client = Client::new(BaseUrl::parse(&https).unwrap());
+    let e = client.list_dtabs().await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Tls {
+                failure: TlsFailure::Other,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(!e.is_transient());
+    assert!(e.to_string().contains("needs TLS settings"), "{e}");
+}

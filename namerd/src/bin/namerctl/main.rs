@@ -11,7 +11,6 @@ mod ctl;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use dtab::Path;
 use namerd::Namespace;
-use namerd::client::Client;
 use namerd::store::Version;
 
 use ctl::format::DtabFormat;
@@ -24,6 +23,11 @@ use ctl::{CtlError, Exit};
 /// or any of its parents. Its one setting is "base-url". The base URL may
 /// also be given by the NAMERCTL_BASE_URL environment variable; the
 /// --base-url flag wins over both. Without any, http://localhost:4180.
+///
+/// An https:// base URL is reached over TLS: namerd's certificate must be
+/// valid for the URL's host and signed by a CA of --ca-cert (the system's
+/// CAs without it); --client-cert and --client-key give the certificate
+/// to show a namerd that asks for one.
 ///
 /// Exit codes: 0 ok, 1 `dtab diff` found differences, 64 usage error,
 /// 65 invalid dtab, 66 not found, 67 conflict, 69 namerd unreachable,
@@ -44,6 +48,22 @@ struct Cli {
     /// (also read from NAMERCTL_TOKEN).
     #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true, env = ctl::config::TOKEN_ENV)]
     token: Option<String>,
+
+    /// For an https:// base URL: the CA certificates (PEM) namerd's
+    /// certificate must be signed by; the system's CAs by default (also
+    /// read from NAMERCTL_CA_CERT).
+    #[arg(long, global = true, value_name = "FILE", env = ctl::tls::CA_CERT_ENV)]
+    ca_cert: Option<PathBuf>,
+
+    /// For an https:// base URL: the certificate (PEM) to show namerd,
+    /// with --client-key (also read from NAMERCTL_CLIENT_CERT).
+    #[arg(long, global = true, value_name = "FILE", env = ctl::tls::CLIENT_CERT_ENV)]
+    client_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --client-cert (also read from
+    /// NAMERCTL_CLIENT_KEY).
+    #[arg(long, global = true, value_name = "FILE", env = ctl::tls::CLIENT_KEY_ENV)]
+    client_key: Option<PathBuf>,
 
     /// How long one request to namerd may take, in seconds.
     #[arg(
@@ -241,7 +261,12 @@ async fn run(cli: Cli) -> Result<Exit, CtlError> {
         cli.config.as_deref(),
         &cwd,
     )?;
-    let mut client = Client::new(base).with_timeout(Duration::from_secs(cli.timeout));
+    let files = ctl::tls::TlsFiles {
+        ca_cert: cli.ca_cert.as_deref(),
+        client_cert: cli.client_cert.as_deref(),
+        client_key: cli.client_key.as_deref(),
+    };
+    let mut client = ctl::tls::client(base, files)?.with_timeout(Duration::from_secs(cli.timeout));
     if let Some(token) = cli.token.as_deref().filter(|t| !t.is_empty()) {
         client = client
             .with_bearer_token(token)

@@ -319,7 +319,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.exit, Exit::NotFound);
 
-        let e = resolve_base_url(Some("https://x:1"), None, None, tmp.path()).unwrap_err();
+        let e = resolve_base_url(Some("ftp://x:1"), None, None, tmp.path()).unwrap_err();
         assert_eq!(e.exit, Exit::Usage);
         assert!(e.message.contains("(from --base-url)"), "{}", e.message);
     }

@@ -15,6 +15,7 @@ pub(crate) mod follow;
 pub(crate) mod format;
 pub(crate) mod input;
 pub(crate) mod names;
+pub(crate) mod tls;
 
 use std::fmt;
 use std::io;
@@ -31,16 +32,16 @@ pub(crate) enum Exit {
     /// 64: bad flags or arguments, an invalid base URL or config file.
     Usage,
     /// 65: a dtab (file, stdin or `--dtab`) does not parse, or namerd
-    /// refused it (400).
+    /// refused it (400); a TLS file is not a usable certificate or key.
     BadInput,
-    /// 66: the namespace (or an input file) does not exist; a name that
-    /// resolves to nothing (`neg`).
+    /// 66: the namespace (or an input file, a TLS file) does not exist; a
+    /// name that resolves to nothing (`neg`).
     NotFound,
     /// 67: the namespace already exists (create) or changed since the
     /// version given (update, edit).
     Conflict,
-    /// 69: namerd is unreachable or did not answer in time; an address is
-    /// still pending.
+    /// 69: namerd is unreachable, did not answer in time, or TLS with it
+    /// failed; an address is still pending.
     Unavailable,
     /// 70: namerd failed (5xx), answered something unreadable, or the name
     /// resolved to a failure.
@@ -118,6 +119,13 @@ impl From<ClientError> for CtlError {
             ClientError::Conflict { .. } => Exit::Conflict,
             ClientError::BadRequest { .. } => Exit::BadInput,
             ClientError::Unauthorized { .. } => Exit::Unauthorized,
+            ClientError::Tls { .. } => {
+                let message = match tls::hint(&e) {
+                    Some(hint) => format!("{e}\nhint: {hint}"),
+                    None => e.to_string(),
+                };
+                return CtlError::new(Exit::Unavailable, message);
+            }
             ClientError::Unreachable { .. } | ClientError::Timeout { .. } => Exit::Unavailable,
             ClientError::Server { .. }
             | ClientError::Unexpected { .. }
