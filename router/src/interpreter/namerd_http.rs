@@ -11,7 +11,14 @@
 //! `retry.baseSeconds` to `retry.maxSeconds`. Meanwhile the last tree and
 //! addresses namerd sent stay in force: a failure is published only for a
 //! name namerd has never answered for and that namerd itself reports as
-//! failed. A name namerd has not answered yet is pending.
+//! failed, or whose TLS handshake with namerd fails (its error says why,
+//! and the next handshake that works replaces it). A name namerd has not
+//! answered yet is pending.
+//!
+//! With `tls` (Linkerd's client TLS block), namerd is reached over TLS:
+//! its certificate must be valid for `commonName` (also sent as SNI), and
+//! `clientAuth` is shown when namerd asks for a certificate. The files are
+//! read again when they change.
 
 mod backoff;
 mod reach;
@@ -29,9 +36,10 @@ use std::time::Duration;
 use dtab::{Dtab, NameTree, Path};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use namerd_client::{BaseUrl, Client, ClientError, Namespace};
+use namerd_client::{BaseUrl, Client, ClientError, Namespace, TlsSettings};
 use namers::LiveCache;
 use namers::resolve::{Resolved, choose, pick_by_weight};
+use namers::tls::{ALPN_HTTP11, ClientTlsConfig};
 use namers::{
     Activity, Addr, Binding, Bound, Interpreter, Live, NameInterpreter, NamingError, Publisher,
 };
@@ -60,7 +68,7 @@ const DST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct NamerdHttpConfig {
     /// Where namerd's HTTP API is: a path bound with the default
     /// interpreter (`/$/inet/<host>/<port>`), `host:port`, or
-    /// `http://host:port[/prefix]`.
+    /// `http://host:port[/prefix]` (`https://` with `tls`).
     pub dst: String,
     /// The namerd namespace whose dtab binds names (default `default`).
     #[serde(default = "default_namespace")]
@@ -71,9 +79,9 @@ pub struct NamerdHttpConfig {
     /// Linkerd required `experimental: true`; accepted and not required.
     #[serde(default)]
     pub experimental: bool,
-    /// TLS to namerd; refused with an explanation (not supported).
+    /// TLS to namerd (Linkerd's client TLS block).
     #[serde(default)]
-    pub tls: Option<Value>,
+    pub tls: Option<ClientTlsConfig>,
 }
 
 /// `retry: {baseSeconds: 5, maxSeconds: 600}`.
@@ -152,18 +160,15 @@ impl NamerdHttpInterpreter {
         idle_ttl: Duration,
     ) -> Result<NamerdHttpInterpreter, String> {
         let config: NamerdHttpConfig = params::parse(KIND, params)?;
-        if config.tls.is_some() {
-            return Err(params::invalid(
-                KIND,
-                "tls",
-                "TLS to namerd is not supported; reach namerd over plain HTTP",
-            ));
-        }
         let namespace =
             Namespace::new(&config.namespace).map_err(|e| params::invalid(KIND, "namespace", e))?;
         let retry = retry_of(&config.retry)?;
-        let target =
-            Target::parse(&config.dst, default).map_err(|e| params::invalid(KIND, "dst", e))?;
+        let tls = match config.tls.as_ref().filter(|tls| tls.is_enabled()) {
+            Some(tls) => Some(tls_settings(tls).map_err(|e| params::invalid(KIND, "tls", e))?),
+            None => None,
+        };
+        let target = Target::parse(&config.dst, default, tls)
+            .map_err(|e| params::invalid(KIND, "dst", e))?;
         Ok(NamerdHttpInterpreter::with_target(
             namespace, retry, target, idle_ttl,
         ))
@@ -224,6 +229,26 @@ impl NamerdHttpInterpreter {
     pub fn addr(&self, id: &Path) -> Live<Addr> {
         self.shared.addr(id, None)
     }
+}
+
+/// The client TLS of a `tls:` block: its files read now, and again when
+/// they change.
+fn tls_settings(config: &ClientTlsConfig) -> Result<TlsSettings, String> {
+    // namerd's API is HTTP/1.1.
+    let tls = Arc::new(config.build(&[ALPN_HTTP11])?);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tls.watch();
+    }
+    // Without a commonName (only with disableValidation), the name sent is
+    // namerd's address.
+    let server_name = match &config.common_name {
+        Some(name) => Some(
+            rustls_pki_types::ServerName::try_from(name.clone())
+                .map_err(|_| format!("commonName: `{name}` is not a DNS name or an IP address"))?,
+        ),
+        None => None,
+    };
+    Ok(TlsSettings::new(move || tls.rustls_config(), server_name))
 }
 
 fn retry_of(config: &RetryConfig) -> Result<Retry, String> {
@@ -620,6 +645,10 @@ fn namerd_refused(error: &ClientError) -> bool {
         // The client reports a connection cut mid-stream with this message;
         // any other message on a watch is namerd's own error line.
         ClientError::WatchFailed { message, .. } => !message.starts_with("the stream broke"),
+        // Not namerd's answer, but every attempt fails the same way until
+        // certificates change: a name never answered fails with why
+        // rather than waiting for its binding timeout.
+        ClientError::Tls { .. } => true,
         _ => true,
     }
 }
@@ -636,6 +665,7 @@ enum Target {
         binding: OnceLock<Binding>,
         clients: Mutex<HashMap<SocketAddr, Client>>,
         turn: AtomicUsize,
+        tls: Option<TlsSettings>,
     },
 }
 
@@ -649,7 +679,7 @@ impl std::fmt::Display for Target {
 }
 
 impl Target {
-    fn parse(dst: &str, default: &Interpreter) -> Result<Target, String> {
+    fn parse(dst: &str, default: &Interpreter, tls: Option<TlsSettings>) -> Result<Target, String> {
         let dst = dst.trim();
         if dst.starts_with('/') {
             let path = Path::read(dst).map_err(|e| format!("{dst:?}: {e}"))?;
@@ -659,22 +689,33 @@ impl Target {
                 binding: OnceLock::new(),
                 clients: Mutex::default(),
                 turn: AtomicUsize::new(0),
+                tls,
             });
         }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let url = if dst.contains("://") {
             dst.to_string()
         } else {
-            format!("http://{dst}")
+            format!("{scheme}://{dst}")
         };
         let base = BaseUrl::parse(&url).map_err(|e| {
             format!("{e} (write a path such as /$/inet/<host>/<port>, or host:port)")
         })?;
-        Ok(Target::Url(Box::new(Client::new(base))))
+        match (base.is_https(), tls) {
+            (true, Some(tls)) => Ok(Target::Url(Box::new(Client::with_tls(base, tls)))),
+            (false, None) => Ok(Target::Url(Box::new(Client::new(base)))),
+            (true, None) => Err(format!(
+                "{url:?} is https:// but the interpreter has no tls block (commonName, trustCertsBundle)"
+            )),
+            (false, Some(_)) => Err(format!(
+                "{url:?} is plain http:// but the interpreter has a tls block; write https:// or host:port"
+            )),
+        }
     }
 
     /// A client for namerd, waiting (a bounded time) for `dst` to bind.
     async fn client(&self) -> Result<Client, String> {
-        let (path, default, binding, clients, turn) = match self {
+        let (path, default, binding, clients, turn, tls) = match self {
             Target::Url(client) => return Ok((**client).clone()),
             Target::Name {
                 path,
@@ -682,7 +723,8 @@ impl Target {
                 binding,
                 clients,
                 turn,
-            } => (path, default, binding, clients, turn),
+                tls,
+            } => (path, default, binding, clients, turn, tls),
         };
         let mut binding = binding
             .get_or_init(|| NameInterpreter::bind(default, &Dtab::empty(), path))
@@ -704,7 +746,7 @@ impl Target {
                     Addr::Bound(set) if !set.is_empty() => {
                         let endpoints = set.endpoints();
                         let at = turn.fetch_add(1, Ordering::Relaxed) % endpoints.len();
-                        return client_for(clients, endpoints[at].addr);
+                        return client_for(clients, endpoints[at].addr, tls.as_ref());
                     }
                     Addr::Bound(_) => return Err(format!("dst {path}: no endpoints")),
                     Addr::Neg => return Err(format!("dst {path}: no such name")),
@@ -731,13 +773,19 @@ impl Target {
 fn client_for(
     clients: &Mutex<HashMap<SocketAddr, Client>>,
     addr: SocketAddr,
+    tls: Option<&TlsSettings>,
 ) -> Result<Client, String> {
     let mut clients = clients.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(client) = clients.get(&addr) {
         return Ok(client.clone());
     }
-    let base = BaseUrl::parse(&format!("http://{addr}")).map_err(|e| e.to_string())?;
-    let client = Client::new(base);
+    let client = match tls {
+        Some(tls) => {
+            let base = BaseUrl::parse(&format!("https://{addr}")).map_err(|e| e.to_string())?;
+            Client::with_tls(base, tls.clone())
+        }
+        None => Client::new(BaseUrl::parse(&format!("http://{addr}")).map_err(|e| e.to_string())?),
+    };
     clients.insert(addr, client.clone());
     Ok(client)
 }

@@ -46,8 +46,14 @@ impl NamerdProcess {
     /// Starts namerd on `port` (0 for any) with `dtab` as the `default`
     /// namespace and an `io.l5d.fs` namer over `disco`.
     async fn start(port: u16, dtab: &str, disco: &FsPath) -> NamerdProcess {
+        NamerdProcess::start_with(port, dtab, disco, "").await
+    }
+
+    /// As [`NamerdProcess::start`], with `controller` added to the
+    /// `io.l5d.httpController` interface's keys.
+    async fn start_with(port: u16, dtab: &str, disco: &FsPath, controller: &str) -> NamerdProcess {
         let yaml = format!(
-            "admin:\n  port: 0\nstorage:\n  kind: io.l5d.inMemory\n  namespaces:\n    default: {dtab:?}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\ninterfaces:\n- kind: io.l5d.httpController\n  port: {port}\n",
+            "admin:\n  port: 0\nstorage:\n  kind: io.l5d.inMemory\n  namespaces:\n    default: {dtab:?}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\ninterfaces:\n- kind: io.l5d.httpController\n  port: {port}\n{controller}",
             disco.display()
         );
         let config: namerd::config::NamerdConfig =
@@ -412,9 +418,37 @@ fn config_keys_are_checked() {
     );
     let e = build(json!({"dst": "/$/inet/127.1/4180", "tls": {}})).unwrap_err();
     assert!(
-        e.starts_with("interpreter (io.l5d.namerd.http): tls: "),
+        e.starts_with("interpreter (io.l5d.namerd.http): tls: commonName: required"),
         "{e}"
     );
+    let e = build(
+        json!({"dst": "/$/inet/127.1/4180", "tls": {"commonName": "namerd", "caCert": "/ca.pem"}}),
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("interpreter (io.l5d.namerd.http): tls.caCert: unknown field"),
+        "{e}"
+    );
+    let e = build(json!({"dst": "/$/inet/127.1/4180", "tls": {"commonName": "namerd", "trustCertsBundle": "/nonexistent/ca.pem"}}))
+        .unwrap_err();
+    assert!(
+        e.starts_with("interpreter (io.l5d.namerd.http): tls: /nonexistent/ca.pem: cannot read"),
+        "{e}"
+    );
+    let tls = json!({"commonName": "namerd", "disableValidation": false, "enabled": true});
+    let e = build(json!({"dst": "http://namerd:4180", "tls": tls.clone()})).unwrap_err();
+    assert!(
+        e.starts_with("interpreter (io.l5d.namerd.http): dst: ") && e.contains("write https://"),
+        "{e}"
+    );
+    let e = build(json!({"dst": "https://namerd:4180"})).unwrap_err();
+    assert!(e.contains("has no tls block"), "{e}");
+    for ok in [
+        json!({"dst": "https://namerd:4180", "tls": {"disableValidation": true}}),
+        json!({"dst": "namerd:4180", "tls": {"commonName": "namerd", "enabled": false}}),
+    ] {
+        build(ok.clone()).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
     let e = build(json!({"dst": "/$/inet/127.1/4180", "namespace": "a/b"})).unwrap_err();
     assert!(
         e.starts_with("interpreter (io.l5d.namerd.http): namespace: "),
@@ -435,11 +469,6 @@ fn config_keys_are_checked() {
     let e = build(json!({"dst": "/$/inet/127.1/4180", "retry": {"base": 1}})).unwrap_err();
     assert!(
         e.starts_with("interpreter (io.l5d.namerd.http): retry.base: unknown field"),
-        "{e}"
-    );
-    let e = build(json!({"dst": "https://namerd:4180"})).unwrap_err();
-    assert!(
-        e.starts_with("interpreter (io.l5d.namerd.http): dst: "),
         "{e}"
     );
     let e = build(json!({"dst": "/$/inet/127.1/4180/ x"})).unwrap_err();
@@ -554,4 +583,87 @@ async fn failures_after_an_answer_never_replace_it() {
     let fresh = interpreter(namerd, "default");
     let mut addr = fresh.addr(&path("/#/io.l5d.fs/web"));
     until(&mut addr, UPDATE, endpoints, "Failed(\"backend down\")").await;
+}
+
+/// An interpreter reaching namerd over TLS with `tls` (the interpreter's
+/// `tls:` block).
+fn interpreter_with_tls(api: SocketAddr, tls: Value) -> NamerdHttpInterpreter {
+    let params = object(json!({
+        "dst": format!("/$/inet/127.0.0.1/{}", api.port()),
+        "retry": {"baseSeconds": 0.05, "maxSeconds": 0.2},
+        "tls": tls,
+    }));
+    NamerdHttpInterpreter::from_params(&params, &default(), Duration::from_secs(600)).unwrap()
+}
+
+/// What a binding failed with, once it fails.
+async fn failure(binding: &mut Binding) -> String {
+    tokio::time::timeout(RECONNECT, async {
+        loop {
+            if let Activity::Failed(e) = &*binding.load() {
+                return e.to_string();
+            }
+            binding.changed().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not failed: {:?}", binding.load()))
+}
+
+#[tokio::test]
+async fn namerd_over_mutual_tls_binds_and_a_failed_handshake_says_why() {
+    let pki = integration::pki::Pki::new("control");
+    let server = pki.leaf("namerd", &["namerd.test"]);
+    let router = pki.leaf("router", &["router.test"]);
+    let disco = disco();
+    let controller = format!(
+        "  tls:\n    certPath: {}\n    keyPath: {}\n    caCertPath: {}\n    requireClientAuth: true\n",
+        server.cert.display(),
+        server.key.display(),
+        pki.ca().display()
+    );
+    let namerd = NamerdProcess::start_with(0, STORED, disco.path(), &controller).await;
+    let client_auth = json!({"certPath": router.cert, "keyPath": router.key});
+
+    let interpreter = interpreter_with_tls(
+        namerd.api,
+        json!({"commonName": "namerd.test", "trustCertsBundle": pki.ca(), "clientAuth": client_auth}),
+    );
+    let mut binding = interpreter.bind(&Dtab::empty(), &path("/svc/web"));
+    until(&mut binding, UPDATE, leaf, "/#/io.l5d.fs/web /").await;
+    let mut web = leaf_addr(&binding);
+    until(&mut web, UPDATE, endpoints, "8080*1").await;
+    interpreter.ready().await.unwrap();
+
+    // namerd's certificate is not for the name the interpreter checks.
+    let wrong = interpreter_with_tls(
+        namerd.api,
+        json!({"commonName": "other.test", "trustCertsBundle": pki.ca(), "clientAuth": client_auth}),
+    );
+    let mut binding = wrong.bind(&Dtab::empty(), &path("/svc/web"));
+    let why = failure(&mut binding).await;
+    assert!(why.contains("not valid for the name"), "{why}");
+    assert!(why.contains("other.test"), "{why}");
+    let not_ready = wrong.ready().await.unwrap_err();
+    assert!(not_ready.contains("not valid for the name"), "{not_ready}");
+
+    // No client certificate: namerd refuses the handshake.
+    let anonymous = interpreter_with_tls(
+        namerd.api,
+        json!({"commonName": "namerd.test", "trustCertsBundle": pki.ca()}),
+    );
+    let mut binding = anonymous.bind(&Dtab::empty(), &path("/svc/web"));
+    let why = failure(&mut binding).await;
+    assert!(why.contains("refused the client certificate"), "{why}");
+
+    // A CA the interpreter does not know.
+    let other = integration::pki::Pki::new("other");
+    let stranger = interpreter_with_tls(
+        namerd.api,
+        json!({"commonName": "namerd.test", "trustCertsBundle": other.ca(), "clientAuth": client_auth}),
+    );
+    let mut binding = stranger.bind(&Dtab::empty(), &path("/svc/web"));
+    let why = failure(&mut binding).await;
+    assert!(why.contains("not signed by a trusted CA"), "{why}");
+    namerd.kill().await;
 }
