@@ -2,6 +2,7 @@
 //! about unknown keys, kinds and protocols.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dtab::{Dtab, Path};
@@ -15,6 +16,7 @@ pub use crate::bind::config::{BindingCacheConfig, BindingLimitsConfig};
 pub use crate::client::config::{ClientConfig, ClientPolicies, ConnectionSettings};
 use crate::identify::IdentifierConfig;
 use crate::identify::Protocol;
+use crate::policy::admission::{Admission, AdmissionPolicies};
 use crate::policy::classifier::Classifier;
 pub use crate::server::config::{ServerConfig, ServerSessionConfig};
 use crate::server::limits::{DEFAULT_MAX_HEADERS_KB, DEFAULT_MAX_INITIAL_LINE_KB, HeadLimits};
@@ -117,6 +119,14 @@ pub struct RouterConfig {
     /// (our own keys: Linkerd has none).
     #[serde(default)]
     pub dtab_header_limits: Option<DtabHeaderLimitsConfig>,
+    /// Who may send requests to which names (our own key; reloaded on
+    /// `SIGHUP`).
+    #[serde(default)]
+    pub access_control: Option<crate::policy::access::AccessControlConfig>,
+    /// Token-bucket limits per name prefix (our own key; reloaded on
+    /// `SIGHUP`).
+    #[serde(default)]
+    pub rate_limits: Option<Vec<crate::policy::rate_limit::RateLimitConfig>>,
     /// KiB of request header fields accepted (default 8; more is 431).
     #[serde(default, rename = "maxHeadersKB")]
     pub max_headers_kb: Option<NonZeroUsize>,
@@ -212,6 +222,8 @@ pub struct RouterSpec {
     pub access_log: Option<AccessLogSettings>,
     /// The headers that carry traces.
     pub trace_propagator: namers::telemetry::trace::Propagator,
+    /// `accessControl` and `rateLimits`, replaceable while running.
+    pub admission: Arc<crate::policy::admission::Admission>,
 }
 
 impl Config {
@@ -244,6 +256,15 @@ impl Config {
 }
 
 impl RouterConfig {
+    /// Its `accessControl` and `rateLimits`, checked.
+    pub fn admission_policies(&self, index: usize) -> Result<AdmissionPolicies, String> {
+        AdmissionPolicies::from_config(
+            &format!("routers[{index}]"),
+            self.access_control.as_ref(),
+            self.rate_limits.as_deref(),
+        )
+    }
+
     fn validate(&self, index: usize) -> Result<RouterSpec, String> {
         let at = format!("routers[{index}]");
         let protocol = match self.protocol.as_str() {
@@ -323,11 +344,13 @@ impl RouterConfig {
             Some(kind) => trace_propagator(&format!("{at}.tracePropagator"), kind)?,
             None => namers::telemetry::trace::Propagator::default(),
         };
+        let admission = Arc::new(Admission::new(self.admission_policies(index)?));
         Ok(RouterSpec {
             index,
             label,
             access_log,
             trace_propagator,
+            admission,
             protocol,
             dtab,
             dst_prefix,
@@ -382,6 +405,44 @@ pub fn load(path: &std::path::Path) -> Result<(Config, Vec<RouterSpec>), String>
         .validate()
         .map_err(|e| source.error(&e).to_string())?;
     Ok((config, specs))
+}
+
+/// Reads the config file at `path` again and puts each router's
+/// `accessControl` and `rateLimits` in place of those running under the
+/// same label (`running`). A file that does not load, or a router whose
+/// policies do not check, changes nothing; the error names the file, key
+/// and line. Gives how many routers took new policies.
+pub fn reload_admission(
+    path: &std::path::Path,
+    running: &[(String, Arc<Admission>)],
+) -> Result<usize, String> {
+    let source = namers::config::Source::read(path).map_err(|e| e.to_string())?;
+    let config: Config = source.parse().map_err(|e| e.to_string())?;
+    let mut checked = Vec::new();
+    for (index, router) in config.routers.iter().enumerate() {
+        let label = router
+            .label
+            .clone()
+            .unwrap_or_else(|| router.protocol.clone());
+        let policies = router
+            .admission_policies(index)
+            .map_err(|e| source.error(&e).to_string())?;
+        checked.push((label, policies));
+    }
+    let mut replaced = 0;
+    for (label, policies) in checked {
+        match running.iter().find(|(running, _)| *running == label) {
+            Some((_, admission)) => {
+                admission.replace(policies);
+                replaced += 1;
+            }
+            None => tracing::warn!(
+                router = %label,
+                "the config names a router that is not running; adding routers needs a restart"
+            ),
+        }
+    }
+    Ok(replaced)
 }
 
 /// The trace propagator kinds: Linkerd's, for both protocols.

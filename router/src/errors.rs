@@ -57,6 +57,18 @@ pub enum RouterError {
     /// client's fault; the connection is closed after the answer).
     #[error("{0}")]
     FieldsTooLarge(String),
+    /// Access control denies the request (`accessControl`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request is over a rate limit (`rateLimits`); it may be sent
+    /// again after `retry_after_secs`.
+    #[error("{reason}")]
+    RateLimited {
+        /// Which limit, and for whom.
+        reason: String,
+        /// Seconds until a request would be admitted (`Retry-After`).
+        retry_after_secs: u64,
+    },
     /// The request head could be read as more than one request (two
     /// `Host`s, `Content-Length` with `Transfer-Encoding`, lengths that
     /// disagree); the connection is closed after the answer.
@@ -74,6 +86,8 @@ impl RouterError {
             | RouterError::MaxCallDepth { .. }
             | RouterError::AmbiguousRequest(_) => StatusCode::BAD_REQUEST,
             RouterError::LineTooLong(_) => StatusCode::URI_TOO_LONG,
+            RouterError::Forbidden(_) => StatusCode::FORBIDDEN,
+            RouterError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             RouterError::FieldsTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             RouterError::BindingFailed(_)
             | RouterError::NoEndpoints(_)
@@ -100,7 +114,9 @@ impl RouterError {
             | RouterError::Unavailable(_)
             | RouterError::LineTooLong(_)
             | RouterError::FieldsTooLarge(_)
-            | RouterError::AmbiguousRequest(_) => FailureKind::Refused,
+            | RouterError::AmbiguousRequest(_)
+            | RouterError::Forbidden(_)
+            | RouterError::RateLimited { .. } => FailureKind::Refused,
         }
     }
 

@@ -234,6 +234,7 @@ impl RouterStack {
             .map_err(|e| RouterError::Unidentified(e.to_string()))?;
         // service
         let local = local_dtab(&parts.headers, &self.spec.dtab_header_limits)?;
+        self.spec.admission.check(&identified.name, downstream)?;
         let target = DstTarget::new(&local, identified.name);
         if let Some(trace) = trace {
             trace.destination(&target.name);
@@ -709,6 +710,7 @@ impl namers::telemetry::Source for RouterStack {
         self.bind
             .naming()
             .list_stats(&mut router.scope("interpreter"));
+        self.spec.admission.list(&mut router);
         if let Some(log) = &self.access_log {
             let mut scope = router.scope("access_log");
             scope.counter("written", log.written());
@@ -732,6 +734,12 @@ pub fn error_response(error: &RouterError) -> Response<Body> {
             HeaderName::from_static("l5d-retryable"),
             HeaderValue::from_static("true"),
         );
+    }
+    if let RouterError::RateLimited {
+        retry_after_secs, ..
+    } = error
+    {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
     }
     response
 }

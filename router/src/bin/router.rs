@@ -32,7 +32,11 @@ fn run(args: ServerArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         // Before anything listens: SIGHUP's default action ends the process.
-        reopen_access_logs_on_sighup();
+        let admissions = specs
+            .iter()
+            .map(|spec| (spec.label.clone(), spec.admission.clone()))
+            .collect();
+        on_sighup(args.config.clone(), admissions);
         let running = router::server::start(&config, specs)
             .await
             .map_err(|e| namers::config::error_in(&args.config, &e))?;
@@ -63,9 +67,13 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
+/// The routers' access control and rate limits, by router label.
+type Admissions = Vec<(String, std::sync::Arc<router::policy::admission::Admission>)>;
+
 /// On each SIGHUP, reopens (or, under the `sighup` roll policy, rolls)
-/// every access log: what logrotate's `postrotate kill -HUP` expects.
-fn reopen_access_logs_on_sighup() {
+/// every access log, what logrotate's `postrotate kill -HUP` expects; and
+/// reads the routers' `accessControl` and `rateLimits` again from `config`.
+fn on_sighup(config: std::path::PathBuf, admissions: Admissions) {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::hangup()) {
         Ok(mut hangups) => {
@@ -73,6 +81,15 @@ fn reopen_access_logs_on_sighup() {
                 while hangups.recv().await.is_some() {
                     let logs = router::access_log::reopen_all();
                     tracing::info!(logs, "reopening access logs");
+                    match router::config::reload_admission(&config, &admissions) {
+                        Ok(routers) => {
+                            tracing::info!(routers, "access control and rate limits reloaded")
+                        }
+                        Err(error) => tracing::error!(
+                            %error,
+                            "access control and rate limits not reloaded; the running ones stay"
+                        ),
+                    }
                 }
             });
         }

@@ -3,6 +3,7 @@
 //! limits.
 
 pub mod access;
+pub mod admission;
 pub mod backoff;
 pub mod budget;
 pub mod classifier;
