@@ -391,3 +391,45 @@ async fn bad_certificates_stop_the_router_from_starting_and_say_why() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_routers_speak_h2_over_tls_to_their_endpoints() {
+    let pki = Pki::new("services");
+    let books = Backend::start_tls(
+        "books",
+        server_tls_config(&pki.leaf("books", &["books.default.svc"])),
+    )
+    .await;
+    let fs = FsDir::new();
+    fs.point("books", &[&books]);
+    let router = start_router(&config(
+        &fs,
+        &format!(
+            "- protocol: h2\n  dtab: /svc => /#/io.l5d.fs;\n  servers:\n  - port: 0\n  client:\n    tls:\n      commonName: books.default.svc\n      trustCertsBundle: {}\n",
+            pki.ca().display()
+        ),
+    ))
+    .await;
+    let (ok, out, err) = run(
+        "curl",
+        vec![
+            "-sS".into(),
+            "--http2-prior-knowledge".into(),
+            "-H".into(),
+            "Host: books".into(),
+            "-D".into(),
+            "-".into(),
+            format!("http://127.0.0.1:{}/shelf", router.addr().port()),
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("HTTP/2 200"), "{out}");
+    assert!(out.contains("x-backend: books"), "{out}");
+    // The backend got HTTP/2 (over TLS, by ALPN), with the client's
+    // authority.
+    assert!(out.contains("\"version\":\"HTTP/2.0\""), "{out}");
+    assert!(out.contains("\"authority\":\"books\""), "{out}");
+    assert_eq!(books.connections(), 1);
+    router.stop().await;
+}
