@@ -214,6 +214,9 @@ impl RouterStack {
         let remote = downstream.remote;
         // server
         server.admit(&mut parts)?;
+        if let Some(hop) = &downstream.forwarded {
+            hop.add_to(&mut parts);
+        }
         if let Some(setup) = &self.tracing {
             *trace = Some(RequestTrace::begin(
                 setup,
@@ -711,6 +714,7 @@ impl namers::telemetry::Source for RouterStack {
             .naming()
             .list_stats(&mut router.scope("interpreter"));
         self.spec.admission.list(&mut router);
+        self.spec.clients.list_tls(&mut router);
         if let Some(log) = &self.access_log {
             let mut scope = router.scope("access_log");
             scope.counter("written", log.written());

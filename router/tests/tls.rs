@@ -191,6 +191,20 @@ async fn two_routers_speak_mutual_tls_and_forward_the_client_identity() {
         "{forwarded}"
     );
 
+    // The client certificate's figures.
+    let figures = metrics(&outgoing).await;
+    assert_eq!(
+        figures["rt/outgoing/client_tls/0/reload_failures"], 0,
+        "{figures}"
+    );
+    assert!(
+        figures["rt/outgoing/client_tls/0/expires_in_s"]
+            .as_f64()
+            .unwrap()
+            > 3600.0,
+        "{figures}"
+    );
+
     // Without a client certificate the incoming router refuses the
     // handshake.
     let (ok, _, err) = curl_to(&pki, "incoming.mesh", incoming.addr(), &[]).await;

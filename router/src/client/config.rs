@@ -278,6 +278,32 @@ impl ClientPolicies {
         }
     }
 
+    /// Lists each `tls` block's reload figures under
+    /// `client_tls/<i>/` (`i`: the block's entry in `configs`, 0 for an
+    /// `io.l5d.global` client): `reloads`, `reload_failures` and
+    /// `expires_in_s` of its `clientAuth` certificate.
+    pub(crate) fn list_tls(&self, router: &mut namers::telemetry::Scope<'_>) {
+        let built: Vec<(usize, &ClientTls)> = match self {
+            ClientPolicies::Global(policy) => policy
+                .tls
+                .iter()
+                .map(|tls| (0, tls.securer().settings()))
+                .collect(),
+            ClientPolicies::Static(layers) => layers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, layer))| Some((i, layer.tls.as_ref()?.built.as_deref()?)))
+                .collect(),
+        };
+        if built.is_empty() {
+            return;
+        }
+        let mut scope = router.scope("client_tls");
+        for (i, tls) in built {
+            crate::server::stats::list_reloads(&mut scope.scope(&i.to_string()), tls.stats());
+        }
+    }
+
     /// The policy of the client of bound id `id`.
     pub fn for_id(&self, id: &Path) -> Arc<ClientPolicy> {
         match self {

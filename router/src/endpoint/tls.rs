@@ -34,6 +34,11 @@ pub(crate) struct Securer {
 }
 
 impl Securer {
+    /// The TLS settings.
+    pub(crate) fn settings(&self) -> &ClientTls {
+        &self.tls
+    }
+
     /// Starts reloading the settings' files when they change.
     pub(crate) fn watch(&self) {
         self.tls.watch();

@@ -77,26 +77,33 @@ impl ServerStats {
     }
 }
 
-/// `tls/handshake_failures`, `tls/reloads`, `tls/reload_failures` and
-/// `tls/expires_in_s` (seconds until the certificate in use expires).
+/// `tls/handshake_failures`, and the reload figures of [`list_reloads`].
 fn list_tls(
     scope: &mut Scope<'_>,
     tls: &namers::tls::ServerTls,
     handshake_failures: &std::sync::atomic::AtomicU64,
 ) {
-    use std::sync::atomic::Ordering::Relaxed;
     let mut scope = scope.scope("tls");
-    scope.counter("handshake_failures", handshake_failures.load(Relaxed));
-    let stats = tls.stats();
+    scope.counter(
+        "handshake_failures",
+        handshake_failures.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    list_reloads(&mut scope, tls.stats());
+}
+
+/// `reloads`, `reload_failures` and `expires_in_s` (seconds until the
+/// certificate in use expires; none without a certificate).
+pub(crate) fn list_reloads(scope: &mut Scope<'_>, stats: &namers::tls::reload::ReloadStats) {
+    use std::sync::atomic::Ordering::Relaxed;
     scope.counter("reloads", stats.reloads.load(Relaxed));
     scope.counter("reload_failures", stats.failures.load(Relaxed));
-    if scope.is_rolling() {
+    let expires = stats.expires_at.load(Relaxed);
+    if scope.is_rolling() || expires == 0 {
         return;
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let expires = stats.expires_at.load(Relaxed);
     #[allow(clippy::cast_precision_loss)]
     scope.gauge("expires_in_s", expires as f64 - now as f64);
 }
