@@ -162,7 +162,6 @@ const KEYS: &[&str] = &[
     // routers[].servers.
     "routers.servers.socketOptions",
     "routers.servers.announce",
-    "routers.servers.addForwardedHeader",
     "routers.servers.timestampHeader",
     "routers.servers.windowUpdateRatio",
     "routers.servers.headerTableBytes",

@@ -39,6 +39,10 @@ pub struct ServerConfig {
     /// TLS on this server's connections.
     #[serde(default)]
     pub tls: Option<namers::tls::ServerTlsConfig>,
+    /// An RFC 7239 `Forwarded` header on every request (Linkerd's
+    /// `addForwardedHeader`; none by default).
+    #[serde(default)]
+    pub add_forwarded_header: Option<super::forwarded::AddForwardedConfig>,
 }
 
 /// `serverSession:`, Linkerd's limits on a client connection's time.
@@ -100,6 +104,20 @@ impl ServerConfig {
             crate::identify::Protocol::H2 => &[namers::tls::ALPN_H2],
         };
         tls.build(alpn).map(Some).map_err(|e| format!("tls: {e}"))
+    }
+
+    /// This server's `addForwardedHeader`, checked for a router of
+    /// `protocol` labelled `router`, when it has one.
+    pub fn forwarded(
+        &self,
+        protocol: crate::identify::Protocol,
+        router: &str,
+    ) -> Result<Option<super::forwarded::AddForwarded>, String> {
+        let tls = self.tls.as_ref().is_some_and(|tls| tls.is_enabled());
+        self.add_forwarded_header
+            .as_ref()
+            .map(|config| super::forwarded::AddForwarded::new(config, protocol, router, tls))
+            .transpose()
     }
 
     /// Where this server listens; the default port depends on the protocol.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderName};
 use namers::tls::PeerIdentity;
 
+use super::forwarded::Hop;
 use crate::errors::RouterError;
 use crate::service::dtab_headers::clear_context;
 
@@ -35,6 +36,9 @@ pub struct Downstream {
     pub remote: Option<std::net::SocketAddr>,
     /// The identity of its verified certificate.
     pub identity: Option<Arc<PeerIdentity>>,
+    /// The connection's `Forwarded` labels, on a server with
+    /// `addForwardedHeader`.
+    pub forwarded: Option<Arc<Hop>>,
 }
 
 impl Downstream {
@@ -43,7 +47,13 @@ impl Downstream {
         Downstream {
             remote: Some(remote),
             identity: None,
+            forwarded: None,
         }
+    }
+
+    /// The same client, its requests labelled by `forwarded`.
+    pub fn with_forwarded(self, forwarded: Option<Arc<Hop>>) -> Downstream {
+        Downstream { forwarded, ..self }
     }
 }
 

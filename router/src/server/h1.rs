@@ -41,7 +41,7 @@ use crate::errors::RouterError;
 use crate::server::limits::{HeadLimits, Refusal};
 use crate::server::session::SessionLimits;
 use crate::socket_read;
-use crate::stack::{Routed, RouterStack, ServerSettings, error_response};
+use crate::stack::{Downstream, Routed, RouterStack, ServerSettings, error_response};
 
 /// The most request headers accepted here (hyper's default too); a request
 /// with more goes to hyper, which refuses it.
@@ -59,6 +59,8 @@ const WRITE_BATCH: usize = 64 * 1024;
 pub struct Peer {
     /// The client's address.
     pub remote: std::net::SocketAddr,
+    /// The connection's `Forwarded` labels (`addForwardedHeader`).
+    pub forwarded: Option<Arc<crate::server::forwarded::Hop>>,
     /// Held for the connection's life.
     pub _open: crate::stats::OpenConnection,
 }
@@ -110,6 +112,7 @@ pub async fn serve<F, Fut>(
     let mut out = Vec::with_capacity(READ_RESERVE);
     // Requests the connection may still carry (`serverSession.maxRequests`).
     let mut requests_left = session.max_requests.unwrap_or(u64::MAX);
+    let downstream = Downstream::plain(peer.remote).with_forwarded(peer.forwarded.clone());
     loop {
         // Set when a head has started to arrive but is not complete.
         let mut head_deadline = None;
@@ -162,7 +165,7 @@ pub async fn serve<F, Fut>(
         requests_left = requests_left.saturating_sub(1);
         request.close |= requests_left == 0;
         let close = request.close;
-        let kept = respond(&served, request, &mut stream, &mut out, peer.remote).await;
+        let kept = respond(&served, request, &mut stream, &mut out, &downstream).await;
         // A long answer or head may have grown the buffers; an idle
         // connection keeps only their usual size.
         out.clear();
@@ -402,7 +405,7 @@ async fn respond(
     request: ClientRequest,
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
-    remote: std::net::SocketAddr,
+    downstream: &Downstream,
 ) -> io::Result<bool> {
     let started = Instant::now();
     let router = &served.router;
@@ -424,7 +427,7 @@ async fn respond(
                     request.parts,
                     None,
                     started,
-                    &crate::server::context::Downstream::plain(remote),
+                    downstream,
                     &mut trace,
                 )
                 .await

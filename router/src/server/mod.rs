@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod context;
+pub mod forwarded;
 pub mod h1;
 mod head_watch;
 pub mod limits;
@@ -84,6 +85,9 @@ pub fn check(config: &Config, specs: &[RouterSpec]) -> Result<(), String> {
         for (i, server) in router_config.servers.iter().enumerate() {
             server
                 .tls(spec.protocol)
+                .map_err(|e| format!("{at}.servers[{i}].{e}"))?;
+            server
+                .forwarded(spec.protocol, &spec.label)
                 .map_err(|e| format!("{at}.servers[{i}].{e}"))?;
         }
         let default = default.clone().with_bind_limits(spec.bind_limits);
@@ -167,6 +171,9 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
                 .tls(protocol)
                 .map_err(|e| format!("{at}.servers[{i}].{e}"))?
                 .map(Arc::new);
+            let forwarded = server
+                .forwarded(protocol, &label)
+                .map_err(|e| format!("{at}.servers[{i}].{e}"))?;
             let addr = server.addr(protocol);
             let listener = TcpListener::bind(addr)
                 .await
@@ -201,6 +208,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
                     limit,
                     limits,
                     tls,
+                    forwarded,
                 },
                 stop_accepting.clone().notified_owned(),
             ));
@@ -268,6 +276,8 @@ struct Listening {
     limit: Option<Arc<Semaphore>>,
     limits: ServerLimits,
     tls: Option<Arc<namers::tls::ServerTls>>,
+    /// `addForwardedHeader`, when the server has it.
+    forwarded: Option<forwarded::AddForwarded>,
 }
 
 /// Accepts connections until told to stop, then lets open connections
@@ -283,6 +293,7 @@ async fn accept_loop(
         limit,
         limits,
         tls,
+        forwarded,
     } = listening;
     tokio::pin!(stop);
     let settings = Arc::new(settings);
@@ -327,6 +338,9 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let open = served.settings.stats.connection();
+        let hop = forwarded
+            .as_ref()
+            .map(|f| f.hop(served.settings.address, &stream, peer));
         if let Some(tls) = &tls {
             // TLS connections are served by hyper, on both kinds of
             // router: the direct HTTP/1 server reads plain sockets.
@@ -355,6 +369,7 @@ async fn accept_loop(
                 let downstream = Downstream {
                     remote: Some(peer),
                     identity: stream.peer_identity().map(Arc::new),
+                    forwarded: hop,
                 };
                 hyper.serve(stream, accepted, stopping, downstream).await;
                 drop(open);
@@ -364,16 +379,23 @@ async fn accept_loop(
         if router.is_http1() {
             let hyper = hyper.clone();
             let stopping = stopping_rx.clone();
+            let fallback_hop = hop.clone();
             let fallback = move |prefixed: h1::Prefixed| async move {
                 let accepted = prefixed.accepted();
                 hyper
-                    .serve(prefixed, accepted, stopping, Downstream::plain(peer))
+                    .serve(
+                        prefixed,
+                        accepted,
+                        stopping,
+                        Downstream::plain(peer).with_forwarded(fallback_hop),
+                    )
                     .await;
             };
             tokio::spawn(h1::serve(
                 stream,
                 h1::Peer {
                     remote: peer,
+                    forwarded: hop,
                     _open: open,
                 },
                 served.clone(),
@@ -390,7 +412,7 @@ async fn accept_loop(
                     stream,
                     tokio::time::Instant::now(),
                     stopping,
-                    Downstream::plain(peer),
+                    Downstream::plain(peer).with_forwarded(hop),
                 )
                 .await;
             drop(open);
