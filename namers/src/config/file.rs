@@ -239,8 +239,11 @@ mod tests {
             err.message,
             "routers[0].identifier (io.l5d.header.token): headr: line 5: unknown field `headr`, expected `header`"
         );
-        let err = source.error("routers[0].client: tls: unknown field `tls`");
-        assert!(err.message.contains("`tls` is not supported yet"), "{err}");
+        let err = source.error("routers[0].client: clientSession: unknown field `clientSession`");
+        assert!(
+            err.message.contains("`clientSession` is not supported yet"),
+            "{err}"
+        );
         // A message that starts with no key path is left as it is.
         let err = source.error("DNS resolver failed: no such file");
         assert_eq!(err.message, "DNS resolver failed: no such file");
