@@ -11,3 +11,4 @@ pub mod promtool;
 pub mod scribe;
 pub mod servers;
 pub mod span_collector;
+pub mod tls_clients;

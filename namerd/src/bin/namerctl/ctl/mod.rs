@@ -119,20 +119,18 @@ impl From<ClientError> for CtlError {
             ClientError::Conflict { .. } => Exit::Conflict,
             ClientError::BadRequest { .. } => Exit::BadInput,
             ClientError::Unauthorized { .. } => Exit::Unauthorized,
-            ClientError::Tls { .. } => {
-                let message = match tls::hint(&e) {
-                    Some(hint) => format!("{e}\nhint: {hint}"),
-                    None => e.to_string(),
-                };
-                return CtlError::new(Exit::Unavailable, message);
-            }
-            ClientError::Unreachable { .. } | ClientError::Timeout { .. } => Exit::Unavailable,
+            ClientError::Tls { .. }
+            | ClientError::Unreachable { .. }
+            | ClientError::Timeout { .. } => Exit::Unavailable,
             ClientError::Server { .. }
             | ClientError::Unexpected { .. }
             | ClientError::WatchFailed { .. }
             | ClientError::Protocol { .. } => Exit::ServerError,
         };
-        CtlError::new(exit, e.to_string())
+        match tls::hint(&e) {
+            Some(hint) => CtlError::new(exit, format!("{e}\nhint: {hint}")),
+            None => CtlError::new(exit, e.to_string()),
+        }
     }
 }
 

@@ -113,7 +113,8 @@ fn file_error(files: &TlsFiles<'_>, error: &str) -> CtlError {
     }
 }
 
-/// What to do about a failed handshake, if anything can be said.
+/// What to do about a failed handshake (or a plaintext request to a TLS
+/// port), if anything can be said.
 pub(crate) fn hint(error: &ClientError) -> Option<&'static str> {
     match error {
         ClientError::Tls { failure, .. } => Some(match failure {
@@ -128,6 +129,14 @@ pub(crate) fn hint(error: &ClientError) -> Option<&'static str> {
             TlsFailure::NotTls => "that port serves plain HTTP: use an http:// base URL",
             TlsFailure::Other => return None,
         }),
+        // A TLS port closes a plaintext connection unanswered.
+        ClientError::Unreachable { server, cause, .. }
+            if server.starts_with("http://")
+                && (cause.contains("reset by peer")
+                    || cause.contains("closed before message completed")) =>
+        {
+            Some("if namerd serves TLS on that port, use an https:// base URL")
+        }
         _ => None,
     }
 }
