@@ -10,6 +10,10 @@ use tokio::net::TcpStream;
 
 use crate::tls::{ServerTls, Stream};
 
+/// How long a client has to complete its TLS handshake, first byte
+/// included (as on the routers' TLS servers).
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The first byte of a TLS record that carries a handshake message.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 

@@ -102,7 +102,8 @@ pub async fn serve(
             let stream = match &tls {
                 None => Stream::Plain(stream),
                 Some(tls) => {
-                    let handshake = namers::handshake::accept(tls, stream, limits.head);
+                    let handshake =
+                        namers::handshake::accept(tls, stream, namers::handshake::TIMEOUT);
                     tokio::select! {
                         handshake = handshake => match handshake {
                             Ok(stream) => stream,

@@ -11,7 +11,7 @@
 //! ([`namers::session`]).
 //!
 //! On a TLS port each connection first completes its handshake (within
-//! the head time); a client that does not start one is closed unanswered
+//! 10 s); a client that does not start one is closed unanswered
 //! ([`namers::handshake`]).
 
 mod lean;
@@ -107,7 +107,7 @@ async fn secure(
     let Some(tls) = tls else {
         return Some(Stream::Plain(tcp));
     };
-    let handshake = namers::handshake::accept(tls, tcp, namers::session::DEFAULT_HEAD_TIMEOUT);
+    let handshake = namers::handshake::accept(tls, tcp, namers::handshake::TIMEOUT);
     tokio::select! {
         handshake = handshake => match handshake {
             Ok(stream) => Some(stream),
