@@ -273,6 +273,30 @@ mod tests {
     }
 
     #[test]
+    fn interface_and_admin_tls_take_linkerds_server_tls_keys() {
+        let err = load_error(
+            "interfaces:\n- kind: io.l5d.httpController\n  tls:\n    certPath: a.pem\n    caCert: ca.pem\n",
+        );
+        assert!(
+            err.starts_with("namerd.yaml: interfaces[0] (io.l5d.httpController): tls.caCert: line 5: unknown field `caCert`"),
+            "{err}"
+        );
+        assert!(!err.contains("not supported yet"), "{err}");
+        let config = parse(
+            "admin:\n  tls:\n    certPath: a.pem\n    keyPath: a-key.pem\ninterfaces:\n- kind: io.l5d.httpController\n  tls:\n    enabled: false\n    certPath: a.pem\n    keyPath: a-key.pem\n",
+        )
+        .unwrap();
+        assert!(config.admin.tls.is_some());
+        // Turned off: its files are not read.
+        assert!(
+            config.http_controllers().unwrap()[0]
+                .server_tls()
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
     fn bad_seed_dtabs_are_reported_with_the_namespace() {
         let config = parse(
             "storage:\n  kind: io.l5d.inMemory\n  namespaces:\n    web: /svc =>\ninterfaces:\n- kind: io.l5d.httpController\n",
