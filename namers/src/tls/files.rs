@@ -10,6 +10,24 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+/// What is wrong with a PEM file, in words (the library's own messages
+/// show raw bytes).
+fn describe(error: rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match error {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a PEM block is not closed (no `-----END {}-----` line)",
+            String::from_utf8_lossy(&end_marker).trim()
+        ),
+        Error::IllegalSectionStart { line } => format!(
+            "a PEM block starts with a malformed line `{}`",
+            String::from_utf8_lossy(&line).trim()
+        ),
+        Error::Base64Decode(why) => format!("a PEM block is not valid base64: {why}"),
+        other => other.to_string(),
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
 }
@@ -19,7 +37,13 @@ pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
     let bytes = read(path)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: not a PEM certificate file: {e}", path.display()))?;
+        .map_err(|e| {
+            format!(
+                "{}: not a PEM certificate file: {}",
+                path.display(),
+                describe(e)
+            )
+        })?;
     if certs.is_empty() {
         return Err(format!(
             "{}: not PEM: no `-----BEGIN CERTIFICATE-----` block",
@@ -38,7 +62,7 @@ pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
             "{}: not PEM: no `-----BEGIN PRIVATE KEY-----` block (PKCS#8; PKCS#1 and SEC1 keys are read too)",
             path.display()
         ),
-        e => format!("{}: not a PEM private key: {e}", path.display()),
+        e => format!("{}: not a PEM private key: {}", path.display(), describe(e)),
     })
 }
 

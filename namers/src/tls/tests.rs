@@ -169,6 +169,18 @@ fn bad_files_are_errors_that_name_the_file_and_the_problem() {
         "{e}"
     );
 
+    let unclosed = pki.dir().join("unclosed.pem");
+    std::fs::write(&unclosed, "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
+    let mut config = server_config(&good);
+    config.cert_path = unclosed.clone();
+    assert_eq!(
+        err(config),
+        format!(
+            "{}: not a PEM certificate file: a PEM block is not closed (no `-----END CERTIFICATE-----` line)",
+            unclosed.display()
+        )
+    );
+
     let e = err(server_config(&expired));
     assert!(
         e.starts_with(&format!(
