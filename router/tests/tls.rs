@@ -447,3 +447,93 @@ async fn h2_routers_speak_h2_over_tls_to_their_endpoints() {
     assert_eq!(books.connections(), 1);
     router.stop().await;
 }
+
+/// Reads from `stream` until what has come contains `wanted`, for at most
+/// 5 s; gives everything read.
+async fn read_until<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    seen: &mut Vec<u8>,
+    wanted: &str,
+) -> String {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(seen).contains(wanted) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no {wanted:?} within 5 s; got {:?}",
+                    String::from_utf8_lossy(seen)
+                )
+            })
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before {wanted:?}: {:?}",
+            String::from_utf8_lossy(seen)
+        );
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(seen).into_owned();
+    seen.clear();
+    text
+}
+
+/// One TLS connection carries bodiless requests (the router's own HTTP/1
+/// server), a streamed answer whose first part arrives before the rest
+/// exists, and then a request with a body (handed to hyper mid-connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tls_connection_carries_every_kind_of_http1_request() {
+    use tokio::io::AsyncWriteExt;
+    let pki = Pki::new("edge");
+    let leaf = pki.leaf("router", &["web"]);
+    let backend = Backend::start("web").await;
+    let fs = FsDir::new();
+    fs.point("web", &[&backend]);
+    let router = start_router(&config(
+        &fs,
+        &format!(
+            "- protocol: http\n  dtab: /svc => /#/io.l5d.fs;\n  servers:\n  - port: 0\n{}",
+            server_tls(&leaf)
+        ),
+    ))
+    .await;
+    let client = client_config_for(&pki, "web");
+    let tcp = tokio::net::TcpStream::connect(router.addr()).await.unwrap();
+    let name = namers::tls::client::server_name(Some("web"), router.addr().ip()).unwrap();
+    let mut tls = client.connect(name, tcp).await.unwrap();
+    let mut seen = Vec::new();
+
+    for i in 0..3 {
+        tls.write_all(format!("GET /n{i} HTTP/1.1\r\nHost: web\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let answer = read_until(&mut tls, &mut seen, &format!("\"uri\":\"/n{i}\"")).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    tls.write_all(b"GET /s HTTP/1.1\r\nHost: web\r\nx-test-mode: stream\r\n\r\n")
+        .await
+        .unwrap();
+    read_until(&mut tls, &mut seen, "first\n").await;
+    backend.release();
+    read_until(&mut tls, &mut seen, "rest\n\r\n0\r\n\r\n").await;
+
+    tls.write_all(b"POST /p HTTP/1.1\r\nHost: web\r\ncontent-length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    let answer = read_until(&mut tls, &mut seen, "\"body\":\"hello\"").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(backend.requests(), 5);
+    router.stop().await;
+}
+
+fn client_config_for(pki: &Pki, name: &str) -> namers::tls::ClientTls {
+    namers::tls::ClientTlsConfig {
+        common_name: Some(name.into()),
+        trust_certs_bundle: Some(pki.ca().to_path_buf()),
+        ..Default::default()
+    }
+    .build(&[b"http/1.1"])
+    .unwrap()
+}

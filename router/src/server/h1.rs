@@ -35,12 +35,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Sleep;
 
+use super::io::ServerIo;
 use crate::body::Body;
 use crate::endpoint::h1_direct::{Place, place_in, push_field, range, tokens};
 use crate::errors::RouterError;
 use crate::server::limits::{HeadLimits, Refusal};
 use crate::server::session::SessionLimits;
-use crate::socket_read;
 use crate::stack::{Downstream, Routed, RouterStack, ServerSettings, error_response};
 
 /// The most request headers accepted here (hyper's default too); a request
@@ -57,10 +57,9 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// Who is at the other end of a connection; it counts as open while this
 /// lives.
 pub struct Peer {
-    /// The client's address.
-    pub remote: std::net::SocketAddr,
-    /// The connection's `Forwarded` labels (`addForwardedHeader`).
-    pub forwarded: Option<Arc<crate::server::forwarded::Hop>>,
+    /// The client: its address, its certificate's identity and the
+    /// connection's `Forwarded` labels.
+    pub downstream: Downstream,
     /// Held for the connection's life.
     pub _open: crate::stats::OpenConnection,
 }
@@ -82,14 +81,15 @@ pub struct Served {
 /// Serves one client connection until it closes, `stopping` turns true
 /// while it is idle, it is idle or lives for too long, or it is handed to
 /// `fallback` (hyper's server).
-pub async fn serve<F, Fut>(
-    mut stream: TcpStream,
+pub async fn serve<S, F, Fut>(
+    mut stream: S,
     peer: Peer,
     served: Arc<Served>,
     mut stopping: watch::Receiver<bool>,
     fallback: F,
 ) where
-    F: FnOnce(Prefixed) -> Fut,
+    S: ServerIo,
+    F: FnOnce(Prefixed<S>) -> Fut,
     Fut: Future<Output = ()>,
 {
     // Read before each answer: a stopping server says it closes.
@@ -112,7 +112,7 @@ pub async fn serve<F, Fut>(
     let mut out = Vec::with_capacity(READ_RESERVE);
     // Requests the connection may still carry (`serverSession.maxRequests`).
     let mut requests_left = session.max_requests.unwrap_or(u64::MAX);
-    let downstream = Downstream::plain(peer.remote).with_forwarded(peer.forwarded.clone());
+    let downstream = &peer.downstream;
     loop {
         // Set when a head has started to arrive but is not complete.
         let mut head_deadline = None;
@@ -165,7 +165,7 @@ pub async fn serve<F, Fut>(
         requests_left = requests_left.saturating_sub(1);
         request.close |= requests_left == 0;
         let close = request.close;
-        let kept = respond(&served, request, &mut stream, &mut out, &downstream).await;
+        let kept = respond(&served, request, &mut stream, &mut out, downstream).await;
         // A long answer or head may have grown the buffers; an idle
         // connection keeps only their usual size.
         out.clear();
@@ -187,7 +187,7 @@ pub async fn serve<F, Fut>(
 }
 
 /// Answers a refused request head and closes the connection.
-async fn refuse(served: &Served, refusal: Refusal, mut stream: TcpStream, out: &mut Vec<u8>) {
+async fn refuse<S: ServerIo>(served: &Served, refusal: Refusal, mut stream: S, out: &mut Vec<u8>) {
     let started = Instant::now();
     let error = refusal.error();
     tracing::debug!(router = %served.router.label(), error = %error, "request head refused");
@@ -224,8 +224,8 @@ struct Idle<'a> {
 /// the server is stopping and nothing of a next request has come, when
 /// nothing came for the idle time or the connection's life is over, or
 /// when a started head is not complete by `head_deadline`.
-async fn read_more(
-    stream: &mut TcpStream,
+async fn read_more<S: ServerIo>(
+    stream: &mut S,
     buf: &mut BytesMut,
     mut stopped: Pin<&mut impl Future<Output = ()>>,
     head_deadline: Option<tokio::time::Instant>,
@@ -235,7 +235,7 @@ async fn read_more(
     // When an idle wait must end; set at the first one.
     let mut idle_ends = None;
     loop {
-        match socket_read::try_read_buf(stream, buf) {
+        match stream.try_read_buf(buf) {
             Ok(0) => return false,
             Ok(_) => return true,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -400,10 +400,10 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
 
 /// Routes one request and writes its response; whether the connection
 /// may take another request.
-async fn respond(
+async fn respond<S: ServerIo>(
     served: &Served,
     request: ClientRequest,
-    stream: &mut TcpStream,
+    stream: &mut S,
     out: &mut Vec<u8>,
     downstream: &Downstream,
 ) -> io::Result<bool> {
@@ -523,8 +523,8 @@ enum Framing {
 /// Writes a response head and streams its body; whether the connection may
 /// take another request. Small bodies leave with their head in one write;
 /// whatever is gathered is written before waiting for more of the body.
-async fn write_response(
-    stream: &mut TcpStream,
+async fn write_response<S: ServerIo>(
+    stream: &mut S,
     out: &mut Vec<u8>,
     head: Head,
     mut body: Body,
@@ -568,6 +568,7 @@ async fn write_response(
     if framing == Framing::None {
         drop(body);
         stream.write_all(out).await?;
+        stream.flush().await?;
         return Ok(true);
     }
     let mut trailers = None;
@@ -576,7 +577,7 @@ async fn write_response(
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 flush(stream, out).await?;
-                match next_frame_unless_hung_up(stream, &mut body).await {
+                match next_frame_unless_hung_up(stream.tcp(), &mut body).await {
                     Some(frame) => frame,
                     // Dropping the body closes its upstream connection.
                     None => return Ok(false),
@@ -604,6 +605,7 @@ async fn write_response(
                 if data.len() >= WRITE_BATCH {
                     flush(stream, out).await?;
                     stream.write_all(&data).await?;
+                    stream.flush().await?;
                 } else {
                     out.extend_from_slice(&data);
                 }
@@ -671,24 +673,27 @@ fn poll_now(
     Pin::new(body).poll_frame(&mut cx)
 }
 
-async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> io::Result<()> {
+/// Writes what `out` gathered. (TLS may keep written bytes until it is
+/// flushed; plain TCP has nothing to flush.)
+async fn flush<S: ServerIo>(stream: &mut S, out: &mut Vec<u8>) -> io::Result<()> {
     if !out.is_empty() {
         stream.write_all(out).await?;
         out.clear();
+        stream.flush().await?;
     }
     Ok(())
 }
 
 /// A connection handed to hyper's server, with the bytes this server read
 /// from it first.
-pub struct Prefixed {
+pub struct Prefixed<S> {
     read: Bytes,
-    stream: TcpStream,
+    stream: S,
     accepted: tokio::time::Instant,
 }
 
-impl Prefixed {
-    fn new(read: Bytes, stream: TcpStream, accepted: tokio::time::Instant) -> Prefixed {
+impl<S> Prefixed<S> {
+    fn new(read: Bytes, stream: S, accepted: tokio::time::Instant) -> Prefixed<S> {
         Prefixed {
             read,
             stream,
@@ -702,7 +707,7 @@ impl Prefixed {
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -717,7 +722,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -6,6 +6,7 @@ pub mod context;
 pub mod forwarded;
 pub mod h1;
 mod head_watch;
+pub mod io;
 pub mod limits;
 pub mod session;
 pub mod stats;
@@ -342,14 +343,15 @@ async fn accept_loop(
             .as_ref()
             .map(|f| f.hop(served.settings.address, &stream, peer));
         if let Some(tls) = &tls {
-            // TLS connections are served by hyper, on both kinds of
-            // router: the direct HTTP/1 server reads plain sockets.
             let acceptor = tls.acceptor();
             let hyper = hyper.clone();
+            let served = served.clone();
             let stopping = stopping_rx.clone();
-            let stats = served.settings.stats.clone();
+            let h1_stopping = stopping_rx.clone();
+            let http1 = router.is_http1();
             tokio::spawn(async move {
                 let accepted = tokio::time::Instant::now();
+                let stats = &served.settings.stats;
                 let handshake =
                     tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
                 let stream = match handshake {
@@ -365,14 +367,34 @@ async fn accept_loop(
                         return;
                     }
                 };
-                let stream = namers::tls::Stream::Server(Box::new(stream));
                 let downstream = Downstream {
                     remote: Some(peer),
-                    identity: stream.peer_identity().map(Arc::new),
+                    identity: stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .and_then(namers::tls::PeerIdentity::of)
+                        .map(Arc::new),
                     forwarded: hop,
                 };
-                hyper.serve(stream, accepted, stopping, downstream).await;
-                drop(open);
+                if http1 {
+                    // The router's own HTTP/1 server, as for plain
+                    // connections; hyper takes what it does not serve.
+                    let handed = downstream.clone();
+                    let fallback = move |prefixed: h1::Prefixed<_>| async move {
+                        let accepted = prefixed.accepted();
+                        hyper.serve(prefixed, accepted, stopping, handed).await;
+                    };
+                    let peer = h1::Peer {
+                        downstream,
+                        _open: open,
+                    };
+                    h1::serve(stream, peer, served, h1_stopping, fallback).await;
+                } else {
+                    hyper.serve(stream, accepted, stopping, downstream).await;
+                    drop(open);
+                }
             });
             continue;
         }
@@ -380,7 +402,7 @@ async fn accept_loop(
             let hyper = hyper.clone();
             let stopping = stopping_rx.clone();
             let fallback_hop = hop.clone();
-            let fallback = move |prefixed: h1::Prefixed| async move {
+            let fallback = move |prefixed: h1::Prefixed<tokio::net::TcpStream>| async move {
                 let accepted = prefixed.accepted();
                 hyper
                     .serve(
@@ -394,8 +416,7 @@ async fn accept_loop(
             tokio::spawn(h1::serve(
                 stream,
                 h1::Peer {
-                    remote: peer,
-                    forwarded: hop,
+                    downstream: Downstream::plain(peer).with_forwarded(hop),
                     _open: open,
                 },
                 served.clone(),
