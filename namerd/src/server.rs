@@ -129,6 +129,19 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     if let Some(tracer) = &tracer {
         sources.push(tracer.clone());
     }
+    if let Some(tls) = &admin_tls {
+        sources.push(Arc::new(namers::tls::TlsFigures::new("admin", tls.clone())));
+    }
+    for (i, (_, tls)) in controllers.iter().enumerate() {
+        if let Some(tls) = tls {
+            // One API interface is the usual case; more get their index.
+            let scope = match i {
+                0 => "interface/io.l5d.httpController".to_string(),
+                i => format!("interface/io.l5d.httpController/{i}"),
+            };
+            sources.push(Arc::new(namers::tls::TlsFigures::new(&scope, tls.clone())));
+        }
+    }
     let metrics = Metrics::new(sources, histogram_interval);
     let shutdown = Arc::new(Notify::new());
     let shutdown_requested = Arc::new(Notify::new());

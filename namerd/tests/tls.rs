@@ -286,6 +286,19 @@ async fn the_admin_server_serves_tls_and_takes_new_certificates() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The figures say so, for the admin server and the API.
+    let metrics = admin_get(admin, pki.ca(), "admin-b.test", "/admin/metrics.json")
+        .await
+        .unwrap();
+    let json = &metrics[metrics.find("\r\n\r\n").unwrap() + 4..];
+    let metrics: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(metrics["admin/tls/reloads"], 1, "{metrics}");
+    assert_eq!(metrics["admin/tls/reload_failures"], 0, "{metrics}");
+    assert!(metrics["admin/tls/expires_in_s"].as_f64().unwrap() > 3600.0);
+    assert_eq!(
+        metrics["interface/io.l5d.httpController/tls/reloads"], 0,
+        "{metrics}"
+    );
     namerd.stop().await;
 }
 

@@ -4,6 +4,7 @@
 //! certificate says of it.
 
 pub mod client;
+pub mod figures;
 mod files;
 pub mod identity;
 pub mod reload;
@@ -11,6 +12,7 @@ pub mod server;
 pub mod stream;
 
 pub use client::{ClientTls, ClientTlsConfig};
+pub use figures::TlsFigures;
 pub use identity::PeerIdentity;
 pub use server::{ServerTls, ServerTlsConfig};
 pub use stream::Stream;

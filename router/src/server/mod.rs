@@ -238,6 +238,9 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
     if let Some(tracer) = &tracer {
         sources.push(tracer.clone());
     }
+    if let Some(tls) = &admin_tls {
+        sources.push(Arc::new(namers::tls::TlsFigures::new("admin", tls.clone())));
+    }
     let metrics = Metrics::new(sources, config.admin.histogram_snapshot_interval());
     background.spawn(metrics.clone().roll_every_interval());
     for pushing in metrics.start_pushing(&telemeters) {

@@ -91,19 +91,7 @@ fn list_tls(
     list_reloads(&mut scope, tls.stats());
 }
 
-/// `reloads`, `reload_failures` and `expires_in_s` (seconds until the
-/// certificate in use expires; none without a certificate).
+/// `reloads`, `reload_failures` and `expires_in_s`.
 pub(crate) fn list_reloads(scope: &mut Scope<'_>, stats: &namers::tls::reload::ReloadStats) {
-    use std::sync::atomic::Ordering::Relaxed;
-    scope.counter("reloads", stats.reloads.load(Relaxed));
-    scope.counter("reload_failures", stats.failures.load(Relaxed));
-    let expires = stats.expires_at.load(Relaxed);
-    if scope.is_rolling() || expires == 0 {
-        return;
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    #[allow(clippy::cast_precision_loss)]
-    scope.gauge("expires_in_s", expires as f64 - now as f64);
+    stats.list(scope);
 }
