@@ -247,6 +247,9 @@ impl ClientPolicies {
                     }
                     ClientLayer::check(at, &params, alpn)
                 })?;
+                for (i, (prefix, layer)) in layers.iter().enumerate() {
+                    check_common_name_captures(&format!("{at}.configs[{i}]"), prefix, layer)?;
+                }
                 Ok((
                     ClientPolicies::Static(layers),
                     ConnectionSettings::default(),
@@ -415,6 +418,36 @@ impl ClientLayer {
     }
 }
 
+/// Every `{name}` in a block's `tls.commonName` must be a capture of its
+/// prefix: one that is not would make every connection fail.
+fn check_common_name_captures(
+    at: &str,
+    prefix: &PrefixPattern,
+    layer: &ClientLayer,
+) -> Result<(), String> {
+    let Some(name) = layer.tls.as_ref().and_then(|tls| tls.common_name.as_ref()) else {
+        return Ok(());
+    };
+    let captures = prefix.capture_names();
+    let mut rest = name.as_str();
+    while let Some(start) = rest.find('{') {
+        let Some(len) = rest[start..].find('}') else {
+            return Err(format!(
+                "{at}.tls: commonName: `{name}` has a `{{` without `}}`"
+            ));
+        };
+        let capture = &rest[start + 1..start + len];
+        if !captures.contains(&capture) {
+            return Err(format!(
+                "{at}.tls: commonName: `{{{capture}}}` is not a capture of the prefix `{}`",
+                prefix.as_str()
+            ));
+        }
+        rest = &rest[start + len + 1..];
+    }
+    Ok(())
+}
+
 /// Takes `kind` out of a block.
 pub(crate) fn take_kind(at: &str, map: &mut Map<String, Value>) -> Result<Option<String>, String> {
     match map.remove("kind") {
@@ -555,6 +588,14 @@ mod tests {
         assert_eq!(
             err,
             "client.configs[0].tls: commonName: required unless disableValidation is set"
+        );
+        let err = policies(
+            r#"{"kind": "io.l5d.static", "configs": [{"prefix": "/#/io.l5d.fs/{service}", "tls": {"commonName": "{svc}.default", "disableValidation": true}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            "client.configs[0].tls: commonName: `{svc}` is not a capture of the prefix `/#/io.l5d.fs/{service}`"
         );
         let err = policies(r#"{"tls": {"commonName": "{service}.svc"}}"#).unwrap_err();
         assert!(

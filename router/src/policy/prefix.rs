@@ -55,6 +55,22 @@ impl PrefixPattern {
         &self.text
     }
 
+    /// The names of its `{captures}`.
+    pub fn capture_names(&self) -> Vec<&str> {
+        self.segments
+            .iter()
+            .filter_map(|segment| match segment {
+                SegmentPattern::Pieces(pieces) => Some(pieces),
+                SegmentPattern::Any => None,
+            })
+            .flatten()
+            .filter_map(|piece| match piece {
+                Piece::Capture(name) => Some(name.as_str()),
+                Piece::Literal(_) => None,
+            })
+            .collect()
+    }
+
     /// The captures when `path` starts with this pattern.
     pub fn matches(&self, path: &Path) -> Option<Captures> {
         let elems = path.elems();
