@@ -1,3 +1,4 @@
 //! Runnable examples and the quickstart.
 
 pub mod harness;
+pub mod load;

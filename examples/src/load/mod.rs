@@ -1,0 +1,13 @@
+//! The load harness's pieces: proxies started side by side in front of
+//! one upstream, pinned to one core, loaded in turn, and what `/proc`
+//! says each run cost. `loadtest` (plain HTTP/1.1) and `tls_loadtest`
+//! (TLS termination) are built from them.
+
+pub mod handshakes;
+pub mod probe;
+pub mod procs;
+pub mod report;
+pub mod servers;
+pub mod sys;
+pub mod tls;
+pub mod wrk;
