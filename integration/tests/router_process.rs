@@ -406,8 +406,10 @@ fn linkerd_kinds_and_keys_not_here_yet_are_named_with_their_line() {
             "routers[0].client: clientSession: line 5",
         ),
         (
-            format!("{head}  servers:\n  - port: 0\n    tls:\n      certPath: a.pem\n"),
-            "routers[0].servers[0].tls: line 6",
+            format!(
+                "{head}  servers:\n  - port: 0\n    announce:\n    - /#/io.l5d.serversets/web\n"
+            ),
+            "routers[0].servers[0].announce: line 6",
         ),
         (
             format!("{head}  servers:\n  - port: 0\nnamers:\n- kind: io.l5d.marathon\n"),
