@@ -142,7 +142,7 @@ impl ClientTlsConfig {
         let builder = if self.disable_validation == Some(true) {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider.clone())))
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate::new(provider.clone())))
         } else {
             let trusted: Vec<&Path> = match (&self.trust_certs, &self.trust_certs_bundle) {
                 (Some(certs), _) => certs.iter().map(PathBuf::as_path).collect(),
@@ -201,9 +201,16 @@ impl rustls::client::ResolvesClientCert for ClientCert {
 }
 
 /// `disableValidation: true`: any certificate is taken, but the handshake's
-/// signatures are still checked.
+/// signatures are still checked with `provider`'s algorithms.
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
+pub struct AnyCertificate(Arc<CryptoProvider>);
+
+impl AnyCertificate {
+    /// A verifier that takes any certificate.
+    pub fn new(provider: Arc<CryptoProvider>) -> AnyCertificate {
+        AnyCertificate(provider)
+    }
+}
 
 impl ServerCertVerifier for AnyCertificate {
     fn verify_server_cert(
