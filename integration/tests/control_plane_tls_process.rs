@@ -8,14 +8,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration::pki::{Leaf, Pki};
-use integration::process::{Process, binary, free_port, run};
+use integration::process::{Process, binary, free_port, hello_backend, run};
 use integration::tls_clients::{self, Run};
 
 /// The names in namerd's certificates (the API's and the admin server's).
@@ -283,50 +283,6 @@ fn namerd_over_mutual_tls_with_namerctl_and_curl() {
     }
 }
 
-/// A tiny HTTP/1.1 backend that answers `hello from <name>`.
-fn backend(name: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut writer = stream;
-                loop {
-                    let mut line = String::new();
-                    let mut length = 0usize;
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let text = format!("hello from {name}\n");
-                    let reply = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
-                        text.len()
-                    );
-                    if writer.write_all(reply.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// Polls `ready` every 100 ms for up to 20 s; panics with `what`.
 fn eventually(what: &str, mut ready: impl FnMut() -> Result<(), String>) {
     let started = Instant::now();
@@ -343,7 +299,7 @@ fn eventually(what: &str, mut ready: impl FnMut() -> Result<(), String>) {
 fn a_router_reaches_namerd_over_mutual_tls_and_serves_admin_over_tls() {
     let setup = Setup::new();
     let disco = tempfile::tempdir().unwrap();
-    let web = backend("web");
+    let web = hello_backend("web");
     std::fs::write(
         disco.path().join("web"),
         format!("127.0.0.1 {}\n", web.port()),

@@ -3,58 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use integration::process::{Process, binary, free_port, run};
-
-/// A tiny HTTP/1.1 backend that answers `hello from <name>` on every
-/// request of a keep-alive connection.
-fn backend(name: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut writer = stream;
-                loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let text = format!("hello from {name}\n");
-                    let reply = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
-                        text.len()
-                    );
-                    if writer.write_all(reply.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
+use integration::process::{Process, binary, free_port, hello_backend, run};
 
 /// GET through the router on a fresh connection; returns (status, body).
 fn get(router: SocketAddr, host: &str, extra: &[(&str, &str)]) -> (u16, String) {
@@ -75,8 +29,8 @@ impl Mesh {
         let dir = tempfile::tempdir().unwrap();
         let disco = dir.path().join("disco");
         std::fs::create_dir_all(&disco).unwrap();
-        let v1 = backend("v1");
-        let v2 = backend("v2");
+        let v1 = hello_backend("v1");
+        let v2 = hello_backend("v2");
         std::fs::write(disco.join("web-v1"), format!("127.0.0.1 {}\n", v1.port())).unwrap();
         std::fs::write(disco.join("web-v2"), format!("127.0.0.1 {}\n", v2.port())).unwrap();
 
