@@ -311,3 +311,71 @@ async fn new_files_are_taken_and_bad_ones_leave_the_old_certificate() {
     assert!(ask(&client, "books", addr).await.is_ok());
     assert!(!tls.reload_if_changed());
 }
+
+/// `protocols`, `ciphers`, `intermediateCertsPath` and `trustCerts` do what
+/// they say in a real handshake.
+#[tokio::test]
+async fn protocols_ciphers_chains_and_trust_lists_shape_the_handshake() {
+    let pki = Pki::new("mesh");
+    let leaf = pki.leaf("server", &["web"]);
+    let mut config = server_config(&leaf);
+    config.protocols = Some(vec!["TLSv1.2".into()]);
+    config.ciphers = Some(vec!["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256".into()]);
+    // The CA's certificate stands in for an intermediate: it is sent after
+    // the leaf.
+    config.intermediate_certs_path = Some(pki.ca().to_path_buf());
+    let server = std::sync::Arc::new(config.build(&[]).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = server.acceptor().accept(tcp).await.unwrap();
+        let _ = tls.write_all(b"ok").await;
+        let _ = tls.shutdown().await;
+    });
+
+    let client = ClientTlsConfig {
+        common_name: Some("web".into()),
+        trust_certs: Some(vec![pki.ca().to_path_buf()]),
+        ..ClientTlsConfig::default()
+    }
+    .build(&[])
+    .unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = client::server_name(Some("web"), addr.ip()).unwrap();
+    let mut tls = client.connect(name, tcp).await.unwrap();
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await.unwrap();
+    assert_eq!(answer, "ok");
+    let (_, session) = tls.get_ref();
+    assert_eq!(
+        session.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(
+        session.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256)
+    );
+    assert_eq!(session.peer_certificates().map(<[_]>::len), Some(2));
+
+    // A client that offers only TLS 1.3 does not get through.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut only12 = server_config(&leaf);
+    only12.protocols = Some(vec!["TLSv1.2".into()]);
+    let server = only12.build(&[]).unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let _ = server.acceptor().accept(tcp).await;
+    });
+    let only13 = ClientTlsConfig {
+        protocols: Some(vec!["TLSv1.3".into()]),
+        ..client_config(&pki, "web")
+    }
+    .build(&[])
+    .unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = client::server_name(Some("web"), addr.ip()).unwrap();
+    let err = only13.connect(name, tcp).await.unwrap_err();
+    assert!(err.starts_with("TLS handshake with web failed"), "{err}");
+}
