@@ -336,6 +336,9 @@ fn seen_forwarded(echo: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_proto_is_https() {
+    if !integration::tls_clients::curl_available() {
+        return;
+    }
     let pki = Pki::new("edge");
     let leaf = pki.leaf("router", &["web", "127.0.0.1"]);
     let (fs, _backend) = web().await;
