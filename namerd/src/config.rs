@@ -175,6 +175,16 @@ const STORAGE_KINDS: &[(&str, BuildStore)] = &[
     }),
 ];
 
+/// The storage kinds this build has.
+pub fn storage_kinds() -> Vec<&'static str> {
+    STORAGE_KINDS.iter().map(|(kind, _)| *kind).collect()
+}
+
+/// The interface kinds this build serves.
+pub fn interface_kinds() -> Vec<&'static str> {
+    INTERFACE_KINDS.iter().map(|(kind, _)| *kind).collect()
+}
+
 /// Where the default store keeps its files, relative to the working dir.
 pub const DEFAULT_DISK_DIR: &str = "namerd-data";
 
