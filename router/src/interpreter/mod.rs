@@ -18,6 +18,7 @@ use crate::config::KindConfig;
 
 pub mod fs;
 pub mod lingering;
+pub mod mesh;
 pub mod namerd_http;
 mod params;
 pub mod remote;
@@ -172,6 +173,11 @@ fn build_kind(
             default,
         )?))),
         namerd_http::KIND => Ok(Arc::new(NamerdHttpInterpreter::from_params(
+            &config.params,
+            default,
+            idle_ttl,
+        )?)),
+        mesh::KIND => Ok(Arc::new(mesh::from_params(
             &config.params,
             default,
             idle_ttl,
