@@ -28,6 +28,7 @@ pub mod fake;
 mod namespace;
 #[cfg(test)]
 mod tests;
+pub mod thrift;
 mod tls;
 mod version;
 mod watch;
