@@ -30,6 +30,7 @@ pub mod mesh;
 mod namespace;
 #[cfg(test)]
 mod tests;
+pub mod thrift;
 mod tls;
 mod version;
 mod watch;

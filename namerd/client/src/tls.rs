@@ -22,8 +22,8 @@ use tokio::net::TcpStream;
 /// How a client speaks TLS to namerd.
 #[derive(Clone)]
 pub struct TlsSettings {
-    config: Arc<dyn Fn() -> Arc<rustls::ClientConfig> + Send + Sync>,
-    server_name: Option<ServerName<'static>>,
+    pub(crate) config: Arc<dyn Fn() -> Arc<rustls::ClientConfig> + Send + Sync>,
+    pub(crate) server_name: Option<ServerName<'static>>,
 }
 
 impl fmt::Debug for TlsSettings {
