@@ -181,7 +181,13 @@ pub const DEFAULT_CONNECTION_IDLE_TIME: Duration = Duration::from_secs(60);
 pub const PROTOCOLS: &[&str] = &["http", "h2"];
 
 /// The interpreters a router can use.
-pub const INTERPRETERS: &[&str] = &["default", "io.l5d.fs", "io.l5d.namerd.http", "io.l5d.mesh"];
+pub const INTERPRETERS: &[&str] = &[
+    "default",
+    "io.l5d.fs",
+    "io.l5d.namerd",
+    "io.l5d.namerd.http",
+    "io.l5d.mesh",
+];
 
 /// A router's checked settings.
 #[derive(Debug)]

@@ -20,6 +20,7 @@ pub mod fs;
 pub mod lingering;
 pub mod mesh;
 pub mod namerd_http;
+pub mod namerd_thrift;
 mod params;
 pub mod remote;
 
@@ -173,6 +174,11 @@ fn build_kind(
             default,
         )?))),
         namerd_http::KIND => Ok(Arc::new(NamerdHttpInterpreter::from_params(
+            &config.params,
+            default,
+            idle_ttl,
+        )?)),
+        namerd_thrift::KIND => Ok(Arc::new(namerd_thrift::from_params(
             &config.params,
             default,
             idle_ttl,
