@@ -59,6 +59,9 @@ struct ThriftConfig {
     /// TLS to namerd: Linkerd's namerd client TLS block.
     #[serde(default)]
     tls: Option<NamerdTls>,
+    /// Linkerd's mux session pings: refused (framed Thrift has none).
+    #[serde(default)]
+    failure_threshold: Option<Value>,
     /// Accepted wherever Linkerd takes it.
     #[serde(default)]
     #[allow(dead_code)]
@@ -89,6 +92,14 @@ pub fn from_params(
     idle_ttl: Duration,
 ) -> Result<NamerdThriftInterpreter, String> {
     let config: ThriftConfig = params::parse(KIND, params)?;
+    if config.failure_threshold.is_some() {
+        return Err(params::invalid(
+            KIND,
+            "failureThreshold",
+            "not supported yet (Linkerd's ThriftMux session pings; this interpreter speaks \
+             framed Thrift, where a poll is asked again after five minutes instead)",
+        ));
+    }
     let namespace = namerd_client::Namespace::new(&config.namespace)
         .map_err(|e| params::invalid(KIND, "namespace", e))?;
     let retry = config.retry.retry(KIND)?;
