@@ -84,9 +84,14 @@ fn default_max_body() -> usize {
 }
 
 /// The interfaces this build can serve, and how each is read.
-const INTERFACE_KINDS: &[(&str, ReadInterface)] = &[("io.l5d.httpController", |p| {
-    Ok(InterfaceConfig::Http(kind_params(p)?))
-})];
+const INTERFACE_KINDS: &[(&str, ReadInterface)] = &[
+    ("io.l5d.httpController", |p| {
+        Ok(InterfaceConfig::Http(kind_params(p)?))
+    }),
+    (crate::iface::mesh::KIND, |p| {
+        Ok(InterfaceConfig::Mesh(kind_params(p)?))
+    }),
+];
 
 type ReadInterface = fn(&Map<String, Value>) -> Result<InterfaceConfig, String>;
 

@@ -21,6 +21,8 @@ use crate::admin::{self, AdminState};
 use crate::api::trace::ApiTracing;
 use crate::api::{self, ApiState};
 use crate::config::{InterfaceConfig, NamerdConfig};
+use crate::iface::IfaceContext;
+use crate::iface::mesh;
 use crate::metrics::HttpStats;
 use crate::store::counted::CountedStore;
 
@@ -149,6 +151,14 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
             sources.push(Arc::new(namers::tls::TlsFigures::new(&scope, tls.clone())));
         }
     }
+    // Every mesh interface counts into the one scope.
+    let mesh_stats = Arc::new(mesh::MeshStats::default());
+    if interfaces
+        .iter()
+        .any(|(iface, _)| matches!(iface, InterfaceConfig::Mesh(_)))
+    {
+        sources.push(mesh_stats.clone());
+    }
     let metrics = Metrics::new(sources, histogram_interval);
     let shutdown = Arc::new(Notify::new());
     let shutdown_requested = Arc::new(Notify::new());
@@ -191,7 +201,16 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
                     tls,
                 ));
             }
-            InterfaceConfig::Thrift(_) | InterfaceConfig::Mesh(_) => {
+            InterfaceConfig::Mesh(_) => {
+                let ctx = IfaceContext {
+                    namerd: namerd.clone(),
+                    stopping: stopping.clone(),
+                    local_dtab_limits: config.local_dtab_limits.limits(),
+                    tls,
+                };
+                servers.spawn(mesh::serve(listener, ctx, mesh_stats.clone()));
+            }
+            InterfaceConfig::Thrift(_) => {
                 return Err(format!("interfaces ({kind}): not supported yet"));
             }
         }
