@@ -135,12 +135,18 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         sources.push(Arc::new(namers::tls::TlsFigures::new("admin", tls.clone())));
     }
     let mut seen_kinds: Vec<&str> = Vec::new();
+    let mut thrift_stats = std::collections::VecDeque::new();
     for (iface, tls) in &interfaces {
         let kind = iface.kind();
         // One interface of a kind is the usual case; more get their index
         // among that kind.
         let nth = seen_kinds.iter().filter(|k| **k == kind).count();
         seen_kinds.push(kind);
+        if let InterfaceConfig::Thrift(_) = iface {
+            let stats = crate::iface::thrift::ThriftStats::new(nth);
+            sources.push(stats.clone());
+            thrift_stats.push_back(stats);
+        }
         if let Some(tls) = tls {
             let scope = match nth {
                 0 => format!("interface/{kind}"),
@@ -191,7 +197,17 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
                     tls,
                 ));
             }
-            InterfaceConfig::Thrift(_) | InterfaceConfig::Mesh(_) => {
+            InterfaceConfig::Thrift(thrift) => {
+                let ctx = crate::iface::IfaceContext {
+                    namerd: namerd.clone(),
+                    stopping: stopping.clone(),
+                    local_dtab_limits: config.local_dtab_limits.limits(),
+                    tls,
+                };
+                let stats = thrift_stats.pop_front().unwrap_or_default();
+                servers.spawn(crate::iface::thrift::serve(listener, thrift, ctx, stats));
+            }
+            InterfaceConfig::Mesh(_) => {
                 return Err(format!("interfaces ({kind}): not supported yet"));
             }
         }
