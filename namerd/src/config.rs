@@ -88,6 +88,9 @@ const INTERFACE_KINDS: &[(&str, ReadInterface)] = &[
     ("io.l5d.httpController", |p| {
         Ok(InterfaceConfig::Http(kind_params(p)?))
     }),
+    (crate::iface::thrift::KIND, |p| {
+        Ok(InterfaceConfig::Thrift(kind_params(p)?))
+    }),
     (crate::iface::mesh::KIND, |p| {
         Ok(InterfaceConfig::Mesh(kind_params(p)?))
     }),
@@ -325,9 +328,9 @@ mod tests {
 
     #[test]
     fn unknown_kinds_and_keys_are_named() {
-        let err = parse("interfaces:\n- kind: io.l5d.thriftNameInterpreter\n").unwrap_err();
+        let err = parse("interfaces:\n- kind: io.l5d.destination\n").unwrap_err();
         assert!(
-            err.contains("interface kind \"io.l5d.thriftNameInterpreter\" is not supported yet"),
+            err.contains("interface kind \"io.l5d.destination\" is not supported yet"),
             "{err}"
         );
         assert!(err.contains("io.l5d.httpController"), "{err}");

@@ -137,12 +137,18 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         sources.push(Arc::new(namers::tls::TlsFigures::new("admin", tls.clone())));
     }
     let mut seen_kinds: Vec<&str> = Vec::new();
+    let mut thrift_stats = std::collections::VecDeque::new();
     for (iface, tls) in &interfaces {
         let kind = iface.kind();
         // One interface of a kind is the usual case; more get their index
         // among that kind.
         let nth = seen_kinds.iter().filter(|k| **k == kind).count();
         seen_kinds.push(kind);
+        if let InterfaceConfig::Thrift(_) = iface {
+            let stats = crate::iface::thrift::ThriftStats::new(nth);
+            sources.push(stats.clone());
+            thrift_stats.push_back(stats);
+        }
         if let Some(tls) = tls {
             let scope = match nth {
                 0 => format!("interface/{kind}"),
@@ -210,8 +216,15 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
                 };
                 servers.spawn(mesh::serve(listener, ctx, mesh_stats.clone()));
             }
-            InterfaceConfig::Thrift(_) => {
-                return Err(format!("interfaces ({kind}): not supported yet"));
+            InterfaceConfig::Thrift(thrift) => {
+                let ctx = IfaceContext {
+                    namerd: namerd.clone(),
+                    stopping: stopping.clone(),
+                    local_dtab_limits: config.local_dtab_limits.limits(),
+                    tls,
+                };
+                let stats = thrift_stats.pop_front().unwrap_or_default();
+                servers.spawn(crate::iface::thrift::serve(listener, thrift, ctx, stats));
             }
         }
     }

@@ -155,25 +155,26 @@ impl BoundName {
 }
 
 /// How the leaves of a delegation tree go on the wire.
-pub trait DelegateLeaf {
+pub struct DelegateLeaves<'a, T> {
     /// A leaf's contents: a bound leaf or a path leaf.
-    fn contents(&self) -> DelegateContents;
+    pub contents: &'a dyn Fn(&T) -> DelegateContents,
     /// The value a transformer was given, as a bound name (Linkerd sends
     /// the id alone).
-    fn transformed(&self) -> BoundName;
+    pub transformed: &'a dyn Fn(&T) -> BoundName,
 }
 
 /// A delegation tree on the wire, numbered as Linkerd's namerd numbers
 /// it (a rewritten node's child tree is numbered first, then the child).
-pub fn delegate_tree<T: DelegateLeaf>(tree: &DtabDelegateTree<T>) -> DelegateTree {
+pub fn delegate_tree<T>(tree: &DtabDelegateTree<T>, leaves: &DelegateLeaves<'_, T>) -> DelegateTree {
     let mut nodes = BTreeMap::new();
     let mut next = 0;
-    let root = delegate_node(tree, &mut next, &mut nodes);
+    let root = delegate_node(tree, leaves, &mut next, &mut nodes);
     DelegateTree { root, nodes }
 }
 
-fn delegate_node<T: DelegateLeaf>(
+fn delegate_node<T>(
     tree: &DtabDelegateTree<T>,
+    leaves: &DelegateLeaves<'_, T>,
     next: &mut i32,
     nodes: &mut BTreeMap<i32, DelegateNode>,
 ) -> DelegateNode {
@@ -203,9 +204,9 @@ fn delegate_node<T: DelegateLeaf>(
             path,
             dentry,
             value,
-        } => node(path, dentry.show(), value.contents()),
+        } => node(path, dentry.show(), (leaves.contents)(value)),
         DtabDelegateTree::Delegate { path, dentry, tree } => {
-            let child = delegate_node(tree, next, nodes);
+            let child = delegate_node(tree, leaves, next, nodes);
             let id = *next;
             *next += 1;
             nodes.insert(id, child);
@@ -217,7 +218,7 @@ fn delegate_node<T: DelegateLeaf>(
             value,
             tree,
         } => {
-            let child = delegate_node(tree, next, nodes);
+            let child = delegate_node(tree, leaves, next, nodes);
             let id = *next;
             *next += 1;
             nodes.insert(id, child);
@@ -225,7 +226,7 @@ fn delegate_node<T: DelegateLeaf>(
                 path,
                 name.clone(),
                 DelegateContents::Transformation(super::types::Transformation {
-                    value: value.transformed(),
+                    value: (leaves.transformed)(value),
                     tree: id,
                 }),
             )
@@ -239,7 +240,7 @@ fn delegate_node<T: DelegateLeaf>(
             for tree in trees {
                 let id = *next;
                 *next += 1;
-                let child = delegate_node(tree, next, nodes);
+                let child = delegate_node(tree, leaves, next, nodes);
                 nodes.insert(id, child);
                 ids.push(id);
             }
@@ -254,7 +255,7 @@ fn delegate_node<T: DelegateLeaf>(
             for branch in trees {
                 let id = *next;
                 *next += 1;
-                let child = delegate_node(&branch.tree, next, nodes);
+                let child = delegate_node(&branch.tree, leaves, next, nodes);
                 nodes.insert(id, child);
                 ids.push(WeightedNodeId {
                     weight: branch.weight,
