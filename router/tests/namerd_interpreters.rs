@@ -327,3 +327,56 @@ async fn every_kind_fails_a_name_namerd_cannot_bind_and_keeps_routing_others() {
     }
     namerd.kill().await;
 }
+
+/// A leaf of the HTTP API's bound-tree JSON.
+fn leaf_json(id: &str) -> Value {
+    json!({"type": "leaf", "bound": {"id": id, "path": "/"}})
+}
+
+/// The HTTP API's address JSON for endpoints on 127.0.0.1.
+fn addr_json(ports: &[u16]) -> Value {
+    let addrs: Vec<Value> = ports
+        .iter()
+        .map(|p| json!({"ip": "127.0.0.1", "port": p, "meta": {}}))
+        .collect();
+    json!({"type": "bound", "addrs": addrs, "meta": {}})
+}
+
+#[tokio::test]
+async fn the_mesh_interpreter_follows_a_server_written_from_the_protos_alone() {
+    const KIND: &str = "io.l5d.mesh";
+    let state = |tree: &str, ports: &[u16]| {
+        json!({
+            "dtabs": {"default": {"version": "1", "dtab": "/svc=>/#/io.l5d.fs"}},
+            "trees": {"default /svc/web": leaf_json(tree)},
+            "replicas": {
+                "/#/io.l5d.fs/web": addr_json(ports),
+                "/#/io.l5d.fs/web2": addr_json(&[9090]),
+            },
+        })
+    };
+    let Some(mut server) =
+        integration::mesh::MinimalMeshServer::start(&state("/#/io.l5d.fs/web", &[8080]))
+    else {
+        return;
+    };
+    let naming = interpreter(KIND, server.addr);
+    let mut binding = naming.bind(&Dtab::empty(), &path("/svc/web"));
+    until(KIND, &mut binding, UPDATE, leaf, "/#/io.l5d.fs/web /").await;
+    let mut web = leaf_addr(&binding);
+    until(KIND, &mut web, UPDATE, endpoints, "8080*1").await;
+    naming.ready().await.unwrap();
+
+    server.set_state(&state("/#/io.l5d.fs/web", &[8080, 8081]));
+    until(KIND, &mut web, UPDATE, endpoints, "8080*1,8081*1").await;
+    server.set_state(&state("/#/io.l5d.fs/web2", &[8080, 8081]));
+    until(KIND, &mut binding, UPDATE, leaf, "/#/io.l5d.fs/web2 /").await;
+    let mut web2 = leaf_addr(&binding);
+    until(KIND, &mut web2, UPDATE, endpoints, "9090*1").await;
+
+    // The server goes away: the last answers stay.
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(leaf(&binding), "/#/io.l5d.fs/web2 /");
+    assert_eq!(endpoints(&web2), "9090*1");
+}
