@@ -169,11 +169,27 @@ pub struct PyMeshClient {
 impl PyMeshClient {
     /// Starts a client of the mesh server at `target` (plain h2).
     pub fn start(target: SocketAddr) -> Option<PyMeshClient> {
+        PyMeshClient::start_with(target, &[])
+    }
+
+    /// Starts a client of the mesh server at `target` over TLS, trusting
+    /// the CA certificate in `ca` and expecting `server_name` in the
+    /// server's certificate.
+    pub fn start_tls(
+        target: SocketAddr,
+        ca: &std::path::Path,
+        server_name: &str,
+    ) -> Option<PyMeshClient> {
+        PyMeshClient::start_with(target, &[ca.as_os_str(), server_name.as_ref()])
+    }
+
+    fn start_with(target: SocketAddr, tls: &[&std::ffi::OsStr]) -> Option<PyMeshClient> {
         let stubs = Stubs::generate()?;
         let mut child = Command::new("python3")
             .arg(stubs.path().join("client.py"))
             .arg(stubs.path())
             .arg(target.to_string())
+            .args(tls)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -428,3 +428,43 @@ async fn bad_requests_say_what_is_wrong_and_the_codec_reads_and_shows() {
     );
     n.running.stop().await;
 }
+
+#[tokio::test]
+async fn tls_serves_h2_by_alpn() {
+    let pki = integration::pki::Pki::new("mesh");
+    let server = pki.leaf("namerd", &["namerd.test"]);
+    let disco = tempfile::tempdir().unwrap();
+    std::fs::write(disco.path().join("web"), "127.0.0.1 8080\n").unwrap();
+    let yaml = format!(
+        "admin:\n  port: 0\nstorage:\n  kind: io.l5d.inMemory\n  namespaces:\n    default: /svc => /#/io.l5d.fs\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\ninterfaces:\n- kind: io.l5d.mesh\n  port: 0\n  tls:\n    certPath: {}\n    keyPath: {}\n",
+        disco.path().display(),
+        server.cert.display(),
+        server.key.display()
+    );
+    let config: namerd::config::NamerdConfig = namers::config::parse("test.yaml", &yaml).unwrap();
+    let running = namerd::server::start(&config).await.unwrap();
+    let (kind, mesh) = running.interface_addrs[0];
+    assert_eq!(kind, "io.l5d.mesh");
+    let Some(mut py) = PyMeshClient::start_tls(mesh, pki.ca(), "namerd.test") else {
+        return;
+    };
+    let tree = ok(py
+        .call(
+            "Interpreter/GetBoundTree",
+            json!({"root": "/default", "name": "/svc/web"}),
+        )
+        .await);
+    assert_eq!(tree["bound"]["id"], "/#/io.l5d.fs/web");
+    // A client that speaks plain h2 to the TLS port gets nowhere.
+    let Some(mut plain) = PyMeshClient::start(mesh) else {
+        return;
+    };
+    let answer = plain
+        .call("Delegator/GetDtab", json!({"root": "/default"}))
+        .await;
+    assert!(
+        matches!(&answer, Answer::Err { code, .. } if code == "UNAVAILABLE"),
+        "{answer:?}"
+    );
+    running.stop().await;
+}

@@ -1,6 +1,7 @@
 """An independent mesh client (grpcio), driven by JSON lines on stdin.
 
-Usage: client.py STUB_DIR HOST:PORT
+Usage: client.py STUB_DIR HOST:PORT [CA_PEM SERVER_NAME]  (with the last
+two, over TLS)
 
 Each command is {"tag", "method": "Service/Method", "req": {...}} where
 "req" is proto JSON, except that "root", "name", "id" and "path" may be
@@ -21,7 +22,14 @@ import stubs as S
 
 stub_dir, target = sys.argv[1], sys.argv[2]
 pb = S.load(stub_dir)
-channel = grpc.insecure_channel(target)
+if len(sys.argv) > 4:
+    # TLS: the CA's certificate and the name the server's must carry.
+    with open(sys.argv[3], "rb") as f:
+        credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+    channel = grpc.secure_channel(
+        target, credentials, options=[("grpc.ssl_target_name_override", sys.argv[4])])
+else:
+    channel = grpc.insecure_channel(target)
 services = {
     "Interpreter": pb["interpreter_grpc"].InterpreterStub(channel),
     "Resolver": pb["resolver_grpc"].ResolverStub(channel),
