@@ -12,4 +12,5 @@ pub mod promtool;
 pub mod scribe;
 pub mod servers;
 pub mod span_collector;
+pub mod thrift_namer;
 pub mod tls_clients;

@@ -320,7 +320,7 @@ fn check_accepts_good_configs_and_names_the_mistake_in_bad_ones() {
 
     let bad = write(
         "bad.yaml",
-        "storage:\n  kind: io.l5d.inMemory\ninterfaces:\n- kind: io.l5d.thriftNameInterpreter\n",
+        "storage:\n  kind: io.l5d.inMemory\ninterfaces:\n- kind: io.l5d.destination\n",
     );
     let out = run(
         &binary("namerd", "namerd"),
@@ -329,7 +329,7 @@ fn check_accepts_good_configs_and_names_the_mistake_in_bad_ones() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("bad.yaml") && err.contains("io.l5d.thriftNameInterpreter"),
+        err.contains("bad.yaml") && err.contains("io.l5d.destination"),
         "{err}"
     );
     assert!(Path::new(&bad).exists());

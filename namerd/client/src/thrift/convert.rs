@@ -165,7 +165,10 @@ pub struct DelegateLeaves<'a, T> {
 
 /// A delegation tree on the wire, numbered as Linkerd's namerd numbers
 /// it (a rewritten node's child tree is numbered first, then the child).
-pub fn delegate_tree<T>(tree: &DtabDelegateTree<T>, leaves: &DelegateLeaves<'_, T>) -> DelegateTree {
+pub fn delegate_tree<T>(
+    tree: &DtabDelegateTree<T>,
+    leaves: &DelegateLeaves<'_, T>,
+) -> DelegateTree {
     let mut nodes = BTreeMap::new();
     let mut next = 0;
     let root = delegate_node(tree, leaves, &mut next, &mut nodes);

@@ -79,7 +79,9 @@ pub(crate) async fn serve(
             let is_mux = mux::is_mux(&first);
             service.stats.protocol(is_mux);
             if is_mux {
-                MuxSession::new(service, write).run(first, frames, stopping).await;
+                MuxSession::new(service, write)
+                    .run(first, frames, stopping)
+                    .await;
             } else {
                 framed_session(service, write, first, frames, stopping).await;
             }
@@ -159,7 +161,9 @@ async fn framed_session<W: AsyncWrite + Unpin>(
         match answer {
             Ok(Some(reply)) => {
                 let mut framed = Vec::with_capacity(reply.len() + 4);
-                framed.extend_from_slice(&u32::try_from(reply.len()).unwrap_or(u32::MAX).to_be_bytes());
+                framed.extend_from_slice(
+                    &u32::try_from(reply.len()).unwrap_or(u32::MAX).to_be_bytes(),
+                );
                 framed.extend_from_slice(&reply);
                 if write_all(&mut write, &framed).await.is_err() {
                     return;
@@ -224,7 +228,12 @@ impl<S: AsyncRead + AsyncWrite> MuxSession<WriteHalf<S>> {
         write_all(&mut self.write, &message.encode()).await
     }
 
-    async fn run(mut self, first: Vec<u8>, mut frames: Frames, mut stopping: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        first: Vec<u8>,
+        mut frames: Frames,
+        mut stopping: watch::Receiver<bool>,
+    ) {
         if self.frame(first).await.is_err() {
             return;
         }
@@ -299,8 +308,7 @@ impl<S: AsyncRead + AsyncWrite> MuxSession<WriteHalf<S>> {
                 return Ok(());
             }
             let whole = self.fragments.remove(&header.tag).unwrap_or_default();
-            let message =
-                mux::decode_body(header.kind, header.tag, &whole).map_err(|e| bad(&e))?;
+            let message = mux::decode_body(header.kind, header.tag, &whole).map_err(|e| bad(&e))?;
             return self.message(message).await;
         }
         let message = mux::decode_body(header.kind, header.tag, body).map_err(|e| bad(&e))?;
@@ -371,7 +379,9 @@ impl<S: AsyncRead + AsyncWrite> MuxSession<WriteHalf<S>> {
 
     async fn request(&mut self, kind: Kind, tag: u32, body: Vec<u8>) -> io::Result<()> {
         if self.draining {
-            return self.send(&answer(kind, tag, status::NACK, Vec::new())).await;
+            return self
+                .send(&answer(kind, tag, status::NACK, Vec::new()))
+                .await;
         }
         if tag < 2 || self.pending.contains_key(&tag) {
             return self

@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use namers::{Live, LiveCache, Publisher};
 use namerd_client::thrift::types::Stamp;
+use namers::{Live, LiveCache, Publisher};
 
 /// A value with the stamp it was given; `Err` carries a failure's reason.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,7 +46,10 @@ impl Stamper {
     }
 
     pub(crate) fn next(&self) -> Stamp {
-        self.0.fetch_add(1, Ordering::Relaxed).to_be_bytes().to_vec()
+        self.0
+            .fetch_add(1, Ordering::Relaxed)
+            .to_be_bytes()
+            .to_vec()
     }
 }
 
@@ -202,9 +205,12 @@ mod tests {
         let observations: Observations<&str, i32> = Observations::new(capacity(10));
         let live = source.subscribe();
         let start = move |publisher| {
-            follow(live.clone(), publisher, stamper.clone(), |v: &Option<i32>| {
-                v.map(Ok)
-            })
+            follow(
+                live.clone(),
+                publisher,
+                stamper.clone(),
+                |v: &Option<i32>| v.map(Ok),
+            )
         };
         let mut watching = observations.watch("k", start.clone()).unwrap();
         let first = watching.next(&[]).await;
@@ -234,7 +240,10 @@ mod tests {
         let first = observations.watch(1, start).unwrap();
         let same = observations.watch(1, start).unwrap();
         let e = observations.watch(2, start).err().unwrap();
-        assert!(e.contains("maximum number of concurrent observations"), "{e}");
+        assert!(
+            e.contains("maximum number of concurrent observations"),
+            "{e}"
+        );
         drop((first, same));
         assert_eq!(observations.active(), 0);
         assert!(observations.watch(2, start).is_ok());
