@@ -380,3 +380,40 @@ async fn the_mesh_interpreter_follows_a_server_written_from_the_protos_alone() {
     assert_eq!(leaf(&binding), "/#/io.l5d.fs/web2 /");
     assert_eq!(endpoints(&web2), "9090*1");
 }
+
+#[tokio::test]
+async fn the_thrift_interpreter_follows_a_server_written_from_the_idl_alone() {
+    const KIND: &str = "io.l5d.namerd";
+    let state = |tree: &str, ports: &[u16]| {
+        let addrs: Vec<Value> = ports.iter().map(|p| json!(["127.0.0.1", p])).collect();
+        json!({
+            "trees": {"default /svc/web": {"type": "leaf", "id": tree, "residual": "/"}},
+            "addrs": {"/#/io.l5d.fs/web": addrs, "/#/io.l5d.fs/web2": [["127.0.0.1", 9090]]},
+            "dtabs": {"default": "/svc=>/#/io.l5d.fs"},
+        })
+    };
+    let Some(server) =
+        integration::thrift_namer::MinimalServer::start(&state("/#/io.l5d.fs/web", &[8080]))
+    else {
+        return;
+    };
+    let naming = interpreter(KIND, server.addr);
+    let mut binding = naming.bind(&Dtab::empty(), &path("/svc/web"));
+    until(KIND, &mut binding, UPDATE, leaf, "/#/io.l5d.fs/web /").await;
+    let mut web = leaf_addr(&binding);
+    until(KIND, &mut web, UPDATE, endpoints, "8080*1").await;
+    naming.ready().await.unwrap();
+
+    server.update(&state("/#/io.l5d.fs/web", &[8080, 8081]));
+    until(KIND, &mut web, UPDATE, endpoints, "8080*1,8081*1").await;
+    server.update(&state("/#/io.l5d.fs/web2", &[8080, 8081]));
+    until(KIND, &mut binding, UPDATE, leaf, "/#/io.l5d.fs/web2 /").await;
+    let mut web2 = leaf_addr(&binding);
+    until(KIND, &mut web2, UPDATE, endpoints, "9090*1").await;
+
+    // The server goes away: the last answers stay.
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(leaf(&binding), "/#/io.l5d.fs/web2 /");
+    assert_eq!(endpoints(&web2), "9090*1");
+}
