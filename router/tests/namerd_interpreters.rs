@@ -417,3 +417,106 @@ async fn the_thrift_interpreter_follows_a_server_written_from_the_idl_alone() {
     assert_eq!(leaf(&binding), "/#/io.l5d.fs/web2 /");
     assert_eq!(endpoints(&web2), "9090*1");
 }
+
+/// The thrift and mesh interpreters reach namerd over TLS: thrift with
+/// Linkerd's `{commonName, caCert}`, mesh with the client TLS block and a
+/// client certificate namerd requires. A certificate that is not valid
+/// for `commonName` fails the name with why, instead of leaving it pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thrift_and_mesh_reach_namerd_over_tls() {
+    let pki = integration::pki::Pki::new("interpreters");
+    let server = pki.leaf("namerd", &["namerd.test"]);
+    let client = pki.leaf("router", &["router.test"]);
+    let disco = disco();
+    let tls = format!(
+        "  tls:\n    certPath: {}\n    keyPath: {}\n",
+        server.cert.display(),
+        server.key.display()
+    );
+    let yaml = format!(
+        "admin:\n  port: 0\nstorage:\n  kind: io.l5d.inMemory\n  namespaces:\n    default: {STORED:?}\nnamers:\n- kind: io.l5d.fs\n  rootDir: {}\ninterfaces:\n- kind: io.l5d.thriftNameInterpreter\n  port: 0\n{tls}- kind: io.l5d.mesh\n  port: 0\n{tls}    caCertPath: {}\n    requireClientAuth: true\n",
+        disco.path().display(),
+        pki.ca().display(),
+    );
+    let config: namerd::config::NamerdConfig = namers::config::parse("namerd.yaml", &yaml).unwrap();
+    let namerd = namerd::server::start(&config).await.unwrap();
+    let port = |kind: &str| {
+        namerd
+            .interface_addrs
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .unwrap()
+            .1
+            .port()
+    };
+    let build = |kind: &str, params: Value| {
+        let Value::Object(params) = params else {
+            unreachable!()
+        };
+        let config = KindConfig {
+            experimental: false,
+            kind: kind.to_string(),
+            params,
+        };
+        router::interpreter::build(
+            Some(&config),
+            &default_interpreter(),
+            Duration::from_secs(600),
+            1000,
+        )
+        .unwrap_or_else(|e| panic!("{kind}: {e}"))
+    };
+    let thrift = |name: &str| {
+        build(
+            "io.l5d.namerd",
+            json!({
+                "dst": format!("/$/inet/127.0.0.1/{}", port("io.l5d.thriftNameInterpreter")),
+                "retry": {"baseSeconds": 0.05, "maxSeconds": 0.2},
+                "tls": {"commonName": name, "caCert": pki.ca()},
+            }),
+        )
+    };
+    let mesh = |name: &str| {
+        build(
+            "io.l5d.mesh",
+            json!({
+                "dst": format!("/$/inet/127.0.0.1/{}", port("io.l5d.mesh")),
+                "retry": {"baseSeconds": 0.05, "maxSeconds": 0.2},
+                "tls": {
+                    "commonName": name,
+                    "trustCerts": [pki.ca()],
+                    "clientAuth": {"certPath": client.cert, "keyPath": client.key},
+                },
+            }),
+        )
+    };
+    for (kind, naming) in [
+        ("io.l5d.namerd", thrift("namerd.test")),
+        ("io.l5d.mesh", mesh("namerd.test")),
+    ] {
+        let mut binding = naming.bind(&Dtab::empty(), &path("/svc/web"));
+        until(kind, &mut binding, UPDATE, leaf, "/#/io.l5d.fs/web /").await;
+        let mut web = leaf_addr(&binding);
+        until(kind, &mut web, UPDATE, endpoints, "8080*1").await;
+    }
+    // With the wrong name the handshake fails, and the name fails saying
+    // so.
+    for (kind, wrong) in [
+        ("io.l5d.namerd", thrift("impostor.test")),
+        ("io.l5d.mesh", mesh("impostor.test")),
+    ] {
+        let mut binding = wrong.bind(&Dtab::empty(), &path("/svc/web"));
+        let waited = tokio::time::timeout(UPDATE, async {
+            while !matches!(&*binding.load(), Activity::Failed(_)) {
+                binding.changed().await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "{kind}: still {:?}", binding.load());
+        let Activity::Failed(why) = &*binding.load() else {
+            unreachable!()
+        };
+        assert!(why.to_string().contains("impostor.test"), "{kind}: {why}");
+    }
+    namerd.stop().await;
+}

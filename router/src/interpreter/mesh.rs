@@ -262,14 +262,43 @@ impl tower_service::Service<Uri> for TlsConnector {
                 .unwrap_or_else(|| rustls_pki_types::ServerName::IpAddress(addr.ip().into()));
             let connector = tokio_rustls::TlsConnector::from(tls.tls.rustls_config());
             let stream = connector.connect(name, tcp).await.map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("TLS handshake with namerd at {addr}: {e}"),
-                )
+                std::io::Error::other(HandshakeFailed(format!(
+                    "TLS handshake with namerd at {addr}: {e}"
+                )))
             })?;
             Ok(TokioIo::new(stream))
         })
     }
+}
+
+/// A TLS handshake with namerd failed: every attempt fails the same way
+/// until certificates change, so a name namerd never answered fails with
+/// this rather than waiting.
+#[derive(Debug)]
+struct HandshakeFailed(String);
+
+impl std::fmt::Display for HandshakeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for HandshakeFailed {}
+
+/// Whether `status` came from a failed TLS handshake.
+fn handshake_failed(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        // An io::Error's `source` skips the error it wraps; look inside.
+        let wrapped = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if cause.is::<HandshakeFailed>() || wrapped.is_some_and(|e| e.is::<HandshakeFailed>()) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// namerd's mesh interface as a [`Remote`].
@@ -476,6 +505,9 @@ fn updates<M: Send + 'static, T: Send + 'static>(
 /// namerd failing the name, or namerd not being there.
 fn watch_error(status: &Status) -> WatchError {
     let message = status_message(status);
+    if handshake_failed(status) {
+        return WatchError::Failed(message);
+    }
     match status.code() {
         Code::InvalidArgument => WatchError::Refused(message),
         Code::Unavailable
@@ -489,11 +521,16 @@ fn watch_error(status: &Status) -> WatchError {
     }
 }
 
+/// The status's code and message, and the causes under it that say
+/// something the message does not.
 fn status_message(status: &Status) -> String {
     let mut message = format!("{:?}: {}", status.code(), status.message());
     let mut source = std::error::Error::source(status);
     while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
+        let text = cause.to_string();
+        if !message.contains(&text) && !text.contains(status.message()) {
+            message.push_str(&format!(": {text}"));
+        }
         source = cause.source();
     }
     message
