@@ -111,6 +111,7 @@ const STORAGE_KINDS: &[(&str, BuildStore)] = &[
         let config: crate::store::consul::ConsulConfig = kind_params(p)?;
         Ok(Arc::new(config.build()?))
     }),
+    ("io.l5d.k8s", crate::store::k8s::build),
 ];
 
 /// Where the default store keeps its files, relative to the working dir.
