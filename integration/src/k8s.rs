@@ -41,7 +41,9 @@
 //! [`FakeKube::open_watches`] counts the watch streams being served, so a
 //! test can check that a client stops watching. [`FakeKube::apply_dtab`]
 //! and [`FakeKube::apply_object`] change a dtab behind the client's back,
-//! as `kubectl edit` or `kubectl apply` would.
+//! as `kubectl edit` or `kubectl apply` would, and
+//! [`FakeKube::race_next_replace`] slips such a change in just before a
+//! client's next replace, so that the replace meets `409 Conflict`.
 
 mod dtabs;
 mod objects;

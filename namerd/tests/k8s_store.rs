@@ -430,3 +430,33 @@ async fn an_unreachable_api_server_fails_calls_and_first_watches() {
     })
     .await;
 }
+
+#[test]
+fn the_crd_manifest_describes_the_resource_the_store_reads() {
+    use namerd::store::k8s::{GROUP, PLURAL, RESOURCE_KIND, VERSION};
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/deploy/kubernetes/dtab-crd.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let crd: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(crd["apiVersion"], "apiextensions.k8s.io/v1");
+    assert_eq!(crd["kind"], "CustomResourceDefinition");
+    assert_eq!(crd["metadata"]["name"], format!("{PLURAL}.{GROUP}"));
+    let spec = &crd["spec"];
+    assert_eq!(spec["group"], GROUP);
+    assert_eq!(spec["scope"], "Namespaced");
+    assert_eq!(spec["names"]["kind"], RESOURCE_KIND);
+    assert_eq!(spec["names"]["plural"], PLURAL);
+    let version = &spec["versions"][0];
+    assert_eq!(version["name"], VERSION);
+    assert_eq!(version["served"], true);
+    assert_eq!(version["storage"], true);
+    // Linkerd's shape: a list of {prefix, dst} strings, both required.
+    let dentries = &version["schema"]["openAPIV3Schema"]["properties"]["dentries"];
+    assert_eq!(dentries["type"], "array");
+    let entry = &dentries["items"];
+    assert_eq!(entry["required"], json!(["prefix", "dst"]));
+    assert_eq!(entry["properties"]["prefix"]["type"], "string");
+    assert_eq!(entry["properties"]["dst"]["type"], "string");
+}
