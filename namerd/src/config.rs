@@ -54,7 +54,7 @@ fn loopback() -> IpAddr {
 pub use namers::config::KindConfig;
 
 /// `io.l5d.httpController`: the `/api/1` HTTP API.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpControllerConfig {
     /// Address to listen on (loopback by default).
@@ -83,8 +83,70 @@ fn default_max_body() -> usize {
     crate::api::DEFAULT_MAX_BODY_BYTES
 }
 
-/// The interfaces this build can serve.
-const INTERFACE_KINDS: &[&str] = &["io.l5d.httpController"];
+/// The interfaces this build can serve, and how each is read.
+const INTERFACE_KINDS: &[(&str, ReadInterface)] = &[("io.l5d.httpController", |p| {
+    Ok(InterfaceConfig::Http(kind_params(p)?))
+})];
+
+type ReadInterface = fn(&Map<String, Value>) -> Result<InterfaceConfig, String>;
+
+/// One entry of `interfaces:`.
+#[derive(Debug, Clone)]
+pub enum InterfaceConfig {
+    /// `io.l5d.httpController`: the `/api/1` HTTP API.
+    Http(HttpControllerConfig),
+    /// `io.l5d.thriftNameInterpreter`: Linkerd's thrift interface.
+    Thrift(crate::iface::thrift::ThriftConfig),
+    /// `io.l5d.mesh`: Linkerd's gRPC mesh interface.
+    Mesh(crate::iface::mesh::MeshConfig),
+}
+
+impl InterfaceConfig {
+    /// The interface's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InterfaceConfig::Http(_) => "io.l5d.httpController",
+            InterfaceConfig::Thrift(_) => crate::iface::thrift::KIND,
+            InterfaceConfig::Mesh(_) => crate::iface::mesh::KIND,
+        }
+    }
+
+    /// The address to listen on.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            InterfaceConfig::Http(c) => c.addr(),
+            InterfaceConfig::Thrift(c) => c.addr(),
+            InterfaceConfig::Mesh(c) => c.addr(),
+        }
+    }
+
+    /// The interface's `tls:` block, when enabled.
+    fn tls_config(&self) -> Option<&namers::tls::ServerTlsConfig> {
+        let tls = match self {
+            InterfaceConfig::Http(c) => c.tls.as_ref(),
+            InterfaceConfig::Thrift(c) => c.tls.as_ref(),
+            InterfaceConfig::Mesh(c) => c.tls.as_ref(),
+        };
+        tls.filter(|tls| tls.is_enabled())
+    }
+
+    /// The interface's TLS, read from its files now (`None` without a
+    /// `tls:` block or with `enabled: false`). Errors name the file and
+    /// what is wrong with it.
+    pub fn server_tls(&self) -> Result<Option<Arc<namers::tls::ServerTls>>, String> {
+        let Some(tls) = self.tls_config() else {
+            return Ok(None);
+        };
+        let alpn: &[&[u8]] = match self {
+            // The API's watches are chunked HTTP/1.1 responses.
+            InterfaceConfig::Http(_) => &[namers::tls::ALPN_HTTP11],
+            InterfaceConfig::Mesh(_) => &[namers::tls::ALPN_H2],
+            // Thrift has no ALPN name; clients offer none.
+            InterfaceConfig::Thrift(_) => &[],
+        };
+        Ok(Some(Arc::new(tls.build(alpn)?)))
+    }
+}
 
 /// Builds a store from its config.
 type BuildStore = fn(&Map<String, Value>) -> Result<Arc<dyn DtabStore>, String>;
@@ -114,6 +176,16 @@ const STORAGE_KINDS: &[(&str, BuildStore)] = &[
     ("io.l5d.k8s", crate::store::k8s::build),
 ];
 
+/// The storage kinds this build has.
+pub fn storage_kinds() -> Vec<&'static str> {
+    STORAGE_KINDS.iter().map(|(kind, _)| *kind).collect()
+}
+
+/// The interface kinds this build serves.
+pub fn interface_kinds() -> Vec<&'static str> {
+    INTERFACE_KINDS.iter().map(|(kind, _)| *kind).collect()
+}
+
 /// Where the default store keeps its files, relative to the working dir.
 pub const DEFAULT_DISK_DIR: &str = "namerd-data";
 
@@ -138,8 +210,9 @@ impl NamerdConfig {
         build(&storage.params).map_err(|e| format!("storage ({}): {e}", storage.kind))
     }
 
-    /// The HTTP controllers to serve (at least one interface is required).
-    pub fn http_controllers(&self) -> Result<Vec<HttpControllerConfig>, String> {
+    /// The interfaces to serve, in config order (at least one is
+    /// required).
+    pub fn interfaces(&self) -> Result<Vec<InterfaceConfig>, String> {
         if self.interfaces.is_empty() {
             return Err(
                 "interfaces: at least one interface is required (e.g. kind: io.l5d.httpController)"
@@ -150,18 +223,30 @@ impl NamerdConfig {
             .iter()
             .enumerate()
             .map(|(i, iface)| {
-                if !INTERFACE_KINDS.contains(&iface.kind.as_str()) {
+                let Some((_, read)) = INTERFACE_KINDS.iter().find(|(k, _)| *k == iface.kind) else {
+                    let kinds: Vec<&str> = INTERFACE_KINDS.iter().map(|(k, _)| *k).collect();
                     return Err(namers::config::linkerd::unknown_kind(
                         &format!("interfaces[{i}]"),
                         "interface",
                         &iface.kind,
-                        INTERFACE_KINDS,
+                        &kinds,
                     ));
-                }
-                kind_params(&iface.params)
-                    .map_err(|e| format!("interfaces[{i}] ({}): {e}", iface.kind))
+                };
+                read(&iface.params).map_err(|e| format!("interfaces[{i}] ({}): {e}", iface.kind))
             })
             .collect()
+    }
+
+    /// The HTTP controllers among the interfaces.
+    pub fn http_controllers(&self) -> Result<Vec<HttpControllerConfig>, String> {
+        Ok(self
+            .interfaces()?
+            .into_iter()
+            .filter_map(|iface| match iface {
+                InterfaceConfig::Http(c) => Some(c),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The telemeters of `telemetry:`, checked.
@@ -171,7 +256,7 @@ impl NamerdConfig {
 
     /// Checks the parts that need no I/O: interfaces, telemetry, namer kinds.
     pub fn validate(&self) -> Result<(), String> {
-        self.http_controllers()?;
+        self.interfaces()?;
         self.telemeters()?;
         let kinds = namers::config::namer_kinds();
         for (i, namer) in self.namers.iter().enumerate() {
@@ -192,19 +277,6 @@ impl HttpControllerConfig {
     /// The address to listen on.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
-    }
-
-    /// The API's TLS, read from its files now (`None` without a `tls:`
-    /// block or with `enabled: false`). Errors name the file and what is
-    /// wrong with it.
-    pub fn server_tls(&self) -> Result<Option<Arc<namers::tls::ServerTls>>, String> {
-        let Some(tls) = self.tls.as_ref().filter(|tls| tls.is_enabled()) else {
-            return Ok(None);
-        };
-        // The API speaks HTTP/1.1 (its watches are chunked HTTP/1.1
-        // responses).
-        let built = tls.build(&[namers::tls::ALPN_HTTP11])?;
-        Ok(Some(Arc::new(built)))
     }
 }
 
@@ -290,7 +362,7 @@ mod tests {
         assert!(config.admin.tls.is_some());
         // Turned off: its files are not read.
         assert!(
-            config.http_controllers().unwrap()[0]
+            config.interfaces().unwrap()[0]
                 .server_tls()
                 .unwrap()
                 .is_none()

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api;
 pub mod config;
 mod conn;
+pub mod iface;
 pub mod metrics;
 mod naming;
 pub mod server;

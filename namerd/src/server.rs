@@ -20,7 +20,7 @@ use crate::Namerd;
 use crate::admin::{self, AdminState};
 use crate::api::trace::ApiTracing;
 use crate::api::{self, ApiState};
-use crate::config::{HttpControllerConfig, NamerdConfig};
+use crate::config::{InterfaceConfig, NamerdConfig};
 use crate::metrics::HttpStats;
 use crate::store::counted::CountedStore;
 
@@ -33,6 +33,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct Running {
     /// Where each `io.l5d.httpController` listens, in config order.
     pub api_addrs: Vec<SocketAddr>,
+    /// Where each interface listens, with its kind, in config order.
+    pub interface_addrs: Vec<(&'static str, SocketAddr)>,
     /// Where the admin server listens.
     pub admin_addr: SocketAddr,
     /// The naming service.
@@ -61,8 +63,8 @@ pub struct Built {
     sources: Vec<Arc<dyn Source>>,
     histogram_interval: Duration,
     telemeters: Telemeters,
-    /// Each controller, with its TLS when it has one.
-    controllers: Vec<(HttpControllerConfig, Option<Arc<ServerTls>>)>,
+    /// Each interface, with its TLS when it has one.
+    interfaces: Vec<(InterfaceConfig, Option<Arc<ServerTls>>)>,
     admin_tls: Option<Arc<ServerTls>>,
 }
 
@@ -80,15 +82,15 @@ pub fn build(config: &NamerdConfig) -> Result<Built, String> {
         .with_bind_limits(config.binding_limits.limits());
     let store = Arc::new(CountedStore::new(config.build_store()?));
     let telemeters = config.telemeters()?;
-    let controllers = config
-        .http_controllers()?
+    let interfaces = config
+        .interfaces()?
         .into_iter()
         .enumerate()
-        .map(|(i, controller)| {
-            let tls = controller
+        .map(|(i, iface)| {
+            let tls = iface
                 .server_tls()
-                .map_err(|e| format!("interfaces[{i}] (io.l5d.httpController): tls: {e}"))?;
-            Ok((controller, tls))
+                .map_err(|e| format!("interfaces[{i}] ({}): tls: {e}", iface.kind()))?;
+            Ok((iface, tls))
         })
         .collect::<Result<Vec<_>, String>>()?;
     let admin_tls = config.admin.server_tls()?;
@@ -108,7 +110,7 @@ pub fn build(config: &NamerdConfig) -> Result<Built, String> {
         sources,
         histogram_interval: config.admin.histogram_snapshot_interval(),
         telemeters,
-        controllers,
+        interfaces,
         admin_tls,
     })
 }
@@ -121,7 +123,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         mut sources,
         histogram_interval,
         telemeters,
-        controllers,
+        interfaces,
         admin_tls,
     } = build(config)?;
     let tracer = (!telemeters.tracers.is_empty())
@@ -132,12 +134,17 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     if let Some(tls) = &admin_tls {
         sources.push(Arc::new(namers::tls::TlsFigures::new("admin", tls.clone())));
     }
-    for (i, (_, tls)) in controllers.iter().enumerate() {
+    let mut seen_kinds: Vec<&str> = Vec::new();
+    for (iface, tls) in &interfaces {
+        let kind = iface.kind();
+        // One interface of a kind is the usual case; more get their index
+        // among that kind.
+        let nth = seen_kinds.iter().filter(|k| **k == kind).count();
+        seen_kinds.push(kind);
         if let Some(tls) = tls {
-            // One API interface is the usual case; more get their index.
-            let scope = match i {
-                0 => "interface/io.l5d.httpController".to_string(),
-                i => format!("interface/io.l5d.httpController/{i}"),
+            let scope = match nth {
+                0 => format!("interface/{kind}"),
+                n => format!("interface/{kind}/{n}"),
             };
             sources.push(Arc::new(namers::tls::TlsFigures::new(&scope, tls.clone())));
         }
@@ -149,35 +156,45 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     let mut servers = JoinSet::new();
 
     let mut api_addrs = Vec::new();
-    for (controller, tls) in controllers {
-        let listener = TcpListener::bind(controller.addr()).await.map_err(|e| {
+    let mut interface_addrs = Vec::new();
+    for (iface, tls) in interfaces {
+        let kind = iface.kind();
+        let listener = TcpListener::bind(iface.addr()).await.map_err(|e| {
             format!(
-                "interfaces (io.l5d.httpController): cannot listen on {}: {e}",
-                controller.addr()
+                "interfaces ({kind}): cannot listen on {}: {e}",
+                iface.addr()
             )
         })?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
-        api_addrs.push(address);
-        let state = ApiState {
-            namerd: namerd.clone(),
-            write_token: controller.write_token.as_deref().map(Arc::from),
-            stats: http_stats.clone(),
-            stopping: stopping.clone(),
-            local_dtab_limits: config.local_dtab_limits.limits(),
-        };
-        let tracing = tracer.clone().map(|tracer| ApiTracing { tracer, address });
-        let app = api::router(state, controller.max_body_bytes, tracing);
+        interface_addrs.push((kind, address));
         if let Some(tls) = &tls {
             // New certificates are taken when their files change.
             tls.watch();
         }
-        servers.spawn(serve(
-            listener,
-            app,
-            shutdown.clone(),
-            Some(http_stats.clone()),
-            tls,
-        ));
+        match iface {
+            InterfaceConfig::Http(controller) => {
+                api_addrs.push(address);
+                let state = ApiState {
+                    namerd: namerd.clone(),
+                    write_token: controller.write_token.as_deref().map(Arc::from),
+                    stats: http_stats.clone(),
+                    stopping: stopping.clone(),
+                    local_dtab_limits: config.local_dtab_limits.limits(),
+                };
+                let tracing = tracer.clone().map(|tracer| ApiTracing { tracer, address });
+                let app = api::router(state, controller.max_body_bytes, tracing);
+                servers.spawn(serve(
+                    listener,
+                    app,
+                    shutdown.clone(),
+                    Some(http_stats.clone()),
+                    tls,
+                ));
+            }
+            InterfaceConfig::Thrift(_) | InterfaceConfig::Mesh(_) => {
+                return Err(format!("interfaces ({kind}): not supported yet"));
+            }
+        }
     }
 
     let admin_addr = config.admin.addr(crate::config::DEFAULT_ADMIN_PORT);
@@ -208,9 +225,10 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         admin_tls,
     ));
 
-    tracing::info!(?api_addrs, %admin_addr, "namerd is serving");
+    tracing::info!(?interface_addrs, %admin_addr, "namerd is serving");
     Ok(Running {
         api_addrs,
+        interface_addrs,
         admin_addr,
         namerd,
         shutdown,

@@ -25,6 +25,8 @@ mod error;
 #[cfg(any(test, feature = "fake"))]
 #[doc(hidden)]
 pub mod fake;
+/// Linkerd's mesh gRPC API: generated client and server, and conversions.
+pub mod mesh;
 mod namespace;
 #[cfg(test)]
 mod tests;

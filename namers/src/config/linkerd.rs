@@ -178,12 +178,19 @@ const KEYS: &[&str] = &[
     // routers[].service (io.l5d.global and io.l5d.static).
     "routers.service.classificationTimeoutMs",
     "routers.service.retryBufferSize.responseBytes",
-    // namerd.yaml (`interfaces[].tls` is taken: every interface kind this
-    // build has serves TLS).
-    "interfaces.cache",
-    "interfaces.retryBaseSecs",
-    "interfaces.retryJitterSecs",
 ];
+
+/// Every kind Linkerd 1.x has, by the config entry that names it
+/// (`namer`, `http identifier`, `storage`, ...).
+pub fn kinds() -> &'static [(&'static str, &'static [&'static str])] {
+    KINDS
+}
+
+/// The Linkerd keys this build does not take yet, as key paths without
+/// list indexes.
+pub fn keys() -> &'static [&'static str] {
+    KEYS
+}
 
 /// Whether Linkerd 1.x has a kind `kind` for entries of `what` (`namer`,
 /// `identifier`, `interpreter`, ...).

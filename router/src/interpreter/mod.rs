@@ -20,6 +20,7 @@ pub mod fs;
 pub mod lingering;
 pub mod namerd_http;
 mod params;
+pub mod remote;
 
 pub use fs::FsInterpreter;
 pub use lingering::Lingering;

@@ -13,6 +13,8 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::config::KindConfig;
+use crate::interpreter::RouterNaming;
+use namers::{Activity, Binding, Live, NamingError};
 
 /// How long an update may take to reach the router.
 const UPDATE: Duration = Duration::from_secs(1);

@@ -4,7 +4,9 @@
 use std::net::{IpAddr, SocketAddr};
 
 use dtab::{NameTree, Path, Weighted};
-use namers::{Addr, AddrSet, Bound, Endpoint, Live, Metadata, WEIGHT_KEY};
+use namers::{Addr, AddrSet, Endpoint, Metadata, WEIGHT_KEY};
+
+use crate::interpreter::remote::RemoteLeaf;
 use serde_json::{Map, Value};
 
 /// `{"type":"bound","addrs":[{"ip","port","meta"}],"meta":{}}`,
@@ -69,20 +71,9 @@ fn metadata(value: Option<&Value>) -> Result<Metadata, String> {
     }
 }
 
-/// A bound tree. `leaf` gives each bound id its live address; it is also
-/// handed the address namerd sent inline, if it could be read.
-pub(super) fn bound_tree(
-    value: &Value,
-    leaf: &mut dyn FnMut(&Path, Option<Addr>) -> Live<Addr>,
-) -> Result<NameTree<Bound>, String> {
-    tree(value, None, leaf)
-}
-
-fn tree(
-    value: &Value,
-    weight: Option<f64>,
-    leaf: &mut dyn FnMut(&Path, Option<Addr>) -> Live<Addr>,
-) -> Result<NameTree<Bound>, String> {
+/// A bound tree, with each leaf's address when namerd sent it inline and
+/// it could be read.
+pub(super) fn bound_tree(value: &Value) -> Result<NameTree<RemoteLeaf>, String> {
     match kind(value)? {
         "leaf" => {
             let bound = value
@@ -94,18 +85,12 @@ fn tree(
                 None | Some(Value::Null) => Path::empty(),
                 Some(_) => path(bound, "path")?,
             };
-            let inline = bound.get("addr").and_then(|a| addr(a).ok());
-            let addr = leaf(&id, inline);
-            let mut bound = Bound::new(id, residual, addr);
-            bound.weight = weight;
-            Ok(NameTree::Leaf(bound))
+            let addr = bound.get("addr").and_then(|a| addr(a).ok());
+            Ok(NameTree::Leaf(RemoteLeaf { id, residual, addr }))
         }
         "alt" => {
             let branches = array(value, "alt")?;
-            let trees = branches
-                .iter()
-                .map(|t| tree(t, weight, leaf))
-                .collect::<Result<_, _>>()?;
+            let trees = branches.iter().map(bound_tree).collect::<Result<_, _>>()?;
             Ok(NameTree::Alt(trees))
         }
         "union" => {
@@ -120,7 +105,7 @@ fn tree(
                 let subtree = branch
                     .get("tree")
                     .ok_or("a union branch without a `tree`")?;
-                weighted.push(Weighted::new(w, tree(subtree, Some(w), leaf)?));
+                weighted.push(Weighted::new(w, bound_tree(subtree)?));
             }
             Ok(NameTree::Union(weighted))
         }
@@ -159,6 +144,7 @@ fn path(object: &Map<String, Value>, key: &str) -> Result<Path, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use namers::{Bound, Live};
     use serde_json::json;
 
     #[test]
@@ -224,38 +210,32 @@ mod tests {
             NameTree::Empty,
         ]);
         let doc = namers::json::bound_tree(&original);
-        let mut seen = Vec::new();
-        let parsed = bound_tree(&doc, &mut |id, inline| {
-            seen.push((id.show(), inline.clone()));
-            Live::constant(inline.unwrap_or_default())
-        })
-        .unwrap();
-        assert_eq!(parsed.show(), original.show());
-        assert_eq!(seen.len(), 2);
-        assert!(matches!(seen[0].1, Some(Addr::Bound(_))));
+        let parsed = bound_tree(&doc).unwrap();
+        let ids = parsed.map(&mut |leaf: &RemoteLeaf| leaf.id.clone());
+        assert_eq!(ids.show(), original.show());
         let NameTree::Alt(alts) = &parsed else {
             panic!("not alt")
         };
         let NameTree::Union(branches) = &alts[0] else {
             panic!("not union")
         };
+        assert_eq!(branches[0].weight, 3.0);
         let NameTree::Leaf(a) = &branches[0].tree else {
             panic!("not leaf")
         };
-        assert_eq!((a.weight, a.residual.show()), (Some(3.0), "/x".to_string()));
+        assert_eq!(a.residual.show(), "/x");
+        assert!(matches!(a.addr, Some(Addr::Bound(_))));
         let NameTree::Alt(inner) = &branches[1].tree else {
             panic!("not alt")
         };
         let NameTree::Leaf(b) = &inner[1] else {
             panic!("not leaf")
         };
-        assert_eq!(b.weight, Some(1.0));
         assert!(b.residual.is_empty());
     }
 
     #[test]
     fn malformed_trees_are_errors() {
-        let mut leaf = |_: &Path, _: Option<Addr>| Live::constant(Addr::Pending);
         for bad in [
             json!({"type":"leaf"}),
             json!({"type":"leaf","bound":{"id":"not a path"}}),
@@ -265,7 +245,7 @@ mod tests {
             json!({"type":"exception"}),
             json!([]),
         ] {
-            assert!(bound_tree(&bad, &mut leaf).is_err(), "{bad}");
+            assert!(bound_tree(&bad).is_err(), "{bad}");
         }
     }
 }

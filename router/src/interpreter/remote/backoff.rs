@@ -28,7 +28,7 @@ impl Default for Retry {
 /// The reconnection schedule of one watch: namerd-watch policy (reopen at
 /// once after a stream that worked) over the shared exponential backoff.
 #[derive(Debug)]
-pub(super) struct Backoff {
+pub(crate) struct Backoff {
     retry: Retry,
     schedule: ExponentialBackoff,
     /// Attempts since the last one that delivered a value.
@@ -38,7 +38,7 @@ pub(super) struct Backoff {
 }
 
 impl Backoff {
-    pub(super) fn new(retry: Retry) -> Backoff {
+    pub(crate) fn new(retry: Retry) -> Backoff {
         Backoff {
             retry,
             schedule: ExponentialBackoff::new(retry.base, retry.max),
@@ -55,7 +55,7 @@ impl Backoff {
     /// happened within `base` (a namerd that answers and hangs up each
     /// time must not be hammered). Each further failure doubles the delay,
     /// from `base` up to `max`.
-    pub(super) fn next_delay(&mut self, progressed: bool, now: Instant, unit: f64) -> Duration {
+    pub(crate) fn next_delay(&mut self, progressed: bool, now: Instant, unit: f64) -> Duration {
         if progressed {
             self.failures = 0;
         }
@@ -72,7 +72,7 @@ impl Backoff {
     }
 
     /// Consecutive failed attempts.
-    pub(super) fn failures(&self) -> u32 {
+    pub(crate) fn failures(&self) -> u32 {
         self.failures
     }
 }

@@ -7,7 +7,7 @@ use std::sync::PoisonError;
 
 /// The interpreter's view of namerd.
 #[derive(Debug, Default)]
-pub(super) struct Reach {
+pub(crate) struct Reach {
     state: Mutex<State>,
 }
 
@@ -24,7 +24,7 @@ struct State {
 impl Reach {
     /// namerd answered (a watch delivered a value, or the readiness probe
     /// read the namespace).
-    pub(super) fn answered(&self, namespace: &str, namerd: &str) {
+    pub(crate) fn answered(&self, namespace: &str, namerd: &str) {
         let mut state = self.lock();
         state.heard = true;
         if std::mem::take(&mut state.down) {
@@ -33,7 +33,7 @@ impl Reach {
     }
 
     /// An attempt to reach namerd failed.
-    pub(super) fn failed(&self, namespace: &str, namerd: &str, error: &str) {
+    pub(crate) fn failed(&self, namespace: &str, namerd: &str, error: &str) {
         let mut state = self.lock();
         if !state.down {
             state.down = true;
@@ -57,12 +57,12 @@ impl Reach {
     }
 
     /// Whether the latest attempt to reach namerd failed.
-    pub(super) fn is_down(&self) -> bool {
+    pub(crate) fn is_down(&self) -> bool {
         self.lock().down
     }
 
     /// `Ok` once namerd has answered; else the latest reason it did not.
-    pub(super) fn heard(&self) -> Result<(), Option<String>> {
+    pub(crate) fn heard(&self) -> Result<(), Option<String>> {
         let state = self.lock();
         if state.heard {
             Ok(())
