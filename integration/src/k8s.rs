@@ -3,7 +3,9 @@
 //! No API server can run on the test machines, so tests of Kubernetes
 //! clients talk to this fake. It follows the documented list + watch
 //! protocol for the two core `v1` resources a namer reads, Services and
-//! Endpoints, in a namespace (`/api/v1/namespaces/<ns>/{services,endpoints}`):
+//! Endpoints, in a namespace (`/api/v1/namespaces/<ns>/{services,endpoints}`),
+//! and for the one custom resource namerd stores dtabs in, `dtabs.l5d.io`
+//! version `v1alpha1` (`/apis/l5d.io/v1alpha1/namespaces/<ns>/dtabs`):
 //!
 //! - a list answers every object with the collection's current
 //!   `metadata.resourceVersion` (it ignores `limit`, as a server without
@@ -21,17 +23,33 @@
 //! revision in a real cluster. A namespace that has no object is simply
 //! empty, as for the real server's lists.
 //!
+//! Dtabs can also be read, created, replaced and deleted one by one (the
+//! `dtabs` module has the rules: `409 AlreadyExists` for a create of an
+//! existing name, `409 Conflict` for a replace whose `resourceVersion` is
+//! not the stored one, `422 Invalid` for a replace without one, `404` for
+//! what does not exist). The fake has no schema: it stores any JSON object
+//! it is given, as a cluster without the CRD's `openAPIV3Schema` would, and
+//! it does no admission, no finalizers, no `generateName`, no field
+//! selectors and no server-side apply. Services and Endpoints are only
+//! written through the test controls.
+//!
 //! Test controls simulate what clusters do to their clients: a watch that
 //! ends mid-stream ([`FakeKube::end_watches`]), a bookmark
 //! ([`FakeKube::send_bookmarks`]), a compaction that makes every open watch
 //! expire ([`FakeKube::expire_watches`]), and an outage
 //! ([`FakeKube::set_down`]: 503 for every request, open watches cut).
 //! [`FakeKube::open_watches`] counts the watch streams being served, so a
-//! test can check that a client stops watching.
+//! test can check that a client stops watching. [`FakeKube::apply_dtab`]
+//! and [`FakeKube::apply_object`] change a dtab behind the client's back,
+//! as `kubectl edit` or `kubectl apply` would, and
+//! [`FakeKube::race_next_replace`] slips such a change in just before a
+//! client's next replace, so that the replace meets `409 Conflict`.
 
+mod dtabs;
 mod objects;
 mod stream;
 
+pub use dtabs::{DTAB_API_VERSION, DTAB_PATH_PREFIX, dtab_object};
 pub use objects::{Endpoints, Service, TargetPort};
 
 use std::collections::BTreeMap;
@@ -58,13 +76,15 @@ use crate::consul::percent_decode;
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// The two resources served.
+/// The resources served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
     /// `services`
     Services,
     /// `endpoints`
     Endpoints,
+    /// `dtabs.l5d.io`, the custom resource namerd keeps dtabs in.
+    Dtabs,
 }
 
 impl Resource {
@@ -80,6 +100,7 @@ impl Resource {
         match self {
             Resource::Services => "ServiceList",
             Resource::Endpoints => "EndpointsList",
+            Resource::Dtabs => "DTabList",
         }
     }
 
@@ -87,6 +108,14 @@ impl Resource {
         match self {
             Resource::Services => "Service",
             Resource::Endpoints => "Endpoints",
+            Resource::Dtabs => "DTab",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            Resource::Services | Resource::Endpoints => "v1",
+            Resource::Dtabs => DTAB_API_VERSION,
         }
     }
 }
@@ -94,6 +123,8 @@ impl Resource {
 /// A request the fake received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeenRequest {
+    /// The method (`GET`, `POST`, `PUT`, `DELETE`).
+    pub method: String,
     /// The path.
     pub path: String,
     /// The query string, decoded, empty if none.
@@ -128,6 +159,9 @@ struct Shared {
     /// Bumping it drops every open connection.
     connections: watch::Sender<u64>,
     log: Mutex<Vec<SeenRequest>>,
+    /// Dtabs written just before the next replace of their object: another
+    /// writer that gets in between a client's read and its write.
+    races: Mutex<Vec<Value>>,
 }
 
 /// One object, stored as the API serves it.
@@ -173,6 +207,7 @@ impl FakeKube {
             open_watches: AtomicUsize::new(0),
             connections: watch::channel(0).0,
             log: Mutex::new(Vec::new()),
+            races: Mutex::new(Vec::new()),
         });
         let accept = tokio::spawn(accept_loop(shared.clone(), listener));
         Ok(FakeKube {
@@ -211,52 +246,58 @@ impl FakeKube {
         self.put(Resource::Endpoints, namespace, name, stored);
     }
 
+    /// Creates or replaces a dtab in the shape Linkerd's namerd writes:
+    /// `dentries` is a list of `(prefix, dst)`.
+    pub fn apply_dtab(&self, namespace: &str, name: &str, dentries: &[(&str, &str)]) {
+        let object = dtab_object(namespace, name, dentries);
+        self.put(Resource::Dtabs, namespace, name, Stored::new(object));
+    }
+
+    /// Creates or replaces `object`, whatever it holds, as `kubectl apply`
+    /// does (the fake has no schema). Its namespace and name are read from
+    /// its `metadata`; says which resource version it got.
+    pub fn apply_object(&self, resource: Resource, object: Value) -> Result<u64, String> {
+        let meta = |key: &str| {
+            object
+                .pointer(&format!("/metadata/{key}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| format!("the object has no metadata.{key}: {object}"))
+        };
+        let (namespace, name) = (meta("namespace")?, meta("name")?);
+        Ok(self.put(resource, &namespace, &name, Stored::new(object)))
+    }
+
+    /// Makes `object` (a DTab) be written just before the next replace of
+    /// the DTab of the same namespace and name arrives, as if another
+    /// writer got in between that client's read and its write: the
+    /// replace then carries a stale resource version.
+    pub fn race_next_replace(&self, object: Value) {
+        lock(&self.shared.races).push(object);
+    }
+
+    /// The stored object, as a GET would answer it.
+    pub fn object(&self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
+        let key = (resource, namespace.to_string(), name.to_string());
+        let state = self.shared.lock();
+        state.objects.get(&key).map(|stored| stored.object.clone())
+    }
+
     /// Deletes an object; says whether it existed.
     pub fn delete(&self, resource: Resource, namespace: &str, name: &str) -> bool {
-        let existed = {
-            let mut state = self.shared.lock();
-            let key = (resource, namespace.to_string(), name.to_string());
-            match state.objects.remove(&key) {
-                Some(mut stored) => {
-                    let version = state.next_version();
-                    set_version(&mut stored.object, version);
-                    state.history.push(Change {
-                        version,
-                        resource,
-                        namespace: namespace.to_string(),
-                        kind: "DELETED",
-                        labels: stored.labels,
-                        object: stored.object,
-                    });
-                    true
-                }
-                None => false,
-            }
-        };
+        let existed = self
+            .shared
+            .lock()
+            .remove(resource, namespace, name)
+            .is_some();
         self.shared.wake();
         existed
     }
 
-    fn put(&self, resource: Resource, namespace: &str, name: &str, mut stored: Stored) {
-        {
-            let mut state = self.shared.lock();
-            let version = state.next_version();
-            set_version(&mut stored.object, version);
-            let key = (resource, namespace.to_string(), name.to_string());
-            let kind = match state.objects.insert(key, stored.clone()) {
-                Some(_) => "MODIFIED",
-                None => "ADDED",
-            };
-            state.history.push(Change {
-                version,
-                resource,
-                namespace: namespace.to_string(),
-                kind,
-                labels: stored.labels,
-                object: stored.object,
-            });
-        }
+    fn put(&self, resource: Resource, namespace: &str, name: &str, stored: Stored) -> u64 {
+        let version = self.shared.lock().put(resource, namespace, name, stored);
         self.shared.wake();
+        version
     }
 
     /// Ends every open watch stream cleanly, as an API server does when it
@@ -333,10 +374,66 @@ impl Shared {
     }
 }
 
+impl Stored {
+    /// An object to store, with the labels of its `metadata`.
+    fn new(object: Value) -> Stored {
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|labels| {
+                labels
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Stored { labels, object }
+    }
+}
+
 impl State {
     fn next_version(&mut self) -> u64 {
         self.version += 1;
         self.version
+    }
+
+    /// Stores `stored` under a new resource version and records the
+    /// change; returns that version.
+    fn put(&mut self, resource: Resource, namespace: &str, name: &str, mut stored: Stored) -> u64 {
+        let version = self.next_version();
+        set_version(&mut stored.object, version);
+        let key = (resource, namespace.to_string(), name.to_string());
+        let kind = match self.objects.insert(key, stored.clone()) {
+            Some(_) => "MODIFIED",
+            None => "ADDED",
+        };
+        self.history.push(Change {
+            version,
+            resource,
+            namespace: namespace.to_string(),
+            kind,
+            labels: stored.labels,
+            object: stored.object,
+        });
+        version
+    }
+
+    /// Removes an object and records the change; returns it as it was
+    /// last seen (with the resource version of its deletion).
+    fn remove(&mut self, resource: Resource, namespace: &str, name: &str) -> Option<Value> {
+        let key = (resource, namespace.to_string(), name.to_string());
+        let mut stored = self.objects.remove(&key)?;
+        let version = self.next_version();
+        set_version(&mut stored.object, version);
+        self.history.push(Change {
+            version,
+            resource,
+            namespace: namespace.to_string(),
+            kind: "DELETED",
+            labels: stored.labels,
+            object: stored.object.clone(),
+        });
+        Some(stored.object)
     }
 }
 
@@ -356,7 +453,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
     let service_shared = shared.clone();
     let service = service_fn(move |req| {
         let shared = service_shared.clone();
-        async move { Ok::<_, Infallible>(handle(shared, req)) }
+        async move { Ok::<_, Infallible>(handle(shared, req).await) }
     });
     let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     tokio::select! {
@@ -414,11 +511,13 @@ impl Query {
     }
 }
 
-fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
     let path = req.uri().path().to_string();
     let raw_query = req.uri().query().unwrap_or("").to_string();
     let query = Query::parse(&raw_query);
     lock(&shared.log).push(SeenRequest {
+        method: method.to_string(),
         path: path.clone(),
         query: percent_decode(&raw_query, true),
         watch: query.as_ref().is_ok_and(|q| q.watch),
@@ -431,22 +530,70 @@ fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         );
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (namespace, resource) = match segments.as_slice() {
+    let (namespace, resource, name) = match segments.as_slice() {
         ["api", "v1", "namespaces", ns, resource] => match Resource::from_path(resource) {
-            Some(r) => (ns.to_string(), r),
+            Some(r) => (ns.to_string(), r, None),
             None => return not_found(&path),
         },
+        ["apis", "l5d.io", "v1alpha1", "namespaces", ns, "dtabs"] => {
+            (ns.to_string(), Resource::Dtabs, None)
+        }
+        [
+            "apis",
+            "l5d.io",
+            "v1alpha1",
+            "namespaces",
+            ns,
+            "dtabs",
+            name,
+        ] => (ns.to_string(), Resource::Dtabs, Some(name.to_string())),
         _ => return not_found(&path),
     };
     let query = match query {
         Ok(q) => q,
         Err(why) => return status(StatusCode::BAD_REQUEST, "BadRequest", &why),
     };
-    if query.watch {
-        stream::respond_watch(shared, namespace, resource, query)
-    } else {
-        list(&shared, &namespace, resource, &query)
+    let writable = resource == Resource::Dtabs;
+    match (method, name) {
+        (http::Method::GET, None) if query.watch => {
+            stream::respond_watch(shared, namespace, resource, query)
+        }
+        (http::Method::GET, None) => list(&shared, &namespace, resource, &query),
+        (http::Method::GET, Some(name)) => dtabs::get(&shared, &namespace, &name),
+        (http::Method::POST, None) if writable => match read_object(req).await {
+            Ok(object) => dtabs::create(&shared, &namespace, object),
+            Err(refused) => *refused,
+        },
+        (http::Method::PUT, Some(name)) => match read_object(req).await {
+            Ok(object) => dtabs::replace(&shared, &namespace, &name, object),
+            Err(refused) => *refused,
+        },
+        (http::Method::DELETE, Some(name)) => {
+            let options = read_object(req).await.unwrap_or(Value::Null);
+            dtabs::delete(&shared, &namespace, &name, &options)
+        }
+        (method, _) => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            &format!("{method} is not supported on {path}"),
+        ),
     }
+}
+
+/// The JSON object a request carries (`null` for an empty body), or the
+/// answer that refuses it.
+async fn read_object(req: Request<Incoming>) -> Result<Value, Box<Response<Body>>> {
+    let bad = |why: String| Box::new(status(StatusCode::BAD_REQUEST, "BadRequest", &why));
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| bad(format!("reading the body: {e}")))?
+        .to_bytes();
+    if body.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&body).map_err(|e| bad(format!("the body is not JSON: {e}")))
 }
 
 fn list(shared: &Shared, namespace: &str, resource: Resource, query: &Query) -> Response<Body> {
@@ -461,7 +608,7 @@ fn list(shared: &Shared, namespace: &str, resource: Resource, query: &Query) -> 
         .collect();
     let body = json!({
         "kind": resource.list_kind(),
-        "apiVersion": "v1",
+        "apiVersion": resource.api_version(),
         "metadata": {"resourceVersion": state.version.to_string()},
         "items": items,
     });

@@ -181,6 +181,7 @@ const STORAGE_KINDS: &[(&str, BuildStore)] = &[
         let config: crate::store::consul::ConsulConfig = kind_params(p)?;
         Ok(Arc::new(config.build()?))
     }),
+    ("io.l5d.k8s", crate::store::k8s::build),
 ];
 
 /// The storage kinds this build has.
@@ -374,6 +375,23 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn linkerds_k8s_storage_config_builds_and_its_keys_are_checked() {
+        let with = |storage: &str| {
+            parse(&format!(
+                "storage:\n  kind: io.l5d.k8s\n{storage}interfaces:\n- kind: io.l5d.httpController\n"
+            ))
+            .unwrap()
+            .build_store()
+        };
+        assert!(with("  host: localhost\n  port: 8001\n  namespace: linkerd\n").is_ok());
+        assert!(with("").is_ok());
+        let err = with("  namespace: Linkerd\n").err().unwrap();
+        assert!(err.starts_with("storage (io.l5d.k8s): namespace:"), "{err}");
+        let err = with("  hots: x\n").err().unwrap();
+        assert!(err.contains("io.l5d.k8s") && err.contains("hots"), "{err}");
     }
 
     #[test]

@@ -123,7 +123,7 @@ async fn stream_changes(
                     let version = shared.lock().version;
                     seen = seen.max(version);
                     let event = json!({"type": "BOOKMARK", "object": {
-                        "kind": resource.kind(), "apiVersion": "v1",
+                        "kind": resource.kind(), "apiVersion": resource.api_version(),
                         "metadata": {"resourceVersion": version.to_string()},
                     }});
                     if tx.send(line(&event)).await.is_err() {

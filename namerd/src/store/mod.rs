@@ -14,6 +14,7 @@ pub mod contract;
 pub mod counted;
 pub mod disk;
 pub mod etcd;
+pub mod k8s;
 pub mod memory;
 pub mod zk;
 

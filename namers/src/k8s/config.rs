@@ -117,7 +117,8 @@ impl K8sConfig {
 
 /// The API server named by `host` and `port`: in-cluster only when neither
 /// is given and the pod runs in a cluster, as a `kubectl proxy` otherwise.
-pub(crate) fn api_server(
+/// namerd's `io.l5d.k8s` dtab store reads its keys the same way.
+pub fn api_server(
     host: Option<&str>,
     port: Option<u16>,
     in_cluster: bool,

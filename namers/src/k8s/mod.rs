@@ -45,7 +45,7 @@ mod config;
 mod resolve;
 mod watch;
 
-pub use config::{ApiServer, K8sConfig, K8sConfigError, Timing};
+pub use config::{ApiServer, K8sConfig, K8sConfigError, Timing, api_server};
 pub use resolve::NODE_NAME_KEY;
 
 use std::collections::HashMap;
