@@ -1,8 +1,10 @@
 //! `dtab_propagation`: how long a `namerctl dtab update` takes to change
 //! where the router sends traffic.
 //!
-//! It starts the real `namerd` (embedded disk store) and `router` (namerd
-//! interpreter) binaries, and two backends in this process, `a` and `b`.
+//! It starts the real `namerd` (embedded disk store, serving its HTTP,
+//! thrift and mesh interfaces) and, for each namerd interpreter kind in
+//! turn (`io.l5d.namerd.http`, `io.l5d.namerd`, `io.l5d.mesh`), a `router`
+//! binary using it, and two backends in this process, `a` and `b`.
 //! Each round rewrites namespace `default` with `namerctl dtab update`,
 //! alternating `/svc/web` between the two backends, while a client sends
 //! requests for `web` through the router back to back on one keep-alive
@@ -12,6 +14,7 @@
 //!
 //! ```sh
 //! cargo run --release -p examples --bin dtab_propagation -- --updates 100
+//! cargo run --release -p examples --bin dtab_propagation -- --interpreters io.l5d.mesh
 //! ```
 
 use std::net::SocketAddr;
@@ -38,6 +41,13 @@ struct Args {
     /// they are built with `cargo build --release -p namerd -p router`.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// The interpreter kinds to time, one router each, in turn.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "io.l5d.namerd.http,io.l5d.namerd,io.l5d.mesh"
+    )]
+    interpreters: Vec<String>,
 }
 
 /// The longest a single update may take before the run fails.
@@ -51,18 +61,18 @@ async fn main() -> Result<()> {
         None => build()?,
     };
     let work = tempdir("dtab-propagation")?;
-    let result = run(&bin_dir, &work, args.updates).await;
+    let result = run(&bin_dir, &work, args.updates, &args.interpreters).await;
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
-async fn run(bin_dir: &Path, work: &Path, updates: u32) -> Result<()> {
+async fn run(bin_dir: &Path, work: &Path, updates: u32, kinds: &[String]) -> Result<()> {
     let a = backend("a").await?;
     let b = backend("b").await?;
 
-    let namerd_port = free_port()?;
+    let (http_port, thrift_port, mesh_port) = (free_port()?, free_port()?, free_port()?);
     let namerd_yaml = format!(
-        "admin:\n  ip: 127.0.0.1\n  port: {}\nstorage:\n  kind: io.switchboard.disk\n  dir: {}\ninterfaces:\n- kind: io.l5d.httpController\n  ip: 127.0.0.1\n  port: {namerd_port}\n",
+        "admin:\n  ip: 127.0.0.1\n  port: {}\nstorage:\n  kind: io.switchboard.disk\n  dir: {}\ninterfaces:\n- kind: io.l5d.httpController\n  ip: 127.0.0.1\n  port: {http_port}\n- kind: io.l5d.thriftNameInterpreter\n  ip: 127.0.0.1\n  port: {thrift_port}\n- kind: io.l5d.mesh\n  ip: 127.0.0.1\n  port: {mesh_port}\n",
         free_port()?,
         work.join("store").display(),
     );
@@ -71,9 +81,11 @@ async fn run(bin_dir: &Path, work: &Path, updates: u32) -> Result<()> {
         Command::new(bin_dir.join("namerd")).arg(work.join("namerd.yaml")),
         &work.join("namerd.log"),
     )?;
-    wait_listening(namerd_port).await?;
+    for port in [http_port, thrift_port, mesh_port] {
+        wait_listening(port).await?;
+    }
 
-    let base_url = format!("http://127.0.0.1:{namerd_port}");
+    let base_url = format!("http://127.0.0.1:{http_port}");
     let dtab_file = work.join("dtab");
     std::fs::write(&dtab_file, dtab_to(a))?;
     namerctl(
@@ -84,32 +96,15 @@ async fn run(bin_dir: &Path, work: &Path, updates: u32) -> Result<()> {
     )
     .await?;
 
-    let router_port = free_port()?;
-    let router_yaml = format!(
-        "admin:\n  ip: 127.0.0.1\n  port: {}\nrouters:\n- protocol: http\n  interpreter:\n    kind: io.l5d.namerd.http\n    dst: /$/inet/127.0.0.1/{namerd_port}\n    namespace: default\n  servers:\n  - ip: 127.0.0.1\n    port: {router_port}\n",
-        free_port()?,
-    );
-    std::fs::write(work.join("router.yaml"), router_yaml)?;
-    let _router = ChildProcess::spawn(
-        Command::new(bin_dir.join("router")).arg(work.join("router.yaml")),
-        &work.join("router.log"),
-    )?;
-    wait_listening(router_port).await?;
-
-    let mut client = Client::connect(router_port).await?;
-    let deadline = Instant::now() + ROUND_LIMIT;
-    while client.get_web().await? != "a" {
-        if Instant::now() > deadline {
-            bail!("the router never routed web to backend a");
-        }
-    }
-
-    let mut from_start = Vec::new();
-    let mut from_ack = Vec::new();
-    for round in 0..updates {
-        let (target, name) = if round % 2 == 0 { (b, "b") } else { (a, "a") };
-        std::fs::write(&dtab_file, dtab_to(target))?;
-        let started = Instant::now();
+    for kind in kinds {
+        let (port, namespace) = match kind.as_str() {
+            "io.l5d.namerd.http" => (http_port, "namespace: default"),
+            "io.l5d.namerd" => (thrift_port, "namespace: default"),
+            "io.l5d.mesh" => (mesh_port, "root: /default"),
+            other => bail!("{other:?} is not a namerd interpreter kind"),
+        };
+        // The dtab routes web to `a` again before each kind's rounds.
+        std::fs::write(&dtab_file, dtab_to(a))?;
         namerctl(
             bin_dir,
             &base_url,
@@ -117,22 +112,82 @@ async fn run(bin_dir: &Path, work: &Path, updates: u32) -> Result<()> {
             &dtab_file,
         )
         .await?;
-        let acknowledged = Instant::now();
-        loop {
-            if client.get_web().await? == name {
-                break;
-            }
-            if started.elapsed() > ROUND_LIMIT {
-                bail!("update {round}: web still not routed to {name} after {ROUND_LIMIT:?}");
+        let router_port = free_port()?;
+        let router_yaml = format!(
+            "admin:\n  ip: 127.0.0.1\n  port: {}\nrouters:\n- protocol: http\n  interpreter:\n    kind: {kind}\n    dst: /$/inet/127.0.0.1/{port}\n    {namespace}\n  servers:\n  - ip: 127.0.0.1\n    port: {router_port}\n",
+            free_port()?,
+        );
+        let config = work.join(format!("router-{kind}.yaml"));
+        std::fs::write(&config, router_yaml)?;
+        let _router = ChildProcess::spawn(
+            Command::new(bin_dir.join("router")).arg(&config),
+            &work.join(format!("router-{kind}.log")),
+        )?;
+        wait_listening(router_port).await?;
+        let rounds = Rounds {
+            bin_dir,
+            base_url: &base_url,
+            dtab_file: &dtab_file,
+            backends: (a, b),
+        };
+        rounds.time(kind, router_port, updates).await?;
+    }
+    Ok(())
+}
+
+/// What each round of updates needs.
+struct Rounds<'a> {
+    bin_dir: &'a Path,
+    base_url: &'a str,
+    dtab_file: &'a Path,
+    backends: (SocketAddr, SocketAddr),
+}
+
+impl Rounds<'_> {
+    /// Times `updates` rounds through the router on `router_port`.
+    async fn time(&self, kind: &str, router_port: u16, updates: u32) -> Result<()> {
+        let (a, b) = self.backends;
+        let mut client = Client::connect(router_port).await?;
+        let deadline = Instant::now() + ROUND_LIMIT;
+        while client.get_web().await? != "a" {
+            if Instant::now() > deadline {
+                bail!("{kind}: the router never routed web to backend a");
             }
         }
-        from_start.push(started.elapsed());
-        from_ack.push(acknowledged.elapsed());
+        let mut from_start = Vec::new();
+        let mut from_ack = Vec::new();
+        for round in 0..updates {
+            let (target, name) = if round % 2 == 0 { (b, "b") } else { (a, "a") };
+            std::fs::write(self.dtab_file, dtab_to(target))?;
+            let started = Instant::now();
+            namerctl(
+                self.bin_dir,
+                self.base_url,
+                &["dtab", "update", "default"],
+                self.dtab_file,
+            )
+            .await?;
+            let acknowledged = Instant::now();
+            loop {
+                if client.get_web().await? == name {
+                    break;
+                }
+                if started.elapsed() > ROUND_LIMIT {
+                    bail!(
+                        "{kind}: update {round}: web still not routed to {name} after {ROUND_LIMIT:?}"
+                    );
+                }
+            }
+            from_start.push(started.elapsed());
+            from_ack.push(acknowledged.elapsed());
+        }
+        println!(
+            "{updates} updates of /svc/web through namerctl, namerd (disk store) and a router with {kind}:"
+        );
+        report("namerctl started -> routed", &mut from_start);
+        report("namerctl exited  -> routed", &mut from_ack);
+        Ok(())
     }
-    println!("{updates} updates of /svc/web through namerctl, namerd (disk store) and the router:");
-    report("namerctl started -> routed", &mut from_start);
-    report("namerctl exited  -> routed", &mut from_ack);
-    Ok(())
 }
 
 fn dtab_to(backend: SocketAddr) -> String {

@@ -1,8 +1,8 @@
 //! The router and namerd configs held in ConfigMaps: which container reads
 //! each, and the checks `router --check` and `namerd --check` run on them.
 //!
-//! A config is checked in a child process (this test binary again, running
-//! `config_check_child`) with the environment its container would have:
+//! A config is checked in a child process (the `config_check` binary of
+//! this package) with the environment its container would have:
 //! the Kubernetes transformers read `POD_IP` or `NODE_NAME` when they are
 //! built, and a test may not set its own environment (that is `unsafe`).
 
@@ -40,14 +40,6 @@ impl Program {
         match self {
             Program::Router => "router",
             Program::Namerd => "namerd",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Program> {
-        match name {
-            "router" => Some(Program::Router),
-            "namerd" => Some(Program::Namerd),
-            _ => None,
         }
     }
 }
@@ -369,19 +361,11 @@ fn run_child(
     text: &str,
     env: &BTreeMap<String, String>,
 ) -> Result<(), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("this test's executable: {e}"))?;
-    let mut command = Command::new(exe);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_config_check"));
     command
-        .args([
-            "configs::config_check_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("DEPLOY_CHECK_PROGRAM", program.name())
-        .env("DEPLOY_CHECK_NAME", name)
-        .env("DEPLOY_CHECK_TEXT", text);
+        .arg(program.name())
+        .arg(name)
+        .env("CONFIG_CHECK_TEXT", text);
     for var in [
         "NODE_NAME",
         "POD_IP",
@@ -411,69 +395,4 @@ fn run_child(
             String::from_utf8_lossy(&output.stderr)
         )),
     }
-}
-
-/// The real checks of the config given by the `DEPLOY_CHECK_*` variables,
-/// run in a child process by [`check`]; prints its verdict.
-#[test]
-#[ignore = "run by embedded_configs_pass_the_real_checks, in a child process with a pod's environment"]
-fn config_check_child() {
-    let var = |name: &str| std::env::var(name).ok();
-    let (Some(program), Some(name), Some(text)) = (
-        var("DEPLOY_CHECK_PROGRAM"),
-        var("DEPLOY_CHECK_NAME"),
-        var("DEPLOY_CHECK_TEXT"),
-    ) else {
-        eprintln!(
-            "nothing to check: this runs as a child of embedded_configs_pass_the_real_checks"
-        );
-        return;
-    };
-    let verdict = match Program::from_name(&program) {
-        Some(Program::Router) => check_router(&name, &text),
-        Some(Program::Namerd) => check_namerd(&name, &text),
-        None => Err(format!("no program {program:?}")),
-    };
-    match verdict {
-        Ok(()) => println!("{VERDICT} ok"),
-        Err(e) => println!(
-            "{VERDICT} {}",
-            serde_json::to_string(&e).unwrap_or_default()
-        ),
-    }
-}
-
-/// What `router --check` runs (router/src/bin/router.rs), on a text.
-fn check_router(name: &str, text: &str) -> Result<(), String> {
-    let source = namers::config::Source::new(name, text);
-    let config: router::config::Config = source.parse().map_err(|e| e.to_string())?;
-    let specs = config
-        .validate()
-        .map_err(|e| source.error(&e).to_string())?;
-    runtime()?.block_on(async {
-        router::server::check(&config, &specs)
-            .and_then(|()| router::admin::tls(&config.admin).map(drop))
-            .map_err(|e| source.error(&e).to_string())
-    })
-}
-
-/// What `namerd --check` runs (namerd/src/bin/namerd.rs), on a text.
-fn check_namerd(name: &str, text: &str) -> Result<(), String> {
-    let source = namers::config::Source::new(name, text);
-    let config: namerd::config::NamerdConfig = source.parse().map_err(|e| e.to_string())?;
-    config
-        .validate()
-        .map_err(|e| source.error(&e).to_string())?;
-    runtime()?.block_on(async {
-        namerd::server::build(&config)
-            .map(drop)
-            .map_err(|e| source.error(&e).to_string())
-    })
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("a runtime: {e}"))
 }
