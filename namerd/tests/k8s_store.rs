@@ -313,16 +313,27 @@ async fn a_watch_lists_again_after_410_gone_and_resumes_after_a_cut() {
     let fake = FakeKube::start().await.unwrap();
     let store = store(&fake);
     fake.apply_dtab("default", "web", &[("/svc", "/a")]);
+    fake.apply_dtab("default", "old", &[("/svc", "/old")]);
     let watch = store.watch(&ns("web"));
+    let old = store.watch(&ns("old"));
     wait_for_dtab(&watch, "/svc=>/a").await;
+    wait_for_dtab(&old, "/svc=>/old").await;
     let listed = lists(&fake, "default");
-    eventually("a watch open", || fake.open_watches() == 1).await;
-
-    // A compaction: the open watch is told `410 Gone`, and a change made
-    // meanwhile is only seen through a fresh list.
-    fake.expire_watches();
+    // A compaction: the open watch is told `410 Gone`, and the changes
+    // made meanwhile are only seen through a fresh list, which replaces
+    // what was known (a deletion included).
+    // The changes are made while the watch is cut, and compacted away
+    // before it comes back, so only a list can show them.
+    fake.set_down(true);
     fake.apply_dtab("default", "web", &[("/svc", "/b")]);
+    assert!(fake.delete(Resource::Dtabs, "default", "old"));
+    fake.expire_watches();
+    fake.set_down(false);
     wait_for_dtab(&watch, "/svc=>/b").await;
+    wait_for(&old, LIMIT, "old deleted", |s| {
+        matches!(s, Activity::Ok(None))
+    })
+    .await;
     eventually("a second list", || lists(&fake, "default") > listed).await;
 
     // Bookmarks move the watch on without changing anything.

@@ -88,29 +88,19 @@ async fn stream_changes(
         // Told the client its version is gone.
         return;
     }
+    let watch = Watch {
+        shared: &shared,
+        tx: &tx,
+        namespace: &namespace,
+        resource,
+        query: &query,
+    };
     loop {
         changes.borrow_and_update();
-        let pending: Vec<Change> = {
-            let state = shared.lock();
-            state
-                .history
-                .iter()
-                .filter(|c| c.version > seen)
-                .cloned()
-                .collect()
+        let Some(sent) = watch.send_changes(seen).await else {
+            return;
         };
-        for change in pending {
-            seen = change.version;
-            let ours = change.resource == resource
-                && change.namespace == namespace
-                && query.selects(&change.labels);
-            if ours {
-                let event = json!({"type": change.kind, "object": change.object});
-                if tx.send(line(&event)).await.is_err() {
-                    return;
-                }
-            }
-        }
+        seen = sent;
         tokio::select! {
             _ = changes.changed() => {}
             command = commands.recv() => match command {
@@ -120,11 +110,15 @@ async fn stream_changes(
                     return;
                 }
                 Ok(Command::Bookmark) if query.bookmarks => {
-                    let version = shared.lock().version;
-                    seen = seen.max(version);
+                    // A bookmark promises that every change up to its
+                    // version was sent: send those not sent yet first.
+                    let Some(sent) = watch.send_changes(seen).await else {
+                        return;
+                    };
+                    seen = sent;
                     let event = json!({"type": "BOOKMARK", "object": {
                         "kind": resource.kind(), "apiVersion": resource.api_version(),
-                        "metadata": {"resourceVersion": version.to_string()},
+                        "metadata": {"resourceVersion": seen.to_string()},
                     }});
                     if tx.send(line(&event)).await.is_err() {
                         return;
@@ -135,6 +129,43 @@ async fn stream_changes(
             () = tx.closed() => return,
             () = &mut timeout => return,
         }
+    }
+}
+
+/// What one watch streams, and to whom.
+struct Watch<'a> {
+    shared: &'a Shared,
+    tx: &'a mpsc::Sender<Bytes>,
+    namespace: &'a str,
+    resource: Resource,
+    query: &'a Query,
+}
+
+impl Watch<'_> {
+    /// Sends the changes after `seen` that this watch selects. Returns the
+    /// version up to which every change has been sent, or `None` once the
+    /// client is gone.
+    async fn send_changes(&self, seen: u64) -> Option<u64> {
+        let (pending, version) = {
+            let state = self.shared.lock();
+            let pending: Vec<Change> = state
+                .history
+                .iter()
+                .filter(|c| c.version > seen)
+                .cloned()
+                .collect();
+            (pending, state.version)
+        };
+        for change in pending {
+            let ours = change.resource == self.resource
+                && change.namespace == self.namespace
+                && self.query.selects(&change.labels);
+            if ours {
+                let event = json!({"type": change.kind, "object": change.object});
+                self.tx.send(line(&event)).await.ok()?;
+            }
+        }
+        Some(version.max(seen))
     }
 }
 
