@@ -342,10 +342,19 @@ fn addr_json(ports: &[u16]) -> Value {
     json!({"type": "bound", "addrs": addrs, "meta": {}})
 }
 
-#[tokio::test]
-async fn the_mesh_interpreter_follows_a_server_written_from_the_protos_alone() {
-    const KIND: &str = "io.l5d.mesh";
-    let state = |tree: &str, ports: &[u16]| {
+/// A server written from an IDL alone, serving a tree for `/svc/web` in
+/// namespace `default`, the endpoints of `/#/io.l5d.fs/web` and `web2`.
+trait IndependentServer {
+    fn addr(&self) -> SocketAddr;
+    /// Serves `tree` (a bound id) for `/svc/web`, and `ports` as `web`'s
+    /// endpoints (`web2` is always on 9090).
+    fn serve(&mut self, tree: &str, ports: &[u16]);
+}
+
+struct Mesh(integration::mesh::MinimalMeshServer);
+
+impl Mesh {
+    fn state(tree: &str, ports: &[u16]) -> Value {
         json!({
             "dtabs": {"default": {"version": "1", "dtab": "/svc=>/#/io.l5d.fs"}},
             "trees": {"default /svc/web": leaf_json(tree)},
@@ -354,68 +363,83 @@ async fn the_mesh_interpreter_follows_a_server_written_from_the_protos_alone() {
                 "/#/io.l5d.fs/web2": addr_json(&[9090]),
             },
         })
-    };
-    let Some(mut server) =
-        integration::mesh::MinimalMeshServer::start(&state("/#/io.l5d.fs/web", &[8080]))
-    else {
-        return;
-    };
-    let naming = interpreter(KIND, server.addr);
-    let mut binding = naming.bind(&Dtab::empty(), &path("/svc/web"));
-    until(KIND, &mut binding, UPDATE, leaf, "/#/io.l5d.fs/web /").await;
-    let mut web = leaf_addr(&binding);
-    until(KIND, &mut web, UPDATE, endpoints, "8080*1").await;
-    naming.ready().await.unwrap();
-
-    server.set_state(&state("/#/io.l5d.fs/web", &[8080, 8081]));
-    until(KIND, &mut web, UPDATE, endpoints, "8080*1,8081*1").await;
-    server.set_state(&state("/#/io.l5d.fs/web2", &[8080, 8081]));
-    until(KIND, &mut binding, UPDATE, leaf, "/#/io.l5d.fs/web2 /").await;
-    let mut web2 = leaf_addr(&binding);
-    until(KIND, &mut web2, UPDATE, endpoints, "9090*1").await;
-
-    // The server goes away: the last answers stay.
-    drop(server);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(leaf(&binding), "/#/io.l5d.fs/web2 /");
-    assert_eq!(endpoints(&web2), "9090*1");
+    }
 }
 
-#[tokio::test]
-async fn the_thrift_interpreter_follows_a_server_written_from_the_idl_alone() {
-    const KIND: &str = "io.l5d.namerd";
-    let state = |tree: &str, ports: &[u16]| {
+impl IndependentServer for Mesh {
+    fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    fn serve(&mut self, tree: &str, ports: &[u16]) {
+        self.0.set_state(&Mesh::state(tree, ports));
+    }
+}
+
+struct Thrift(integration::thrift_namer::MinimalServer);
+
+impl Thrift {
+    fn state(tree: &str, ports: &[u16]) -> Value {
         let addrs: Vec<Value> = ports.iter().map(|p| json!(["127.0.0.1", p])).collect();
         json!({
             "trees": {"default /svc/web": {"type": "leaf", "id": tree, "residual": "/"}},
             "addrs": {"/#/io.l5d.fs/web": addrs, "/#/io.l5d.fs/web2": [["127.0.0.1", 9090]]},
             "dtabs": {"default": "/svc=>/#/io.l5d.fs"},
         })
-    };
-    let Some(server) =
-        integration::thrift_namer::MinimalServer::start(&state("/#/io.l5d.fs/web", &[8080]))
-    else {
-        return;
-    };
-    let naming = interpreter(KIND, server.addr);
+    }
+}
+
+impl IndependentServer for Thrift {
+    fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    fn serve(&mut self, tree: &str, ports: &[u16]) {
+        self.0.update(&Thrift::state(tree, ports));
+    }
+}
+
+/// An interpreter of `kind` against `server`, which starts out serving
+/// `web` on 8080: it follows endpoint and tree changes, and keeps the last
+/// answers once the server is gone.
+async fn follows_an_independent_server(kind: &str, mut server: impl IndependentServer) {
+    let naming = interpreter(kind, server.addr());
     let mut binding = naming.bind(&Dtab::empty(), &path("/svc/web"));
-    until(KIND, &mut binding, UPDATE, leaf, "/#/io.l5d.fs/web /").await;
+    until(kind, &mut binding, UPDATE, leaf, "/#/io.l5d.fs/web /").await;
     let mut web = leaf_addr(&binding);
-    until(KIND, &mut web, UPDATE, endpoints, "8080*1").await;
+    until(kind, &mut web, UPDATE, endpoints, "8080*1").await;
     naming.ready().await.unwrap();
 
-    server.update(&state("/#/io.l5d.fs/web", &[8080, 8081]));
-    until(KIND, &mut web, UPDATE, endpoints, "8080*1,8081*1").await;
-    server.update(&state("/#/io.l5d.fs/web2", &[8080, 8081]));
-    until(KIND, &mut binding, UPDATE, leaf, "/#/io.l5d.fs/web2 /").await;
+    server.serve("/#/io.l5d.fs/web", &[8080, 8081]);
+    until(kind, &mut web, UPDATE, endpoints, "8080*1,8081*1").await;
+    server.serve("/#/io.l5d.fs/web2", &[8080, 8081]);
+    until(kind, &mut binding, UPDATE, leaf, "/#/io.l5d.fs/web2 /").await;
     let mut web2 = leaf_addr(&binding);
-    until(KIND, &mut web2, UPDATE, endpoints, "9090*1").await;
+    until(kind, &mut web2, UPDATE, endpoints, "9090*1").await;
 
     // The server goes away: the last answers stay.
     drop(server);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(leaf(&binding), "/#/io.l5d.fs/web2 /");
-    assert_eq!(endpoints(&web2), "9090*1");
+    assert_eq!(leaf(&binding), "/#/io.l5d.fs/web2 /", "{kind}");
+    assert_eq!(endpoints(&web2), "9090*1", "{kind}");
+}
+
+#[tokio::test]
+async fn the_mesh_interpreter_follows_a_server_written_from_the_protos_alone() {
+    let state = Mesh::state("/#/io.l5d.fs/web", &[8080]);
+    let Some(server) = integration::mesh::MinimalMeshServer::start(&state) else {
+        return;
+    };
+    follows_an_independent_server("io.l5d.mesh", Mesh(server)).await;
+}
+
+#[tokio::test]
+async fn the_thrift_interpreter_follows_a_server_written_from_the_idl_alone() {
+    let state = Thrift::state("/#/io.l5d.fs/web", &[8080]);
+    let Some(server) = integration::thrift_namer::MinimalServer::start(&state) else {
+        return;
+    };
+    follows_an_independent_server("io.l5d.namerd", Thrift(server)).await;
 }
 
 /// The thrift and mesh interpreters reach namerd over TLS: thrift with

@@ -217,34 +217,16 @@ impl Remote for ThriftRemote {
         };
         async move {
             let client = self.client().await.map_err(WatchError::Unreachable)?;
-            let polls = futures_util::stream::unfold(Some((client, request)), |state| async move {
-                let (client, mut request) = state?;
-                loop {
-                    match client.bind(request.clone()).await {
-                        Ok(bound) => {
-                            request.name.stamp = bound.stamp;
-                            let tree = bound
-                                .tree
-                                .to_name_tree()
-                                .map_err(|e| e.0)
-                                .and_then(|tree| remote_tree(&tree))
-                                .map_err(|e| {
-                                    WatchError::Failed(format!(
-                                        "namerd at {}: unreadable bound tree: {e}",
-                                        client.server()
-                                    ))
-                                });
-                            let next = tree.is_ok().then_some((client, request));
-                            return Some((tree, next));
-                        }
-                        Err(ThriftError::Timeout { .. }) if !request.name.stamp.is_empty() => {
-                            // A quiet name: ask again.
-                        }
-                        Err(error) => return Some((Err(watch_error(&error)), None)),
-                    }
-                }
-            });
-            Ok(Box::pin(polls) as Updates<_>)
+            Ok(long_polls(
+                client,
+                request,
+                |client, request| client.bind(request).boxed(),
+                |request, bound| {
+                    request.name.stamp = bound.stamp;
+                    let tree = bound.tree.to_name_tree().map_err(|e| e.0)?;
+                    remote_tree(&tree).map_err(|e| format!("unreadable bound tree: {e}"))
+                },
+            ))
         }
         .boxed()
     }
@@ -256,27 +238,15 @@ impl Remote for ThriftRemote {
         };
         async move {
             let client = self.client().await.map_err(WatchError::Unreachable)?;
-            let polls = futures_util::stream::unfold(Some((client, request)), |state| async move {
-                let (client, mut request) = state?;
-                loop {
-                    match client.addr(request.clone()).await {
-                        Ok(addr) => {
-                            request.name.stamp = addr.stamp;
-                            let value = addr_of(addr.value).map_err(|e| {
-                                WatchError::Failed(format!(
-                                    "namerd at {}: unreadable address: {e}",
-                                    client.server()
-                                ))
-                            });
-                            let next = value.is_ok().then_some((client, request));
-                            return Some((value, next));
-                        }
-                        Err(ThriftError::Timeout { .. }) if !request.name.stamp.is_empty() => {}
-                        Err(error) => return Some((Err(watch_error(&error)), None)),
-                    }
-                }
-            });
-            Ok(Box::pin(polls) as Updates<_>)
+            Ok(long_polls(
+                client,
+                request,
+                |client, request| client.addr(request).boxed(),
+                |request, addr| {
+                    request.name.stamp = addr.stamp;
+                    addr_of(addr.value).map_err(|e| format!("unreadable address: {e}"))
+                },
+            ))
         }
         .boxed()
     }
@@ -320,6 +290,59 @@ impl Remote for ThriftRemote {
             }
         }
         .boxed()
+    }
+}
+
+/// A request that is asked again and again, each time with the stamp of
+/// the last answer: `call` asks, `answer` takes the new stamp into the
+/// request and reads the value. A poll that times out with a stamp (a
+/// quiet value) is asked again; any other failure, or an answer that
+/// cannot be read, is the last item.
+fn long_polls<R, A, T>(
+    client: Arc<NamerClient>,
+    request: R,
+    call: for<'c> fn(&'c NamerClient, R) -> BoxFuture<'c, Result<A, ThriftError>>,
+    answer: fn(&mut R, A) -> Result<T, String>,
+) -> Updates<T>
+where
+    R: Clone + Stamped + Send + 'static,
+    A: Send + 'static,
+    T: Send + 'static,
+{
+    let polls = futures_util::stream::unfold(Some((client, request)), move |state| async move {
+        let (client, mut request) = state?;
+        loop {
+            match call(&client, request.clone()).await {
+                Ok(answered) => {
+                    let value = answer(&mut request, answered).map_err(|e| {
+                        WatchError::Failed(format!("namerd at {}: {e}", client.server()))
+                    });
+                    let next = value.is_ok().then_some((client, request));
+                    return Some((value, next));
+                }
+                // A quiet value: ask again.
+                Err(ThriftError::Timeout { .. }) if request.has_stamp() => {}
+                Err(error) => return Some((Err(watch_error(&error)), None)),
+            }
+        }
+    });
+    Box::pin(polls)
+}
+
+/// A long-poll request, which carries the stamp of the answer it has.
+trait Stamped {
+    fn has_stamp(&self) -> bool;
+}
+
+impl Stamped for BindReq {
+    fn has_stamp(&self) -> bool {
+        !self.name.stamp.is_empty()
+    }
+}
+
+impl Stamped for AddrReq {
+    fn has_stamp(&self) -> bool {
+        !self.name.stamp.is_empty()
     }
 }
 
