@@ -9,6 +9,7 @@ pub mod mesh;
 pub mod pki;
 pub mod process;
 pub mod promtool;
+pub mod python;
 pub mod scribe;
 pub mod servers;
 pub mod span_collector;

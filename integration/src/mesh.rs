@@ -61,30 +61,22 @@ impl Stubs {
     /// Writes the scripts and protos and generates the stubs; `None` when
     /// grpcio or grpcio-tools is missing.
     fn generate() -> Option<Stubs> {
-        let has_grpc = Command::new("python3")
-            .args(["-c", "import grpc, grpc_tools"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !has_grpc {
-            crate::servers::missing(
-                "grpcio",
-                "python3 python3-pip, then pip install grpcio grpcio-tools",
-                "it is the independent gRPC implementation the mesh interface is tested against",
-            );
+        if !crate::python::has_modules(
+            &["grpc", "grpc_tools"],
+            "python3 python3-pip, then pip install grpcio grpcio-tools",
+            "it is the independent gRPC implementation the mesh interface is tested against",
+        ) {
             return None;
         }
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("a temporary directory: {e}"));
-        let files = [
-            ("client.py", CLIENT),
-            ("minimal_server.py", SERVER),
-            ("stubs.py", STUBS),
-        ];
-        for (name, text) in files.into_iter().chain(PROTOS) {
-            std::fs::File::create(dir.path().join(name))
-                .and_then(|mut f| f.write_all(text.as_bytes()))
-                .unwrap_or_else(|e| panic!("writing {name}: {e}"));
-        }
+        let dir = crate::python::scripts(
+            [
+                ("client.py", CLIENT),
+                ("minimal_server.py", SERVER),
+                ("stubs.py", STUBS),
+            ]
+            .into_iter()
+            .chain(PROTOS),
+        );
         let include = format!("-I{}", dir.path().display());
         let out = format!("--python_out={}", dir.path().display());
         let grpc_out = format!("--grpc_python_out={}", dir.path().display());
@@ -308,22 +300,15 @@ impl MinimalMeshServer {
         let path = stubs.path().join("state.json");
         std::fs::write(&path, state.to_string())
             .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        let mut child = Command::new("python3")
-            .arg(stubs.path().join("minimal_server.py"))
-            .arg(stubs.path())
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting the minimal mesh server: {e}"));
-        let Some(stdout) = child.stdout.take() else {
-            panic!("the server's stdout was not piped");
-        };
-        let port: u16 = BufReader::new(stdout)
-            .lines()
-            .next()
-            .and_then(Result::ok)
-            .and_then(|line| line.strip_prefix("PORT ")?.parse().ok())
-            .unwrap_or_else(|| panic!("the minimal mesh server did not say its port"));
+        let script = stubs.path().join("minimal_server.py");
+        let (child, port, _) = crate::python::start_listening(
+            &[
+                script.as_os_str(),
+                stubs.path().as_os_str(),
+                path.as_os_str(),
+            ],
+            "the minimal mesh server",
+        );
         Some(MinimalMeshServer {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),

@@ -2,8 +2,7 @@
 //! spans a router sends over scribe are read by a Thrift implementation
 //! other than its own. The collector prints each span as a JSON line.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,44 +25,23 @@ impl ScribeCollector {
     /// Starts the collector; `None`, after a loud message, when python3 or
     /// thriftpy2 is missing (a panic under `CI=true`).
     pub fn start() -> Option<ScribeCollector> {
-        let has_thriftpy2 = Command::new("python3")
-            .args(["-c", "import thriftpy2"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !has_thriftpy2 {
-            crate::servers::missing(
-                "thriftpy2",
-                "python3 python3-pip, then pip install thriftpy2",
-                "it decodes the spans sent to a scribe collector",
-            );
+        if !crate::python::has_modules(
+            &["thriftpy2"],
+            "python3 python3-pip, then pip install thriftpy2",
+            "it decodes the spans sent to a scribe collector",
+        ) {
             return None;
         }
-        let idl = tempfile::tempdir().unwrap_or_else(|e| panic!("a temporary directory: {e}"));
-        for (name, text) in [
+        let idl = crate::python::scripts([
             ("collector.py", COLLECTOR),
             ("scribe.thrift", SCRIBE_IDL),
             ("zipkinCore.thrift", ZIPKIN_IDL),
-        ] {
-            std::fs::File::create(idl.path().join(name))
-                .and_then(|mut f| f.write_all(text.as_bytes()))
-                .unwrap_or_else(|e| panic!("writing the collector's files: {e}"));
-        }
-        let mut child = Command::new("python3")
-            .arg(idl.path().join("collector.py"))
-            .arg(idl.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting the scribe collector: {e}"));
-        let Some(stdout) = child.stdout.take() else {
-            panic!("the collector's stdout was not piped");
-        };
-        let mut lines = BufReader::new(stdout).lines();
-        let port = lines
-            .next()
-            .and_then(Result::ok)
-            .and_then(|line| line.strip_prefix("PORT ")?.parse().ok())
-            .unwrap_or_else(|| panic!("the collector did not say its port"));
+        ]);
+        let script = idl.path().join("collector.py");
+        let (child, port, lines) = crate::python::start_listening(
+            &[script.as_os_str(), idl.path().as_os_str()],
+            "the scribe collector",
+        );
         let spans = Arc::new(Mutex::new(Vec::new()));
         let keeping = spans.clone();
         std::thread::spawn(move || {

@@ -13,7 +13,6 @@
 //! Both need python3 with thriftpy2; without them they say so loudly and
 //! return `None` (a panic under `CI=true`).
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 
@@ -32,29 +31,18 @@ impl ThriftPy {
     /// The scripts; `None`, after a loud message, when python3 or
     /// thriftpy2 is missing (a panic under `CI=true`).
     pub fn new() -> Option<ThriftPy> {
-        let has_thriftpy2 = Command::new("python3")
-            .args(["-c", "import thriftpy2"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !has_thriftpy2 {
-            crate::servers::missing(
-                "thriftpy2",
-                "python3 python3-pip, then pip install thriftpy2",
-                "it is the independent client and server of namer.thrift",
-            );
+        if !crate::python::has_modules(
+            &["thriftpy2"],
+            "python3 python3-pip, then pip install thriftpy2",
+            "it is the independent client and server of namer.thrift",
+        ) {
             return None;
         }
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("a temporary directory: {e}"));
-        for (name, text) in [
+        let dir = crate::python::scripts([
             ("client.py", CLIENT),
             ("minimal_server.py", MINIMAL_SERVER),
             ("namer.thrift", NAMER_IDL),
-        ] {
-            std::fs::File::create(dir.path().join(name))
-                .and_then(|mut f| f.write_all(text.as_bytes()))
-                .unwrap_or_else(|e| panic!("writing the thriftpy2 scripts: {e}"));
-        }
+        ]);
         Some(ThriftPy { dir })
     }
 
@@ -137,22 +125,12 @@ impl MinimalServer {
         let py = ThriftPy::new()?;
         let path = py.dir.path().join("state.json");
         write_state(&path, state);
-        let mut child = Command::new("python3")
-            .arg(py.dir.path().join("minimal_server.py"))
-            .arg(py.idl())
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting the minimal thrift server: {e}"));
-        let Some(stdout) = child.stdout.take() else {
-            panic!("the server's stdout was not piped");
-        };
-        let port: u16 = BufReader::new(stdout)
-            .lines()
-            .next()
-            .and_then(Result::ok)
-            .and_then(|line| line.strip_prefix("PORT ")?.parse().ok())
-            .unwrap_or_else(|| panic!("the minimal thrift server did not say its port"));
+        let script = py.dir.path().join("minimal_server.py");
+        let idl = py.idl();
+        let (child, port, _) = crate::python::start_listening(
+            &[script.as_os_str(), idl.as_ref(), path.as_os_str()],
+            "the minimal thrift server",
+        );
         Some(MinimalServer {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
