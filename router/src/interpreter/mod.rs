@@ -23,6 +23,7 @@ pub mod namerd_http;
 pub mod namerd_thrift;
 mod params;
 pub mod remote;
+pub mod watched;
 
 pub use fs::FsInterpreter;
 pub use lingering::Lingering;

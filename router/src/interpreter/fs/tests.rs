@@ -1,10 +1,13 @@
 use std::time::Duration;
 
+use dtab::{NameTree, Path};
 use namers::system::SystemNamers;
 use namers::system::inet::InetResolver;
+use namers::{Activity, Binding};
 
 use super::*;
 use crate::config::KindConfig;
+use crate::interpreter::RouterNaming;
 
 const WAIT: Duration = Duration::from_secs(2);
 

@@ -556,7 +556,7 @@ async fn bind_once<R: Remote>(
                 }
                 progressed = true;
                 let tree = shared.bound_tree(tree);
-                super::fs::publish_if_changed(publisher, &Activity::Ok(tree));
+                super::watched::publish_if_changed(publisher, &Activity::Ok(tree));
             }
             Some(Err(error)) => {
                 if let WatchError::Failed(message) | WatchError::Refused(message) = &error {
