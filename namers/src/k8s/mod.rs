@@ -47,6 +47,7 @@ mod watch;
 
 pub use config::{ApiServer, K8sConfig, K8sConfigError, Timing, api_server};
 pub use resolve::NODE_NAME_KEY;
+pub use watch::refused as watch_refused;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -15,7 +15,7 @@ use kube::api::ListParams;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 
-use super::config::ApiServer;
+use super::config::kube_client;
 use super::resolve::{EndpointsInfo, ServiceInfo};
 use super::{Inner, NsKey, NsState};
 use crate::Publisher;
@@ -133,19 +133,7 @@ fn client(inner: &Inner) -> Result<kube::Client, String> {
     if let Some(client) = &*client {
         return Ok(client.clone());
     }
-    let mut config = match &inner.settings.api {
-        ApiServer::Proxy { authority } => {
-            let url = format!("http://{authority}")
-                .parse()
-                .map_err(|e| format!("io.l5d.k8s: {authority}: {e}"))?;
-            kube::Config::new(url)
-        }
-        ApiServer::InCluster => kube::Config::incluster()
-            .map_err(|e| format!("io.l5d.k8s: in-cluster API server: {e}"))?,
-    };
-    // The watch loops retry with their own pacing, and count each failure.
-    config.default_retry = false;
-    let made = kube::Client::try_from(config).map_err(|e| format!("io.l5d.k8s: {e}"))?;
+    let made = kube_client(&inner.settings.api).map_err(|e| format!("io.l5d.k8s: {e}"))?;
     *client = Some(made.clone());
     Ok(made)
 }
@@ -241,7 +229,7 @@ async fn follow<K: Followed>(
 
 /// Whether the server refused the request (a 4xx status) rather than
 /// failed to answer it.
-fn refused(error: &watcher::Error) -> bool {
+pub fn refused(error: &watcher::Error) -> bool {
     let status = match error {
         watcher::Error::WatchError(status) => status.code,
         watcher::Error::InitialListFailed(kube::Error::Api(status))

@@ -179,7 +179,7 @@ async fn follow_collection(inner: Arc<Inner>, publisher: Arc<Publisher<Collectio
                 // changes: a one-object list tells whether the server is
                 // back. Not after a refusal (403, 404, ...): a list may be
                 // allowed where the watch is not.
-                if !refused(&error) && api.list(&probe).await.is_ok() {
+                if !namers::k8s::watch_refused(&error) && api.list(&probe).await.is_ok() {
                     health.ok();
                 }
                 continue;
@@ -226,17 +226,4 @@ fn log_bad_objects(listed: &BTreeMap<String, Entry>) {
     for why in listed.values().filter_map(|entry| entry.as_ref().err()) {
         tracing::debug!(store = KIND, "{why}; not served");
     }
-}
-
-/// Whether the server refused the request (a 4xx status) rather than
-/// failed to answer it.
-fn refused(error: &watcher::Error) -> bool {
-    let status = match error {
-        watcher::Error::WatchError(status) => status.code,
-        watcher::Error::InitialListFailed(kube::Error::Api(status))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
-        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.code,
-        _ => return false,
-    };
-    (400..500).contains(&status)
 }
