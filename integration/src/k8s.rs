@@ -2,10 +2,12 @@
 //!
 //! No API server can run on the test machines, so tests of Kubernetes
 //! clients talk to this fake. It follows the documented list + watch
-//! protocol for the two core `v1` resources a namer reads, Services and
-//! Endpoints, in a namespace (`/api/v1/namespaces/<ns>/{services,endpoints}`),
-//! and for the one custom resource namerd stores dtabs in, `dtabs.l5d.io`
-//! version `v1alpha1` (`/apis/l5d.io/v1alpha1/namespaces/<ns>/dtabs`):
+//! protocol for the core `v1` resources Switchboard reads, Services,
+//! Endpoints and ConfigMaps, in a namespace
+//! (`/api/v1/namespaces/<ns>/{services,endpoints,configmaps}`, and a GET of
+//! one of them by name), and for the one custom resource namerd stores
+//! dtabs in, `dtabs.l5d.io` version `v1alpha1`
+//! (`/apis/l5d.io/v1alpha1/namespaces/<ns>/dtabs`):
 //!
 //! - a list answers every object with the collection's current
 //!   `metadata.resourceVersion` (it ignores `limit`, as a server without
@@ -17,7 +19,9 @@
 //! - a watch from a version older than the fake's history gets an `ERROR`
 //!   event with a `410 Gone` Status (reason `Expired`), which tells a
 //!   client to list again;
-//! - `labelSelector` takes `key=value` terms joined by commas.
+//! - `labelSelector` takes `key=value` terms joined by commas;
+//!   `fieldSelector` takes `metadata.name=<name>` (what a client watching
+//!   one object sends) and refuses any other field with a 400.
 //!
 //! Every object shares one resource version counter, as they share etcd's
 //! revision in a real cluster. A namespace that has no object is simply
@@ -30,8 +34,10 @@
 //! what does not exist). The fake has no schema: it stores any JSON object
 //! it is given, as a cluster without the CRD's `openAPIV3Schema` would, and
 //! it does no admission, no finalizers, no `generateName`, no field
-//! selectors and no server-side apply. Services and Endpoints are only
-//! written through the test controls.
+//! selectors but the name, and no server-side apply. Services, Endpoints
+//! and ConfigMaps are only written through the test controls
+//! ([`FakeKube::apply_config_map`] and [`FakeKube::delete`] create, replace
+//! and delete a ConfigMap as `kubectl apply` and `kubectl delete` would).
 //!
 //! Test controls simulate what clusters do to their clients: a watch that
 //! ends mid-stream ([`FakeKube::end_watches`]), a bookmark
@@ -50,7 +56,7 @@ mod objects;
 mod stream;
 
 pub use dtabs::{DTAB_API_VERSION, DTAB_PATH_PREFIX, dtab_object};
-pub use objects::{Endpoints, Service, TargetPort};
+pub use objects::{Endpoints, Service, TargetPort, config_map_object};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -85,6 +91,8 @@ pub enum Resource {
     Endpoints,
     /// `dtabs.l5d.io`, the custom resource namerd keeps dtabs in.
     Dtabs,
+    /// `configmaps`
+    ConfigMaps,
 }
 
 impl Resource {
@@ -92,6 +100,7 @@ impl Resource {
         match segment {
             "services" => Some(Resource::Services),
             "endpoints" => Some(Resource::Endpoints),
+            "configmaps" => Some(Resource::ConfigMaps),
             _ => None,
         }
     }
@@ -101,6 +110,7 @@ impl Resource {
             Resource::Services => "ServiceList",
             Resource::Endpoints => "EndpointsList",
             Resource::Dtabs => "DTabList",
+            Resource::ConfigMaps => "ConfigMapList",
         }
     }
 
@@ -109,12 +119,13 @@ impl Resource {
             Resource::Services => "Service",
             Resource::Endpoints => "Endpoints",
             Resource::Dtabs => "DTab",
+            Resource::ConfigMaps => "ConfigMap",
         }
     }
 
     fn api_version(self) -> &'static str {
         match self {
-            Resource::Services | Resource::Endpoints => "v1",
+            Resource::Services | Resource::Endpoints | Resource::ConfigMaps => "v1",
             Resource::Dtabs => DTAB_API_VERSION,
         }
     }
@@ -177,6 +188,7 @@ struct Change {
     version: u64,
     resource: Resource,
     namespace: String,
+    name: String,
     kind: &'static str,
     labels: Vec<(String, String)>,
     object: Value,
@@ -244,6 +256,13 @@ impl FakeKube {
         };
         let (namespace, name) = (&endpoints.namespace, &endpoints.name);
         self.put(Resource::Endpoints, namespace, name, stored);
+    }
+
+    /// Creates or replaces a ConfigMap whose `data` is `data`, as `kubectl
+    /// apply` would; says which resource version it got.
+    pub fn apply_config_map(&self, namespace: &str, name: &str, data: &[(&str, &str)]) -> u64 {
+        let object = config_map_object(namespace, name, data);
+        self.put(Resource::ConfigMaps, namespace, name, Stored::new(object))
     }
 
     /// Creates or replaces a dtab in the shape Linkerd's namerd writes:
@@ -411,6 +430,7 @@ impl State {
             version,
             resource,
             namespace: namespace.to_string(),
+            name: name.to_string(),
             kind,
             labels: stored.labels,
             object: stored.object,
@@ -429,6 +449,7 @@ impl State {
             version,
             resource,
             namespace: namespace.to_string(),
+            name: name.to_string(),
             kind: "DELETED",
             labels: stored.labels,
             object: stored.object.clone(),
@@ -468,6 +489,8 @@ struct Query {
     watch: bool,
     resource_version: Option<u64>,
     label_selector: Vec<(String, String)>,
+    /// `fieldSelector=metadata.name=<name>`.
+    name: Option<String>,
     bookmarks: bool,
     timeout: Option<Duration>,
 }
@@ -491,6 +514,15 @@ impl Query {
                     let secs = v.parse().map_err(|_| format!("bad timeoutSeconds {v:?}"))?;
                     parsed.timeout = Some(Duration::from_secs(secs));
                 }
+                "fieldSelector" => {
+                    for term in v.split(',').filter(|t| !t.is_empty()) {
+                        let name = term
+                            .strip_prefix("metadata.name==")
+                            .or_else(|| term.strip_prefix("metadata.name="))
+                            .ok_or_else(|| format!("unsupported field selector {term:?}"))?;
+                        parsed.name = Some(name.to_string());
+                    }
+                }
                 "labelSelector" => {
                     for term in v.split(',').filter(|t| !t.is_empty()) {
                         let (key, value) = term
@@ -506,8 +538,10 @@ impl Query {
         Ok(parsed)
     }
 
-    fn selects(&self, labels: &[(String, String)]) -> bool {
-        self.label_selector.iter().all(|term| labels.contains(term))
+    /// Whether the object named `name` with `labels` is selected.
+    fn selects(&self, name: &str, labels: &[(String, String)]) -> bool {
+        self.name.as_deref().is_none_or(|n| n == name)
+            && self.label_selector.iter().all(|term| labels.contains(term))
     }
 }
 
@@ -535,6 +569,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             Some(r) => (ns.to_string(), r, None),
             None => return not_found(&path),
         },
+        ["api", "v1", "namespaces", ns, resource, name] => match Resource::from_path(resource) {
+            Some(r) => (ns.to_string(), r, Some(name.to_string())),
+            None => return not_found(&path),
+        },
         ["apis", "l5d.io", "v1alpha1", "namespaces", ns, "dtabs"] => {
             (ns.to_string(), Resource::Dtabs, None)
         }
@@ -559,16 +597,17 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             stream::respond_watch(shared, namespace, resource, query)
         }
         (http::Method::GET, None) => list(&shared, &namespace, resource, &query),
-        (http::Method::GET, Some(name)) => dtabs::get(&shared, &namespace, &name),
+        (http::Method::GET, Some(name)) if writable => dtabs::get(&shared, &namespace, &name),
+        (http::Method::GET, Some(name)) => get(&shared, resource, &namespace, &name),
         (http::Method::POST, None) if writable => match read_object(req).await {
             Ok(object) => dtabs::create(&shared, &namespace, object),
             Err(refused) => *refused,
         },
-        (http::Method::PUT, Some(name)) => match read_object(req).await {
+        (http::Method::PUT, Some(name)) if writable => match read_object(req).await {
             Ok(object) => dtabs::replace(&shared, &namespace, &name, object),
             Err(refused) => *refused,
         },
-        (http::Method::DELETE, Some(name)) => {
+        (http::Method::DELETE, Some(name)) if writable => {
             let options = read_object(req).await.unwrap_or(Value::Null);
             dtabs::delete(&shared, &namespace, &name, &options)
         }
@@ -601,8 +640,8 @@ fn list(shared: &Shared, namespace: &str, resource: Resource, query: &Query) -> 
     let items: Vec<Value> = state
         .objects
         .iter()
-        .filter(|((r, ns, _), stored)| {
-            *r == resource && ns == namespace && query.selects(&stored.labels)
+        .filter(|((r, ns, name), stored)| {
+            *r == resource && ns == namespace && query.selects(name, &stored.labels)
         })
         .map(|(_, stored)| stored.object.clone())
         .collect();
@@ -613,6 +652,19 @@ fn list(shared: &Shared, namespace: &str, resource: Resource, query: &Query) -> 
         "items": items,
     });
     respond(StatusCode::OK, full(body.to_string()))
+}
+
+/// `GET /api/v1/namespaces/<ns>/<resource>/<name>`.
+fn get(shared: &Shared, resource: Resource, namespace: &str, name: &str) -> Response<Body> {
+    let key = (resource, namespace.to_string(), name.to_string());
+    match shared.lock().objects.get(&key) {
+        Some(stored) => respond(StatusCode::OK, full(stored.object.to_string())),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("{} {name:?} not found", resource.kind().to_lowercase()),
+        ),
+    }
 }
 
 fn full(body: String) -> Body {

@@ -184,6 +184,7 @@ pub const PROTOCOLS: &[&str] = &["http", "h2"];
 pub const INTERPRETERS: &[&str] = &[
     "default",
     "io.l5d.fs",
+    "io.l5d.k8s.configMap",
     "io.l5d.namerd",
     "io.l5d.namerd.http",
     "io.l5d.mesh",

@@ -1,5 +1,5 @@
-//! Builders for the Kubernetes objects the fake serves: Services and
-//! Endpoints, as the `v1` API shapes them.
+//! Builders for the Kubernetes objects the fake serves: Services,
+//! Endpoints and ConfigMaps, as the `v1` API shapes them.
 
 use serde_json::{Value, json};
 
@@ -206,4 +206,18 @@ fn metadata(namespace: &str, name: &str, labels: &[(String, String)]) -> Value {
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     json!({"namespace": namespace, "name": name, "labels": labels})
+}
+
+/// A `v1` ConfigMap whose `data` holds `data`.
+pub fn config_map_object(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(key, value)| (key.to_string(), json!(value)))
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    })
 }

@@ -65,8 +65,8 @@ async fn stream_changes(
         match query.resource_version {
             // No version, or 0: the current state as ADDED events first.
             None | Some(0) => {
-                for ((r, ns, _), stored) in &state.objects {
-                    if *r == resource && *ns == namespace && query.selects(&stored.labels) {
+                for ((r, ns, name), stored) in &state.objects {
+                    if *r == resource && *ns == namespace && query.selects(name, &stored.labels) {
                         initial.push(line(&json!({"type": "ADDED", "object": stored.object})));
                     }
                 }
@@ -159,7 +159,7 @@ impl Watch<'_> {
         for change in pending {
             let ours = change.resource == self.resource
                 && change.namespace == self.namespace
-                && self.query.selects(&change.labels);
+                && self.query.selects(&change.name, &change.labels);
             if ours {
                 let event = json!({"type": change.kind, "object": change.object});
                 self.tx.send(line(&event)).await.ok()?;

@@ -153,6 +153,25 @@ pub fn api_server(
     Ok(ApiServer::Proxy { authority })
 }
 
+/// A client of the API server at `api`, which does not retry by itself:
+/// watches retry with their own pacing, and count each failure. Errors
+/// say which server and why.
+pub fn kube_client(api: &ApiServer) -> Result<kube::Client, String> {
+    let mut config = match api {
+        ApiServer::Proxy { authority } => {
+            let url = format!("http://{authority}")
+                .parse()
+                .map_err(|e| format!("{authority}: {e}"))?;
+            kube::Config::new(url)
+        }
+        ApiServer::InCluster => {
+            kube::Config::incluster().map_err(|e| format!("in-cluster API server: {e}"))?
+        }
+    };
+    config.default_retry = false;
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
 /// Whether `key` can be a label key: `[prefix/]name`, alphanumerics with
 /// `-`, `_` and `.` inside.
 fn valid_label_key(key: &str) -> bool {

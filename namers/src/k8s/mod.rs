@@ -42,10 +42,12 @@
 //! server's list + watch protocol (`integration::k8s`), not a real cluster.
 
 mod config;
+mod config_map;
 mod resolve;
 mod watch;
 
-pub use config::{ApiServer, K8sConfig, K8sConfigError, Timing, api_server};
+pub use config::{ApiServer, K8sConfig, K8sConfigError, Timing, api_server, kube_client};
+pub use config_map::{ConfigMapEvent, ConfigMapWatch};
 pub use resolve::NODE_NAME_KEY;
 pub use watch::refused as watch_refused;
 

@@ -1,6 +1,7 @@
-//! How a router binds names: with its own namers (`default`), with a dtab
-//! kept in a watched file (`io.l5d.fs`), or by asking namerd
-//! (`io.l5d.namerd.http`).
+//! How a router binds names: with its own namers (`default`), with its
+//! own namers and a watched dtab kept in a file (`io.l5d.fs`), a ConfigMap
+//! (`io.l5d.k8s.configMap`) or Consul (`io.l5d.consul.interpreter`), or by
+//! asking namerd (`io.l5d.namerd`, `io.l5d.namerd.http`, `io.l5d.mesh`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use namers::{Binding, Interpreter, NameInterpreter};
 use crate::config::KindConfig;
 
 pub mod fs;
+pub mod k8s_config_map;
 pub mod lingering;
 pub mod mesh;
 pub mod namerd_http;
@@ -171,6 +173,10 @@ fn build_kind(
             Ok(linger(Arc::new(default.clone())))
         }
         fs::KIND => Ok(linger(Arc::new(FsInterpreter::from_params(
+            &config.params,
+            default,
+        )?))),
+        k8s_config_map::KIND => Ok(linger(Arc::new(k8s_config_map::from_params(
             &config.params,
             default,
         )?))),
