@@ -13,11 +13,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-/// A backend answering every request with `name`.
-pub async fn backend(name: &'static str) -> Result<SocketAddr> {
-    Ok(Backend::start(name).await?.addr)
-}
-
 /// A backend in this process that can be killed: its port closes and its
 /// open connections are dropped at once, as when its process dies.
 pub struct Backend {

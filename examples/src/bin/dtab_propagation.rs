@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use clap::Parser;
-use examples::harness::{ChildProcess, backend, build, free_port, tempdir, wait_listening};
+use examples::harness::{Backend, ChildProcess, build, free_port, tempdir, wait_listening};
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -67,8 +67,9 @@ async fn main() -> Result<()> {
 }
 
 async fn run(bin_dir: &Path, work: &Path, updates: u32, kinds: &[String]) -> Result<()> {
-    let a = backend("a").await?;
-    let b = backend("b").await?;
+    // Held until the end: a backend stops when dropped.
+    let (backend_a, backend_b) = (Backend::start("a").await?, Backend::start("b").await?);
+    let (a, b) = (backend_a.addr, backend_b.addr);
 
     let (http_port, thrift_port, mesh_port) = (free_port()?, free_port()?, free_port()?);
     let namerd_yaml = format!(
@@ -149,9 +150,13 @@ impl Rounds<'_> {
         let (a, b) = self.backends;
         let mut client = Client::connect(router_port).await?;
         let deadline = Instant::now() + ROUND_LIMIT;
-        while client.get_web().await? != "a" {
+        loop {
+            let answer = client.get_web().await?;
+            if answer == "a" {
+                break;
+            }
             if Instant::now() > deadline {
-                bail!("{kind}: the router never routed web to backend a");
+                bail!("{kind}: the router never routed web to backend a; it answered {answer:?}");
             }
         }
         let mut from_start = Vec::new();
@@ -240,19 +245,21 @@ impl Client {
         Ok(Client { sender })
     }
 
-    /// Which backend answered a request for `web` ("" for an error).
+    /// Which backend answered a request for `web`, or the router's error
+    /// (status and body).
     async fn get_web(&mut self) -> Result<String> {
         self.sender.ready().await?;
         let request = hyper::Request::get("/")
             .header(hyper::header::HOST, "web")
             .body(Empty::new())?;
         let response = self.sender.send_request(request).await?;
-        let ok = response.status().is_success();
+        let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
-        Ok(if ok {
-            String::from_utf8_lossy(&body).into_owned()
+        let body = String::from_utf8_lossy(&body).into_owned();
+        Ok(if status.is_success() {
+            body
         } else {
-            String::new()
+            format!("{status}: {body}")
         })
     }
 }
