@@ -52,6 +52,7 @@
 
 mod client;
 mod config;
+pub mod kv;
 mod watch;
 
 pub use client::{Blocking, ConsulClient, KvEntry, QueryError};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use namers::consul::{Agent, ConsistencyMode, ConsulClient};
+use namers::consul::{Agent, ConsistencyMode, ConsulClient, kv};
 
 use super::{ConsulStore, Inner, KIND};
 use crate::store::backend::Watches;
@@ -79,15 +79,10 @@ impl ConsulConfig {
             self.token.as_deref(),
         )
         .map_err(|e| e.to_string())?;
-        let prefix = parse_path_prefix(self.path_prefix.as_deref().unwrap_or("/namerd/dtabs"))
+        let prefix = kv::path_prefix(self.path_prefix.as_deref().unwrap_or("/namerd/dtabs"))
             .map_err(|e| format!("pathPrefix: {e}"))?;
         if let Some(dc) = &self.datacenter {
-            let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-            if dc.is_empty() || !dc.chars().all(allowed) {
-                return Err(format!(
-                    "datacenter: {dc:?} is not a datacenter name (letters, digits, '-', '_', '.')"
-                ));
-            }
+            kv::datacenter(dc).map_err(|e| format!("datacenter: {e}"))?;
         }
         let timing = Timing {
             wait: timing.wait.clamp(Duration::from_millis(1), MAX_WAIT),
@@ -105,30 +100,6 @@ impl ConsulConfig {
             }),
         })
     }
-}
-
-/// Checks a `pathPrefix` such as `/namerd/dtabs` and returns it as a key
-/// prefix without slashes at either end (empty for `/`).
-fn parse_path_prefix(text: &str) -> Result<String, String> {
-    let Some(rest) = text.strip_prefix('/') else {
-        return Err(format!("{text:?} must start with '/'"));
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.is_empty() {
-        return Ok(String::new());
-    }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~');
-    for segment in rest.split('/') {
-        if segment.is_empty() || segment == "." || segment == ".." {
-            return Err(format!("{text:?} has an empty, '.' or '..' segment"));
-        }
-        if !segment.chars().all(allowed) {
-            return Err(format!(
-                "{text:?}: segment {segment:?} may only hold letters, digits, '-', '_', '.' and '~'"
-            ));
-        }
-    }
-    Ok(rest.to_string())
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use namers::backoff::Backoff;
+use namers::backoff::ExponentialBackoff;
 use namers::consul::Blocking;
+use namers::consul::kv::{self, PollTiming, Polled};
 use namers::{Activity, NamingError, Publisher};
-use tokio::time::Instant;
 
 use super::{Inner, parse_entry};
 use crate::Namespace;
@@ -86,82 +86,48 @@ impl Followed for NamespaceList {
 }
 
 /// Follows `target` with blocking queries and publishes what it finds,
-/// for ever: the watch table drops it when nobody watches any more.
+/// for ever: the watch table drops it when nobody watches any more. A
+/// value that is not a dtab is logged once and never served: the last good
+/// value stays (a watch that never had one fails with why).
 pub(super) async fn follow<F: Followed>(
     inner: Arc<Inner>,
     target: F,
     publisher: Arc<Publisher<Activity<F::Value>>>,
 ) {
     let what = target.describe(&inner);
-    let mut index = 0;
-    let mut backoff = Backoff::new(inner.timing.backoff_min, inner.timing.backoff_max);
-    // Whether an outage was logged, so that retries do not log again.
-    let mut failing = false;
+    let timing = PollTiming {
+        wait: inner.timing.wait,
+        backoff: ExponentialBackoff::new(inner.timing.backoff_min, inner.timing.backoff_max),
+        min_query_interval: MIN_QUERY_INTERVAL,
+    };
     // The index of a bad value already logged.
     let mut bad_at = None;
-    loop {
-        let started = Instant::now();
-        let blocking = if index == 0 {
-            Blocking::No
-        } else {
-            Blocking::Since {
-                index,
-                wait: inner.timing.wait,
-            }
-        };
-        let pause = match target.query(&inner, blocking).await {
-            Ok((new_index, value)) => {
-                if failing {
-                    tracing::info!("consul: {what}: Consul answers again");
-                    failing = false;
-                }
-                backoff.reset();
-                if new_index < index {
-                    // A snapshot restore, or a list whose newest key went:
-                    // waiting on the old index could miss every change.
-                    tracing::info!(
-                        "consul: {what}: the index went backwards ({index} -> {new_index}); reading afresh"
-                    );
-                    index = 0;
-                    continue;
-                }
-                // Consul never answers 0 but by a bug, and blocking on 0
-                // would not block at all.
-                index = new_index.max(1);
-                match value {
-                    Ok(value) => {
-                        bad_at = None;
-                        publisher.publish_if_changed(Activity::Ok(value));
-                    }
-                    Err(why) => {
-                        if bad_at != Some(index) {
-                            tracing::warn!("consul: {what}: {why}; keeping the last good value");
-                            bad_at = Some(index);
-                        }
-                        if publisher.current().ok().is_none() {
-                            publisher.publish_if_changed(Activity::Failed(NamingError::namer(why)));
-                        }
-                    }
-                }
-                MIN_QUERY_INTERVAL.saturating_sub(started.elapsed())
-            }
-            Err(why) => {
-                if failing {
-                    tracing::debug!("consul: {what}: still failing: {why}");
-                } else {
-                    tracing::warn!(
-                        "consul: {what}: {why}; keeping the last good value and retrying"
-                    );
-                    failing = true;
-                }
-                if publisher.current().is_pending() {
-                    publisher.publish(Activity::Failed(NamingError::namer(why)));
-                }
-                backoff.next_pause()
-            }
-        };
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
+    let (inner, target) = (&*inner, &target);
+    let query = move |blocking| target.query(inner, blocking);
+    kv::poll(&what, timing, query, |polled| match polled {
+        Polled::Answer {
+            value: Ok(value), ..
+        } => {
+            bad_at = None;
+            publisher.publish_if_changed(Activity::Ok(value));
         }
-    }
+        Polled::Answer {
+            index,
+            value: Err(why),
+        } => {
+            if bad_at != Some(index) {
+                tracing::warn!("consul: {what}: {why}; keeping the last good value");
+                bad_at = Some(index);
+            }
+            if publisher.current().ok().is_none() {
+                publisher.publish_if_changed(Activity::Failed(NamingError::namer(why)));
+            }
+        }
+        Polled::Failed { why, .. } => {
+            if publisher.current().is_pending() {
+                publisher.publish(Activity::Failed(NamingError::namer(why)));
+            }
+        }
+    })
+    .await;
 }
