@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod consul;
 mod delegate;
+pub mod dnssrv;
 pub mod fs;
 pub mod handshake;
 mod interpreter;

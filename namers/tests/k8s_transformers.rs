@@ -245,7 +245,7 @@ async fn namer_transformers_are_configured_in_yaml() {
 
     let bad: Vec<NamerConfig> = parse(
         "t.yaml",
-        "- kind: io.l5d.k8s\n  transformers:\n  - kind: io.l5d.replace\n    path: /x\n",
+        "- kind: io.l5d.k8s\n  transformers:\n  - kind: io.l5d.nope\n    path: /x\n",
     )
     .unwrap();
     let err = build_namers(&bad, &context).err().unwrap();
@@ -254,7 +254,7 @@ async fn namer_transformers_are_configured_in_yaml() {
         "{err}"
     );
     assert!(
-        err.contains("io.l5d.replace") && err.contains("io.l5d.k8s.localnode"),
+        err.contains("io.l5d.nope") && err.contains("io.l5d.k8s.localnode"),
         "{err}"
     );
     let bad: Vec<NamerConfig> = parse(

@@ -1,8 +1,9 @@
-//! Real ZooKeeper, etcd and nginx servers for tests, each on 127.0.0.1 with
-//! an ephemeral port and a temporary data dir, killed when dropped.
+//! Real ZooKeeper, etcd, nginx and dnsmasq servers for tests, each on
+//! 127.0.0.1 with an ephemeral port and a temporary data dir, killed when
+//! dropped.
 //!
 //! The servers come from the Debian packages (`zookeeper`, `etcd-server`,
-//! `nginx`).
+//! `nginx`, `dnsmasq-base`).
 //! When a package is missing, `start()` prints a `SKIPPED:` line to stderr
 //! and returns `None`, so a test can return early; with `CI=true` a missing
 //! server is a failure instead, and `start()` panics.
@@ -12,10 +13,12 @@
 //! (`#[tokio::test(flavor = "multi_thread")]`) so that other tasks keep
 //! running meanwhile.
 
+mod dnsmasq;
 mod etcd;
 pub mod nginx;
 mod zookeeper;
 
+pub use dnsmasq::Dnsmasq;
 pub use etcd::Etcd;
 pub use nginx::{Nginx, NginxServer};
 pub use zookeeper::ZooKeeper;

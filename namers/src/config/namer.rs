@@ -118,6 +118,11 @@ pub fn namer_kinds() -> Vec<&'static str> {
 /// entry, e.g. `namers[1] (io.l5d.fs): rootDir: ...`.
 pub fn build_namers(configs: &[NamerConfig], context: &NamerContext) -> Result<NamerList, String> {
     let mut namers = NamerList::new();
+    // What `io.l5d.replace` and `io.l5d.const` bind their path with: these
+    // namers without their transformers (so a path cannot loop back into
+    // the transformer binding it), and the `/$/` namers.
+    let binder = crate::transform::PathBinder::unset();
+    let mut untransformed = NamerList::new();
     for (i, config) in configs.iter().enumerate() {
         let at = format!("namers[{i}] ({})", config.kind);
         let kind = KINDS
@@ -131,7 +136,7 @@ pub fn build_namers(configs: &[NamerConfig], context: &NamerContext) -> Result<N
                     &namer_kinds(),
                 )
             })?;
-        let transformers = crate::transform::build_transformers(&config.transformers)
+        let transformers = crate::transform::build_transformers(&config.transformers, &binder)
             .map_err(|e| format!("{at}: {e}"))?;
         let prefix = match &config.prefix {
             Some(p) => Path::read(p).map_err(|e| format!("{at}: prefix: {e}"))?,
@@ -145,6 +150,7 @@ pub fn build_namers(configs: &[NamerConfig], context: &NamerContext) -> Result<N
         let full_prefix = Path::from_strs(["#"]).unwrap_or_default().concat(&prefix);
         let mut namer = (kind.build)(&full_prefix, &config.params, context)
             .map_err(|e| format!("{at}: {e}"))?;
+        untransformed.push((full_prefix.clone(), namer.clone()));
         if !transformers.is_empty() {
             namer = Arc::new(crate::transform::TransformingNamer::new(
                 namer,
@@ -154,6 +160,11 @@ pub fn build_namers(configs: &[NamerConfig], context: &NamerContext) -> Result<N
         namers.push((full_prefix, namer));
     }
     namers.reverse();
+    untransformed.reverse();
+    binder.set(crate::Interpreter::new(
+        untransformed,
+        crate::system::SystemNamers::with_linkerd_namers(context.inet.clone()),
+    ));
     Ok(namers)
 }
 

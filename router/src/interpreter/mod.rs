@@ -12,7 +12,10 @@ use futures_util::future::BoxFuture;
 use namers::config::{NamerConfig, NamerContext, build_namers};
 use namers::system::SystemNamers;
 use namers::system::inet::InetResolver;
-use namers::transform::{Transformer, TransformerConfig, build_transformers, transform_binding};
+use namers::transform::{
+    PathBinder, Transform, TransformerConfig, build_transformers, show_in_delegation,
+    transform_binding,
+};
 use namers::{Binding, Interpreter, NameInterpreter};
 
 use crate::config::KindConfig;
@@ -113,7 +116,11 @@ pub fn build(
     };
     let listed: Vec<TransformerConfig> =
         serde_json::from_value(listed).map_err(|e| format!("interpreter: transformers: {e}"))?;
-    let transformers = build_transformers(&listed).map_err(|e| format!("interpreter: {e}"))?;
+    // `io.l5d.replace` and `io.l5d.const` bind their path with the router's
+    // own namers, as Linkerd's global interpreter does.
+    let binder = PathBinder::of(default.clone());
+    let transformers =
+        build_transformers(&listed, &binder).map_err(|e| format!("interpreter: {e}"))?;
     let inner = build_kind(&config, default, idle_ttl, max_idle)?;
     Ok(Arc::new(Transformed {
         inner,
@@ -124,7 +131,7 @@ pub fn build(
 /// An interpreter whose bound names are transformed.
 struct Transformed {
     inner: Arc<dyn RouterNaming>,
-    transformers: Vec<Arc<dyn Transformer>>,
+    transformers: Vec<Transform>,
 }
 
 impl RouterNaming for Transformed {
@@ -132,13 +139,18 @@ impl RouterNaming for Transformed {
         transform_binding(self.inner.bind(dtab, path), &self.transformers)
     }
 
-    // The delegator shows the binding before transformation.
+    // The delegator shows tree transformers (`io.l5d.replace`,
+    // `io.l5d.const`) as transformation nodes; per-name ones are not shown.
     fn delegate<'a>(
         &'a self,
         dtab: &'a Dtab,
         path: &'a Path,
     ) -> BoxFuture<'a, Result<serde_json::Value, String>> {
-        self.inner.delegate(dtab, path)
+        async move {
+            let json = self.inner.delegate(dtab, path).await?;
+            Ok(show_in_delegation(json, &self.transformers).await)
+        }
+        .boxed()
     }
 
     fn ready(&self) -> BoxFuture<'_, Result<(), String>> {
@@ -236,14 +248,97 @@ mod tests {
 
         let config = kind_config(serde_json::json!({
             "kind": "default",
-            "transformers": [{"kind": "io.l5d.const", "path": "/x"}],
+            "transformers": [{"kind": "io.l5d.nope", "path": "/x"}],
         }));
         let err = build(Some(&config), &default, Duration::from_secs(600), 1000)
             .err()
             .unwrap();
         assert!(
-            err.contains("transformer kind \"io.l5d.const\" is not supported yet"),
+            err.contains("unknown transformer kind \"io.l5d.nope\""),
             "{err}"
+        );
+        let config = kind_config(serde_json::json!({
+            "kind": "default",
+            "transformers": [{"kind": "io.l5d.const"}],
+        }));
+        let err = build(Some(&config), &default, Duration::from_secs(600), 1000)
+            .err()
+            .unwrap();
+        assert!(
+            err.starts_with("interpreter: transformers[0] (io.l5d.const): missing field `path`"),
+            "{err}"
+        );
+    }
+
+    /// The first leaf's id and endpoints once its address has answered.
+    async fn bound_leaf(binding: &Binding) -> (String, String) {
+        for _ in 0..200 {
+            if let namers::Activity::Ok(tree) = &*binding.load()
+                && let Some(leaves) = tree.eval()
+                && let Some(bound) = leaves.first()
+                && let namers::Addr::Bound(set) = &*bound.addr.load()
+            {
+                return (bound.id.show(), set.endpoints()[0].addr.to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never bound: {:?}", binding.load())
+    }
+
+    #[tokio::test]
+    async fn replace_and_const_on_the_interpreter_and_in_its_delegator() {
+        let inet = Arc::new(InetResolver::system().unwrap());
+        let default = default_interpreter(&[], &inet).unwrap();
+        let naming = |kind: &str| {
+            let config = kind_config(serde_json::json!({
+                "kind": "default",
+                "transformers": [{"kind": kind, "path": "/$/inet/127.0.0.1/9999"}],
+            }));
+            build(Some(&config), &default, Duration::from_secs(600), 1000).unwrap()
+        };
+        let dtab = Dtab::read("/svc/web=>/$/inet/127.0.0.1/80;/svc/gone=>~").unwrap();
+        let web = Path::read("/svc/web").unwrap();
+        let gone = Path::read("/svc/gone").unwrap();
+
+        let replace = naming("io.l5d.replace");
+        let binding = replace.bind(&dtab, &web);
+        assert_eq!(
+            bound_leaf(&binding).await,
+            (
+                "/%/io.l5d.replace/$/inet/127.0.0.1/9999".to_string(),
+                "127.0.0.1:9999".to_string()
+            )
+        );
+        let neg = replace.bind(&dtab, &gone);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(*neg.load(), namers::Activity::Ok(dtab::NameTree::Neg));
+        let json = replace.delegate(&dtab, &web).await.unwrap();
+        let shown = json.to_string();
+        assert!(shown.contains("\"type\":\"transformation\""), "{shown}");
+        assert!(shown.contains("\"name\":\"io.l5d.replace\""), "{shown}");
+        // The name before, and the one after.
+        assert!(shown.contains("\"id\":\"/$/inet/127.0.0.1/80\""), "{shown}");
+        assert!(
+            shown.contains("\"id\":\"/%/io.l5d.replace/$/inet/127.0.0.1/9999\""),
+            "{shown}"
+        );
+
+        let constant = naming("io.l5d.const");
+        let binding = constant.bind(&dtab, &gone);
+        assert_eq!(
+            bound_leaf(&binding).await,
+            (
+                "/%/io.l5d.const/$/inet/127.0.0.1/9999".to_string(),
+                "127.0.0.1:9999".to_string()
+            )
+        );
+        let json = constant.delegate(&dtab, &gone).await.unwrap();
+        assert_eq!(json["type"], "transformation", "{json}");
+        assert_eq!(json["name"], "io.l5d.const", "{json}");
+        assert_eq!(json["path"], "/svc/gone", "{json}");
+        assert_eq!(
+            json["tree"]["bound"]["id"], "/%/io.l5d.const/$/inet/127.0.0.1/9999",
+            "{json}"
         );
     }
 }
