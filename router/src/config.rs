@@ -185,6 +185,7 @@ pub const INTERPRETERS: &[&str] = &[
     "default",
     "io.l5d.fs",
     "io.l5d.k8s.configMap",
+    "io.l5d.consul.interpreter",
     "io.l5d.namerd",
     "io.l5d.namerd.http",
     "io.l5d.mesh",

@@ -20,6 +20,7 @@ use namers::{Binding, Interpreter, NameInterpreter};
 
 use crate::config::KindConfig;
 
+pub mod consul;
 pub mod fs;
 pub mod k8s_config_map;
 pub mod lingering;
@@ -185,6 +186,10 @@ fn build_kind(
             Ok(linger(Arc::new(default.clone())))
         }
         fs::KIND => Ok(linger(Arc::new(FsInterpreter::from_params(
+            &config.params,
+            default,
+        )?))),
+        consul::KIND => Ok(linger(Arc::new(consul::from_params(
             &config.params,
             default,
         )?))),
