@@ -106,6 +106,11 @@ const KINDS: &[NamerKind] = &[
         prefix_required: false,
         build: crate::zk_leader::build,
     },
+    NamerKind {
+        kind: "io.l5d.dnssrv",
+        prefix_required: false,
+        build: crate::dnssrv::build,
+    },
 ];
 
 /// The kinds that can be configured, for error messages and docs.
