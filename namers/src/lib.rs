@@ -10,6 +10,7 @@ pub mod bind;
 pub mod cli;
 pub mod config;
 pub mod consul;
+pub mod curator;
 mod delegate;
 pub mod dnssrv;
 pub mod fs;

@@ -111,6 +111,11 @@ const KINDS: &[NamerKind] = &[
         prefix_required: false,
         build: crate::dnssrv::build,
     },
+    NamerKind {
+        kind: "io.l5d.curator",
+        prefix_required: false,
+        build: crate::curator::build,
+    },
 ];
 
 /// The kinds that can be configured, for error messages and docs.

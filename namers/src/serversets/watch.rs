@@ -2,7 +2,8 @@
 //! and one task per watched group that keeps its members' data current.
 //!
 //! A group is a znode whose children named `member_*` are the members (a
-//! Finagle serverset, or a leader-election group). Its task lists the
+//! Finagle serverset, or a leader-election group; for Curator's service
+//! discovery, every child is a member). Its task lists the
 //! children with a child watch and reads every member with a data watch;
 //! each event re-reads only what it concerns and re-arms its watch. While
 //! ZooKeeper is unreachable nothing is published, so every group keeps its
@@ -221,6 +222,8 @@ async fn log_states(
 pub(crate) struct Groups<M> {
     session: ZkSession,
     decode: Decode<M>,
+    /// Which children of a group are its members.
+    is_member: fn(&str) -> bool,
     watches: LiveCache<String, GroupState<M>>,
     /// How many groups are watched.
     count: tokio_watch::Sender<usize>,
@@ -231,9 +234,20 @@ where
     M: Clone + PartialEq + Send + Sync + 'static,
 {
     pub(crate) fn new(session: ZkSession, decode: Decode<M>) -> Groups<M> {
+        Groups::with_members(session, decode, |child| child.starts_with(MEMBER_PREFIX))
+    }
+
+    /// Groups whose members are the children `is_member` accepts (Curator's
+    /// service instances are named by their ids, with no prefix).
+    pub(crate) fn with_members(
+        session: ZkSession,
+        decode: Decode<M>,
+        is_member: fn(&str) -> bool,
+    ) -> Groups<M> {
         Groups {
             session,
             decode,
+            is_member,
             watches: LiveCache::default(),
             count: tokio_watch::channel(0).0,
         }
@@ -372,7 +386,7 @@ where
                     events.push(on_change(None, watcher));
                     let children: BTreeSet<String> = children
                         .into_iter()
-                        .filter(|c| c.starts_with(MEMBER_PREFIX))
+                        .filter(|c| (groups.is_member)(c))
                         .collect();
                     members.retain(|name, _| children.contains(name));
                     unread.retain(|name| children.contains(name));
