@@ -35,6 +35,7 @@ mod tls;
 mod version;
 mod watch;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -70,6 +71,8 @@ pub struct Client {
     timeout: Duration,
     /// Sent as `Authorization: Bearer <token>` with writes.
     token: Option<HeaderValue>,
+    /// A TLS failure a connection read after its handshake.
+    late_tls_failures: Arc<tls::LateTlsFailure>,
 }
 
 /// One update from [`Client::watch_dtab`]: the dtab, and its version when
@@ -132,7 +135,12 @@ impl Client {
         http.set_connect_timeout(Some(Client::DEFAULT_TIMEOUT));
         // `https://` URLs are the connector's to handle.
         http.enforce_http(false);
-        let connector = tls::Connector { http, tls };
+        let late_tls_failures = Arc::new(tls::LateTlsFailure::default());
+        let connector = tls::Connector {
+            http,
+            tls,
+            late_failures: late_tls_failures.clone(),
+        };
         let http = HttpClient::builder(TokioExecutor::new()).build(connector);
         Client {
             server: base.to_string(),
@@ -140,6 +148,7 @@ impl Client {
             http,
             timeout: Client::DEFAULT_TIMEOUT,
             token: None,
+            late_tls_failures,
         }
     }
 
@@ -457,7 +466,10 @@ impl Client {
     }
 
     fn connect_error(&self, what: &str, e: &hyper_util::client::legacy::Error) -> ClientError {
-        if let Some((failure, cause)) = tls::failure_of(e) {
+        // A failure the connection read before this request could use it
+        // (TLS 1.3's late refusal of a client certificate) is the cause.
+        if let Some((failure, cause)) = tls::failure_of(e).or_else(|| self.late_tls_failures.take())
+        {
             return ClientError::Tls {
                 server: self.server.clone(),
                 request: what.to_string(),

@@ -8,7 +8,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use http::Uri;
@@ -148,6 +148,28 @@ struct NoTlsSettings;
 pub(crate) struct Connector {
     pub(crate) http: HttpConnector,
     pub(crate) tls: Option<TlsSettings>,
+    /// Where connections leave a TLS failure they read after the handshake.
+    pub(crate) late_failures: Arc<LateTlsFailure>,
+}
+
+/// The latest TLS failure a connection read after its handshake had
+/// completed. With TLS 1.3 a server that refuses the client's certificate
+/// says so only after the client's handshake is done; when that alert is
+/// read while the connection is idle, the HTTP client drops the connection
+/// and the request waiting for it fails with a generic "connection was not
+/// ready". The alert left here lets the request's error say what happened.
+#[derive(Debug, Default)]
+pub(crate) struct LateTlsFailure(Mutex<Option<(TlsFailure, String)>>);
+
+impl LateTlsFailure {
+    fn record(&self, failure: (TlsFailure, String)) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(failure);
+    }
+
+    /// The failure recorded, if any, cleared.
+    pub(crate) fn take(&self) -> Option<(TlsFailure, String)> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -164,6 +186,7 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let tls = self.tls.clone();
+        let late_failures = self.late_failures.clone();
         let host = uri
             .host()
             .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string());
@@ -189,23 +212,30 @@ impl tower_service::Service<Uri> for Connector {
             let stream = tokio_rustls::TlsConnector::from((tls.config)())
                 .connect(name, tcp)
                 .await?;
-            Ok(TokioIo::new(Conn::Tls(Box::new(stream))))
+            Ok(TokioIo::new(Conn::Tls(
+                Box::new(stream),
+                Some(late_failures),
+            )))
         })
     }
 }
 
-/// A connection to namerd, plain or TLS.
+/// A connection to namerd, plain or TLS; a TLS one may leave a failure it
+/// reads after the handshake where its client can find it.
 #[derive(Debug)]
 pub(crate) enum Conn {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Tls(
+        Box<tokio_rustls::client::TlsStream<TcpStream>>,
+        Option<Arc<LateTlsFailure>>,
+    ),
 }
 
 impl Connection for Conn {
     fn connected(&self) -> Connected {
         match self {
             Conn::Plain(tcp) => tcp.connected(),
-            Conn::Tls(tls) => tls.get_ref().0.connected(),
+            Conn::Tls(tls, _) => tls.get_ref().0.connected(),
         }
     }
 }
@@ -218,7 +248,15 @@ impl AsyncRead for Conn {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Tls(s, late) => {
+                let read = Pin::new(s.as_mut()).poll_read(cx, buf);
+                if let (Poll::Ready(Err(e)), Some(late)) = (&read, late.as_ref())
+                    && let Some(failure) = failure_of(e)
+                {
+                    late.record(failure);
+                }
+                read
+            }
         }
     }
 }
@@ -231,7 +269,7 @@ impl AsyncWrite for Conn {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -242,28 +280,28 @@ impl AsyncWrite for Conn {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Conn::Plain(s) => s.is_write_vectored(),
-            Conn::Tls(s) => s.is_write_vectored(),
+            Conn::Tls(s, _) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -377,7 +377,7 @@ impl NamerClient {
                 },
                 None => unreachable(format!("TLS: {e}")),
             })?;
-        Ok(Conn::Tls(Box::new(stream)))
+        Ok(Conn::Tls(Box::new(stream), None))
     }
 }
 
