@@ -5,6 +5,7 @@ pub mod consul;
 pub mod fuzz;
 pub mod h2load;
 pub mod k8s;
+pub mod marathon;
 pub mod mesh;
 pub mod pki;
 pub mod process;

@@ -366,7 +366,7 @@ fn linkerd_kinds_and_keys_not_here_yet_are_named_with_their_line() {
             "routers[0].servers[0].announce: line 6",
         ),
         (
-            format!("{head}  servers:\n  - port: 0\nnamers:\n- kind: io.l5d.marathon\n"),
+            format!("{head}  servers:\n  - port: 0\nnamers:\n- kind: io.l5d.rancher\n"),
             "namers[0]: line 7",
         ),
         (

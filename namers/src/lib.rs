@@ -21,6 +21,7 @@ pub mod k8s;
 mod live;
 pub mod live_cache;
 pub mod logging;
+pub mod marathon;
 pub mod metrics;
 mod name;
 mod namer;

@@ -97,6 +97,11 @@ const KINDS: &[NamerKind] = &[
         build: crate::k8s::build,
     },
     NamerKind {
+        kind: "io.l5d.marathon",
+        prefix_required: false,
+        build: crate::marathon::build,
+    },
+    NamerKind {
         kind: "io.l5d.serversets",
         prefix_required: false,
         build: crate::serversets::build,
