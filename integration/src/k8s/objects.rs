@@ -21,6 +21,9 @@ pub struct Service {
     pub name: String,
     labels: Vec<(String, String)>,
     ports: Vec<Value>,
+    /// `status.loadBalancer.ingress`; the Service is `type: LoadBalancer`
+    /// when it has any.
+    load_balancer: Vec<Value>,
 }
 
 impl Service {
@@ -31,7 +34,22 @@ impl Service {
             name: name.to_string(),
             labels: Vec::new(),
             ports: Vec::new(),
+            load_balancer: Vec::new(),
         }
+    }
+
+    /// Adds an ingress point of the Service's external load balancer: an
+    /// IP address, a host name, or both (`status.loadBalancer.ingress`).
+    pub fn load_balancer(mut self, ip: Option<&str>, hostname: Option<&str>) -> Service {
+        let mut entry = serde_json::Map::new();
+        if let Some(ip) = ip {
+            entry.insert("ip".into(), json!(ip));
+        }
+        if let Some(hostname) = hostname {
+            entry.insert("hostname".into(), json!(hostname));
+        }
+        self.load_balancer.push(Value::Object(entry));
+        self
     }
 
     /// Adds a label.
@@ -59,11 +77,17 @@ impl Service {
     }
 
     pub(super) fn to_json(&self) -> Value {
+        let kind = if self.load_balancer.is_empty() {
+            "ClusterIP"
+        } else {
+            "LoadBalancer"
+        };
         json!({
             "kind": "Service",
             "apiVersion": "v1",
             "metadata": metadata(&self.namespace, &self.name, &self.labels),
-            "spec": {"ports": self.ports, "type": "ClusterIP"},
+            "spec": {"ports": self.ports, "type": kind},
+            "status": {"loadBalancer": {"ingress": self.load_balancer}},
         })
     }
 }

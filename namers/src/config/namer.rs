@@ -97,6 +97,16 @@ const KINDS: &[NamerKind] = &[
         build: crate::k8s::build,
     },
     NamerKind {
+        kind: "io.l5d.k8s.external",
+        prefix_required: false,
+        build: crate::k8s::build_external,
+    },
+    NamerKind {
+        kind: "io.l5d.k8s.ns",
+        prefix_required: false,
+        build: crate::k8s::build_ns,
+    },
+    NamerKind {
         kind: "io.l5d.marathon",
         prefix_required: false,
         build: crate::marathon::build,

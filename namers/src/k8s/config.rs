@@ -8,6 +8,7 @@ use dtab::Path;
 use serde::Deserialize;
 
 use super::K8sNamer;
+use crate::system::inet::InetResolver;
 
 /// The `io.l5d.k8s` namer config (its `kind` and `prefix` are read by the
 /// namer registry). Every key is optional.
@@ -77,6 +78,20 @@ pub(super) struct Settings {
     pub(super) api: ApiServer,
     pub(super) label: Option<String>,
     pub(super) timing: Timing,
+    /// What a path binds to.
+    pub(super) mode: Mode,
+    /// The one namespace of `io.l5d.k8s.ns`, which paths then leave out.
+    pub(super) namespace: Option<String>,
+}
+
+/// What the namer binds a Service port to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// The ready endpoints of the Service's pods (`io.l5d.k8s`,
+    /// `io.l5d.k8s.ns`).
+    Endpoints,
+    /// The Service's external load balancer (`io.l5d.k8s.external`).
+    External,
 }
 
 /// The environment variable the in-cluster API server's host is read from.
@@ -111,7 +126,109 @@ impl K8sConfig {
                 });
             }
         };
-        Ok(Settings { api, label, timing })
+        Ok(Settings {
+            api,
+            label,
+            timing,
+            mode: Mode::Endpoints,
+            namespace: None,
+        })
+    }
+}
+
+/// The `io.l5d.k8s.external` namer config: Linkerd's keys (`host`, `port`,
+/// `labelSelector`), with the meaning they have for `io.l5d.k8s`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct K8sExternalConfig {
+    /// As [`K8sConfig::host`].
+    pub host: Option<String>,
+    /// As [`K8sConfig::port`].
+    pub port: Option<u16>,
+    /// As [`K8sConfig::label_selector`].
+    pub label_selector: Option<String>,
+}
+
+impl K8sExternalConfig {
+    /// Builds the namer, serving paths below `prefix` (usually
+    /// `/#/io.l5d.k8s.external`); load balancers named by host are
+    /// resolved through `inet`.
+    pub fn build_with(
+        &self,
+        prefix: Path,
+        inet: Arc<InetResolver>,
+        timing: Timing,
+    ) -> Result<Arc<K8sNamer>, K8sConfigError> {
+        let base = K8sConfig {
+            host: self.host.clone(),
+            port: self.port,
+            label_selector: self.label_selector.clone(),
+        };
+        let settings = Settings {
+            mode: Mode::External,
+            ..base.validate(timing)?
+        };
+        Ok(K8sNamer::with_inet(prefix, settings, Some(inet)))
+    }
+}
+
+/// The `io.l5d.k8s.ns` namer config: `io.l5d.k8s` confined to the namespace
+/// named by an environment variable, which paths leave out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct K8sNsConfig {
+    /// As [`K8sConfig::host`].
+    pub host: Option<String>,
+    /// As [`K8sConfig::port`].
+    pub port: Option<u16>,
+    /// The environment variable holding the namespace (`POD_NAMESPACE` by
+    /// default, usually set from `metadata.namespace` by the downward API).
+    pub env_var: Option<String>,
+    /// As [`K8sConfig::label_selector`].
+    pub label_selector: Option<String>,
+}
+
+/// The environment variable `io.l5d.k8s.ns` reads by default.
+pub const DEFAULT_NAMESPACE_VAR: &str = "POD_NAMESPACE";
+
+impl K8sNsConfig {
+    /// The namespace the namer serves, read from its environment variable.
+    pub fn namespace(&self) -> Result<String, K8sConfigError> {
+        let var = self.env_var.as_deref().unwrap_or(DEFAULT_NAMESPACE_VAR);
+        match std::env::var(var) {
+            Ok(ns) if !ns.trim().is_empty() => Ok(ns.trim().to_ascii_lowercase()),
+            _ => Err(K8sConfigError {
+                key: "envVar".into(),
+                why: format!("the environment variable {var} names no namespace"),
+            }),
+        }
+    }
+
+    /// Builds the namer for `namespace` (see [`K8sNsConfig::namespace`]),
+    /// serving paths below `prefix` (usually `/#/io.l5d.k8s.ns`).
+    pub fn build_in(
+        &self,
+        prefix: Path,
+        namespace: &str,
+        timing: Timing,
+    ) -> Result<Arc<K8sNamer>, K8sConfigError> {
+        let base = K8sConfig {
+            host: self.host.clone(),
+            port: self.port,
+            label_selector: self.label_selector.clone(),
+        };
+        let namespace = namespace.trim().to_ascii_lowercase();
+        if namespace.is_empty() || namespace.contains('/') {
+            return Err(K8sConfigError {
+                key: "envVar".into(),
+                why: format!("{namespace:?} is not a namespace"),
+            });
+        }
+        let settings = Settings {
+            namespace: Some(namespace),
+            ..base.validate(timing)?
+        };
+        Ok(K8sNamer::new(prefix, settings))
     }
 }
 

@@ -46,7 +46,10 @@ mod config_map;
 mod resolve;
 mod watch;
 
-pub use config::{ApiServer, K8sConfig, K8sConfigError, Timing, api_server, kube_client};
+pub use config::{
+    ApiServer, DEFAULT_NAMESPACE_VAR, K8sConfig, K8sConfigError, K8sExternalConfig, K8sNsConfig,
+    Timing, api_server, kube_client,
+};
 pub use config_map::{ConfigMapEvent, ConfigMapWatch};
 pub use resolve::NODE_NAME_KEY;
 pub use watch::refused as watch_refused;
@@ -60,7 +63,13 @@ use serde_json::{Map, Value};
 
 use crate::config::NamerContext;
 use crate::namer_table::{Found, NamerTable, outside_runtime};
-use crate::{Activity, Addr, AddrSet, Live, LiveCache, Lookup, Namer, NamerCounter, Publisher};
+use crate::serversets::HostPort;
+use crate::serversets::resolve::Hosts;
+use crate::system::inet::InetResolver;
+use crate::{
+    Activity, Addr, AddrSet, Live, LiveCache, Lookup, Metadata, Namer, NamerCounter, Publisher,
+};
+use config::Mode;
 use resolve::{EndpointsInfo, PortRef, Resolution, ServiceInfo};
 
 const KIND: &str = "io.l5d.k8s";
@@ -113,6 +122,8 @@ struct Inner {
     /// Each (port, service) of a namespace, derived from its watch.
     table: NamerTable<(NsKey, EntryKey)>,
     stats: K8sStats,
+    /// Resolves load balancers named by host (`io.l5d.k8s.external`).
+    inet: Option<Arc<InetResolver>>,
 }
 
 /// What a namespace watch has seen.
@@ -190,6 +201,14 @@ struct Inputs {
 
 impl K8sNamer {
     fn new(prefix: Path, settings: config::Settings) -> Arc<K8sNamer> {
+        K8sNamer::with_inet(prefix, settings, None)
+    }
+
+    fn with_inet(
+        prefix: Path,
+        settings: config::Settings,
+        inet: Option<Arc<InetResolver>>,
+    ) -> Arc<K8sNamer> {
         Arc::new(K8sNamer {
             inner: Arc::new(Inner {
                 prefix,
@@ -198,6 +217,7 @@ impl K8sNamer {
                 namespaces: LiveCache::default(),
                 table: NamerTable::new(KIND),
                 stats: K8sStats::default(),
+                inet,
             }),
         })
     }
@@ -225,11 +245,14 @@ impl K8sNamer {
     }
 
     /// The namespace, port and service a path names, and how many labels
-    /// that took; `None` when the path is too short.
+    /// that took; `None` when the path is too short. With a fixed
+    /// namespace (`io.l5d.k8s.ns`), paths leave it out.
     fn parse(&self, path: &Path) -> Option<(NsKey, EntryKey, usize)> {
-        let label = self.inner.settings.label.as_deref();
-        let named = if label.is_some() { 4 } else { 3 };
-        let labels: Vec<String> = path
+        let settings = &self.inner.settings;
+        let label = settings.label.as_deref();
+        let fixed = settings.namespace.as_ref();
+        let named = 2 + usize::from(fixed.is_none()) + usize::from(label.is_some());
+        let mut labels: Vec<String> = path
             .elems()
             .iter()
             .take(named)
@@ -237,6 +260,9 @@ impl K8sNamer {
             .collect::<Option<_>>()?;
         if labels.len() < named {
             return None;
+        }
+        if let Some(namespace) = fixed {
+            labels.insert(0, namespace.clone());
         }
         let selector = label.map(|key| format!("{key}={}", labels[3]));
         let ns = NsKey {
@@ -287,7 +313,10 @@ impl Namer for K8sNamer {
         let id = inner
             .prefix
             .concat_labels(path.elems().get(..named).unwrap_or_default());
-        let initial = || ns.load().inputs(&entry_key.service).found(&entry_key.port);
+        let initial = || {
+            let inputs = ns.load().inputs(&entry_key.service, inner.settings.mode);
+            inputs.found(&entry_key.port, inner, &mut Hosts::default())
+        };
         let follow = {
             let (inner, ns, key) = (inner.clone(), ns.clone(), entry_key.clone());
             move |found| follow(inner.clone(), ns.clone(), key.clone(), found)
@@ -299,10 +328,15 @@ impl Namer for K8sNamer {
 }
 
 impl NsState {
+    /// Whether the watch has listed what `mode` needs.
+    fn listed(&self, mode: Mode) -> bool {
+        self.services_listed && (self.endpoints_listed || mode == Mode::External)
+    }
+
     /// What `service` is resolved from as things stand.
-    fn inputs(&self, service: &str) -> Inputs {
+    fn inputs(&self, service: &str, mode: Mode) -> Inputs {
         Inputs {
-            listed: self.services_listed && self.endpoints_listed,
+            listed: self.listed(mode),
             failure: self.failure.clone(),
             service: self.services.get(service).cloned(),
             endpoints: self.endpoints.get(service).cloned(),
@@ -311,10 +345,22 @@ impl NsState {
 }
 
 impl Inputs {
-    /// What a port of the service stands for.
-    fn found(&self, port: &PortRef) -> Found {
+    /// What a port of the service stands for; load balancers named by
+    /// host are looked up in `hosts`.
+    fn found(&self, port: &PortRef, inner: &Inner, hosts: &mut Hosts) -> Found {
         if !self.listed {
             return self.failure.clone().map_or(Found::Pending, Found::Failed);
+        }
+        if let (Mode::External, Some(inet)) = (inner.settings.mode, &inner.inet) {
+            let Some(list) = resolve::resolve_external(self.service.as_deref(), port) else {
+                hosts.clear();
+                return Found::Absent;
+            };
+            let list = list
+                .into_iter()
+                .map(|(host, port)| (HostPort { host, port }, Metadata::default()))
+                .collect();
+            return Found::Present(hosts.resolve(inet, list));
         }
         match resolve::resolve(self.service.as_deref(), self.endpoints.as_deref(), port) {
             Resolution::Bound(endpoints) => Found::Present(Addr::Bound(AddrSet::new(endpoints))),
@@ -333,22 +379,29 @@ async fn follow(
 ) {
     let mut resolved: Option<Inputs> = None;
     let (mut mine, mut all) = ns.load().signals.subscribe(&key.service);
+    let mode = inner.settings.mode;
+    // The DNS lookups of load balancers named by host; a change of their
+    // answers is a change of the address as much as a watch event is.
+    let mut hosts = Hosts::default();
+    let mut hosts_changed = false;
     loop {
         // Seen before the state is read: a change made after this read
         // wakes the loop again.
         mine.borrow_and_update();
         all.borrow_and_update();
         ns.mark_seen();
-        let inputs = ns.load().inputs(&key.service);
-        if resolved.as_ref() != Some(&inputs) {
-            if found.publish_if_changed(inputs.found(&key.port)) {
+        let inputs = ns.load().inputs(&key.service, mode);
+        if hosts_changed || resolved.as_ref() != Some(&inputs) {
+            if found.publish_if_changed(inputs.found(&key.port, &inner, &mut hosts)) {
                 inner.stats.updates.fetch_add(1, Ordering::Relaxed);
             }
             resolved = Some(inputs);
         }
+        hosts_changed = false;
         tokio::select! {
             _ = mine.changed() => {}
             _ = all.changed() => {}
+            () = hosts.changed() => hosts_changed = true,
             () = found.closed() => return,
         }
     }
@@ -362,4 +415,27 @@ pub(crate) fn build(
 ) -> Result<Arc<dyn Namer>, String> {
     let config: K8sConfig = crate::config::kind_params(params)?;
     Ok(config.build(prefix.clone()).map_err(|e| e.to_string())?)
+}
+
+/// Builds an `io.l5d.k8s.external` namer from its config block.
+pub(crate) fn build_external(
+    prefix: &Path,
+    params: &Map<String, Value>,
+    context: &NamerContext,
+) -> Result<Arc<dyn Namer>, String> {
+    let config: K8sExternalConfig = crate::config::kind_params(params)?;
+    let namer = config.build_with(prefix.clone(), context.inet.clone(), Timing::default());
+    Ok(namer.map_err(|e| e.to_string())?)
+}
+
+/// Builds an `io.l5d.k8s.ns` namer from its config block.
+pub(crate) fn build_ns(
+    prefix: &Path,
+    params: &Map<String, Value>,
+    _: &NamerContext,
+) -> Result<Arc<dyn Namer>, String> {
+    let config: K8sNsConfig = crate::config::kind_params(params)?;
+    let namespace = config.namespace().map_err(|e| e.to_string())?;
+    let namer = config.build_in(prefix.clone(), &namespace, Timing::default());
+    Ok(namer.map_err(|e| e.to_string())?)
 }

@@ -39,10 +39,14 @@ struct ServicePort {
     target: Option<u16>,
 }
 
-/// What the namer keeps of a Service: its TCP ports.
+/// What the namer keeps of a Service: its TCP ports, and the hosts of its
+/// external load balancer (`status.loadBalancer.ingress`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct ServiceInfo {
     ports: Vec<ServicePort>,
+    /// Each ingress point's host name, or its IP address when it has none
+    /// (Linkerd's preference).
+    load_balancer: Vec<String>,
 }
 
 /// One ready address of an Endpoints subset.
@@ -96,7 +100,21 @@ impl From<&Service> for ServiceInfo {
                 })
             })
             .collect();
-        ServiceInfo { ports }
+        let load_balancer = service
+            .status
+            .iter()
+            .filter_map(|status| status.load_balancer.as_ref())
+            .flat_map(|lb| lb.ingress.iter().flatten())
+            .filter_map(|ingress| {
+                let host = ingress.hostname.as_deref().filter(|h| !h.is_empty());
+                host.or(ingress.ip.as_deref().filter(|ip| !ip.is_empty()))
+                    .map(str::to_string)
+            })
+            .collect();
+        ServiceInfo {
+            ports,
+            load_balancer,
+        }
     }
 }
 
@@ -202,6 +220,26 @@ pub(super) fn resolve(
     Resolution::Bound(found)
 }
 
+/// The load balancer hosts of a Service port, each with the Service port's
+/// number (`port`, not `nodePort`: the load balancer listens on the Service
+/// port). A port name is a Service port's name; a number is a Service port's
+/// number. `None` when the Service, the port or the load balancer is missing.
+pub(super) fn resolve_external(
+    service: Option<&ServiceInfo>,
+    port: &PortRef,
+) -> Option<Vec<(String, u16)>> {
+    let service = service?;
+    let found = service.ports.iter().find(|p| match port {
+        PortRef::Name(name) => &p.name == name,
+        PortRef::Number(number) => p.port == *number,
+    })?;
+    if service.load_balancer.is_empty() {
+        return None;
+    }
+    let hosts = service.load_balancer.iter();
+    Some(hosts.map(|host| (host.clone(), found.port)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -304,5 +342,47 @@ mod tests {
             addrs(resolve(Some(&svc), Some(&eps), &PortRef::parse("80"))),
             ["10.0.0.1:8080"]
         );
+    }
+
+    #[test]
+    fn external_addresses_are_the_load_balancers_at_the_service_port() {
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {"ports": [
+                {"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080},
+                {"name": "admin", "port": 9990},
+            ]},
+            "status": {"loadBalancer": {"ingress": [
+                {"ip": "203.0.113.7"},
+                {"hostname": "lb.example.com", "ip": "203.0.113.8"},
+            ]}},
+        }))
+        .unwrap();
+        let svc = ServiceInfo::from(&service);
+        let external = |port: &str| resolve_external(Some(&svc), &PortRef::parse(port));
+        let expected = vec![
+            ("203.0.113.7".to_string(), 80),
+            ("lb.example.com".to_string(), 80),
+        ];
+        assert_eq!(external("http"), Some(expected.clone()));
+        assert_eq!(external("80"), Some(expected));
+        assert_eq!(external("admin").unwrap()[0].1, 9990);
+        assert_eq!(
+            external("8080"),
+            None,
+            "a target port is not a service port"
+        );
+        assert_eq!(external("nope"), None);
+        assert_eq!(resolve_external(None, &PortRef::parse("http")), None);
+        // No load balancer (yet): nothing to bind.
+        let pending = service_json_without_status();
+        assert_eq!(
+            resolve_external(Some(&pending), &PortRef::parse("http")),
+            None
+        );
+    }
+
+    fn service_json_without_status() -> ServiceInfo {
+        service(serde_json::json!([{"name": "http", "port": 80}]))
     }
 }

@@ -15,7 +15,7 @@ use kube::api::ListParams;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 
-use super::config::kube_client;
+use super::config::{Mode, kube_client};
 use super::resolve::{EndpointsInfo, ServiceInfo};
 use super::{Inner, NsKey, NsState};
 use crate::Publisher;
@@ -120,9 +120,19 @@ pub(super) async fn run(inner: Arc<Inner>, key: NsKey, ns: Arc<Publisher<NsState
             }
         }
     };
+    // Load balancers are in the Services: `io.l5d.k8s.external` needs no
+    // Endpoints.
+    let endpoints = async {
+        match inner.settings.mode {
+            Mode::Endpoints => {
+                follow::<Endpoints>(&inner, &key, &ns, client.clone(), &health).await
+            }
+            Mode::External => std::future::pending().await,
+        }
+    };
     tokio::select! {
         () = follow::<Service>(&inner, &key, &ns, client.clone(), &health) => {}
-        () = follow::<Endpoints>(&inner, &key, &ns, client, &health) => {}
+        () = endpoints => {}
         () = ns.closed() => {}
     }
 }
@@ -254,7 +264,7 @@ fn recovered(inner: &Inner, key: &NsKey, health: &Health) {
 fn report_failure(inner: &Inner, key: &NsKey, ns: &Publisher<NsState>, why: &str) {
     inner.stats.state_changes.fetch_add(1, Ordering::Relaxed);
     let current = ns.current();
-    let listed = current.services_listed && current.endpoints_listed;
+    let listed = current.listed(inner.settings.mode);
     if !listed {
         update(ns, None, |ns| ns.failure = Some(why.into()));
     }

@@ -116,17 +116,32 @@ where
     }
 }
 
-/// The DNS lookups of the host names an address needs.
+/// The DNS lookups of the host names an address needs (also used by the
+/// `io.l5d.k8s.external` namer for load balancers named by host).
 #[derive(Default)]
-struct Hosts {
+pub(crate) struct Hosts {
     names: HashMap<(String, u16), Live<Addr>>,
 }
 
 impl Hosts {
+    /// Forgets every lookup.
+    pub(crate) fn clear(&mut self) {
+        self.names.clear();
+    }
+
+    /// Waits until one of the lookups changes; for ever, with none.
+    pub(crate) async fn changed(&mut self) {
+        if self.names.is_empty() {
+            return std::future::pending().await;
+        }
+        let names = self.names.values_mut().map(|l| Box::pin(l.changed()));
+        select_all(names).await;
+    }
+
     /// The address of `list` as things stand: every endpoint found so far.
     /// It is pending while nothing is found and some names are still being
     /// looked up, and failed when no host could be found at all.
-    fn resolve(&mut self, inet: &InetResolver, list: Vec<(HostPort, Metadata)>) -> Addr {
+    pub(crate) fn resolve(&mut self, inet: &InetResolver, list: Vec<(HostPort, Metadata)>) -> Addr {
         let mut endpoints = Vec::new();
         let mut pending = false;
         let mut failures = Vec::new();
