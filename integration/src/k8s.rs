@@ -7,7 +7,10 @@
 //! (`/api/v1/namespaces/<ns>/{services,endpoints,configmaps}`, and a GET of
 //! one of them by name), and for the one custom resource namerd stores
 //! dtabs in, `dtabs.l5d.io` version `v1alpha1`
-//! (`/apis/l5d.io/v1alpha1/namespaces/<ns>/dtabs`):
+//! (`/apis/l5d.io/v1alpha1/namespaces/<ns>/dtabs`), and for
+//! `networking.k8s.io/v1` Ingresses, in a namespace
+//! (`/apis/networking.k8s.io/v1/namespaces/<ns>/ingresses`) or in all of
+//! them (`/apis/networking.k8s.io/v1/ingresses`):
 //!
 //! - a list answers every object with the collection's current
 //!   `metadata.resourceVersion` (it ignores `limit`, as a server without
@@ -34,8 +37,9 @@
 //! what does not exist). The fake has no schema: it stores any JSON object
 //! it is given, as a cluster without the CRD's `openAPIV3Schema` would, and
 //! it does no admission, no finalizers, no `generateName`, no field
-//! selectors but the name, and no server-side apply. Services, Endpoints
-//! and ConfigMaps are only written through the test controls
+//! selectors but the name, and no server-side apply. Services, Endpoints,
+//! Ingresses and ConfigMaps are only written through the test controls
+//! ([`FakeKube::apply_ingress`] for an Ingress)
 //! ([`FakeKube::apply_config_map`] and [`FakeKube::delete`] create, replace
 //! and delete a ConfigMap as `kubectl apply` and `kubectl delete` would).
 //!
@@ -56,7 +60,7 @@ mod objects;
 mod stream;
 
 pub use dtabs::{DTAB_API_VERSION, DTAB_PATH_PREFIX, dtab_object};
-pub use objects::{Endpoints, Service, TargetPort, config_map_object};
+pub use objects::{Endpoints, Ingress, Service, TargetPort, config_map_object};
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -93,6 +97,18 @@ pub enum Resource {
     Dtabs,
     /// `configmaps`
     ConfigMaps,
+    /// `ingresses.networking.k8s.io`
+    Ingresses,
+}
+
+/// The namespace of a list or watch of every namespace (no namespaced path
+/// has an empty namespace: such a path is refused).
+const ALL_NAMESPACES: &str = "";
+
+/// Whether an object of namespace `ns` is seen by a list or watch of
+/// `scope` (a namespace, or [`ALL_NAMESPACES`]).
+fn in_scope(scope: &str, ns: &str) -> bool {
+    scope == ALL_NAMESPACES || scope == ns
 }
 
 impl Resource {
@@ -111,6 +127,7 @@ impl Resource {
             Resource::Endpoints => "EndpointsList",
             Resource::Dtabs => "DTabList",
             Resource::ConfigMaps => "ConfigMapList",
+            Resource::Ingresses => "IngressList",
         }
     }
 
@@ -120,6 +137,7 @@ impl Resource {
             Resource::Endpoints => "Endpoints",
             Resource::Dtabs => "DTab",
             Resource::ConfigMaps => "ConfigMap",
+            Resource::Ingresses => "Ingress",
         }
     }
 
@@ -127,6 +145,7 @@ impl Resource {
         match self {
             Resource::Services | Resource::Endpoints | Resource::ConfigMaps => "v1",
             Resource::Dtabs => DTAB_API_VERSION,
+            Resource::Ingresses => "networking.k8s.io/v1",
         }
     }
 }
@@ -244,6 +263,17 @@ impl FakeKube {
             Resource::Services,
             &service.namespace,
             &service.name,
+            stored,
+        );
+    }
+
+    /// Creates or replaces an Ingress.
+    pub fn apply_ingress(&self, ingress: &Ingress) {
+        let stored = Stored::new(ingress.to_json());
+        self.put(
+            Resource::Ingresses,
+            &ingress.namespace,
+            &ingress.name,
             stored,
         );
     }
@@ -585,8 +615,31 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             "dtabs",
             name,
         ] => (ns.to_string(), Resource::Dtabs, Some(name.to_string())),
+        ["apis", "networking.k8s.io", "v1", "ingresses"] => {
+            (ALL_NAMESPACES.to_string(), Resource::Ingresses, None)
+        }
+        [
+            "apis",
+            "networking.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "ingresses",
+        ] => (ns.to_string(), Resource::Ingresses, None),
+        [
+            "apis",
+            "networking.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "ingresses",
+            name,
+        ] => (ns.to_string(), Resource::Ingresses, Some(name.to_string())),
         _ => return not_found(&path),
     };
+    if namespace.is_empty() && !matches!(segments.as_slice(), [_, _, _, "ingresses"]) {
+        return not_found(&path);
+    }
     let query = match query {
         Ok(q) => q,
         Err(why) => return status(StatusCode::BAD_REQUEST, "BadRequest", &why),
@@ -641,7 +694,7 @@ fn list(shared: &Shared, namespace: &str, resource: Resource, query: &Query) -> 
         .objects
         .iter()
         .filter(|((r, ns, name), stored)| {
-            *r == resource && ns == namespace && query.selects(name, &stored.labels)
+            *r == resource && in_scope(namespace, ns) && query.selects(name, &stored.labels)
         })
         .map(|(_, stored)| stored.object.clone())
         .collect();

@@ -370,7 +370,9 @@ fn linkerd_kinds_and_keys_not_here_yet_are_named_with_their_line() {
             "namers[0]: line 7",
         ),
         (
-            format!("{head}  identifier:\n    kind: io.l5d.ingress\n  servers:\n  - port: 0\n"),
+            format!(
+                "{head}  identifier:\n    kind: io.l5d.k8s.istio-ingress\n  servers:\n  - port: 0\n"
+            ),
             "routers[0].identifier[0]: line 4",
         ),
     ];

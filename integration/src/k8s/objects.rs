@@ -245,3 +245,112 @@ pub fn config_map_object(namespace: &str, name: &str, data: &[(&str, &str)]) -> 
         "data": data,
     })
 }
+
+/// A `networking.k8s.io/v1` Ingress, built rule by rule.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ingress {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    annotations: serde_json::Map<String, Value>,
+    class_name: Option<String>,
+    default_backend: Option<Value>,
+    /// `(host, paths)`, each path `{path, pathType, backend}`.
+    rules: Vec<(Option<String>, Vec<Value>)>,
+}
+
+/// A backend's Service port: `{"name": ...}` or `{"number": ...}`.
+fn backend(service: &str, port: &str) -> Value {
+    let port = match port.parse::<u16>() {
+        Ok(number) => json!({"number": number}),
+        Err(_) => json!({"name": port}),
+    };
+    json!({"service": {"name": service, "port": port}})
+}
+
+impl Ingress {
+    /// An Ingress with no rule, no class and no default backend.
+    pub fn new(namespace: &str, name: &str) -> Ingress {
+        Ingress {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            annotations: serde_json::Map::new(),
+            class_name: None,
+            default_backend: None,
+            rules: Vec::new(),
+        }
+    }
+
+    /// Sets the `kubernetes.io/ingress.class` annotation.
+    pub fn class_annotation(mut self, class: &str) -> Ingress {
+        self.annotations
+            .insert("kubernetes.io/ingress.class".into(), json!(class));
+        self
+    }
+
+    /// Sets `spec.ingressClassName`.
+    pub fn class_name(mut self, class: &str) -> Ingress {
+        self.class_name = Some(class.to_string());
+        self
+    }
+
+    /// Sets `spec.defaultBackend` to a Service port (a name, or a number).
+    pub fn default_backend(mut self, service: &str, port: &str) -> Ingress {
+        self.default_backend = Some(backend(service, port));
+        self
+    }
+
+    /// Starts a rule for `host` (any host for `None`).
+    pub fn rule(mut self, host: Option<&str>) -> Ingress {
+        self.rules.push((host.map(str::to_string), Vec::new()));
+        self
+    }
+
+    /// Adds a path to the current rule (starting one for any host if there
+    /// is none): `path_type` is `Prefix`, `Exact` or
+    /// `ImplementationSpecific`; the port a name or a number.
+    pub fn path(mut self, path: &str, path_type: &str, service: &str, port: &str) -> Ingress {
+        if self.rules.is_empty() {
+            self.rules.push((None, Vec::new()));
+        }
+        let entry = json!({"path": path, "pathType": path_type, "backend": backend(service, port)});
+        if let Some((_, paths)) = self.rules.last_mut() {
+            paths.push(entry);
+        }
+        self
+    }
+
+    pub(super) fn to_json(&self) -> Value {
+        let rules: Vec<Value> = self
+            .rules
+            .iter()
+            .map(|(host, paths)| {
+                let mut rule = json!({"http": {"paths": paths}});
+                if let (Some(host), Some(map)) = (host, rule.as_object_mut()) {
+                    map.insert("host".into(), json!(host));
+                }
+                rule
+            })
+            .collect();
+        let mut spec = json!({"rules": rules});
+        if let Some(map) = spec.as_object_mut() {
+            if let Some(class) = &self.class_name {
+                map.insert("ingressClassName".into(), json!(class));
+            }
+            if let Some(backend) = &self.default_backend {
+                map.insert("defaultBackend".into(), backend.clone());
+            }
+        }
+        json!({
+            "kind": "Ingress",
+            "apiVersion": "networking.k8s.io/v1",
+            "metadata": {
+                "namespace": self.namespace,
+                "name": self.name,
+                "annotations": self.annotations,
+            },
+            "spec": spec,
+        })
+    }
+}

@@ -13,7 +13,7 @@ use hyper::body::Frame;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::{Body, Change, Command, Query, Resource, Shared, respond};
+use super::{Body, Change, Command, Query, Resource, Shared, in_scope, respond};
 
 /// Counts a watch stream as open for as long as it is served.
 struct OpenWatch(Arc<Shared>);
@@ -66,7 +66,10 @@ async fn stream_changes(
             // No version, or 0: the current state as ADDED events first.
             None | Some(0) => {
                 for ((r, ns, name), stored) in &state.objects {
-                    if *r == resource && *ns == namespace && query.selects(name, &stored.labels) {
+                    if *r == resource
+                        && in_scope(&namespace, ns)
+                        && query.selects(name, &stored.labels)
+                    {
                         initial.push(line(&json!({"type": "ADDED", "object": stored.object})));
                     }
                 }
@@ -158,7 +161,7 @@ impl Watch<'_> {
         };
         for change in pending {
             let ours = change.resource == self.resource
-                && change.namespace == self.namespace
+                && in_scope(self.namespace, &change.namespace)
                 && self.query.selects(&change.name, &change.labels);
             if ours {
                 let event = json!({"type": change.kind, "object": change.object});

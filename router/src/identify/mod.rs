@@ -8,6 +8,7 @@
 mod header;
 mod header_path;
 mod header_token;
+mod ingress;
 mod method_and_host;
 mod path;
 mod source;
@@ -140,6 +141,11 @@ const KINDS: &[IdentifierKind] = &[
         kind: header_path::KIND,
         protocols: &[Protocol::H2],
         build: header_path::build,
+    },
+    IdentifierKind {
+        kind: ingress::KIND,
+        protocols: &[Protocol::Http, Protocol::H2],
+        build: ingress::build,
     },
 ];
 

@@ -104,12 +104,12 @@ fn a_single_failure_is_reported_as_is() {
 #[test]
 fn unknown_kind_lists_the_kinds_of_that_protocol() {
     // A kind Linkerd has for the protocol, which this build has not.
-    let err = build(r#"[{"kind": "io.l5d.ingress"}]"#, Protocol::H2)
+    let err = build(r#"[{"kind": "io.l5d.k8s.istio-ingress"}]"#, Protocol::H2)
         .err()
         .unwrap();
     assert!(
         err.starts_with(
-            "identifier[0]: h2 identifier kind \"io.l5d.ingress\" is not supported yet"
+            "identifier[0]: h2 identifier kind \"io.l5d.k8s.istio-ingress\" is not supported yet"
         ),
         "{err}"
     );
@@ -120,7 +120,7 @@ fn unknown_kind_lists_the_kinds_of_that_protocol() {
         err,
         "identifier[0]: unknown http identifier kind \"io.l5d.nope\"; \
          supported kinds: io.l5d.header.token, io.l5d.methodAndHost, io.l5d.path, \
-         io.l5d.header, io.l5d.static"
+         io.l5d.header, io.l5d.static, io.l5d.ingress"
     );
     // An HTTP-only kind on an h2 router.
     let err = build(
@@ -132,7 +132,7 @@ fn unknown_kind_lists_the_kinds_of_that_protocol() {
     assert_eq!(
         err,
         "identifier[1]: unknown h2 identifier kind \"io.l5d.path\"; \
-         supported kinds: io.l5d.header.token, io.l5d.header.path"
+         supported kinds: io.l5d.header.token, io.l5d.header.path, io.l5d.ingress"
     );
 }
 
@@ -188,7 +188,11 @@ fn bad_header_names_are_config_errors() {
 fn kinds_per_protocol() {
     assert_eq!(
         identifier_kinds(Protocol::H2),
-        ["io.l5d.header.token", "io.l5d.header.path"]
+        [
+            "io.l5d.header.token",
+            "io.l5d.header.path",
+            "io.l5d.ingress"
+        ]
     );
     assert!(identifier_kinds(Protocol::Http).contains(&DEFAULT_KIND));
     assert!(identifier_kinds(Protocol::H2).contains(&DEFAULT_KIND));
