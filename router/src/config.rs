@@ -69,7 +69,7 @@ pub enum OneOrMany<T> {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RouterConfig {
-    /// `http` or `h2`.
+    /// `http`, `h2` or `tcp`.
     pub protocol: String,
     /// Acknowledges an experimental protocol, as Linkerd asked for some;
     /// accepted, and asked for by none here.
@@ -178,7 +178,7 @@ impl RouterConfig {
 pub const DEFAULT_CONNECTION_IDLE_TIME: Duration = Duration::from_secs(60);
 
 /// The protocols a router can speak.
-pub const PROTOCOLS: &[&str] = &["http", "h2"];
+pub const PROTOCOLS: &[&str] = &["http", "h2", "tcp"];
 
 /// The interpreters a router can use.
 pub const INTERPRETERS: &[&str] = &[
@@ -198,8 +198,10 @@ pub struct RouterSpec {
     pub index: usize,
     /// Metrics label.
     pub label: String,
-    /// `http` or `h2`.
+    /// `http` or `h2`; `http` for a `tcp` router, which has no HTTP side.
     pub protocol: crate::identify::Protocol,
+    /// A `tcp` router's servers; `None` for `http` and `h2` routers.
+    pub tcp: Option<Vec<crate::tcp::TcpServer>>,
     /// The base dtab.
     pub dtab: Dtab,
     /// The name prefix.
@@ -276,7 +278,7 @@ impl RouterConfig {
     fn validate(&self, index: usize) -> Result<RouterSpec, String> {
         let at = format!("routers[{index}]");
         let protocol = match self.protocol.as_str() {
-            "http" => crate::identify::Protocol::Http,
+            "http" | "tcp" => crate::identify::Protocol::Http,
             "h2" => crate::identify::Protocol::H2,
             other => {
                 return Err(namers::config::linkerd::unknown_kind(
@@ -296,7 +298,14 @@ impl RouterConfig {
         if self.servers.is_empty() {
             return Err(format!("{at}.servers: at least one server is required"));
         }
-        if protocol == crate::identify::Protocol::Http
+        let tcp = if self.protocol == "tcp" {
+            Some(crate::tcp::config::check(self, &at, &dst_prefix)?)
+        } else {
+            crate::tcp::config::refuse_tcp_keys(self, &at)?;
+            None
+        };
+        if tcp.is_none()
+            && protocol == crate::identify::Protocol::Http
             && let Some(i) = self
                 .servers
                 .iter()
@@ -360,6 +369,7 @@ impl RouterConfig {
             trace_propagator,
             admission,
             protocol,
+            tcp,
             dtab,
             dst_prefix,
             binding_timeout: ms(self.binding_timeout_ms.unwrap_or(10_000)),

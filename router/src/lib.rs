@@ -7,7 +7,8 @@
 //! bound tree) → [`client`] (per bound id: the balancer) → [`endpoint`]
 //! (the connection). [`stack`] holds one configured router's stages and
 //! runs a request through them. [`access_log`] writes Linkerd's access
-//! logs off the request path.
+//! logs off the request path. [`tcp`] routes and splices whole
+//! connections for `protocol: tcp` routers.
 
 pub mod access_log;
 pub mod admin;
@@ -26,4 +27,5 @@ pub mod service;
 pub mod socket_read;
 pub mod stack;
 pub mod stats;
+pub mod tcp;
 pub mod trace;

@@ -111,6 +111,17 @@ impl RouterStack {
         stats
     }
 
+    /// The router's checked settings.
+    pub(crate) fn spec(&self) -> &RouterSpec {
+        &self.spec
+    }
+
+    /// The bind and client stages, which a `tcp` router's connections go
+    /// through.
+    pub(crate) fn tcp_stages(&self) -> (&BindStage, &ClientStage) {
+        (&self.bind, &self.clients)
+    }
+
     /// The router's label.
     pub fn label(&self) -> &str {
         &self.spec.label

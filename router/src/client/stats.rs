@@ -22,6 +22,9 @@ pub(crate) struct ClientStats {
     /// counts for the client that opened it, even when another client
     /// bound to the same address uses it later.
     pub(crate) connections: Arc<ConnectionCounts>,
+    /// A `tcp` router's figures of the client, made by its first
+    /// connection.
+    pub(crate) tcp: std::sync::OnceLock<crate::tcp::stats::TcpClientStats>,
     per_service: Mutex<HashMap<Arc<str>, PerService>>,
 }
 
@@ -55,6 +58,9 @@ impl ClientStats {
         self.status.list(scope);
         scope.counter("retries/requeues", self.requeues.get());
         self.connections.list(scope);
+        if let Some(tcp) = self.tcp.get() {
+            tcp.list(scope);
+        }
         let mut per_service: Vec<(Arc<str>, Arc<RequestStats>)> = {
             let mut held = self
                 .per_service

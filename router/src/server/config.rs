@@ -43,6 +43,22 @@ pub struct ServerConfig {
     /// `addForwardedHeader`; none by default).
     #[serde(default)]
     pub add_forwarded_header: Option<super::forwarded::AddForwardedConfig>,
+    /// The name of every connection (`tcp` routers; linkerd-tcp's key).
+    #[serde(default)]
+    pub dst_name: Option<String>,
+    /// Names each connection `<dstPrefix>/<host>` from the server name
+    /// (SNI) of the client's TLS hello, which passes through untouched
+    /// (`tcp` routers; our own key).
+    #[serde(default)]
+    pub dst_from_sni: Option<bool>,
+    /// Time limit for opening the upstream connection, in ms, over the
+    /// client's `connectTimeoutMs` (`tcp` routers; linkerd-tcp's key).
+    #[serde(default)]
+    pub connect_timeout_ms: Option<NonZeroU64>,
+    /// Connections spliced at once; more are closed at accept (`tcp`
+    /// routers; linkerd-tcp's key).
+    #[serde(default)]
+    pub max_concurrency: Option<std::num::NonZeroUsize>,
 }
 
 /// `serverSession:`, Linkerd's limits on a client connection's time.

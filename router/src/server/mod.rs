@@ -82,8 +82,14 @@ pub fn check(config: &Config, specs: &[RouterSpec]) -> Result<(), String> {
     let default = interpreter::default_interpreter(&config.namers, &inet)?;
     for (spec, router_config) in specs.iter().zip(&config.routers) {
         let at = format!("routers[{}]", spec.index);
-        identifiers_of(router_config, spec).map_err(|e| format!("{at}.{e}"))?;
-        for (i, server) in router_config.servers.iter().enumerate() {
+        // A tcp router's servers were checked with its config.
+        let http_servers = if spec.tcp.is_some() {
+            &[][..]
+        } else {
+            identifiers_of(router_config, spec).map_err(|e| format!("{at}.{e}"))?;
+            &router_config.servers[..]
+        };
+        for (i, server) in http_servers.iter().enumerate() {
             server
                 .tls(spec.protocol)
                 .map_err(|e| format!("{at}.servers[{i}].{e}"))?;
@@ -140,9 +146,14 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
 
     let mut routers = Vec::new();
     let mut servers = Vec::new();
+    let mut tcp_figures: Vec<Arc<dyn namers::telemetry::Source>> = Vec::new();
     for (spec, router_config) in specs.into_iter().zip(&config.routers) {
         let at = format!("routers[{}]", spec.index);
-        let identifiers = identifiers_of(router_config, &spec).map_err(|e| format!("{at}.{e}"))?;
+        let identifiers = if spec.tcp.is_some() {
+            Vec::new()
+        } else {
+            identifiers_of(router_config, &spec).map_err(|e| format!("{at}.{e}"))?
+        };
         // The router's namers (shared by every router) with its own limits.
         let limited = default.clone().with_bind_limits(spec.bind_limits);
         let naming = interpreter::build(
@@ -154,6 +165,22 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         .map_err(|e| format!("{at}.{e}"))?;
         let label = spec.label.clone();
         let protocol = spec.protocol;
+        if let Some(tcp_servers) = spec.tcp.clone() {
+            let router = Arc::new(RouterStack::new(spec, identifiers, naming, admin_addr));
+            routers.push(router.clone());
+            let (addrs, figures) =
+                crate::tcp::listen(&router, &tcp_servers, &at, &stop_accepting, &mut tasks).await?;
+            servers.extend(addrs.into_iter().map(|addr| (label.clone(), addr)));
+            tcp_figures.push(Arc::new(figures));
+            background.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(30));
+                loop {
+                    tick.tick().await;
+                    router.expire_idle();
+                }
+            });
+            continue;
+        }
         spec.clients.watch_tls();
         let access_log = spec
             .access_log
@@ -232,6 +259,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         .iter()
         .map(|r| r.clone() as Arc<dyn namers::telemetry::Source>)
         .collect();
+    sources.extend(tcp_figures);
     sources.push(Arc::new(namers::metrics::NamerMetrics::new(
         default.namers(),
     )));
