@@ -133,24 +133,20 @@ pub fn from_params(
             )
         }),
     };
-    let target = match Target::named(&config.dst, default) {
-        Some(named) => named,
-        None => {
-            let addr = config.dst.trim().parse::<SocketAddr>().map_err(|_| {
-                format!(
-                    "{:?}: write a path such as /$/inet/<host>/<port>, or an IP address and port",
-                    config.dst
-                )
-            });
-            addr.and_then(|addr| {
-                Ok(Target::Fixed {
-                    client: dial.channel(addr)?,
-                    shown: addr.to_string(),
-                })
-            })
-        }
-    }
-    .map_err(|e| params::invalid(KIND, "dst", e))?;
+    // An `ip:port` is bound as `/$/inet/<ip>/<port>`, so that the channel
+    // (which starts a task) is made on first use, within the runtime.
+    let dst = match config.dst.trim().parse::<SocketAddr>() {
+        Ok(addr) => format!("/$/inet/{}/{}", addr.ip(), addr.port()),
+        Err(_) => config.dst.clone(),
+    };
+    let target = Target::named(&dst, default)
+        .unwrap_or_else(|| {
+            Err(format!(
+                "{:?}: write a path such as /$/inet/<host>/<port>, or an IP address and port",
+                config.dst
+            ))
+        })
+        .map_err(|e| params::invalid(KIND, "dst", e))?;
     let remote = MeshRemote { root, target, dial };
     Ok(RemoteNamerd::new(remote, retry, idle_ttl))
 }
@@ -534,4 +530,61 @@ fn status_message(status: &Status) -> String {
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use namers::system::SystemNamers;
+    use namers::system::inet::InetResolver;
+
+    fn build(params: Value) -> Result<MeshInterpreter, String> {
+        let inet = Arc::new(InetResolver::system().unwrap());
+        let default = Interpreter::new(Vec::new(), SystemNamers::with_linkerd_namers(inet));
+        let Value::Object(params) = params else {
+            panic!("not an object")
+        };
+        from_params(&params, &default, Duration::from_secs(600))
+    }
+
+    // Outside a runtime, as `router --check` may build it: nothing is
+    // started until a name is bound.
+    #[test]
+    fn keys_are_checked_without_a_runtime() {
+        build(serde_json::json!({"dst": "127.0.0.1:4321"})).unwrap();
+        build(serde_json::json!({"dst": "[::1]:4321", "root": "/web"})).unwrap();
+        build(serde_json::json!({"dst": "/$/inet/namerd/4321",
+            "failureThreshold": {"minPeriodMs": 1000}, "initialStreamWindowSizeKB": 64}))
+        .unwrap();
+        for (params, says) in [
+            (serde_json::json!({}), "dst: missing field"),
+            (
+                serde_json::json!({"dst": "namerd:4321"}),
+                "write a path such as",
+            ),
+            (
+                serde_json::json!({"dst": "127.0.0.1:4321", "root": "/a/b"}),
+                "root: ",
+            ),
+            (
+                serde_json::json!({"dst": "127.0.0.1:4321", "initialStreamWindowSizeKB": 0}),
+                "initialStreamWindowSizeKB",
+            ),
+            (
+                serde_json::json!({"dst": "127.0.0.1:4321", "retry": {"baseSeconds": 9, "maxSeconds": 1}}),
+                "retry.maxSeconds",
+            ),
+            (
+                serde_json::json!({"dst": "127.0.0.1:4321", "h2AccessLog": "x"}),
+                "h2AccessLog",
+            ),
+        ] {
+            let e = build(params.clone())
+                .err()
+                .unwrap_or_else(|| panic!("{params} was taken"));
+            assert!(e.contains(says), "{params}: {e}");
+        }
+    }
 }
