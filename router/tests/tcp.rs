@@ -205,7 +205,8 @@ async fn a_name_that_does_not_bind_closes_the_connection() {
     .await;
     assert!(buf.is_empty());
     let m = metrics(router.admin).await;
-    assert_eq!(figure(&m, "rt/tcp/server/127.0.0.1/0/unnamed"), 1.0);
+    assert_eq!(figure(&m, "rt/tcp/server/127.0.0.1/0/unrouted"), 1.0);
+    assert_eq!(figure(&m, "rt/tcp/server/127.0.0.1/0/unnamed"), 0.0);
     router.stop().await;
 }
 
@@ -323,6 +324,35 @@ async fn stopping_lets_spliced_connections_finish_within_the_grace_period() {
         TcpStream::connect(addr).await.is_err(),
         "no new connections"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed() {
+    let backend = echo("redis").await;
+    let fs = FsDir::new();
+    point(&fs, "redis", &[backend]);
+    let yaml = format!(
+        "- protocol: tcp\n  dtab: {DTAB}\n  servers:\n  - port: 0\n    dstName: /svc/redis\n    serverSession:\n      idleTimeMs: 300\n"
+    );
+    let router = start_router(&config(&fs, &yaml)).await;
+    let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+    // Activity keeps it open past the idle time.
+    for i in 0..4 {
+        assert_eq!(say(&mut stream, &i.to_string()).await, format!("redis:{i}"));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let quiet = std::time::Instant::now();
+    let mut buf = Vec::new();
+    within(STEP, "the idle connection to be closed", async {
+        let _ = stream.read_to_end(&mut buf).await;
+    })
+    .await;
+    assert!(
+        quiet.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        quiet.elapsed()
+    );
+    router.stop().await;
 }
 
 #[test]

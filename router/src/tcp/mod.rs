@@ -168,7 +168,7 @@ async fn serve(
     let upstream = match connect(router, &name, started, timeout).await {
         Ok(upstream) => upstream,
         Err(e) => {
-            stats.unnamed();
+            stats.unrouted();
             tracing::debug!(router = %router.label(), %peer, error = %e, "connection not routed");
             return;
         }

@@ -1,6 +1,6 @@
 //! A `tcp` router's figures, in Linkerd's scopes and Finagle's names:
 //! per server `rt/<router>/server/<ip>/<port>/{connects, connections,
-//! closes, received_bytes, sent_bytes, refused, unnamed}`, and per client
+//! closes, received_bytes, sent_bytes, refused, unnamed, unrouted}`, and per client
 //! (bound id) `rt/<router>/client/<id>/{connects, connections, closes,
 //! connect_failures, connect_latency_ms, received_bytes, sent_bytes}`
 //! (`connects` and `connections` of a client are its
@@ -26,9 +26,11 @@ pub struct TcpServerStats {
     sent: Counter,
     /// Connections closed at accept: `maxConcurrency` were open.
     refused: Counter,
-    /// Connections closed before an upstream was picked: no name (no TLS
-    /// hello or no server name in it), or the name did not bind.
+    /// Connections closed unnamed: no TLS hello, or no server name in it.
     unnamed: Counter,
+    /// Connections closed because their name did not bind or no endpoint
+    /// took a connection.
+    unrouted: Counter,
 }
 
 impl TcpServerStats {
@@ -42,6 +44,7 @@ impl TcpServerStats {
             sent: Counter::default(),
             refused: Counter::default(),
             unnamed: Counter::default(),
+            unrouted: Counter::default(),
         }
     }
 
@@ -62,6 +65,10 @@ impl TcpServerStats {
         self.unnamed.incr();
     }
 
+    pub(crate) fn unrouted(&self) {
+        self.unrouted.incr();
+    }
+
     /// Lists under `rt/<router>/server`.
     pub(crate) fn list(&self, servers: &mut Scope<'_>) {
         let mut scope = servers.scope(&self.segment);
@@ -71,6 +78,7 @@ impl TcpServerStats {
         scope.counter("sent_bytes", self.sent.get());
         scope.counter("refused", self.refused.get());
         scope.counter("unnamed", self.unnamed.get());
+        scope.counter("unrouted", self.unrouted.get());
     }
 }
 
