@@ -168,17 +168,16 @@ async fn every_namespace_by_default_and_h2_matches_the_authority() {
     let name = |ids: &[Box<dyn router::identify::Identifier>], parts| {
         identify_with(ids, &parts).map_or_else(|e| e.0, |named| named.name.show())
     };
+    // Each identifier has a watch of its own: wait for both lists.
     within(STEP, "the Ingresses to be listed", async {
         while name(&h2, parts(Protocol::H2, "http://one.example/x", None)) != "/svc/a/grpc/svc-one"
+            || name(&http, parts(Protocol::Http, "/x", Some("one.example")))
+                != "/svc/a/grpc/svc-one"
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
-    assert_eq!(
-        name(&http, parts(Protocol::Http, "/x", Some("one.example"))),
-        "/svc/a/grpc/svc-one"
-    );
     assert_eq!(
         name(&http, parts(Protocol::Http, "/two", Some("any"))),
         "/svc/b/8080/svc-two"
