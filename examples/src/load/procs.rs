@@ -221,3 +221,39 @@ impl Drop for WorkDir {
         }
     }
 }
+
+/// Runs a load client (`command`, named `what` in errors) that prints its
+/// result as a JSON line, waiting up to `secs` + 30 s for it, and samples
+/// the resident memory of process group `target_group` meanwhile: the
+/// client's last JSON line and the peak RSS in KiB.
+pub fn run_json_client(
+    what: &str,
+    command: Command,
+    log: &Path,
+    secs: u64,
+    target_group: u32,
+) -> Result<(serde_json::Value, u64)> {
+    let mut client = Proc::spawn(what, command, log)?;
+    let deadline = Instant::now() + Duration::from_secs(secs + 30);
+    let mut peak = 0;
+    let status = loop {
+        peak = peak.max(crate::load::sys::group_rss_kib(target_group));
+        if let Some(status) = client.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            bail!("the {what} did not finish within {secs} s + 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::fs::read_to_string(log)?;
+    if !status.success() {
+        bail!("the {what} failed ({status}):\n{output}");
+    }
+    let line = output
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| anyhow!("no result from the {what}:\n{output}"))?;
+    Ok((serde_json::from_str(line)?, peak))
+}

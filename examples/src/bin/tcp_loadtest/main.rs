@@ -39,14 +39,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use examples::harness::{build_router, clock_ticks_per_sec, installed};
 use examples::load::probe::{free_port, loopback};
-use examples::load::procs::{Proc, WorkDir, install_signal_handler, log_tail};
+use examples::load::procs::{Proc, WorkDir, install_signal_handler, log_tail, run_json_client};
 use examples::load::report::median;
 use examples::load::servers::start_router;
-use examples::load::sys::{Pinning, UsageMeter, group_rss_kib};
+use examples::load::sys::{Pinning, UsageMeter};
 
 use load::{ClientLoad, ClientRun, Mode};
 
@@ -259,29 +259,8 @@ impl Bench<'_> {
             .arg("--secs")
             .arg(secs.to_string());
         let log = self.work.file("client.out");
-        let mut client = Proc::spawn("client", command, &log)?;
-        let deadline = Instant::now() + Duration::from_secs(secs + 30);
-        let mut peak = 0;
-        let status = loop {
-            peak = peak.max(group_rss_kib(target_group));
-            if let Some(status) = client.try_wait()? {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                bail!("the client did not finish within {secs} s + 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let output = std::fs::read_to_string(&log)?;
-        if !status.success() {
-            bail!("the client failed ({status}):\n{output}");
-        }
-        let line = output
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .ok_or_else(|| anyhow!("no result from the client:\n{output}"))?;
-        Ok((ClientRun::from_json(&serde_json::from_str(line)?)?, peak))
+        let (result, peak) = run_json_client("client", command, &log, secs, target_group)?;
+        Ok((ClientRun::from_json(&result)?, peak))
     }
 }
 

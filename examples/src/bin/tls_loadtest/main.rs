@@ -47,18 +47,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use examples::harness::{build_router, clock_ticks_per_sec, installed};
 use examples::load::handshakes::{self, HandshakeLoad, HandshakeRun};
 use examples::load::probe::{free_port, loopback, wait_for_ok, wait_for_ok_with};
-use examples::load::procs::{Proc, WorkDir, install_signal_handler};
+use examples::load::procs::{Proc, WorkDir, install_signal_handler, run_json_client};
 use examples::load::report::median;
 use examples::load::servers::{
     RouterConfig, start_haproxy, start_nginx_proxy, start_router, start_upstream,
     write_router_config,
 };
-use examples::load::sys::{Pinning, UsageMeter, group_rss_kib};
+use examples::load::sys::{Pinning, UsageMeter};
 use examples::load::tls::{
     KeyKind, ServerTls, https_get, make_certificate, openssl_negotiated, resumes, verifying_client,
 };
@@ -348,29 +348,9 @@ impl Bench<'_> {
             command.arg("--resume");
         }
         let log = self.work.file("client.out");
-        let mut client = Proc::spawn("handshake client", command, &log)?;
-        let deadline = Instant::now() + Duration::from_secs(secs + 30);
-        let mut peak = 0;
-        let status = loop {
-            peak = peak.max(group_rss_kib(target_group));
-            if let Some(status) = client.try_wait()? {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                bail!("the handshake client did not finish within {secs} s + 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let output = std::fs::read_to_string(&log)?;
-        if !status.success() {
-            bail!("the handshake client failed ({status}):\n{output}");
-        }
-        let line = output
-            .lines()
-            .rev()
-            .find(|l| l.starts_with('{'))
-            .ok_or_else(|| anyhow!("no result from the handshake client:\n{output}"))?;
-        Ok((HandshakeRun::from_json(&serde_json::from_str(line)?)?, peak))
+        let (result, peak) =
+            run_json_client("handshake client", command, &log, secs, target_group)?;
+        Ok((HandshakeRun::from_json(&result)?, peak))
     }
 }
 
