@@ -213,7 +213,16 @@ async fn an_outage_keeps_the_last_answer_and_is_counted() {
 
     fake.set_down(false);
     wait_for(&binding, "~").await;
-    assert_eq!(namer.stats().state_changes.load(Ordering::Relaxed), 4);
+    // The recovery is counted: the app list answers again (and the app's
+    // own poll too, unless it ended first because the app is gone).
+    for _ in 0..100 {
+        if namer.stats().state_changes.load(Ordering::Relaxed) > 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let changes = namer.stats().state_changes.load(Ordering::Relaxed);
+    assert!((3..=4).contains(&changes), "{changes} state changes");
 }
 
 #[tokio::test]
