@@ -4,6 +4,7 @@
 //!
 //! - [`protocol`]: Thrift's binary protocol, with limits on what hostile
 //!   input can make a reader do.
+//! - [`compact`]: Thrift's compact protocol, with the same limits.
 //! - [`framed`]: the 4-byte size prefix shared by framed Thrift and mux.
 //! - [`mux`]: Finagle's mux messages (what ThriftMux clients speak).
 //! - [`types`], [`service`]: the IDL's structs and the `Namer` service's
@@ -31,6 +32,7 @@
 //! ```
 
 mod client;
+pub mod compact;
 pub mod convert;
 pub mod framed;
 pub mod mux;

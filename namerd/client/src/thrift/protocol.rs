@@ -1,7 +1,9 @@
 //! Thrift's binary protocol: the writer, and a reader that bounds what
 //! hostile bytes can make it do (nesting depth, collection sizes checked
 //! against the bytes left, so nothing is allocated for data that is not
-//! there).
+//! there). A reader that stops for want of bytes says how many the input
+//! would need ([`Reader::wanted`]), so a caller reading a stream can tell
+//! a message cut short from a malformed one.
 
 /// Field and element type codes of the binary protocol.
 pub mod ttype {
@@ -29,6 +31,8 @@ pub mod ttype {
     pub const SET: u8 = 14;
     /// `list`.
     pub const LIST: u8 = 15;
+    /// `uuid` (16 bytes).
+    pub const UUID: u8 = 16;
 }
 
 /// Message types of a message header.
@@ -167,6 +171,7 @@ pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     depth: usize,
+    wanted: Option<usize>,
 }
 
 impl<'a> Reader<'a> {
@@ -176,7 +181,15 @@ impl<'a> Reader<'a> {
             buf,
             pos: 0,
             depth: 0,
+            wanted: None,
         }
+    }
+
+    /// When the last read failed for want of bytes: how many the input
+    /// would need to have, from its start, for that read to go on (at
+    /// least; more may be needed after them).
+    pub fn wanted(&self) -> Option<usize> {
+        self.wanted
     }
 
     /// The offset of the next byte.
@@ -199,6 +212,7 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
+            self.wanted = Some(self.pos.saturating_add(n));
             return Err(self.error(format!("{what} needs {n} bytes, {} left", self.remaining())));
         }
         let bytes = &self.buf[self.pos..self.pos + n];
@@ -252,6 +266,7 @@ impl<'a> Reader<'a> {
             reason: format!("negative {what} length {len}"),
         })?;
         if len.saturating_mul(min_size) > self.remaining() {
+            self.wanted = Some(self.pos.saturating_add(len.saturating_mul(min_size)));
             return Err(DecodeError {
                 offset: at,
                 reason: format!(
@@ -382,6 +397,7 @@ impl<'a> Reader<'a> {
             ttype::I16 => self.take(2, "an i16").map(drop),
             ttype::I32 => self.take(4, "an i32").map(drop),
             ttype::DOUBLE | ttype::I64 => self.take(8, "an i64").map(drop),
+            ttype::UUID => self.take(16, "a uuid").map(drop),
             ttype::STRING => self.binary().map(drop),
             ttype::STRUCT => self.read_struct(|_, _, _| Ok(false)),
             ttype::LIST | ttype::SET => {
@@ -416,6 +432,7 @@ fn min_size(ttype: u8) -> usize {
         ttype::I32 | ttype::STRING | ttype::LIST | ttype::SET => 4,
         ttype::DOUBLE | ttype::I64 => 8,
         ttype::MAP => 6,
+        ttype::UUID => 16,
         _ => 1,
     }
 }
