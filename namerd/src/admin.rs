@@ -1,5 +1,7 @@
-//! namerd's admin server: liveness, readiness, metrics, the log level and
-//! recent API requests.
+//! namerd's admin server: the dashboard (`/`: namespaces, their dtabs
+//! edited in place, and the playground at `/delegator`), liveness,
+//! readiness, metrics, the log level and recent API requests. The
+//! dashboard talks to namerd's own `/api/1`, served here too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,9 @@ pub struct AdminState {
     pub shutdown_requested: Arc<Notify>,
     /// The table of `io.l5d.recentRequests`, when configured.
     pub recent_requests: Option<namers::telemetry::trace::RecentRequests>,
+    /// `/api/1` for the dashboard, with the first `io.l5d.httpController`'s
+    /// `writeToken` (none without one).
+    pub api: crate::api::ApiState,
 }
 
 /// The admin paths besides the metrics endpoints, which a telemeter's
@@ -48,6 +53,11 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// telemeters'), the log level (`/logging.json`, `/admin/logging`) and
 /// `/admin/shutdown`.
 pub fn router(state: AdminState) -> Router {
+    let api = crate::api::router(
+        state.api.clone(),
+        crate::api::DEFAULT_MAX_BODY_BYTES,
+        None,
+    );
     namers::admin_routes::common(
         state.metrics.clone(),
         state.telemeters.clone(),
@@ -56,9 +66,19 @@ pub fn router(state: AdminState) -> Router {
     .merge(namers::admin_routes::recent_requests(
         state.recent_requests.clone(),
     ))
+    .merge(namers::ui::routes())
+    .route(
+        "/",
+        get(|| async { namers::ui::page("namerd", "namespaces", "namerd.js") }),
+    )
+    .route(
+        "/delegator",
+        get(|| async { namers::ui::page("namerd", "dtab playground", "playground.js") }),
+    )
     .route("/admin/ready", get(ready))
     .fallback(|| async { StatusCode::NOT_FOUND })
     .with_state(state)
+    .merge(api)
 }
 
 /// `GET /admin/ready`: 200 when the store answers (the namers are built

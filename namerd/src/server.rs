@@ -171,6 +171,19 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let mut servers = JoinSet::new();
 
+    // The admin dashboard's `/api/1` takes the first controller's token;
+    // its requests are not counted as the interface's.
+    let admin_write_token = interfaces.iter().find_map(|(iface, _)| match iface {
+        InterfaceConfig::Http(controller) => Some(controller.write_token.as_deref().map(Arc::from)),
+        _ => None,
+    });
+    let admin_api = ApiState {
+        namerd: namerd.clone(),
+        write_token: admin_write_token.flatten(),
+        stats: Arc::new(crate::metrics::HttpStats::default()),
+        stopping: stopping.clone(),
+        local_dtab_limits: config.local_dtab_limits.limits(),
+    };
     let mut api_addrs = Vec::new();
     let mut interface_addrs = Vec::new();
     for (iface, tls) in interfaces {
@@ -198,7 +211,8 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
                     local_dtab_limits: config.local_dtab_limits.limits(),
                 };
                 let tracing = tracer.clone().map(|tracer| ApiTracing { tracer, address });
-                let app = api::router(state, controller.max_body_bytes, tracing);
+                let app = api::router(state, controller.max_body_bytes, tracing)
+                    .fallback(|| async { axum::http::StatusCode::NOT_FOUND });
                 servers.spawn(serve(
                     listener,
                     app,
@@ -245,6 +259,7 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
         telemeters,
         shutdown_requested: shutdown_requested.clone(),
         recent_requests: tracer.as_ref().and_then(|t| t.recent_requests().cloned()),
+        api: admin_api,
     });
     if let Some(tls) = &admin_tls {
         tls.watch();

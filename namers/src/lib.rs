@@ -34,6 +34,7 @@ pub mod system;
 pub mod telemetry;
 pub mod tls;
 pub mod transform;
+pub mod ui;
 pub mod zk_leader;
 
 pub use activity::{Activity, NamingError};

@@ -42,6 +42,10 @@ pub struct Config {
     /// Linkerd's anonymous usage reporting; accepted and never sent.
     #[serde(default)]
     pub usage: Option<Value>,
+    /// The file as JSON with its secrets masked, for the admin's
+    /// `/config.json` (set by [`load`]).
+    #[serde(skip)]
+    pub shown: Option<Arc<Value>>,
 }
 
 pub use namers::config::AdminConfig;
@@ -418,10 +422,11 @@ impl RouterConfig {
 /// Reads and checks a config file.
 pub fn load(path: &std::path::Path) -> Result<(Config, Vec<RouterSpec>), String> {
     let source = namers::config::Source::read(path).map_err(|e| e.to_string())?;
-    let config: Config = source.parse().map_err(|e| e.to_string())?;
+    let mut config: Config = source.parse().map_err(|e| e.to_string())?;
     let specs = config
         .validate()
         .map_err(|e| source.error(&e).to_string())?;
+    config.shown = source.masked_json().map(Arc::new);
     Ok((config, specs))
 }
 

@@ -46,10 +46,11 @@ async fn unknown_name_is_a_502_that_points_at_the_delegator() {
     );
     assert!(reply.text().contains("/svc/nope"), "{}", reply.text());
 
-    // The explanation URL is on the admin server and answers JSON.
+    // The explanation URL is on the admin server: the playground for a
+    // browser, JSON for anything else.
     let url = delegator_url(&err);
     assert!(
-        url.starts_with(&format!("http://{}/delegator.json?", router.admin)),
+        url.starts_with(&format!("http://{}/delegator?", router.admin)),
         "{url}"
     );
     let json = delegate(&client, &url).await;

@@ -39,8 +39,10 @@ pub struct ApiState {
     pub local_dtab_limits: namers::config::LocalDtabLimits,
 }
 
-/// The `/api/1` routes. Anything else is a 404 with an empty body. With
-/// `tracing`, each request is a server span ([`trace`]).
+/// The `/api/1` routes, with no fallback (the caller adds its own: the
+/// interface answers anything else with an empty 404, the admin server
+/// merges these into its own). With `tracing`, each request is a server
+/// span ([`trace`]).
 pub(crate) fn router(
     state: ApiState,
     max_body_bytes: usize,
@@ -64,7 +66,6 @@ pub(crate) fn router(
             get(names::delegate_query).post(names::delegate_body),
         )
         .route("/api/1/bound-names", get(names::bound_names))
-        .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -86,7 +87,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> std::i
     let stats = state.stats.clone();
     crate::conn::serve(
         listener,
-        router(state, DEFAULT_MAX_BODY_BYTES, None),
+        router(state, DEFAULT_MAX_BODY_BYTES, None).fallback(|| async { StatusCode::NOT_FOUND }),
         std::future::pending(),
         Some(stats),
         None,

@@ -75,6 +75,19 @@ impl Source {
         parse(&self.name, &self.text)
     }
 
+    /// The config as JSON with its secrets replaced by `"********"`
+    /// (see [`mask_secrets`]), for the admin's `/config.json`; `None` when
+    /// the text does not read as YAML or JSON.
+    pub fn masked_json(&self) -> Option<serde_json::Value> {
+        let mut value = if self.text.trim_start().starts_with('{') {
+            serde_json::from_str(&self.text).ok()?
+        } else {
+            serde_saphyr::from_str::<serde_json::Value>(&self.text).ok()?
+        };
+        mask_secrets(&mut value);
+        Some(value)
+    }
+
     /// An error found after parsing: `message` starts with the key path
     /// it is about (`routers[0].identifier[0] (io.l5d.header.token): headr:
     /// unknown field ...`); the line of that key is added after the path,
@@ -102,6 +115,35 @@ impl Source {
 
 /// Whether one `: `-separated part of a message is a key path, possibly
 /// followed by the entry's kind: `routers[0].interpreter (io.l5d.fs)`.
+/// Replaces the value of every key that names a secret (a password,
+/// token, secret, credential, private key or authorization) with
+/// `"********"`, at any depth. Paths to key files stay: they are not
+/// secrets.
+pub fn mask_secrets(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if is_secret_key(key) && !value.is_null() {
+                    *value = serde_json::Value::from("********");
+                } else {
+                    mask_secrets(value);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        _ => {}
+    }
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    let named = ["password", "secret", "token", "credential", "authorization", "apikey"]
+        .iter()
+        .any(|word| key.contains(word));
+    let is_path = key.ends_with("path") || key.ends_with("file");
+    (named || key == "privatekey") && !is_path
+}
+
 fn is_path_part(part: &str) -> bool {
     let path = match part.split_once(" (") {
         Some((path, kind)) if kind.ends_with(')') && !kind.contains(' ') => path,
@@ -189,6 +231,19 @@ fn key_prefix(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_the_shown_config() {
+        let source = Source::new(
+            "namerd.yaml",
+            "interfaces:\n- kind: io.l5d.httpController\n  writeToken: s3cret\nstorage:\n  kind: io.l5d.consul\n  token: t0k\n  tls:\n    caCertPath: /ca.pem\n",
+        );
+        let shown = source.masked_json().unwrap();
+        assert_eq!(shown["interfaces"][0]["writeToken"], "********");
+        assert_eq!(shown["storage"]["token"], "********");
+        assert_eq!(shown["storage"]["tls"]["caCertPath"], "/ca.pem");
+        assert!(!shown.to_string().contains("s3cret"));
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

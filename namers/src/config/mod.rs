@@ -9,7 +9,7 @@ mod locate;
 mod namer;
 
 pub use admin::AdminConfig;
-pub use file::{ConfigError, Source, error_in, load, parse};
+pub use file::{ConfigError, Source, error_in, load, mask_secrets, parse};
 pub use limits::{
     BindingLimitsConfig, DEFAULT_LOCAL_DTAB_MAX_BYTES, DEFAULT_LOCAL_DTAB_MAX_DENTRIES,
     LocalDtabLimits, LocalDtabLimitsConfig,

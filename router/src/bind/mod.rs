@@ -226,7 +226,7 @@ impl BindStage {
             format!("dentries tried: {}", tried.join("; "))
         };
         let mut explain = format!(
-            "http://{}/delegator.json?namespace={}&path={}",
+            "http://{}/delegator?namespace={}&path={}",
             self.admin,
             crate::errors::url_encode(&self.label),
             crate::errors::url_encode(&name.show())

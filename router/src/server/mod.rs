@@ -280,6 +280,7 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
         telemeters,
         shutdown: shutdown.clone(),
         recent_requests: tracer.as_ref().and_then(|t| t.recent_requests().cloned()),
+        config: config.shown.clone(),
     });
     let stop = stop_accepting.clone().notified_owned();
     tasks.spawn(admin::serve(admin_listener, admin_app, stop, admin_tls));

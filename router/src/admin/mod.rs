@@ -1,8 +1,12 @@
-//! The router's admin server: liveness, readiness, metrics, the log level,
-//! recent requests, and the delegator that explains how a name resolves. Its connections have the same idle and
+//! The router's admin server: the dashboard (`/`) and the dtab playground
+//! (`/delegator`), liveness, readiness, metrics, the log level, recent
+//! requests, the config and clients as JSON, and the delegator that
+//! explains how a name resolves. Its connections have the same idle and
 //! head timeouts as the routers' servers ([`crate::server::session`]).
 //! With `admin.tls` it serves HTTPS only: a connection that does not
 //! start a TLS handshake is closed unanswered.
+
+mod dashboard;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router as Routes;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dtab::{Dtab, Path};
@@ -38,6 +42,9 @@ pub struct AdminState {
     pub shutdown: Arc<Notify>,
     /// The table of `io.l5d.recentRequests`, when configured.
     pub recent_requests: Option<namers::telemetry::trace::RecentRequests>,
+    /// The config file as JSON with its secrets masked (`/config.json`),
+    /// when the routers were started from a file.
+    pub config: Option<Arc<serde_json::Value>>,
 }
 
 /// The admin routes.
@@ -50,11 +57,76 @@ pub fn routes(state: AdminState) -> Routes {
     .merge(namers::admin_routes::recent_requests(
         state.recent_requests.clone(),
     ))
+    .merge(namers::ui::routes())
+    .route(
+        "/",
+        get(|| async { namers::ui::page("router", "dashboard", "dashboard.js") }),
+    )
+    .route("/delegator", get(delegator_page))
     .route("/admin/ready", get(ready))
+    .route("/admin/dashboard.json", get(dashboard_json))
     .route("/delegator.json", get(delegator))
     .route("/client_state.json", get(client_state))
+    .route("/bound-names.json", get(bound_names))
+    .route("/config.json", get(config_json))
     .fallback(|| async { StatusCode::NOT_FOUND })
     .with_state(state)
+}
+
+fn json_response(value: &serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        format!("{value}\n"),
+    )
+        .into_response()
+}
+
+async fn dashboard_json(State(state): State<AdminState>) -> Response {
+    json_response(&dashboard::document(&state))
+}
+
+/// `GET /bound-names.json`: every bound id the routers hold a client for,
+/// as Linkerd listed them.
+async fn bound_names(State(state): State<AdminState>) -> Response {
+    let mut ids: Vec<String> = state
+        .routers
+        .iter()
+        .flat_map(|router| router.client_states())
+        .map(|(id, _)| id.show())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    json_response(&serde_json::Value::from(ids))
+}
+
+/// `GET /config.json`: the config the routers run, secrets masked.
+async fn config_json(State(state): State<AdminState>) -> Response {
+    match &state.config {
+        Some(config) => json_response(config),
+        None => text(
+            StatusCode::NOT_FOUND,
+            "these routers were not started from a config file".into(),
+        ),
+    }
+}
+
+/// `GET /delegator`: the playground for a browser (which asks for HTML);
+/// the delegator's JSON for anything else, so the link in an `l5d-err`
+/// serves both a person and `curl`.
+async fn delegator_page(
+    state: State<AdminState>,
+    headers: HeaderMap,
+    params: Query<HashMap<String, String>>,
+) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html {
+        namers::ui::page("router", "dtab playground", "playground.js")
+    } else {
+        delegator(state, params).await
+    }
 }
 
 /// The admin server's TLS (`admin.tls`), read from its files and watched
