@@ -53,11 +53,7 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// telemeters'), the log level (`/logging.json`, `/admin/logging`) and
 /// `/admin/shutdown`.
 pub fn router(state: AdminState) -> Router {
-    let api = crate::api::router(
-        state.api.clone(),
-        crate::api::DEFAULT_MAX_BODY_BYTES,
-        None,
-    );
+    let api = crate::api::router(state.api.clone(), crate::api::DEFAULT_MAX_BODY_BYTES, None);
     namers::admin_routes::common(
         state.metrics.clone(),
         state.telemeters.clone(),

@@ -137,9 +137,16 @@ pub fn mask_secrets(value: &mut serde_json::Value) {
 
 fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    let named = ["password", "secret", "token", "credential", "authorization", "apikey"]
-        .iter()
-        .any(|word| key.contains(word));
+    let named = [
+        "password",
+        "secret",
+        "token",
+        "credential",
+        "authorization",
+        "apikey",
+    ]
+    .iter()
+    .any(|word| key.contains(word));
     let is_path = key.ends_with("path") || key.ends_with("file");
     (named || key == "privatekey") && !is_path
 }

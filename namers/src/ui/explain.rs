@@ -84,7 +84,10 @@ fn tries(dtab: &Dtab, path: &Path) -> Vec<Value> {
                 let why = if rest.is_empty() {
                     "the prefix is the whole path".to_string()
                 } else {
-                    format!("the prefix matches; {} is appended to the destination", rest.show())
+                    format!(
+                        "the prefix matches; {} is appended to the destination",
+                        rest.show()
+                    )
                 };
                 json!({"index": index, "matched": true, "why": why})
             }
@@ -134,7 +137,10 @@ mod tests {
         assert_eq!(v["ok"], false);
         assert_eq!(v["line"], 2);
         assert_eq!(v["column"], 13);
-        assert_eq!(verdict("/a=>/b;/c=>/d")["dentries"], json!(["/a=>/b", "/c=>/d"]));
+        assert_eq!(
+            verdict("/a=>/b;/c=>/d")["dentries"],
+            json!(["/a=>/b", "/c=>/d"])
+        );
     }
 
     #[test]

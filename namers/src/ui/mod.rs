@@ -21,7 +21,11 @@ pub const ASSETS: &str = "/admin/ui";
 
 /// The embedded files: name, content type, contents.
 const FILES: &[(&str, &str, &str)] = &[
-    ("common.css", "text/css; charset=utf-8", include_str!("assets/common.css")),
+    (
+        "common.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/common.css"),
+    ),
     ("common.js", JS, include_str!("assets/common.js")),
     ("dashboard.js", JS, include_str!("assets/dashboard.js")),
     ("playground.js", JS, include_str!("assets/playground.js")),

@@ -12,6 +12,9 @@ use serde_json::{Map, Value, json};
 
 use super::AdminState;
 
+/// A router's figures: by scope kind, then scope name, then figure.
+type RouterFigures<'a> = BTreeMap<&'a str, BTreeMap<&'a str, Map<String, Value>>>;
+
 /// The scopes of a router the page shows.
 const KINDS: [&str; 3] = ["server", "service", "client"];
 
@@ -20,8 +23,7 @@ const KINDS: [&str; 3] = ["server", "service", "client"];
 /// "state"}}], "recentRequests": bool}`.
 pub(super) fn document(state: &AdminState) -> Value {
     let entries = state.metrics.entries();
-    let mut by_router: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, Map<String, Value>>>> =
-        BTreeMap::new();
+    let mut by_router: BTreeMap<&str, RouterFigures<'_>> = BTreeMap::new();
     for entry in &entries {
         let Some((label, kind, name, figure)) = place(entry) else {
             continue;
