@@ -1,5 +1,6 @@
 //! Helpers for the end-to-end tests in `tests/`.
 
+pub mod browser;
 pub mod chaos;
 pub mod consul;
 pub mod fuzz;
