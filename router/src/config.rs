@@ -73,7 +73,7 @@ pub enum OneOrMany<T> {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RouterConfig {
-    /// `http`, `h2` or `tcp`.
+    /// `http`, `h2`, `tcp` or `thrift`.
     pub protocol: String,
     /// Acknowledges an experimental protocol, as Linkerd asked for some;
     /// accepted, and asked for by none here.
@@ -162,6 +162,13 @@ pub struct RouterConfig {
     /// As `httpAccessLogRotateCount`.
     #[serde(default, rename = "h2AccessLogRotateCount")]
     pub h2_access_log_rotate_count: Option<i64>,
+    /// A `thrift` router's names end with the method name (default
+    /// false).
+    #[serde(default)]
+    pub thrift_method_in_dst: Option<bool>,
+    /// A `thrift` router's protocol: `binary` (default) or `compact`.
+    #[serde(default)]
+    pub thrift_protocol: Option<String>,
 }
 
 impl RouterConfig {
@@ -182,7 +189,7 @@ impl RouterConfig {
 pub const DEFAULT_CONNECTION_IDLE_TIME: Duration = Duration::from_secs(60);
 
 /// The protocols a router can speak.
-pub const PROTOCOLS: &[&str] = &["http", "h2", "tcp"];
+pub const PROTOCOLS: &[&str] = &["http", "h2", "tcp", "thrift"];
 
 /// The interpreters a router can use.
 pub const INTERPRETERS: &[&str] = &[
@@ -202,10 +209,13 @@ pub struct RouterSpec {
     pub index: usize,
     /// Metrics label.
     pub label: String,
-    /// `http` or `h2`; `http` for a `tcp` router, which has no HTTP side.
+    /// `http` or `h2`; `http` for a `tcp` or `thrift` router, which has
+    /// no HTTP side.
     pub protocol: crate::identify::Protocol,
-    /// A `tcp` router's servers; `None` for `http` and `h2` routers.
+    /// A `tcp` router's servers; `None` for other routers.
     pub tcp: Option<Vec<crate::tcp::TcpServer>>,
+    /// A `thrift` router's settings; `None` for other routers.
+    pub thrift: Option<crate::thrift::ThriftSpec>,
     /// The base dtab.
     pub dtab: Dtab,
     /// The name prefix.
@@ -282,7 +292,7 @@ impl RouterConfig {
     fn validate(&self, index: usize) -> Result<RouterSpec, String> {
         let at = format!("routers[{index}]");
         let protocol = match self.protocol.as_str() {
-            "http" | "tcp" => crate::identify::Protocol::Http,
+            "http" | "tcp" | "thrift" => crate::identify::Protocol::Http,
             "h2" => crate::identify::Protocol::H2,
             other => {
                 return Err(namers::config::linkerd::unknown_kind(
@@ -308,7 +318,14 @@ impl RouterConfig {
             crate::tcp::config::refuse_tcp_keys(self, &at)?;
             None
         };
+        let thrift = if self.protocol == "thrift" {
+            Some(crate::thrift::config::check(self, &at)?)
+        } else {
+            crate::thrift::config::refuse_thrift_keys(self, &at)?;
+            None
+        };
         if tcp.is_none()
+            && thrift.is_none()
             && protocol == crate::identify::Protocol::Http
             && let Some(i) = self
                 .servers
@@ -330,7 +347,12 @@ impl RouterConfig {
             ));
         }
         let h2 = protocol == crate::identify::Protocol::H2;
-        let (clients, connections) = match &self.client {
+        // A thrift router's own client keys are read with its servers'.
+        let client = match (&self.client, &thrift) {
+            (Some(client), Some(_)) => Some(crate::thrift::config::without_thrift_keys(client)),
+            (client, _) => client.clone(),
+        };
+        let (clients, connections) = match &client {
             Some(client) => {
                 let alpn: &[&[u8]] = if h2 {
                     &[namers::tls::ALPN_H2]
@@ -374,6 +396,7 @@ impl RouterConfig {
             admission,
             protocol,
             tcp,
+            thrift,
             dtab,
             dst_prefix,
             binding_timeout: ms(self.binding_timeout_ms.unwrap_or(10_000)),

@@ -14,7 +14,7 @@ fn loopback() -> IpAddr {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServerConfig {
-    /// Port (4140 for http, 4142 for h2).
+    /// Port (4140 for http, 4142 for h2, 4114 for thrift).
     #[serde(default)]
     pub port: Option<u16>,
     /// Address (loopback by default).
@@ -59,6 +59,10 @@ pub struct ServerConfig {
     /// routers; linkerd-tcp's key).
     #[serde(default)]
     pub max_concurrency: Option<std::num::NonZeroUsize>,
+    /// Framed transport for incoming requests, else buffered (`thrift`
+    /// routers; Linkerd's key, default true).
+    #[serde(default)]
+    pub thrift_framed: Option<bool>,
 }
 
 /// `serverSession:`, Linkerd's limits on a client connection's time.

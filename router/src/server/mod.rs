@@ -82,8 +82,8 @@ pub fn check(config: &Config, specs: &[RouterSpec]) -> Result<(), String> {
     let default = interpreter::default_interpreter(&config.namers, &inet)?;
     for (spec, router_config) in specs.iter().zip(&config.routers) {
         let at = format!("routers[{}]", spec.index);
-        // A tcp router's servers were checked with its config.
-        let http_servers = if spec.tcp.is_some() {
+        // A tcp or thrift router's servers were checked with its config.
+        let http_servers = if spec.tcp.is_some() || spec.thrift.is_some() {
             &[][..]
         } else {
             identifiers_of(router_config, spec).map_err(|e| format!("{at}.{e}"))?;
@@ -146,10 +146,11 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
 
     let mut routers = Vec::new();
     let mut servers = Vec::new();
+    // The server figures of tcp and thrift routers.
     let mut tcp_figures: Vec<Arc<dyn namers::telemetry::Source>> = Vec::new();
     for (spec, router_config) in specs.into_iter().zip(&config.routers) {
         let at = format!("routers[{}]", spec.index);
-        let identifiers = if spec.tcp.is_some() {
+        let identifiers = if spec.tcp.is_some() || spec.thrift.is_some() {
             Vec::new()
         } else {
             identifiers_of(router_config, &spec).map_err(|e| format!("{at}.{e}"))?
@@ -177,6 +178,24 @@ pub async fn start(config: &Config, specs: Vec<RouterSpec>) -> Result<Running, S
                 loop {
                     tick.tick().await;
                     router.expire_idle();
+                }
+            });
+            continue;
+        }
+        if let Some(thrift_spec) = spec.thrift.clone() {
+            let router = Arc::new(RouterStack::new(spec, identifiers, naming, admin_addr));
+            routers.push(router.clone());
+            let (addrs, figures, thrift) =
+                crate::thrift::listen(&router, &thrift_spec, &at, &stop_accepting, &mut tasks)
+                    .await?;
+            servers.extend(addrs.into_iter().map(|addr| (label.clone(), addr)));
+            tcp_figures.push(Arc::new(figures));
+            background.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(30));
+                loop {
+                    tick.tick().await;
+                    router.expire_idle();
+                    thrift.expire_idle();
                 }
             });
             continue;

@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use dtab::Path;
-use serde_json::Value;
 
 use crate::config::RouterConfig;
+use crate::conn::config as conn_config;
 use crate::server::config::ServerConfig;
 
 /// How long a spliced connection may carry no byte either way, unless
@@ -46,34 +46,22 @@ pub enum TcpNaming {
     Sni(Path),
 }
 
-/// Keys of `routers[i]` that only mean something for HTTP.
-const HTTP_ROUTER_KEYS: &[&str] = &[
-    "identifier",
-    "service",
-    "responseClassifier",
-    "tracePropagator",
-    "dtabHeaderLimits",
-    "accessControl",
-    "rateLimits",
-    "maxHeadersKB",
-    "maxInitialLineKB",
-    "httpAccessLog",
-    "httpAccessLogRollPolicy",
-    "httpAccessLogAppend",
-    "httpAccessLogRotateCount",
-    "h2AccessLog",
-    "h2AccessLogRollPolicy",
-    "h2AccessLogAppend",
-    "h2AccessLogRotateCount",
-];
-
 /// Keys of a client block that only mean something for HTTP (or for
 /// TLS the router would originate: a `tcp` router passes bytes through).
-const HTTP_CLIENT_KEYS: &[&str] = &[
-    "requestAttemptTimeoutMs",
-    "hostConnectionPool",
-    "tls",
-    "forwardClientCert",
+const HTTP_CLIENT_KEYS: &[(&str, &str)] = &[
+    (
+        "requestAttemptTimeoutMs",
+        "an HTTP key; tcp routers do not take it",
+    ),
+    (
+        "hostConnectionPool",
+        "an HTTP key; tcp routers do not take it",
+    ),
+    ("tls", "an HTTP key; tcp routers do not take it"),
+    (
+        "forwardClientCert",
+        "an HTTP key; tcp routers do not take it",
+    ),
 ];
 
 /// Checks that `router`, a `tcp` router at `at`, sets no HTTP key, and
@@ -83,13 +71,9 @@ pub(crate) fn check(
     at: &str,
     dst_prefix: &Path,
 ) -> Result<Vec<TcpServer>, String> {
-    if let Some(key) = http_router_keys(router).first() {
-        return Err(format!(
-            "{at}.{key}: an HTTP key; tcp routers do not take it"
-        ));
-    }
+    conn_config::refuse_http_router_keys(router, at, "tcp")?;
     if let Some(client) = &router.client {
-        check_client(&client.0, &format!("{at}.client"))?;
+        conn_config::refuse_client_keys(&client.0, &format!("{at}.client"), HTTP_CLIENT_KEYS)?;
     }
     if router.servers.is_empty() {
         return Err(format!("{at}.servers: at least one server is required"));
@@ -118,88 +102,14 @@ pub(crate) fn refuse_tcp_keys(router: &RouterConfig, at: &str) -> Result<(), Str
     Ok(())
 }
 
-/// The HTTP-only keys `router` sets, in [`HTTP_ROUTER_KEYS`] order.
-fn http_router_keys(router: &RouterConfig) -> Vec<&'static str> {
-    let set = [
-        router.identifier.is_some(),
-        router.service.is_some(),
-        router.response_classifier.is_some(),
-        router.trace_propagator.is_some(),
-        router.dtab_header_limits.is_some(),
-        router.access_control.is_some(),
-        router.rate_limits.is_some(),
-        router.max_headers_kb.is_some(),
-        router.max_initial_line_kb.is_some(),
-        router.http_access_log.is_some(),
-        router.http_access_log_roll_policy.is_some(),
-        router.http_access_log_append.is_some(),
-        router.http_access_log_rotate_count.is_some(),
-        router.h2_access_log.is_some(),
-        router.h2_access_log_roll_policy.is_some(),
-        router.h2_access_log_append.is_some(),
-        router.h2_access_log_rotate_count.is_some(),
-    ];
-    HTTP_ROUTER_KEYS
-        .iter()
-        .zip(set)
-        .filter_map(|(key, set)| set.then_some(*key))
-        .collect()
-}
-
-/// Refuses HTTP client keys in an `io.l5d.global` block or in any
-/// `configs` entry of an `io.l5d.static` one.
-fn check_client(client: &serde_json::Map<String, Value>, at: &str) -> Result<(), String> {
-    let refuse = |params: &serde_json::Map<String, Value>, at: &str| match HTTP_CLIENT_KEYS
-        .iter()
-        .find(|k| params.contains_key(**k))
-    {
-        Some(key) => Err(format!(
-            "{at}.{key}: an HTTP key; tcp routers do not take it"
-        )),
-        None => Ok(()),
-    };
-    refuse(client, at)?;
-    if let Some(Value::Array(configs)) = client.get("configs") {
-        for (i, entry) in configs.iter().enumerate() {
-            if let Value::Object(params) = entry {
-                refuse(params, &format!("{at}.configs[{i}]"))?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// One server of a `tcp` router, checked.
 fn tcp_server(server: &ServerConfig, at: &str, dst_prefix: &Path) -> Result<TcpServer, String> {
-    let http_keys = [
-        ("clearContext", server.clear_context),
-        ("maxCallDepth", server.max_call_depth.is_some()),
-        (
-            "maxConcurrentRequests",
-            server.max_concurrent_requests.is_some(),
-        ),
-        (
-            "maxConcurrentStreamsPerConnection",
-            server.max_concurrent_streams_per_connection.is_some(),
-        ),
-        ("tls", server.tls.is_some()),
-        ("addForwardedHeader", server.add_forwarded_header.is_some()),
-        (
-            "serverSession.maxRequests",
-            server
-                .server_session
-                .as_ref()
-                .is_some_and(|s| s.max_requests.is_some()),
-        ),
-    ];
-    if let Some((key, _)) = http_keys.iter().find(|(_, set)| *set) {
-        let why = if *key == "tls" {
-            "tcp routers pass TLS through; they do not terminate it"
-        } else {
-            "an HTTP key; tcp routers do not take it"
-        };
-        return Err(format!("{at}.{key}: {why}"));
-    }
+    conn_config::refuse_http_server_keys(
+        server,
+        at,
+        "tcp",
+        "tcp routers pass TLS through; they do not terminate it",
+    )?;
     let Some(port) = server.port else {
         return Err(format!("{at}.port: a tcp server needs a port"));
     };

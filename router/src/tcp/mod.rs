@@ -15,26 +15,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dtab::{Dtab, Label, Path};
+use dtab::{Label, Path};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::futures::OwnedNotified;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::client::balance::{Outcome, Picked};
+use crate::conn::accept::{Stopping, accept_loop};
+use crate::conn::upstream::{self, Connection};
 use crate::errors::RouterError;
-use crate::service::DstTarget;
 use crate::stack::RouterStack;
 pub use config::{TcpNaming, TcpServer};
 use stats::{Accepted, TcpServerStats};
-
-/// How many endpoints one connection tries before it is closed (each try
-/// after the first also needs the client's requeue budget).
-const MAX_CONNECT_ATTEMPTS: usize = 3;
-
-/// How many more picks a second try makes to avoid the endpoint that just
-/// refused.
-const AVOID_PICKS: usize = 3;
 
 /// How long a client has to send its TLS hello to a `dstFromSni` server.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,68 +69,25 @@ pub(crate) async fn listen(
         addrs.push(listener.local_addr().map_err(|e| e.to_string())?);
         let stats = Arc::new(TcpServerStats::new(server.addr.ip(), server.addr.port()));
         figures.servers.push(stats.clone());
+        let refusing = stats.clone();
+        let refused = move |peer| {
+            refusing.refused();
+            tracing::debug!(%peer, "maxConcurrency connections open; closed");
+        };
+        let router = router.clone();
+        let limit = server.max_concurrency;
+        let server = Arc::new(server.clone());
+        let serve = move |stream, peer, _: Stopping| {
+            let accepted = stats.accepted();
+            let (router, server, stats) = (router.clone(), server.clone(), stats.clone());
+            async move { serve(&router, &server, &stats, stream, peer, accepted).await }
+        };
         // Registered now, so a stop that comes before the loop first runs
         // is not missed.
         let stopped = stop.clone().notified_owned();
-        tasks.spawn(accept_loop(
-            listener,
-            router.clone(),
-            Arc::new(server.clone()),
-            stats,
-            stopped,
-        ));
+        tasks.spawn(accept_loop(listener, stopped, limit, refused, serve));
     }
     Ok((addrs, figures))
-}
-
-/// Accepts connections until `stop`, then waits for the spliced ones.
-/// Dropping the loop (at the end of the grace period) closes them.
-async fn accept_loop(
-    listener: TcpListener,
-    router: Arc<RouterStack>,
-    server: Arc<TcpServer>,
-    stats: Arc<TcpServerStats>,
-    stop: OwnedNotified,
-) {
-    tokio::pin!(stop);
-    let limit = server.max_concurrency.map(|n| Arc::new(Semaphore::new(n)));
-    let mut connections = JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = &mut stop => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let permit = match &limit {
-            Some(limit) => match limit.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    stats.refused();
-                    tracing::debug!(%peer, "maxConcurrency connections open; closed");
-                    continue;
-                }
-            },
-            None => None,
-        };
-        let _ = stream.set_nodelay(true);
-        let accepted = stats.accepted();
-        let router = router.clone();
-        let server = server.clone();
-        let stats = stats.clone();
-        connections.spawn(async move {
-            let _permit = permit;
-            serve(&router, &server, &stats, stream, peer, accepted).await;
-        });
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
 }
 
 /// One connection: named, routed, spliced.
@@ -222,63 +171,28 @@ async fn connect(
     started: Instant,
     timeout: Duration,
 ) -> Result<Upstream, RouterError> {
-    let (bind, clients) = router.tcp_stages();
-    let local = Dtab::empty();
-    let target = DstTarget::new(&local, name.clone());
-    let deadline = tokio::time::Instant::from_std(started) + router.spec().binding_timeout;
-    let dst = bind.bound_tree(&target, &local, started, deadline).await?;
-    let bound = bind.leaf(&dst.tree, &target, &local)?;
-    let client = clients.client(bound, started);
-    let client = &client.value;
-    let figures = client.stats.tcp.get_or_init(Default::default);
-    client
-        .requeues
-        .deposit_at(tokio::time::Instant::from_std(started));
-    let mut failed_at = None;
-    let mut tries = 0;
-    loop {
-        let mut picked = clients.pick(client, &target, bound, deadline).await?;
-        for _ in 0..AVOID_PICKS {
-            if failed_at != Some(picked.addr) {
-                break;
-            }
-            picked = clients.pick(client, &target, bound, deadline).await?;
-        }
-        let began = Instant::now();
-        let error = match tokio::time::timeout(timeout, TcpStream::connect(picked.addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                figures.connected(began.elapsed());
-                picked.record(Outcome::Success);
-                return Ok(Upstream {
-                    stream,
-                    picked,
-                    _open: client.stats.connections.opened(),
-                    client: client.stats.clone(),
-                });
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no connection within {timeout:?}"),
-        };
-        picked.record(Outcome::ConnectFailed);
-        figures.connect_failed();
-        tries += 1;
-        failed_at = Some(picked.addr);
-        tracing::debug!(
-            name = %name.show(),
-            endpoint = %picked.addr,
-            %error,
-            "connection to an endpoint failed"
-        );
-        if tries >= MAX_CONNECT_ATTEMPTS || !client.requeues.try_withdraw() {
-            return Err(RouterError::Upstream(format!(
-                "connecting to {} for {} failed: {error}",
-                picked.addr,
-                name.show()
-            )));
-        }
-        client.stats.requeues.incr();
-    }
+    let route = upstream::route(router, name, started).await?;
+    let upstream::Upstream {
+        connection,
+        mut picked,
+    } = upstream::connect(
+        router,
+        &route,
+        timeout,
+        |_| None::<std::convert::Infallible>,
+    )
+    .await?;
+    let (stream, open) = match connection {
+        Connection::Opened(stream, open) => (stream, open),
+        Connection::Reused(never) => match never {},
+    };
+    picked.record(Outcome::Success);
+    Ok(Upstream {
+        stream,
+        picked,
+        client: route.client().stats.clone(),
+        _open: open,
+    })
 }
 
 /// `<prefix>/<host>`, the host the client's TLS hello names; the hello
