@@ -664,3 +664,103 @@ fn unsupported_and_http_keys_on_a_thrift_router_are_refused_by_name() {
     let err = check(&format!("- protocol: thriftmux\n{server}")).unwrap_err();
     assert!(err.contains("not supported yet"), "{err}");
 }
+
+/// A framed binary call of `method` with sequence id `seq_id`, written
+/// with our own codec (for tests that need no thriftpy2).
+fn framed_call(method: &str, seq_id: i32) -> Vec<u8> {
+    use namerd_client::thrift::protocol::{Writer, message_type};
+    let mut w = Writer::new();
+    w.message_begin(method, message_type::CALL, seq_id);
+    w.field_stop();
+    let message = w.into_bytes();
+    let mut frame = u32::try_from(message.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend(message);
+    frame
+}
+
+/// Reads one framed binary message: its header.
+async fn read_framed(stream: &mut TcpStream) -> namerd_client::thrift::protocol::MessageHeader {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).await.unwrap();
+    let mut message = vec![0; usize::try_from(u32::from_be_bytes(size)).unwrap()];
+    stream.read_exact(&mut message).await.unwrap();
+    namerd_client::thrift::protocol::Reader::new(&message)
+        .message_begin()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_does_not_answer_in_time_is_a_timeout() {
+    // A backend that reads and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = silent.accept().await {
+            tokio::spawn(async move {
+                let mut sink = vec![0u8; 1024];
+                while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+            });
+        }
+    });
+    let fs = FsDir::new();
+    let yaml = thrift_router(
+        &format!(
+            "  dtab: /svc => /$/inet/127.0.0.1/{port}\n  client:\n    requestAttemptTimeoutMs: 200\n"
+        ),
+        "",
+    );
+    let router = start_router(&config(&fs, &yaml)).await;
+    let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+    for seq_id in [1, 2] {
+        stream
+            .write_all(&framed_call("slow", seq_id))
+            .await
+            .unwrap();
+        let began = std::time::Instant::now();
+        let header = within(STEP, "the timeout's answer", read_framed(&mut stream)).await;
+        assert!(
+            began.elapsed() >= Duration::from_millis(190),
+            "{:?}",
+            began.elapsed()
+        );
+        assert_eq!(
+            (header.name.as_str(), header.kind, header.seq_id),
+            ("slow", 3, seq_id)
+        );
+    }
+    let m = metrics(router.admin).await;
+    assert_eq!(
+        figure(&m, "rt/thrift/server/127.0.0.1/0/failures/timeout"),
+        2.0
+    );
+    router.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_idle_between_calls_is_closed() {
+    let fs = FsDir::new();
+    let yaml = thrift_router(
+        "  dtab: /svc => /$/inet/127.0.0.1/1\n",
+        "    serverSession:\n      idleTimeMs: 300\n",
+    );
+    let router = start_router(&config(&fs, &yaml)).await;
+    let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+    // A call answered (an exception: nothing listens on port 1) restarts
+    // the idle time.
+    stream.write_all(&framed_call("ping", 1)).await.unwrap();
+    let header = within(STEP, "an answer", read_framed(&mut stream)).await;
+    assert_eq!(header.seq_id, 1);
+    let answered = std::time::Instant::now();
+    let mut rest = Vec::new();
+    within(STEP, "the idle connection to be closed", async {
+        let _ = stream.read_to_end(&mut rest).await;
+    })
+    .await;
+    assert!(rest.is_empty());
+    assert!(
+        answered.elapsed() >= Duration::from_millis(290),
+        "{:?}",
+        answered.elapsed()
+    );
+    router.stop().await;
+}
