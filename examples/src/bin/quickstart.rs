@@ -83,7 +83,13 @@ async fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let router_addr = routers.servers[0].1;
 
-    print_tour(router_addr, routers.admin_addr, namerd_addr, &work);
+    print_tour(
+        router_addr,
+        routers.admin_addr,
+        namerd_addr,
+        namerd.admin_addr,
+        &work,
+    );
     tokio::signal::ctrl_c().await?;
     println!("\nstopping…");
     routers.stop().await;
@@ -141,13 +147,19 @@ async fn demo_backend(name: &'static str) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn print_tour(router: SocketAddr, router_admin: SocketAddr, namerd: SocketAddr, work: &Path) {
+fn print_tour(
+    router: SocketAddr,
+    router_admin: SocketAddr,
+    namerd: SocketAddr,
+    namerd_admin: SocketAddr,
+    work: &Path,
+) {
     println!(
         r#"
 Switchboard quickstart is running.
 
   router       http://{router}        (admin http://{router_admin})
-  namerd API   http://{namerd}/api/1  (dtabs stored in {work}/namerd)
+  namerd API   http://{namerd}/api/1  (dtabs stored in {work}/namerd; admin http://{namerd_admin})
   demo service web: v1 and v2, endpoints in {work}/disco
 
 namerd's dtab for namespace "default":
@@ -162,6 +174,11 @@ Try:
 
   # Ask how /svc/web resolves:
   curl -s 'http://{router_admin}/delegator.json?path=/svc/web'
+
+  # In a browser: the router's dashboard, the dtab playground, namerd's namespaces:
+  http://{router_admin}/
+  http://{router_admin}/delegator?path=/svc/web
+  http://{namerd_admin}/
 
   # Shift all traffic to v2 with namerctl (applies within milliseconds):
   printf '/svc => /#/io.l5d.fs;\n/svc/web => /#/io.l5d.fs/web-v2;\n' > /tmp/web-v2.dtab
