@@ -49,11 +49,14 @@ async fn the_router_pages() {
     let web = Backend::start("web").await;
     let fs = FsDir::new();
     fs.point("web", &[&web]);
-    let router = start_router(&config(
+    // Latency summaries every 300 ms (a minute by default), and every
+    // request kept for the recent-requests table.
+    let yaml = config(
         &fs,
-        "- protocol: http\n  label: edge\n  dtab: |\n    /svc => /#/io.l5d.fs;\n    /svc/api => /#/io.l5d.fs/api;\n  servers:\n  - port: 0\n",
-    ))
-    .await;
+        "- protocol: http\n  label: edge\n  dtab: |\n    /svc => /#/io.l5d.fs;\n    /svc/api => /#/io.l5d.fs/api;\n  servers:\n  - port: 0\ntelemetry:\n- kind: io.l5d.recentRequests\n  sampleRate: 1.0\n",
+    )
+    .replace("admin:\n", "admin:\n  histogramSnapshotIntervalMs: 300\n");
+    let router = start_router(&yaml).await;
     let admin = format!("http://{}", router.admin);
     let http = client();
 
@@ -100,6 +103,19 @@ async fn the_router_pages() {
         eval(&page, &cell("client", "#/io.l5d.fs/web", "success")).await,
         "100%"
     );
+    wait(
+        &page,
+        "the service's p99",
+        &format!("/^\\d+ ms$/.test({})", cell("service", "svc/web", "p99")),
+    )
+    .await;
+    let recent = wait(
+        &page,
+        "the recent requests",
+        "document.querySelector('#recent tbody tr')?.textContent",
+    )
+    .await;
+    assert!(recent.as_str().unwrap().contains("/svc/web"), "{recent}");
     page.screenshot(&screenshot_path("router-dashboard"))
         .await
         .unwrap();
