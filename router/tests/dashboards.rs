@@ -277,6 +277,20 @@ async fn stored_dtab(namerd: &namerd::server::Running) -> String {
     admin_get(namerd.api_addrs[0], "/api/1/dtabs/default").await
 }
 
+/// Writes `dtab` to namespace `ns` through namerd's API, as another
+/// operator would.
+async fn put_dtab(namerd: &namerd::server::Running, ns: &str, dtab: &str) {
+    let path = format!("/api/1/dtabs/{ns}");
+    let request = support::request(namerd.api_addrs[0], "namerd", &path)
+        .method("PUT")
+        .header("content-type", "application/dtab")
+        .header("authorization", "Bearer s3cret")
+        .body(support::full(dtab.to_string()))
+        .unwrap();
+    let written = support::send(&client(), request).await;
+    assert!(written.status.is_success(), "{}", written.text());
+}
+
 /// Sends requests for `web` through the router until `backend` answers.
 async fn routed_to(router: &support::RunningRouter, backend: &str) {
     let http = client();
@@ -383,16 +397,12 @@ async fn the_namerd_pages() {
     page.type_into(EDITOR, "/svc/web => /#/io.l5d.fs/one;")
         .await
         .unwrap();
-    let other = support::request(namerd.api_addrs[0], "namerd", "/api/1/dtabs/default")
-        .method("PUT")
-        .header("content-type", "application/dtab")
-        .header("authorization", "Bearer s3cret")
-        .body(support::full(
-            "/svc/web => /#/io.l5d.fs/two;/svc/other => /#/io.l5d.fs/one",
-        ))
-        .unwrap();
-    let written = support::send(&client(), other).await;
-    assert!(written.status.is_success(), "{}", written.text());
+    put_dtab(
+        &namerd,
+        "default",
+        "/svc/web => /#/io.l5d.fs/two;/svc/other => /#/io.l5d.fs/one",
+    )
+    .await;
     wait(
         &page,
         "the watch to point out the change",
@@ -425,6 +435,27 @@ async fn the_namerd_pages() {
         &page,
         "namerd's version in the editor",
         &format!("document.querySelector('{EDITOR}').value.includes('/svc/other')"),
+    )
+    .await;
+
+    // An untouched editor follows namerd's watch, and so does the list.
+    put_dtab(
+        &namerd,
+        "default",
+        "/svc/web => /#/io.l5d.fs/two;/svc/third => /#/io.l5d.fs/one",
+    )
+    .await;
+    wait(
+        &page,
+        "the editor to follow namerd",
+        &format!("document.querySelector('{EDITOR}').value.includes('/svc/third')"),
+    )
+    .await;
+    put_dtab(&namerd, "staging", "/svc => /#/io.l5d.fs").await;
+    wait(
+        &page,
+        "the new namespace to appear",
+        "document.querySelector('textarea[data-namespace=\"staging\"]')?.value === '/svc => /#/io.l5d.fs;'",
     )
     .await;
     no_script_errors(&page);
