@@ -764,3 +764,72 @@ async fn a_connection_idle_between_calls_is_closed() {
     );
     router.stop().await;
 }
+
+/// Reads one framed binary `TApplicationException`: its method name,
+/// sequence id and message.
+async fn read_exception(stream: &mut TcpStream) -> (String, i32, String) {
+    use namerd_client::thrift::protocol::{Reader, message_type, ttype};
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).await.unwrap();
+    let mut bytes = vec![0; usize::try_from(u32::from_be_bytes(size)).unwrap()];
+    stream.read_exact(&mut bytes).await.unwrap();
+    let mut r = Reader::new(&bytes);
+    let header = r.message_begin().unwrap();
+    assert_eq!(header.kind, message_type::EXCEPTION);
+    let mut message = String::new();
+    r.read_struct(|r, id, kind| {
+        if (id, kind) != (1, ttype::STRING) {
+            return Ok(false);
+        }
+        message = r.string()?;
+        Ok(true)
+    })
+    .unwrap();
+    (header.name, header.seq_id, message)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiplexed_calls_are_named_by_service_and_method() {
+    // Nothing listens on port 1: each answer is an exception that names
+    // what the call was named.
+    let fs = FsDir::new();
+    let yaml = format!(
+        "{}{}",
+        thrift_router("  label: plain\n  dtab: /svc => /$/inet/127.0.0.1/1\n", ""),
+        thrift_router(
+            "  label: methods\n  thriftMethodInDst: true\n  dtab: /svc => /$/inet/127.0.0.1/1\n",
+            ""
+        )
+    );
+    let router = start_router(&config(&fs, &yaml)).await;
+    let cases = [
+        (router.servers[0], "echo", "/svc"),
+        (router.servers[0], "Echo:echo", "/svc/Echo"),
+        (router.servers[1], "echo", "/svc/echo"),
+        (router.servers[1], "Echo:echo", "/svc/Echo/echo"),
+    ];
+    for (addr, method, name) in cases {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&framed_call(method, 41)).await.unwrap();
+        let (answered, seq_id, message) =
+            within(STEP, "an exception", read_exception(&mut stream)).await;
+        assert_eq!((answered.as_str(), seq_id), (method, 41));
+        assert!(
+            message.contains(&format!("for {name} failed")),
+            "{method}: {message}"
+        );
+    }
+    // A method name that cannot be a path segment (an empty one; any
+    // other text can, escaped where it must be).
+    let mut stream = TcpStream::connect(router.servers[1]).await.unwrap();
+    stream.write_all(&framed_call("", 7)).await.unwrap();
+    let (_, seq_id, message) = within(STEP, "an exception", read_exception(&mut stream)).await;
+    assert_eq!(seq_id, 7);
+    assert!(message.contains("cannot be named"), "{message}");
+    let m = metrics(router.admin).await;
+    assert_eq!(
+        figure(&m, "rt/methods/server/127.0.0.1/0/failures/refused"),
+        1.0
+    );
+    router.stop().await;
+}
