@@ -259,7 +259,7 @@ fn check_names_the_mistake_in_a_bad_router_config() {
     let bad = dir.path().join("linkerd.yaml");
     std::fs::write(
         &bad,
-        "routers:\n- protocol: thrift\n  servers:\n  - port: 4140\n",
+        "routers:\n- protocol: thriftmux\n  servers:\n  - port: 4140\n",
     )
     .unwrap();
     let out = run(
@@ -271,7 +271,7 @@ fn check_names_the_mistake_in_a_bad_router_config() {
     assert!(
         err.contains("linkerd.yaml")
             && err.contains("routers[0].protocol: line 2:")
-            && err.contains("protocol kind \"thrift\" is not supported yet"),
+            && err.contains("protocol kind \"thriftmux\" is not supported yet"),
         "{err}"
     );
     assert!(err.contains("http, h2"), "{err}");
