@@ -42,6 +42,8 @@ pub(super) fn document(state: &AdminState) -> Value {
             let spec = router.spec();
             let protocol = if spec.tcp.is_some() {
                 "tcp"
+            } else if spec.thrift.is_some() {
+                "thrift"
             } else {
                 spec.protocol.as_str()
             };
