@@ -458,6 +458,42 @@ async fn the_namerd_pages() {
         "document.querySelector('textarea[data-namespace=\"staging\"]')?.value === '/svc => /#/io.l5d.fs;'",
     )
     .await;
+
+    // With more namespaces than a browser opens connections to one server
+    // (six), the page still follows them all and still saves.
+    for i in 0..8 {
+        put_dtab(&namerd, &format!("team-{i}"), "/svc => /#/io.l5d.fs").await;
+    }
+    let last = "section[data-namespace=\"team-7\"]";
+    wait(
+        &page,
+        "the eighth new namespace",
+        &format!("document.querySelector('{last} textarea')?.value === '/svc => /#/io.l5d.fs;'"),
+    )
+    .await;
+    page.type_into(&format!("{last} textarea"), "/svc => /#/io.l5d.fs/two;")
+        .await
+        .unwrap();
+    wait(
+        &page,
+        "save to be enabled",
+        &format!("!document.querySelector('{last} .save').disabled"),
+    )
+    .await;
+    page.click(&format!("{last} .save")).await.unwrap();
+    wait(
+        &page,
+        "the save",
+        &format!("document.querySelector('{last} .note')?.textContent === 'saved'"),
+    )
+    .await;
+    put_dtab(&namerd, "team-0", "/svc => /#/io.l5d.fs/one").await;
+    wait(
+        &page,
+        "the first of them to follow namerd",
+        "document.querySelector('textarea[data-namespace=\"team-0\"]').value === '/svc => /#/io.l5d.fs/one;'",
+    )
+    .await;
     no_script_errors(&page);
 
     // namerd's playground resolves in the namespace.

@@ -1,6 +1,7 @@
 //! namerd's HTTP API (`io.l5d.httpController`): Linkerd's `/api/1`, route
 //! for route, plus optional bearer-token auth for writes.
 
+pub(crate) mod all_dtabs;
 #[doc(hidden)] // Public for the fuzz target only.
 pub mod body;
 mod dtabs;

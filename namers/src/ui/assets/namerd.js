@@ -2,12 +2,13 @@
 // parser marks errors (line and column) as one types; a save is a
 // compare-and-set on the version the editor started from, so a dtab
 // changed meanwhile is shown as a conflict, never overwritten unseen.
-// Each namespace and the list follow namerd's watches, so the page
-// changes when anyone else's edit lands.
+// The list and every dtab follow namerd's watches on one stream
+// (/admin/dtabs.json: a browser holds only six connections to a server),
+// so the page changes when anyone else's edit lands.
 "use strict";
 
 (() => {
-  const {el, replace, getJSON, fetchOk, checkDtab, debounce} = ui;
+  const {el, replace, fetchOk, checkDtab, debounce} = ui;
   const app = document.getElementById("app");
   const TOKEN_KEY = "switchboard.writeToken";
 
@@ -49,9 +50,9 @@
 
   // Streams `url` (one JSON document a line) into `onValue` until it ends;
   // then `onEnd` with why.
-  async function follow(url, onValue, onEnd, signal) {
+  async function follow(url, onValue, onEnd) {
     try {
-      const response = await fetchOk(url, {signal, cache: "no-store"});
+      const response = await fetchOk(url, {cache: "no-store"});
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let buffered = "";
@@ -74,7 +75,7 @@
       }
       onEnd("the watch ended");
     } catch (e) {
-      if (!signal || !signal.aborted) onEnd(e.message);
+      onEnd(e.message);
     }
   }
 
@@ -89,7 +90,7 @@
         class: "badge"}, "playground")),
       area, verdict,
       el("div", {class: "row"}, save, revert, note));
-    const state = {ns, card, area, etag: null, saved: "", watch: new AbortController()};
+    const state = {ns, card, area, etag: null, saved: ""};
 
     const markDirty = () => card.classList.toggle("dirty", area.value !== state.saved);
     const check = debounce(async () => {
@@ -156,28 +157,30 @@
       say("muted", "reverted to namerd's version");
     });
 
-    // namerd's watch: a change elsewhere replaces an untouched editor, and
-    // is pointed out in one being edited.
-    follow(`/api/1/dtabs/${encodeURIComponent(ns)}?watch=true`, async (dentries) => {
-      await state.loading;
+    // A change from namerd's watch replaces an untouched editor, and is
+    // pointed out in one being edited (whose save will then conflict).
+    state.update = (dentries, etag) => {
+      if (etag === state.etag) return;
       const text = lines(dentries);
-      if (text === state.saved) return;
-      if (area.value === state.saved) {
-        await load();
-        say("muted", `updated from namerd at ${new Date().toLocaleTimeString()}`);
-      } else {
+      const first = state.etag === null;
+      if (first || area.value === state.saved) {
+        state.etag = etag;
+        state.saved = text;
+        area.value = text;
+        markDirty();
+        check();
+        if (!first) say("muted", `updated from namerd at ${new Date().toLocaleTimeString()}`);
+      } else if (text !== state.saved) {
         say("warn", "namerd's dtab changed while you were editing; saving will show the conflict");
       }
-    }, (why) => say("warn", `no longer following namerd: ${why}`), state.watch.signal);
-
-    state.loading = load().catch((e) => say("bad", e.message));
+    };
+    state.failed = (why) => say("bad", `namerd cannot read this namespace: ${why}`);
     return state;
   }
 
   function showList(names) {
     for (const [ns, state] of editors) {
       if (!names.includes(ns)) {
-        state.watch.abort();
         state.card.remove();
         editors.delete(ns);
       }
@@ -204,12 +207,16 @@
     }
   }
 
-  getJSON("/api/1/dtabs")
-    .then(showList)
-    .then(() => follow("/api/1/dtabs?watch=true", showList,
-      (why) => replace(listStatus, `no longer following namerd: ${why}`)))
-    .catch((e) => {
-      listStatus.className = "bad";
-      replace(listStatus, `cannot list the namespaces: ${e.message}`);
-    });
+  follow("/admin/dtabs.json", (line) => {
+    if (line.namespaces) {
+      showList(line.namespaces);
+    } else if (line.namespace && editors.has(line.namespace)) {
+      const state = editors.get(line.namespace);
+      if (line.error) state.failed(line.error);
+      else state.update(line.dtab, line.etag);
+    }
+  }, (why) => {
+    listStatus.className = "bad";
+    replace(listStatus, `no longer following namerd: ${why}`);
+  });
 })();
