@@ -172,7 +172,18 @@
     }
   }
 
-  poll();
-  setInterval(poll, POLL_MS);
+  // One poll at a time: a slow answer delays the next instead of piling up.
+  let polling = false;
+  async function tick() {
+    if (polling) return;
+    polling = true;
+    try {
+      await poll();
+    } finally {
+      polling = false;
+    }
+  }
+  tick();
+  setInterval(tick, POLL_MS);
   logging();
 })();
