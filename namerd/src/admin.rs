@@ -53,12 +53,17 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// telemeters'), the log level (`/logging.json`, `/admin/logging`) and
 /// `/admin/shutdown`.
 pub fn router(state: AdminState) -> Router {
-    let api = crate::api::router(state.api.clone(), crate::api::DEFAULT_MAX_BODY_BYTES, None)
-        .merge(
-            Router::new()
-                .route("/admin/dtabs.json", get(crate::api::all_dtabs::stream_all))
-                .with_state(state.api.clone()),
-        );
+    let api = crate::api::router(
+        state.api.clone(),
+        crate::api::DEFAULT_MAX_BODY_BYTES,
+        None,
+        crate::api::Fallback::None,
+    )
+    .merge(
+        Router::new()
+            .route("/admin/dtabs.json", get(crate::api::all_dtabs::stream_all))
+            .with_state(state.api.clone()),
+    );
     namers::admin_routes::common(
         state.metrics.clone(),
         state.telemeters.clone(),

@@ -211,8 +211,12 @@ pub async fn start(config: &NamerdConfig) -> Result<Running, String> {
                     local_dtab_limits: config.local_dtab_limits.limits(),
                 };
                 let tracing = tracer.clone().map(|tracer| ApiTracing { tracer, address });
-                let app = api::router(state, controller.max_body_bytes, tracing)
-                    .fallback(|| async { axum::http::StatusCode::NOT_FOUND });
+                let app = api::router(
+                    state,
+                    controller.max_body_bytes,
+                    tracing,
+                    api::Fallback::NotFound,
+                );
                 servers.spawn(serve(
                     listener,
                     app,

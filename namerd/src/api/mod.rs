@@ -40,14 +40,15 @@ pub struct ApiState {
     pub local_dtab_limits: namers::config::LocalDtabLimits,
 }
 
-/// The `/api/1` routes, with no fallback (the caller adds its own: the
-/// interface answers anything else with an empty 404, the admin server
-/// merges these into its own). With `tracing`, each request is a server
-/// span ([`trace`]).
+/// The `/api/1` routes. With `Fallback::NotFound` anything else is a
+/// counted 404 with an empty body (the interface); with `Fallback::None`
+/// there is no fallback, for merging into a server that has its own (the
+/// admin's). With `tracing`, each request is a server span ([`trace`]).
 pub(crate) fn router(
     state: ApiState,
     max_body_bytes: usize,
     tracing: Option<trace::ApiTracing>,
+    fallback: Fallback,
 ) -> Router {
     let routes = Router::new()
         .route("/api/1/dtabs", get(dtabs::list))
@@ -66,7 +67,12 @@ pub(crate) fn router(
             "/api/1/delegate",
             get(names::delegate_query).post(names::delegate_body),
         )
-        .route("/api/1/bound-names", get(names::bound_names))
+        .route("/api/1/bound-names", get(names::bound_names));
+    let routes = match fallback {
+        Fallback::NotFound => routes.fallback(|| async { StatusCode::NOT_FOUND }),
+        Fallback::None => routes,
+    };
+    let routes = routes
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -83,12 +89,20 @@ pub(crate) fn router(
     routes.with_state(state)
 }
 
+/// What the API answers outside its routes.
+pub(crate) enum Fallback {
+    /// An empty 404, counted as the API's.
+    NotFound,
+    /// Nothing: the routes are merged into a server with its own.
+    None,
+}
+
 /// Serves the API on `listener` until the process stops.
 pub async fn serve(listener: tokio::net::TcpListener, state: ApiState) -> std::io::Result<()> {
     let stats = state.stats.clone();
     crate::conn::serve(
         listener,
-        router(state, DEFAULT_MAX_BODY_BYTES, None).fallback(|| async { StatusCode::NOT_FOUND }),
+        router(state, DEFAULT_MAX_BODY_BYTES, None, Fallback::NotFound),
         std::future::pending(),
         Some(stats),
         None,
