@@ -1,16 +1,29 @@
 //! `loadtest`: the router as an HTTP/1.1 proxy, measured side by side with
 //! HAProxy and an nginx reverse proxy in one run.
 //!
-//! It starts an nginx upstream that answers `200 ok`, then the router,
-//! HAProxy (one thread) and nginx (one worker) in front of it, each on its
-//! own loopback port. Each proxy is pinned to CPU 1 and the upstream and
-//! `wrk` to CPU 0 when `taskset` is there and the machine has two CPUs or
-//! more. After a warm-up of each proxy, `wrk --latency` runs against the
-//! proxies in turn, round after round (the order rotates every round), and
-//! the medians of the rounds are printed with the router's ratios to the
-//! other two. It also reports the router's memory (idle after start, and
-//! peak under load) and the time from starting the router to its first
-//! routed request.
+//! It starts an nginx upstream, then the router, HAProxy (one thread) and
+//! nginx (one worker) in front of it, each on its own loopback port. Each
+//! proxy is pinned to CPU 1 and the upstream and `wrk` to CPU 0 when
+//! `taskset` is there and the machine has two CPUs or more. For each
+//! scenario (`--scenario`, default `get`), after a warm-up of each proxy,
+//! `wrk --latency` runs against the proxies in turn, round after round
+//! (the order rotates every round), and the medians of the rounds are
+//! printed with the router's ratios to the other two:
+//!
+//! - `get`: keep-alive `GET /`, a 2-byte answer;
+//! - `post16k`: keep-alive `POST /post` with a 16 KiB body (a `wrk` Lua script
+//!   written to the work directory); the upstream reads every body;
+//! - `resp100k`: keep-alive `GET /100k`, a 100 KiB static file;
+//! - `newconn`: `GET /` with `Connection: close`, a new client connection
+//!   per request (the report counts the connections each run opened);
+//! - `features`: `get` through a second router configured with failure
+//!   accrual, retries, a classifier, timeouts and a Prometheus telemeter
+//!   (`examples/perf/features-*.yaml`), beside the plain one;
+//! - `all`: each of them in turn, one table per scenario.
+//!
+//! It also reports the router's memory (idle after start, and peak under
+//! load) and the time from starting the router to its first routed
+//! request.
 //!
 //! Everything listens on 127.0.0.1 only, every wait is bounded in time,
 //! and every child process is stopped on exit, on error, on panic and on
@@ -21,33 +34,44 @@
 //!
 //! ```sh
 //! cargo run --release -p examples --bin loadtest -- --duration 10 --rounds 3
+//! cargo run --release -p examples --bin loadtest -- --scenario all
 //! ```
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
-use examples::harness::{build_router, clock_ticks_per_sec};
+use examples::harness::{build_router, clock_ticks_per_sec, installed};
 use examples::load::probe::{free_port, loopback, wait_for_ok};
 use examples::load::procs::{Proc, WorkDir, install_signal_handler};
-use examples::load::report::{
-    fmt_opt_us, fmt_us, median, mib, verdict, verdict_table, verdicts_json,
+use examples::load::report::{median, mib, verdict, verdict_table, verdicts_json};
+use examples::load::rounds::{Bench, Contender, Outcome, Role, run_scenario};
+use examples::load::scenario::{NGINX_PROXY_TUNING, Scenarios, start_scenario_upstream};
+use examples::load::scenario_report::{
+    FEATURES_NAME, RunInfo, scenario_json, scenario_tables, scenario_verdicts, summary_table,
 };
 use examples::load::servers::{
-    RouterConfig, start_haproxy, start_nginx_proxy, start_router, start_upstream,
-    write_router_config,
+    RouterConfig, start_haproxy, start_nginx_proxy_tuned, start_router, write_router_config,
 };
-use examples::load::sys::{Pinning, UsageMeter, status_kib};
-use examples::load::wrk::{WrkLoad, WrkRun, run_wrk};
+use examples::load::sys::{Pinning, status_kib};
+
+/// The router entry's keys of the `features` scenario.
+const FEATURES_ROUTER: &str = include_str!("../../perf/features-router.yaml");
+/// The top-level keys of the `features` scenario (a telemeter).
+const FEATURES_TOP: &str = include_str!("../../perf/features-top.yaml");
+/// The admin path `FEATURES_TOP` serves Prometheus text on.
+const FEATURES_METRICS_PATH: &str = "/metrics";
 
 /// Compares the router with HAProxy and an nginx reverse proxy under `wrk`.
 #[derive(Parser, Debug)]
 #[command(about)]
 struct Args {
+    /// What to measure: get, post16k, resp100k, newconn, features, a
+    /// comma-separated list of them, or all.
+    #[arg(long, default_value = "get")]
+    scenario: Scenarios,
     /// Seconds of each measured `wrk` run (1 to 120).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
     duration: u64,
@@ -57,7 +81,8 @@ struct Args {
     /// `wrk` connections (1 to 1000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     connections: u32,
-    /// Seconds of the unmeasured warm-up run of each proxy (0 to 60).
+    /// Seconds of the unmeasured warm-up run of each proxy, per scenario
+    /// (0 to 60).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=60))]
     warmup: u64,
     /// How many times to time the router's start to its first routed
@@ -68,9 +93,9 @@ struct Args {
     /// `cargo build --release -p router`.
     #[arg(long)]
     router_bin: Option<PathBuf>,
-    /// YAML keys added to the router's entry (a file of lines as they
-    /// would appear under `- protocol: http`, without the indent), e.g. a
-    /// `client` and a `service` block, to measure what they cost.
+    /// YAML keys added to the (plain) router's entry (a file of lines as
+    /// they would appear under `- protocol: http`, without the indent),
+    /// e.g. a `client` and a `service` block, to measure what they cost.
     #[arg(long)]
     router_extra: Option<PathBuf>,
     /// Do not pin processes to CPUs.
@@ -84,28 +109,6 @@ struct Args {
     keep: bool,
 }
 
-/// One proxy under test and its measurements.
-struct Proxy {
-    name: &'static str,
-    addr: SocketAddr,
-    proc: Proc,
-    runs: Vec<WrkRun>,
-    cpu_us_per_request: Vec<f64>,
-    /// Whole-CPU busy time per request on the proxy's CPU and on the CPU
-    /// of `wrk` and the upstream (when pinned).
-    proxy_cpu_us_per_request: Vec<f64>,
-    load_cpu_us_per_request: Vec<f64>,
-    peak_rss_kib: u64,
-}
-
-impl Proxy {
-    fn median_of(&self, f: impl Fn(&WrkRun) -> f64) -> f64 {
-        median(&self.runs.iter().map(f).collect::<Vec<_>>())
-    }
-}
-
-// ---------------------------------------------------------------------------
-
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     match run(&args) {
@@ -117,17 +120,24 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The router's memory and start time, measured once per run.
+struct RouterFigures {
+    idle_rss: u64,
+    hwm: u64,
+    peak_sampled: u64,
+    after: u64,
+    starts: Vec<f64>,
+}
+
 fn run(args: &Args) -> Result<()> {
     for tool in ["nginx", "haproxy", "wrk"] {
-        let found = Command::new(tool)
-            .arg("-v")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !found {
+        if !installed(tool) {
             bail!("{tool} is not installed (apt-get install -y nginx haproxy wrk)");
         }
+    }
+    let scenarios = &args.scenario.0;
+    if scenarios.is_empty() {
+        bail!("--scenario names no scenario");
     }
     install_signal_handler()?;
     let work = WorkDir::create("switchboard-loadtest", args.keep)?;
@@ -142,13 +152,11 @@ fn run(args: &Args) -> Result<()> {
         None => build_router()?,
     };
     let pin = Pinning::detect(args.no_pin);
-    let ticks = clock_ticks_per_sec();
     eprintln!("router: {}", router_bin.display());
     eprintln!("pinning: {}", pin.note);
 
-    // The upstream.
     let upstream_port = free_port()?;
-    let mut upstream = start_upstream(&work, upstream_port, pin.load)?;
+    let mut upstream = start_scenario_upstream(&work, upstream_port, pin.load)?;
     wait_for_ok(
         &mut upstream,
         loopback(upstream_port),
@@ -156,23 +164,172 @@ fn run(args: &Args) -> Result<()> {
         Duration::from_secs(10),
     )?;
 
-    // Start to first routed request, on a fresh router each time.
+    let starts = time_starts(args, &work, &router_bin, &pin, upstream_port, &router_extra)?;
+
+    // The proxies; the router with features only when a scenario needs it.
+    let started = |name: &'static str, role: Role, port: u16, proc: Proc| Contender {
+        name,
+        role,
+        addr: loopback(port),
+        proc,
+        scrape: None,
+    };
+    let (router_port, haproxy_port, nginx_port) = (free_port()?, free_port()?, free_port()?);
+    let config = write_router_config(
+        &work,
+        "router",
+        &RouterConfig {
+            port: router_port,
+            admin: free_port()?,
+            upstream: upstream_port,
+            extra: &router_extra,
+            tls: None,
+        },
+    )?;
+    let mut router = started(
+        "router",
+        Role::Router,
+        router_port,
+        start_router(&work, &router_bin, "router", &config, pin.proxy)?,
+    );
+    let mut haproxy = started(
+        "HAProxy",
+        Role::Peer,
+        haproxy_port,
+        start_haproxy(&work, haproxy_port, upstream_port, pin.proxy, None)?,
+    );
+    let mut nginx = started(
+        "nginx",
+        Role::Peer,
+        nginx_port,
+        start_nginx_proxy_tuned(
+            &work,
+            nginx_port,
+            upstream_port,
+            pin.proxy,
+            None,
+            &NGINX_PROXY_TUNING,
+        )?,
+    );
+    let mut featured = match scenarios.iter().any(|s| s.with_features()) {
+        true => Some(start_featured_router(
+            &work,
+            &router_bin,
+            &pin,
+            upstream_port,
+        )?),
+        false => None,
+    };
+    for contender in [&mut router, &mut haproxy, &mut nginx]
+        .into_iter()
+        .chain(featured.as_mut())
+    {
+        wait_for_ok(
+            &mut contender.proc,
+            contender.addr,
+            Instant::now(),
+            Duration::from_secs(10),
+        )?;
+    }
+    let router_pid = router.proc.pid();
+    std::thread::sleep(Duration::from_secs(1));
+    let idle_rss = status_kib(router_pid, "VmRSS").unwrap_or(0);
+    eprintln!(
+        "router idle RSS after start and one request: {:.1} MiB",
+        mib(idle_rss)
+    );
+
+    let bench = Bench {
+        work: &work,
+        pin: &pin,
+        ticks: clock_ticks_per_sec(),
+        connections: args.connections,
+        upstream: loopback(upstream_port),
+    };
+    let info = RunInfo {
+        rounds: args.rounds,
+        connections: args.connections,
+        duration: args.duration,
+        pinning: &pin.note,
+    };
+    let mut outcomes = Vec::new();
+    for &scenario in scenarios {
+        let mut contenders: Vec<&mut Contender> = vec![&mut router];
+        if scenario.with_features()
+            && let Some(featured) = featured.as_mut()
+        {
+            contenders.push(featured);
+        }
+        contenders.push(&mut haproxy);
+        contenders.push(&mut nginx);
+        let outcome = run_scenario(
+            &bench,
+            scenario,
+            &mut contenders,
+            args.rounds,
+            args.duration,
+            args.warmup,
+        )?;
+        // Each scenario's tables as soon as it is done: `all` runs long.
+        print!("{}", scenario_tables(&outcome, &info));
+        outcomes.push(outcome);
+    }
+
+    let peak_sampled = outcomes
+        .iter()
+        .filter_map(|o| o.row("router"))
+        .flat_map(|r| &r.samples)
+        .map(|s| s.peak_rss_kib)
+        .max()
+        .unwrap_or(0);
+    let hwm = status_kib(router_pid, "VmHWM").unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(2));
+    let figures = RouterFigures {
+        idle_rss,
+        hwm,
+        peak_sampled,
+        after: status_kib(router_pid, "VmRSS").unwrap_or(0),
+        starts,
+    };
+    let (out, json) = report(args, &pin, &outcomes, &figures);
+    print!("{out}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+
+    // Stop the proxies before the upstream.
+    drop((router, haproxy, nginx, featured));
+    drop(upstream);
+    Ok(())
+}
+
+/// Times the start of a fresh router to its first routed request,
+/// `args.start_trials` times; milliseconds.
+fn time_starts(
+    args: &Args,
+    work: &WorkDir,
+    router_bin: &Path,
+    pin: &Pinning,
+    upstream_port: u16,
+    router_extra: &str,
+) -> Result<Vec<f64>> {
     let mut starts = Vec::new();
     for trial in 0..args.start_trials {
         let port = free_port()?;
         let config = write_router_config(
-            &work,
+            work,
             "router-start",
             &RouterConfig {
                 port,
                 admin: free_port()?,
                 upstream: upstream_port,
-                extra: &router_extra,
+                extra: router_extra,
                 tls: None,
             },
         )?;
         let started = Instant::now();
-        let mut router = start_router(&work, &router_bin, "router-start", &config, pin.proxy)?;
+        let mut router = start_router(work, router_bin, "router-start", &config, pin.proxy)?;
         let elapsed = wait_for_ok(
             &mut router,
             loopback(port),
@@ -187,214 +344,77 @@ fn run(args: &Args) -> Result<()> {
         );
         starts.push(elapsed.as_secs_f64() * 1e3);
     }
+    Ok(starts)
+}
 
-    // The proxies.
-    let (router_port, haproxy_port, nginx_port) = (free_port()?, free_port()?, free_port()?);
+/// The router with `examples/perf/features-*.yaml`, its telemeter
+/// scraped while it is loaded.
+fn start_featured_router(
+    work: &WorkDir,
+    router_bin: &Path,
+    pin: &Pinning,
+    upstream_port: u16,
+) -> Result<Contender> {
+    let (port, admin) = (free_port()?, free_port()?);
     let config = write_router_config(
-        &work,
-        "router",
+        work,
+        FEATURES_NAME,
         &RouterConfig {
-            port: router_port,
-            admin: free_port()?,
+            port,
+            admin,
             upstream: upstream_port,
-            extra: &router_extra,
+            extra: FEATURES_ROUTER,
             tls: None,
         },
     )?;
-    let router = start_router(&work, &router_bin, "router", &config, pin.proxy)?;
-    let haproxy = start_haproxy(&work, haproxy_port, upstream_port, pin.proxy, None)?;
-    let nginx = start_nginx_proxy(&work, nginx_port, upstream_port, pin.proxy, None)?;
-    let mut proxies: Vec<Proxy> = [
-        ("router", router_port, router),
-        ("HAProxy", haproxy_port, haproxy),
-        ("nginx", nginx_port, nginx),
-    ]
-    .into_iter()
-    .map(|(name, port, proc)| Proxy {
-        name,
+    // Top-level keys go before the rest; order does not matter in YAML.
+    let body = std::fs::read_to_string(&config)?;
+    std::fs::write(&config, format!("{FEATURES_TOP}{body}"))?;
+    Ok(Contender {
+        name: FEATURES_NAME,
+        role: Role::Router,
         addr: loopback(port),
-        proc,
-        runs: Vec::new(),
-        cpu_us_per_request: Vec::new(),
-        proxy_cpu_us_per_request: Vec::new(),
-        load_cpu_us_per_request: Vec::new(),
-        peak_rss_kib: 0,
+        proc: start_router(work, router_bin, FEATURES_NAME, &config, pin.proxy)?,
+        scrape: Some((loopback(admin), FEATURES_METRICS_PATH)),
     })
-    .collect();
-    for proxy in &mut proxies {
-        wait_for_ok(
-            &mut proxy.proc,
-            proxy.addr,
-            Instant::now(),
-            Duration::from_secs(10),
-        )?;
-    }
-    let router_pid = proxies[0].proc.pid();
-    std::thread::sleep(Duration::from_secs(1));
-    let idle_rss = status_kib(router_pid, "VmRSS").unwrap_or(0);
-    eprintln!(
-        "router idle RSS after start and one request: {:.1} MiB",
-        mib(idle_rss)
-    );
+}
 
-    if args.warmup > 0 {
-        for proxy in &mut proxies {
-            eprintln!("warm-up: {} for {} s", proxy.name, args.warmup);
-            run_wrk(
-                &work,
-                pin.load,
-                &WrkLoad {
-                    url: &format!("http://{}/", proxy.addr),
-                    connections: args.connections,
-                    secs: args.warmup,
-                    headers: &[],
-                },
-                proxy.proc.pid(),
-            )?;
-            proxy.proc.check_running()?;
-        }
-    }
-
-    let n = proxies.len();
-    for round in 0..args.rounds as usize {
-        for k in 0..n {
-            let proxy = &mut proxies[(round + k) % n];
-            let group = proxy.proc.pid();
-            let meter = UsageMeter::start(group, &pin);
-            let (result, peak) = run_wrk(
-                &work,
-                pin.load,
-                &WrkLoad {
-                    url: &format!("http://{}/", proxy.addr),
-                    connections: args.connections,
-                    secs: args.duration,
-                    headers: &[],
-                },
-                group,
-            )?;
-            let usage = meter.stop(ticks);
-            let cpu_secs = usage.group_secs;
-            let proxy_cpu_us = usage.proxy_cpu_us_per(result.requests);
-            let load_cpu_us = usage.load_cpu_us_per(result.requests);
-            proxy.proc.check_running()?;
-            eprintln!(
-                "round {}: {:<8} {:>9.0} rps  p50 {:>9}  p99 {:>9}  CPU {:.0} %{}{}",
-                round + 1,
-                proxy.name,
-                result.rps,
-                fmt_us(result.p50_us),
-                fmt_us(result.p99_us),
-                100.0 * cpu_secs / args.duration as f64,
-                match (proxy_cpu_us, load_cpu_us) {
-                    (Some(p), Some(l)) =>
-                        format!("  whole-CPU µs/request: proxy's {p:.1}, load's {l:.1}"),
-                    _ => String::new(),
-                },
-                if result.non_2xx + result.socket_errors > 0 {
-                    format!(
-                        "  ({} non-2xx, {} socket errors)",
-                        result.non_2xx, result.socket_errors
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            if result.requests > 0 {
-                proxy
-                    .cpu_us_per_request
-                    .push(cpu_secs * 1e6 / result.requests as f64);
-            }
-            proxy.proxy_cpu_us_per_request.extend(proxy_cpu_us);
-            proxy.load_cpu_us_per_request.extend(load_cpu_us);
-            proxy.peak_rss_kib = proxy.peak_rss_kib.max(peak);
-            proxy.runs.push(result);
-        }
-    }
-
-    let router_hwm = status_kib(router_pid, "VmHWM").unwrap_or(0);
-    let router_peak_sampled = proxies[0].peak_rss_kib;
-    std::thread::sleep(Duration::from_secs(2));
-    let router_after = status_kib(router_pid, "VmRSS").unwrap_or(0);
-
-    // Report.
+/// The closing report (after each scenario's own tables) and the JSON.
+fn report(
+    args: &Args,
+    pin: &Pinning,
+    outcomes: &[Outcome],
+    figures: &RouterFigures,
+) -> (String, serde_json::Value) {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n{} rounds of `wrk -t1 -c{} -d{}s --latency` per proxy; medians of the rounds. {}.\n",
-        args.rounds, args.connections, args.duration, pin.note
-    );
-    let _ = writeln!(
-        out,
-        "| Proxy | Requests/s | p50 | p99 | CPU µs / request | Proxy's CPU, µs / request | Load's CPU, µs / request | Requests/s by round |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
-    for proxy in &proxies {
-        let rounds: Vec<String> = proxy.runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
-        let _ = writeln!(
-            out,
-            "| {} | {:.0} | {} | {} | {:.1} | {} | {} | {} |",
-            proxy.name,
-            proxy.median_of(|r| r.rps),
-            fmt_us(proxy.median_of(|r| r.p50_us)),
-            fmt_us(proxy.median_of(|r| r.p99_us)),
-            median(&proxy.cpu_us_per_request),
-            fmt_opt_us(&proxy.proxy_cpu_us_per_request),
-            fmt_opt_us(&proxy.load_cpu_us_per_request),
-            rounds.join(", ")
-        );
+    if outcomes.len() > 1 {
+        out.push_str(&summary_table(outcomes));
     }
-    let errors: u64 = proxies
-        .iter()
-        .flat_map(|p| &p.runs)
-        .map(|r| r.non_2xx + r.socket_errors)
-        .sum();
-    let (router, haproxy, nginx) = (&proxies[0], &proxies[1], &proxies[2]);
-    let ratio = |a: &Proxy, b: &Proxy, f: fn(&WrkRun) -> f64| a.median_of(f) / b.median_of(f);
-    let by_round = |a: &Proxy, b: &Proxy, f: fn(&WrkRun) -> f64| -> String {
-        a.runs
+    let peak_of = |name: &str| {
+        outcomes
             .iter()
-            .zip(&b.runs)
-            .map(|(x, y)| format!("{:.2}", f(x) / f(y)))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .filter_map(|o| o.row(name))
+            .flat_map(|r| &r.samples)
+            .map(|s| s.peak_rss_kib)
+            .max()
+            .unwrap_or(0)
     };
-    let rps = |r: &WrkRun| r.rps;
-    let p99 = |r: &WrkRun| r.p99_us;
-    let _ = writeln!(out, "\n| Ratio | Of the medians | By round |");
-    let _ = writeln!(out, "|---|---|---|");
-    for (label, other) in [("HAProxy", haproxy), ("nginx", nginx)] {
-        let _ = writeln!(
-            out,
-            "| router / {label}, requests/s | {:.2} | {} |",
-            ratio(router, other, rps),
-            by_round(router, other, rps)
-        );
-        let _ = writeln!(
-            out,
-            "| router / {label}, p99 | {:.2} | {} |",
-            ratio(router, other, p99),
-            by_round(router, other, p99)
-        );
-    }
     let _ = writeln!(
         out,
-        "\nNon-2xx answers and socket errors, all runs: {errors}."
-    );
-    let start_median = median(&starts);
-    let _ = writeln!(
-        out,
-        "Router memory: {:.1} MiB idle after start (VmRSS); {:.1} MiB peak (VmHWM), {:.1} MiB highest VmRSS sampled under load; {:.1} MiB 2 s after the load.",
-        mib(idle_rss),
-        mib(router_hwm),
-        mib(router_peak_sampled),
-        mib(router_after)
+        "\nRouter memory: {:.1} MiB idle after start (VmRSS); {:.1} MiB peak (VmHWM), {:.1} MiB highest VmRSS sampled under load; {:.1} MiB 2 s after the load.",
+        mib(figures.idle_rss),
+        mib(figures.hwm),
+        mib(figures.peak_sampled),
+        mib(figures.after)
     );
     let _ = writeln!(
         out,
         "Peak RSS under load, others: HAProxy {:.1} MiB, nginx {:.1} MiB (master and worker).",
-        mib(haproxy.peak_rss_kib),
-        mib(nginx.peak_rss_kib)
+        mib(peak_of("HAProxy")),
+        mib(peak_of("nginx"))
     );
+    let starts = &figures.starts;
+    let start_median = median(starts);
     if !starts.is_empty() {
         let mut sorted = starts.clone();
         sorted.sort_by(f64::total_cmp);
@@ -407,41 +427,19 @@ fn run(args: &Args) -> Result<()> {
         );
     }
 
-    let rps_h = ratio(router, haproxy, rps);
-    let rps_n = ratio(router, nginx, rps);
-    let p99_h = ratio(router, haproxy, p99);
-    let mut verdicts = vec![
-        verdict(
-            "requests/s vs nginx",
-            "≥ 1.0×",
-            format!("{rps_n:.2}×"),
-            rps_n >= 1.0,
-        ),
-        verdict(
-            "requests/s vs HAProxy",
-            "≥ 0.8×",
-            format!("{rps_h:.2}×"),
-            rps_h >= 0.8,
-        ),
-        verdict(
-            "p99 vs HAProxy",
-            "≤ 1.5×",
-            format!("{p99_h:.2}×"),
-            p99_h <= 1.5,
-        ),
-        verdict(
-            "RSS idle",
-            "< 20 MiB",
-            format!("{:.1} MiB", mib(idle_rss)),
-            mib(idle_rss) < 20.0,
-        ),
-        verdict(
-            "RSS under load (VmHWM)",
-            "< 50 MiB",
-            format!("{:.1} MiB", mib(router_hwm)),
-            mib(router_hwm) < 50.0,
-        ),
-    ];
+    let mut verdicts: Vec<_> = outcomes.iter().flat_map(scenario_verdicts).collect();
+    verdicts.push(verdict(
+        "RSS idle",
+        "< 20 MiB",
+        format!("{:.1} MiB", mib(figures.idle_rss)),
+        mib(figures.idle_rss) < 20.0,
+    ));
+    verdicts.push(verdict(
+        "RSS under load (VmHWM)",
+        "< 50 MiB",
+        format!("{:.1} MiB", mib(figures.hwm)),
+        mib(figures.hwm) < 50.0,
+    ));
     if !starts.is_empty() {
         verdicts.push(verdict(
             "start to first routed request (median)",
@@ -451,52 +449,32 @@ fn run(args: &Args) -> Result<()> {
         ));
     }
     out.push_str(&verdict_table(&verdicts));
-    print!("{out}");
 
-    if let Some(path) = &args.json {
-        let proxies_json: Vec<serde_json::Value> = proxies
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "name": p.name,
-                    "rps_median": p.median_of(|r| r.rps),
-                    "p50_us_median": p.median_of(|r| r.p50_us),
-                    "p99_us_median": p.median_of(|r| r.p99_us),
-                    "cpu_us_per_request_median": median(&p.cpu_us_per_request),
-                    "proxy_cpu_us_per_request_median": (!p.proxy_cpu_us_per_request.is_empty())
-                        .then(|| median(&p.proxy_cpu_us_per_request)),
-                    "load_cpu_us_per_request_median": (!p.load_cpu_us_per_request.is_empty())
-                        .then(|| median(&p.load_cpu_us_per_request)),
-                    "peak_rss_kib": p.peak_rss_kib,
-                    "runs": p.runs.iter().map(|r| serde_json::json!({
-                        "rps": r.rps, "p50_us": r.p50_us, "p99_us": r.p99_us,
-                        "requests": r.requests, "non_2xx": r.non_2xx, "socket_errors": r.socket_errors,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let json = serde_json::json!({
-            "duration_secs": args.duration,
-            "rounds": args.rounds,
-            "connections": args.connections,
-            "pinning": pin.note,
-            "proxies": proxies_json,
-            "router": {
-                "idle_rss_kib": idle_rss,
-                "vm_hwm_kib": router_hwm,
-                "peak_rss_sampled_kib": router_peak_sampled,
-                "rss_after_load_kib": router_after,
-                "start_to_first_request_ms": starts,
-                "start_to_first_request_ms_median": if starts.is_empty() { serde_json::Value::Null } else { start_median.into() },
-            },
-            "verdicts": verdicts_json(&verdicts),
-        });
-        std::fs::write(path, serde_json::to_string_pretty(&json)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    let scenarios: Vec<serde_json::Value> = outcomes.iter().map(scenario_json).collect();
+    let names: Vec<&str> = outcomes.iter().map(|o| o.scenario.name()).collect();
+    let mut json = serde_json::json!({
+        "scenario": names.join(","),
+        "duration_secs": args.duration,
+        "rounds": args.rounds,
+        "connections": args.connections,
+        "pinning": pin.note,
+        "scenarios": scenarios,
+        "router": {
+            "idle_rss_kib": figures.idle_rss,
+            "vm_hwm_kib": figures.hwm,
+            "peak_rss_sampled_kib": figures.peak_sampled,
+            "rss_after_load_kib": figures.after,
+            "start_to_first_request_ms": starts,
+            "start_to_first_request_ms_median": if starts.is_empty() { serde_json::Value::Null } else { start_median.into() },
+        },
+        "verdicts": verdicts_json(&verdicts),
+    });
+    // One scenario: its proxies at the top level too, where they were
+    // before there were scenarios.
+    if let ([only], Some(object)) = (scenarios.as_slice(), json.as_object_mut())
+        && let Some(proxies) = only.get("proxies")
+    {
+        object.insert("proxies".into(), proxies.clone());
     }
-
-    // Stop the proxies before the upstream.
-    drop(proxies);
-    drop(upstream);
-    Ok(())
+    (out, json)
 }

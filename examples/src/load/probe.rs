@@ -24,7 +24,12 @@ pub fn loopback(port: u16) -> SocketAddr {
 
 /// The request every probe sends.
 pub fn get_request(addr: SocketAddr) -> String {
-    format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+    get_request_for(addr, "/")
+}
+
+/// `GET path` with `Connection: close`.
+pub fn get_request_for(addr: SocketAddr, path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
 }
 
 /// The status of an HTTP/1 answer.
@@ -39,13 +44,24 @@ pub fn parse_status(answer: &str) -> std::io::Result<u16> {
 
 /// One `GET /` with `Connection: close`: the status and the whole answer.
 pub fn http_get(addr: SocketAddr, timeout: Duration) -> std::io::Result<(u16, String)> {
+    http_get_path(addr, "/", timeout, 64 * 1024)
+}
+
+/// One `GET path` with `Connection: close`: the status and the answer,
+/// at most `limit` bytes of it.
+pub fn http_get_path(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    limit: u64,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     stream.set_nodelay(true)?;
-    stream.write_all(get_request(addr).as_bytes())?;
+    stream.write_all(get_request_for(addr, path).as_bytes())?;
     let mut answer = Vec::new();
-    stream.take(64 * 1024).read_to_end(&mut answer)?;
+    stream.take(limit).read_to_end(&mut answer)?;
     let answer = String::from_utf8_lossy(&answer).into_owned();
     Ok((parse_status(&answer)?, answer))
 }

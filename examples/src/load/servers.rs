@@ -10,7 +10,9 @@ use super::sys::Pinning;
 use super::tls::ServerTls;
 use crate::harness::{nginx_http_conf, nginx_main_conf};
 
-fn start_nginx(work: &WorkDir, name: &str, conf: String, cpu: Option<&str>) -> Result<Proc> {
+/// nginx in the foreground on `conf`, written to `<name>.conf` in the
+/// work directory, with its logs there too.
+pub fn start_nginx(work: &WorkDir, name: &str, conf: String, cpu: Option<&str>) -> Result<Proc> {
     let path = work.file(&format!("{name}.conf"));
     std::fs::write(&path, conf)?;
     let mut command = Pinning::command(cpu, "nginx");
@@ -44,6 +46,28 @@ pub fn start_nginx_proxy(
     cpu: Option<&str>,
     tls: Option<&ServerTls>,
 ) -> Result<Proc> {
+    start_nginx_proxy_tuned(work, port, upstream, cpu, tls, &[])
+}
+
+/// As [`start_nginx_proxy`], with a location for each exact path of
+/// `tuned` that adds its directives (buffer sizes, say) to the proxying
+/// ones; every other path is proxied as [`start_nginx_proxy`] does.
+pub fn start_nginx_proxy_tuned(
+    work: &WorkDir,
+    port: u16,
+    upstream: u16,
+    cpu: Option<&str>,
+    tls: Option<&ServerTls>,
+    tuned: &[(&str, &str)],
+) -> Result<Proc> {
+    let proxying = "proxy_pass http://up;\n      proxy_http_version 1.1;\n      \
+                    proxy_set_header Connection \"\";";
+    let locations: String = tuned
+        .iter()
+        .map(|(path, directives)| {
+            format!("\n    location = {path} {{\n      {proxying}\n      {directives}\n    }}")
+        })
+        .collect();
     let listen = match tls {
         None => format!("listen 127.0.0.1:{port};"),
         Some(tls) => {
@@ -65,8 +89,7 @@ pub fn start_nginx_proxy(
     let conf = format!(
         "{}http {{\n{}  upstream up {{\n    server 127.0.0.1:{upstream};\n    keepalive 128;\n    \
          keepalive_requests 1000000;\n  }}\n  server {{\n    {listen}\n    \
-         location / {{\n      proxy_pass http://up;\n      proxy_http_version 1.1;\n      \
-         proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n",
+         location / {{\n      {proxying}\n    }}{locations}\n  }}\n}}\n",
         nginx_main_conf(&work.path, "nginx"),
         nginx_http_conf(&work.path, "nginx"),
     );

@@ -91,6 +91,17 @@ pub fn run_wrk(
     load: &WrkLoad<'_>,
     target_group: u32,
 ) -> Result<(WrkRun, u64)> {
+    run_wrk_with(work, cpu, load, &[], target_group)
+}
+
+/// As [`run_wrk`], with `extra` arguments before the URL (`-s post.lua`).
+pub fn run_wrk_with(
+    work: &WorkDir,
+    cpu: Option<&str>,
+    load: &WrkLoad<'_>,
+    extra: &[std::ffi::OsString],
+    target_group: u32,
+) -> Result<(WrkRun, u64)> {
     let log = work.file("wrk.out");
     let mut command = Pinning::command(cpu, "wrk");
     command.args([
@@ -102,6 +113,7 @@ pub fn run_wrk(
     for header in load.headers {
         command.arg("-H").arg(header);
     }
+    command.args(extra);
     command.arg(load.url);
     let mut wrk = Proc::spawn("wrk", command, &log)?;
     let deadline = Instant::now() + Duration::from_secs(load.secs + 30);
