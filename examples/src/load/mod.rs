@@ -4,6 +4,7 @@
 //! (TLS termination) are built from them; `control_plane_scale` uses
 //! `namerd` (namerd and routers bound through it) and `keepalive`.
 
+pub mod conns;
 pub mod handshakes;
 pub mod keepalive;
 pub mod namerd;

@@ -99,9 +99,15 @@ pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
 
 /// Resident memory of the whole group, in KiB.
 pub fn group_rss_kib(pgid: u32) -> u64 {
+    group_status_kib(pgid, "VmRSS")
+}
+
+/// A `/proc/<pid>/status` memory field summed over the group (`VmHWM`:
+/// each process's own peak, so the sum may exceed any moment's total).
+pub fn group_status_kib(pgid: u32, key: &str) -> u64 {
     group_pids(pgid)
         .into_iter()
-        .filter_map(|p| status_kib(p, "VmRSS"))
+        .filter_map(|p| status_kib(p, key))
         .sum()
 }
 
