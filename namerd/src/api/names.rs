@@ -152,17 +152,27 @@ fn rendered_tree(mut binding: Live<Activity<NameTree<Bound>>>) -> Live<Frame> {
     let rendered = publisher.subscribe();
     tokio::spawn(async move {
         loop {
+            binding.mark_seen();
             let state = binding.load();
-            publisher.publish(bound_tree_frame(&state));
+            // Fresh handles on the leaves' addresses count every change
+            // their source ever saw as unseen: marked seen before the frame
+            // is rendered, they wake only for a change the frame missed
+            // (unmarked, they woke at once, and the loop spun for as long
+            // as the watch stayed open).
             let mut addrs: Vec<Live<Addr>> = match &*state {
                 Activity::Ok(tree) => tree
                     .eval()
                     .unwrap_or_default()
                     .iter()
-                    .map(|b| b.addr.clone())
+                    .map(|b| {
+                        let mut addr = b.addr.clone();
+                        addr.mark_seen();
+                        addr
+                    })
                     .collect(),
                 _ => Vec::new(),
             };
+            publisher.publish(bound_tree_frame(&state));
             let any_addr = async {
                 if addrs.is_empty() {
                     std::future::pending::<()>().await;
@@ -395,4 +405,48 @@ pub(crate) async fn bound_names(State(state): State<ApiState>, Query(params): Pa
         });
     }
     json_response(&serde_json::json!(names.load().iter().collect::<Vec<_>>()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dtab::{NameTree, Path};
+    use namers::{Activity, Addr, Bound, Publisher};
+
+    use super::*;
+
+    fn addr(port: u16) -> Addr {
+        Addr::bound(vec![namers::Endpoint::new(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            port,
+        )))])
+    }
+
+    /// A bind watch renders a new frame once per address change, and then
+    /// waits: it does not wake again until something changes.
+    #[tokio::test]
+    async fn a_bind_watch_renders_each_address_change_once() {
+        let endpoints = Publisher::new(addr(1));
+        let leaf = Bound::new(
+            Path::read("/#/io.l5d.fs/web").unwrap(),
+            Path::empty(),
+            endpoints.subscribe(),
+        );
+        let tree = Publisher::new(Activity::Ok(NameTree::Leaf(leaf)));
+        let mut rendered = rendered_tree(tree.subscribe());
+        for port in [2, 3] {
+            endpoints.publish(addr(port));
+            tokio::time::timeout(Duration::from_secs(5), rendered.changed())
+                .await
+                .unwrap();
+            match &*rendered.load() {
+                Frame::Json(doc) => assert!(doc.contains(&format!("\"port\":{port}")), "{doc}"),
+                _ => panic!("no frame"),
+            }
+            // Nothing changed since: no new frame comes.
+            let quiet = tokio::time::timeout(Duration::from_millis(100), rendered.changed()).await;
+            assert!(quiet.is_err(), "a frame without a change");
+        }
+    }
 }
