@@ -687,3 +687,48 @@ async fn an_h2_connection_that_reached_max_requests_says_goaway_and_clients_lose
     outer.stop().await;
     inner.stop().await;
 }
+
+/// With hundreds of connections open, idle ones give their buffers back
+/// and take new ones for the next request: every connection still answers
+/// a second request, a pipelined pair, and a head of 6 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_idle_connections_still_answer() {
+    let (_backend, _fs, router) = setup(ROUTER).await;
+    let mut connections = Vec::new();
+    for _ in 0..600 {
+        let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+        stream.write_all(GET.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let answer = within(
+            STEP,
+            "a first answer",
+            read_response(&mut stream, &mut buf, false),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+        connections.push(stream);
+    }
+    let large = format!(
+        "GET /large HTTP/1.1\r\nHost: web\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(6 * 1024)
+    );
+    for (i, stream) in connections.iter_mut().enumerate() {
+        let request = match i % 3 {
+            0 => GET.to_string(),
+            1 => format!("{GET}{GET}"),
+            _ => large.clone(),
+        };
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        for _ in 0..if i % 3 == 1 { 2 } else { 1 } {
+            let answer = within(
+                STEP,
+                "an answer after idling",
+                read_response(stream, &mut buf, false),
+            )
+            .await;
+            assert_eq!(answer.status, 200, "connection {i}");
+        }
+    }
+    router.stop().await;
+}

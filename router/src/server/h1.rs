@@ -48,6 +48,13 @@ use crate::stack::{Downstream, Routed, RouterStack, ServerSettings, error_respon
 const MAX_HEADERS: usize = 100;
 /// How much room a read asks for at least.
 const READ_RESERVE: usize = 8 * 1024;
+
+/// Above this many open connections on a server, a connection waiting for
+/// its next request gives its read and write buffers back (16 KiB) and
+/// takes new ones when the request comes: with thousands of mostly idle
+/// connections the buffers would be most of the router's memory. Below
+/// it, keeping them saves two allocations a request.
+const RELEASE_IDLE_BUFFERS_ABOVE: i64 = 512;
 /// How long a refused client's remaining bytes are read and dropped before
 /// its connection closes, so that closing does not reset the answer away.
 const LINGER: Duration = Duration::from_secs(1);
@@ -146,7 +153,12 @@ pub async fn serve<S, F, Fut>(
                 idle: session.idle,
                 life_ends,
             };
-            if !read_more(&mut stream, &mut buf, stopped.as_mut(), head_deadline, idle).await {
+            let buffers = Buffers {
+                read: &mut buf,
+                write: &mut out,
+                release_when_idle: peer._open.open_now() > RELEASE_IDLE_BUFFERS_ABOVE,
+            };
+            if !read_more(&mut stream, buffers, stopped.as_mut(), head_deadline, idle).await {
                 return;
             }
         };
@@ -165,6 +177,7 @@ pub async fn serve<S, F, Fut>(
         requests_left = requests_left.saturating_sub(1);
         request.close |= requests_left == 0;
         let close = request.close;
+        out.reserve(READ_RESERVE);
         let kept = respond(&served, request, &mut stream, &mut out, downstream).await;
         // A long answer or head may have grown the buffers; an idle
         // connection keeps only their usual size.
@@ -220,21 +233,32 @@ struct Idle<'a> {
     life_ends: Option<tokio::time::Instant>,
 }
 
-/// Reads more of the connection into `buf`; false once it is closed, when
+/// A connection's buffers, as [`read_more`] sees them.
+struct Buffers<'a> {
+    read: &'a mut BytesMut,
+    write: &'a mut Vec<u8>,
+    /// Whether to give both back while waiting for a next request (see
+    /// [`RELEASE_IDLE_BUFFERS_ABOVE`]).
+    release_when_idle: bool,
+}
+
+/// Reads more of the connection into its read buffer; false once it is closed, when
 /// the server is stopping and nothing of a next request has come, when
 /// nothing came for the idle time or the connection's life is over, or
 /// when a started head is not complete by `head_deadline`.
 async fn read_more<S: ServerIo>(
     stream: &mut S,
-    buf: &mut BytesMut,
+    buffers: Buffers<'_>,
     mut stopped: Pin<&mut impl Future<Output = ()>>,
     head_deadline: Option<tokio::time::Instant>,
     mut idle: Idle<'_>,
 ) -> bool {
-    buf.reserve(READ_RESERVE);
+    let buf = buffers.read;
     // When an idle wait must end; set at the first one.
     let mut idle_ends = None;
     loop {
+        // Free after a released buffer; nothing otherwise.
+        buf.reserve(READ_RESERVE);
         match stream.try_read_buf(buf) {
             Ok(0) => return false,
             Ok(_) => return true,
@@ -242,6 +266,10 @@ async fn read_more<S: ServerIo>(
             Err(_) => return false,
         }
         let ready = if buf.is_empty() {
+            if buffers.release_when_idle {
+                *buf = BytesMut::new();
+                *buffers.write = Vec::new();
+            }
             // Idle between requests: a stopping server closes it, and so do
             // the idle and life times.
             let ends = *idle_ends.get_or_insert_with(|| {

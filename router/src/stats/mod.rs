@@ -65,6 +65,14 @@ impl ConnectionCounts {
 #[derive(Debug)]
 pub struct OpenConnection(Arc<ConnectionCounts>);
 
+impl OpenConnection {
+    /// How many connections it is counted with are open now, itself
+    /// included.
+    pub fn open_now(&self) -> i64 {
+        self.0.open.load(Ordering::Relaxed)
+    }
+}
+
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
