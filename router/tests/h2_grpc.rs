@@ -159,3 +159,28 @@ async fn h2_unknown_name_is_a_502_with_l5d_err() {
     assert!(err.contains("/svc/nope.svc"), "{err}");
     router.stop().await;
 }
+
+/// A burst of requests to an endpoint the router has no connection to yet
+/// opens one connection, which they all share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_to_a_new_endpoint_opens_one_connection() {
+    let backend = Backend::start("grpc").await;
+    let fs = FsDir::new();
+    fs.point("echo.svc", &[&backend]);
+    let router = start_router(&config(&fs, ROUTER)).await;
+    let sender = h2_connect(router.addr()).await;
+    let burst = (0..50).map(|_| {
+        let mut sender = sender.clone();
+        async move {
+            let request = grpc_request("echo.svc", support::full(Bytes::from_static(b"x")));
+            sender.send_request(request).await.unwrap().status()
+        }
+    });
+    let statuses = within(STEP, "the burst", futures_util::future::join_all(burst)).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    assert_eq!(backend.connections(), 1);
+    router.stop().await;
+}

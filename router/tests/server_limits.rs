@@ -680,9 +680,12 @@ async fn an_h2_connection_that_reached_max_requests_says_goaway_and_clients_lose
         .find(|(k, _)| k.starts_with("rt/inner/server/") && k.ends_with("/connects"))
         .map(|(_, v)| v.as_f64().unwrap_or(0.0))
         .unwrap();
+    // Each connection takes its 10 requests and the streams of the other
+    // seven clients already open when it says GOAWAY: at most 17, so 200
+    // requests need at least 12 connections.
     assert!(
-        connects >= 15.0,
-        "200 requests at 10 per connection need about 20 connections, not {connects}"
+        connects >= 12.0,
+        "200 requests at 10 per connection (and at most 7 more in flight) need 12 connections or more, not {connects}"
     );
     outer.stop().await;
     inner.stop().await;

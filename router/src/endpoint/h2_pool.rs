@@ -19,6 +19,10 @@
 //! A connection no request has been sent on for the idle timeout (60 s,
 //! as for HTTP/1 connections) leaves the pool: the streams still open on
 //! it finish, and then it closes.
+//!
+//! Requests that find no connection while one is being opened to their
+//! endpoint wait for that one, and share its failure if it fails: a burst
+//! of requests to a new endpoint opens one connection, not one each.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,6 +31,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
 use h2::client::SendRequest;
 use http::{HeaderMap, Request, Response, header};
 use http_body_util::BodyExt;
@@ -52,9 +58,14 @@ const MAX_HEADER_LIST: u32 = 16 * 1024;
 
 type Connections = Mutex<HashMap<SocketAddr, Pooled>>;
 
+/// A connection being opened, awaited by every request that wants it.
+type Connecting = Shared<BoxFuture<'static, Result<(SendRequest<Bytes>, u64), String>>>;
+
 /// Open HTTP/2 connections by endpoint.
 pub struct H2Pool {
     connections: Arc<Connections>,
+    /// Connections being opened, by endpoint.
+    connecting: Mutex<HashMap<SocketAddr, Connecting>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     next_id: AtomicU64,
@@ -80,6 +91,7 @@ impl H2Pool {
     pub fn with_idle_timeout(connect_timeout: Duration, idle_timeout: Duration) -> H2Pool {
         H2Pool {
             connections: Arc::default(),
+            connecting: Mutex::default(),
             connect_timeout,
             idle_timeout,
             next_id: AtomicU64::new(0),
@@ -159,64 +171,100 @@ impl H2Pool {
     }
 
     /// The pooled connection to `endpoint` and its id, opened (and counted
-    /// in `connections` while it lives) if there is none.
+    /// in `connections` while it lives) if there is none, or the one being
+    /// opened.
     async fn connection(
         &self,
         endpoint: SocketAddr,
         connections: &Arc<ConnectionCounts>,
     ) -> Result<(SendRequest<Bytes>, u64), String> {
-        let existing = self
-            .connections
+        if let Some(pooled) = self.pooled(endpoint) {
+            return Ok(pooled);
+        }
+        let connecting = {
+            let mut connecting = self
+                .connecting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Looked for again under this lock: a connect may have ended
+            // since.
+            if let Some(pooled) = self.pooled(endpoint) {
+                return Ok(pooled);
+            }
+            connecting
+                .entry(endpoint)
+                .or_insert_with(|| self.open(endpoint, connections.clone()).boxed().shared())
+                .clone()
+        };
+        let opened = connecting.clone().await;
+        // Whoever gets here first clears the entry, so that after a failure
+        // the next request tries again; a newer connect is left alone.
+        let mut waiting = self
+            .connecting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if waiting
+            .get(&endpoint)
+            .is_some_and(|c| c.ptr_eq(&connecting))
+        {
+            waiting.remove(&endpoint);
+        }
+        opened
+    }
+
+    /// The pooled connection to `endpoint`, marked used.
+    fn pooled(&self, endpoint: SocketAddr) -> Option<(SendRequest<Bytes>, u64)> {
+        self.connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_mut(&endpoint)
             .map(|pooled| {
                 pooled.last_used = Instant::now();
                 (pooled.sender.clone(), pooled.id)
-            });
-        if let Some(existing) = existing {
-            return Ok(existing);
-        }
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint))
-            .await
-            .map_err(|_| {
-                format!(
-                    "connecting to {endpoint} timed out after {:?}",
-                    self.connect_timeout
-                )
-            })?
-            .map_err(|e| format!("tcp connect error: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let stream = match &self.securer {
-            None => namers::tls::Stream::Plain(stream),
-            Some(securer) => {
-                securer
-                    .secure(endpoint, stream, self.connect_timeout)
-                    .await?
-            }
-        };
-        let (sender, connection) = h2::client::Builder::new()
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_send_buffer_size(MAX_SEND_BUFFER)
-            .max_header_list_size(MAX_HEADER_LIST)
-            .enable_push(false)
-            .handshake::<_, Bytes>(stream)
-            .await
-            .map_err(|e| format!("HTTP/2 handshake with {endpoint} failed: {e}"))?;
+            })
+    }
+
+    /// Opens a connection to `endpoint` and puts it in the pool.
+    fn open(
+        &self,
+        endpoint: SocketAddr,
+        connections: Arc<ConnectionCounts>,
+    ) -> impl std::future::Future<Output = Result<(SendRequest<Bytes>, u64), String>> + Send + 'static
+    {
+        let pool = self.connections.clone();
+        let (connect_timeout, idle_timeout) = (self.connect_timeout, self.idle_timeout);
+        let securer = self.securer.clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(drive(
-            connection,
-            Arc::downgrade(&self.connections),
-            endpoint,
-            id,
-            self.idle_timeout,
-            connections.opened(),
-        ));
-        self.connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
+        async move {
+            let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(endpoint))
+                .await
+                .map_err(|_| {
+                    format!("connecting to {endpoint} timed out after {connect_timeout:?}")
+                })?
+                .map_err(|e| format!("tcp connect error: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            let stream = match &securer {
+                None => namers::tls::Stream::Plain(stream),
+                Some(securer) => securer.secure(endpoint, stream, connect_timeout).await?,
+            };
+            let (sender, connection) = h2::client::Builder::new()
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .max_send_buffer_size(MAX_SEND_BUFFER)
+                .max_header_list_size(MAX_HEADER_LIST)
+                .enable_push(false)
+                .handshake::<_, Bytes>(stream)
+                .await
+                .map_err(|e| format!("HTTP/2 handshake with {endpoint} failed: {e}"))?;
+            tokio::spawn(drive(
+                connection,
+                Arc::downgrade(&pool),
+                endpoint,
+                id,
+                idle_timeout,
+                connections.opened(),
+            ));
+            pool.lock().unwrap_or_else(PoisonError::into_inner).insert(
                 endpoint,
                 Pooled {
                     sender: sender.clone(),
@@ -224,7 +272,8 @@ impl H2Pool {
                     last_used: Instant::now(),
                 },
             );
-        Ok((sender, id))
+            Ok((sender, id))
+        }
     }
 }
 
