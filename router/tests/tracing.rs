@@ -330,14 +330,16 @@ async fn scribe_spans_are_read_by_thriftpy2_as_zipkin_reads_them() {
     router.stop().await;
 }
 
-/// `/requests.json` once it has `count` rows.
-async fn recent_rows(admin: SocketAddr, count: usize) -> Vec<Value> {
+/// `/requests.json` once it has `count` rows and the newest is for
+/// `newest` (rows are recorded when a request's span ends, which may be
+/// after its answer reached the client).
+async fn recent_rows(admin: SocketAddr, count: usize, newest: &str) -> Vec<Value> {
     let mut rows = Vec::new();
     for _ in 0..100 {
         let reply = get(&client(), admin, "admin", "/requests.json", &[]).await;
         assert_eq!(reply.status, 200);
         rows = serde_json::from_slice::<Vec<Value>>(&reply.body).unwrap();
-        if rows.len() >= count {
+        if rows.len() >= count && rows[0]["request"] == newest {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -374,7 +376,7 @@ async fn recent_requests_shows_the_last_sampled_requests_and_where_they_went() {
     assert_eq!(reply.status, 502);
 
     // Capacity 2: the first request has gone; newest first.
-    let rows = recent_rows(router.admin, 2).await;
+    let rows = recent_rows(router.admin, 2, "GET /third").await;
     let (third, second) = (&rows[0], &rows[1]);
     assert_eq!(second["request"], "GET /second");
     assert_eq!(second["router"], "edge");
