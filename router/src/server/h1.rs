@@ -242,10 +242,10 @@ struct Buffers<'a> {
     release_when_idle: bool,
 }
 
-/// Reads more of the connection into its read buffer; false once it is closed, when
-/// the server is stopping and nothing of a next request has come, when
-/// nothing came for the idle time or the connection's life is over, or
-/// when a started head is not complete by `head_deadline`.
+/// Reads more of the connection into its read buffer; false once it is
+/// closed, when the server is stopping and nothing of a next request has
+/// come, when nothing came for the idle time or the connection's life is
+/// over, or when a started head is not complete by `head_deadline`.
 async fn read_more<S: ServerIo>(
     stream: &mut S,
     buffers: Buffers<'_>,
@@ -257,7 +257,7 @@ async fn read_more<S: ServerIo>(
     // When an idle wait must end; set at the first one.
     let mut idle_ends = None;
     loop {
-        // Free after a released buffer; nothing otherwise.
+        // Allocates only when the buffer was given back while idle.
         buf.reserve(READ_RESERVE);
         match stream.try_read_buf(buf) {
             Ok(0) => return false,
