@@ -522,3 +522,25 @@ async fn the_namerd_pages() {
     router.stop().await;
     namerd.stop().await;
 }
+
+/// `/config.json` shows the file the routers were loaded from, with its
+/// secrets masked and everything else as written.
+#[tokio::test]
+async fn the_config_is_shown_with_its_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("linkerd.yaml");
+    std::fs::write(
+        &file,
+        "admin:\n  port: 0\nrouters:\n- protocol: http\n  label: edge\n  interpreter:\n    kind: io.l5d.consul.interpreter\n    host: 127.0.0.1\n    port: 1\n    token: s3cret-token\n    namespace: edge\n  servers:\n  - port: 0\n",
+    )
+    .unwrap();
+    let (config, specs) = router::config::load(&file).unwrap();
+    let running = router::server::start(&config, specs).await.unwrap();
+    let shown = admin_get(running.admin_addr, "/config.json").await;
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    let interpreter = &shown["routers"][0]["interpreter"];
+    assert_eq!(interpreter["token"], "********");
+    assert_eq!(interpreter["kind"], "io.l5d.consul.interpreter");
+    assert_eq!(shown["routers"][0]["label"], "edge");
+    running.stop().await;
+}
