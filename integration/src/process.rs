@@ -111,14 +111,22 @@ impl Process {
 
     /// Waits until `addr` accepts connections, or panics with the log.
     pub fn wait_listening(&mut self, addr: SocketAddr) {
+        if let Err(exited) = self.listening_or_exited(addr) {
+            panic!("{exited}");
+        }
+    }
+
+    /// Waits until `addr` accepts connections; `Err` saying how and with
+    /// the log when the process exits first. Panics after 20 s.
+    pub fn listening_or_exited(&mut self, addr: SocketAddr) -> Result<(), String> {
         let started = Instant::now();
         while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "{} exited ({status}) before listening on {addr}:\n{}",
                     self.name,
                     self.log()
-                );
+                ));
             }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
@@ -128,6 +136,7 @@ impl Process {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+        Ok(())
     }
 
     /// Sends SIGTERM and waits for the exit status (at most 15 s).

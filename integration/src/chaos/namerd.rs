@@ -186,9 +186,25 @@ impl Namerd {
         let Some(config) = self.config.to_str() else {
             panic!("the config path {} is not UTF-8", self.config.display());
         };
-        let mut process = Process::start(&self.binary, &[config], self.dir.path());
-        process.wait_listening(self.api);
-        self.process = Some(process);
+        // Its ports were free when picked, but while it is down another
+        // test's outgoing connection may hold one for a moment: a start
+        // that fails only for that is tried again.
+        let mut last = String::new();
+        for _ in 0..20 {
+            let mut process = Process::start(&self.binary, &[config], self.dir.path());
+            match process.listening_or_exited(self.api) {
+                Ok(()) => {
+                    self.process = Some(process);
+                    return;
+                }
+                Err(exited) if exited.contains("Address already in use") => {
+                    last = exited;
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                Err(exited) => panic!("{exited}"),
+            }
+        }
+        panic!("namerd's ports stayed taken for 5 s; the last try: {last}");
     }
 
     /// What the running process has logged so far.
