@@ -692,8 +692,9 @@ async fn an_h2_connection_that_reached_max_requests_says_goaway_and_clients_lose
 }
 
 /// With hundreds of connections open, idle ones give their buffers back
-/// and take new ones for the next request: every connection still answers
-/// a second request, a pipelined pair, and a head of 6 KiB.
+/// and take new ones for the next request, and those accepted past the
+/// first 512 keep each request's state on the heap: every connection still
+/// answers a second request, a pipelined pair, and a head of 6 KiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_idle_connections_still_answer() {
     let (_backend, _fs, router) = setup(ROUTER).await;

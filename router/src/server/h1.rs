@@ -49,12 +49,15 @@ const MAX_HEADERS: usize = 100;
 /// How much room a read asks for at least.
 const READ_RESERVE: usize = 8 * 1024;
 
-/// Above this many open connections on a server, a connection waiting for
-/// its next request gives its read and write buffers back (16 KiB) and
-/// takes new ones when the request comes: with thousands of mostly idle
-/// connections the buffers would be most of the router's memory. Below
-/// it, keeping them saves two allocations a request.
-const RELEASE_IDLE_BUFFERS_ABOVE: i64 = 512;
+/// Above this many open connections on a server, a connection is served
+/// to hold little while it waits: it gives its read and write buffers back
+/// (16 KiB) while idle, and a connection accepted then keeps each request's
+/// routing state on the heap for the request's life ([`OnHeap`]) rather
+/// than in its task, which is otherwise sized for the largest request
+/// (some 6 KiB). With thousands of mostly idle connections these would be
+/// most of the router's memory; below the mark, keeping them saves an
+/// allocation and a copy of the state per request.
+pub(crate) const MANY_CONNECTIONS: i64 = 512;
 /// How long a refused client's remaining bytes are read and dropped before
 /// its connection closes, so that closing does not reset the answer away.
 const LINGER: Duration = Duration::from_secs(1);
@@ -88,13 +91,17 @@ pub struct Served {
 /// Serves one client connection until it closes, `stopping` turns true
 /// while it is idle, it is idle or lives for too long, or it is handed to
 /// `fallback` (hyper's server).
-pub async fn serve<S, F, Fut>(
+///
+/// `W` says where each request's state lives while it is answered: in the
+/// connection's task ([`InTask`]) or on the heap ([`OnHeap`]).
+pub async fn serve<W, S, F, Fut>(
     mut stream: S,
     peer: Peer,
     served: Arc<Served>,
     mut stopping: watch::Receiver<bool>,
     fallback: F,
 ) where
+    W: RequestState,
     S: ServerIo,
     F: FnOnce(Prefixed<S>) -> Fut,
     Fut: Future<Output = ()>,
@@ -130,13 +137,15 @@ pub async fn serve<S, F, Fut>(
                 // The limits bound how much of a head is read.
                 Parsed::Partial => {
                     if let Some(refusal) = served.head.check_partial(&buf) {
-                        return refuse(&served, refusal, stream, &mut out).await;
+                        return Box::pin(refuse(&served, refusal, stream, &mut out)).await;
                     }
                 }
                 Parsed::NotHere => {
                     // A stopping server closes it through hyper's graceful
-                    // shutdown now.
-                    return fallback(Prefixed::new(buf.freeze(), stream, accepted)).await;
+                    // shutdown now. (Boxed, like a refusal: both are rare,
+                    // and their state would otherwise size every
+                    // connection's task.)
+                    return Box::pin(fallback(Prefixed::new(buf.freeze(), stream, accepted))).await;
                 }
                 Parsed::Bad => {
                     if stream.write_all(BAD_REQUEST).await.is_ok() {
@@ -156,7 +165,7 @@ pub async fn serve<S, F, Fut>(
             let buffers = Buffers {
                 read: &mut buf,
                 write: &mut out,
-                release_when_idle: peer._open.open_now() > RELEASE_IDLE_BUFFERS_ABOVE,
+                release_when_idle: peer._open.open_now() > MANY_CONNECTIONS,
             };
             if !read_more(&mut stream, buffers, stopped.as_mut(), head_deadline, idle).await {
                 return;
@@ -167,7 +176,7 @@ pub async fn serve<S, F, Fut>(
             .check(request.line, request.line_end, request.head)
             .or((request.hosts > 1).then_some(Refusal::TwoHosts));
         if let Some(refusal) = refusal {
-            return refuse(&served, refusal, stream, &mut out).await;
+            return Box::pin(refuse(&served, refusal, stream, &mut out)).await;
         }
         let mut request = request;
         request.close |= stopping_now.has_changed().unwrap_or(true);
@@ -178,7 +187,7 @@ pub async fn serve<S, F, Fut>(
         request.close |= requests_left == 0;
         let close = request.close;
         out.reserve(READ_RESERVE);
-        let kept = respond(&served, request, &mut stream, &mut out, downstream).await;
+        let kept = W::respond(&served, request, &mut stream, &mut out, downstream).await;
         // A long answer or head may have grown the buffers; an idle
         // connection keeps only their usual size.
         out.clear();
@@ -238,7 +247,7 @@ struct Buffers<'a> {
     read: &'a mut BytesMut,
     write: &'a mut Vec<u8>,
     /// Whether to give both back while waiting for a next request (see
-    /// [`RELEASE_IDLE_BUFFERS_ABOVE`]).
+    /// [`MANY_CONNECTIONS`]).
     release_when_idle: bool,
 }
 
@@ -424,6 +433,50 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
         head: len - start,
         hosts,
     })
+}
+
+/// Where a connection keeps a request's state while answering it: the
+/// connection's task is sized for the largest state it may hold, idle or not.
+pub trait RequestState {
+    /// Answers one request (see [`respond`]).
+    fn respond<'a, S: ServerIo>(
+        served: &'a Served,
+        request: ClientRequest,
+        stream: &'a mut S,
+        out: &'a mut Vec<u8>,
+        downstream: &'a Downstream,
+    ) -> impl Future<Output = io::Result<bool>> + 'a;
+}
+
+/// In the connection's task: no allocation per request, a larger task.
+pub struct InTask;
+
+/// On the heap for the request's life: an allocation per request, a task
+/// of about 1.6 KiB.
+pub struct OnHeap;
+
+impl RequestState for InTask {
+    fn respond<'a, S: ServerIo>(
+        served: &'a Served,
+        request: ClientRequest,
+        stream: &'a mut S,
+        out: &'a mut Vec<u8>,
+        downstream: &'a Downstream,
+    ) -> impl Future<Output = io::Result<bool>> + 'a {
+        respond(served, request, stream, out, downstream)
+    }
+}
+
+impl RequestState for OnHeap {
+    fn respond<'a, S: ServerIo>(
+        served: &'a Served,
+        request: ClientRequest,
+        stream: &'a mut S,
+        out: &'a mut Vec<u8>,
+        downstream: &'a Downstream,
+    ) -> impl Future<Output = io::Result<bool>> + 'a {
+        Box::pin(respond(served, request, stream, out, downstream))
+    }
 }
 
 /// Routes one request and writes its response; whether the connection

@@ -437,11 +437,32 @@ async fn accept_loop(
                         let accepted = prefixed.accepted();
                         hyper.serve(prefixed, accepted, stopping, handed).await;
                     };
+                    let many = open.open_now() > h1::MANY_CONNECTIONS;
                     let peer = h1::Peer {
                         downstream,
                         _open: open,
                     };
-                    h1::serve(stream, peer, served, h1_stopping, fallback).await;
+                    // Boxed, an allocation per connection: this task
+                    // would otherwise be as large as the larger of the two.
+                    if many {
+                        Box::pin(h1::serve::<h1::OnHeap, _, _, _>(
+                            stream,
+                            peer,
+                            served,
+                            h1_stopping,
+                            fallback,
+                        ))
+                        .await;
+                    } else {
+                        Box::pin(h1::serve::<h1::InTask, _, _, _>(
+                            stream,
+                            peer,
+                            served,
+                            h1_stopping,
+                            fallback,
+                        ))
+                        .await;
+                    }
                 } else {
                     hyper.serve(stream, accepted, stopping, downstream).await;
                     drop(open);
@@ -464,16 +485,22 @@ async fn accept_loop(
                     )
                     .await;
             };
-            tokio::spawn(h1::serve(
-                stream,
-                h1::Peer {
-                    downstream: Downstream::plain(peer).with_forwarded(hop),
-                    _open: open,
-                },
-                served.clone(),
-                stopping_rx.clone(),
-                fallback,
-            ));
+            let many = open.open_now() > h1::MANY_CONNECTIONS;
+            let peer = h1::Peer {
+                downstream: Downstream::plain(peer).with_forwarded(hop),
+                _open: open,
+            };
+            let (served, stopping) = (served.clone(), stopping_rx.clone());
+            // Each kind is a task of its own size (see `MANY_CONNECTIONS`).
+            if many {
+                tokio::spawn(h1::serve::<h1::OnHeap, _, _, _>(
+                    stream, peer, served, stopping, fallback,
+                ));
+            } else {
+                tokio::spawn(h1::serve::<h1::InTask, _, _, _>(
+                    stream, peer, served, stopping, fallback,
+                ));
+            }
             continue;
         }
         let hyper = hyper.clone();
