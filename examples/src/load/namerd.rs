@@ -3,7 +3,7 @@
 //! through it, and what `/proc` says they hold and spend.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -128,7 +128,13 @@ pub struct NamerdRouter {
     pub addr: SocketAddr,
     /// Its admin port.
     pub admin: SocketAddr,
+    /// Its log (stdout and stderr).
+    pub log: PathBuf,
 }
+
+/// The routers' log filter: what namerd sends them is logged (debug) with
+/// the time it came.
+pub const ROUTER_LOG_FILTER: &str = "info,router::interpreter::remote=debug";
 
 /// Starts router `name` (`<bin_dir>/router`), one HTTP server, binding
 /// through `namerd` with `kind`, with room in its binding cache for
@@ -156,8 +162,13 @@ pub fn spawn_router(
     std::fs::write(&path, config)?;
     let mut command = Command::new(bin_dir.join("router"));
     command.arg(&path);
-    let proc = Proc::spawn(name, command, &work.file(&format!("{name}.log")))?;
+    // Each tree and address namerd sends is logged with the time it came,
+    // for timing updates from the router's side.
+    command.env("RUST_LOG", ROUTER_LOG_FILTER);
+    let log = work.file(&format!("{name}.log"));
+    let proc = Proc::spawn(name, command, &log)?;
     Ok(NamerdRouter {
+        log,
         proc,
         addr: loopback(port),
         admin: loopback(admin),

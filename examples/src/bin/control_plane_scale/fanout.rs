@@ -10,7 +10,7 @@
 //! `/svc/s1 => /$/inet/127.0.0.1/<b>`.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use examples::harness::Backend;
@@ -23,7 +23,7 @@ use examples::load::procs::WorkDir;
 use examples::load::report::{median, quantile};
 use serde_json::json;
 
-use crate::observe;
+use crate::{delivered, observe};
 
 /// How many routers, names and files.
 #[derive(Debug, Clone, Copy)]
@@ -233,8 +233,11 @@ pub(crate) async fn run(
         CpuMeter::start(vec![namerd_pid]),
         CpuMeter::start(router_pids.clone()),
     );
+    // These rounds also time delivery from the routers' logs.
+    let mut edit_times = Vec::with_capacity(settings.updates);
     for u in 0..settings.updates {
         let port = if u % 2 == 0 { pb } else { pa };
+        edit_times.push(SystemTime::now());
         replace_file(&s0, &endpoint(port))?;
         tokio::time::sleep(CPU_GAP).await;
     }
@@ -247,8 +250,10 @@ pub(crate) async fn run(
         CpuMeter::start(vec![namerd_pid]),
         CpuMeter::start(router_pids.clone()),
     );
+    let mut dtab_times = Vec::with_capacity(settings.updates);
     for u in 0..settings.updates {
         let over = (u % 2 == 0).then_some(pb);
+        dtab_times.push(SystemTime::now());
         namerd.put_dtab("default", &dtab(over)).await?;
         tokio::time::sleep(CPU_GAP).await;
     }
@@ -262,6 +267,16 @@ pub(crate) async fn run(
     let after_idle = idle_cpu_rate(namerd_pid).await;
     println!("namerd CPU with nothing changing, after the updates: {after_idle:.0} ms/s");
 
+    let logs: Vec<_> = fleet.iter().map(|r| r.log.clone()).collect();
+    let (edit_delivered, edit_undelivered) = delivered::delays(
+        &logs,
+        &edit_times,
+        delivered::address_sent("/#/io.l5d.fs/s0"),
+    );
+    let (dtab_delivered, dtab_undelivered) =
+        delivered::delays(&logs, &dtab_times, delivered::tree_sent("/svc/s1"));
+    let edit_d = observe::summary(&edit_delivered);
+    let dtab_d = observe::summary(&dtab_delivered);
     let (edit_by, edit_windows, edit_never, edit_errors) = observe::merge(&edit_rounds);
     let (dtab_by, dtab_windows, dtab_never, dtab_errors) = observe::merge(&dtab_rounds);
     let edit_q = observe::summary(&edit_by);
@@ -277,6 +292,16 @@ pub(crate) async fn run(
         "| change → each router routes by it: p50 / p90 / p99 / max | {} | {} |",
         observe::show(edit_q),
         observe::show(dtab_q)
+    );
+    println!(
+        "| change → each router has it (its log; nobody asking): p50 / p90 / p99 / max | {} | {} |",
+        observe::show(edit_d),
+        observe::show(dtab_d)
+    );
+    println!(
+        "| deliveries logged (routers × updates); missing | {}; {edit_undelivered} | {}; {dtab_undelivered} |",
+        edit_delivered.len(),
+        dtab_delivered.len()
     );
     println!(
         "| sightings (routers × updates); never seen | {}; {edit_never} | {}; {dtab_never} |",
@@ -335,6 +360,8 @@ pub(crate) async fn run(
         "file_edit": {
             "seen": observe::json(edit_q),
             "window": observe::json(edit_w),
+            "delivered": observe::json(edit_d),
+            "deliveries_missing": edit_undelivered,
             "sightings": edit_by.len(),
             "never": edit_never,
             "errors": edit_errors,
@@ -344,6 +371,8 @@ pub(crate) async fn run(
         "dtab_update": {
             "seen": observe::json(dtab_q),
             "window": observe::json(dtab_w),
+            "delivered": observe::json(dtab_d),
+            "deliveries_missing": dtab_undelivered,
             "sightings": dtab_by.len(),
             "never": dtab_never,
             "errors": dtab_errors,

@@ -20,6 +20,7 @@
 //! ```
 
 mod consul;
+mod delivered;
 mod dtab;
 mod fanout;
 mod observe;

@@ -557,6 +557,9 @@ async fn bind_once<R: Remote>(
                 progressed = true;
                 let tree = shared.bound_tree(tree);
                 super::watched::publish_if_changed(publisher, &Activity::Ok(tree));
+                // When each answer arrived, for whoever times namerd's
+                // updates from the router's side.
+                tracing::debug!(kind = R::KIND, name = %path, "namerd sent a tree");
             }
             Some(Err(error)) => {
                 if let WatchError::Failed(message) | WatchError::Refused(message) = &error {
@@ -612,6 +615,7 @@ async fn addr_once<R: Remote>(
                 }
                 progressed = true;
                 publisher.publish_if_changed(addr);
+                tracing::debug!(kind = R::KIND, %id, "namerd sent an address");
             }
             Some(Err(error)) => {
                 if let WatchError::Failed(message) | WatchError::Refused(message) = &error {
