@@ -430,9 +430,9 @@ fn report(
     let mut verdicts: Vec<_> = outcomes.iter().flat_map(scenario_verdicts).collect();
     verdicts.push(verdict(
         "RSS idle",
-        "< 20 MiB",
+        "≤ 12 MiB",
         format!("{:.1} MiB", mib(figures.idle_rss)),
-        mib(figures.idle_rss) < 20.0,
+        mib(figures.idle_rss) <= 12.0,
     ));
     verdicts.push(verdict(
         "RSS under load (VmHWM)",
@@ -443,9 +443,9 @@ fn report(
     if !starts.is_empty() {
         verdicts.push(verdict(
             "start to first routed request (median)",
-            "< 100 ms",
+            "≤ 10 ms",
             format!("{start_median:.1} ms"),
-            start_median < 100.0,
+            start_median <= 10.0,
         ));
     }
     out.push_str(&verdict_table(&verdicts));
