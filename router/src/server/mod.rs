@@ -442,8 +442,9 @@ async fn accept_loop(
                         downstream,
                         _open: open,
                     };
-                    // Boxed, an allocation per connection: this task
-                    // would otherwise be as large as the larger of the two.
+                    // Boxed, as hyper's below, an allocation per
+                    // connection: this task would otherwise be as large as
+                    // the largest of the three, handshake or not.
                     if many {
                         Box::pin(h1::serve::<h1::OnHeap, _, _, _>(
                             stream,
@@ -464,7 +465,7 @@ async fn accept_loop(
                         .await;
                     }
                 } else {
-                    hyper.serve(stream, accepted, stopping, downstream).await;
+                    Box::pin(hyper.serve(stream, accepted, stopping, downstream)).await;
                     drop(open);
                 }
             });
