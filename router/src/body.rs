@@ -155,6 +155,15 @@ impl Body {
         }
     }
 
+    /// The body when it is read straight from an upstream HTTP/1
+    /// connection.
+    pub fn direct_mut(&mut self) -> Option<&mut DirectBody> {
+        match &mut self.kind {
+            Kind::Direct(direct) => Some(direct),
+            _ => None,
+        }
+    }
+
     /// The body has been read to its end: its connection may be reused.
     /// Classifies an answer by its trailers (`None`: the stream ended
     /// without them), tells the endpoint's failure accrual, and gives the

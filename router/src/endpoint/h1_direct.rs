@@ -599,6 +599,27 @@ impl DirectBody {
         }
     }
 
+    /// The upstream connection and how many bytes of body are still to
+    /// come on it, when the body is framed by `Content-Length`, none of
+    /// the rest has been read yet, and at least `at_least` bytes are left:
+    /// the rest may then be moved without reading it here
+    /// ([`DirectBody::moved`] says when it has been).
+    pub fn unread_rest(&self, at_least: u64) -> Option<(&TcpStream, u64)> {
+        let conn = self.conn.as_ref()?;
+        match self.framing {
+            Framing::Length(left) if left >= at_least && conn.buf.is_empty() => {
+                Some((&conn.stream, left))
+            }
+            _ => None,
+        }
+    }
+
+    /// The rest of the body has been moved to the client from the socket.
+    pub fn moved(&mut self) {
+        self.framing = Framing::Length(0);
+        self.finish_if_done();
+    }
+
     fn fail(&mut self, why: impl Into<String>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         self.conn = None;
         self.framing = Framing::Length(0);

@@ -654,6 +654,13 @@ async fn write_response<S: ServerIo>(
     }
     let mut trailers = None;
     loop {
+        if framing == Framing::Length {
+            match splice_rest(stream, out, &mut body).await? {
+                // The body's next poll says it has ended.
+                Spliced::No | Spliced::Done => {}
+                Spliced::Cut => return Ok(false),
+            }
+        }
         let frame = match poll_now(&mut body) {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
@@ -711,6 +718,61 @@ async fn write_response<S: ServerIo>(
     Ok(true)
 }
 
+/// What became of the rest of a body offered to [`splice_rest`].
+enum Spliced {
+    /// It cannot be spliced: it is copied.
+    No,
+    Done,
+    /// The answer was cut short: the connection closes.
+    Cut,
+}
+
+/// Moves the rest of a large upstream body to the client with `splice`,
+/// when both sides are plain TCP and the body's length is known (see
+/// [`super::splice`]); what was gathered in `out` is written first.
+async fn splice_rest<S: ServerIo>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    body: &mut Body,
+) -> io::Result<Spliced> {
+    #[cfg(target_os = "linux")]
+    {
+        use super::splice::{Cut, MIN_SPLICED, forward};
+        let spliceable = stream.plain_tcp().is_some()
+            && body
+                .direct_mut()
+                .is_some_and(|direct| direct.unread_rest(MIN_SPLICED).is_some());
+        if !spliceable {
+            return Ok(Spliced::No);
+        }
+        flush(stream, out).await?;
+        let (Some(client), Some(direct)) = (stream.plain_tcp(), body.direct_mut()) else {
+            return Ok(Spliced::No);
+        };
+        let Some((upstream, left)) = direct.unread_rest(MIN_SPLICED) else {
+            return Ok(Spliced::No);
+        };
+        // Boxed: only large bodies pay for its room, not every connection.
+        match Box::pin(forward(upstream, client, left)).await {
+            Ok(()) => {
+                direct.moved();
+                Ok(Spliced::Done)
+            }
+            Err(Cut::Client(e)) => Err(e),
+            Err(Cut::Upstream(e)) => {
+                tracing::debug!(error = %e, "response body failed");
+                Ok(Spliced::Cut)
+            }
+            Err(Cut::HungUp) => Ok(Spliced::Cut),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (stream, out, body);
+        Ok(Spliced::No)
+    }
+}
+
 /// Waits for the body's next frame; `None` if the client closes its
 /// connection first, so that a stream nobody reads is not kept open
 /// upstream.
@@ -737,7 +799,7 @@ async fn next_frame_unless_hung_up(
 
 /// Whether the client closed its connection; false as soon as it sends
 /// anything.
-async fn hung_up(stream: &TcpStream) -> bool {
+pub(super) async fn hung_up(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     !matches!(stream.peek(&mut probe).await, Ok(n) if n > 0)
 }

@@ -23,6 +23,10 @@ pub trait ServerIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 
     /// The TCP connection underneath, to see whether the client hung up.
     fn tcp(&self) -> &TcpStream;
+
+    /// The connection when bytes written to its socket reach the client
+    /// as they are (no TLS), so that a body may be spliced to it.
+    fn plain_tcp(&self) -> Option<&TcpStream>;
 }
 
 impl ServerIo for TcpStream {
@@ -37,6 +41,10 @@ impl ServerIo for TcpStream {
 
     fn tcp(&self) -> &TcpStream {
         self
+    }
+
+    fn plain_tcp(&self) -> Option<&TcpStream> {
+        Some(self)
     }
 }
 
@@ -62,5 +70,9 @@ impl ServerIo for tokio_rustls::server::TlsStream<TcpStream> {
 
     fn tcp(&self) -> &TcpStream {
         self.get_ref().0
+    }
+
+    fn plain_tcp(&self) -> Option<&TcpStream> {
+        None
     }
 }

@@ -9,6 +9,8 @@ mod head_watch;
 pub mod io;
 pub mod limits;
 pub mod session;
+#[cfg(target_os = "linux")]
+mod splice;
 pub mod stats;
 
 use std::net::SocketAddr;
