@@ -17,6 +17,8 @@
 # each bound by io.l5d.fs to ten loopback addresses of the upstream, every
 # one asked once before counting: the router's per-service state then
 # no longer sits in the CPU's caches.
+# CLOSE=1 sends every request with `Connection: close`: one client
+# connection per request, as `loadtest --scenario newconn`.
 # CACHE_SIM=1 also simulates the caches (valgrind's --cache-sim) and
 # prints first-level and last-level data cache misses per request.
 #
@@ -86,11 +88,13 @@ else
   namers=""
   dtab="/svc => /\$/inet/127.0.0.1/$upstream_port"
 fi
+close_field=""
+[ "${CLOSE:-0}" = 1 ] && close_field=', Connection = "close"'
 cat > "$work/hosts.lua" <<LUA
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format("GET", "/", { Host = "s" .. (n % $services) })
+  return wrk.format("GET", "/", { Host = "s" .. (n % $services)$close_field })
 end
 LUA
 

@@ -494,15 +494,18 @@ async fn accept_loop(
                 _open: open,
             };
             let (served, stopping) = (served.clone(), stopping_rx.clone());
-            // Each kind is a task of its own size (see `MANY_CONNECTIONS`).
+            // Each kind is a future of its own size (see `MANY_CONNECTIONS`).
+            // Boxed: tokio moves a task's future several times as it spawns
+            // and ends it, some 40 KB of copies per connection for the
+            // larger kind; a box is moved once, into the heap.
             if many {
-                tokio::spawn(h1::serve::<h1::OnHeap, _, _, _>(
+                tokio::spawn(Box::pin(h1::serve::<h1::OnHeap, _, _, _>(
                     stream, peer, served, stopping, fallback,
-                ));
+                )));
             } else {
-                tokio::spawn(h1::serve::<h1::InTask, _, _, _>(
+                tokio::spawn(Box::pin(h1::serve::<h1::InTask, _, _, _>(
                     stream, peer, served, stopping, fallback,
-                ));
+                )));
             }
             continue;
         }
