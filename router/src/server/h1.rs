@@ -36,6 +36,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Sleep;
 
 use super::io::ServerIo;
+use super::spare::ConnBuffers;
 use crate::body::Body;
 use crate::endpoint::h1_direct::{Place, place_in, push_field, range, tokens};
 use crate::errors::RouterError;
@@ -122,8 +123,12 @@ pub async fn serve<W, S, F, Fut>(
         end.min(accepted + session.idle)
     }));
     tokio::pin!(timer);
-    let mut buf = BytesMut::with_capacity(READ_RESERVE);
-    let mut out = Vec::with_capacity(READ_RESERVE);
+    let mut buffers = ConnBuffers::take(READ_RESERVE);
+    let ConnBuffers {
+        read: buf,
+        write: out,
+        ..
+    } = &mut buffers;
     // Requests the connection may still carry (`serverSession.maxRequests`).
     let mut requests_left = session.max_requests.unwrap_or(u64::MAX);
     let downstream = &peer.downstream;
@@ -131,13 +136,13 @@ pub async fn serve<W, S, F, Fut>(
         // Set when a head has started to arrive but is not complete.
         let mut head_deadline = None;
         let request = loop {
-            match parse_request(&mut buf) {
+            match parse_request(buf) {
                 Parsed::Request(request) => break request,
                 Parsed::Partial if buf.is_empty() => {}
                 // The limits bound how much of a head is read.
                 Parsed::Partial => {
-                    if let Some(refusal) = served.head.check_partial(&buf) {
-                        return Box::pin(refuse(&served, refusal, stream, &mut out)).await;
+                    if let Some(refusal) = served.head.check_partial(buf) {
+                        return Box::pin(refuse(&served, refusal, stream, out)).await;
                     }
                 }
                 Parsed::NotHere => {
@@ -145,7 +150,8 @@ pub async fn serve<W, S, F, Fut>(
                     // shutdown now. (Boxed, like a refusal: both are rare,
                     // and their state would otherwise size every
                     // connection's task.)
-                    return Box::pin(fallback(Prefixed::new(buf.freeze(), stream, accepted))).await;
+                    let read = std::mem::take(buf).freeze();
+                    return Box::pin(fallback(Prefixed::new(read, stream, accepted))).await;
                 }
                 Parsed::Bad => {
                     if stream.write_all(BAD_REQUEST).await.is_ok() {
@@ -163,8 +169,8 @@ pub async fn serve<W, S, F, Fut>(
                 life_ends,
             };
             let buffers = Buffers {
-                read: &mut buf,
-                write: &mut out,
+                read: buf,
+                write: out,
                 release_when_idle: peer._open.open_now() > MANY_CONNECTIONS,
             };
             if !read_more(&mut stream, buffers, stopped.as_mut(), head_deadline, idle).await {
@@ -176,7 +182,7 @@ pub async fn serve<W, S, F, Fut>(
             .check(request.line, request.line_end, request.head)
             .or((request.hosts > 1).then_some(Refusal::TwoHosts));
         if let Some(refusal) = refusal {
-            return Box::pin(refuse(&served, refusal, stream, &mut out)).await;
+            return Box::pin(refuse(&served, refusal, stream, out)).await;
         }
         let mut request = request;
         request.close |= stopping_now.has_changed().unwrap_or(true);
@@ -187,13 +193,13 @@ pub async fn serve<W, S, F, Fut>(
         request.close |= requests_left == 0;
         let close = request.close;
         out.reserve(READ_RESERVE);
-        let kept = W::respond(&served, request, &mut stream, &mut out, downstream).await;
+        let kept = W::respond(&served, request, &mut stream, out, downstream).await;
         // A long answer or head may have grown the buffers; an idle
         // connection keeps only their usual size.
         out.clear();
         out.shrink_to(READ_RESERVE);
         if buf.is_empty() && buf.capacity() > 2 * READ_RESERVE {
-            buf = BytesMut::with_capacity(READ_RESERVE);
+            *buf = BytesMut::with_capacity(READ_RESERVE);
         }
         match kept {
             Ok(true) if !close => {}

@@ -9,6 +9,7 @@ mod head_watch;
 pub mod io;
 pub mod limits;
 pub mod session;
+mod spare;
 #[cfg(target_os = "linux")]
 mod splice;
 pub mod stats;
