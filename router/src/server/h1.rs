@@ -770,6 +770,10 @@ async fn splice_rest<S: ServerIo>(
                 Ok(Spliced::Cut)
             }
             Err(Cut::HungUp) => Ok(Spliced::Cut),
+            Err(Cut::NoPipe(e)) => {
+                tracing::debug!(error = %e, "no pipe to splice with; copying");
+                Ok(Spliced::No)
+            }
         }
     }
     #[cfg(not(target_os = "linux"))]

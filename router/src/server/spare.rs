@@ -40,12 +40,14 @@ impl ConnBuffers {
 
 impl Drop for ConnBuffers {
     fn drop(&mut self) {
-        // Only buffers of about the usual size are worth keeping: one given
-        // back while idle, or handed over with the connection, has none.
-        // (The read buffer's capacity is what is left after the request
-        // heads split off its front; it gets the whole block back when it
-        // next reserves room, if nothing else holds a part of it.)
-        if self.read.capacity() < self.size / 2 || self.write.capacity() < self.size {
+        // Only buffers of about the usual size are kept: one given back
+        // while idle, or handed over with the connection, has none, and a
+        // large one would hold memory nobody uses. (The read buffer's
+        // capacity is what is left after the request heads split off its
+        // front; it gets the whole block back when it next reserves room,
+        // if nothing else holds a part of it.)
+        let usual = |capacity: usize| (self.size / 2..=2 * self.size).contains(&capacity);
+        if !usual(self.read.capacity()) || !usual(self.write.capacity()) {
             return;
         }
         let mut read = std::mem::take(&mut self.read);
@@ -66,22 +68,40 @@ impl Drop for ConnBuffers {
 mod tests {
     use super::*;
 
+    fn spare_pairs() -> usize {
+        SPARE.with(|spare| spare.borrow().len())
+    }
+
+    // (Each test runs on a thread of its own, with spares of its own.)
     #[test]
     fn buffers_of_the_usual_size_are_reused() {
-        let buffers = ConnBuffers::take(1024);
+        let mut buffers = ConnBuffers::take(1024);
+        buffers.write.extend_from_slice(b"answer");
         let at = buffers.write.as_ptr();
         drop(buffers);
+        assert_eq!(spare_pairs(), 1);
         let again = ConnBuffers::take(1024);
         assert_eq!(again.write.as_ptr(), at, "the spare pair is taken");
         assert!(again.read.is_empty() && again.write.is_empty());
+        assert_eq!(spare_pairs(), 0);
+    }
 
-        let mut small = ConnBuffers::take(1024);
-        small.read = BytesMut::new();
-        drop(small);
-        drop(again);
-        // Only the full pair went back.
-        let first = ConnBuffers::take(1024);
-        let second = ConnBuffers::take(1024);
-        assert!(first.read.capacity() >= 1024 && second.read.capacity() >= 1024);
+    #[test]
+    fn given_back_or_grown_buffers_are_not_kept() {
+        let mut released = ConnBuffers::take(1024);
+        released.read = BytesMut::new();
+        drop(released);
+        let mut grown = ConnBuffers::take(1024);
+        grown.write.reserve(64 * 1024);
+        drop(grown);
+        assert_eq!(spare_pairs(), 0);
+        for _ in 0..2 * SPARE_PAIRS {
+            drop(ConnBuffers {
+                read: BytesMut::with_capacity(1024),
+                write: Vec::with_capacity(1024),
+                size: 1024,
+            });
+        }
+        assert_eq!(spare_pairs(), SPARE_PAIRS, "at most SPARE_PAIRS are kept");
     }
 }

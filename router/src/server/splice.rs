@@ -60,6 +60,9 @@ impl Pipe {
 /// How a splice ended short of the whole body.
 #[derive(Debug)]
 pub(super) enum Cut {
+    /// No pipe could be had (out of file descriptors, say); nothing was
+    /// moved, so the body can still be copied.
+    NoPipe(io::Error),
     /// The upstream failed or closed early: the client's answer is cut
     /// short and its connection must close.
     Upstream(io::Error),
@@ -71,7 +74,7 @@ pub(super) enum Cut {
 
 /// Moves exactly `len` bytes from `upstream` to `client`.
 pub(super) async fn forward(upstream: &TcpStream, client: &TcpStream, len: u64) -> Result<(), Cut> {
-    let pipe = Pipe::take().map_err(Cut::Upstream)?;
+    let pipe = Pipe::take().map_err(Cut::NoPipe)?;
     let mut left = len;
     let mut watching = true;
     while left > 0 {
