@@ -445,28 +445,9 @@ async fn accept_loop(
                         downstream,
                         _open: open,
                     };
-                    // Boxed, as hyper's below, an allocation per
-                    // connection: this task would otherwise be as large as
-                    // the largest of the three, handshake or not.
-                    if many {
-                        Box::pin(h1::serve::<h1::OnHeap, _, _, _>(
-                            stream,
-                            peer,
-                            served,
-                            h1_stopping,
-                            fallback,
-                        ))
-                        .await;
-                    } else {
-                        Box::pin(h1::serve::<h1::InTask, _, _, _>(
-                            stream,
-                            peer,
-                            served,
-                            h1_stopping,
-                            fallback,
-                        ))
-                        .await;
-                    }
+                    // Boxed, as hyper's below: this task would otherwise be
+                    // as large as the largest of the three, handshake or not.
+                    h1_connection(many, stream, peer, served, h1_stopping, fallback).await;
                 } else {
                     Box::pin(hyper.serve(stream, accepted, stopping, downstream)).await;
                     drop(open);
@@ -495,19 +476,9 @@ async fn accept_loop(
                 _open: open,
             };
             let (served, stopping) = (served.clone(), stopping_rx.clone());
-            // Each kind is a future of its own size (see `MANY_CONNECTIONS`).
-            // Boxed: tokio moves a task's future several times as it spawns
-            // and ends it, some 40 KB of copies per connection for the
-            // larger kind; a box is moved once, into the heap.
-            if many {
-                tokio::spawn(Box::pin(h1::serve::<h1::OnHeap, _, _, _>(
-                    stream, peer, served, stopping, fallback,
-                )));
-            } else {
-                tokio::spawn(Box::pin(h1::serve::<h1::InTask, _, _, _>(
-                    stream, peer, served, stopping, fallback,
-                )));
-            }
+            tokio::spawn(h1_connection(
+                many, stream, peer, served, stopping, fallback,
+            ));
             continue;
         }
         let hyper = hyper.clone();
@@ -530,6 +501,37 @@ async fn accept_loop(
     drop(stopping_rx);
     let _ = stopping.send(true);
     stopping.closed().await;
+}
+
+/// A connection served by the router's own HTTP/1 server, keeping each
+/// request's state in the connection's future or, with `many` connections
+/// open, on the heap (see [`h1::MANY_CONNECTIONS`]).
+///
+/// Boxed: the two kinds differ in size, and tokio moves a task's future
+/// several times as it spawns and ends it (some 40 KB of copies per
+/// connection for the larger kind); a box is moved once, into the heap.
+fn h1_connection<S, F, Fut>(
+    many: bool,
+    stream: S,
+    peer: h1::Peer,
+    served: Arc<Served>,
+    stopping: watch::Receiver<bool>,
+    fallback: F,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+where
+    S: io::ServerIo,
+    F: FnOnce(h1::Prefixed<S>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if many {
+        Box::pin(h1::serve::<h1::OnHeap, _, _, _>(
+            stream, peer, served, stopping, fallback,
+        ))
+    } else {
+        Box::pin(h1::serve::<h1::InTask, _, _, _>(
+            stream, peer, served, stopping, fallback,
+        ))
+    }
 }
 
 /// A server's connections served by hyper: `h2` routers' and those an
