@@ -28,7 +28,8 @@ use crate::client::stats::ClientStats;
 use crate::client::{Client, ClientStage, DstHeaders};
 use crate::config::RouterSpec;
 pub(crate) use crate::endpoint::Routed;
-use crate::endpoint::{AttemptError, EndpointStage, Forwarded, Outgoing, WhyUnsent};
+use crate::endpoint::limit::SpareTimer;
+use crate::endpoint::{AttemptError, AttemptLimit, EndpointStage, Forwarded, Outgoing, WhyUnsent};
 use crate::errors::RouterError;
 use crate::identify::{Identifier, Protocol, identify_with};
 use crate::interpreter::RouterNaming;
@@ -271,7 +272,6 @@ impl RouterStack {
         };
         // client
         let client = self.clients.client(bound, started);
-        let headers = DstHeaders::new(dst.service_header, &client.value, bound);
         forward_headers(&mut parts.headers, &local);
         if client.value.policy.forward_client_cert
             && let Some(identity) = &downstream.identity
@@ -296,6 +296,13 @@ impl RouterStack {
             tokio::time::Instant::from_std(started),
             service.policy.total_timeout,
         );
+        let headers = DstHeaders::new(
+            dst.service_header,
+            &client.value,
+            bound,
+            deadline.map(|(value, _)| value),
+        );
+        let deadline = deadline.map(|(_, at)| at);
         let facts = RequestFacts {
             method: parts.method.clone(),
             chunked: incoming
@@ -334,6 +341,7 @@ impl RouterStack {
             headers: &headers,
             binding_deadline,
             deadline,
+            timer: &downstream.timer,
         };
         // The attempts loop is written out here rather than in a method
         // of its own: another future layer would be copied per request.
@@ -368,7 +376,7 @@ impl RouterStack {
                     attempts.binding_deadline,
                 )
             };
-            let mut picked = match pick().await {
+            let (mut picked, mut read) = match pick().await {
                 Ok(picked) => picked,
                 Err(e) => {
                     finish(retries, ended, Err(&e));
@@ -379,7 +387,7 @@ impl RouterStack {
                 if failed_at != Some(picked.addr) {
                     break;
                 }
-                picked = match pick().await {
+                (picked, read) = match pick().await {
                     Ok(picked) => picked,
                     Err(e) => {
                         finish(retries, ended, Err(&e));
@@ -388,7 +396,7 @@ impl RouterStack {
                 };
             }
             failed_at = Some(picked.addr);
-            let limit = match attempts.attempt_limit() {
+            let limit = match attempts.attempt_limit(read) {
                 Ok(limit) => limit,
                 Err(e) => {
                     finish(retries, ended, Err(&e));
@@ -416,6 +424,7 @@ impl RouterStack {
                     picked.addr,
                     attempts.headers,
                     limit,
+                    attempts.timer,
                     attempts.target,
                     attempts.bound,
                     &attempts.client.stats.connections,
@@ -566,6 +575,8 @@ struct Attempts<'a> {
     binding_deadline: tokio::time::Instant,
     /// The request's own deadline (`totalTimeoutMs`, `l5d-ctx-deadline`).
     deadline: Option<tokio::time::Instant>,
+    /// The client connection's timer, for the attempts' limits.
+    timer: &'a SpareTimer,
 }
 
 impl Attempts<'_> {
@@ -643,20 +654,38 @@ impl Attempts<'_> {
 
     /// The time limit of the next attempt: the client's
     /// `requestAttemptTimeoutMs` within what is left of the request's
-    /// deadline.
-    fn attempt_limit(&self) -> Result<Option<Duration>, RouterError> {
+    /// deadline, counted from `read`, the time the pick just read, or
+    /// else from now. (Not from the attempt's start: binding and picking
+    /// may have waited since.)
+    fn attempt_limit(
+        &self,
+        read: Option<tokio::time::Instant>,
+    ) -> Result<Option<AttemptLimit>, RouterError> {
         let attempt = self.client.policy.attempt_timeout;
+        if attempt.is_none() && self.deadline.is_none() {
+            return Ok(None);
+        }
+        let now = read.unwrap_or_else(tokio::time::Instant::now);
+        let own = attempt.map(|after| AttemptLimit {
+            at: now + after,
+            after,
+        });
         let Some(deadline) = self.deadline else {
-            return Ok(attempt);
+            return Ok(own);
         };
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
+        if deadline <= now {
             return Err(RouterError::Timeout(format!(
                 "the deadline of the request for {} passed",
                 self.target.name.show()
             )));
         }
-        Ok(Some(attempt.map_or(left, |a| a.min(left))))
+        Ok(Some(match own {
+            Some(own) if own.at <= deadline => own,
+            _ => AttemptLimit {
+                at: deadline,
+                after: deadline - now,
+            },
+        }))
     }
 
     /// Whether a failed attempt is followed by another, and after what

@@ -349,6 +349,44 @@ async fn deadlines_bound_requests_and_travel_to_the_next_hop() {
     let (timestamp, deadline) = seen.split_once(' ').unwrap();
     let span = deadline.parse::<i64>().unwrap() - timestamp.parse::<i64>().unwrap();
     assert_eq!(span, 300_000_000);
+    // The timestamp is the wall clock when the request arrived.
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let age = now_ns - timestamp.parse::<i64>().unwrap();
+    assert!((0..5_000_000_000).contains(&age), "set {age} ns ago");
+
+    // A later deadline the caller carries gives way to the service's, and
+    // the next hop sees one value; a request with a body (another path
+    // through the router) carries it as well.
+    let carried = get(
+        &client,
+        router.addr(),
+        "web",
+        "/",
+        &[("l5d-ctx-deadline", "1 9000000000000000000")],
+    )
+    .await;
+    let seen = carried.seen_headers("l5d-ctx-deadline");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (timestamp, deadline) = seen[0].split_once(' ').unwrap();
+    let span = deadline.parse::<i64>().unwrap() - timestamp.parse::<i64>().unwrap();
+    assert_eq!(span, 300_000_000, "{seen:?}");
+    let posted = send(
+        &client,
+        request(router.addr(), "web", "/")
+            .method(Method::POST)
+            .header("l5d-ctx-deadline", "1 9000000000000000000")
+            .body(full("a body"))
+            .unwrap(),
+    )
+    .await;
+    let seen = posted.seen_headers("l5d-ctx-deadline");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let (timestamp, deadline) = seen[0].split_once(' ').unwrap();
+    let span = deadline.parse::<i64>().unwrap() - timestamp.parse::<i64>().unwrap();
+    assert_eq!(span, 300_000_000, "{seen:?}");
 
     // A slow answer is cut off at the total timeout.
     let started = Instant::now();

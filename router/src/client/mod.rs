@@ -19,6 +19,7 @@ use crate::config::RouterSpec;
 use crate::errors::RouterError;
 use crate::policy::budget::RetryBudget;
 use crate::service::DstTarget;
+use crate::service::deadline::{Deadline, L5D_CTX_DEADLINE};
 use balance::{Balancer, Picked};
 use config::{ClientPolicies, ClientPolicy};
 
@@ -105,18 +106,19 @@ impl ClientStage {
     }
 
     /// An endpoint of `bound`, waiting (until the binding deadline) for an
-    /// address that is still pending.
+    /// address that is still pending; and the time the pick read from the
+    /// clock, if it did ([`Balancer::pick_reading`]).
     pub(crate) async fn pick(
         &self,
         client: &Client,
         target: &DstTarget,
         bound: &Bound,
         deadline: tokio::time::Instant,
-    ) -> Result<Picked, RouterError> {
+    ) -> Result<(Picked, Option<tokio::time::Instant>), RouterError> {
         let balancer = &client.balancer;
         let mut addr = balancer.live_addr();
         loop {
-            if let Some(picked) = balancer.pick() {
+            if let Some(picked) = balancer.pick_reading() {
                 return Ok(picked);
             }
             let current = addr.load();
@@ -274,17 +276,25 @@ impl Client {
     }
 }
 
-/// `Via` and the `l5d-dst-*` and `l5d-reqid` headers Linkerd sends
-/// downstream. `l5d-dst-*` replace the client's; a client's `l5d-reqid`
-/// is kept.
+/// `Via` and the `l5d-dst-*`, `l5d-reqid` and `l5d-ctx-deadline` headers
+/// Linkerd sends downstream. `l5d-dst-*` replace the client's; a client's
+/// `l5d-reqid` is kept.
 pub(crate) struct DstHeaders {
     service: Option<HeaderValue>,
     client: Option<HeaderValue>,
     residual: Option<HeaderValue>,
+    /// The request's deadline (`deadline::apply` took the client's out of
+    /// its header map).
+    deadline: Option<Deadline>,
 }
 
 impl DstHeaders {
-    pub(crate) fn new(service: Option<HeaderValue>, client: &Client, bound: &Bound) -> DstHeaders {
+    pub(crate) fn new(
+        service: Option<HeaderValue>,
+        client: &Client,
+        bound: &Bound,
+        deadline: Option<Deadline>,
+    ) -> DstHeaders {
         DstHeaders {
             service,
             client: client.client_header.clone(),
@@ -293,6 +303,7 @@ impl DstHeaders {
             } else {
                 client.residual_header(&bound.residual)
             },
+            deadline,
         }
     }
 
@@ -312,6 +323,9 @@ impl DstHeaders {
         }
         if !headers.contains_key(L5D_REQID) {
             headers.insert(L5D_REQID, request_id());
+        }
+        if let Some(deadline) = self.deadline {
+            headers.insert(L5D_CTX_DEADLINE, deadline.header_value());
         }
     }
 
@@ -338,7 +352,8 @@ impl DstHeaders {
             }
             !((name == L5D_DST_SERVICE && self.service.is_some())
                 || (name == L5D_DST_CLIENT && self.client.is_some())
-                || (name == L5D_DST_RESIDUAL && self.residual.is_some()))
+                || (name == L5D_DST_RESIDUAL && self.residual.is_some())
+                || (name == L5D_CTX_DEADLINE && self.deadline.is_some()))
         });
         let push = crate::endpoint::h1_direct::push_field;
         if !has_host {
@@ -357,6 +372,10 @@ impl DstHeaders {
         }
         if !has_reqid {
             push(out, b"l5d-reqid", &request_id_text());
+        }
+        if let Some(deadline) = self.deadline {
+            let (text, len) = deadline.text();
+            push(out, L5D_CTX_DEADLINE.as_str().as_bytes(), &text[..len]);
         }
         out.extend_from_slice(b"\r\n");
     }

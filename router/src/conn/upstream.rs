@@ -108,14 +108,14 @@ pub(crate) async fn connect<T>(
     let mut failed_at = None;
     let mut tries = 0;
     loop {
-        let mut picked = clients
+        let (mut picked, _) = clients
             .pick(client, &route.target, &route.bound, route.deadline)
             .await?;
         for _ in 0..AVOID_PICKS {
             if failed_at != Some(picked.addr) {
                 break;
             }
-            picked = clients
+            (picked, _) = clients
                 .pick(client, &route.target, &route.bound, route.deadline)
                 .await?;
         }

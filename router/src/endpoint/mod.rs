@@ -7,9 +7,11 @@
 pub mod h1_direct;
 pub mod h1_pool;
 pub mod h2_pool;
+pub(crate) mod limit;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +31,8 @@ use crate::policy::classifier::ErrorKind;
 use crate::service::DstTarget;
 use crate::stats::ConnectionCounts;
 use h1_pool::{SendError, Unsent};
+pub(crate) use limit::AttemptLimit;
+use limit::{SpareTimer, within};
 
 /// Headers that describe one hop and are not forwarded.
 const HOP_BY_HOP: [HeaderName; 5] = [
@@ -394,7 +398,8 @@ impl EndpointStage {
     /// not used on the direct path. `last` says no other attempt will
     /// follow, so the request's head may be given away rather than copied.
     /// A connection opened for it counts in `connections` (its client's);
-    /// `tls` is the client's, when it has some.
+    /// `tls` is the client's, when it has some. `timer` is the client
+    /// connection's, reused for `limit` when free.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn send(
         &self,
@@ -403,7 +408,8 @@ impl EndpointStage {
         last: bool,
         endpoint: SocketAddr,
         dst: &DstHeaders,
-        limit: Option<Duration>,
+        limit: Option<AttemptLimit>,
+        timer: &SpareTimer,
         target: &DstTarget,
         bound: &Bound,
         connections: &Arc<ConnectionCounts>,
@@ -433,25 +439,23 @@ impl EndpointStage {
                 bound.id.show(),
             )),
         };
-        let timed_out = |limit: Duration| AttemptError::Failed {
+        let timed_out = |limit: AttemptLimit| AttemptError::Failed {
             error: RouterError::Timeout(format!(
-                "no response from {endpoint} for {} within {limit:?}",
-                target.name.show()
+                "no response from {endpoint} for {} within {:?}",
+                target.name.show(),
+                limit.after
             )),
             kind: ErrorKind::Timeout,
         };
         if request.direct {
             let mut head = Vec::with_capacity(512);
             dst.encode_head(&request.parts, endpoint, &mut head);
-            let call = self
-                .h1
-                .send_direct(endpoint, &head, &request.parts.method, connections);
-            let result = match limit {
-                Some(limit) => tokio::time::timeout(limit, call)
-                    .await
-                    .map_err(|_| timed_out(limit))?,
-                None => call.await,
-            };
+            let call =
+                pin!(
+                    self.h1
+                        .send_direct(endpoint, &head, &request.parts.method, connections)
+                );
+            let result = within(limit, timer, call).await.map_err(timed_out)?;
             return match result {
                 Ok((answer, body)) => Ok(Forwarded::Direct { answer, body }),
                 Err(SendError::Connect(e)) => Err(not_sent(e, None, WhyUnsent::ConnectFailed)),
@@ -487,7 +491,7 @@ impl EndpointStage {
         // Boxed: streaming through hyper's client takes a large future,
         // which would otherwise make every request's future that large.
         Box::pin(async move {
-            let call = async {
+            let call = pin!(async {
                 match h2 {
                     Some(pool) => pool
                         .send(endpoint, outgoing, connections)
@@ -497,13 +501,8 @@ impl EndpointStage {
                         |(response, connection)| (response.map(Body::streamed), Some(connection)),
                     ),
                 }
-            };
-            let result = match limit {
-                Some(limit) => tokio::time::timeout(limit, call)
-                    .await
-                    .map_err(|_| timed_out(limit))?,
-                None => call.await,
-            };
+            });
+            let result = within(limit, timer, call).await.map_err(timed_out)?;
             let (mut response, mut connection) = match result {
                 Ok(answer) => answer,
                 Err(Unsent {

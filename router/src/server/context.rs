@@ -8,6 +8,7 @@ use http::header::{self, HeaderName};
 use namers::tls::PeerIdentity;
 
 use super::forwarded::Hop;
+use crate::endpoint::limit::SpareTimer;
 use crate::errors::RouterError;
 use crate::service::dtab_headers::clear_context;
 
@@ -39,6 +40,8 @@ pub struct Downstream {
     /// The connection's `Forwarded` labels, on a server with
     /// `addForwardedHeader`.
     pub forwarded: Option<Arc<Hop>>,
+    /// The attempt timer its requests reuse.
+    pub(crate) timer: SpareTimer,
 }
 
 impl Downstream {
@@ -48,6 +51,7 @@ impl Downstream {
             remote: Some(remote),
             identity: None,
             forwarded: None,
+            timer: SpareTimer::default(),
         }
     }
 

@@ -431,6 +431,7 @@ async fn accept_loop(
                         .and_then(namers::tls::PeerIdentity::of)
                         .map(Arc::new),
                     forwarded: hop,
+                    timer: Default::default(),
                 };
                 if http1 {
                     // The router's own HTTP/1 server, as for plain

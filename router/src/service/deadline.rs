@@ -4,6 +4,7 @@
 //! earliest of the ones it carries and its service's `totalTimeoutMs`; it
 //! bounds every attempt and travels on to the next hop.
 
+use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -42,56 +43,73 @@ impl Deadline {
     }
 
     /// `<timestamp> <deadline>`, written by hand: `format!` costs several
-    /// times more, on every request of a service with a timeout.
-    fn header_value(self) -> HeaderValue {
+    /// times more, on every request of a service with a timeout. Gives the
+    /// text and its length.
+    pub(crate) fn text(self) -> ([u8; 41], usize) {
         let mut text = [0u8; 41];
         let mut at = 0;
         at += write_i64(self.timestamp, &mut text[at..]);
         text[at] = b' ';
         at += 1;
         at += write_i64(self.deadline, &mut text[at..]);
+        (text, at)
+    }
+
+    /// [`Deadline::text`] as a header value.
+    pub(crate) fn header_value(self) -> HeaderValue {
+        let (text, len) = self.text();
         // Digits, a space and a minus sign are always a valid value.
-        HeaderValue::from_bytes(&text[..at]).unwrap_or_else(|_| HeaderValue::from_static("0 0"))
+        HeaderValue::from_bytes(&text[..len]).unwrap_or_else(|_| HeaderValue::from_static("0 0"))
     }
 }
 
 /// Writes `n` in decimal at the start of `out` (20 bytes are always
-/// enough); gives how many bytes it took. Two digits per division: a
-/// nanosecond timestamp has 19, and this runs twice per request of a
-/// service with a timeout.
+/// enough); gives how many bytes it took. This runs twice per request of a
+/// service with a timeout, on 19-digit numbers.
 fn write_i64(n: i64, out: &mut [u8]) -> usize {
+    let mut at = 0;
+    if n < 0 {
+        out[0] = b'-';
+        at = 1;
+    }
+    at + write_u64(n.unsigned_abs(), &mut out[at..])
+}
+
+/// [`write_i64`] of a magnitude, cut into 4-digit groups with a few
+/// multiplications rather than divided down digit by digit.
+fn write_u64(n: u64, out: &mut [u8]) -> usize {
+    const E8: u64 = 100_000_000;
+    const E16: u64 = E8 * E8;
+    // All 20 digits, leading zeros too; the wanted ones are at the end.
+    let mut digits = [0u8; 20];
+    // (n / 10^16 is at most 1844: four digits.)
+    write_4((n / E16) as u32, &mut digits[0..4]);
+    let rest = n % E16;
+    write_8((rest / E8) as u32, &mut digits[4..12]);
+    write_8((rest % E8) as u32, &mut digits[12..20]);
+    let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+    out[..len].copy_from_slice(&digits[20 - len..]);
+    len
+}
+
+/// Eight digits of `n` (below 10^8), leading zeros included.
+fn write_8(n: u32, out: &mut [u8]) {
+    write_4(n / 10_000, &mut out[0..4]);
+    write_4(n % 10_000, &mut out[4..8]);
+}
+
+/// Four digits of `n` (below 10^4), leading zeros included.
+fn write_4(n: u32, out: &mut [u8]) {
     // "00" to "99", each pair at twice its value.
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
                                 2021222324252627282930313233343536373839\
                                 4041424344454647484950515253545556575859\
                                 6061626364656667686970717273747576777879\
                                 8081828384858687888990919293949596979899";
-    let mut digits = [0u8; 20];
-    let mut left = n.unsigned_abs();
-    // Filled from the end.
-    let mut start = digits.len();
-    while left >= 100 {
-        let pair = (left % 100) as usize * 2;
-        left /= 100;
-        start -= 2;
-        digits[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    }
-    if left >= 10 {
-        let pair = left as usize * 2;
-        start -= 2;
-        digits[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
-    } else {
-        start -= 1;
-        digits[start] = b'0' + left as u8;
-    }
-    let mut at = 0;
-    if n < 0 {
-        out[0] = b'-';
-        at = 1;
-    }
-    let written = &digits[start..];
-    out[at..at + written.len()].copy_from_slice(written);
-    at + written.len()
+    let high = (n / 100) as usize * 2;
+    let low = (n % 100) as usize * 2;
+    out[0..2].copy_from_slice(&PAIRS[high..high + 2]);
+    out[2..4].copy_from_slice(&PAIRS[low..low + 2]);
 }
 
 /// The strictest deadline among a request's `l5d-ctx-deadline` fields.
@@ -109,44 +127,80 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// How long a thread trusts its last reading of the wall clock against the
+/// monotonic one: a step of the wall clock shows in deadlines within this.
+const WALL_REREAD: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// A monotonic instant and the wall-clock time at it (ns since the
+    /// epoch), read together.
+    static WALL: Cell<Option<(Instant, i64)>> = const { Cell::new(None) };
+}
+
+/// The wall-clock time at `at`, in ns since the epoch, from a reading of
+/// both clocks kept per thread: deadlines are wall-clock times, and
+/// reading that clock on every request costs more than the arithmetic.
+fn wall_ns(at: Instant) -> i64 {
+    let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    // The wall-clock time at `at`, from a reading at `base`.
+    let from = |base: Instant, base_ns: i64| match at.checked_duration_since(base) {
+        Some(after) => base_ns.saturating_add(nanos(after)),
+        None => base_ns.saturating_sub(nanos(base - at)),
+    };
+    WALL.with(|wall| {
+        if let Some((base, base_ns)) = wall.get() {
+            match at.checked_duration_since(base) {
+                Some(after) if after < WALL_REREAD => return base_ns.saturating_add(nanos(after)),
+                // A reading after `at` serves however old `at` is.
+                None => return base_ns.saturating_sub(nanos(base - at)),
+                Some(_) => {}
+            }
+        }
+        let base = Instant::now();
+        let base_ns = now_ns();
+        wall.set(Some((base, base_ns)));
+        from(base, base_ns)
+    })
+}
+
 /// The request's deadline, from what it carries and `total` counted from
-/// `started`, and the header set to it for the next hop. `None` when
-/// neither says anything (the header is then left alone: there is none).
+/// `started`, and the instant it passes. Any `l5d-ctx-deadline` fields
+/// are taken out of `headers`: the deadline goes to the next hop with the
+/// request's other `l5d-*` headers (see `DstHeaders`). `None` when neither
+/// says anything; a carried value that does not parse is dropped.
 pub fn apply(
     headers: &mut HeaderMap,
     started: Instant,
     total: Option<Duration>,
-) -> Option<Instant> {
+) -> Option<(Deadline, Instant)> {
     // A pass over the names costs less than a hashed lookup, and most
     // requests carry no deadline.
     let carries = headers.keys().any(|name| *name == L5D_CTX_DEADLINE);
-    let carried = if carries { read(headers) } else { None };
+    let carried = if carries {
+        let carried = read(headers);
+        headers.remove(L5D_CTX_DEADLINE);
+        carried
+    } else {
+        None
+    };
     if carried.is_none() && total.is_none() {
-        if carries {
-            // A value that did not parse is dropped rather than passed on.
-            headers.remove(L5D_CTX_DEADLINE);
-        }
         return None;
     }
-    let now = now_ns();
-    let instant = Instant::now();
-    let elapsed = i64::try_from(instant.saturating_duration_since(started).as_nanos()).unwrap_or(0);
+    let set = wall_ns(started);
     let own = total.map(|total| Deadline {
-        timestamp: now - elapsed,
-        deadline: (now - elapsed)
-            .saturating_add(i64::try_from(total.as_nanos()).unwrap_or(i64::MAX)),
+        timestamp: set,
+        deadline: set.saturating_add(i64::try_from(total.as_nanos()).unwrap_or(i64::MAX)),
     });
     let effective = match (carried, own) {
         (Some(a), Some(b)) => a.combined(b),
         (Some(a), None) | (None, Some(a)) => a,
         (None, None) => return None,
     };
-    headers.insert(L5D_CTX_DEADLINE, effective.header_value());
     // Saturating: a hostile value must neither overflow nor outlive the
     // service's own timeout (`combined` keeps the earlier deadline).
     let left =
-        Duration::from_nanos(u64::try_from(effective.deadline.saturating_sub(now)).unwrap_or(0));
-    Some(instant + left)
+        Duration::from_nanos(u64::try_from(effective.deadline.saturating_sub(set)).unwrap_or(0));
+    Some((effective, started + left))
 }
 
 #[cfg(test)]
@@ -183,20 +237,40 @@ mod tests {
             L5D_CTX_DEADLINE,
             HeaderValue::try_from(format!("0 {in_one_second}")).unwrap(),
         );
-        let at = apply(&mut headers, started, Some(Duration::from_secs(60))).unwrap();
+        let (sent, at) = apply(&mut headers, started, Some(Duration::from_secs(60))).unwrap();
         let left = at - Instant::now();
         assert!(
             left <= Duration::from_secs(1) && left > Duration::from_millis(500),
             "{left:?}"
         );
-        assert_eq!(read(&headers).unwrap().deadline, in_one_second);
+        assert_eq!(sent.deadline, in_one_second);
+        // The value travels with the other `l5d-*` headers, not in the map.
+        assert!(headers.get(L5D_CTX_DEADLINE).is_none());
 
         let mut headers = HeaderMap::new();
-        let at = apply(&mut headers, started, Some(Duration::from_millis(200))).unwrap();
+        let (sent, at) = apply(&mut headers, started, Some(Duration::from_millis(200))).unwrap();
         assert!(at - Instant::now() <= Duration::from_millis(200));
-        let sent = read(&headers).unwrap();
         let span = sent.deadline - sent.timestamp;
         assert_eq!(span, 200_000_000);
+    }
+
+    #[test]
+    fn wall_clock_times_follow_the_monotonic_clock() {
+        let before = now_ns();
+        let at = Instant::now();
+        let read = wall_ns(at);
+        let after = now_ns();
+        assert!(before <= read && read <= after, "{before} {read} {after}");
+        // Earlier and later instants than the thread's reading.
+        let earlier = at - Duration::from_millis(300);
+        assert_eq!(wall_ns(earlier), read - 300_000_000);
+        let later = at + Duration::from_millis(700);
+        assert_eq!(wall_ns(later), read + 700_000_000);
+        // Past the time a reading is trusted, the clock is read again.
+        let much_later = Instant::now() + Duration::from_secs(5);
+        let again = wall_ns(much_later);
+        let expected = now_ns() + 5_000_000_000;
+        assert!((again - expected).abs() < 100_000_000, "{again} {expected}");
     }
 
     #[test]
@@ -231,6 +305,26 @@ mod tests {
             let len = write_i64(n, &mut out);
             assert_eq!(&out[..len], n.to_string().as_bytes(), "{n}");
         }
+        // Every group of eight digits, through a sample of its range.
+        for n in (0..100_000_000u32)
+            .step_by(9_973)
+            .chain([99_999_999, 10_000, 9_999])
+        {
+            let mut out = [0u8; 8];
+            write_8(n, &mut out);
+            assert_eq!(out, *format!("{n:08}").as_bytes(), "{n}");
+        }
+        // Unsigned magnitudes up to the largest (a 20th digit).
+        let mut magnitudes = vec![u64::MAX, u64::MAX - 1, 1 << 63];
+        for power in 0..20 {
+            let p = 10u64.pow(power);
+            magnitudes.extend([p - 1, p, p + 1, p.saturating_mul(3).saturating_add(7)]);
+        }
+        for n in magnitudes {
+            let mut out = [0u8; 20];
+            let len = write_u64(n, &mut out);
+            assert_eq!(&out[..len], n.to_string().as_bytes(), "{n}");
+        }
     }
 
     #[test]
@@ -242,7 +336,7 @@ mod tests {
             let mut headers = HeaderMap::new();
             headers.insert(L5D_CTX_DEADLINE, HeaderValue::from_static(value));
             let started = Instant::now();
-            let at = apply(&mut headers, started, Some(Duration::from_millis(100))).unwrap();
+            let (_, at) = apply(&mut headers, started, Some(Duration::from_millis(100))).unwrap();
             assert!(at <= Instant::now() + Duration::from_millis(100), "{value}");
         }
     }

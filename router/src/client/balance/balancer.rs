@@ -265,6 +265,15 @@ impl Balancer {
         self.pick_with(&Clock::system())
     }
 
+    /// [`Balancer::pick`], and the time it read from the clock if it
+    /// needed it (`ewma`, failure accrual's probes): whoever needs the time
+    /// next may take this rather than read the clock again.
+    pub fn pick_reading(&self) -> Option<(Picked, Option<Instant>)> {
+        let clock = Clock::system();
+        let picked = self.pick_with(&clock)?;
+        Some((picked, clock.read()))
+    }
+
     /// [`Balancer::pick`] as of `now`.
     pub fn pick_at(&self, now: Instant) -> Option<Picked> {
         self.pick_with(&Clock::at(now))

@@ -38,6 +38,11 @@ impl Clock {
         }
     }
 
+    /// The instant read so far, if any.
+    pub(super) fn read(&self) -> Option<Instant> {
+        self.now.get()
+    }
+
     pub(super) fn now(&self) -> Instant {
         match self.now.get() {
             Some(now) => now,
