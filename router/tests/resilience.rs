@@ -410,6 +410,32 @@ async fn deadlines_bound_requests_and_travel_to_the_next_hop() {
         started.elapsed()
     );
 
+    // The same for a request with a body, twice on one connection (whose
+    // requests share a timer).
+    for _ in 0..2 {
+        let started = Instant::now();
+        let reply = send(
+            &client,
+            request(router.addr(), "web", "/")
+                .method(Method::POST)
+                .header("x-test-delay-ms", "3000")
+                .body(full("a body"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            reply.text()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
     // A deadline the caller set earlier wins; one already past fails at once.
     let past = "1 2";
     let reply = get(

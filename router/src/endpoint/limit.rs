@@ -30,8 +30,7 @@ pub(crate) struct AttemptLimit {
 
 /// A timer kept between the requests of one client connection. Requests
 /// of an h2 connection may overlap: one that finds the timer taken makes
-/// its own. A clone starts without a timer (each request of hyper's server
-/// gets its own copy of the connection's context).
+/// its own. A clone starts without a timer.
 #[derive(Default)]
 pub(crate) struct SpareTimer(Mutex<Option<Pin<Box<Sleep>>>>);
 

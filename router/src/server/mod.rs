@@ -569,7 +569,7 @@ impl HyperServer {
             self.settings.clone(),
             self.limit.clone(),
             (activity.clone(), refusals),
-            downstream,
+            Arc::new(downstream),
         );
         let connection = self
             .builder
@@ -589,7 +589,8 @@ impl HyperServer {
 }
 
 /// hyper's service for a connection: the router behind the server's limit
-/// of concurrent requests. A request counts against the limit, and keeps
+/// of concurrent requests. Its requests share `downstream` (and with it
+/// one attempt timer). A request counts against the limit, and keeps
 /// its connection busy, until its response body ends. A head the
 /// connection's [`HeadWatch`] refused is answered here and the connection
 /// closed.
@@ -598,7 +599,7 @@ fn hyper_service(
     settings: Arc<ServerSettings>,
     limit: Option<Arc<Semaphore>>,
     (activity, refusals): (Arc<Activity>, Refusals),
-    downstream: Downstream,
+    downstream: Arc<Downstream>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<Tracked<crate::body::Body>>,
