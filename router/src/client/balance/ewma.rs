@@ -102,7 +102,8 @@ impl PeakEwma {
 
 /// `exp(-x)` for `x >= 0`. Under load answers come microseconds apart
 /// against a decay of seconds, so `x` is tiny, and there four terms of the
-/// series are exact to the last bit at a fraction of `exp`'s cost.
+/// series agree with `exp` to a unit or two in the last place, at a
+/// fraction of its cost.
 fn fade(x: f64) -> f64 {
     if x < 1e-4 {
         // The next term, x^4 / 24, is below 5e-18.
