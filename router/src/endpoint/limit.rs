@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -32,28 +32,42 @@ pub(crate) struct AttemptLimit {
 /// of an h2 connection may overlap: one that finds the timer taken makes
 /// its own. A clone starts without a timer.
 #[derive(Default)]
-pub(crate) struct SpareTimer(Mutex<Option<Pin<Box<Sleep>>>>);
+pub(crate) struct SpareTimer(Mutex<Option<Armed>>);
+
+/// A timer, and the waker its last poll left with it while that still
+/// stands: a timer that has not fired wakes that task when it does, so
+/// the task need not poll it again (polling costs about as much as the
+/// rest of the timer's work per request).
+struct Armed {
+    sleep: Pin<Box<Sleep>>,
+    waker: Option<Waker>,
+}
 
 impl SpareTimer {
     /// The kept timer, set for `at`, or a new one.
-    fn take_for(&self, at: Instant) -> Pin<Box<Sleep>> {
+    fn take_for(&self, at: Instant) -> Armed {
         let kept = self.0.lock().take();
         match kept {
-            Some(mut timer) => {
+            Some(Armed { mut sleep, waker }) => {
+                // A timer that fired has woken, and let go of, its waker.
+                let waker = waker.filter(|_| !sleep.is_elapsed());
                 // Requests a connection sends within a millisecond share
                 // one setting: each new one would be a little later.
-                let set = timer.deadline();
+                let set = sleep.deadline();
                 if set < at || set > at + SLACK {
-                    timer.as_mut().reset(at + SLACK);
+                    sleep.as_mut().reset(at + SLACK);
                 }
-                timer
+                Armed { sleep, waker }
             }
-            None => Box::pin(tokio::time::sleep_until(at)),
+            None => Armed {
+                sleep: Box::pin(tokio::time::sleep_until(at)),
+                waker: None,
+            },
         }
     }
 
-    fn keep(&self, timer: Pin<Box<Sleep>>) {
-        *self.0.lock() = Some(timer);
+    fn keep(&self, armed: Armed) {
+        *self.0.lock() = Some(armed);
     }
 }
 
@@ -92,7 +106,7 @@ pub(crate) struct Within<'a, F> {
     limit: Option<AttemptLimit>,
     spare: &'a SpareTimer,
     /// Taken on the first poll that finds the work unfinished.
-    timer: Option<Pin<Box<Sleep>>>,
+    timer: Option<Armed>,
 }
 
 impl<F: Future> Future for Within<'_, F> {
@@ -112,15 +126,26 @@ impl<F: Future> Future for Within<'_, F> {
         let timer = this
             .timer
             .get_or_insert_with(|| this.spare.take_for(limit.at));
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                if let Some(timer) = this.timer.take() {
-                    this.spare.keep(timer);
-                }
-                Poll::Ready(Err(limit))
-            }
-            Poll::Pending => Poll::Pending,
+        let fired = if timer
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            // This task is the one the timer wakes.
+            timer.sleep.is_elapsed()
+        } else {
+            let fired = timer.sleep.as_mut().poll(cx).is_ready();
+            timer.waker = Some(cx.waker().clone());
+            fired
+        };
+        if !fired {
+            return Poll::Pending;
         }
+        if let Some(mut timer) = this.timer.take() {
+            timer.waker = None;
+            this.spare.keep(timer);
+        }
+        Poll::Ready(Err(limit))
     }
 }
 
@@ -245,6 +270,63 @@ mod tests {
         assert_eq!(first.unwrap_err().after, Duration::from_secs(1));
         assert_eq!(second.unwrap_err().after, Duration::from_secs(2));
         assert_fired(started, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_kept_by_one_task_wakes_another() {
+        let spare = std::sync::Arc::new(SpareTimer::default());
+        // This task leaves the timer registered to wake itself ...
+        let quick = within(
+            Some(limit(Duration::from_secs(1))),
+            &spare,
+            pin!(after_a_wait(1)),
+        )
+        .await;
+        assert_eq!(quick, Ok(1));
+        // ... and a request in another task must still be woken by it.
+        let other = spare.clone();
+        let started = Instant::now();
+        let slow = tokio::spawn(async move {
+            within(
+                Some(limit(Duration::from_secs(2))),
+                &other,
+                pin!(std::future::pending::<()>()),
+            )
+            .await
+        });
+        let slow = tokio::time::timeout(Duration::from_secs(10), slow)
+            .await
+            .expect("the other task was never woken")
+            .unwrap();
+        assert!(slow.is_err());
+        assert_fired(started, Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_that_fired_while_kept_wakes_its_next_request() {
+        let spare = SpareTimer::default();
+        let quick = within(
+            Some(limit(Duration::from_secs(1))),
+            &spare,
+            pin!(after_a_wait(1)),
+        )
+        .await;
+        assert_eq!(quick, Ok(1));
+        // The kept timer fires between requests, which spends its waker.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = Instant::now();
+        let slow = tokio::time::timeout(
+            Duration::from_secs(10),
+            within(
+                Some(limit(Duration::from_secs(1))),
+                &spare,
+                pin!(std::future::pending::<()>()),
+            ),
+        )
+        .await
+        .expect("the request was never woken");
+        assert!(slow.is_err());
+        assert_fired(started, Duration::from_secs(1));
     }
 
     #[tokio::test]

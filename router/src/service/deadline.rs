@@ -42,10 +42,23 @@ impl Deadline {
         }
     }
 
-    /// `<timestamp> <deadline>`, written by hand: `format!` costs several
-    /// times more, on every request of a service with a timeout. Gives the
-    /// text and its length.
+    /// `<timestamp> <deadline>` and its length. The last one written on
+    /// this thread is kept: a service's own deadlines are set in whole
+    /// milliseconds, so the requests of one millisecond share the text.
     pub(crate) fn text(self) -> ([u8; 41], usize) {
+        LAST_TEXT.with(|last| match last.get() {
+            Some((value, text, len)) if value == self => (text, len),
+            _ => {
+                let (text, len) = self.format();
+                last.set(Some((self, text, len)));
+                (text, len)
+            }
+        })
+    }
+
+    /// [`Deadline::text`], written by hand: `format!` costs several times
+    /// more.
+    fn format(self) -> ([u8; 41], usize) {
         let mut text = [0u8; 41];
         let mut at = 0;
         at += write_i64(self.timestamp, &mut text[at..]);
@@ -135,7 +148,12 @@ thread_local! {
     /// A monotonic instant and the wall-clock time at it (ns since the
     /// epoch), read together.
     static WALL: Cell<Option<(Instant, i64)>> = const { Cell::new(None) };
+    /// The last deadline [`Deadline::text`] wrote, and its text.
+    static LAST_TEXT: Cell<Option<(Deadline, [u8; 41], usize)>> = const { Cell::new(None) };
 }
+
+/// Nanoseconds in the unit deadlines are set in.
+const MILLISECOND: i64 = 1_000_000;
 
 /// The wall-clock time at `at`, in ns since the epoch, from a reading of
 /// both clocks kept per thread: deadlines are wall-clock times, and
@@ -186,7 +204,10 @@ pub fn apply(
     if carried.is_none() && total.is_none() {
         return None;
     }
-    let set = wall_ns(started);
+    let exact = wall_ns(started);
+    // In whole milliseconds, as timers count (the deadline is at most that
+    // much stricter than the exact one).
+    let set = exact.div_euclid(MILLISECOND) * MILLISECOND;
     let own = total.map(|total| Deadline {
         timestamp: set,
         deadline: set.saturating_add(i64::try_from(total.as_nanos()).unwrap_or(i64::MAX)),
@@ -199,7 +220,7 @@ pub fn apply(
     // Saturating: a hostile value must neither overflow nor outlive the
     // service's own timeout (`combined` keeps the earlier deadline).
     let left =
-        Duration::from_nanos(u64::try_from(effective.deadline.saturating_sub(set)).unwrap_or(0));
+        Duration::from_nanos(u64::try_from(effective.deadline.saturating_sub(exact)).unwrap_or(0));
     Some((effective, started + left))
 }
 
@@ -252,6 +273,24 @@ mod tests {
         assert!(at - Instant::now() <= Duration::from_millis(200));
         let span = sent.deadline - sent.timestamp;
         assert_eq!(span, 200_000_000);
+        assert_eq!(sent.timestamp % MILLISECOND, 0, "{sent:?}");
+    }
+
+    #[test]
+    fn the_last_text_is_reused_only_for_the_same_deadline() {
+        let a = Deadline {
+            timestamp: 1_765_000_000_123_000_000,
+            deadline: 1_765_000_002_123_000_000,
+        };
+        let b = Deadline {
+            timestamp: a.timestamp + MILLISECOND,
+            ..a
+        };
+        for value in [a, a, b, a, b, b] {
+            let (text, len) = value.text();
+            let expected = format!("{} {}", value.timestamp, value.deadline);
+            assert_eq!(&text[..len], expected.as_bytes());
+        }
     }
 
     #[test]
