@@ -168,6 +168,25 @@ mod tests {
         value
     }
 
+    /// [`after_a_wait`] under a limit of `after`.
+    async fn quick_work<T>(
+        spare: &SpareTimer,
+        after: Duration,
+        value: T,
+    ) -> Result<T, AttemptLimit> {
+        within(Some(limit(after)), spare, pin!(after_a_wait(value))).await
+    }
+
+    /// Work that never ends, under a limit of `after`.
+    async fn never_done(spare: &SpareTimer, after: Duration) -> Result<(), AttemptLimit> {
+        within(
+            Some(limit(after)),
+            spare,
+            pin!(std::future::pending::<()>()),
+        )
+        .await
+    }
+
     /// Ends at once if `started` has been a little under `span` ago.
     fn assert_fired(started: Instant, span: Duration) {
         let elapsed = started.elapsed();
@@ -192,50 +211,25 @@ mod tests {
         assert_eq!(at_once, Ok(6));
         assert!(spare.0.lock().is_none());
         // Work that waits takes one, and gives it back with its output.
-        let quick = within(
-            Some(limit(Duration::from_secs(1))),
-            &spare,
-            pin!(after_a_wait(7)),
-        )
-        .await;
+        let quick = quick_work(&spare, Duration::from_secs(1), 7).await;
         assert_eq!(quick, Ok(7));
         assert!(spare.0.lock().is_some());
         // Moved later, the kept timer still ends slow work at the new limit.
         let started = Instant::now();
-        let slow = within(
-            Some(limit(Duration::from_secs(3))),
-            &spare,
-            pin!(std::future::pending::<()>()),
-        )
-        .await;
+        let slow = never_done(&spare, Duration::from_secs(3)).await;
         assert_eq!(slow.unwrap_err().after, Duration::from_secs(3));
         assert_fired(started, Duration::from_secs(3));
         // Kept while registered for a later instant, it still fires at an
         // earlier limit.
-        let quick = within(
-            Some(limit(Duration::from_secs(5))),
-            &spare,
-            pin!(after_a_wait(8)),
-        )
-        .await;
+        let quick = quick_work(&spare, Duration::from_secs(5), 8).await;
         assert_eq!(quick, Ok(8));
         let started = Instant::now();
-        let slow = within(
-            Some(limit(Duration::from_secs(1))),
-            &spare,
-            pin!(std::future::pending::<()>()),
-        )
-        .await;
+        let slow = never_done(&spare, Duration::from_secs(1)).await;
         assert!(slow.is_err());
         assert_fired(started, Duration::from_secs(1));
         // A timer that fired is set again, here to a shorter span.
         let started = Instant::now();
-        let slow = within(
-            Some(limit(Duration::from_millis(200))),
-            &spare,
-            pin!(std::future::pending::<()>()),
-        )
-        .await;
+        let slow = never_done(&spare, Duration::from_millis(200)).await;
         assert!(slow.is_err());
         assert_fired(started, Duration::from_millis(200));
         // Work that ends just before its limit is not cut.
@@ -276,24 +270,12 @@ mod tests {
     async fn a_timer_kept_by_one_task_wakes_another() {
         let spare = std::sync::Arc::new(SpareTimer::default());
         // This task leaves the timer registered to wake itself ...
-        let quick = within(
-            Some(limit(Duration::from_secs(1))),
-            &spare,
-            pin!(after_a_wait(1)),
-        )
-        .await;
+        let quick = quick_work(&spare, Duration::from_secs(1), 1).await;
         assert_eq!(quick, Ok(1));
         // ... and a request in another task must still be woken by it.
         let other = spare.clone();
         let started = Instant::now();
-        let slow = tokio::spawn(async move {
-            within(
-                Some(limit(Duration::from_secs(2))),
-                &other,
-                pin!(std::future::pending::<()>()),
-            )
-            .await
-        });
+        let slow = tokio::spawn(async move { never_done(&other, Duration::from_secs(2)).await });
         let slow = tokio::time::timeout(Duration::from_secs(10), slow)
             .await
             .expect("the other task was never woken")
@@ -305,12 +287,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_timer_that_fired_while_kept_wakes_its_next_request() {
         let spare = SpareTimer::default();
-        let quick = within(
-            Some(limit(Duration::from_secs(1))),
-            &spare,
-            pin!(after_a_wait(1)),
-        )
-        .await;
+        let quick = quick_work(&spare, Duration::from_secs(1), 1).await;
         assert_eq!(quick, Ok(1));
         // The kept timer fires between requests, which spends its waker.
         tokio::time::sleep(Duration::from_secs(2)).await;
