@@ -130,11 +130,20 @@ fn router(extra: &str) -> String {
 }
 
 async fn post(addr: SocketAddr, client: &support::Client) -> support::Reply {
-    let request = request(addr, "web", "/")
-        .method(Method::POST)
-        .body(full("hello"))
-        .unwrap();
-    send(client, request).await
+    post_with(addr, client, &[]).await
+}
+
+/// `POST /` for `web` with a small body and `headers`.
+async fn post_with(
+    addr: SocketAddr,
+    client: &support::Client,
+    headers: &[(&str, &str)],
+) -> support::Reply {
+    let mut request = request(addr, "web", "/").method(Method::POST);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(client, request.body(full("hello")).unwrap()).await
 }
 
 #[tokio::test]
@@ -370,13 +379,10 @@ async fn deadlines_bound_requests_and_travel_to_the_next_hop() {
     let seen = carried.seen_headers("l5d-ctx-deadline");
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(deadline_span(&seen[0]), 300_000_000, "{seen:?}");
-    let posted = send(
+    let posted = post_with(
+        router.addr(),
         &client,
-        request(router.addr(), "web", "/")
-            .method(Method::POST)
-            .header("l5d-ctx-deadline", "1 9000000000000000000")
-            .body(full("a body"))
-            .unwrap(),
+        &[("l5d-ctx-deadline", "1 9000000000000000000")],
     )
     .await;
     let seen = posted.seen_headers("l5d-ctx-deadline");
@@ -399,15 +405,7 @@ async fn deadlines_bound_requests_and_travel_to_the_next_hop() {
     // requests share a timer).
     for _ in 0..2 {
         let started = Instant::now();
-        let reply = send(
-            &client,
-            request(router.addr(), "web", "/")
-                .method(Method::POST)
-                .header("x-test-delay-ms", "3000")
-                .body(full("a body"))
-                .unwrap(),
-        )
-        .await;
+        let reply = post_with(router.addr(), &client, &[("x-test-delay-ms", "3000")]).await;
         assert_cut_off(&reply, started);
     }
 

@@ -160,24 +160,24 @@ const MILLISECOND: i64 = 1_000_000;
 /// reading that clock on every request costs more than the arithmetic.
 fn wall_ns(at: Instant) -> i64 {
     let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
-    // The wall-clock time at `at`, from a reading at `base`.
-    let from = |base: Instant, base_ns: i64| match at.checked_duration_since(base) {
+    // The wall-clock time at `at`, from a reading at `base` and how long
+    // after it `at` came (`None`: before it).
+    let from = |base: Instant, base_ns: i64, after: Option<Duration>| match after {
         Some(after) => base_ns.saturating_add(nanos(after)),
         None => base_ns.saturating_sub(nanos(base - at)),
     };
     WALL.with(|wall| {
         if let Some((base, base_ns)) = wall.get() {
-            match at.checked_duration_since(base) {
-                Some(after) if after < WALL_REREAD => return base_ns.saturating_add(nanos(after)),
-                // A reading after `at` serves however old `at` is.
-                None => return base_ns.saturating_sub(nanos(base - at)),
-                Some(_) => {}
+            let after = at.checked_duration_since(base);
+            // A reading after `at` serves however old `at` is.
+            if after.is_none_or(|after| after < WALL_REREAD) {
+                return from(base, base_ns, after);
             }
         }
         let base = Instant::now();
         let base_ns = now_ns();
         wall.set(Some((base, base_ns)));
-        from(base, base_ns)
+        from(base, base_ns, at.checked_duration_since(base))
     })
 }
 
