@@ -19,6 +19,10 @@
 # no longer sits in the CPU's caches.
 # CLOSE=1 sends every request with `Connection: close`: one client
 # connection per request, as `loadtest --scenario newconn`.
+# PROTOCOL=h2 measures an `h2` router instead: prior-knowledge HTTP/2 on
+# both sides (nginx's upstream listens with `http2`), the load from h2load
+# (Debian's nghttp2-client), 10 connections with 10 streams in flight each,
+# REQUESTS (default 20000) requests; SECONDS is then unused.
 # CACHE_SIM=1 also simulates the caches (valgrind's --cache-sim) and
 # prints first-level and last-level data cache misses per request.
 #
@@ -33,8 +37,14 @@ set -euo pipefail
 router_bin=${1:-target/release/router}
 seconds=${2:-5}
 services=${SERVICES:-1}
+protocol=${PROTOCOL:-http}
+case "$protocol" in http | h2) ;; *) echo "PROTOCOL is http or h2" >&2; exit 2 ;; esac
 [ "$router_bin" = nginx ] || router_bin=$(realpath "$router_bin")
-for tool in nginx wrk valgrind callgrind_control python3 curl taskset; do
+# (nginx proxies plain HTTP/2 to an upstream only over HTTP/1.1.)
+[ "$protocol" = h2 ] && [ "$router_bin" = nginx ] && { echo "PROTOCOL=h2 is for the router" >&2; exit 2; }
+load_tool=wrk
+[ "$protocol" = h2 ] && load_tool=h2load
+for tool in nginx "$load_tool" valgrind callgrind_control python3 curl taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool on the PATH" >&2; exit 2; }
 done
 
@@ -65,7 +75,11 @@ http {
 CONF
 }
 # (Every loopback address: the services' endpoints are 127.0.0.1 to .10.)
-nginx_conf upstream "server { listen $upstream_port; location / { return 200 \"ok\"; } }"
+upstream_listen="listen $upstream_port;"
+# nginx serves HTTP/2 on a plain listener with prior knowledge only, as the
+# router's h2 client speaks it.
+[ "$protocol" = h2 ] && upstream_listen="listen $upstream_port http2; http2_max_concurrent_streams 1000;"
+nginx_conf upstream "server { $upstream_listen location / { return 200 \"ok\"; } }"
 # nginx as the proxy under test: no master process, so valgrind follows the
 # worker itself.
 nginx_conf proxy "upstream up { server 127.0.0.1:$upstream_port; keepalive 128; }
@@ -105,7 +119,7 @@ admin:
 ${TOP_EXTRA:-}
 $namers
 routers:
-- protocol: http
+- protocol: $protocol
   dtab: "$dtab"
 ${ROUTER_EXTRA:-}
   servers:
@@ -133,11 +147,13 @@ router_pid=$!
 pids+=($router_pid)
 
 url=http://127.0.0.1:$router_port/
+probe=(curl -sf -o /dev/null -H "Host: s0")
+[ "$protocol" = h2 ] && probe+=(--http2-prior-knowledge)
 for _ in $(seq 1 300); do
-  curl -sf -o /dev/null -H "Host: s0" "$url" && break
+  "${probe[@]}" "$url" && break
   sleep 0.1
 done
-curl -sf -o /dev/null -H "Host: s0" "$url" || { echo "the router did not start; see $work/router.log" >&2; exit 1; }
+"${probe[@]}" "$url" || { echo "the router did not start; see $work/router.log" >&2; exit 1; }
 if [ "$services" -gt 1 ]; then
   # Every name once (`next` starts a new transfer with its own header).
   for ((s = 0; s < services; s++)); do
@@ -147,10 +163,20 @@ if [ "$services" -gt 1 ]; then
   curl -s --no-progress-meter --parallel --parallel-max 10 -K "$work/curl.cfg"
 fi
 
-# Warm the caches and connection pools.
-wrk -t1 -c10 -d2s -s "$work/hosts.lua" "$url" >/dev/null
-callgrind_control -z "$router_pid" >/dev/null 2>&1
-requests=$(wrk -t1 -c10 -d"${seconds}s" -s "$work/hosts.lua" "$url" | awk '/requests in/ {print $1}')
+# h2load's count of the requests answered 2xx or 3xx.
+h2load_succeeded() { awk '/^requests:/ {for (i = 1; i < NF; i++) if ($(i + 1) == "succeeded,") print $i}'; }
+
+# Warm the caches and connection pools, then count.
+if [ "$protocol" = h2 ]; then
+  total_requests=${REQUESTS:-20000}
+  h2load -n 2000 -c 10 -m 10 -H ':authority: s0' "$url" >/dev/null
+  callgrind_control -z "$router_pid" >/dev/null 2>&1
+  requests=$(h2load -n "$total_requests" -c 10 -m 10 -H ':authority: s0' "$url" | h2load_succeeded)
+else
+  wrk -t1 -c10 -d2s -s "$work/hosts.lua" "$url" >/dev/null
+  callgrind_control -z "$router_pid" >/dev/null 2>&1
+  requests=$(wrk -t1 -c10 -d"${seconds}s" -s "$work/hosts.lua" "$url" | awk '/requests in/ {print $1}')
+fi
 callgrind_control -d "$router_pid" >/dev/null 2>&1
 
 profile=$(ls -t "$work"/callgrind.out.* | head -1)

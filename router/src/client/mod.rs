@@ -382,9 +382,18 @@ impl DstHeaders {
 }
 
 /// A random request id: 16 lowercase hex digits.
+/// A fresh request id. Marked sensitive, which only HTTP/2 reads: HPACK
+/// then sends it as a literal never indexed. A value seen once would
+/// otherwise be added to the connection's header table, pushing out
+/// values worth keeping, and every later id would be compared against
+/// each id still there (an h2 request spent more on this than on
+/// routing).
 fn request_id() -> HeaderValue {
     // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(&request_id_text()).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let mut id = HeaderValue::from_bytes(&request_id_text())
+        .unwrap_or_else(|_| HeaderValue::from_static("0"));
+    id.set_sensitive(true);
+    id
 }
 
 fn request_id_text() -> [u8; 16] {
@@ -405,5 +414,21 @@ fn describe_addr(addr: &namers::Addr) -> String {
         namers::Addr::Failed(why) => format!("address lookup failed: {why}"),
         namers::Addr::Bound(set) if set.is_empty() => "no endpoints listed".to_string(),
         namers::Addr::Bound(_) => "every endpoint has weight 0".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_hex_fresh_and_kept_out_of_header_tables() {
+        let (a, b) = (request_id(), request_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.len(), 16);
+            assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit), "{id:?}");
+            assert!(id.is_sensitive());
+        }
     }
 }

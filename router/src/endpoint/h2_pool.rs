@@ -34,7 +34,7 @@ use bytes::Bytes;
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 use h2::client::SendRequest;
-use http::{HeaderMap, Request, Response, header};
+use http::{HeaderMap, HeaderName, Request, Response, header};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::net::TcpStream;
@@ -316,12 +316,22 @@ fn unprocessed(error: &h2::Error) -> Option<Unprocessed> {
 /// Headers HTTP/2 forbids (RFC 9113 section 8.2.2); `h2` refuses a
 /// request carrying one.
 fn strip_connection_headers(headers: &mut HeaderMap) {
-    const CONNECTION_SPECIFIC: [&str; 4] = [
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
+    const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    const CONNECTION_SPECIFIC: [HeaderName; 4] = [
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
     ];
+    // Most requests carry none of them (one from an HTTP/2 client never
+    // does): one look at each name is cheaper than a lookup of each of them.
+    let any = headers.keys().any(|name| {
+        *name == header::CONNECTION || *name == header::TE || CONNECTION_SPECIFIC.contains(name)
+    });
+    if !any {
+        return;
+    }
     if let Some(connection) = headers.remove(header::CONNECTION)
         && let Ok(named) = connection.to_str()
     {
@@ -459,6 +469,50 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
+
+    fn header_map(fields: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for &(name, value) in fields {
+            headers.append(name, http::HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn connection_specific_headers_are_stripped_and_the_rest_kept() {
+        let mut headers = header_map(&[
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("te", "gzip"),
+            ("x-kept", "yes"),
+        ]);
+        strip_connection_headers(&mut headers);
+        assert_eq!(headers, header_map(&[("x-kept", "yes")]));
+
+        let mut headers = header_map(&[("te", "trailers"), ("x-kept", "yes")]);
+        strip_connection_headers(&mut headers);
+        assert_eq!(
+            headers,
+            header_map(&[("te", "trailers"), ("x-kept", "yes")])
+        );
+
+        // Each of them alone is found.
+        for name in [
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "upgrade",
+        ] {
+            let mut headers = header_map(&[("x-kept", "yes")]);
+            headers.append(name, http::HeaderValue::from_static("x"));
+            strip_connection_headers(&mut headers);
+            assert_eq!(headers, header_map(&[("x-kept", "yes")]), "{name}");
+        }
+    }
 
     /// An h2 server on 127.0.0.1:0; connections accepted and still open.
     async fn h2_server() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {

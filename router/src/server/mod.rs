@@ -620,7 +620,10 @@ fn hyper_service(
             (None, Some(limit)) => Some(limit.clone().try_acquire_owned()),
             _ => None,
         };
-        async move {
+        // Boxed: hyper's HTTP/2 server spawns a task per stream holding
+        // this future, moving it several times on the way; a box of the
+        // request's few kilobytes of routing state moves once.
+        Box::pin(async move {
             let started = std::time::Instant::now();
             let response = if let Some(refusal) = refusal {
                 let error = refusal.error();
@@ -647,7 +650,7 @@ fn hyper_service(
                 router.handle(&settings, request, &downstream).await
             };
             Ok(response.map(|body| Tracked::new(body, in_flight)))
-        }
+        })
     })
 }
 

@@ -68,11 +68,16 @@ impl Deadline {
         (text, at)
     }
 
-    /// [`Deadline::text`] as a header value.
+    /// [`Deadline::text`] as a header value, marked sensitive so that
+    /// HTTP/2 does not add it to the connection's header table: its value
+    /// changes every millisecond (as with `l5d-reqid`).
     pub(crate) fn header_value(self) -> HeaderValue {
         let (text, len) = self.text();
         // Digits, a space and a minus sign are always a valid value.
-        HeaderValue::from_bytes(&text[..len]).unwrap_or_else(|_| HeaderValue::from_static("0 0"))
+        let mut value = HeaderValue::from_bytes(&text[..len])
+            .unwrap_or_else(|_| HeaderValue::from_static("0 0"));
+        value.set_sensitive(true);
+        value
     }
 }
 
@@ -290,6 +295,10 @@ mod tests {
             let (text, len) = value.text();
             let expected = format!("{} {}", value.timestamp, value.deadline);
             assert_eq!(&text[..len], expected.as_bytes());
+            // Not for HTTP/2's header table: it changes every millisecond.
+            let header = value.header_value();
+            assert_eq!(header.as_bytes(), expected.as_bytes());
+            assert!(header.is_sensitive());
         }
     }
 
