@@ -4,6 +4,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use namers::cli::{ServerArgs, shutdown_signal};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Switchboard router.
 #[derive(Parser)]
 #[command(version)]
