@@ -23,6 +23,11 @@
 # both sides (nginx's upstream listens with `http2`), the load from h2load
 # (Debian's nghttp2-client), 10 connections with 10 streams in flight each,
 # REQUESTS (default 20000) requests; SECONDS is then unused.
+# PROTOCOL=grpc measures an `h2` router carrying gRPC unary calls (named
+# by service, `io.l5d.header.path` with one segment), between the gRPC
+# server and client of the h2 load harness (H2_LOADTEST, default
+# target/release/h2_loadtest): 10 connections with 10 calls in flight
+# each, for SECONDS; the count is per call.
 # CACHE_SIM=1 also simulates the caches (valgrind's --cache-sim) and
 # prints first-level and last-level data cache misses per request.
 #
@@ -38,12 +43,15 @@ router_bin=${1:-target/release/router}
 seconds=${2:-5}
 services=${SERVICES:-1}
 protocol=${PROTOCOL:-http}
-case "$protocol" in http | h2) ;; *) echo "PROTOCOL is http or h2" >&2; exit 2 ;; esac
+case "$protocol" in http | h2 | grpc) ;; *) echo "PROTOCOL is http, h2 or grpc" >&2; exit 2 ;; esac
+h2_loadtest=$(realpath "${H2_LOADTEST:-target/release/h2_loadtest}")
 [ "$router_bin" = nginx ] || router_bin=$(realpath "$router_bin")
 # (nginx proxies plain HTTP/2 to an upstream only over HTTP/1.1.)
-[ "$protocol" = h2 ] && [ "$router_bin" = nginx ] && { echo "PROTOCOL=h2 is for the router" >&2; exit 2; }
+[ "$protocol" != http ] && [ "$router_bin" = nginx ] && { echo "PROTOCOL=$protocol is for the router" >&2; exit 2; }
+[ "$protocol" = grpc ] && { [ -x "$h2_loadtest" ] || { echo "PROTOCOL=grpc needs $h2_loadtest (cargo build --release -p examples --bin h2_loadtest)" >&2; exit 2; }; }
 load_tool=wrk
 [ "$protocol" = h2 ] && load_tool=h2load
+[ "$protocol" = grpc ] && load_tool=true
 for tool in nginx "$load_tool" valgrind callgrind_control python3 curl taskset; do
   command -v "$tool" >/dev/null || { echo "needs $tool on the PATH" >&2; exit 2; }
 done
@@ -102,6 +110,12 @@ else
   namers=""
   dtab="/svc => /\$/inet/127.0.0.1/$upstream_port"
 fi
+router_protocol=$protocol
+identifier=""
+if [ "$protocol" = grpc ]; then
+  router_protocol=h2
+  identifier="  identifier: {kind: io.l5d.header.path, segments: 1}"
+fi
 close_field=""
 [ "${CLOSE:-0}" = 1 ] && close_field=', Connection = "close"'
 cat > "$work/hosts.lua" <<LUA
@@ -119,7 +133,8 @@ admin:
 ${TOP_EXTRA:-}
 $namers
 routers:
-- protocol: $protocol
+- protocol: $router_protocol
+$identifier
   dtab: "$dtab"
 ${ROUTER_EXTRA:-}
   servers:
@@ -131,7 +146,11 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-nginx -p "$work" -c "$work/upstream.conf" -e "$work/upstream-error.log" &
+if [ "$protocol" = grpc ]; then
+  "$h2_loadtest" grpc-server --addr "127.0.0.1:$upstream_port" --messages 1 --size 4 &
+else
+  nginx -p "$work" -c "$work/upstream.conf" -e "$work/upstream-error.log" &
+fi
 pids+=($!)
 if [ "$router_bin" = nginx ]; then
   proxy=(nginx -p "$work" -c "$work/proxy.conf" -e "$work/proxy-error.log")
@@ -148,12 +167,14 @@ pids+=($router_pid)
 
 url=http://127.0.0.1:$router_port/
 probe=(curl -sf -o /dev/null -H "Host: s0")
-[ "$protocol" = h2 ] && probe+=(--http2-prior-knowledge)
+probe_url=$url
+[ "$protocol" != http ] && probe+=(--http2-prior-knowledge)
+[ "$protocol" = grpc ] && probe_url=${url}bench.Echo/Unary
 for _ in $(seq 1 300); do
-  "${probe[@]}" "$url" && break
+  "${probe[@]}" "$probe_url" && break
   sleep 0.1
 done
-"${probe[@]}" "$url" || { echo "the router did not start; see $work/router.log" >&2; exit 1; }
+"${probe[@]}" "$probe_url" || { echo "the router did not start; see $work/router.log" >&2; exit 1; }
 if [ "$services" -gt 1 ]; then
   # Every name once (`next` starts a new transfer with its own header).
   for ((s = 0; s < services; s++)); do
@@ -167,7 +188,16 @@ fi
 h2load_succeeded() { awk '/^requests:/ {for (i = 1; i < NF; i++) if ($(i + 1) == "succeeded,") print $i}'; }
 
 # Warm the caches and connection pools, then count.
-if [ "$protocol" = h2 ]; then
+grpc_calls() {
+  "$h2_loadtest" grpc-client --addr "127.0.0.1:$router_port" --method unary --messages 1 \
+    --connections 10 --streams 10 --secs "$1" |
+    python3 -c 'import json, sys; r = json.load(sys.stdin); print(r["calls"] if r["failed"] == 0 else "failed: %s" % r)'
+}
+if [ "$protocol" = grpc ]; then
+  grpc_calls 2 >/dev/null
+  callgrind_control -z "$router_pid" >/dev/null 2>&1
+  requests=$(grpc_calls "$seconds")
+elif [ "$protocol" = h2 ]; then
   total_requests=${REQUESTS:-20000}
   h2load -n 2000 -c 10 -m 10 -H ':authority: s0' "$url" >/dev/null
   callgrind_control -z "$router_pid" >/dev/null 2>&1
