@@ -129,39 +129,20 @@ impl HeadWatch {
     }
 
     fn head_bytes(&mut self, bytes: &[u8], events: &mut impl FnMut(Event)) -> usize {
+        if self.head.is_empty() {
+            // A head usually comes whole in one read: it is parsed where it
+            // is, and only a partial one is kept. (Copying every read would
+            // copy the body that came with the head, 16 KiB of a POST.)
+            let (used, done) = self.parse_head(bytes, 0, events);
+            if !done {
+                self.head.extend_from_slice(bytes);
+            }
+            return used;
+        }
         let before = self.head.len();
         self.head.extend_from_slice(bytes);
         let head = std::mem::take(&mut self.head);
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut request = httparse::Request::new(&mut fields);
-        let mut done = true;
-        let used = match request.parse(&head) {
-            Ok(httparse::Status::Complete(len)) => {
-                self.state = self.head_done(&request, &head[..len], events);
-                len.saturating_sub(before)
-            }
-            Ok(httparse::Status::Partial) => {
-                self.state = if head.starts_with(H2_PREFACE_START) {
-                    events(Event::Http2);
-                    State::Off
-                } else if head.len() > self.max_head {
-                    // hyper answers 431 and closes.
-                    State::Off
-                } else {
-                    done = false;
-                    State::Head
-                };
-                bytes.len()
-            }
-            Err(_) => {
-                if head.starts_with(H2_PREFACE_START) {
-                    events(Event::Http2);
-                }
-                // hyper answers 400 (or 431) and closes.
-                self.state = State::Off;
-                bytes.len()
-            }
-        };
+        let (used, done) = self.parse_head(&head, before, events);
         self.head = head;
         if done {
             // A large head gives its memory back.
@@ -171,6 +152,48 @@ impl HeadWatch {
             }
         }
         used
+    }
+
+    /// Parses `head`, whose first `before` bytes came in earlier reads;
+    /// how many of the new bytes it used, and whether the head is done
+    /// with (complete, or not followed further).
+    fn parse_head(
+        &mut self,
+        head: &[u8],
+        before: usize,
+        events: &mut impl FnMut(Event),
+    ) -> (usize, bool) {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut request = httparse::Request::new(&mut fields);
+        let new_bytes = head.len() - before;
+        match request.parse(head) {
+            Ok(httparse::Status::Complete(len)) => {
+                self.state = self.head_done(&request, &head[..len], events);
+                (len.saturating_sub(before), true)
+            }
+            Ok(httparse::Status::Partial) => {
+                if head.starts_with(H2_PREFACE_START) {
+                    events(Event::Http2);
+                    self.state = State::Off;
+                    (new_bytes, true)
+                } else if head.len() > self.max_head {
+                    // hyper answers 431 and closes.
+                    self.state = State::Off;
+                    (new_bytes, true)
+                } else {
+                    self.state = State::Head;
+                    (new_bytes, false)
+                }
+            }
+            Err(_) => {
+                if head.starts_with(H2_PREFACE_START) {
+                    events(Event::Http2);
+                }
+                // hyper answers 400 (or 431) and closes.
+                self.state = State::Off;
+                (new_bytes, true)
+            }
+        }
     }
 
     /// Checks a whole head and says what follows it.
