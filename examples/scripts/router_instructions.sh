@@ -28,6 +28,8 @@
 # server and client of the h2 load harness (H2_LOADTEST, default
 # target/release/h2_loadtest): 10 connections with 10 calls in flight
 # each, for SECONDS; the count is per call.
+# BODY=N sends each HTTP/1.1 request as a POST with an N-byte body (and
+# a Content-Length), as `loadtest --scenario post16k` does with 16384.
 # CACHE_SIM=1 also simulates the caches (valgrind's --cache-sim) and
 # prints first-level and last-level data cache misses per request.
 #
@@ -118,11 +120,18 @@ if [ "$protocol" = grpc ]; then
 fi
 close_field=""
 [ "${CLOSE:-0}" = 1 ] && close_field=', Connection = "close"'
+body_bytes=${BODY:-0}
 cat > "$work/hosts.lua" <<LUA
 local n = 0
+local body = nil
+local method = "GET"
+if $body_bytes > 0 then
+  body = string.rep("x", $body_bytes)
+  method = "POST"
+end
 request = function()
   n = n + 1
-  return wrk.format("GET", "/", { Host = "s" .. (n % $services)$close_field })
+  return wrk.format(method, "/", { Host = "s" .. (n % $services)$close_field }, body)
 end
 LUA
 

@@ -120,12 +120,15 @@ pub(crate) fn check_dtab_headers(data: &[u8]) {
 
 /// The methods the router's own HTTP/1 server takes; everything else goes
 /// to hyper's.
-const OWN_METHODS: [Method; 5] = [
+const OWN_METHODS: [Method; 8] = [
     Method::GET,
     Method::HEAD,
     Method::OPTIONS,
     Method::DELETE,
     Method::TRACE,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
 ];
 
 /// The whole input is what a connection has read so far.
@@ -177,9 +180,24 @@ pub(crate) fn check_h1_head(data: &[u8]) {
             for name in ["transfer-encoding", "upgrade", "expect"] {
                 assert!(!parts.headers.contains_key(name), "{name} is hyper's");
             }
-            for length in parts.headers.get_all(http::header::CONTENT_LENGTH) {
-                assert_eq!(length.as_bytes().trim_ascii(), b"0", "a body is hyper's");
-            }
+            // A body is taken only with one declared length, small enough
+            // to read whole (or lengths that are all 0).
+            let lengths: Vec<&[u8]> = parts
+                .headers
+                .get_all(http::header::CONTENT_LENGTH)
+                .iter()
+                .map(|v| v.as_bytes().trim_ascii())
+                .collect();
+            let declared = match lengths.as_slice() {
+                [] => 0,
+                [one] => std::str::from_utf8(one).unwrap().parse::<usize>().unwrap(),
+                all => {
+                    assert!(all.iter().all(|l| *l == b"0"), "{all:?}");
+                    0
+                }
+            };
+            assert_eq!(request.body_len(), declared);
+            assert!(declared <= router::server::h1::WHOLE_BODY_LIMIT);
             let close = parts
                 .headers
                 .get_all(http::header::CONNECTION)

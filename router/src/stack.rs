@@ -18,8 +18,6 @@ use hyper::body::Incoming;
 
 use std::time::Duration;
 
-use hyper::body::Body as _;
-
 use crate::access_log::{AccessLog, RequestHead};
 use crate::bind::BindStage;
 use crate::body::{self, Body, LateClass};
@@ -40,7 +38,7 @@ use crate::server::stats::ServerStats;
 use crate::service::Service;
 use crate::service::deadline;
 use crate::service::dtab_headers::forward_headers;
-use crate::service::replay::RequestBody;
+use crate::service::replay::{Arriving, RequestBody};
 use crate::service::{DstTarget, local_dtab};
 use crate::stats::{FailureKind, PendingOutcome, RequestStats};
 use crate::trace::{RequestTrace, Tracing};
@@ -171,7 +169,7 @@ impl RouterStack {
             .route(
                 server,
                 parts,
-                Some(incoming),
+                Arriving::Incoming(incoming),
                 started,
                 downstream,
                 &mut trace,
@@ -212,13 +210,13 @@ impl RouterStack {
 
     /// Routes a request through the stages and forwards it. A bodiless
     /// `http` request whose method may be repeated comes back as the
-    /// upstream's raw answer ([`Routed::Direct`]); `incoming` is `None` for
-    /// a request known to have no body.
+    /// upstream's raw answer ([`Routed::Direct`]); `arriving` is the body
+    /// as the server hands it over.
     pub(crate) async fn route(
         &self,
         server: &ServerSettings,
         mut parts: http::request::Parts,
-        incoming: Option<Incoming>,
+        arriving: Arriving,
         started: Instant,
         downstream: &Downstream,
         trace: &mut Option<Box<RequestTrace>>,
@@ -305,12 +303,10 @@ impl RouterStack {
         let deadline = deadline.map(|(_, at)| at);
         let facts = RequestFacts {
             method: parts.method.clone(),
-            chunked: incoming
-                .as_ref()
-                .is_some_and(|i| !i.is_end_stream() && i.size_hint().exact().is_none()),
+            chunked: arriving.is_chunked(),
         };
         // endpoint
-        let bodiless = incoming.as_ref().is_none_or(|i| i.is_end_stream());
+        let bodiless = arriving.is_end_stream();
         let mut outgoing = self
             .endpoints
             .prepare(
@@ -326,7 +322,7 @@ impl RouterStack {
         let mut body = if bodiless {
             RequestBody::Empty
         } else {
-            RequestBody::read(incoming, retryable_method, service.policy.retry_buffer)
+            RequestBody::read(arriving, retryable_method, service.policy.retry_buffer)
                 .await
                 .map_err(failed_early)?
         };

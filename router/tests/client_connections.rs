@@ -75,12 +75,14 @@ async fn requests_with_bodies_and_old_versions_are_served_on_the_same_connection
     let mut stream = TcpStream::connect(router.addr()).await.unwrap();
     let mut buf = Vec::new();
 
-    // A bodiless request first, then one with a body: the connection
-    // changes servers between the two, keeping the bytes already read.
+    // A bodiless request first, then one with a chunked body: the
+    // connection changes servers between the two, keeping the bytes
+    // already read.
     stream
         .write_all(
             b"GET /first HTTP/1.1\r\nHost: web\r\n\r\n\
-              POST /second HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\n\r\nhello",
+              POST /second HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n0\r\n\r\n",
         )
         .await
         .unwrap();
@@ -90,6 +92,7 @@ async fn requests_with_bodies_and_old_versions_are_served_on_the_same_connection
     assert_eq!(second.status, 200);
     assert_eq!(second.json()["uri"], "/second");
     assert_eq!(second.json()["method"], "POST");
+    assert_eq!(second.json()["body"], "hello");
 
     // Later bodiless requests on it still work.
     stream
@@ -114,6 +117,61 @@ async fn requests_with_bodies_and_old_versions_are_served_on_the_same_connection
         "{text}"
     );
     assert!(text.contains("\"/old\""), "{text}");
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn small_bodies_are_read_whole_however_they_arrive() {
+    let (backend, _fs, router) = setup().await;
+    let mut stream = TcpStream::connect(router.addr()).await.unwrap();
+    let mut buf = Vec::new();
+
+    // The head, then the body in two pieces with a pause, then a
+    // pipelined bodiless request in the same write as the body's end.
+    stream
+        .write_all(b"POST /a HTTP/1.1\r\nHost: web\r\nContent-Length: 11\r\n\r\nhel")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stream.write_all(b"lo").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stream
+        .write_all(b" worldGET /b HTTP/1.1\r\nHost: web\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.json()["method"], "POST");
+    assert_eq!(first.json()["body"], "hello world");
+    let second = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!(second.json()["uri"], "/b");
+    assert_eq!(second.json()["body"], "");
+
+    // At the limit, and one byte over it (hyper's server then reads it).
+    for (method, length) in [("PUT", 64 * 1024), ("POST", 64 * 1024 + 1)] {
+        let body = "x".repeat(length);
+        let request = format!(
+            "{method} /big HTTP/1.1\r\nHost: web\r\nContent-Length: {length}\r\n\r\n{body}"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let reply = read_response(&mut stream, &mut buf, false).await;
+        assert_eq!(reply.status, 200, "{method} {length}");
+        assert_eq!(reply.json()["method"], method);
+        assert_eq!(reply.json()["body"].as_str().map(str::len), Some(length));
+    }
+    assert_eq!(backend.requests(), 4);
+
+    // A client that leaves in the middle of a body: nothing is sent on,
+    // and the connection is closed.
+    let mut leaving = TcpStream::connect(router.addr()).await.unwrap();
+    leaving
+        .write_all(b"POST /cut HTTP/1.1\r\nHost: web\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    leaving.shutdown().await.unwrap();
+    assert!(closed(&mut leaving).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(backend.requests(), 4, "a partial body is not forwarded");
     router.stop().await;
 }
 

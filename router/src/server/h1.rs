@@ -1,14 +1,18 @@
 //! The client side of an `http` router's connections: a small HTTP/1.1
-//! server for the most common request, a bodiless one with a method that
-//! may be repeated (see [`crate::endpoint::h1_direct`]).
+//! server for the most common requests, a bodiless one and one with a
+//! small body of declared length.
 //!
 //! Such a request is parsed here, routed, and its upstream answer copied to
 //! the client as the upstream wrote it, less its hop-by-hop fields: no
 //! header map is built for the response, and its head and a small body
-//! leave in one write. Anything else a connection sends first or later
-//! (a body, an upgrade, `Expect`, HTTP/1.0, HTTP/2 prior knowledge, a
-//! malformed head) hands the connection, with the bytes already read, to
-//! hyper's server for the rest of its life.
+//! leave in one write. A bodiless request whose method may be repeated
+//! goes upstream on the direct path ([`crate::endpoint::h1_direct`]); a
+//! body (`Content-Length`, at most [`WHOLE_BODY_LIMIT`] bytes) is read
+//! whole before the request is routed, as nginx buffers one, and goes
+//! through hyper's client. Anything else a connection sends first or later
+//! (a chunked or larger body, an upgrade, `Expect`, HTTP/1.0, HTTP/2 prior
+//! knowledge, a malformed head) hands the connection, with the bytes
+//! already read, to hyper's server for the rest of its life.
 //!
 //! The limits of [`super::session`] are kept here with one timer per
 //! connection, reset only when it fires; a head over `maxInitialLineKB` or
@@ -42,6 +46,7 @@ use crate::endpoint::h1_direct::{Place, place_in, push_field, range, tokens};
 use crate::errors::RouterError;
 use crate::server::limits::{HeadLimits, Refusal};
 use crate::server::session::SessionLimits;
+use crate::service::replay::Arriving;
 use crate::stack::{Downstream, Routed, RouterStack, ServerSettings, error_response};
 
 /// The most request headers accepted here (hyper's default too); a request
@@ -64,6 +69,9 @@ pub(crate) const MANY_CONNECTIONS: i64 = 512;
 const LINGER: Duration = Duration::from_secs(1);
 /// Bodies are gathered up to this size before they are written.
 const WRITE_BATCH: usize = 64 * 1024;
+/// The largest request body this server reads whole; a larger one, and
+/// one without a declared length, go to hyper's server, which streams it.
+pub const WHOLE_BODY_LIMIT: usize = 64 * 1024;
 
 /// Who is at the other end of a connection; it counts as open while this
 /// lives.
@@ -184,6 +192,13 @@ pub async fn serve<W, S, F, Fut>(
         if let Some(refusal) = refusal {
             return Box::pin(refuse(&served, refusal, stream, out)).await;
         }
+        let body = match request.body {
+            0 => None,
+            length => match read_body(&mut stream, buf, length, session.idle).await {
+                Some(body) => Some(body),
+                None => return,
+            },
+        };
         let mut request = request;
         request.close |= stopping_now.has_changed().unwrap_or(true);
         if let Some(end) = life_ends {
@@ -193,7 +208,7 @@ pub async fn serve<W, S, F, Fut>(
         request.close |= requests_left == 0;
         let close = request.close;
         out.reserve(READ_RESERVE);
-        let kept = W::respond(&served, request, &mut stream, out, downstream).await;
+        let kept = W::respond(&served, request, body, &mut stream, out, downstream).await;
         // A long answer or head may have grown the buffers; an idle
         // connection keeps only their usual size.
         out.clear();
@@ -319,6 +334,44 @@ async fn read_more<S: ServerIo>(
     }
 }
 
+/// Reads a body of `length` bytes, the first of them already in `buf`
+/// (which keeps whatever follows the body); `None` when the client closes,
+/// fails, or sends nothing for `idle` first. (A request in flight is
+/// finished when the server is stopping, so that does not end it.)
+async fn read_body<S: ServerIo>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    length: usize,
+    idle: Duration,
+) -> Option<Bytes> {
+    if buf.len() >= length {
+        return Some(buf.split_to(length).freeze());
+    }
+    // A buffer of its own, sized once: growing `buf` would copy what it
+    // holds, and its memory is shared with the head's fields.
+    let mut body = BytesMut::with_capacity(length);
+    body.extend_from_slice(buf);
+    buf.clear();
+    while body.len() < length {
+        match stream.try_read_buf(&mut body) {
+            Ok(0) => return None,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
+        }
+        match tokio::time::timeout(idle, stream.readable()).await {
+            Ok(Ok(())) => {}
+            _ => return None,
+        }
+    }
+    // A read may fill more than the body when the buffer came out larger:
+    // what follows is the next request's.
+    if body.len() > length {
+        buf.extend_from_slice(&body.split_off(length));
+    }
+    Some(body.freeze())
+}
+
 /// A request head taken off the connection.
 #[doc(hidden)] // Public for the fuzz target only.
 pub struct ClientRequest {
@@ -334,6 +387,15 @@ pub struct ClientRequest {
     head: usize,
     /// How many `Host` fields came.
     hosts: u32,
+    /// The bytes of body that follow the head (its `Content-Length`).
+    body: usize,
+}
+
+impl ClientRequest {
+    /// The bytes of body that follow the head.
+    pub fn body_len(&self) -> usize {
+        self.body
+    }
 }
 
 // Boxing the request would cost an allocation per request; a `Parsed` is
@@ -345,7 +407,7 @@ pub enum Parsed {
     Partial,
     /// Not a request this server takes: hyper's serves the connection.
     NotHere,
-    /// Parsed as a bodiless request, but not a valid one.
+    /// Parsed as a request this server takes, but not a valid one.
     Bad,
 }
 
@@ -376,6 +438,9 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
         Some("OPTIONS") => Method::OPTIONS,
         Some("DELETE") => Method::DELETE,
         Some("TRACE") => Method::TRACE,
+        Some("POST") => Method::POST,
+        Some("PUT") => Method::PUT,
+        Some("PATCH") => Method::PATCH,
         _ => return Parsed::NotHere,
     };
     let base = buf.as_ptr() as usize;
@@ -391,16 +456,24 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
     };
     let mut close = false;
     let mut hosts = 0;
+    let mut body = None;
     let mut fields: SmallVec<[(HeaderName, Place); 16]> = SmallVec::new();
     for h in parsed.headers.iter() {
         let name = h.name.as_bytes();
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
-            // A body (other than an empty one), an upgrade or an
-            // expectation: hyper's server handles those.
-            14 if name.eq_ignore_ascii_case(b"content-length") && h.value.trim_ascii() != b"0" => {
-                return Parsed::NotHere;
+            // One length, small enough to read whole; two lengths are
+            // taken only when both are 0 (as before bodies were read here).
+            // Anything else hyper's server handles or refuses.
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                match (body, whole_body_length(h.value)) {
+                    (None, Some(length)) => body = Some(length),
+                    (Some(0), Some(0)) => {}
+                    _ => return Parsed::NotHere,
+                }
             }
+            // A chunked body, an upgrade or an expectation: hyper's server
+            // handles those.
             17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return Parsed::NotHere,
             7 if name.eq_ignore_ascii_case(b"upgrade") => return Parsed::NotHere,
             6 if name.eq_ignore_ascii_case(b"expect") => return Parsed::NotHere,
@@ -438,7 +511,23 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
         line_end,
         head: len - start,
         hosts,
+        body: body.unwrap_or(0),
     })
+}
+
+/// A `Content-Length` value this server reads the body of: digits (and
+/// the spaces around them) for at most [`WHOLE_BODY_LIMIT`] bytes.
+fn whole_body_length(value: &[u8]) -> Option<usize> {
+    let digits = value.trim_ascii();
+    // More digits than the limit has would only be leading zeros or too
+    // much; either way hyper's server reads it.
+    if digits.is_empty() || digits.len() > 6 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let length = digits
+        .iter()
+        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+    (length <= WHOLE_BODY_LIMIT).then_some(length)
 }
 
 /// Where a connection keeps a request's state while answering it: the
@@ -448,6 +537,7 @@ pub trait RequestState {
     fn respond<'a, S: ServerIo>(
         served: &'a Served,
         request: ClientRequest,
+        body: Option<Bytes>,
         stream: &'a mut S,
         out: &'a mut Vec<u8>,
         downstream: &'a Downstream,
@@ -465,11 +555,12 @@ impl RequestState for InTask {
     fn respond<'a, S: ServerIo>(
         served: &'a Served,
         request: ClientRequest,
+        body: Option<Bytes>,
         stream: &'a mut S,
         out: &'a mut Vec<u8>,
         downstream: &'a Downstream,
     ) -> impl Future<Output = io::Result<bool>> + 'a {
-        respond(served, request, stream, out, downstream)
+        respond(served, request, body, stream, out, downstream)
     }
 }
 
@@ -477,19 +568,21 @@ impl RequestState for OnHeap {
     fn respond<'a, S: ServerIo>(
         served: &'a Served,
         request: ClientRequest,
+        body: Option<Bytes>,
         stream: &'a mut S,
         out: &'a mut Vec<u8>,
         downstream: &'a Downstream,
     ) -> impl Future<Output = io::Result<bool>> + 'a {
-        Box::pin(respond(served, request, stream, out, downstream))
+        Box::pin(respond(served, request, body, stream, out, downstream))
     }
 }
 
-/// Routes one request and writes its response; whether the connection
-/// may take another request.
+/// Routes one request (with `body`, read whole) and writes its response;
+/// whether the connection may take another request.
 async fn respond<S: ServerIo>(
     served: &Served,
     request: ClientRequest,
+    body: Option<Bytes>,
     stream: &mut S,
     out: &mut Vec<u8>,
     downstream: &Downstream,
@@ -512,7 +605,7 @@ async fn respond<S: ServerIo>(
                 .route(
                     &served.settings,
                     request.parts,
-                    None,
+                    body.map_or(Arriving::Empty, Arriving::Whole),
                     started,
                     downstream,
                     &mut trace,
@@ -956,10 +1049,41 @@ mod tests {
     }
 
     #[test]
+    fn bodies_of_a_declared_small_length_are_taken_head_first() {
+        for (text, length) in [
+            ("POST / HTTP/1.1\r\ncontent-length: 1\r\n\r\nx", 1),
+            ("PUT /a HTTP/1.1\r\nContent-Length:  003 \r\n\r\nabc", 3),
+            ("PATCH / HTTP/1.1\r\ncontent-length: 65536\r\n\r\n", 65536),
+            ("GET / HTTP/1.1\r\ncontent-length: 2\r\n\r\nab", 2),
+            ("POST / HTTP/1.1\r\n\r\n", 0),
+            (
+                "POST / HTTP/1.1\r\ncontent-length: 0\r\ncontent-length: 0\r\n\r\n",
+                0,
+            ),
+        ] {
+            let (parsed, rest) = parse(text);
+            let Parsed::Request(request) = parsed else {
+                panic!("taken here: {text:?}");
+            };
+            assert_eq!(request.body_len(), length, "{text:?}");
+            // Only the head is taken off; the body is read after it.
+            let head_end = text.find("\r\n\r\n").unwrap() + 4;
+            assert_eq!(&rest[..], &text.as_bytes()[head_end..], "{text:?}");
+        }
+    }
+
+    #[test]
     fn everything_else_goes_to_hyper_untouched() {
         for text in [
-            "POST / HTTP/1.1\r\ncontent-length: 1\r\n\r\nx",
-            "GET / HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc",
+            "POST / HTTP/1.1\r\ncontent-length: 65537\r\n\r\n",
+            "POST / HTTP/1.1\r\ncontent-length: 1000000\r\n\r\n",
+            "POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 1\r\n\r\nx",
+            "POST / HTTP/1.1\r\ncontent-length: 1, 1\r\n\r\nx",
+            "POST / HTTP/1.1\r\ncontent-length: -1\r\n\r\n",
+            "POST / HTTP/1.1\r\ncontent-length: +1\r\n\r\nx",
+            "POST / HTTP/1.1\r\ncontent-length:\r\n\r\n",
+            "POST / HTTP/1.1\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+            "CONNECT a:1 HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
             "GET / HTTP/1.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
             "GET / HTTP/1.1\r\nexpect: 100-continue\r\n\r\n",

@@ -12,6 +12,38 @@ use hyper::body::{Body as _, Incoming};
 use crate::body::Body;
 use crate::errors::RouterError;
 
+/// A request's body as its server hands it over.
+pub(crate) enum Arriving {
+    /// There is none.
+    Empty,
+    /// hyper's server reads it as it is asked for.
+    Incoming(Incoming),
+    /// The router's own HTTP/1 server read it whole (a `Content-Length`
+    /// body of at most [`crate::server::h1::WHOLE_BODY_LIMIT`] bytes).
+    Whole(Bytes),
+}
+
+impl Arriving {
+    /// Whether no byte of a body is to come.
+    pub(crate) fn is_end_stream(&self) -> bool {
+        match self {
+            Arriving::Empty => true,
+            Arriving::Incoming(incoming) => incoming.is_end_stream(),
+            Arriving::Whole(bytes) => bytes.is_empty(),
+        }
+    }
+
+    /// Whether the body comes without a length announced (chunked).
+    pub(crate) fn is_chunked(&self) -> bool {
+        match self {
+            Arriving::Incoming(incoming) => {
+                !incoming.is_end_stream() && incoming.size_hint().exact().is_none()
+            }
+            Arriving::Empty | Arriving::Whole(_) => false,
+        }
+    }
+}
+
 /// A request's body across attempts.
 // Streamed, the large variant, is the usual one for a request with a body.
 #[allow(clippy::large_enum_variant)]
@@ -28,12 +60,20 @@ impl RequestBody {
     /// The body of a request, read into memory when `keep` (a retry is
     /// possible) and it declares a length of at most `limit` bytes.
     pub(crate) async fn read(
-        incoming: Option<Incoming>,
+        arriving: Arriving,
         keep: bool,
         limit: u64,
     ) -> Result<RequestBody, RouterError> {
-        let Some(incoming) = incoming else {
-            return Ok(RequestBody::Empty);
+        let incoming = match arriving {
+            Arriving::Empty => return Ok(RequestBody::Empty),
+            Arriving::Whole(bytes) if bytes.is_empty() => return Ok(RequestBody::Empty),
+            // Already in memory; kept for another attempt on the same terms
+            // as a body read here.
+            Arriving::Whole(bytes) if keep && bytes.len() as u64 <= limit => {
+                return Ok(RequestBody::Buffered(bytes));
+            }
+            Arriving::Whole(bytes) => return Ok(RequestBody::Streamed(Some(Body::full(bytes)))),
+            Arriving::Incoming(incoming) => incoming,
         };
         if incoming.is_end_stream() {
             return Ok(RequestBody::Empty);
