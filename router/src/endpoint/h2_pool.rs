@@ -162,7 +162,12 @@ impl H2Pool {
                 Err(e) => return Err(stream_error(&e, going_away)),
             };
         if !end_of_stream {
-            tokio::spawn(send_body(body, send_stream));
+            // A body that is already whole (a unary call's message, say) is
+            // sent in this first poll; only one still to come gets a task.
+            let mut sending = Box::pin(send_body(body, send_stream));
+            if sending.as_mut().now_or_never().is_none() {
+                tokio::spawn(sending);
+            }
         }
         match answer.await {
             Ok(response) => Ok(response.map(Body::h2)),
@@ -372,6 +377,13 @@ async fn send_body(mut body: Body, mut stream: h2::SendStream<Bytes>) {
                 return;
             }
         };
+        if body.is_end_stream() {
+            // The last frame ends the stream itself (no empty frame after
+            // it), without waiting for capacity first: `h2` holds it until
+            // the upstream's window lets it go, and a frame is all it holds.
+            let _ = stream.send_data(data, true);
+            return;
+        }
         while !data.is_empty() {
             stream.reserve_capacity(data.len());
             let granted = match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
