@@ -72,6 +72,8 @@ const WRITE_BATCH: usize = 64 * 1024;
 /// The largest request body this server reads whole; a larger one, and
 /// one without a declared length, go to hyper's server, which streams it.
 pub const WHOLE_BODY_LIMIT: usize = 64 * 1024;
+/// How much more room than has arrived a body read whole is given at once.
+const BODY_READ: usize = 16 * 1024;
 
 /// Who is at the other end of a connection; it counts as open while this
 /// lives.
@@ -347,12 +349,18 @@ async fn read_body<S: ServerIo>(
     if buf.len() >= length {
         return Some(buf.split_to(length).freeze());
     }
-    // A buffer of its own, sized once: growing `buf` would copy what it
-    // holds, and its memory is shared with the head's fields.
-    let mut body = BytesMut::with_capacity(length);
+    // A buffer of its own: growing `buf` would copy what it holds, and its
+    // memory is shared with the head's fields. It is sized for what has
+    // come and one more read, and grows (at most doubling) as the rest
+    // comes, so that a client that sends a head and then waits holds
+    // little; a body of up to 16 KiB past its first read is one buffer.
+    let mut body = BytesMut::with_capacity(length.min(buf.len() + BODY_READ));
     body.extend_from_slice(buf);
     buf.clear();
     while body.len() < length {
+        if body.len() == body.capacity() {
+            body.reserve((length - body.len()).min(body.len().max(BODY_READ)));
+        }
         match stream.try_read_buf(&mut body) {
             Ok(0) => return None,
             Ok(_) => continue,
@@ -1001,6 +1009,55 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_body_is_read_whole_and_what_follows_it_is_kept() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        // 40,000 bytes: the buffer grows twice on the way, and may come out
+        // larger than the body, so a read can take the next request too.
+        let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let next = b"GET /next HTTP/1.1\r\n\r\n";
+        let writer = {
+            let body = body.clone();
+            tokio::spawn(async move {
+                client.write_all(&body[100..20_000]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let mut rest = body[20_000..].to_vec();
+                rest.extend_from_slice(next);
+                client.write_all(&rest).await.unwrap();
+                client
+            })
+        };
+        let mut buf = BytesMut::from(&body[..100]);
+        let read = read_body(&mut server, &mut buf, body.len(), Duration::from_secs(5)).await;
+        assert_eq!(read.as_deref(), Some(&body[..]));
+        let _client = writer.await.unwrap();
+        // What came after the body stays for the next request, whether the
+        // last read took it or it is still to be read.
+        while buf.len() < next.len() {
+            buf.reserve(64);
+            server.readable().await.unwrap();
+            let _ = server.try_read_buf(&mut buf);
+        }
+        assert_eq!(&buf[..], next);
+
+        // A client that goes away before the end: nothing.
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        client.write_all(b"abc").await.unwrap();
+        drop(client);
+        let mut buf = BytesMut::new();
+        assert_eq!(
+            read_body(&mut server, &mut buf, 10, Duration::from_secs(5)).await,
+            None
+        );
+    }
 
     fn parse(text: &str) -> (Parsed, BytesMut) {
         let mut buf = BytesMut::from(text.as_bytes());
