@@ -381,13 +381,12 @@ impl DstHeaders {
     }
 }
 
-/// A random request id: 16 lowercase hex digits.
-/// A fresh request id. Marked sensitive, which only HTTP/2 reads: HPACK
-/// then sends it as a literal never indexed. A value seen once would
-/// otherwise be added to the connection's header table, pushing out
-/// values worth keeping, and every later id would be compared against
-/// each id still there (an h2 request spent more on this than on
-/// routing).
+/// A random request id: 16 lowercase hex digits. Marked sensitive, which
+/// only HTTP/2 reads: HPACK then sends it as a literal never indexed. A
+/// value seen once would otherwise be added to the connection's header
+/// table, pushing out values worth keeping, and every later id would be
+/// compared against each id still there (an h2 request spent more on this
+/// than on routing).
 fn request_id() -> HeaderValue {
     // Hex digits are always a valid header value.
     let mut id = HeaderValue::from_bytes(&request_id_text())
