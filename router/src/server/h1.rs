@@ -1117,6 +1117,10 @@ mod tests {
                 "POST / HTTP/1.1\r\ncontent-length: 0\r\ncontent-length: 0\r\n\r\n",
                 0,
             ),
+            (
+                "POST / HTTP/1.1\r\ncontent-length: 00\r\ncontent-length: 0\r\n\r\n",
+                0,
+            ),
         ] {
             let (parsed, rest) = parse(text);
             let Parsed::Request(request) = parsed else {
