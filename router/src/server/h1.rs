@@ -44,7 +44,7 @@ use super::spare::ConnBuffers;
 use crate::body::Body;
 use crate::endpoint::h1_direct::{Place, place_in, push_field, range, tokens};
 use crate::errors::RouterError;
-use crate::server::limits::{HeadLimits, Refusal};
+use crate::server::limits::{self, HeadLimits, Refusal};
 use crate::server::session::SessionLimits;
 use crate::service::replay::Arriving;
 use crate::stack::{Downstream, Routed, RouterStack, ServerSettings, error_response};
@@ -523,19 +523,12 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
     })
 }
 
-/// A `Content-Length` value this server reads the body of: digits (and
-/// the spaces around them) for at most [`WHOLE_BODY_LIMIT`] bytes.
+/// A `Content-Length` value (read as hyper reads one) this server reads
+/// the body of: at most [`WHOLE_BODY_LIMIT`] bytes.
 fn whole_body_length(value: &[u8]) -> Option<usize> {
-    let digits = value.trim_ascii();
-    // More digits than the limit has would only be leading zeros or too
-    // much; either way hyper's server reads it.
-    if digits.is_empty() || digits.len() > 6 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let length = digits
-        .iter()
-        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
-    (length <= WHOLE_BODY_LIMIT).then_some(length)
+    limits::digits(value)
+        .and_then(|length| usize::try_from(length).ok())
+        .filter(|&length| length <= WHOLE_BODY_LIMIT)
 }
 
 /// Where a connection keeps a request's state while answering it: the

@@ -202,7 +202,7 @@ impl Framing {
 }
 
 /// A `Content-Length` value as hyper reads one: decimal digits only.
-fn digits(value: &[u8]) -> Option<u64> {
+pub(crate) fn digits(value: &[u8]) -> Option<u64> {
     let value = value.trim_ascii();
     if value.is_empty() {
         return None;
