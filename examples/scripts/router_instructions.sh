@@ -16,7 +16,9 @@
 # SERVICES=N (default 1) spreads the requests over N names, /svc/s0 …,
 # each bound by io.l5d.fs to ten loopback addresses of the upstream, every
 # one asked once before counting: the router's per-service state then
-# no longer sits in the CPU's caches.
+# no longer sits in the CPU's caches. ENDPOINTS=N binds each name to N
+# loopback addresses instead (127.0.0.1 onwards, 250 per /24), as
+# `conn_loadtest --scenario endpoints` does with 1,000.
 # CLOSE=1 sends every request with `Connection: close`: one client
 # connection per request, as `loadtest --scenario newconn`.
 # PROTOCOL=h2 measures an `h2` router instead: prior-knowledge HTTP/2 on
@@ -98,11 +100,14 @@ nginx_conf proxy "upstream up { server 127.0.0.1:$upstream_port; keepalive 128; 
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
   }" "master_process off;"
 
-if [ "$services" -gt 1 ]; then
-  [ "$router_bin" != nginx ] || { echo "SERVICES is for the router" >&2; exit 2; }
+endpoints=${ENDPOINTS:-}
+if [ "$services" -gt 1 ] || [ -n "$endpoints" ]; then
+  [ "$router_bin" != nginx ] || { echo "SERVICES and ENDPOINTS are for the router" >&2; exit 2; }
   mkdir -p "$work/disco"
   for ((s = 0; s < services; s++)); do
-    for ((e = 1; e <= 10; e++)); do echo "127.0.0.$e $upstream_port"; done > "$work/disco/s$s"
+    for ((e = 0; e < ${endpoints:-10}; e++)); do
+      echo "127.0.$((e / 250)).$((e % 250 + 1)) $upstream_port"
+    done > "$work/disco/s$s"
   done
   namers="namers:
 - kind: io.l5d.fs

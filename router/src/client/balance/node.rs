@@ -126,6 +126,9 @@ pub(super) struct Snapshot {
     pub(super) nodes: Vec<Node>,
     /// `cumulative[i]` is the weight of nodes `0..=i`.
     cumulative: Vec<f64>,
+    /// The weight every node has, when they all have the same: a point
+    /// then falls on its node by division, not by a search.
+    equal_weight: Option<f64>,
     /// For round robin: node indexes in the order they take turns.
     pub(super) schedule: Vec<u32>,
 }
@@ -199,6 +202,10 @@ impl Snapshot {
                 Some(*sum)
             })
             .collect();
+        let equal_weight = nodes
+            .first()
+            .map(|first| first.weight)
+            .filter(|&w| nodes.iter().all(|n| n.weight == w));
         let schedule = if matches!(config.kind, BalancerKind::RoundRobin { .. }) {
             round_robin::schedule(&nodes.iter().map(|n| n.weight).collect::<Vec<_>>())
         } else {
@@ -208,6 +215,7 @@ impl Snapshot {
             source,
             nodes,
             cumulative,
+            equal_weight,
             schedule,
         };
         (snapshot, retired)
@@ -224,9 +232,7 @@ impl Snapshot {
     /// The node among `0..end` that `point` (in `0..weight_before(end)`)
     /// falls on.
     fn index_at(&self, end: usize, point: f64) -> usize {
-        self.cumulative[..end]
-            .partition_point(|&c| c <= point)
-            .min(end - 1)
+        node_at(&self.cumulative[..end], self.equal_weight, point)
     }
 
     /// A node among `0..end` (not empty), drawn in proportion to weight.
@@ -250,5 +256,68 @@ impl Snapshot {
             b = (a + 1) % end;
         }
         (a, b)
+    }
+}
+
+/// The node that `point` falls on, given the running sums of the nodes'
+/// weights (not empty) and their one weight if they all have the same.
+fn node_at(cumulative: &[f64], equal_weight: Option<f64>, point: f64) -> usize {
+    let index = match equal_weight {
+        // (`as` saturates: a negative or NaN point gives 0.)
+        Some(weight) => (point / weight) as usize,
+        None => cumulative.partition_point(|&c| c <= point),
+    };
+    index.min(cumulative.len() - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_at;
+
+    fn running_sums(weights: &[f64]) -> Vec<f64> {
+        weights
+            .iter()
+            .scan(0.0, |sum, w| {
+                *sum += w;
+                Some(*sum)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equal_weights_find_by_division_the_node_a_search_finds() {
+        for (count, weight) in [(1, 1.0), (10, 1.0), (1000, 1.0), (7, 0.3), (1000, 2.5)] {
+            let sums = running_sums(&vec![weight; count]);
+            let total = sums[count - 1];
+            for step in 0..10_000 {
+                // Points inside each node's span, away from the edges
+                // (where rounding of the sums may tip either way).
+                let point = total * (f64::from(step) + 0.5) / 10_000.0;
+                let searched = node_at(&sums, None, point);
+                let divided = node_at(&sums, Some(weight), point);
+                let edge = (point / weight).fract();
+                if edge > 1e-9 && edge < 1.0 - 1e-9 {
+                    assert_eq!(
+                        divided, searched,
+                        "{count} nodes of {weight}, point {point}"
+                    );
+                }
+                assert!(divided < count);
+            }
+            assert_eq!(node_at(&sums, Some(weight), total), count - 1);
+            assert_eq!(node_at(&sums, Some(weight), -1.0), 0);
+            assert_eq!(node_at(&sums, Some(weight), f64::NAN), 0);
+        }
+    }
+
+    #[test]
+    fn unequal_weights_are_drawn_by_their_spans() {
+        let sums = running_sums(&[1.0, 3.0, 0.5]);
+        assert_eq!(node_at(&sums, None, 0.0), 0);
+        assert_eq!(node_at(&sums, None, 0.99), 0);
+        assert_eq!(node_at(&sums, None, 1.0), 1);
+        assert_eq!(node_at(&sums, None, 3.99), 1);
+        assert_eq!(node_at(&sums, None, 4.2), 2);
+        assert_eq!(node_at(&sums, None, 4.5), 2);
     }
 }
