@@ -78,11 +78,11 @@ nginx -p "$work" -c "$work/upstream.conf" -e "$work/upstream-error.log" &
 pids+=($!)
 head -c 16384 /dev/zero > "$work/body"
 
-# profile BIN PROFILE: runs BIN under callgrind through start-up and the
-# requests below, and leaves its profile in PROFILE.
+# profile BIN OUT: runs BIN under callgrind through start-up and the
+# requests below, and leaves callgrind's output in OUT.
 profile() {
-  local bin=$1 profile=$2
-  valgrind --tool=callgrind --demangle=no --callgrind-out-file="$profile" \
+  local bin=$1 callgrind_out=$2
+  valgrind --tool=callgrind --demangle=no --callgrind-out-file="$callgrind_out" \
     "$bin" "$work/router.yaml" >"$work/router.log" 2>&1 &
   router_pid=$!
   pids+=($router_pid)
@@ -111,7 +111,7 @@ profile() {
 
   kill -TERM "$router_pid"
   wait "$router_pid" 2>/dev/null || true
-  [ -s "$profile" ] || { echo "no profile; see $work/router.log" >&2; exit 1; }
+  [ -s "$callgrind_out" ] || { echo "no profile; see $work/router.log" >&2; exit 1; }
 }
 
 lists=()
