@@ -155,6 +155,14 @@ impl Body {
         }
     }
 
+    /// The bytes of a body held whole in memory and not yet read.
+    pub fn full_bytes(&self) -> Option<&Bytes> {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The body when it is read straight from an upstream HTTP/1
     /// connection.
     pub fn direct_mut(&mut self) -> Option<&mut DirectBody> {

@@ -312,7 +312,7 @@ impl RouterStack {
             .prepare(
                 parts,
                 identified.rewritten_uri,
-                bodiless,
+                arriving.carried(),
                 client.value.policy.tls.is_some(),
             )
             .map_err(failed_early)?;
@@ -326,6 +326,11 @@ impl RouterStack {
                 .await
                 .map_err(failed_early)?
         };
+        if outgoing.is_direct()
+            && let Some(whole) = body.whole()
+        {
+            outgoing.set_direct_body(whole);
+        }
         let attempts = Attempts {
             stack: self,
             target: &target,
@@ -415,7 +420,12 @@ impl RouterStack {
                 .endpoints
                 .send(
                     outgoing,
-                    body.for_attempt(),
+                    // (The direct path sends the body the request holds.)
+                    if outgoing.is_direct() {
+                        None
+                    } else {
+                        body.for_attempt()
+                    },
                     last,
                     picked.addr,
                     attempts.headers,

@@ -359,3 +359,168 @@ async fn host_connection_pool_bounds_connections_and_waiters() {
     assert_eq!(backend.requests(), 3);
     assert_eq!(backend.connections(), 2);
 }
+
+#[tokio::test]
+async fn whole_bodies_go_out_intact_and_share_one_connection() {
+    let backend = Backend::start("web").await;
+    let fs = FsDir::new();
+    fs.point("web", &[&backend]);
+    let router = start_router(&config(&fs, ROUTER)).await;
+    let client = client();
+
+    let mut sent = 0;
+    for (i, size) in [1usize, 1_000, 16_384, 60_000].into_iter().enumerate() {
+        for method in ["POST", "PUT", "PATCH", "DELETE"] {
+            let body: String = (0..size)
+                .map(|n| char::from(b'a' + ((n + i) % 26) as u8))
+                .collect();
+            let post = request(router.addr(), "web", &format!("/up/{i}"))
+                .method(method)
+                .body(support::full(body.clone()))
+                .unwrap();
+            let reply = support::send(&client, post).await;
+            sent += 1;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+            let echo = reply.echo();
+            assert_eq!(echo["method"], method);
+            assert_eq!(
+                echo["body"].as_str(),
+                Some(body.as_str()),
+                "{method} {size}"
+            );
+            assert_eq!(
+                reply.seen_headers("content-length"),
+                vec![size.to_string()],
+                "{method} {size}"
+            );
+            assert!(reply.seen_header("l5d-dst-service").is_some());
+        }
+    }
+    assert_eq!(backend.requests(), sent);
+    assert_eq!(
+        backend.connections(),
+        1,
+        "sequential requests with bodies should share one upstream connection"
+    );
+    router.stop().await;
+}
+
+/// The next request on `stream`: its head, and its body as its
+/// `Content-Length` says.
+async fn read_request(stream: &mut tokio::net::TcpStream, pending: &mut Vec<u8>) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let head = read_head(stream, pending).await?;
+    let length: usize = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0);
+    let mut buf = [0u8; 4096];
+    while pending.len() < length {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+    pending.drain(..length);
+    Some(head)
+}
+
+/// A backend that reads every request whole and counts it; it answers the
+/// first on each connection, then closes the connection after reading the
+/// second, with no answer: the server may have acted on it.
+async fn answers_one_then_drops_the_next() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counted = seen.clone();
+    let (addr, _) = raw_backend(move |mut stream| {
+        let seen = counted.clone();
+        async move {
+            let mut pending = Vec::new();
+            if read_request(&mut stream, &mut pending).await.is_none() {
+                return;
+            }
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+            if read_request(&mut stream, &mut pending).await.is_some() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    })
+    .await;
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_request_that_may_not_be_repeated_is_not_sent_twice_when_its_connection_dies() {
+    let (backend, seen) = answers_one_then_drops_the_next().await;
+    let fs = FsDir::new();
+    fs.write("web", &format!("127.0.0.1 {}\n", backend.port()));
+    let router = start_router(&config(&fs, ROUTER)).await;
+    let client = client();
+    let send = |method: &'static str| {
+        let request = request(router.addr(), "web", "/")
+            .method(method)
+            .body(support::full("payload"))
+            .unwrap();
+        support::send(&client, request)
+    };
+
+    assert_eq!(send("POST").await.status, StatusCode::OK);
+    // The second POST reaches the backend, which closes the connection
+    // without answering: the router must not send it again.
+    let reply = send("POST").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    assert!(
+        reply.l5d_err().contains("connection closed"),
+        "{}",
+        reply.l5d_err()
+    );
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
+
+    // A PUT may be repeated: the router sends it again on a new connection.
+    assert_eq!(send("PUT").await.status, StatusCode::OK);
+    let reply = send("PUT").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(seen.load(Ordering::SeqCst), 5);
+    router.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_that_may_not_be_repeated_skips_an_idle_connection_the_backend_closed() {
+    // Each connection answers one request and is closed 20 ms later, well
+    // before the pool would check an idle connection for a GET.
+    let (backend, connections) = raw_backend(|mut stream| async move {
+        if read_request(&mut stream, &mut Vec::new()).await.is_none() {
+            return;
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    })
+    .await;
+    let fs = FsDir::new();
+    fs.write("web", &format!("127.0.0.1 {}\n", backend.port()));
+    let router = start_router(&config(&fs, ROUTER)).await;
+    let client = client();
+
+    for i in 0..5 {
+        let post = request(router.addr(), "web", "/")
+            .method("POST")
+            .body(support::full(format!("request {i}")))
+            .unwrap();
+        let reply = support::send(&client, post).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "request {i}: {}",
+            reply.text()
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 5);
+    router.stop().await;
+}

@@ -1,14 +1,16 @@
-//! The upstream side of the most common proxied request, a bodiless one
-//! with an idempotent method (`GET`, `HEAD`, `OPTIONS`, `DELETE`, `TRACE`),
-//! done in the request's own task.
+//! The upstream side of the most common proxied requests, done in the
+//! request's own task: a bodiless one with an idempotent method (`GET`,
+//! `HEAD`, `OPTIONS`, `DELETE`, `TRACE`), and one whose body the router's
+//! own server has already read whole (a `Content-Length` body, any method
+//! but `CONNECT`).
 //!
 //! hyper's client drives every connection from a task of its own, so a
 //! request crosses tasks three times: to that task, back with the response
-//! head, and again with each body frame. A request without a body has
-//! nothing to send while its answer is read, so here the head is written
-//! and the answer read by the task that serves the client. Requests with
-//! bodies and upgrades still take hyper's client, which can send and read at
-//! once.
+//! head, and again with each body frame. A request with nothing more to
+//! send once its head and body are written needs none of that: here both
+//! go in one write and the answer is read by the task that serves the
+//! client. Streamed bodies and upgrades still take hyper's client, which
+//! can send and read at once.
 //!
 //! Responses are framed as RFC 9112 section 6 says: no body after `HEAD`,
 //! 1xx, 204 and 304; chunked when `Transfer-Encoding` ends in `chunked`;
@@ -16,7 +18,7 @@
 //! back to its pool once its body has been read to the end and the server
 //! did not ask to close it.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -28,7 +30,6 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version, request, response};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use smallvec::SmallVec;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::body::BodyError;
@@ -86,15 +87,42 @@ impl Conn {
     }
 }
 
-/// Whether a request can take this path: a method that may be retried
-/// (RFC 9110 section 9.2.2), no body and no upgrade.
-pub fn eligible(method: &Method, body_is_empty: bool, upgrading: bool) -> bool {
-    body_is_empty
-        && !upgrading
-        && matches!(
+/// What a request carries after its head, as far as this path cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Carried {
+    /// No body.
+    Nothing,
+    /// A body already in memory, whole, with its `Content-Length`.
+    Whole,
+    /// A body still arriving.
+    Streamed,
+}
+
+/// Whether a request can take this path: no upgrade, and either no body
+/// and a method that may be retried (RFC 9110 section 9.2.2), or a body
+/// already whole and any method but `CONNECT`.
+pub fn eligible(method: &Method, carried: Carried, upgrading: bool) -> bool {
+    if upgrading {
+        return false;
+    }
+    match carried {
+        Carried::Nothing => matches!(
             *method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE
-        )
+        ),
+        Carried::Whole => *method != Method::CONNECT,
+        Carried::Streamed => false,
+    }
+}
+
+/// Whether a request with `method` may be sent again after its connection
+/// failed with no answer (RFC 9110 section 9.2.2): the server may have
+/// acted on it, but acting twice has the same effect as once.
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::TRACE | Method::PUT
+    )
 }
 
 /// Writes the request line (origin-form URI) and the fields of `parts`
@@ -135,6 +163,9 @@ pub struct ExchangeError {
     /// The connection ended before any of the answer arrived: a reused
     /// connection the server had closed while idle.
     pub stale: bool,
+    /// The request could not be written whole, so the server cannot have
+    /// acted on it.
+    pub unwritten: bool,
 }
 
 impl ExchangeError {
@@ -142,23 +173,33 @@ impl ExchangeError {
         ExchangeError {
             message: message.into(),
             stale: false,
+            unwritten: false,
         }
+    }
+
+    /// Whether the request may go again on another connection: the server
+    /// cannot have seen it whole, or it may be repeated anyway.
+    pub fn may_resend(&self, method: &Method) -> bool {
+        self.stale && (self.unwritten || is_idempotent(method))
     }
 }
 
-/// Sends `head` on `conn` and reads the response head. On success the
-/// connection is inside the returned body.
+/// Sends `head`, then `body`, on `conn`, and reads the response head. On
+/// success the connection is inside the returned body.
 pub async fn exchange(
     mut conn: Conn,
     head: &[u8],
+    body: &[u8],
     method: &Method,
     release: Release,
 ) -> Result<(Answer, DirectBody), ExchangeError> {
-    let stale = |e: io::Error| ExchangeError {
-        message: format!("connection error: {e}"),
-        stale: true,
-    };
-    conn.stream.write_all(head).await.map_err(stale)?;
+    write_request(&conn.stream, head, body)
+        .await
+        .map_err(|e| ExchangeError {
+            message: format!("connection error: {e}"),
+            stale: true,
+            unwritten: true,
+        })?;
     let mut received_any = false;
     loop {
         let head = loop {
@@ -176,6 +217,7 @@ pub async fn exchange(
                     return Err(ExchangeError {
                         message: "connection closed before message completed".into(),
                         stale: true,
+                        unwritten: false,
                     });
                 }
                 Ok(0) => {
@@ -207,6 +249,45 @@ pub async fn exchange(
         let mut body = body;
         body.finish_if_done();
         return Ok((head, body));
+    }
+}
+
+/// Writes `head` and `body` in as few system calls as the socket allows:
+/// one, usually.
+async fn write_request(stream: &TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+    if body.is_empty() {
+        return write_all(stream, head).await;
+    }
+    let mut sent = 0;
+    while sent < head.len() {
+        let parts = [IoSlice::new(&head[sent..]), IoSlice::new(body)];
+        let n = write_with(stream, |s| s.try_write_vectored(&parts)).await?;
+        sent += n;
+    }
+    write_all(stream, &body[sent - head.len()..]).await
+}
+
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = write_with(stream, |s| s.try_write(bytes)).await?;
+        bytes = &bytes[n..];
+    }
+    Ok(())
+}
+
+/// One non-blocking write, waiting for the socket to take bytes first when
+/// it has no room; a write of nothing is an error.
+async fn write_with(
+    stream: &TcpStream,
+    mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
+) -> io::Result<usize> {
+    loop {
+        match write(stream) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -941,10 +1022,33 @@ mod tests {
     }
 
     #[test]
-    fn only_bodiless_retryable_requests_are_eligible() {
-        assert!(eligible(&Method::GET, true, false));
-        assert!(!eligible(&Method::GET, false, false));
-        assert!(!eligible(&Method::GET, true, true));
-        assert!(!eligible(&Method::POST, true, false));
+    fn bodiless_retryable_requests_and_whole_bodies_are_eligible() {
+        use Carried::{Nothing, Streamed, Whole};
+        assert!(eligible(&Method::GET, Nothing, false));
+        assert!(eligible(&Method::DELETE, Nothing, false));
+        assert!(!eligible(&Method::GET, Streamed, false));
+        assert!(!eligible(&Method::GET, Nothing, true));
+        // A bodiless POST or PUT still goes through hyper's client.
+        assert!(!eligible(&Method::POST, Nothing, false));
+        assert!(!eligible(&Method::PUT, Nothing, false));
+        assert!(eligible(&Method::POST, Whole, false));
+        assert!(eligible(&Method::PATCH, Whole, false));
+        assert!(!eligible(&Method::POST, Whole, true));
+        assert!(!eligible(&Method::POST, Streamed, false));
+        assert!(!eligible(&Method::CONNECT, Whole, false));
+    }
+
+    #[test]
+    fn only_requests_the_server_cannot_have_acted_on_or_may_repeat_are_resent() {
+        let error = |stale, unwritten| ExchangeError {
+            message: String::new(),
+            stale,
+            unwritten,
+        };
+        assert!(error(true, false).may_resend(&Method::GET));
+        assert!(error(true, false).may_resend(&Method::PUT));
+        assert!(!error(true, false).may_resend(&Method::POST));
+        assert!(error(true, true).may_resend(&Method::POST));
+        assert!(!error(false, false).may_resend(&Method::GET));
     }
 }

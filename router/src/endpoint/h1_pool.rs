@@ -7,8 +7,9 @@
 //! when its response body has been read to the end ([`Reusable::release`]);
 //! one whose body was abandoned is closed, as HTTP/1 cannot skip the rest.
 //!
-//! Two kinds of connection are kept: hyper's, for requests with bodies and
-//! upgrades, and plain sockets for bodiless requests ([`crate::endpoint::h1_direct`]).
+//! Two kinds of connection are kept: hyper's, for streamed bodies and
+//! upgrades, and plain sockets for requests with no body or one already
+//! whole ([`crate::endpoint::h1_direct`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,7 +28,7 @@ use crate::endpoint::h1_direct::{self, Conn, DirectBody, Release};
 use crate::endpoint::tls::Securer;
 use crate::stats::ConnectionCounts;
 
-/// How many idle connections a bodiless request tries before a new one
+/// How many idle connections a direct request tries before a new one
 /// when they turn out to be closed.
 const STALE_RETRIES: usize = 3;
 
@@ -285,32 +286,37 @@ impl H1Pool {
         Ok((response, self.reusable(sender, endpoint, permit)))
     }
 
-    /// Sends a bodiless request whose head is `head` (see
-    /// [`h1_direct::encode_head`]) and reads the response head, in the
-    /// calling task. When an idle connection turns out to have been closed
-    /// by the server, the request goes on the next one (up to
-    /// [`STALE_RETRIES`], then on a new connection): such requests may be
-    /// repeated (RFC 9110 section 9.2.2).
+    /// Sends a request whose head is `head` (see
+    /// [`h1_direct::encode_head`]) and whose body, if any, is `body`, and
+    /// reads the response head, in the calling task. When an idle
+    /// connection turns out to have been closed by the server, the request
+    /// goes on the next one (up to [`STALE_RETRIES`], then on a new
+    /// connection) if the server cannot have seen it whole, or if its
+    /// method may be repeated (RFC 9110 section 9.2.2). A request whose
+    /// method may not be repeated therefore only takes an idle connection
+    /// after checking that the server has not closed it.
     pub async fn send_direct(
         self: &Arc<Self>,
         endpoint: SocketAddr,
         head: &[u8],
+        body: &[u8],
         method: &http::Method,
         connections: &Arc<ConnectionCounts>,
     ) -> Result<(h1_direct::Answer, DirectBody), SendError> {
+        let always_probe = !h1_direct::is_idempotent(method);
         // A few tries on idle connections, then a new one: enough to get
         // past connections a restarted backend left dead, without sending
         // one request many times to a backend that drops it each time.
         for _ in 0..STALE_RETRIES {
             // (A stale connection's place is given up and taken again.)
             let permit = self.admit_if_limited(endpoint).await?;
-            let Some(conn) = self.checkout_direct(endpoint) else {
+            let Some(conn) = self.checkout_direct(endpoint, always_probe) else {
                 break;
             };
             let release = self.release(endpoint, permit);
-            match h1_direct::exchange(conn, head, method, release).await {
+            match h1_direct::exchange(conn, head, body, method, release).await {
                 Ok(answer) => return Ok(answer),
-                Err(e) if e.stale => continue,
+                Err(e) if e.may_resend(method) => continue,
                 Err(e) => return Err(SendError::Request(e.message)),
             }
         }
@@ -319,6 +325,7 @@ impl H1Pool {
         h1_direct::exchange(
             Conn::new(stream).counted(connections.opened()),
             head,
+            body,
             method,
             self.release(endpoint, permit),
         )
@@ -339,18 +346,19 @@ impl H1Pool {
     }
 
     /// The most recently used idle connection to `endpoint`. One that sat
-    /// idle for a while is first checked for an end of stream or for bytes
-    /// nobody asked for (some servers answer `408` before closing an idle
-    /// connection): those are dropped. Busy connections skip the check,
-    /// which costs a system call.
-    fn checkout_direct(&self, endpoint: SocketAddr) -> Option<Conn> {
+    /// idle for a while, or any when `always_probe`, is first checked for
+    /// an end of stream or for bytes nobody asked for (some servers answer
+    /// `408` before closing an idle connection): those are dropped. Busy
+    /// connections otherwise skip the check, which costs a system call.
+    fn checkout_direct(&self, endpoint: SocketAddr, always_probe: bool) -> Option<Conn> {
         let mut idle = self
             .idle_direct
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let stack = idle.get_mut(&endpoint)?;
         while let Some(entry) = stack.pop() {
-            if entry.since.elapsed() < PROBE_IDLE_AFTER || entry.conn.looks_open() {
+            let fresh = !always_probe && entry.since.elapsed() < PROBE_IDLE_AFTER;
+            if fresh || entry.conn.looks_open() {
                 return Some(entry.conn);
             }
         }

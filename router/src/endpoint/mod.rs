@@ -15,6 +15,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
@@ -185,9 +186,10 @@ pub(crate) struct Outgoing {
     parts: http::request::Parts,
     on_upgrade: Option<hyper::upgrade::OnUpgrade>,
     upgrading: bool,
-    /// Takes the direct HTTP/1 path: the body is empty and the method may
-    /// be repeated.
+    /// Takes the direct HTTP/1 path ([`h1_direct::eligible`]).
     direct: bool,
+    /// The body the direct path sends, whole (empty: none).
+    direct_body: Bytes,
     /// `parts` went to an attempt (see [`EndpointStage::send`]'s `last`).
     given_away: bool,
     /// `parts` already carries the `l5d-dst-*` headers and `Via`: it came
@@ -205,9 +207,15 @@ impl Outgoing {
         &mut self.parts.headers
     }
 
-    /// Whether the request takes the direct HTTP/1 path (no body).
+    /// Whether the request takes the direct HTTP/1 path (no body, or one
+    /// already whole).
     pub(crate) fn is_direct(&self) -> bool {
         self.direct
+    }
+
+    /// Gives the direct path the request's body, read whole.
+    pub(crate) fn set_direct_body(&mut self, body: Bytes) {
+        self.direct_body = body;
     }
 
     /// Whether the request asks to switch protocols (never sent twice).
@@ -316,13 +324,13 @@ impl EndpointStage {
     }
 
     /// Rewrites a request for the endpoints: the URI form, the authority
-    /// and the hop-by-hop fields. `bodiless` says the request has no body.
+    /// and the hop-by-hop fields. `carried` says what follows the head.
     /// `secured` says the endpoints are reached over TLS.
     pub(crate) fn prepare(
         &self,
         mut parts: http::request::Parts,
         rewritten_uri: Option<Uri>,
-        bodiless: bool,
+        carried: h1_direct::Carried,
         secured: bool,
     ) -> Result<Outgoing, RouterError> {
         let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -379,14 +387,14 @@ impl EndpointStage {
         }
         strip_hop_by_hop(&mut parts.headers, upgrading);
         // (The direct path reads plain sockets: TLS goes through hyper.)
-        let direct = self.h2.is_none()
-            && !secured
-            && h1_direct::eligible(&parts.method, bodiless, upgrading);
+        let direct =
+            self.h2.is_none() && !secured && h1_direct::eligible(&parts.method, carried, upgrading);
         Ok(Outgoing {
             parts,
             on_upgrade,
             upgrading,
             direct,
+            direct_body: Bytes::new(),
             given_away: false,
             has_dst_headers: false,
             endpoint_added: false,
@@ -394,8 +402,8 @@ impl EndpointStage {
     }
 
     /// Sends `request` to `endpoint`, within `limit`, with the `l5d-dst-*`
-    /// headers of `dst`. `body` is `None` for a request without one; it is
-    /// not used on the direct path. `last` says no other attempt will
+    /// headers of `dst`. `body` is `None` for a request without one, and on
+    /// the direct path, which sends the body the request holds. `last` says no other attempt will
     /// follow, so the request's head may be given away rather than copied.
     /// A connection opened for it counts in `connections` (its client's);
     /// `tls` is the client's, when it has some. `timer` is the client
@@ -450,11 +458,13 @@ impl EndpointStage {
         if request.direct {
             let mut head = Vec::with_capacity(512);
             dst.encode_head(&request.parts, endpoint, &mut head);
-            let call =
-                pin!(
-                    self.h1
-                        .send_direct(endpoint, &head, &request.parts.method, connections)
-                );
+            let call = pin!(self.h1.send_direct(
+                endpoint,
+                &head,
+                &request.direct_body,
+                &request.parts.method,
+                connections,
+            ));
             let result = within(limit, timer, call).await.map_err(timed_out)?;
             return match result {
                 Ok((answer, body)) => Ok(Forwarded::Direct { answer, body }),

@@ -10,6 +10,7 @@ use http_body_util::BodyExt as _;
 use hyper::body::{Body as _, Incoming};
 
 use crate::body::Body;
+use crate::endpoint::h1_direct::Carried;
 use crate::errors::RouterError;
 
 /// A request's body as its server hands it over.
@@ -30,6 +31,15 @@ impl Arriving {
             Arriving::Empty => true,
             Arriving::Incoming(incoming) => incoming.is_end_stream(),
             Arriving::Whole(bytes) => bytes.is_empty(),
+        }
+    }
+
+    /// What follows the request's head, for the direct HTTP/1 path.
+    pub(crate) fn carried(&self) -> Carried {
+        match self {
+            _ if self.is_end_stream() => Carried::Nothing,
+            Arriving::Whole(_) => Carried::Whole,
+            Arriving::Empty | Arriving::Incoming(_) => Carried::Streamed,
         }
     }
 
@@ -97,6 +107,15 @@ impl RequestBody {
     /// Whether there is a body for the next attempt.
     pub(crate) fn available(&self) -> bool {
         !matches!(self, RequestBody::Streamed(None))
+    }
+
+    /// The whole body, when it is in memory and no attempt has it.
+    pub(crate) fn whole(&self) -> Option<Bytes> {
+        match self {
+            RequestBody::Empty => None,
+            RequestBody::Buffered(bytes) => Some(bytes.clone()),
+            RequestBody::Streamed(body) => body.as_ref()?.full_bytes().cloned(),
+        }
     }
 
     /// The body for the next attempt (`None`: no body at all).
