@@ -330,9 +330,12 @@ fn strip_connection_headers(headers: &mut HeaderMap) {
         header::UPGRADE,
     ];
     // Most requests carry none of them (one from an HTTP/2 client never
-    // does): one look at each name is cheaper than a lookup of each of them.
-    let any = headers.keys().any(|name| {
-        *name == header::CONNECTION || *name == header::TE || CONNECTION_SPECIFIC.contains(name)
+    // does; gRPC's `te: trailers` may stay): one look at each field is
+    // cheaper than a lookup of each name.
+    let any = headers.iter().any(|(name, value)| {
+        *name == header::CONNECTION
+            || (*name == header::TE && value != "trailers")
+            || CONNECTION_SPECIFIC.contains(name)
     });
     if !any {
         return;
@@ -518,6 +521,7 @@ mod tests {
             "proxy-connection",
             "transfer-encoding",
             "upgrade",
+            "te",
         ] {
             let mut headers = header_map(&[("x-kept", "yes")]);
             headers.append(name, http::HeaderValue::from_static("x"));
