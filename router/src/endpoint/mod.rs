@@ -636,24 +636,27 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap, upgrading: bool) {
     if !upgrading && !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
         return;
     }
-    // Most requests name nothing in `Connection`: no list is built for them.
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
+    // One pass finds the fields to take out, so a request with only
+    // `Connection: close` (every request of a client that opens a
+    // connection per request) pays for one removal, not one per name.
+    let named_by_connection = |name: &HeaderName| {
+        headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !(upgrading && n == header::UPGRADE))
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    for name in &HOP_BY_HOP {
-        if upgrading && (name == header::UPGRADE || name == header::CONNECTION) {
-            continue;
-        }
+            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+    };
+    let doomed: smallvec::SmallVec<[HeaderName; 4]> = headers
+        .keys()
+        .filter(|name| {
+            let kept_for_upgrade =
+                upgrading && (*name == header::UPGRADE || *name == header::CONNECTION);
+            !kept_for_upgrade && (HOP_BY_HOP.contains(name) || named_by_connection(name))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
         headers.remove(name);
     }
     if upgrading {
@@ -694,6 +697,22 @@ mod tests {
         strip_hop_by_hop(&mut headers, false);
         assert!(headers.get("x-private").is_none() && headers.get("keep-alive").is_none());
         assert!(headers.get("x-kept").is_some());
+
+        // Names in any `Connection` field, in any case, with spaces.
+        let mut headers = http::HeaderMap::new();
+        headers.append(header::CONNECTION, HeaderValue::from_static("close"));
+        headers.append(
+            header::CONNECTION,
+            HeaderValue::from_static(" X-Private ,x-other"),
+        );
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("x-other", HeaderValue::from_static("1"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("proxy-connection", HeaderValue::from_static("close"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers, false);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
 
         let mut ws = http::HeaderMap::new();
         ws.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));

@@ -487,6 +487,15 @@ pub fn parse_request(buf: &mut BytesMut) -> Parsed {
             6 if name.eq_ignore_ascii_case(b"expect") => return Parsed::NotHere,
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 close |= tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"));
+                // A hop-by-hop field, taken out before the request goes on
+                // anyway. When it names no other field (`close`, or
+                // `keep-alive`, itself hop-by-hop), it need not be kept.
+                let names_nothing = tokens(h.value).all(|t| {
+                    t.eq_ignore_ascii_case(b"close") || t.eq_ignore_ascii_case(b"keep-alive")
+                });
+                if names_nothing {
+                    continue;
+                }
             }
             _ => {}
         }
@@ -1069,7 +1078,18 @@ mod tests {
         assert_eq!(request.parts.uri, "/a?b=1");
         assert_eq!(request.parts.headers["host"], "web");
         assert_eq!(request.parts.headers["x-empty"], "");
+        // A `Connection` that names no other field is not kept.
+        assert!(!request.parts.headers.contains_key("connection"));
         assert_eq!(&rest[..], b"GET /");
+        // One that does is kept, for the endpoint stage to take out what it
+        // names.
+        let Parsed::Request(request) =
+            parse("GET / HTTP/1.1\r\nHost: web\r\nConnection: close, x-private\r\n\r\n").0
+        else {
+            panic!("taken here");
+        };
+        assert!(request.close);
+        assert_eq!(request.parts.headers["connection"], "close, x-private");
         assert!(matches!(
             parse("GET / HTTP/1.1\r\nHost: w").0,
             Parsed::Partial
