@@ -30,6 +30,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version, request, response};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use smallvec::SmallVec;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::body::BodyError;
@@ -193,7 +194,7 @@ pub async fn exchange(
     method: &Method,
     release: Release,
 ) -> Result<(Answer, DirectBody), ExchangeError> {
-    write_request(&conn.stream, head, body)
+    write_request(&mut conn.stream, head, body)
         .await
         .map_err(|e| ExchangeError {
             message: format!("connection error: {e}"),
@@ -254,41 +255,19 @@ pub async fn exchange(
 
 /// Writes `head` and `body` in as few system calls as the socket allows:
 /// one, usually.
-async fn write_request(stream: &TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+async fn write_request(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
     if body.is_empty() {
-        return write_all(stream, head).await;
+        return stream.write_all(head).await;
     }
     let mut sent = 0;
     while sent < head.len() {
         let parts = [IoSlice::new(&head[sent..]), IoSlice::new(body)];
-        let n = write_with(stream, |s| s.try_write_vectored(&parts)).await?;
-        sent += n;
-    }
-    write_all(stream, &body[sent - head.len()..]).await
-}
-
-async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        let n = write_with(stream, |s| s.try_write(bytes)).await?;
-        bytes = &bytes[n..];
-    }
-    Ok(())
-}
-
-/// One non-blocking write, waiting for the socket to take bytes first when
-/// it has no room; a write of nothing is an error.
-async fn write_with(
-    stream: &TcpStream,
-    mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
-) -> io::Result<usize> {
-    loop {
-        match write(stream) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
-            Err(e) => return Err(e),
+        match stream.write_vectored(&parts).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => sent += n,
         }
     }
+    stream.write_all(&body[sent - head.len()..]).await
 }
 
 /// A response head as the upstream sent it, without its hop-by-hop
