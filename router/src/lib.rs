@@ -19,6 +19,7 @@ pub mod config;
 pub(crate) mod conn;
 pub mod endpoint;
 pub mod errors;
+pub mod http2;
 pub mod identify;
 pub mod interpreter;
 pub mod metrics;

@@ -1,0 +1,5 @@
+//! The router's own HTTP/2: the pieces of RFC 9113 it implements itself
+//! rather than through the `h2` crate, built for a proxy's two connections
+//! per request and measured against that crate in docs/performance.md.
+
+pub mod hpack;
