@@ -417,7 +417,7 @@ fn unpad(flags: u8, mut payload: Bytes) -> Result<Bytes, FrameError> {
 }
 
 fn settings(mut payload: Bytes) -> Result<Settings, FrameError> {
-    if payload.len() % 6 != 0 {
+    if !payload.len().is_multiple_of(6) {
         return Err(FrameError::connection(
             Reason::FRAME_SIZE_ERROR,
             "SETTINGS not a multiple of 6 bytes",
