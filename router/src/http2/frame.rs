@@ -505,6 +505,17 @@ pub fn write_headers(
     }
 }
 
+/// Writes a HEADERS frame's head over the 9 bytes at the start of `dst`,
+/// kept free for it while its header block was encoded after them.
+pub fn patch_headers_head(dst: &mut [u8], len: usize, stream: u32, end_stream: bool) {
+    let flags = flag::END_HEADERS | if end_stream { flag::END_STREAM } else { 0 };
+    let len = (len as u32).to_be_bytes();
+    dst[..3].copy_from_slice(&len[1..]);
+    dst[3] = kind::HEADERS;
+    dst[4] = flags;
+    dst[5..HEAD_LEN].copy_from_slice(&stream.to_be_bytes());
+}
+
 /// Writes the head of a DATA frame whose `len` bytes of payload the caller
 /// sends next (at most the peer's SETTINGS_MAX_FRAME_SIZE).
 pub fn write_data_head(dst: &mut BytesMut, stream: u32, end_stream: bool, len: usize) {

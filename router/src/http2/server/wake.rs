@@ -1,0 +1,90 @@
+//! How a connection learns which of its streams have something to do.
+//!
+//! Every stream's future and body is polled by the connection's task with
+//! a waker of the stream's own. Waking it queues the stream's id and wakes
+//! the task, which then polls only the queued streams. A request body
+//! read by someone else hands back the flow-control credit it has used up
+//! the same way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Wake, Waker};
+
+use futures_util::task::AtomicWaker;
+use parking_lot::Mutex;
+
+/// What a connection's streams tell its task.
+#[derive(Default)]
+pub(super) struct Signals {
+    queued: Mutex<Queued>,
+    task: AtomicWaker,
+}
+
+#[derive(Default)]
+pub(super) struct Queued {
+    /// Streams whose future or body was woken.
+    pub(super) woken: Vec<u32>,
+    /// Request body bytes read, by stream: window to give back.
+    pub(super) consumed: Vec<(u32, u32)>,
+}
+
+impl Signals {
+    /// The connection's task is polling with `waker`.
+    pub(super) fn register(&self, waker: &Waker) {
+        self.task.register(waker);
+    }
+
+    /// Has the connection's task polled again.
+    pub(super) fn wake_task(&self) {
+        self.task.wake();
+    }
+
+    /// Takes what has been queued, leaving `spare` (emptied) in its place.
+    pub(super) fn take(&self, spare: &mut Queued) {
+        spare.woken.clear();
+        spare.consumed.clear();
+        std::mem::swap(&mut *self.queued.lock(), spare);
+    }
+
+    /// `n` bytes of stream `id`'s request body have been read.
+    pub(super) fn consumed(&self, id: u32, n: u32) {
+        self.queued.lock().consumed.push((id, n));
+        self.task.wake();
+    }
+}
+
+/// The waker of one stream.
+pub(super) struct StreamWake {
+    id: u32,
+    /// Already in `woken`: a second wake adds nothing.
+    queued: AtomicBool,
+    signals: Arc<Signals>,
+}
+
+impl StreamWake {
+    pub(super) fn new(id: u32, signals: Arc<Signals>) -> Arc<StreamWake> {
+        Arc::new(StreamWake {
+            id,
+            queued: AtomicBool::new(false),
+            signals,
+        })
+    }
+
+    /// About to be polled: a wake from now on queues the stream again.
+    pub(super) fn polling(&self) {
+        self.queued.store(false, Ordering::Release);
+    }
+}
+
+impl Wake for StreamWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            self.signals.queued.lock().woken.push(self.id);
+            self.signals.task.wake();
+        }
+    }
+}
