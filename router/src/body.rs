@@ -18,6 +18,7 @@ use crate::client::balance::{Outcome, Picked};
 use crate::endpoint::L5D_SUCCESS_CLASS;
 use crate::endpoint::h1_direct::DirectBody;
 use crate::endpoint::h1_pool::Reusable;
+use crate::http2::server::Inbound;
 use crate::policy::classifier::RequestFacts;
 use crate::service::config::ServicePolicy;
 
@@ -49,6 +50,9 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Streamed(Incoming),
+    /// A request body still arriving on a stream of the router's own
+    /// HTTP/2 server.
+    Inbound(Inbound),
     /// Read from an upstream connection by the task polling it.
     Direct(DirectBody),
     /// An h2 upstream's answer, read from its stream.
@@ -121,6 +125,14 @@ impl Body {
     pub fn streamed(incoming: Incoming) -> Body {
         Body {
             kind: Kind::Streamed(incoming),
+            lease: None,
+        }
+    }
+
+    /// A request body arriving on the router's own HTTP/2 server.
+    pub fn inbound(inbound: Inbound) -> Body {
+        Body {
+            kind: Kind::Inbound(inbound),
             lease: None,
         }
     }
@@ -227,6 +239,9 @@ impl HttpBody for Body {
             Kind::Streamed(incoming) => Pin::new(incoming)
                 .poll_frame(cx)
                 .map_err(|e| Box::new(e) as BodyError),
+            Kind::Inbound(inbound) => Pin::new(inbound)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BodyError),
             Kind::Direct(direct) => Pin::new(direct).poll_frame(cx),
             Kind::H2(h2) => h2.poll_frame(cx),
         };
@@ -256,6 +271,7 @@ impl HttpBody for Body {
             Kind::Empty => true,
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Streamed(incoming) => incoming.is_end_stream(),
+            Kind::Inbound(inbound) => inbound.is_end_stream(),
             Kind::Direct(direct) => direct.is_end_stream(),
             Kind::H2(h2) => h2.stream.is_end_stream(),
         }
@@ -266,6 +282,7 @@ impl HttpBody for Body {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Streamed(incoming) => incoming.size_hint(),
+            Kind::Inbound(inbound) => inbound.size_hint(),
             Kind::Direct(direct) => direct.size_hint(),
             Kind::H2(h2) if h2.stream.is_end_stream() => SizeHint::with_exact(0),
             Kind::H2(_) => SizeHint::default(),

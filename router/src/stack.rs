@@ -161,19 +161,25 @@ impl RouterStack {
         request: Request<Incoming>,
         downstream: &Downstream,
     ) -> Response<Body> {
-        let started = Instant::now();
         let (parts, incoming) = request.into_parts();
+        self.handle_arriving(server, parts, Arriving::Incoming(incoming), downstream)
+            .await
+    }
+
+    /// [`RouterStack::handle`] for a request whose head and body have been
+    /// taken apart by the server that read them.
+    pub(crate) async fn handle_arriving(
+        &self,
+        server: &ServerSettings,
+        parts: http::request::Parts,
+        arriving: Arriving,
+        downstream: &Downstream,
+    ) -> Response<Body> {
+        let started = Instant::now();
         let mut trace = None;
         let mut failure = None;
         let response = match self
-            .route(
-                server,
-                parts,
-                Arriving::Incoming(incoming),
-                started,
-                downstream,
-                &mut trace,
-            )
+            .route(server, parts, arriving, started, downstream, &mut trace)
             .await
         {
             Ok(Routed::Response(response)) => response,

@@ -949,7 +949,7 @@ pub struct Prefixed<S> {
 }
 
 impl<S> Prefixed<S> {
-    fn new(read: Bytes, stream: S, accepted: tokio::time::Instant) -> Prefixed<S> {
+    pub(crate) fn new(read: Bytes, stream: S, accepted: tokio::time::Instant) -> Prefixed<S> {
         Prefixed {
             read,
             stream,

@@ -5,6 +5,7 @@ pub mod config;
 pub mod context;
 pub mod forwarded;
 pub mod h1;
+mod h2;
 mod head_watch;
 pub mod io;
 pub mod limits;
@@ -450,7 +451,7 @@ async fn accept_loop(
                     // as large as the largest of the three, handshake or not.
                     h1_connection(many, stream, peer, served, h1_stopping, fallback).await;
                 } else {
-                    Box::pin(hyper.serve(stream, accepted, stopping, downstream)).await;
+                    Box::pin(h2::serve(&hyper, stream, accepted, stopping, downstream)).await;
                     drop(open);
                 }
             });
@@ -485,14 +486,14 @@ async fn accept_loop(
         let hyper = hyper.clone();
         let stopping = stopping_rx.clone();
         tokio::spawn(async move {
-            hyper
-                .serve(
-                    stream,
-                    tokio::time::Instant::now(),
-                    stopping,
-                    Downstream::plain(peer).with_forwarded(hop),
-                )
-                .await;
+            h2::serve(
+                &hyper,
+                stream,
+                tokio::time::Instant::now(),
+                stopping,
+                Downstream::plain(peer).with_forwarded(hop),
+            )
+            .await;
             drop(open);
         });
     }
@@ -637,12 +638,7 @@ fn hyper_service(
                     .record(response.status().as_u16(), started.elapsed());
                 response
             } else if let Some(Err(_)) = permit {
-                let e = RouterError::Unavailable("too many concurrent requests".into());
-                let response = error_response(&e);
-                settings
-                    .stats
-                    .record(response.status().as_u16(), started.elapsed());
-                response
+                over_the_limit(&settings, started)
             } else {
                 if let Some(Ok(permit)) = permit {
                     in_flight.hold(permit);
@@ -652,6 +648,20 @@ fn hyper_service(
             Ok(response.map(|body| Tracked::new(body, in_flight)))
         })
     })
+}
+
+/// The answer to a request over the server's limit of concurrent
+/// requests, counted in its stats.
+fn over_the_limit(
+    settings: &ServerSettings,
+    started: std::time::Instant,
+) -> http::Response<crate::body::Body> {
+    let e = RouterError::Unavailable("too many concurrent requests".into());
+    let response = error_response(&e);
+    settings
+        .stats
+        .record(response.status().as_u16(), started.elapsed());
+    response
 }
 
 impl Running {

@@ -12,6 +12,7 @@ use hyper::body::{Body as _, Incoming};
 use crate::body::Body;
 use crate::endpoint::h1_direct::Carried;
 use crate::errors::RouterError;
+use crate::http2::server::Inbound;
 
 /// A request's body as its server hands it over.
 pub(crate) enum Arriving {
@@ -20,8 +21,11 @@ pub(crate) enum Arriving {
     /// hyper's server reads it as it is asked for.
     Incoming(Incoming),
     /// The router's own HTTP/1 server read it whole (a `Content-Length`
-    /// body of at most [`crate::server::h1::WHOLE_BODY_LIMIT`] bytes).
+    /// body of at most [`crate::server::h1::WHOLE_BODY_LIMIT`] bytes), or
+    /// it came whole with its HTTP/2 head.
     Whole(Bytes),
+    /// Still arriving on a stream of the router's own HTTP/2 server.
+    Inbound(Inbound),
 }
 
 impl Arriving {
@@ -31,6 +35,7 @@ impl Arriving {
             Arriving::Empty => true,
             Arriving::Incoming(incoming) => incoming.is_end_stream(),
             Arriving::Whole(bytes) => bytes.is_empty(),
+            Arriving::Inbound(inbound) => inbound.is_end_stream(),
         }
     }
 
@@ -39,7 +44,7 @@ impl Arriving {
         match self {
             _ if self.is_end_stream() => Carried::Nothing,
             Arriving::Whole(_) => Carried::Whole,
-            Arriving::Empty | Arriving::Incoming(_) => Carried::Streamed,
+            Arriving::Empty | Arriving::Incoming(_) | Arriving::Inbound(_) => Carried::Streamed,
         }
     }
 
@@ -48,6 +53,9 @@ impl Arriving {
         match self {
             Arriving::Incoming(incoming) => {
                 !incoming.is_end_stream() && incoming.size_hint().exact().is_none()
+            }
+            Arriving::Inbound(inbound) => {
+                !inbound.is_end_stream() && inbound.size_hint().exact().is_none()
             }
             Arriving::Empty | Arriving::Whole(_) => false,
         }
@@ -64,6 +72,27 @@ pub(crate) enum RequestBody {
     Buffered(Bytes),
     /// Streamed once; `None` while an attempt has it.
     Streamed(Option<Body>),
+}
+
+/// [`RequestBody::read`] for a body arriving on the router's own HTTP/2
+/// server: the same rules as for hyper's.
+async fn read_inbound(
+    inbound: Inbound,
+    keep: bool,
+    limit: u64,
+) -> Result<RequestBody, RouterError> {
+    if inbound.is_end_stream() {
+        return Ok(RequestBody::Empty);
+    }
+    let small = inbound.size_hint().exact().is_some_and(|n| n <= limit);
+    if !(keep && small) {
+        return Ok(RequestBody::Streamed(Some(Body::inbound(inbound))));
+    }
+    let collected = inbound
+        .collect()
+        .await
+        .map_err(|e| RouterError::Upstream(format!("reading the request body failed: {e}")))?;
+    Ok(RequestBody::Buffered(collected.to_bytes()))
 }
 
 impl RequestBody {
@@ -84,6 +113,7 @@ impl RequestBody {
             }
             Arriving::Whole(bytes) => return Ok(RequestBody::Streamed(Some(Body::full(bytes)))),
             Arriving::Incoming(incoming) => incoming,
+            Arriving::Inbound(inbound) => return read_inbound(inbound, keep, limit).await,
         };
         if incoming.is_end_stream() {
             return Ok(RequestBody::Empty);

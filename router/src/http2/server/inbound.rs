@@ -8,7 +8,6 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http_body_util::BodyExt as _;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use parking_lot::Mutex;
 
@@ -173,10 +172,5 @@ impl Inbound {
                 whole.freeze()
             }
         })
-    }
-
-    /// Reads the whole body into memory.
-    pub async fn collect_bytes(self) -> Result<Bytes, Broken> {
-        Ok(self.collect().await?.to_bytes())
     }
 }
