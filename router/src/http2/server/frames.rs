@@ -146,10 +146,11 @@ impl<I, S: Service> Connection<I, S> {
             return Err(protocol_error("client opened an even-numbered stream"));
         }
         if !self.is_idle(id) {
-            return Err(connection_error(
-                Reason::STREAM_CLOSED,
-                "HEADERS on a closed stream",
-            ));
+            // A stream we have closed, perhaps with RST_STREAM after its
+            // answer: what was already on its way for it is ignored
+            // (RFC 9113, section 5.1). Its block was decoded above, so
+            // the table stays in step.
+            return Ok(());
         }
         self.last_stream = id;
         let refuse = self.going_away.is_some()
@@ -281,7 +282,7 @@ impl<I, S: Service> Connection<I, S> {
             if self.is_idle(id) {
                 return Err(protocol_error("DATA on an idle stream"));
             }
-            frame::write_reset(&mut self.write_buf, id, Reason::STREAM_CLOSED);
+            // A stream we have closed: ignored, as above.
             return Ok(());
         };
         *window -= i64::from(flow_len);

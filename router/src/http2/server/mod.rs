@@ -124,6 +124,8 @@ pub struct Connection<I, S: Service> {
     queued: Queued,
     /// The preface has been read.
     started: bool,
+    /// `read_buf` holds bytes not yet looked at.
+    unread: bool,
     /// The highest stream id the client has used.
     last_stream: u32,
     /// A header block continued by CONTINUATION frames.
@@ -196,6 +198,7 @@ where
             io,
             service,
             config,
+            unread: !read.is_empty(),
             read_buf: read,
             write_buf,
             decoder: Decoder::new(4096),
@@ -296,6 +299,12 @@ where
 
     /// Reads what the socket has and takes in every whole frame.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectionError>> {
+        if self.unread {
+            // Bytes read before the connection was made over to us.
+            self.unread = false;
+            self.take_frames()?;
+            return Poll::Ready(Ok(()));
+        }
         self.read_buf.reserve(READ_SIZE);
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.io),
@@ -311,16 +320,22 @@ where
             }
             return Poll::Ready(Ok(()));
         }
+        self.take_frames()?;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Takes in the preface and every whole frame in the read buffer.
+    fn take_frames(&mut self) -> Result<(), ConnectionError> {
         if !self.started {
             if self.read_buf.len() < frame::PREFACE.len() {
                 return if frame::PREFACE.starts_with(&self.read_buf) {
-                    Poll::Ready(Ok(()))
+                    Ok(())
                 } else {
-                    Poll::Ready(Err(ConnectionError::Preface))
+                    Err(ConnectionError::Preface)
                 };
             }
             if !self.read_buf.starts_with(frame::PREFACE) {
-                return Poll::Ready(Err(ConnectionError::Preface));
+                return Err(ConnectionError::Preface);
             }
             let _ = self.read_buf.split_to(frame::PREFACE.len());
             self.started = true;
@@ -328,12 +343,12 @@ where
         loop {
             match frame::read(&mut self.read_buf, frame::DEFAULT_MAX_FRAME_SIZE) {
                 Ok(Some(frame)) => self.on_frame(frame)?,
-                Ok(None) => return Poll::Ready(Ok(())),
+                Ok(None) => return Ok(()),
                 Err(error) => match error.stream {
                     Some(stream) if self.continuing.is_none() => {
                         self.on_stream_error(&error, stream)
                     }
-                    _ => return Poll::Ready(Err(ConnectionError::Protocol(error))),
+                    _ => return Err(ConnectionError::Protocol(error)),
                 },
             }
         }

@@ -564,3 +564,33 @@ async fn a_graceful_shutdown_finishes_the_streams_it_has() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn bytes_read_before_the_connection_was_made_are_served() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut hello = BytesMut::from(frame::PREFACE);
+    frame::write_settings(&mut hello, &[]);
+    hello.extend_from_slice(&headers(1, true, &get_block(b"")));
+    let expected = hello.len();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        // As the router does: the preface and what came with it are read
+        // first, to tell HTTP/2 from HTTP/1.
+        let mut read = BytesMut::new();
+        while read.len() < expected {
+            stream.read_buf(&mut read).await.unwrap();
+        }
+        Connection::new(stream, read, Echo::default(), Config::default())
+            .await
+            .unwrap();
+    });
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&hello).await.unwrap();
+    // Nothing more is sent (not even the SETTINGS ACK): the answer comes.
+    let mut raw = Raw {
+        stream,
+        buf: BytesMut::new(),
+    };
+    assert!(matches!(raw.next().await, Some(Frame::Headers { stream: 1, .. })));
+}
