@@ -244,3 +244,76 @@ fn check_config_error(e: &namers::config::ConfigError) {
     assert!(!e.message.trim().is_empty(), "an error says why: {e:?}");
     assert!(e.to_string().starts_with("linkerd.yaml: "), "{e}");
 }
+
+/// The input is what a client might send after the HTTP/2 preface: frames
+/// are read off it as the router's server reads them, and every header
+/// block (HEADERS with its CONTINUATIONs) is decoded with one HPACK
+/// decoder, as one connection would. Reading stops at the first frame
+/// error, as the connection would. Each decoded field HTTP allows is
+/// encoded again by the router's encoder, and that block must decode to the
+/// same fields.
+pub(crate) fn check_h2_frames(data: &[u8]) {
+    use router::http2::frame::{self, Frame};
+    use router::http2::hpack::{Decoder, Encoder, Field, Name};
+
+    const TABLE: usize = 4096;
+    let mut buf = BytesMut::from(data);
+    let mut decoder = Decoder::new(TABLE);
+    let mut block: Option<BytesMut> = None;
+    loop {
+        let frame = match frame::read(&mut buf, frame::DEFAULT_MAX_FRAME_SIZE) {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(_) => return,
+        };
+        let (fragment, end_headers) = match frame {
+            Frame::Headers {
+                fragment,
+                end_headers,
+                ..
+            } => {
+                block = Some(BytesMut::new());
+                (fragment, end_headers)
+            }
+            Frame::Continuation {
+                fragment,
+                end_headers,
+                ..
+            } => (fragment, end_headers),
+            Frame::Data { data, flow_len, .. } => {
+                assert!(data.len() <= flow_len as usize);
+                continue;
+            }
+            _ => continue,
+        };
+        let Some(pending) = &mut block else {
+            return;
+        };
+        pending.extend_from_slice(&fragment);
+        if !end_headers {
+            continue;
+        }
+        let whole = block.take().unwrap_or_default().freeze();
+        let mut fields: Vec<Field> = Vec::new();
+        if decoder.decode(&whole, |field| fields.push(field)).is_err() {
+            return;
+        }
+        // Again through the router's encoder.
+        let encoder = Encoder::new();
+        let mut encoded = BytesMut::new();
+        let mut kept = Vec::new();
+        for field in fields {
+            if let Name::Header(name) = &field.name
+                && let Ok(mut value) = HeaderValue::from_maybe_shared(field.value.clone())
+            {
+                value.set_sensitive(field.sensitive);
+                encoder.header(name, &value, &mut encoded);
+                kept.push(field);
+            }
+        }
+        let mut again = Vec::new();
+        Decoder::new(TABLE)
+            .decode(&encoded.freeze(), |field| again.push(field))
+            .expect("the encoder's block decodes");
+        assert_eq!(again, kept, "fields changed on the way through the encoder");
+    }
+}

@@ -30,3 +30,8 @@ fn h1_head_corpus() {
 fn router_config_corpus() {
     replay("router_config", check::check_router_config);
 }
+
+#[test]
+fn h2_frames_corpus() {
+    replay("h2_frames", check::check_h2_frames);
+}

@@ -592,5 +592,8 @@ async fn bytes_read_before_the_connection_was_made_are_served() {
         stream,
         buf: BytesMut::new(),
     };
-    assert!(matches!(raw.next().await, Some(Frame::Headers { stream: 1, .. })));
+    assert!(matches!(
+        raw.next().await,
+        Some(Frame::Headers { stream: 1, .. })
+    ));
 }
