@@ -67,13 +67,16 @@ pub(super) async fn serve<I>(
     let stop = async move {
         let _ = stopping.changed().await;
     };
-    session::drive(
+    // One task polls every stream's future: tokio's budget per task poll
+    // would run out for all of them at once, and each would wake itself
+    // again and again. The connection bounds its own work per poll instead.
+    tokio::task::unconstrained(session::drive(
         connection,
         |connection| connection.get_mut().graceful_shutdown(),
         &activity,
         &limits.session,
         stop,
-    )
+    ))
     .await;
 }
 
