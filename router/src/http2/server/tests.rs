@@ -597,3 +597,162 @@ async fn bytes_read_before_the_connection_was_made_are_served() {
         Some(Frame::Headers { stream: 1, .. })
     ));
 }
+
+/// A POST to `/` in HPACK with `content-length: <length>`.
+fn post_block(length: &str) -> Vec<u8> {
+    let mut block = vec![0x83, 0x86, 0x84, 0x01, 0x01, b'a', 0x0f, 0x0d];
+    block.push(length.len() as u8);
+    block.extend_from_slice(length.as_bytes());
+    block
+}
+
+fn data(stream: u32, end_stream: bool, payload: &[u8]) -> BytesMut {
+    let mut buf = BytesMut::new();
+    frame::write_data_head(&mut buf, stream, end_stream, payload.len());
+    buf.extend_from_slice(payload);
+    buf
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_match_its_content_length_resets_its_stream() {
+    let addr = serve(Echo::default(), Config::default()).await;
+    let mut raw = Raw::open(addr).await;
+    // Shorter than announced.
+    let mut bytes = headers(1, false, &post_block("5"));
+    bytes.extend_from_slice(&data(1, true, b"abc"));
+    raw.send(&bytes).await;
+    assert_eq!(
+        raw.next().await,
+        Some(Frame::Reset {
+            stream: 1,
+            reason: Reason::PROTOCOL_ERROR
+        })
+    );
+    // Longer than announced.
+    let mut bytes = headers(3, false, &post_block("2"));
+    bytes.extend_from_slice(&data(3, false, b"abc"));
+    raw.send(&bytes).await;
+    assert_eq!(
+        raw.next().await,
+        Some(Frame::Reset {
+            stream: 3,
+            reason: Reason::PROTOCOL_ERROR
+        })
+    );
+    // Announced but ended with the head.
+    raw.send(&headers(5, true, &post_block("2"))).await;
+    assert_eq!(
+        raw.next().await,
+        Some(Frame::Reset {
+            stream: 5,
+            reason: Reason::PROTOCOL_ERROR
+        })
+    );
+    // Trailers that do not end the stream.
+    let mut bytes = headers(7, false, &post_block("1"));
+    bytes.extend_from_slice(&data(7, false, b"a"));
+    bytes.extend_from_slice(&headers(7, false, b"\x00\x01x\x01y"));
+    raw.send(&bytes).await;
+    assert_eq!(
+        raw.next().await,
+        Some(Frame::Reset {
+            stream: 7,
+            reason: Reason::PROTOCOL_ERROR
+        })
+    );
+    // The connection still serves.
+    raw.send(&headers(9, true, &get_block(b""))).await;
+    assert!(matches!(
+        raw.next().await,
+        Some(Frame::Headers { stream: 9, .. })
+    ));
+}
+
+#[tokio::test]
+async fn streams_past_the_limit_are_refused() {
+    let config = Config {
+        max_concurrent_streams: 2,
+        ..Config::default()
+    };
+    let addr = serve(Echo::default(), config).await;
+    let mut raw = Raw::open(addr).await;
+    let hang = [
+        0x82, 0x86, 0x04, 0x05, b'/', b'h', b'a', b'n', b'g', 0x01, 0x01, b'a',
+    ];
+    let mut bytes = BytesMut::new();
+    for id in [1, 3, 5] {
+        bytes.extend_from_slice(&headers(id, true, &hang));
+    }
+    raw.send(&bytes).await;
+    assert_eq!(
+        raw.next().await,
+        Some(Frame::Reset {
+            stream: 5,
+            reason: Reason::REFUSED_STREAM
+        })
+    );
+    // One ends; a new one is taken.
+    let mut reset = BytesMut::new();
+    frame::write_reset(&mut reset, 1, Reason::CANCEL);
+    reset.extend_from_slice(&headers(7, true, &get_block(b"")));
+    raw.send(&reset).await;
+    assert!(matches!(
+        raw.next().await,
+        Some(Frame::Headers { stream: 7, .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_header_block_continued_without_end_closes_the_connection() {
+    let config = Config {
+        max_header_list_size: 1024,
+        ..Config::default()
+    };
+    let addr = serve(Echo::default(), config).await;
+    let mut raw = Raw::open(addr).await;
+    // HEADERS without END_HEADERS, then CONTINUATIONs of nothing useful.
+    let mut bytes = BytesMut::from(&[0, 0, 1, 1, 0, 0, 0, 0, 1, 0x82][..]);
+    for _ in 0..40 {
+        bytes.extend_from_slice(&[0x00, 0x04, 0x00, 9, 0, 0, 0, 0, 1]);
+        bytes.extend_from_slice(&[0x40; 1024]);
+    }
+    raw.send(&bytes).await;
+    assert_eq!(
+        raw.next().await,
+        Some(Frame::GoAway {
+            last_stream: 0,
+            reason: Reason::ENHANCE_YOUR_CALM
+        })
+    );
+}
+
+#[tokio::test]
+async fn answers_wait_for_the_window_the_client_gives() {
+    let addr = serve(Echo::default(), Config::default()).await;
+    let mut raw = Raw::open(addr).await;
+    // A stream window of 10 bytes.
+    let mut settings = BytesMut::new();
+    frame::write_settings(&mut settings, &[(frame::setting::INITIAL_WINDOW_SIZE, 10)]);
+    raw.send(&settings).await;
+    let big = b"\x82\x86\x04\x07/big/25\x01\x01a";
+    raw.send(&headers(1, true, big)).await;
+    assert!(matches!(
+        raw.next().await,
+        Some(Frame::Headers { stream: 1, .. })
+    ));
+    let Some(Frame::Data { data, .. }) = raw.next().await else {
+        panic!("no data");
+    };
+    assert_eq!(data.len(), 10, "no more than the window");
+    // More window, more data; the rest ends the stream.
+    let mut update = BytesMut::new();
+    frame::write_window_update(&mut update, 1, 100);
+    raw.send(&update).await;
+    let Some(Frame::Data {
+        data, end_stream, ..
+    }) = raw.next().await
+    else {
+        panic!("no more data");
+    };
+    assert_eq!((data.len(), end_stream), (15, true));
+}
