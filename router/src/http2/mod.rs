@@ -4,4 +4,7 @@
 
 pub mod frame;
 pub mod hpack;
+pub(crate) mod inbound;
+pub(crate) mod send;
 pub mod server;
+pub(crate) mod wake;

@@ -2,7 +2,6 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::inbound;
 use super::request::Gathered;
 use super::stream::{Recv, Stream};
 use super::{Connection, ConnectionError, Continuing, RESET_ALLOWANCE, Service};
@@ -178,7 +177,7 @@ impl<I, S: Service> Connection<I, S> {
         let (recv, inbound) = if end_stream {
             (Recv::Closed, None)
         } else {
-            let (sender, inbound) = inbound::inbox(id, self.signals.clone(), length);
+            let (sender, inbound) = crate::http2::inbound::inbox(id, self.signals.clone(), length);
             let recv = Recv::Open {
                 sender,
                 window: i64::from(self.config.stream_window),

@@ -8,12 +8,10 @@
 //! per-stream wakers ([`wake`]).
 
 mod frames;
-mod inbound;
 mod request;
 mod stream;
-mod wake;
 
-pub use inbound::{Broken, Inbound};
+pub use crate::http2::inbound::{Broken, Inbound};
 pub use request::Malformed;
 
 use std::collections::HashMap;
@@ -30,8 +28,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::frame::{self, FrameError, Reason, setting};
 use super::hpack::{Decoder, Encoder};
+use super::send::WRITE_HIGH_WATER;
+use super::wake::{Queued, Signals};
 use stream::Stream;
-use wake::{Queued, Signals};
 
 /// A connection's limits, sent to the client in our SETTINGS.
 #[derive(Debug, Clone, Copy)]
@@ -96,9 +95,6 @@ pub enum ConnectionError {
     TooManyResets,
 }
 
-/// The write buffer's size past which no more is read or produced until
-/// the socket has taken some.
-const WRITE_HIGH_WATER: usize = 128 * 1024;
 /// How much room a read is given.
 const READ_SIZE: usize = 16 * 1024;
 /// Rounds of reading, polling streams and writing in one poll of the

@@ -2,11 +2,12 @@
 //! with the checks RFC 9113 (section 8) puts on a request.
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Uri, Version};
 
 use crate::http2::hpack::{Field, Name, Pseudo};
+use crate::http2::send::is_connection_specific;
 
 /// Why a request is malformed: the stream is reset with PROTOCOL_ERROR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -167,15 +168,6 @@ fn uri(scheme: &[u8], authority: Option<Bytes>, path: Bytes) -> Result<Uri, Malf
     Uri::from_parts(parts).map_err(|_| Malformed("invalid request target"))
 }
 
-/// Fields HTTP/2 forbids (section 8.2.2); `te` may only say `trailers`.
-pub(super) fn is_connection_specific(name: &HeaderName, value: &[u8]) -> bool {
-    match name.as_str() {
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" => true,
-        "te" => value != b"trailers",
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,7 +186,7 @@ mod tests {
 
     fn header(name: &str, value: &str) -> Field {
         field(
-            Name::Header(HeaderName::from_bytes(name.as_bytes()).unwrap()),
+            Name::Header(http::HeaderName::from_bytes(name.as_bytes()).unwrap()),
             value,
         )
     }

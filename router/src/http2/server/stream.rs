@@ -6,16 +6,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use hyper::body::Body as HttpBody;
 
-use super::inbound::{Inbound, Sender};
-use super::request::is_connection_specific;
-use super::wake::StreamWake;
-use super::{Connection, RequestBody, Service, WRITE_HIGH_WATER};
+use super::{Connection, RequestBody, Service};
 use crate::http2::frame::{self, Reason};
-use crate::http2::hpack::Encoder;
+use crate::http2::inbound::{Inbound, Sender};
+use crate::http2::send::{self, Out, Polled, Sending, WRITE_HIGH_WATER};
+use crate::http2::wake::StreamWake;
 
 /// One open stream.
 pub(super) struct Stream<S: Service> {
@@ -33,15 +31,6 @@ pub(super) enum Answer<S: Service> {
     NotStarted,
     Waiting(S::Future),
     Sending(Sending<S::Body>),
-}
-
-pub(super) struct Sending<B> {
-    body: B,
-    /// Data taken from the body that the windows have not let out yet.
-    held: Bytes,
-    /// The body has nothing after `held` but, perhaps, `trailers`.
-    ended: bool,
-    trailers: Option<HeaderMap>,
 }
 
 /// The request body's side of the stream.
@@ -62,7 +51,7 @@ pub(super) enum Recv {
 impl<S: Service> Stream<S> {
     pub(super) fn new(
         id: u32,
-        signals: Arc<super::Signals>,
+        signals: Arc<crate::http2::wake::Signals>,
         send_window: i64,
         recv: Recv,
         request: (http::request::Parts, Option<Inbound>),
@@ -95,18 +84,6 @@ impl<S: Service> Stream<S> {
     pub(super) fn answering(&self) -> bool {
         matches!(self.answer, Answer::Sending(_))
     }
-}
-
-/// What polling a stream came to.
-enum Polled {
-    /// Waiting on its future, its body or its window.
-    Pending,
-    /// Waiting for room in the connection's window or write buffer.
-    Blocked,
-    /// Its answer has ended the stream.
-    Finished,
-    /// Its answer's body failed.
-    Failed,
 }
 
 impl<I, S: Service> Connection<I, S> {
@@ -214,7 +191,13 @@ impl<I, S: Service> Connection<I, S> {
             send_window: &mut self.send_window,
             max_frame_size: self.peer_max_frame_size,
         };
-        write_head(&mut out, id, Some(status), headers, true);
+        send::write_head(
+            &mut out,
+            id,
+            |encoder, buf| encoder.status(status, buf),
+            headers,
+            true,
+        );
     }
 
     /// Ends stream `id` with RST_STREAM.
@@ -268,14 +251,6 @@ impl<I, S: Service> Connection<I, S> {
     }
 }
 
-/// The connection's output, lent to one stream.
-struct Out<'a> {
-    buf: &'a mut BytesMut,
-    encoder: &'a mut Encoder,
-    send_window: &'a mut i64,
-    max_frame_size: u32,
-}
-
 fn poll_answer<S: Service>(id: u32, stream: &mut Stream<S>, out: &mut Out<'_>) -> Polled {
     let mut cx = Context::from_waker(&stream.waker);
     if let Answer::Waiting(future) = &mut stream.answer {
@@ -290,110 +265,20 @@ fn poll_answer<S: Service>(id: u32, stream: &mut Stream<S>, out: &mut Out<'_>) -
             head.headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
         }
-        write_head(out, id, Some(head.status), &head.headers, ended);
+        send::write_head(
+            out,
+            id,
+            |encoder, buf| encoder.status(head.status, buf),
+            &head.headers,
+            ended,
+        );
         if ended {
             return Polled::Finished;
         }
-        stream.answer = Answer::Sending(Sending {
-            body,
-            held: Bytes::new(),
-            ended: false,
-            trailers: None,
-        });
+        stream.answer = Answer::Sending(Sending::new(body));
     }
     let Answer::Sending(sending) = &mut stream.answer else {
         return Polled::Pending;
     };
-    loop {
-        if !sending.held.is_empty() {
-            let room = stream
-                .send_window
-                .min(*out.send_window)
-                .min(i64::from(out.max_frame_size));
-            if room <= 0 {
-                // The stream's own window reopens with its WINDOW_UPDATE,
-                // which polls it again.
-                return if *out.send_window <= 0 {
-                    Polled::Blocked
-                } else {
-                    Polled::Pending
-                };
-            }
-            let n = (room as usize).min(sending.held.len());
-            let chunk = sending.held.split_to(n);
-            let last = sending.held.is_empty() && sending.ended && sending.trailers.is_none();
-            frame::write_data_head(out.buf, id, last, n);
-            out.buf.extend_from_slice(&chunk);
-            stream.send_window -= n as i64;
-            *out.send_window -= n as i64;
-            if last {
-                return Polled::Finished;
-            }
-            if out.buf.len() >= WRITE_HIGH_WATER {
-                return Polled::Blocked;
-            }
-            continue;
-        }
-        if sending.ended {
-            match sending.trailers.take() {
-                Some(trailers) => write_head(out, id, None, &trailers, true),
-                None => frame::write_data_head(out.buf, id, true, 0),
-            }
-            return Polled::Finished;
-        }
-        if out.buf.len() >= WRITE_HIGH_WATER {
-            return Polled::Blocked;
-        }
-        match Pin::new(&mut sending.body).poll_frame(&mut cx) {
-            Poll::Pending => return Polled::Pending,
-            Poll::Ready(None) => sending.ended = true,
-            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) => {
-                    sending.held = data;
-                    sending.ended = sending.body.is_end_stream();
-                }
-                Err(frame) => {
-                    if let Ok(trailers) = frame.into_trailers() {
-                        sending.trailers = Some(trailers);
-                        sending.ended = true;
-                    }
-                }
-            },
-            Poll::Ready(Some(Err(e))) => {
-                tracing::debug!(stream = id, error = %e, "answer body failed; resetting the stream");
-                return Polled::Failed;
-            }
-        }
-    }
-}
-
-/// Encodes an answer's head (with `status`) or its trailers into HEADERS
-/// (and CONTINUATIONs when it does not fit one frame).
-fn write_head(
-    out: &mut Out<'_>,
-    id: u32,
-    status: Option<http::StatusCode>,
-    headers: &HeaderMap,
-    end_stream: bool,
-) {
-    let at = out.buf.len();
-    out.buf.put_bytes(0, frame::HEAD_LEN);
-    out.encoder.start_block(out.buf);
-    if let Some(status) = status {
-        out.encoder.status(status, out.buf);
-    }
-    for (name, value) in headers {
-        if is_connection_specific(name, value.as_bytes()) {
-            continue;
-        }
-        out.encoder.header(name, value, out.buf);
-    }
-    let len = out.buf.len() - at - frame::HEAD_LEN;
-    if len <= out.max_frame_size as usize {
-        frame::patch_headers_head(&mut out.buf[at..], len, id, end_stream);
-    } else {
-        let block = out.buf.split_off(at + frame::HEAD_LEN);
-        out.buf.truncate(at);
-        frame::write_headers(out.buf, id, end_stream, &block, out.max_frame_size);
-    }
+    send::poll_sending(id, sending, &mut stream.send_window, out, &mut cx)
 }

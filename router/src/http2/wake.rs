@@ -15,46 +15,46 @@ use parking_lot::Mutex;
 
 /// What a connection's streams tell its task.
 #[derive(Default)]
-pub(super) struct Signals {
+pub(crate) struct Signals {
     queued: Mutex<Queued>,
     task: AtomicWaker,
 }
 
 #[derive(Default)]
-pub(super) struct Queued {
+pub(crate) struct Queued {
     /// Streams whose future or body was woken.
-    pub(super) woken: Vec<u32>,
+    pub(crate) woken: Vec<u32>,
     /// Request body bytes read, by stream: window to give back.
-    pub(super) consumed: Vec<(u32, u32)>,
+    pub(crate) consumed: Vec<(u32, u32)>,
 }
 
 impl Signals {
     /// The connection's task is polling with `waker`.
-    pub(super) fn register(&self, waker: &Waker) {
+    pub(crate) fn register(&self, waker: &Waker) {
         self.task.register(waker);
     }
 
     /// Has the connection's task polled again.
-    pub(super) fn wake_task(&self) {
+    pub(crate) fn wake_task(&self) {
         self.task.wake();
     }
 
     /// Takes what has been queued, leaving `spare` (emptied) in its place.
-    pub(super) fn take(&self, spare: &mut Queued) {
+    pub(crate) fn take(&self, spare: &mut Queued) {
         spare.woken.clear();
         spare.consumed.clear();
         std::mem::swap(&mut *self.queued.lock(), spare);
     }
 
     /// `n` bytes of stream `id`'s request body have been read.
-    pub(super) fn consumed(&self, id: u32, n: u32) {
+    pub(crate) fn consumed(&self, id: u32, n: u32) {
         self.queued.lock().consumed.push((id, n));
         self.task.wake();
     }
 }
 
 /// The waker of one stream.
-pub(super) struct StreamWake {
+pub(crate) struct StreamWake {
     id: u32,
     /// Already in `woken`: a second wake adds nothing.
     queued: AtomicBool,
@@ -62,7 +62,7 @@ pub(super) struct StreamWake {
 }
 
 impl StreamWake {
-    pub(super) fn new(id: u32, signals: Arc<Signals>) -> Arc<StreamWake> {
+    pub(crate) fn new(id: u32, signals: Arc<Signals>) -> Arc<StreamWake> {
         Arc::new(StreamWake {
             id,
             queued: AtomicBool::new(false),
@@ -71,7 +71,7 @@ impl StreamWake {
     }
 
     /// About to be polled: a wake from now on queues the stream again.
-    pub(super) fn polling(&self) {
+    pub(crate) fn polling(&self) {
         self.queued.store(false, Ordering::Release);
     }
 }

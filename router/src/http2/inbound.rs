@@ -27,7 +27,7 @@ struct Inbox {
 }
 
 /// The connection's end of an inbox.
-pub(super) struct Sender {
+pub(crate) struct Sender {
     inbox: Arc<Mutex<Inbox>>,
 }
 
@@ -39,7 +39,7 @@ pub struct Broken(&'static str);
 impl Sender {
     /// Puts a DATA payload in; `false` when nobody will read it (its
     /// window is then the connection's to give back at once).
-    pub(super) fn data(&self, data: Bytes) -> bool {
+    pub(crate) fn data(&self, data: Bytes) -> bool {
         let mut inbox = self.inbox.lock();
         if inbox.abandoned {
             return false;
@@ -50,7 +50,7 @@ impl Sender {
     }
 
     /// The body ends, with `trailers` if it has them.
-    pub(super) fn end(&self, trailers: Option<HeaderMap>) {
+    pub(crate) fn end(&self, trailers: Option<HeaderMap>) {
         let mut inbox = self.inbox.lock();
         inbox.ended = true;
         inbox.trailers = trailers;
@@ -58,7 +58,7 @@ impl Sender {
     }
 
     /// The body will not end well.
-    pub(super) fn break_off(&self, why: &'static str) {
+    pub(crate) fn break_off(&self, why: &'static str) {
         let mut inbox = self.inbox.lock();
         if !inbox.ended {
             inbox.broken = Some(why);
@@ -83,7 +83,7 @@ pub struct Inbound {
 }
 
 /// A new inbox for stream `stream`: the connection's end and the body.
-pub(super) fn inbox(stream: u32, signals: Arc<Signals>, length: Option<u64>) -> (Sender, Inbound) {
+pub(crate) fn inbox(stream: u32, signals: Arc<Signals>, length: Option<u64>) -> (Sender, Inbound) {
     let inbox = Arc::new(Mutex::new(Inbox::default()));
     (
         Sender {
@@ -155,7 +155,7 @@ impl Drop for Inbound {
 impl Inbound {
     /// When nothing has been read yet and the body has ended: all of it,
     /// as one piece.
-    pub(super) fn take_whole(&self) -> Option<Bytes> {
+    pub(crate) fn take_whole(&self) -> Option<Bytes> {
         let mut inbox = self.inbox.lock();
         if !inbox.ended || inbox.trailers.is_some() || inbox.broken.is_some() {
             return None;
