@@ -50,46 +50,11 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Streamed(Incoming),
-    /// A request body still arriving on a stream of the router's own
-    /// HTTP/2 server.
+    /// Arriving on a stream of the router's own HTTP/2 server (a
+    /// request's body) or client (an answer's).
     Inbound(Inbound),
     /// Read from an upstream connection by the task polling it.
     Direct(DirectBody),
-    /// An h2 upstream's answer, read from its stream.
-    H2(H2Body),
-}
-
-/// An answer's body read from an upstream h2 stream: its data, then its
-/// trailers.
-pub struct H2Body {
-    stream: h2::RecvStream,
-    data_done: bool,
-}
-
-impl H2Body {
-    fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        if !self.data_done {
-            match self.stream.poll_data(cx) {
-                Poll::Ready(Some(Ok(data))) => {
-                    // Read: the upstream may send as much again.
-                    let _ = self.stream.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Box::new(e)))),
-                Poll::Ready(None) => self.data_done = true,
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        match self.stream.poll_trailers(cx) {
-            Poll::Ready(Ok(Some(trailers))) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Poll::Ready(Ok(None)) => Poll::Ready(None),
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 /// What an upstream response body holds on to until it is finished.
@@ -129,21 +94,11 @@ impl Body {
         }
     }
 
-    /// A request body arriving on the router's own HTTP/2 server.
+    /// A body arriving on a stream of the router's own HTTP/2 server (a
+    /// request's) or client (an answer's).
     pub fn inbound(inbound: Inbound) -> Body {
         Body {
             kind: Kind::Inbound(inbound),
-            lease: None,
-        }
-    }
-
-    /// An h2 upstream's answer body.
-    pub fn h2(stream: h2::RecvStream) -> Body {
-        Body {
-            kind: Kind::H2(H2Body {
-                stream,
-                data_done: false,
-            }),
             lease: None,
         }
     }
@@ -243,7 +198,6 @@ impl HttpBody for Body {
                 .poll_frame(cx)
                 .map_err(|e| Box::new(e) as BodyError),
             Kind::Direct(direct) => Pin::new(direct).poll_frame(cx),
-            Kind::H2(h2) => h2.poll_frame(cx),
         };
         let polled = match polled {
             Poll::Ready(Some(Ok(frame))) if frame.is_trailers() && self.has_late_class() => {
@@ -273,7 +227,6 @@ impl HttpBody for Body {
             Kind::Streamed(incoming) => incoming.is_end_stream(),
             Kind::Inbound(inbound) => inbound.is_end_stream(),
             Kind::Direct(direct) => direct.is_end_stream(),
-            Kind::H2(h2) => h2.stream.is_end_stream(),
         }
     }
 
@@ -284,8 +237,6 @@ impl HttpBody for Body {
             Kind::Streamed(incoming) => incoming.size_hint(),
             Kind::Inbound(inbound) => inbound.size_hint(),
             Kind::Direct(direct) => direct.size_hint(),
-            Kind::H2(h2) if h2.stream.is_end_stream() => SizeHint::with_exact(0),
-            Kind::H2(_) => SizeHint::default(),
         }
     }
 }

@@ -6,15 +6,17 @@
 //! client sent. HTTP/2 multiplexes, so one connection per endpoint carries
 //! all its requests.
 //!
-//! The pool speaks to the `h2` crate directly rather than through hyper's
-//! client. hyper holds a request whose stream is still waiting to be
-//! opened in its own dispatch task, and drops it when a `GOAWAY` arrives
-//! without saying whether it was written ("dispatch task is gone"); under
-//! rotating upstreams that lost about one request in 200,000. With `h2`
-//! itself every stream ends in an answer or an error that says whether the
-//! upstream processed it: `REFUSED_STREAM`, or above a `GOAWAY`'s last
-//! stream (RFC 9113 section 8.7). Streams beyond the upstream's
-//! `SETTINGS_MAX_CONCURRENT_STREAMS` wait in `h2` until one closes.
+//! The connections are the router's own HTTP/2 client
+//! ([`crate::http2::client`]). Every request ends in an answer or an error
+//! that says whether the upstream processed it: `REFUSED_STREAM`, above a
+//! `GOAWAY`'s last stream (RFC 9113 section 8.7), or still waiting for a
+//! stream when the connection stopped taking them, in which case the
+//! request comes back whole. (hyper's client, used before the `h2` crate's
+//! and then the router's own, dropped a request still waiting for its
+//! stream when a `GOAWAY` came, without saying whether it was written:
+//! under rotating upstreams that lost about one request in 200,000.)
+//! Requests beyond the upstream's `SETTINGS_MAX_CONCURRENT_STREAMS` wait in
+//! the connection until a stream closes.
 //!
 //! A connection no request has been sent on for the idle timeout (60 s,
 //! as for HTTP/1 connections) leaves the pool: the streams still open on
@@ -30,19 +32,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
-use h2::client::SendRequest;
 use http::{HeaderMap, HeaderName, Request, Response, header};
-use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::body::Body;
-use crate::endpoint::h1_pool::{SendError, Unsent, error_chain};
+use crate::endpoint::h1_pool::{SendError, Unsent};
 use crate::endpoint::tls::Securer;
+use crate::http2::client::{self, Owner, SendRequest};
 use crate::stats::{ConnectionCounts, OpenConnection};
 
 /// How long a connection may go without a request before it leaves the
@@ -51,15 +51,16 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The window and frame sizes hyper's client used, which upstreams tuned
 /// for it expect.
-const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
-const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
-const MAX_SEND_BUFFER: usize = 1024 * 1024;
-const MAX_HEADER_LIST: u32 = 16 * 1024;
+const CONFIG: client::Config = client::Config {
+    stream_window: 2 * 1024 * 1024,
+    connection_window: 5 * 1024 * 1024,
+    max_header_list_size: 16 * 1024,
+};
 
 type Connections = Mutex<HashMap<SocketAddr, Pooled>>;
 
 /// A connection being opened, awaited by every request that wants it.
-type Connecting = Shared<BoxFuture<'static, Result<(SendRequest<Bytes>, u64), String>>>;
+type Connecting = Shared<BoxFuture<'static, Result<(SendRequest<Body>, u64), String>>>;
 
 /// Open HTTP/2 connections by endpoint.
 pub struct H2Pool {
@@ -74,7 +75,9 @@ pub struct H2Pool {
 }
 
 struct Pooled {
-    sender: SendRequest<Bytes>,
+    sender: SendRequest<Body>,
+    /// Keeps the connection taking requests while it is in the pool.
+    _owner: Owner<Body>,
     /// Tells this connection from a later one to the same endpoint.
     id: u64,
     last_used: Instant,
@@ -129,49 +132,33 @@ impl H2Pool {
                 });
             }
         };
-        let going_away = || leave(&Arc::downgrade(&self.connections), endpoint, id);
-        let mut sender = match sender.ready().await {
-            Ok(sender) => sender,
-            Err(e) => {
-                // No stream was opened: the request is whole.
-                let error = match unprocessed(&e) {
-                    Some(_) => {
-                        going_away();
-                        SendError::Rotated(error_chain(&e))
-                    }
-                    None => SendError::Connect(format!("connection to {endpoint} failed: {e}")),
-                };
-                return Err(Unsent {
-                    error,
-                    request: Some(request),
-                });
-            }
-        };
         let (mut parts, body) = request.into_parts();
         strip_connection_headers(&mut parts.headers);
-        let end_of_stream = body.is_end_stream();
-        if !end_of_stream
+        if !body.is_end_stream()
             && let Some(length) = body.size_hint().exact()
             && !parts.headers.contains_key(header::CONTENT_LENGTH)
         {
             parts.headers.insert(header::CONTENT_LENGTH, length.into());
         }
-        let (answer, send_stream) =
-            match sender.send_request(Request::from_parts(parts, ()), end_of_stream) {
-                Ok(sent) => sent,
-                Err(e) => return Err(stream_error(&e, going_away)),
-            };
-        if !end_of_stream {
-            // A body that is already whole (a unary call's message, say) is
-            // sent in this first poll; only one still to come gets a task.
-            let mut sending = Box::pin(send_body(body, send_stream));
-            if sending.as_mut().now_or_never().is_none() {
-                tokio::spawn(sending);
+        match sender.send(Request::from_parts(parts, body)).await {
+            Ok(response) => Ok(response.map(Body::inbound)),
+            Err(client::SendError::Unprocessed {
+                why,
+                going_away: true,
+                request,
+            }) => {
+                // A connection that said GOAWAY leaves the pool at once.
+                leave(&Arc::downgrade(&self.connections), endpoint, id);
+                Err(Unsent {
+                    error: SendError::Rotated(why),
+                    request: request.map(|r| *r),
+                })
             }
-        }
-        match answer.await {
-            Ok(response) => Ok(response.map(Body::h2)),
-            Err(e) => Err(stream_error(&e, going_away)),
+            Err(client::SendError::Unprocessed { why, request, .. }) => Err(Unsent {
+                error: SendError::Refused(why),
+                request: request.map(|r| *r),
+            }),
+            Err(client::SendError::Failed(why)) => Err(SendError::Request(why).into()),
         }
     }
 
@@ -182,7 +169,7 @@ impl H2Pool {
         &self,
         endpoint: SocketAddr,
         connections: &Arc<ConnectionCounts>,
-    ) -> Result<(SendRequest<Bytes>, u64), String> {
+    ) -> Result<(SendRequest<Body>, u64), String> {
         if let Some(pooled) = self.pooled(endpoint) {
             return Ok(pooled);
         }
@@ -218,7 +205,7 @@ impl H2Pool {
     }
 
     /// The pooled connection to `endpoint`, marked used.
-    fn pooled(&self, endpoint: SocketAddr) -> Option<(SendRequest<Bytes>, u64)> {
+    fn pooled(&self, endpoint: SocketAddr) -> Option<(SendRequest<Body>, u64)> {
         self.connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -234,7 +221,7 @@ impl H2Pool {
         &self,
         endpoint: SocketAddr,
         connections: Arc<ConnectionCounts>,
-    ) -> impl std::future::Future<Output = Result<(SendRequest<Bytes>, u64), String>> + Send + 'static
+    ) -> impl std::future::Future<Output = Result<(SendRequest<Body>, u64), String>> + Send + 'static
     {
         let pool = self.connections.clone();
         let (connect_timeout, idle_timeout) = (self.connect_timeout, self.idle_timeout);
@@ -252,15 +239,7 @@ impl H2Pool {
                 None => namers::tls::Stream::Plain(stream),
                 Some(securer) => securer.secure(endpoint, stream, connect_timeout).await?,
             };
-            let (sender, connection) = h2::client::Builder::new()
-                .initial_window_size(STREAM_WINDOW)
-                .initial_connection_window_size(CONNECTION_WINDOW)
-                .max_send_buffer_size(MAX_SEND_BUFFER)
-                .max_header_list_size(MAX_HEADER_LIST)
-                .enable_push(false)
-                .handshake::<_, Bytes>(stream)
-                .await
-                .map_err(|e| format!("HTTP/2 handshake with {endpoint} failed: {e}"))?;
+            let (sender, owner, connection) = client::handshake(stream, CONFIG);
             tokio::spawn(drive(
                 connection,
                 Arc::downgrade(&pool),
@@ -273,6 +252,7 @@ impl H2Pool {
                 endpoint,
                 Pooled {
                     sender: sender.clone(),
+                    _owner: owner,
                     id,
                     last_used: Instant::now(),
                 },
@@ -280,42 +260,6 @@ impl H2Pool {
             Ok((sender, id))
         }
     }
-}
-
-/// The error of a stream that got no answer; one the upstream never
-/// processed comes back as such, and a `GOAWAY` takes its connection out
-/// of the pool.
-fn stream_error(error: &h2::Error, going_away: impl FnOnce()) -> Unsent<Request<Body>> {
-    let why = error_chain(error);
-    match unprocessed(error) {
-        Some(Unprocessed::GoingAway) => {
-            going_away();
-            SendError::Rotated(why).into()
-        }
-        Some(Unprocessed::Refused) => SendError::Refused(why).into(),
-        None => SendError::Request(why).into(),
-    }
-}
-
-/// How the upstream said it never processed a stream, so that the request
-/// is safe to send again (RFC 9113 section 8.7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unprocessed {
-    /// Reset with `REFUSED_STREAM`; the connection goes on.
-    Refused,
-    /// Above the last stream a `GOAWAY` promised to handle: the connection
-    /// takes no new stream.
-    GoingAway,
-}
-
-fn unprocessed(error: &h2::Error) -> Option<Unprocessed> {
-    if !error.is_remote() {
-        return None;
-    }
-    if error.is_go_away() {
-        return Some(Unprocessed::GoingAway);
-    }
-    (error.reason() == Some(h2::Reason::REFUSED_STREAM)).then_some(Unprocessed::Refused)
 }
 
 /// Headers HTTP/2 forbids (RFC 9113 section 8.2.2); `h2` refuses a
@@ -355,58 +299,10 @@ fn strip_connection_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// Sends a request's body on its stream as the upstream's flow control
-/// allows, trailers included; a body that fails resets the stream.
-async fn send_body(mut body: Body, mut stream: h2::SendStream<Bytes>) {
-    loop {
-        let frame = match body.frame().await {
-            None => {
-                let _ = stream.send_data(Bytes::new(), true);
-                return;
-            }
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => {
-                tracing::debug!(error = %e, "request body failed; resetting the upstream stream");
-                stream.send_reset(h2::Reason::CANCEL);
-                return;
-            }
-        };
-        let mut data = match frame.into_data() {
-            Ok(data) => data,
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    let _ = stream.send_trailers(trailers);
-                }
-                return;
-            }
-        };
-        if body.is_end_stream() {
-            // The last frame ends the stream itself (no empty frame after
-            // it), without waiting for capacity first: `h2` holds it until
-            // the upstream's window lets it go, and a frame is all it holds.
-            let _ = stream.send_data(data, true);
-            return;
-        }
-        while !data.is_empty() {
-            stream.reserve_capacity(data.len());
-            let granted = match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
-                Some(Ok(granted)) => granted,
-                // The stream was reset or the connection ended: the
-                // answer says what happened.
-                Some(Err(_)) | None => return,
-            };
-            let chunk = data.split_to(granted.min(data.len()));
-            if stream.send_data(chunk, false).is_err() {
-                return;
-            }
-        }
-    }
-}
-
 /// Runs a connection, taking it out of the pool once it has been idle for
 /// `idle`. Out of the pool, it ends when its open streams do.
 async fn drive<T>(
-    connection: h2::client::Connection<T, Bytes>,
+    connection: client::Connection<T, Body>,
     pool: Weak<Connections>,
     endpoint: SocketAddr,
     id: u64,

@@ -98,6 +98,14 @@ pub(crate) fn inbox(stream: u32, signals: Arc<Signals>, length: Option<u64>) -> 
     )
 }
 
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("stream", &self.stream)
+            .finish()
+    }
+}
+
 impl HttpBody for Inbound {
     type Data = Bytes;
     type Error = Broken;
@@ -145,9 +153,13 @@ impl Drop for Inbound {
         let mut inbox = self.inbox.lock();
         inbox.abandoned = true;
         let unread: usize = inbox.data.drain(..).map(|d| d.len()).sum();
+        let early = !inbox.ended && inbox.broken.is_none();
         drop(inbox);
         if unread > 0 {
             self.signals.consumed(self.stream, unread as u32);
+        }
+        if early {
+            self.signals.dropped(self.stream);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! rather than through the `h2` crate, built for a proxy's two connections
 //! per request and measured against that crate in docs/performance.md.
 
+pub mod client;
 pub mod frame;
 pub mod hpack;
 pub(crate) mod inbound;

@@ -24,8 +24,10 @@ pub(crate) struct Signals {
 pub(crate) struct Queued {
     /// Streams whose future or body was woken.
     pub(crate) woken: Vec<u32>,
-    /// Request body bytes read, by stream: window to give back.
+    /// Body bytes read, by stream: window to give back.
     pub(crate) consumed: Vec<(u32, u32)>,
+    /// Streams whose body was dropped before its end.
+    pub(crate) dropped: Vec<u32>,
 }
 
 impl Signals {
@@ -43,10 +45,17 @@ impl Signals {
     pub(crate) fn take(&self, spare: &mut Queued) {
         spare.woken.clear();
         spare.consumed.clear();
+        spare.dropped.clear();
         std::mem::swap(&mut *self.queued.lock(), spare);
     }
 
-    /// `n` bytes of stream `id`'s request body have been read.
+    /// Stream `id`'s body was dropped before its end.
+    pub(crate) fn dropped(&self, id: u32) {
+        self.queued.lock().dropped.push(id);
+        self.task.wake();
+    }
+
+    /// `n` bytes of stream `id`'s body have been read.
     pub(crate) fn consumed(&self, id: u32, n: u32) {
         self.queued.lock().consumed.push((id, n));
         self.task.wake();
