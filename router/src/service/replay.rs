@@ -74,21 +74,25 @@ pub(crate) enum RequestBody {
     Streamed(Option<Body>),
 }
 
-/// [`RequestBody::read`] for a body arriving on the router's own HTTP/2
-/// server: the same rules as for hyper's.
-async fn read_inbound(
-    inbound: Inbound,
+/// [`RequestBody::read`] for a body still arriving, hyper's or the router's
+/// own HTTP/2 server's; `streamed` makes it the body an attempt sends.
+async fn read_arriving<B>(
+    body: B,
+    streamed: fn(B) -> Body,
     keep: bool,
     limit: u64,
-) -> Result<RequestBody, RouterError> {
-    if inbound.is_end_stream() {
+) -> Result<RequestBody, RouterError>
+where
+    B: hyper::body::Body<Data = Bytes, Error: std::fmt::Display>,
+{
+    if body.is_end_stream() {
         return Ok(RequestBody::Empty);
     }
-    let small = inbound.size_hint().exact().is_some_and(|n| n <= limit);
+    let small = body.size_hint().exact().is_some_and(|n| n <= limit);
     if !(keep && small) {
-        return Ok(RequestBody::Streamed(Some(Body::inbound(inbound))));
+        return Ok(RequestBody::Streamed(Some(streamed(body))));
     }
-    let collected = inbound
+    let collected = body
         .collect()
         .await
         .map_err(|e| RouterError::Upstream(format!("reading the request body failed: {e}")))?;
@@ -103,30 +107,20 @@ impl RequestBody {
         keep: bool,
         limit: u64,
     ) -> Result<RequestBody, RouterError> {
-        let incoming = match arriving {
-            Arriving::Empty => return Ok(RequestBody::Empty),
-            Arriving::Whole(bytes) if bytes.is_empty() => return Ok(RequestBody::Empty),
+        match arriving {
+            Arriving::Empty => Ok(RequestBody::Empty),
+            Arriving::Whole(bytes) if bytes.is_empty() => Ok(RequestBody::Empty),
             // Already in memory; kept for another attempt on the same terms
             // as a body read here.
             Arriving::Whole(bytes) if keep && bytes.len() as u64 <= limit => {
-                return Ok(RequestBody::Buffered(bytes));
+                Ok(RequestBody::Buffered(bytes))
             }
-            Arriving::Whole(bytes) => return Ok(RequestBody::Streamed(Some(Body::full(bytes)))),
-            Arriving::Incoming(incoming) => incoming,
-            Arriving::Inbound(inbound) => return read_inbound(inbound, keep, limit).await,
-        };
-        if incoming.is_end_stream() {
-            return Ok(RequestBody::Empty);
+            Arriving::Whole(bytes) => Ok(RequestBody::Streamed(Some(Body::full(bytes)))),
+            Arriving::Incoming(incoming) => {
+                read_arriving(incoming, Body::streamed, keep, limit).await
+            }
+            Arriving::Inbound(inbound) => read_arriving(inbound, Body::inbound, keep, limit).await,
         }
-        let small = incoming.size_hint().exact().is_some_and(|n| n <= limit);
-        if !(keep && small) {
-            return Ok(RequestBody::Streamed(Some(Body::streamed(incoming))));
-        }
-        let collected = incoming
-            .collect()
-            .await
-            .map_err(|e| RouterError::Upstream(format!("reading the request body failed: {e}")))?;
-        Ok(RequestBody::Buffered(collected.to_bytes()))
     }
 
     /// Whether every attempt can send the whole body.

@@ -338,23 +338,7 @@ where
             return;
         }
         tracing::debug!(error = %why, "upstream HTTP/2 connection ended");
-        let queue = {
-            let mut state = self.shared.state.lock();
-            state.closed = Some(SendError::Unprocessed {
-                why: why.clone(),
-                going_away: true,
-                request: None,
-            });
-            std::mem::take(&mut state.queue)
-        };
-        // Never sent: whole, and safe to send elsewhere.
-        for (request, exchange) in queue {
-            exchange.answer(Err(SendError::Unprocessed {
-                why: why.clone(),
-                going_away: true,
-                request: Some(Box::new(request)),
-            }));
-        }
+        self.close_to_new(&why);
         for (_, stream) in self.streams.drain() {
             stream.fail(&why);
         }
@@ -530,7 +514,8 @@ where
         }
     }
 
-    /// Takes no new request: the pool opens another connection for them.
+    /// Takes no new request: the pool opens another connection for them,
+    /// and those still queued, never sent, come back whole.
     fn close_to_new(&mut self, why: &str) {
         let queue = {
             let mut state = self.shared.state.lock();
