@@ -212,12 +212,14 @@ pub(crate) fn check_h1_head(data: &[u8]) {
             };
             assert_eq!(request.body_len(), declared);
             assert!(declared <= router::server::h1::WHOLE_BODY_LIMIT);
-            let close = parts
+            // Read off the fields as sent: a `Connection: close` the server
+            // dropped (it names no other field) still closes.
+            let close = again
                 .headers
-                .get_all(http::header::CONNECTION)
                 .iter()
-                .any(|v| {
-                    v.as_bytes()
+                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+                .any(|h| {
+                    h.value
                         .split(|&b| b == b',')
                         .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
                 });
