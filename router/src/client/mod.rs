@@ -17,6 +17,7 @@ use namers::Bound;
 use crate::bind::cache::{Cache, Entry};
 use crate::config::RouterSpec;
 use crate::errors::RouterError;
+use crate::http2::{Added, Adding};
 use crate::policy::budget::RetryBudget;
 use crate::service::DstTarget;
 use crate::service::deadline::{Deadline, L5D_CTX_DEADLINE};
@@ -327,6 +328,30 @@ impl DstHeaders {
         if let Some(deadline) = self.deadline {
             headers.insert(L5D_CTX_DEADLINE, deadline.header_value());
         }
+    }
+
+    /// The same headers as fields the HTTP/2 client adds as it encodes a
+    /// request's head (`headers`), rather than in its header map.
+    pub(crate) fn added(&self, headers: &http::HeaderMap) -> Added {
+        let mut added = Added::with_capacity(6);
+        added.push(header::VIA, VIA_VALUE, Adding::Appending);
+        let replaced = [
+            (L5D_DST_SERVICE, &self.service),
+            (L5D_DST_CLIENT, &self.client),
+            (L5D_DST_RESIDUAL, &self.residual),
+        ];
+        for (name, value) in replaced {
+            if let Some(value) = value {
+                added.push(name, value.clone(), Adding::Replacing);
+            }
+        }
+        if !headers.contains_key(L5D_REQID) {
+            added.push(L5D_REQID, request_id(), Adding::Replacing);
+        }
+        if let Some(deadline) = self.deadline {
+            added.push(L5D_CTX_DEADLINE, deadline.header_value(), Adding::Replacing);
+        }
+        added
     }
 
     /// Writes the head of `parts` with these headers to `out`, without

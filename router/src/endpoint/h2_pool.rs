@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use crate::body::Body;
 use crate::endpoint::h1_pool::{SendError, Unsent};
 use crate::endpoint::tls::Securer;
+use crate::http2::Added;
 use crate::http2::client::{self, Owner, SendRequest};
 use crate::stats::{ConnectionCounts, OpenConnection};
 
@@ -108,7 +109,8 @@ impl H2Pool {
         self
     }
 
-    /// Sends `request` to `endpoint`, opening a connection if needed.
+    /// Sends `request` to `endpoint`, opening a connection if needed, with
+    /// `added` fields written into its head.
     ///
     /// A request the upstream never processed comes back as
     /// [`SendError::Refused`] when its stream was refused
@@ -121,6 +123,7 @@ impl H2Pool {
         &self,
         endpoint: SocketAddr,
         request: Request<Body>,
+        added: Added,
         connections: &Arc<ConnectionCounts>,
     ) -> Result<Response<Body>, Unsent<Request<Body>>> {
         let (sender, id) = match self.connection(endpoint, connections).await {
@@ -140,7 +143,10 @@ impl H2Pool {
         {
             parts.headers.insert(header::CONTENT_LENGTH, length.into());
         }
-        match sender.send(Request::from_parts(parts, body)).await {
+        match sender
+            .send_with(Request::from_parts(parts, body), added)
+            .await
+        {
             Ok(response) => Ok(response.map(Body::inbound)),
             Err(client::SendError::Unprocessed {
                 why,
@@ -459,7 +465,10 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         let counts = Arc::default();
-        let response = pool.send(addr, request, &counts).await.unwrap();
+        let response = pool
+            .send(addr, request, Added::default(), &counts)
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         response.into_body().collect().await.unwrap();
     }

@@ -27,6 +27,7 @@ use crate::client::DstHeaders;
 use crate::client::balance::Picked;
 use crate::config::RouterSpec;
 use crate::errors::RouterError;
+use crate::http2::Added;
 use crate::identify::Protocol;
 use crate::policy::classifier::ErrorKind;
 use crate::service::DstTarget;
@@ -195,6 +196,9 @@ pub(crate) struct Outgoing {
     /// `parts` already carries the `l5d-dst-*` headers and `Via`: it came
     /// back from an attempt that could not connect.
     has_dst_headers: bool,
+    /// The attempt that was given `parts` had the `l5d-dst-*` headers in
+    /// them (HTTP/1; the HTTP/2 client adds them as it writes the head).
+    given_with_dst_headers: bool,
     /// The attempt that was given `parts` added the endpoint's address as
     /// `Host` (HTTP/1) or authority (h2), which the next attempt must not
     /// inherit.
@@ -233,7 +237,7 @@ impl Outgoing {
             }
             self.parts = parts;
             self.given_away = false;
-            self.has_dst_headers = true;
+            self.has_dst_headers = self.given_with_dst_headers;
         }
         Some(body)
     }
@@ -397,6 +401,7 @@ impl EndpointStage {
             direct_body: Bytes::new(),
             given_away: false,
             has_dst_headers: false,
+            given_with_dst_headers: false,
             endpoint_added: false,
         })
     }
@@ -482,15 +487,7 @@ impl EndpointStage {
         } else {
             request.parts.clone()
         };
-        let added = for_endpoint(&mut parts, self.protocol, endpoint, tls.is_some());
-        if last {
-            request.endpoint_added = added;
-        }
-        if !request.has_dst_headers {
-            dst.set(&mut parts.headers);
-        }
-        let on_upgrade = request.on_upgrade.take();
-        let outgoing = Request::from_parts(parts, body.unwrap_or_else(Body::empty));
+        let endpoint_added = for_endpoint(&mut parts, self.protocol, endpoint, tls.is_some());
         let (h1, h2) = match tls {
             None => (&self.h1, self.h2.as_ref()),
             Some(upstream) => {
@@ -498,13 +495,29 @@ impl EndpointStage {
                 (&pools.h1, pools.h2.as_ref())
             }
         };
+        // The HTTP/2 client writes the `l5d-dst-*` headers as it encodes
+        // the head; hyper's HTTP/1 client needs them in the map.
+        let added = if request.has_dst_headers {
+            Added::default()
+        } else if h2.is_some() {
+            dst.added(&parts.headers)
+        } else {
+            dst.set(&mut parts.headers);
+            Added::default()
+        };
+        if last {
+            request.endpoint_added = endpoint_added;
+            request.given_with_dst_headers = request.has_dst_headers || h2.is_none();
+        }
+        let on_upgrade = request.on_upgrade.take();
+        let outgoing = Request::from_parts(parts, body.unwrap_or_else(Body::empty));
         // Boxed: streaming through hyper's client takes a large future,
         // which would otherwise make every request's future that large.
         Box::pin(async move {
             let call = pin!(async {
                 match h2 {
                     Some(pool) => pool
-                        .send(endpoint, outgoing, connections)
+                        .send(endpoint, outgoing, added, connections)
                         .await
                         .map(|response| (response, None)),
                     None => h1.send(endpoint, outgoing, connections).await.map(

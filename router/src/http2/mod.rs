@@ -9,3 +9,5 @@ pub(crate) mod inbound;
 pub(crate) mod send;
 pub mod server;
 pub(crate) mod wake;
+
+pub use send::{Added, Adding};

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use hyper::body::Body as HttpBody;
 
 use super::frame;
@@ -24,6 +24,50 @@ pub(crate) struct Out<'a> {
     pub(crate) send_window: &'a mut i64,
     /// The peer's SETTINGS_MAX_FRAME_SIZE.
     pub(crate) max_frame_size: u32,
+}
+
+/// Fields a sender adds to a message's head as it is encoded, after the
+/// head's own: cheaper than putting them in its header map first, which
+/// hashes each name and may grow the map.
+#[derive(Default)]
+pub struct Added {
+    fields: Vec<(HeaderName, HeaderValue, Adding)>,
+}
+
+/// Whether an added field stands in for the head's fields of its name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Adding {
+    /// The head's fields of this name are left out.
+    Replacing,
+    /// Sent after the head's fields of this name.
+    Appending,
+}
+
+impl Added {
+    /// Room for `n` fields.
+    pub fn with_capacity(n: usize) -> Added {
+        Added {
+            fields: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds `name: value`, replacing the head's fields of that name or
+    /// after them.
+    pub fn push(&mut self, name: HeaderName, value: HeaderValue, adding: Adding) {
+        self.fields.push((name, value, adding));
+    }
+
+    /// Whether a field of the head named `name` gives way to one added.
+    fn replaces(&self, name: &HeaderName) -> bool {
+        self.fields
+            .iter()
+            .any(|(added, _, adding)| *adding == Adding::Replacing && added == name)
+    }
+
+    /// The fields, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.fields.iter().map(|(name, value, _)| (name, value))
+    }
 }
 
 /// What sending a stream's body came to.
@@ -102,7 +146,9 @@ where
         }
         if sending.ended {
             match sending.trailers.take() {
-                Some(trailers) => write_head(out, id, |_, _| {}, &trailers, true),
+                Some(trailers) => {
+                    write_head(out, id, |_, _| {}, &trailers, &Added::default(), true)
+                }
                 None => frame::write_data_head(out.buf, id, true, 0),
             }
             return Polled::Finished;
@@ -134,24 +180,31 @@ where
 }
 
 /// Encodes a header block (the pseudo-header fields `pseudo` writes, then
-/// `headers` without those HTTP/2 forbids) into HEADERS, and CONTINUATIONs
-/// when it does not fit one frame.
+/// `headers` without those HTTP/2 forbids or `added` replaces, then
+/// `added`) into HEADERS, and CONTINUATIONs when it does not fit one frame.
 pub(crate) fn write_head(
     out: &mut Out<'_>,
     id: u32,
     pseudo: impl FnOnce(&Encoder, &mut BytesMut),
     headers: &HeaderMap,
+    added: &Added,
     end_stream: bool,
 ) {
     let at = out.buf.len();
     out.buf.put_bytes(0, frame::HEAD_LEN);
     out.encoder.start_block(out.buf);
     pseudo(out.encoder, out.buf);
+    let some_added = !added.fields.is_empty();
     for (name, value) in headers {
-        if is_connection_specific(name, value.as_bytes()) {
+        if is_connection_specific(name, value.as_bytes()) || (some_added && added.replaces(name)) {
             continue;
         }
         out.encoder.header(name, value, out.buf);
+    }
+    for (name, value) in added.iter() {
+        if !is_connection_specific(name, value.as_bytes()) {
+            out.encoder.header(name, value, out.buf);
+        }
     }
     let len = out.buf.len() - at - frame::HEAD_LEN;
     if len <= out.max_frame_size as usize {

@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::frame::{self, FrameError, Reason, setting};
 use super::hpack::{Decoder, Encoder};
 use super::inbound::Sender;
-use super::send::{self, Out, Polled, Sending, WRITE_HIGH_WATER};
+use super::send::{self, Added, Out, Polled, Sending, WRITE_HIGH_WATER};
 use super::wake::{Queued, Signals, StreamWake};
 use exchange::Exchange;
 
@@ -83,8 +83,8 @@ struct Shared<B> {
 }
 
 struct State<B> {
-    /// Requests waiting for a stream.
-    queue: VecDeque<(Request<B>, Arc<Exchange<B>>)>,
+    /// Requests waiting for a stream, with the fields added to their heads.
+    queue: VecDeque<(Request<B>, Added, Arc<Exchange<B>>)>,
     /// Why no new request is taken, once none is.
     closed: Option<SendError<B>>,
     owned: bool,
@@ -93,12 +93,19 @@ struct State<B> {
 impl<B: RequestBody> SendRequest<B> {
     /// Sends `request`; the future gives its answer's head and body.
     pub fn send(&self, request: Request<B>) -> ResponseFuture<B> {
+        self.send_with(request, Added::default())
+    }
+
+    /// Sends `request` with `added` fields in its head (after its own, in
+    /// place of those `added` replaces). A request that comes back unsent
+    /// comes back without them.
+    pub fn send_with(&self, request: Request<B>, added: Added) -> ResponseFuture<B> {
         let exchange = Arc::new(Exchange::default());
         let mut state = self.shared.state.lock();
         if let Some(closed) = &state.closed {
             exchange.answer(Err(closed.again(Some(Box::new(request)))));
         } else {
-            state.queue.push_back((request, exchange.clone()));
+            state.queue.push_back((request, added, exchange.clone()));
             drop(state);
             self.shared.signals.wake_task();
         }
@@ -352,7 +359,8 @@ where
         }
         let mut opened = false;
         while self.streams.len() < self.peer_max_streams {
-            let Some((request, exchange)) = self.shared.state.lock().queue.pop_front() else {
+            let Some((request, added, exchange)) = self.shared.state.lock().queue.pop_front()
+            else {
                 break;
             };
             if exchange.is_abandoned() {
@@ -365,19 +373,19 @@ where
                     .state
                     .lock()
                     .queue
-                    .push_front((request, exchange));
+                    .push_front((request, added, exchange));
                 self.going_away = Some(id - 2);
                 self.close_to_new("stream ids used up");
                 break;
             }
             self.next_stream += 2;
             opened = true;
-            self.open(id, request, exchange);
+            self.open(id, request, &added, exchange);
         }
         opened
     }
 
-    fn open(&mut self, id: u32, request: Request<B>, exchange: Arc<Exchange<B>>) {
+    fn open(&mut self, id: u32, request: Request<B>, added: &Added, exchange: Arc<Exchange<B>>) {
         let (head, body) = request.into_parts();
         let ended = body.is_end_stream();
         let mut out = Out {
@@ -401,6 +409,7 @@ where
                 encoder.pseudo(Pseudo::Path, path.as_bytes(), buf);
             },
             &head.headers,
+            added,
             ended,
         );
         exchange.opened(id);
@@ -526,7 +535,7 @@ where
             });
             std::mem::take(&mut state.queue)
         };
-        for (request, exchange) in queue {
+        for (request, _, exchange) in queue {
             exchange.answer(Err(SendError::Unprocessed {
                 why: why.to_owned(),
                 going_away: true,

@@ -41,7 +41,8 @@ impl Drop for CountDrop {
 }
 
 /// hyper's HTTP/2 server: echoes bodies and trailers; `/hang` never
-/// answers; `/big/N` answers N bytes.
+/// answers; `/big/N` answers N bytes; `/fields` lists the request's
+/// fields, a line each.
 async fn server(max_streams: u32, dropped: Arc<AtomicUsize>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -61,6 +62,18 @@ async fn server(max_streams: u32, dropped: Arc<AtomicUsize>) -> SocketAddr {
                             let data = Bytes::from(vec![b'y'; n.parse().unwrap()]);
                             return Ok::<_, Infallible>(Response::new(
                                 Full::new(data).map_err(|e| match e {}).boxed(),
+                            ));
+                        }
+                        if path == "/fields" {
+                            let mut listed = String::new();
+                            for (name, value) in request.headers() {
+                                let value = value.to_str().unwrap();
+                                listed.push_str(&format!("{name}: {value}\n"));
+                            }
+                            return Ok(Response::new(
+                                Full::new(Bytes::from(listed))
+                                    .map_err(|e| match e {})
+                                    .boxed(),
                             ));
                         }
                         let authority = request.uri().authority().map(|a| a.to_string());
@@ -118,6 +131,48 @@ async fn read(response: Response<Inbound>) -> (http::response::Parts, Bytes, Opt
     let collected = body.collect().await.unwrap();
     let trailers = collected.trailers().cloned();
     (head, collected.to_bytes(), trailers)
+}
+
+#[tokio::test]
+async fn added_fields_replace_or_follow_the_heads_own() {
+    let addr = server(10, Arc::default()).await;
+    let (sender, _owner) = connect(addr).await;
+    let mut request = request("GET", "/fields", empty());
+    let headers = request.headers_mut();
+    headers.append("via", "1.1 first".parse().unwrap());
+    headers.append("l5d-dst-service", "/svc/old".parse().unwrap());
+    headers.append("l5d-dst-service", "/svc/older".parse().unwrap());
+    headers.append("x-kept", "yes".parse().unwrap());
+    let mut added = Added::default();
+    added.push(
+        http::header::VIA,
+        "1.1 second".parse().unwrap(),
+        super::super::Adding::Appending,
+    );
+    added.push(
+        http::HeaderName::from_static("l5d-dst-service"),
+        "/svc/new".parse().unwrap(),
+        super::super::Adding::Replacing,
+    );
+    // Forbidden in HTTP/2 wherever it comes from.
+    added.push(
+        http::header::CONNECTION,
+        "close".parse().unwrap(),
+        super::super::Adding::Appending,
+    );
+    let response = sender.send_with(request, added).await.unwrap();
+    let (_, listed, _) = read(response).await;
+    let mut lines: Vec<&str> = std::str::from_utf8(&listed).unwrap().lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "l5d-dst-service: /svc/new",
+            "via: 1.1 first",
+            "via: 1.1 second",
+            "x-kept: yes"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use hyper::body::Body as HttpBody;
 use super::{Connection, RequestBody, Service};
 use crate::http2::frame::{self, Reason};
 use crate::http2::inbound::{Inbound, Sender};
-use crate::http2::send::{self, Out, Polled, Sending, WRITE_HIGH_WATER};
+use crate::http2::send::{self, Added, Out, Polled, Sending, WRITE_HIGH_WATER};
 use crate::http2::wake::StreamWake;
 
 /// One open stream.
@@ -196,6 +196,7 @@ impl<I, S: Service> Connection<I, S> {
             id,
             |encoder, buf| encoder.status(status, buf),
             headers,
+            &Added::default(),
             true,
         );
     }
@@ -270,6 +271,7 @@ fn poll_answer<S: Service>(id: u32, stream: &mut Stream<S>, out: &mut Out<'_>) -
             id,
             |encoder, buf| encoder.status(head.status, buf),
             &head.headers,
+            &Added::default(),
             ended,
         );
         if ended {
