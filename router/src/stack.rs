@@ -177,11 +177,23 @@ impl RouterStack {
     ) -> Response<Body> {
         let started = Instant::now();
         let mut trace = None;
-        let mut failure = None;
-        let response = match self
+        let routed = self
             .route(server, parts, arriving, started, downstream, &mut trace)
-            .await
-        {
+            .await;
+        self.answer(server, routed, trace, started)
+    }
+
+    /// The response to a request [`RouterStack::route`] routed (or not),
+    /// its trace ended and the server's figures counted.
+    pub(crate) fn answer(
+        &self,
+        server: &ServerSettings,
+        routed: Result<Routed, RouterError>,
+        trace: Option<Box<RequestTrace>>,
+        started: Instant,
+    ) -> Response<Body> {
+        let mut failure = None;
+        let response = match routed {
             Ok(Routed::Response(response)) => response,
             Ok(Routed::Direct {
                 answer,

@@ -119,16 +119,22 @@ impl Service for RouterService {
             RequestBody::Whole(bytes) => Arriving::Whole(bytes),
             RequestBody::Streaming(inbound) => Arriving::Inbound(inbound),
         };
+        // `route` is awaited here rather than through `handle_arriving`:
+        // each layer of future around it is another copy of its few
+        // kilobytes.
         Box::pin(async move {
+            let started = std::time::Instant::now();
             let response = match permit {
-                Some(Err(_)) => over_the_limit(&settings, std::time::Instant::now()),
+                Some(Err(_)) => over_the_limit(&settings, started),
                 permit => {
                     if let Some(Ok(permit)) = permit {
                         in_flight.hold(permit);
                     }
-                    router
-                        .handle_arriving(&settings, head, arriving, &downstream)
-                        .await
+                    let mut trace = None;
+                    let routed = router
+                        .route(&settings, head, arriving, started, &downstream, &mut trace)
+                        .await;
+                    router.answer(&settings, routed, trace, started)
                 }
             };
             response.map(|body| Tracked::new(body, in_flight))
