@@ -511,47 +511,55 @@ impl EndpointStage {
         }
         let on_upgrade = request.on_upgrade.take();
         let outgoing = Request::from_parts(parts, body.unwrap_or_else(Body::empty));
+        let unsent = |unsent: Unsent<Request<Body>>| match unsent {
+            Unsent {
+                error: SendError::Connect(e),
+                request,
+            } => not_sent(e, request, WhyUnsent::ConnectFailed),
+            Unsent {
+                error: SendError::Request(e),
+                ..
+            } => failed(e, ErrorKind::Connection),
+            Unsent {
+                error: SendError::Saturated(e),
+                ..
+            } => saturated(e),
+            // The stream was refused unprocessed, or its connection was
+            // closing: the request may go elsewhere if its body can be
+            // sent again.
+            Unsent {
+                error: SendError::Refused(e),
+                request,
+            } => not_sent(e, request, WhyUnsent::Refused),
+            Unsent {
+                error: SendError::Rotated(e),
+                request,
+            } => not_sent(e, request, WhyUnsent::Rotated),
+        };
+        // The HTTP/2 pool's future is awaited in place: it is no larger
+        // than the direct path's, so the request's future does not grow.
+        if let Some(pool) = h2 {
+            let call = pin!(pool.send(endpoint, outgoing, added, connections));
+            let mut response = within(limit, timer, call)
+                .await
+                .map_err(timed_out)?
+                .map_err(unsent)?;
+            strip_hop_by_hop(response.headers_mut(), false);
+            return Ok(Forwarded::Streamed {
+                response,
+                connection: None,
+            });
+        }
         // Boxed: streaming through hyper's client takes a large future,
         // which would otherwise make every request's future that large.
         Box::pin(async move {
-            let call = pin!(async {
-                match h2 {
-                    Some(pool) => pool
-                        .send(endpoint, outgoing, added, connections)
-                        .await
-                        .map(|response| (response, None)),
-                    None => h1.send(endpoint, outgoing, connections).await.map(
-                        |(response, connection)| (response.map(Body::streamed), Some(connection)),
-                    ),
-                }
-            });
-            let result = within(limit, timer, call).await.map_err(timed_out)?;
-            let (mut response, mut connection) = match result {
-                Ok(answer) => answer,
-                Err(Unsent {
-                    error: SendError::Connect(e),
-                    request,
-                }) => return Err(not_sent(e, request, WhyUnsent::ConnectFailed)),
-                Err(Unsent {
-                    error: SendError::Request(e),
-                    ..
-                }) => return Err(failed(e, ErrorKind::Connection)),
-                Err(Unsent {
-                    error: SendError::Saturated(e),
-                    ..
-                }) => return Err(saturated(e)),
-                // The stream was refused unprocessed, or its connection
-                // was closing: the request may go elsewhere if its body
-                // can be sent again.
-                Err(Unsent {
-                    error: SendError::Refused(e),
-                    request,
-                }) => return Err(not_sent(e, request, WhyUnsent::Refused)),
-                Err(Unsent {
-                    error: SendError::Rotated(e),
-                    request,
-                }) => return Err(not_sent(e, request, WhyUnsent::Rotated)),
-            };
+            let call = pin!(h1.send(endpoint, outgoing, connections));
+            let (response, connection) = within(limit, timer, call)
+                .await
+                .map_err(timed_out)?
+                .map_err(unsent)?;
+            let mut response = response.map(Body::streamed);
+            let mut connection = Some(connection);
             if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 // The connection now belongs to the upgraded protocol.
                 connection = None;
