@@ -97,10 +97,28 @@ impl<I: AsyncRead + AsyncWrite + Unpin, B: RequestBody> Connection<I, B> {
     }
 
     fn on_header_block(&mut self, id: u32, end_stream: bool, block: &Bytes) -> Result<(), String> {
-        let mut fields = Vec::new();
-        self.decoder
+        // The connection's own list, reused: a new one would grow twice
+        // for a usual answer's head.
+        let mut fields = std::mem::take(&mut self.fields);
+        let result = self
+            .decoder
             .decode(block, |field| fields.push(field))
-            .map_err(|e| format!("upstream header block: {e}"))?;
+            .map_err(|e| format!("upstream header block: {e}"))
+            .and_then(|()| self.on_fields(id, end_stream, &mut fields));
+        fields.clear();
+        // (A rare huge block does not keep its room.)
+        if fields.capacity() <= 64 {
+            self.fields = fields;
+        }
+        result
+    }
+
+    fn on_fields(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        fields: &mut Vec<Field>,
+    ) -> Result<(), String> {
         let Some(stream) = self.streams.get_mut(&id) else {
             // A stream we reset: what was on its way is ignored.
             return Ok(());
@@ -297,13 +315,13 @@ impl<I: AsyncRead + AsyncWrite + Unpin, B: RequestBody> Connection<I, B> {
 
 /// An answer's head from its fields: `None` for an informational one.
 fn answer_head(
-    fields: Vec<Field>,
+    fields: &mut Vec<Field>,
     max_size: usize,
 ) -> Result<Option<http::Response<()>>, &'static str> {
     let mut status = None;
     let mut headers = HeaderMap::with_capacity(fields.len());
     let mut size = 0;
-    for field in fields {
+    for field in fields.drain(..) {
         size += field.size();
         match field.name {
             Name::Pseudo(Pseudo::Status) if status.is_none() && headers.is_empty() => {
@@ -336,9 +354,9 @@ fn answer_head(
 }
 
 /// An answer's trailers from their fields; `None` when malformed.
-fn trailers(fields: Vec<Field>) -> Option<HeaderMap> {
+fn trailers(fields: &mut Vec<Field>) -> Option<HeaderMap> {
     let mut trailers = HeaderMap::with_capacity(fields.len());
-    for field in fields {
+    for field in fields.drain(..) {
         let Name::Header(name) = field.name else {
             return None;
         };

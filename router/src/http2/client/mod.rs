@@ -151,6 +151,8 @@ pub struct Connection<I, B> {
     read_buf: BytesMut,
     write_buf: BytesMut,
     decoder: Decoder,
+    /// The fields of the header block being read (kept for its capacity).
+    fields: Vec<super::hpack::Field>,
     encoder: Encoder,
     streams: HashMap<u32, Stream<B>, foldhash::fast::RandomState>,
     queued: Queued,
@@ -213,6 +215,7 @@ where
         read_buf: BytesMut::new(),
         write_buf,
         decoder: Decoder::new(4096),
+        fields: Vec::new(),
         encoder: Encoder::new(),
         streams: HashMap::default(),
         queued: Queued::default(),
