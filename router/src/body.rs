@@ -49,7 +49,9 @@ pub struct Body {
 enum Kind {
     Empty,
     Full(Option<Bytes>),
-    Streamed(Incoming),
+    /// From a peer through hyper; an answer's holds the HTTP/1 connection
+    /// it came on, reused only if the body is read to the end.
+    Streamed(Incoming, Option<Reusable>),
     /// Arriving on a stream of the router's own HTTP/2 server (a
     /// request's body) or client (an answer's).
     Inbound(Inbound),
@@ -64,9 +66,6 @@ pub struct Lease {
     /// For an answer whose class is in its trailers (gRPC): how to
     /// classify it when they come.
     pub late: Option<Box<LateClass>>,
-    /// The HTTP/1 connection the response came on, reused only if the
-    /// body is read to the end.
-    pub connection: Option<Reusable>,
 }
 
 impl Body {
@@ -88,8 +87,14 @@ impl Body {
 
     /// A body streamed from a peer.
     pub fn streamed(incoming: Incoming) -> Body {
+        Body::streamed_on(incoming, None)
+    }
+
+    /// An answer's body streamed through hyper's HTTP/1 client, giving
+    /// `connection` back to its pool once read to the end.
+    pub fn streamed_on(incoming: Incoming, connection: Option<Reusable>) -> Body {
         Body {
-            kind: Kind::Streamed(incoming),
+            kind: Kind::Streamed(incoming, connection),
             lease: None,
         }
     }
@@ -114,11 +119,7 @@ impl Body {
     pub fn direct(body: DirectBody, picked: Picked) -> Body {
         Body {
             kind: Kind::Direct(body),
-            lease: Some(Lease {
-                picked,
-                connection: None,
-                late: None,
-            }),
+            lease: Some(Lease { picked, late: None }),
         }
     }
 
@@ -164,7 +165,9 @@ impl Body {
     }
 
     fn finished(&mut self) {
-        if let Some(connection) = self.lease.as_mut().and_then(|l| l.connection.take()) {
+        if let Kind::Streamed(_, connection) = &mut self.kind
+            && let Some(connection) = connection.take()
+        {
             connection.release();
         }
     }
@@ -191,7 +194,7 @@ impl HttpBody for Body {
         let polled = match &mut self.kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Streamed(incoming) => Pin::new(incoming)
+            Kind::Streamed(incoming, _) => Pin::new(incoming)
                 .poll_frame(cx)
                 .map_err(|e| Box::new(e) as BodyError),
             Kind::Inbound(inbound) => Pin::new(inbound)
@@ -224,7 +227,7 @@ impl HttpBody for Body {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(bytes) => bytes.is_none(),
-            Kind::Streamed(incoming) => incoming.is_end_stream(),
+            Kind::Streamed(incoming, _) => incoming.is_end_stream(),
             Kind::Inbound(inbound) => inbound.is_end_stream(),
             Kind::Direct(direct) => direct.is_end_stream(),
         }
@@ -234,7 +237,7 @@ impl HttpBody for Body {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Streamed(incoming) => incoming.size_hint(),
+            Kind::Streamed(incoming, _) => incoming.size_hint(),
             Kind::Inbound(inbound) => inbound.size_hint(),
             Kind::Direct(direct) => direct.size_hint(),
         }

@@ -46,6 +46,9 @@ const HOP_BY_HOP: [HeaderName; 5] = [
 ];
 
 /// A forwarded request's answer.
+// Direct, the larger, is the answer to most HTTP/1 requests: boxing it
+// would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Routed {
     /// A response to send as it is.
     Response(Response<Body>),
@@ -68,12 +71,9 @@ pub(crate) enum Forwarded {
         answer: h1_direct::Answer,
         body: h1_direct::DirectBody,
     },
-    /// From hyper's HTTP/1 client (with the connection to give back once
-    /// the body is read) or the h2 pool.
-    Streamed {
-        response: Response<Body>,
-        connection: Option<h1_pool::Reusable>,
-    },
+    /// From hyper's HTTP/1 client (its body holding the connection to
+    /// give back once read) or the h2 pool.
+    Streamed { response: Response<Body> },
 }
 
 impl Forwarded {
@@ -116,19 +116,12 @@ impl Forwarded {
                     picked,
                 }
             }
-            Forwarded::Streamed {
-                response,
-                connection,
-            } => {
+            Forwarded::Streamed { response } => {
                 let (mut parts, body) = response.into_parts();
                 if let Some(class) = success_class {
                     parts.headers.insert(L5D_SUCCESS_CLASS, class);
                 }
-                let body = body.leased(Lease {
-                    picked,
-                    connection,
-                    late,
-                });
+                let body = body.leased(Lease { picked, late });
                 Routed::Response(Response::from_parts(parts, body))
             }
         }
@@ -545,10 +538,7 @@ impl EndpointStage {
                 .map_err(timed_out)?
                 .map_err(unsent)?;
             strip_hop_by_hop(response.headers_mut(), false);
-            return Ok(Forwarded::Streamed {
-                response,
-                connection: None,
-            });
+            return Ok(Forwarded::Streamed { response });
         }
         // Boxed: streaming through hyper's client takes a large future,
         // which would otherwise make every request's future that large.
@@ -558,7 +548,7 @@ impl EndpointStage {
                 .await
                 .map_err(timed_out)?
                 .map_err(unsent)?;
-            let mut response = response.map(Body::streamed);
+            let mut response = response;
             let mut connection = Some(connection);
             if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
                 // The connection now belongs to the upgraded protocol.
@@ -572,10 +562,8 @@ impl EndpointStage {
             } else {
                 strip_hop_by_hop(response.headers_mut(), false);
             }
-            Ok(Forwarded::Streamed {
-                response,
-                connection,
-            })
+            let response = response.map(|incoming| Body::streamed_on(incoming, connection));
+            Ok(Forwarded::Streamed { response })
         })
         .await
     }
