@@ -529,8 +529,9 @@ impl EndpointStage {
                 request,
             } => not_sent(e, request, WhyUnsent::Rotated),
         };
-        // The HTTP/2 pool's future is awaited in place: it is no larger
-        // than the direct path's, so the request's future does not grow.
+        // The HTTP/2 pool's future is awaited in place: it makes the
+        // request's future larger, but boxing it cost more (an allocation
+        // of over a kilobyte, and a copy into it).
         if let Some(pool) = h2 {
             let call = pin!(pool.send(endpoint, outgoing, added, connections));
             let mut response = within(limit, timer, call)
